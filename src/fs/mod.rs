@@ -1,0 +1,247 @@
+//! The file-system boundary: every byte the store reads or writes, and every
+//! directory change, goes through [`Fs`] and [`FileHandle`].
+//!
+//! Production uses [`RealFs`]. The test kit plugs in a simulated file system that
+//! keeps written-but-unsynced bytes apart from synced ones (to simulate power
+//! loss) and injects short writes, ENOSPC and EIO. Keeping the boundary this
+//! narrow is what makes those tests possible.
+
+mod real;
+
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use real::RealFs;
+
+/// One open file.
+pub trait FileHandle: Send + Sync + Debug {
+    /// Reads at `offset`; may return fewer bytes than asked, 0 at the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes at `offset`; may write fewer bytes than given.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+    /// Makes the file's data (and its size, if it changed) durable.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Truncates or extends (with zeros) the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// The file's current size.
+    fn len(&self) -> io::Result<u64>;
+}
+
+/// How [`Fs::open`] opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Read and write; the file must not exist yet.
+    CreateNew,
+}
+
+/// Held while a process owns a store; dropping it releases the store.
+pub trait LockGuard: Send + Sync + Debug {}
+
+/// Why [`Fs::lock`] did not get the lock.
+#[derive(Debug)]
+pub enum LockError {
+    /// Someone else holds it; the pid written by the holder, if readable.
+    Held(Option<u32>),
+    /// The lock file could not be used.
+    Io(io::Error),
+}
+
+/// The operations the store performs on its directory.
+pub trait Fs: Send + Sync + Debug + 'static {
+    /// Opens a file.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileHandle>>;
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries of a directory, in no particular order.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Whether a file or directory exists.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Renames a file, replacing the target.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Takes the store's exclusive lock without waiting, recording our pid in it.
+    fn try_lock(&self, path: &Path) -> Result<Box<dyn LockGuard>, LockError>;
+    /// A storage backend for the state database at `path`, created if missing.
+    fn db_backend(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>>;
+}
+
+/// Writes all of `buf` at `offset`, continuing after short writes.
+pub(crate) fn write_all_at(file: &dyn FileHandle, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match file.write_at(buf, offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the file system accepted no bytes",
+                ));
+            }
+            Ok(n) => {
+                buf = buf.get(n..).unwrap_or_default();
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fills `buf` from `offset`; returns how many bytes were read before the end of
+/// the file (less than `buf.len()` only at the end).
+pub(crate) fn read_full_at(file: &dyn FileHandle, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = buf.get_mut(done..).unwrap_or_default();
+        match file.read_at(rest, offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Reads a whole (small) file.
+pub(crate) fn read_file(fs: &dyn Fs, path: &Path) -> io::Result<Vec<u8>> {
+    let file = fs.open(path, OpenMode::Read)?;
+    let len = usize::try_from(file.len()?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
+    let mut buf = vec![0; len];
+    let n = read_full_at(file.as_ref(), &mut buf, 0)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Writes a small file so that it either has its old content or all of the new
+/// one after a crash: write a temporary file, sync it, rename it over the target,
+/// sync the directory.
+pub(crate) fn write_file_atomic(fs: &dyn Fs, path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    if fs.exists(&tmp)? {
+        fs.remove_file(&tmp)?;
+    }
+    let file = fs.open(&tmp, OpenMode::CreateNew)?;
+    write_all_at(file.as_ref(), data, 0)?;
+    file.sync_data()?;
+    drop(file);
+    fs.rename(&tmp, path)?;
+    fs.sync_dir(dir)
+}
+
+/// Polls [`Fs::try_lock`] until it succeeds or `timeout` passes.
+pub(crate) fn lock_with_timeout(
+    fs: &dyn Fs,
+    path: &Path,
+    timeout: Duration,
+) -> Result<Box<dyn LockGuard>, (LockError, Duration)> {
+    let start = std::time::Instant::now();
+    let mut warned = false;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match fs.try_lock(path) {
+            Ok(guard) => return Ok(guard),
+            Err(LockError::Held(pid)) => {
+                let waited = start.elapsed();
+                if waited >= timeout {
+                    return Err((LockError::Held(pid), waited));
+                }
+                if !warned && waited >= Duration::from_secs(1) {
+                    tracing::warn!(
+                        lock = %path.display(),
+                        holder = ?pid,
+                        "waiting for the store's lock"
+                    );
+                    warned = true;
+                }
+                // Random pauses keep many waiting processes from polling in step.
+                let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64));
+                std::thread::sleep((pause / 2 + jitter).min(timeout.saturating_sub(waited)));
+                pause = (pause * 2).min(Duration::from_millis(8));
+            }
+            Err(e) => return Err((e, start.elapsed())),
+        }
+    }
+}
+
+/// Lets a boxed backend be handed to redb, which takes one by value.
+#[derive(Debug)]
+pub(crate) struct BoxedBackend(pub(crate) Box<dyn redb::StorageBackend>);
+
+impl redb::StorageBackend for BoxedBackend {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), io::Error> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> Result<(), io::Error> {
+        self.0.close()
+    }
+    fn try_lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.0.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.0.try_lock_shared_range(start, end)
+    }
+    fn lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.0.lock_range(start, end)
+    }
+    fn lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.0.lock_shared_range(start, end)
+    }
+    fn unlock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.0.unlock_range(start, end)
+    }
+    fn query_lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.0.query_lock_range(start, end)
+    }
+}

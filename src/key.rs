@@ -1,0 +1,154 @@
+//! Record addresses: validation of namespaces and keys, and their encoding as one
+//! redb key.
+//!
+//! A record is stored under `namespace ++ 0x00 ++ key`. Neither part may contain a
+//! control character (NUL included), so the separator is unambiguous and byte order
+//! of the encoded form is (namespace, key) order: every key of namespace `a` sorts
+//! before every key of namespace `ab`, because 0x00 is smaller than any byte a
+//! namespace may contain.
+
+use crate::error::{Error, KeyPart, Result};
+
+/// Longest namespace accepted, in bytes of UTF-8.
+pub const MAX_NAMESPACE_LEN: usize = 128;
+/// Longest key accepted, in bytes of UTF-8.
+pub const MAX_KEY_LEN: usize = 1024;
+
+const SEPARATOR: u8 = 0;
+
+/// Checks one part of a record address.
+pub(crate) fn validate(part: KeyPart, text: &str) -> Result<()> {
+    let limit = match part {
+        KeyPart::Namespace => MAX_NAMESPACE_LEN,
+        KeyPart::Key => MAX_KEY_LEN,
+    };
+    let reject = |reason: String| Error::InvalidKey {
+        part,
+        value: shorten(text),
+        reason,
+    };
+    if text.is_empty() {
+        return Err(reject("it is empty".to_owned()));
+    }
+    if text.len() > limit {
+        return Err(reject(format!(
+            "it is {} bytes long; the limit is {limit}",
+            text.len()
+        )));
+    }
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(reject(format!(
+            "it contains the control character U+{:04X} at byte {at}",
+            u32::from(c)
+        )));
+    }
+    Ok(())
+}
+
+fn shorten(text: &str) -> String {
+    const SHOWN: usize = 64;
+    if text.len() <= SHOWN {
+        return text.to_owned();
+    }
+    let mut end = SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Validates both parts and encodes them as one redb key.
+pub(crate) fn encode(namespace: &str, key: &str) -> Result<Vec<u8>> {
+    validate(KeyPart::Namespace, namespace)?;
+    validate(KeyPart::Key, key)?;
+    Ok(encode_unchecked(namespace, key))
+}
+
+/// Encodes an address whose parts are already known to be valid.
+pub(crate) fn encode_unchecked(namespace: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(namespace.len() + 1 + key.len());
+    out.extend_from_slice(namespace.as_bytes());
+    out.push(SEPARATOR);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// The first encoded key of a namespace, optionally narrowed to a key prefix.
+pub(crate) fn namespace_start(namespace: &str, key_prefix: &str) -> Vec<u8> {
+    encode_unchecked(namespace, key_prefix)
+}
+
+/// The exclusive upper bound of a namespace: `namespace ++ 0x01`.
+pub(crate) fn namespace_end(namespace: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(namespace.len() + 1);
+    out.extend_from_slice(namespace.as_bytes());
+    out.push(SEPARATOR + 1);
+    out
+}
+
+/// Splits an encoded key into its namespace and key. Returns `None` when the bytes
+/// were not produced by [`encode`] (no separator, or not UTF-8).
+pub(crate) fn decode(encoded: &[u8]) -> Option<(&str, &str)> {
+    let at = encoded.iter().position(|b| *b == SEPARATOR)?;
+    let namespace = std::str::from_utf8(encoded.get(..at)?).ok()?;
+    let key = std::str::from_utf8(encoded.get(at + 1..)?).ok()?;
+    Some((namespace, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_empty_long_and_control() {
+        let e = encode("", "k").unwrap_err();
+        assert!(e.to_string().contains("namespace"), "{e}");
+        assert!(e.to_string().contains("empty"), "{e}");
+        let e = encode("ns", &"x".repeat(MAX_KEY_LEN + 1)).unwrap_err();
+        assert!(e.to_string().contains("1025 bytes"), "{e}");
+        let e = encode("ns", "a\nb").unwrap_err();
+        assert!(e.to_string().contains("U+000A at byte 1"), "{e}");
+        let e = encode("n\0s", "k").unwrap_err();
+        assert!(matches!(
+            e,
+            Error::InvalidKey {
+                part: KeyPart::Namespace,
+                ..
+            }
+        ));
+        assert!(encode("ns", &"é".repeat(MAX_KEY_LEN / 2)).is_ok());
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let e = encode("ns", &"é".repeat(2000)).unwrap_err();
+        assert!(e.to_string().len() < 300);
+    }
+
+    #[test]
+    fn order_is_namespace_then_key() {
+        let mut keys = [
+            encode("ab", "a").unwrap(),
+            encode("a", "zzz").unwrap(),
+            encode("a", "b").unwrap(),
+            encode("a b", "a").unwrap(),
+        ];
+        keys.sort();
+        let decoded: Vec<_> = keys.iter().map(|k| decode(k).unwrap()).collect();
+        assert_eq!(
+            decoded,
+            [("a", "b"), ("a", "zzz"), ("a b", "a"), ("ab", "a")]
+        );
+        for k in &keys {
+            let (ns, _) = decode(k).unwrap();
+            assert!(namespace_start(ns, "").as_slice() <= k.as_slice());
+            assert!(k.as_slice() < namespace_end(ns).as_slice());
+        }
+    }
+
+    #[test]
+    fn decode_rejects_foreign_bytes() {
+        assert!(decode(b"no-separator").is_none());
+        assert!(decode(&[0xff, 0, b'k']).is_none());
+    }
+}

@@ -1,0 +1,67 @@
+//! statelog: an embedded transactional state store.
+//!
+//! Records are addressed by namespace and key, hold any serde value (stored as
+//! MessagePack with named fields), and carry a version and revisions.
+//! Optimistic concurrency (compare-and-swap on the version, and
+//! [`Store::update`], which retries) means no update is ever lost. Every commit
+//! is appended to a CRC-framed log and synced before it is acknowledged or
+//! visible; the state lives in redb and is rebuilt from the log after a crash.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use statelog::{Options, Store};
+//!
+//! #[derive(Serialize, Deserialize, Default)]
+//! struct Task {
+//!     status: String,
+//!     progress: u8,
+//! }
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path().join("pipeline-state"), Options::default())?;
+//! store.put("tasks", "task_123", &Task { status: "queued".into(), progress: 0 })?;
+//!
+//! // Many threads may do this at once; none of their changes is lost.
+//! let task = store.update("tasks", "task_123", |old: Option<Task>| -> statelog::Result<Task> {
+//!     let mut task = old.unwrap_or_default();
+//!     task.status = "running".into();
+//!     task.progress += 10;
+//!     Ok(task)
+//! })?;
+//! assert_eq!(task.version, 2);
+//! assert_eq!(task.value.progress, 10);
+//! # Ok::<(), statelog::Error>(())
+//! ```
+//!
+//! See `DESIGN.md` for the on-disk formats and what is durable when.
+
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+mod error;
+mod fs;
+mod key;
+mod log;
+mod options;
+mod store;
+mod time;
+mod value;
+
+pub use error::{Error, KeyPart, Result};
+pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
+pub use log::CutTail;
+pub use options::{CheckpointPolicy, Durability, Options, RetryPolicy};
+pub use store::{
+    Committed, Deleted, KeyRange, List, Meta, Recovery, RestoreRecord, STORE_FORMAT_VERSION, Snapshot, Stats,
+    Store, Tx, TxOutcome,
+};
+pub use time::{ParseTimestampError, Timestamp};
+pub use value::{MAX_VALUE_LEN, RawValue, Versioned};
+
+/// Internals for the test suite and the fuzz targets: the simulated file system,
+/// fault injection, and the raw decoders. Not covered by semver.
+#[cfg(feature = "testkit")]
+pub mod testkit {
+    pub use crate::fs::{FileHandle, Fs, LockError, LockGuard, OpenMode, RealFs};
+    pub use crate::log::{frame, record, segment};
+}

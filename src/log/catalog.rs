@@ -1,0 +1,106 @@
+//! Finding the segments of a log directory and checking their headers.
+
+use std::path::{Path, PathBuf};
+
+use super::segment::{self, SEGMENT_HEADER_LEN, SegmentHeader, StoreId};
+use crate::error::{Error, Result};
+use crate::fs::{self, Fs, OpenMode};
+
+/// A segment file whose header has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Revision of its first record (also its name).
+    pub first_revision: u64,
+    /// First revision of the segment before it, from its header.
+    pub previous: u64,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub len: u64,
+}
+
+/// Names of temporary files in the log directory (a segment being created).
+pub(crate) fn is_temporary(name: &str) -> bool {
+    name.ends_with(".tmp")
+}
+
+/// Lists the segments of `dir` in revision order, checking that each header is
+/// intact, belongs to `store_id`, matches its file name, and links to the segment
+/// before it.
+pub fn list(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<Vec<SegmentInfo>> {
+    let names = fs
+        .read_dir(dir)
+        .map_err(|e| Error::io("list the log directory", dir, e))?;
+    let mut found: Vec<(u64, PathBuf)> = names
+        .iter()
+        .filter_map(|name| segment::parse_file_name(name).map(|rev| (rev, dir.join(name))))
+        .collect();
+    found.sort();
+    let mut segments: Vec<SegmentInfo> = Vec::with_capacity(found.len());
+    for (named, path) in found {
+        let header = read_header(fs, &path)?;
+        if header.store_id != *store_id {
+            return Err(Error::corrupt(
+                &path,
+                12,
+                format!(
+                    "the segment belongs to another store (id {}, this store is {}); move it \
+                     out of the log directory",
+                    hex(&header.store_id),
+                    hex(store_id)
+                ),
+            ));
+        }
+        if header.first_revision != named {
+            return Err(Error::corrupt(
+                &path,
+                28,
+                format!(
+                    "the header says the segment starts at revision {}, but its name says {named}; \
+                     the file was renamed or copied over another",
+                    header.first_revision
+                ),
+            ));
+        }
+        if let Some(before) = segments.last()
+            && header.previous != before.first_revision
+        {
+            return Err(Error::corrupt(
+                &path,
+                36,
+                format!(
+                    "the segment before this one should start at revision {}, but the log's \
+                     previous segment starts at {}: a segment is missing or out of place",
+                    header.previous, before.first_revision
+                ),
+            ));
+        }
+        let len = fs
+            .open(&path, OpenMode::Read)
+            .and_then(|f| f.len())
+            .map_err(|e| Error::io("read the size of", &path, e))?;
+        segments.push(SegmentInfo {
+            first_revision: named,
+            previous: header.previous,
+            path,
+            len,
+        });
+    }
+    Ok(segments)
+}
+
+/// Reads and checks the header of one segment file.
+pub fn read_header(fs: &dyn Fs, path: &Path) -> Result<SegmentHeader> {
+    let file = fs
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io("open", path, e))?;
+    let mut head = [0u8; SEGMENT_HEADER_LEN];
+    let n = fs::read_full_at(file.as_ref(), &mut head, 0)
+        .map_err(|e| Error::io("read the header of", path, e))?;
+    SegmentHeader::decode(&head[..n]).map_err(|problem| Error::corrupt(path, 0, problem.describe()))
+}
+
+/// Lower-case hex of a store id, as shown to users.
+pub fn hex(id: &StoreId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,22 @@
+//! The append-only log: the source of truth for every commit.
+//!
+//! - `frame`: one record's framing (length, checksums). Pure codec.
+//! - `segment`: segment headers and file names. Pure codec.
+//! - `record`: the commit record inside a frame. Pure codec.
+//! - `catalog`: finding segments and checking their headers.
+//! - `reader`: walking frames and commits, with every integrity check.
+//! - `writer`: appending, syncing, preallocating and rotating segments.
+//! - `recovery`: opening the log after a clean close or a crash.
+//!
+//! Only this module touches segment files.
+
+pub(crate) mod catalog;
+pub mod frame;
+pub(crate) mod reader;
+pub mod record;
+pub(crate) mod recovery;
+pub mod segment;
+pub(crate) mod writer;
+
+pub use reader::Position;
+pub use recovery::CutTail;

@@ -1,0 +1,473 @@
+//! Reading the log back: frames of one segment, then whole commits across
+//! segments, with every check that makes a record count.
+//!
+//! A frame counts only if its header and payload checksums match; a commit counts
+//! only if its record decodes, passes [`LogRecord::check`], has the revision that
+//! follows the one before it, and all its parts are present. A sealed (non-last)
+//! segment must end exactly after its last complete commit. Damage anywhere but
+//! the tail of the last segment is an error; the tail of the last segment is
+//! reported to the caller, which decides whether it is a torn write (see
+//! `recovery`).
+
+use std::path::Path;
+
+use super::catalog::SegmentInfo;
+use super::frame::{self, FRAME_HEADER_LEN};
+use super::record::{self, LogRecord};
+use super::segment::SEGMENT_HEADER_LEN;
+use crate::error::{Error, Result};
+use crate::fs::{self, FileHandle, Fs, OpenMode};
+
+/// A place in the log: a segment (by its first revision) and a byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// First revision of the segment.
+    pub segment: u64,
+    /// Byte offset in the segment.
+    pub offset: u64,
+}
+
+/// Where a frame scan stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FrameStop {
+    /// Exactly at the end of the file.
+    End,
+    /// At an all-zero frame header.
+    Zero,
+    /// At a frame that does not verify.
+    Damaged(String),
+}
+
+const WINDOW: usize = 1 << 20;
+
+/// Visits the frames of one segment from byte `from`, in order. `visit` gets each
+/// frame's offset, the offset after it, and its payload, and returns whether to go
+/// on. Returns why it stopped and where.
+pub(crate) fn scan_frames(
+    file: &dyn FileHandle,
+    path: &Path,
+    file_len: u64,
+    from: u64,
+    mut visit: impl FnMut(u64, u64, &[u8]) -> Result<bool>,
+) -> Result<(FrameStop, u64)> {
+    let mut file_len = file_len;
+    let mut buf: Vec<u8> = Vec::new();
+    // Invariant: buf holds the file's bytes from buf_start, and
+    // buf_start <= pos <= buf_start + buf.len().
+    let mut buf_start = from;
+    let mut pos = from;
+    loop {
+        if pos >= file_len {
+            return Ok((FrameStop::End, pos));
+        }
+        let window = &buf[(pos - buf_start) as usize..];
+        match frame::decode(window) {
+            frame::Decoded::Frame { payload, frame_len } => {
+                let next = pos + frame_len as u64;
+                if !visit(pos, next, payload)? {
+                    return Ok((FrameStop::End, next));
+                }
+                pos = next;
+            }
+            frame::Decoded::Incomplete { needed } => {
+                let remaining = file_len - pos;
+                let want = needed.unwrap_or(FRAME_HEADER_LEN) as u64;
+                if window.len() as u64 >= remaining {
+                    // Every byte the file has from here is in the window, and the
+                    // frame needs more: it runs past the end of the file.
+                    if remaining < FRAME_HEADER_LEN as u64 && window.iter().all(|b| *b == 0) {
+                        return Ok((FrameStop::Zero, pos));
+                    }
+                    let problem = if needed.is_none() {
+                        format!("the file ends {remaining} bytes into a frame header")
+                    } else {
+                        format!(
+                            "a frame of {want} bytes starts here but the file ends after {remaining}"
+                        )
+                    };
+                    return Ok((FrameStop::Damaged(problem), pos));
+                }
+                let size = want.max(WINDOW as u64).min(remaining) as usize;
+                buf.clear();
+                buf.resize(size, 0);
+                let n = fs::read_full_at(file, &mut buf, pos)
+                    .map_err(|e| Error::io("read the log segment", path, e))?;
+                buf.truncate(n);
+                buf_start = pos;
+                if n < size {
+                    // The file is shorter than its size said (it shrank meanwhile).
+                    file_len = pos + n as u64;
+                }
+            }
+            frame::Decoded::BadHeader(frame::HeaderError::Zero) => {
+                return Ok((FrameStop::Zero, pos));
+            }
+            frame::Decoded::BadHeader(e) => return Ok((FrameStop::Damaged(e.describe()), pos)),
+            frame::Decoded::BadPayload { .. } => {
+                return Ok((
+                    FrameStop::Damaged("the frame's payload checksum does not match".to_owned()),
+                    pos,
+                ));
+            }
+        }
+    }
+}
+
+/// Whether every byte of `file` from `from` to `len` is zero.
+pub(crate) fn rest_is_zero(file: &dyn FileHandle, path: &Path, from: u64, len: u64) -> Result<bool> {
+    let mut buf = vec![0u8; WINDOW];
+    let mut pos = from;
+    while pos < len {
+        let want = ((len - pos) as usize).min(WINDOW);
+        let n = fs::read_full_at(file, &mut buf[..want], pos)
+            .map_err(|e| Error::io("read the log segment", path, e))?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
+/// Offset just past the last non-zero byte of the file at or after `from`.
+pub(crate) fn data_end(file: &dyn FileHandle, path: &Path, from: u64, len: u64) -> Result<u64> {
+    let mut buf = vec![0u8; WINDOW];
+    let mut end = from;
+    let mut pos = from;
+    while pos < len {
+        let want = ((len - pos) as usize).min(WINDOW);
+        let n = fs::read_full_at(file, &mut buf[..want], pos)
+            .map_err(|e| Error::io("read the log segment", path, e))?;
+        if n == 0 {
+            break;
+        }
+        if let Some(last) = buf[..n].iter().rposition(|b| *b != 0) {
+            end = pos + last as u64 + 1;
+        }
+        pos += n as u64;
+    }
+    Ok(end)
+}
+
+/// The first offset after `from` where a complete, verified frame holding a
+/// decodable record starts, if any. Used to tell a torn tail (nothing valid after
+/// the damage) from damage in the middle of the log.
+pub(crate) fn find_frame_after(
+    file: &dyn FileHandle,
+    path: &Path,
+    from: u64,
+    len: u64,
+) -> Result<Option<u64>> {
+    if from >= len {
+        return Ok(None);
+    }
+    let size = usize::try_from(len - from).unwrap_or(usize::MAX);
+    let mut rest = vec![0u8; size];
+    let n = fs::read_full_at(file, &mut rest, from)
+        .map_err(|e| Error::io("read the log segment", path, e))?;
+    rest.truncate(n);
+    for at in 1..rest.len() {
+        if let frame::Decoded::Frame { payload, .. } = frame::decode(&rest[at..])
+            && record::decode(payload).is_ok()
+        {
+            return Ok(Some(from + at as u64));
+        }
+    }
+    Ok(None)
+}
+
+/// How the log ended, as far as [`read_commits`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogEnd {
+    /// Revision of the last complete commit read (the starting revision if none).
+    pub last_revision: u64,
+    /// Where the next frame goes: just after the last complete commit.
+    pub end: Position,
+    /// How the last segment ended after that.
+    pub tail: Tail,
+    /// Whether the visitor stopped the read early.
+    pub stopped: bool,
+}
+
+/// The end of the last segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// The data ends cleanly: at the end of the file, or followed only by zeros.
+    Clean,
+    /// Bytes after the last complete commit that are not a complete commit: a torn
+    /// write, or damage. `at` is where the incomplete data starts (the first part of
+    /// an incomplete commit, or the bad frame), `damage_at` the frame that failed.
+    Damaged {
+        /// Start of the bytes that do not form a complete commit.
+        at: u64,
+        /// The frame that failed to verify.
+        damage_at: u64,
+        /// What failed.
+        problem: String,
+    },
+}
+
+/// The result of visiting one commit: go on, or stop the read here.
+pub(crate) type Flow = bool;
+
+/// Reads complete commits from `start` to the end of the log, checking that
+/// revisions continue from `previous_revision` (0: the store was empty, and the
+/// first commit may be a base record at any revision). `visit` gets the parts of
+/// each commit and the position after it. Damage in a sealed segment, a
+/// revision out of sequence, or an undecodable record is an error naming the file
+/// and offset; the state of the last segment's tail is returned.
+pub(crate) fn read_commits(
+    fs: &dyn Fs,
+    segments: &[SegmentInfo],
+    start: Position,
+    previous_revision: u64,
+    mut visit: impl FnMut(&[LogRecord<'_>], Position) -> Result<Flow>,
+) -> Result<LogEnd> {
+    let first = segments
+        .iter()
+        .position(|s| s.first_revision == start.segment)
+        .ok_or_else(|| {
+            Error::corrupt(
+                segment_path_hint(segments, start.segment),
+                start.offset,
+                format!(
+                    "the log segment holding revision {} is missing; the state cannot be \
+                     brought up to date from this log",
+                    previous_revision + 1
+                ),
+            )
+        })?;
+    let mut last_revision = previous_revision;
+    let mut end = start;
+    let mut stopped = false;
+    let last_index = segments.len() - 1;
+    for (index, seg) in segments.iter().enumerate().skip(first) {
+        let from = if index == first {
+            start.offset.max(SEGMENT_HEADER_LEN as u64)
+        } else {
+            SEGMENT_HEADER_LEN as u64
+        };
+        if index != first {
+            // A new segment must start exactly at the next revision.
+            if seg.first_revision != last_revision + 1 && last_revision != 0 {
+                return Err(Error::corrupt(
+                    &seg.path,
+                    28,
+                    format!(
+                        "the segment starts at revision {} but the log before it ends at \
+                         revision {last_revision}: revisions are missing",
+                        seg.first_revision
+                    ),
+                ));
+            }
+            end = Position {
+                segment: seg.first_revision,
+                offset: SEGMENT_HEADER_LEN as u64,
+            };
+        }
+        let file = fs
+            .open(&seg.path, OpenMode::Read)
+            .map_err(|e| Error::io("open", &seg.path, e))?;
+        let mut parts: Vec<LogRecord<'static>> = Vec::new();
+        let mut parts_start = end.offset;
+        let seg_first = seg.first_revision;
+        let (stop, stop_at) = scan_frames(file.as_ref(), &seg.path, seg.len, from, |at, next, payload| {
+            let record = record::decode(payload).map_err(|e| {
+                Error::corrupt(&seg.path, at, format!("the record does not decode: {e}"))
+            })?;
+            record
+                .check()
+                .map_err(|e| Error::corrupt(&seg.path, at, format!("the record is invalid: {e}")))?;
+            let expected = if let Some(p) = parts.first() {
+                p.revision
+            } else if last_revision == 0 && record.base {
+                record.revision
+            } else {
+                last_revision + 1
+            };
+            if record.revision != expected {
+                return Err(Error::corrupt(
+                    &seg.path,
+                    at,
+                    format!(
+                        "the record has revision {} where revision {expected} was expected",
+                        record.revision
+                    ),
+                ));
+            }
+            if let Some(p) = parts.first()
+                && p.base != record.base
+            {
+                return Err(Error::corrupt(
+                    &seg.path,
+                    at,
+                    "the parts of one commit disagree on whether it is a base record",
+                ));
+            }
+            if record.base && parts.is_empty() && last_revision != 0 {
+                return Err(Error::corrupt(
+                    &seg.path,
+                    at,
+                    format!(
+                        "a base record (the first commit of a restored store) follows revision \
+                         {last_revision}"
+                    ),
+                ));
+            }
+            if parts.is_empty() && last_revision == 0 && seg_first != record.revision {
+                return Err(Error::corrupt(
+                    &seg.path,
+                    at,
+                    format!(
+                        "the first record has revision {} but the segment is named for {seg_first}",
+                        record.revision
+                    ),
+                ));
+            }
+            if parts.is_empty() {
+                parts_start = at;
+            }
+            if record.more {
+                parts.push(into_owned(record));
+                return Ok(true);
+            }
+            let position = Position {
+                segment: seg.first_revision,
+                offset: next,
+            };
+            let go_on = if parts.is_empty() {
+                visit(std::slice::from_ref(&record), position)?
+            } else {
+                parts.push(into_owned(record));
+                let go_on = visit(&parts, position)?;
+                parts.clear();
+                go_on
+            };
+            last_revision = expected;
+            end = position;
+            if !go_on {
+                stopped = true;
+            }
+            Ok(go_on)
+        })?;
+        if stopped {
+            return Ok(LogEnd {
+                last_revision,
+                end,
+                tail: Tail::Clean,
+                stopped,
+            });
+        }
+        let incomplete_from = if parts.is_empty() { stop_at } else { parts_start };
+        let ended_exactly = stop == FrameStop::End;
+        let tail = match stop {
+            FrameStop::End if parts.is_empty() => Tail::Clean,
+            FrameStop::End => Tail::Damaged {
+                at: incomplete_from,
+                damage_at: stop_at,
+                problem: "the last commit's final part is missing".to_owned(),
+            },
+            FrameStop::Zero => {
+                if !rest_is_zero(file.as_ref(), &seg.path, stop_at, seg.len)? {
+                    Tail::Damaged {
+                        at: incomplete_from,
+                        damage_at: stop_at,
+                        problem: "non-zero bytes follow zero bytes after the last frame".to_owned(),
+                    }
+                } else if parts.is_empty() {
+                    Tail::Clean
+                } else {
+                    Tail::Damaged {
+                        at: incomplete_from,
+                        damage_at: stop_at,
+                        problem: "the last commit's final part is missing".to_owned(),
+                    }
+                }
+            }
+            FrameStop::Damaged(problem) => Tail::Damaged {
+                at: incomplete_from,
+                damage_at: stop_at,
+                problem,
+            },
+        };
+        if index != last_index {
+            // Sealed segments end exactly after a complete commit; a zero-filled
+            // remainder is left by a crash while a segment was being sealed.
+            match tail {
+                Tail::Clean if ended_exactly => {}
+                Tail::Clean => {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        stop_at,
+                        "a sealed segment has zero bytes after its last frame",
+                    ));
+                }
+                Tail::Damaged {
+                    damage_at, problem, ..
+                } => {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        damage_at,
+                        format!("{problem} (in a sealed segment, so this is not a torn write)"),
+                    ));
+                }
+            }
+        } else {
+            return Ok(LogEnd {
+                last_revision,
+                end,
+                tail,
+                stopped,
+            });
+        }
+    }
+    Ok(LogEnd {
+        last_revision,
+        end,
+        tail: Tail::Clean,
+        stopped,
+    })
+}
+
+fn segment_path_hint(segments: &[SegmentInfo], first_revision: u64) -> std::path::PathBuf {
+    segments
+        .first()
+        .and_then(|s| s.path.parent())
+        .map(|dir| dir.join(super::segment::file_name(first_revision)))
+        .unwrap_or_default()
+}
+
+/// Detaches a record from the buffer it was decoded from.
+pub(crate) fn into_owned(record: LogRecord<'_>) -> LogRecord<'static> {
+    use super::record::{DeleteOp, LogOp, PutOp};
+    use std::borrow::Cow;
+    LogRecord {
+        revision: record.revision,
+        time: record.time,
+        more: record.more,
+        base: record.base,
+        ops: record
+            .ops
+            .into_iter()
+            .map(|op| match op {
+                LogOp::Put(p) => LogOp::Put(PutOp {
+                    ns: Cow::Owned(p.ns.into_owned()),
+                    key: Cow::Owned(p.key.into_owned()),
+                    version: p.version,
+                    created: p.created,
+                    value: Cow::Owned(p.value.into_owned()),
+                    modified: p.modified,
+                    updated: p.updated,
+                }),
+                LogOp::Delete(d) => LogOp::Delete(DeleteOp {
+                    ns: Cow::Owned(d.ns.into_owned()),
+                    key: Cow::Owned(d.key.into_owned()),
+                    version: d.version,
+                }),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,273 @@
+//! Opening the log: find its end from the last checkpoint, hand every commit past
+//! the checkpoint to the caller for replay, and deal with a torn tail.
+//!
+//! A torn tail is what an interrupted append leaves: the last segment's data ends
+//! in a frame that is incomplete or does not verify, or in the first parts of a
+//! commit whose last part is missing, and nothing valid follows. Such a commit
+//! was never acknowledged (acknowledgement waits for the sync, and a checkpoint
+//! never covers unsynced data), so it is cut off: the bytes are first copied to
+//! `<segment>.torn-<offset>` beside the segment, then zeroed in place, and a
+//! warning is logged. If a valid frame follows the damage, the damage is in the
+//! middle of the log and opening fails with [`Error::Corrupt`]: nothing that may
+//! have been acknowledged is ever dropped silently.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::catalog::{self, SegmentInfo};
+use super::reader::{self, Position, Tail};
+use super::record::LogRecord;
+use super::segment::{self, StoreId};
+use super::writer::{LogWriter, Resume};
+use crate::error::{Error, Result};
+use crate::fs::{self, Fs, OpenMode};
+
+/// The last durable state of the materialised store: the revision it holds and
+/// the log position just after that revision's commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    /// Revision of the last commit included.
+    pub revision: u64,
+    /// Where the next commit's frames start.
+    pub position: Position,
+}
+
+/// A torn tail that was cut off while opening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutTail {
+    /// The segment that was cut.
+    pub segment: PathBuf,
+    /// Offset where the cut starts.
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub bytes: u64,
+    /// Where the cut bytes were saved.
+    pub saved_to: PathBuf,
+    /// What was wrong with the first cut frame.
+    pub problem: String,
+}
+
+/// The log, opened and ready to append to.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// Positioned after the last complete commit.
+    pub writer: LogWriter,
+    /// Revision of the last complete commit in the log.
+    pub last_revision: u64,
+    /// Commits handed to the caller for replay.
+    pub replayed: u64,
+    /// The torn tail that was cut, if any.
+    pub cut: Option<CutTail>,
+}
+
+/// Settings the writer continues with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterSettings {
+    pub segment_size: u64,
+    pub preallocate: u64,
+}
+
+/// Opens the log in `dir` for the store `store_id`, whose materialised state is at
+/// `checkpoint`. Every complete commit after it is passed to `apply`, in order.
+pub(crate) fn recover(
+    fs: Arc<dyn Fs>,
+    dir: &Path,
+    store_id: StoreId,
+    settings: WriterSettings,
+    checkpoint: Checkpoint,
+    mut apply: impl FnMut(&[LogRecord<'_>], Position) -> Result<()>,
+) -> Result<Recovered> {
+    remove_temporaries(fs.as_ref(), dir)?;
+    let segments = catalog::list(fs.as_ref(), dir, &store_id)?;
+    let Some(last) = segments.last().cloned() else {
+        if checkpoint.revision != 0 {
+            return Err(Error::corrupt(
+                dir,
+                0,
+                format!(
+                    "the log holds no segments, but the state is at revision {}; the log was \
+                     removed, so later commits cannot be recovered: restore a backup",
+                    checkpoint.revision
+                ),
+            ));
+        }
+        let writer = LogWriter::create(
+            fs,
+            dir,
+            store_id,
+            settings.segment_size,
+            settings.preallocate,
+            1,
+        )?;
+        return Ok(Recovered {
+            writer,
+            last_revision: 0,
+            replayed: 0,
+            cut: None,
+        });
+    };
+    check_checkpoint_in_range(&segments, &checkpoint)?;
+    let mut replayed = 0;
+    let end = reader::read_commits(
+        fs.as_ref(),
+        &segments,
+        checkpoint.position,
+        checkpoint.revision,
+        |parts, position| {
+            apply(parts, position)?;
+            replayed += 1;
+            Ok(true)
+        },
+    )?;
+    let cut = match end.tail {
+        Tail::Clean => None,
+        Tail::Damaged {
+            at,
+            damage_at,
+            problem,
+        } => Some(cut_torn_tail(fs.as_ref(), &last, at, damage_at, problem)?),
+    };
+    let resume = Resume {
+        path: last.path.clone(),
+        first_revision: last.first_revision,
+        end: if end.end.segment == last.first_revision {
+            end.end.offset
+        } else {
+            segment::SEGMENT_HEADER_LEN as u64
+        },
+        last_revision: end.last_revision,
+    };
+    let writer = LogWriter::resume(
+        fs,
+        dir,
+        store_id,
+        settings.segment_size,
+        settings.preallocate,
+        resume,
+    )?;
+    Ok(Recovered {
+        writer,
+        last_revision: end.last_revision,
+        replayed,
+        cut,
+    })
+}
+
+fn remove_temporaries(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    let names = fs
+        .read_dir(dir)
+        .map_err(|e| Error::io("list the log directory", dir, e))?;
+    let mut removed = false;
+    for name in names.iter().filter(|n| catalog::is_temporary(n)) {
+        // A segment that was being created; it never held a commit.
+        let path = dir.join(name);
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove the unfinished segment", &path, e))?;
+        removed = true;
+    }
+    if removed {
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("sync the log directory", dir, e))?;
+    }
+    Ok(())
+}
+
+/// The checkpoint's position must lie inside the log as it is now.
+fn check_checkpoint_in_range(segments: &[SegmentInfo], checkpoint: &Checkpoint) -> Result<()> {
+    if checkpoint.revision == 0 && checkpoint.position.segment == 0 {
+        return Ok(());
+    }
+    let Some(seg) = segments
+        .iter()
+        .find(|s| s.first_revision == checkpoint.position.segment)
+    else {
+        let first = segments.first().map_or(0, |s| s.first_revision);
+        return Err(Error::corrupt(
+            segments
+                .first()
+                .and_then(|s| s.path.parent())
+                .map(|d| d.join(segment::file_name(checkpoint.position.segment)))
+                .unwrap_or_default(),
+            0,
+            format!(
+                "the state was last saved at revision {} in this segment, which is missing (the \
+                 log starts at revision {first}); restore a backup",
+                checkpoint.revision
+            ),
+        ));
+    };
+    if checkpoint.position.offset > seg.len {
+        return Err(Error::corrupt(
+            &seg.path,
+            seg.len,
+            format!(
+                "the segment ends at byte {} but the state was saved at revision {} up to byte {}: \
+                 the segment was truncated; restore a backup",
+                seg.len, checkpoint.revision, checkpoint.position.offset
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn cut_torn_tail(
+    fs: &dyn Fs,
+    last: &SegmentInfo,
+    at: u64,
+    damage_at: u64,
+    problem: String,
+) -> Result<CutTail> {
+    let file = fs
+        .open(&last.path, OpenMode::ReadWrite)
+        .map_err(|e| Error::io("open", &last.path, e))?;
+    if let Some(valid) = reader::find_frame_after(file.as_ref(), &last.path, damage_at, last.len)? {
+        return Err(Error::corrupt(
+            &last.path,
+            damage_at,
+            format!(
+                "{problem}; a valid record follows at byte {valid}, so this is damage inside the \
+                 log, not a torn write; run `statelog check` and restore a backup"
+            ),
+        ));
+    }
+    let data_end = reader::data_end(file.as_ref(), &last.path, at, last.len)?.max(at);
+    let len = usize::try_from(data_end - at).unwrap_or(usize::MAX);
+    let mut cut = vec![0u8; len];
+    let n = fs::read_full_at(file.as_ref(), &mut cut, at)
+        .map_err(|e| Error::io("read the torn tail of", &last.path, e))?;
+    cut.truncate(n);
+    let name = last
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut saved_to = last.path.with_file_name(format!("{name}.torn-{at}"));
+    let mut attempt = 1;
+    while fs.exists(&saved_to).unwrap_or(false) {
+        // An earlier cut at the same place: keep both.
+        attempt += 1;
+        saved_to = last.path.with_file_name(format!("{name}.torn-{at}-{attempt}"));
+    }
+    // IMPORTANT: save the bytes before zeroing them: nothing is destroyed.
+    fs::write_file_atomic(fs, &saved_to, &cut)
+        .map_err(|e| Error::io("save the torn tail to", &saved_to, e))?;
+    let zeros = vec![0u8; cut.len()];
+    fs::write_all_at(file.as_ref(), &zeros, at)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::io("cut the torn tail of", &last.path, e))?;
+    tracing::warn!(
+        segment = %last.path.display(),
+        offset = at,
+        bytes = cut.len(),
+        saved_to = %saved_to.display(),
+        problem = %problem,
+        "cut a torn write off the end of the log; it held no acknowledged commit"
+    );
+    Ok(CutTail {
+        segment: last.path.clone(),
+        offset: at,
+        bytes: cut.len() as u64,
+        saved_to,
+        problem,
+    })
+}

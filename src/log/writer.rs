@@ -1,0 +1,291 @@
+//! Appending to the log: the active segment, its preallocation, syncing, and
+//! rotation to a new segment.
+//!
+//! IMPORTANT: the order of syncs here is what recovery relies on.
+//! - A new segment is written under a `.tmp` name with its header, synced, renamed
+//!   to its final name, and the directory synced, before any commit goes into it.
+//! - A segment is sealed (synced, cut to the end of its data, synced again) before
+//!   the next one is created, so only the last segment can have a torn tail.
+//! - Preallocated space is zero-filled and synced before commits are written into
+//!   it, so a commit's sync never changes the file's size.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::reader::Position;
+use super::segment::{self, LOG_FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentHeader, StoreId};
+use crate::error::{Error, Result};
+use crate::fs::{self, FileHandle, Fs, OpenMode};
+
+const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// The writing end of the log.
+#[derive(Debug)]
+pub(crate) struct LogWriter {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    store_id: StoreId,
+    segment_size: u64,
+    preallocate: u64,
+    active: Active,
+    /// Revision of the last complete commit written (0 before any).
+    last_revision: u64,
+}
+
+#[derive(Debug)]
+struct Active {
+    first_revision: u64,
+    path: PathBuf,
+    file: Arc<dyn FileHandle>,
+    /// Where the next frame goes.
+    end: u64,
+    /// Bytes of the file, preallocated zeros included.
+    allocated: u64,
+    /// Whether any commit has been written into this segment.
+    has_commits: bool,
+}
+
+/// What the writer needs to know to continue an existing log.
+#[derive(Debug, Clone)]
+pub(crate) struct Resume {
+    /// The active (last) segment.
+    pub path: PathBuf,
+    /// Its first revision.
+    pub first_revision: u64,
+    /// Where the data ends.
+    pub end: u64,
+    /// Revision of the last complete commit in the log.
+    pub last_revision: u64,
+}
+
+impl LogWriter {
+    /// Starts the log of a new store with an empty first segment for `first_revision`.
+    pub(crate) fn create(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        store_id: StoreId,
+        segment_size: u64,
+        preallocate: u64,
+        first_revision: u64,
+    ) -> Result<LogWriter> {
+        let active = create_segment(fs.as_ref(), dir, &store_id, first_revision, 0, preallocate)?;
+        Ok(LogWriter {
+            fs,
+            dir: dir.to_owned(),
+            store_id,
+            segment_size,
+            preallocate,
+            active,
+            last_revision: first_revision.saturating_sub(1),
+        })
+    }
+
+    /// Continues an existing log after recovery has found its end.
+    pub(crate) fn resume(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        store_id: StoreId,
+        segment_size: u64,
+        preallocate: u64,
+        resume: Resume,
+    ) -> Result<LogWriter> {
+        let file = fs
+            .open(&resume.path, OpenMode::ReadWrite)
+            .map_err(|e| Error::io("open the active log segment", &resume.path, e))?;
+        let allocated = file
+            .len()
+            .map_err(|e| Error::io("read the size of", &resume.path, e))?;
+        Ok(LogWriter {
+            fs,
+            dir: dir.to_owned(),
+            store_id,
+            segment_size,
+            preallocate,
+            active: Active {
+                first_revision: resume.first_revision,
+                path: resume.path,
+                file,
+                end: resume.end,
+                allocated,
+                has_commits: resume.end > SEGMENT_HEADER_LEN as u64,
+            },
+            last_revision: resume.last_revision,
+        })
+    }
+
+    /// Where the next frame will be written (before any rotation).
+    pub(crate) fn position(&self) -> Position {
+        Position {
+            segment: self.active.first_revision,
+            offset: self.active.end,
+        }
+    }
+
+    /// Revision of the last complete commit written.
+    pub(crate) fn last_revision(&self) -> u64 {
+        self.last_revision
+    }
+
+    /// The active segment's file, for syncing without holding the writer.
+    pub(crate) fn active_file(&self) -> Arc<dyn FileHandle> {
+        Arc::clone(&self.active.file)
+    }
+
+    /// Makes room for `len` bytes of commits starting at revision `next_revision`:
+    /// seals the segment and starts a new one when the active one is full, and
+    /// extends the preallocated space. Returns where the bytes will go.
+    pub(crate) fn reserve(&mut self, len: usize, next_revision: u64) -> Result<Position> {
+        if self.active.has_commits && self.active.end + len as u64 > self.segment_size {
+            self.rotate(next_revision)?;
+        }
+        let needed = self.active.end + len as u64;
+        if self.preallocate > 0 && needed > self.active.allocated {
+            self.extend_to(needed)?;
+        }
+        Ok(self.position())
+    }
+
+    /// Writes `bytes` (whole frames of complete commits, the last of which has
+    /// `last_revision`) at the position returned by [`reserve`](Self::reserve).
+    /// Returns the position after them. Not synced.
+    pub(crate) fn write(&mut self, bytes: &[u8], last_revision: u64) -> Result<Position> {
+        let at = self.active.end;
+        fs::write_all_at(self.active.file.as_ref(), bytes, at)
+            .map_err(|e| Error::io("append to the log segment", &self.active.path, e))?;
+        self.active.end += bytes.len() as u64;
+        self.active.allocated = self.active.allocated.max(self.active.end);
+        self.active.has_commits = true;
+        self.last_revision = last_revision;
+        Ok(self.position())
+    }
+
+    /// Makes everything written so far durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.active
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("sync the log segment", &self.active.path, e))
+    }
+
+    /// For the first commit of a restored store, whose revision is chosen by the
+    /// snapshot: renames the (empty) first segment for that revision.
+    pub(crate) fn restart_at(&mut self, revision: u64) -> Result<()> {
+        if self.active.has_commits || self.last_revision != 0 {
+            return Err(Error::NotEmpty {
+                revision: self.last_revision,
+            });
+        }
+        if self.active.first_revision == revision {
+            return Ok(());
+        }
+        let old = self.active.path.clone();
+        let next = create_segment(
+            self.fs.as_ref(),
+            &self.dir,
+            &self.store_id,
+            revision,
+            0,
+            self.preallocate,
+        )?;
+        self.active = next;
+        self.fs
+            .remove_file(&old)
+            .map_err(|e| Error::io("remove the empty log segment", &old, e))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("sync the log directory", &self.dir, e))?;
+        self.last_revision = revision - 1;
+        Ok(())
+    }
+
+    fn rotate(&mut self, next_revision: u64) -> Result<()> {
+        let old = &self.active;
+        let path = &old.path;
+        // IMPORTANT: seal before the next segment exists, so that only the last
+        // segment can ever have a torn tail.
+        old.file
+            .sync_data()
+            .and_then(|()| old.file.set_len(old.end))
+            .and_then(|()| old.file.sync_data())
+            .map_err(|e| Error::io("seal the log segment", path, e))?;
+        let next = create_segment(
+            self.fs.as_ref(),
+            &self.dir,
+            &self.store_id,
+            next_revision,
+            old.first_revision,
+            self.preallocate,
+        )?;
+        tracing::debug!(segment = %next.path.display(), "log segment started");
+        self.active = next;
+        Ok(())
+    }
+
+    fn extend_to(&mut self, needed: u64) -> Result<()> {
+        let step = self.preallocate;
+        let target = needed.div_ceil(step) * step;
+        zero_fill(self.active.file.as_ref(), self.active.allocated, target)
+            .and_then(|()| self.active.file.sync_data())
+            .map_err(|e| Error::io("preallocate the log segment", &self.active.path, e))?;
+        self.active.allocated = target;
+        Ok(())
+    }
+}
+
+fn zero_fill(file: &dyn FileHandle, from: u64, to: u64) -> std::io::Result<()> {
+    let mut at = from;
+    while at < to {
+        let n = ((to - at) as usize).min(ZEROS.len());
+        fs::write_all_at(file, &ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Creates a segment: header written and synced under a temporary name, renamed
+/// into place, directory synced.
+fn create_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    store_id: &StoreId,
+    first_revision: u64,
+    previous: u64,
+    preallocate: u64,
+) -> Result<Active> {
+    let path = dir.join(segment::file_name(first_revision));
+    let tmp = dir.join(format!("{}.tmp", segment::file_name(first_revision)));
+    let header = SegmentHeader {
+        format: LOG_FORMAT_VERSION,
+        store_id: *store_id,
+        first_revision,
+        previous,
+    };
+    if fs.exists(&tmp).unwrap_or(false) {
+        fs.remove_file(&tmp)
+            .map_err(|e| Error::io("remove the leftover", &tmp, e))?;
+    }
+    let file = fs
+        .open(&tmp, OpenMode::CreateNew)
+        .map_err(|e| Error::io("create the log segment", &tmp, e))?;
+    let allocated = if preallocate > 0 {
+        preallocate.max(SEGMENT_HEADER_LEN as u64)
+    } else {
+        SEGMENT_HEADER_LEN as u64
+    };
+    zero_fill(file.as_ref(), SEGMENT_HEADER_LEN as u64, allocated)
+        .and_then(|()| fs::write_all_at(file.as_ref(), &header.encode(), 0))
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::io("write the log segment", &tmp, e))?;
+    fs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename the new log segment", &tmp, e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("sync the log directory", dir, e))?;
+    Ok(Active {
+        first_revision,
+        path,
+        file,
+        end: SEGMENT_HEADER_LEN as u64,
+        allocated,
+        has_commits: false,
+    })
+}

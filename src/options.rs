@@ -1,0 +1,239 @@
+//! Settings for opening a store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::fs::{Fs, RealFs};
+
+/// When a commit is acknowledged, and so what a crash can cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Acknowledge a commit only after its log record is synced to disk. A crash,
+    /// including a power loss, loses nothing that was acknowledged. The default.
+    Sync,
+    /// Acknowledge after the log record is written (to the operating system), and
+    /// sync the log in the background at least every `max_delay`. A process crash
+    /// loses nothing; a power loss or kernel crash can lose the commits of the
+    /// last `max_delay`, never a torn or reordered state: the store comes back at
+    /// an earlier revision.
+    Relaxed {
+        /// The longest time an acknowledged commit may stay unsynced.
+        max_delay: Duration,
+    },
+}
+
+/// How `update` and `transaction` retry after losing a race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; then the call returns [`Error::Conflict`].
+    pub max_attempts: u32,
+    /// Upper bound of the random wait after the first conflict.
+    pub initial_backoff: Duration,
+    /// The wait bound doubles after each conflict up to this.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 200,
+            initial_backoff: Duration::from_micros(50),
+            max_backoff: Duration::from_millis(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1` after `attempt` conflicts: uniformly
+    /// random ("full jitter") below an exponentially growing bound.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let shift = attempt.saturating_sub(1).min(20);
+        let bound = self
+            .initial_backoff
+            .saturating_mul(1 << shift)
+            .min(self.max_backoff);
+        let micros = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+        Duration::from_micros(fastrand::u64(0..=micros))
+    }
+}
+
+/// When the materialised state is made durable, bounding the log a restart replays.
+///
+/// A checkpoint is a durable commit of the state database that records the last
+/// applied revision. It runs when any bound is reached (and on close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// Commits since the last checkpoint.
+    pub commits: u64,
+    /// Bytes of log since the last checkpoint.
+    pub log_bytes: u64,
+    /// Time since the last checkpoint, when anything was committed.
+    pub interval: Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            commits: 50_000,
+            log_bytes: 64 << 20,
+            interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Settings for [`Store::open`](crate::Store::open).
+///
+/// ```
+/// use std::time::Duration;
+/// use statelog::{Durability, Options};
+/// let options = Options::default()
+///     .durability(Durability::Relaxed { max_delay: Duration::from_millis(5) })
+///     .lock_timeout(Duration::from_secs(5));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) durability: Durability,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) checkpoint: CheckpointPolicy,
+    pub(crate) segment_size: u64,
+    pub(crate) preallocate: u64,
+    pub(crate) cache_size: usize,
+    pub(crate) create: bool,
+    pub(crate) fs: Arc<dyn Fs>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Sync,
+            lock_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            checkpoint: CheckpointPolicy::default(),
+            segment_size: 64 << 20,
+            preallocate: 4 << 20,
+            cache_size: 128 << 20,
+            create: true,
+            fs: Arc::new(RealFs),
+        }
+    }
+}
+
+/// Smallest segment size accepted; smaller would be mostly header.
+pub const MIN_SEGMENT_SIZE: u64 = 4096;
+
+impl Options {
+    /// When commits are acknowledged. Default: [`Durability::Sync`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long `open` waits for another handle to release the store before it
+    /// fails with [`Error::Busy`]. Default: 30 s. Zero fails at once.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// How `update` and `transaction` retry on conflicts.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// When checkpoints run.
+    pub fn checkpoint(mut self, checkpoint: CheckpointPolicy) -> Self {
+        self.checkpoint = checkpoint;
+        self
+    }
+
+    /// Size at which a log segment is sealed and a new one started, at the next
+    /// commit boundary. Default: 64 MiB.
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// The active segment grows in zero-filled, synced steps of this many bytes, so
+    /// that a commit's sync never has to update the file's size. 0 turns this off
+    /// (plain appends). Default: 4 MiB.
+    pub fn preallocate(mut self, bytes: u64) -> Self {
+        self.preallocate = bytes;
+        self
+    }
+
+    /// Memory the state database may use for caching pages. Default: 128 MiB.
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// Whether `open` may create a new store when the directory holds none.
+    /// Default: true.
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
+    /// Runs the store on another file system (the simulated one of the test kit).
+    #[cfg(feature = "testkit")]
+    pub fn file_system(mut self, fs: Arc<dyn Fs>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.segment_size < MIN_SEGMENT_SIZE {
+            return Err(Error::InvalidOption {
+                name: "segment_size",
+                reason: format!(
+                    "{} bytes is below the minimum of {MIN_SEGMENT_SIZE}",
+                    self.segment_size
+                ),
+            });
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(Error::InvalidOption {
+                name: "retry.max_attempts",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        if let Durability::Relaxed { max_delay } = self.durability
+            && max_delay.is_zero()
+        {
+            return Err(Error::InvalidOption {
+                name: "durability",
+                reason: "a relaxed max_delay of zero is Durability::Sync; use that".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy::default();
+        for attempt in 1..40 {
+            assert!(policy.backoff(attempt) <= policy.max_backoff);
+        }
+        assert!(policy.backoff(1) <= policy.initial_backoff);
+    }
+
+    #[test]
+    fn rejects_unworkable_options() {
+        assert!(Options::default().segment_size(10).validate().is_err());
+        let zero = Durability::Relaxed {
+            max_delay: Duration::ZERO,
+        };
+        assert!(Options::default().durability(zero).validate().is_err());
+        assert!(Options::default().validate().is_ok());
+    }
+}

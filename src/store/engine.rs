@@ -1,0 +1,660 @@
+//! The write side of a store: validates a batch of commit requests against the
+//! current state, logs them, syncs, and applies them to the state database.
+//!
+//! IMPORTANT: the order of one batch is what makes a commit durable before it is
+//! visible:
+//! 1. begin a state-database write transaction (not yet visible to readers);
+//! 2. for each request in order: check its preconditions against the state as
+//!    left by the requests before it, take the next revision, encode its log
+//!    record, and apply it inside the open transaction;
+//! 3. append all records to the log in one write, and sync (in `Sync` mode);
+//! 4. commit the transaction non-durably: now readers see the batch;
+//! 5. wake the callers.
+//!
+//! A failed request (a conflict) takes no revision and affects no other request.
+//! A failed log write or sync poisons the engine: the outcome of that batch is
+//! unknown until the store is reopened, and no further commit is accepted.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, Table};
+
+use super::schema::{self, Applied, META, Meta, RECORDS};
+use super::{db_error, request::*};
+use crate::error::{Error, Result};
+use crate::key;
+use crate::log::frame;
+use crate::log::record::{self, DeleteOp, LogOp, LogRecord, PutOp};
+use crate::log::writer::LogWriter;
+use crate::options::Durability;
+use crate::time::Timestamp;
+
+/// Parts of a large commit are cut at about this many bytes.
+const PART_TARGET: usize = 4 << 20;
+
+/// Progress since the last checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SinceCheckpoint {
+    pub commits: u64,
+    pub bytes: u64,
+    pub since: Instant,
+}
+
+/// The single writer of a store. Lives behind a mutex; the group-commit leader and
+/// the background thread take turns.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub db: Arc<Database>,
+    pub db_path: PathBuf,
+    pub log: LogWriter,
+    pub durability: Durability,
+    /// What the state database holds (durable or not).
+    pub applied: Applied,
+    /// What the state database holds durably.
+    pub checkpointed: Applied,
+    pub since_checkpoint: SinceCheckpoint,
+    /// Set by the first failed write, sync or state commit.
+    pub poisoned: Option<String>,
+    /// Set when the store is closed.
+    closed: bool,
+    /// Transactions committed since open.
+    pub commits: u64,
+    /// Log bytes written since open.
+    pub log_bytes: u64,
+    frames: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+/// One request's fate inside a batch, before the batch is durable.
+enum Prepared<'r> {
+    Failed(Error),
+    /// Nothing to write (all writes were no-ops); the outcome is final.
+    Noop(Outcome),
+    Write {
+        ops: Vec<Resolved<'r>>,
+        outcome: Outcome,
+    },
+}
+
+/// A write with the metadata it will produce.
+struct Resolved<'r> {
+    address: &'r [u8],
+    namespace: &'r str,
+    key: &'r str,
+    kind: ResolvedKind<'r>,
+}
+
+enum ResolvedKind<'r> {
+    Put { meta: Meta, value: &'r [u8] },
+    Delete { version: u64 },
+}
+
+impl Engine {
+    pub(crate) fn new(
+        db: Arc<Database>,
+        db_path: PathBuf,
+        log: LogWriter,
+        durability: Durability,
+        applied: Applied,
+        checkpointed: Applied,
+    ) -> Engine {
+        Engine {
+            db,
+            db_path,
+            log,
+            durability,
+            applied,
+            checkpointed,
+            since_checkpoint: SinceCheckpoint {
+                commits: 0,
+                bytes: 0,
+                since: Instant::now(),
+            },
+            poisoned: None,
+            closed: false,
+            commits: 0,
+            log_bytes: 0,
+            frames: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the checkpoint policy asks for a checkpoint now.
+    pub(crate) fn checkpoint_due(&self, policy: &crate::options::CheckpointPolicy) -> bool {
+        let since = &self.since_checkpoint;
+        since.commits > 0
+            && (since.commits >= policy.commits
+                || since.bytes >= policy.log_bytes
+                || since.since.elapsed() >= policy.interval)
+    }
+
+    /// Refuses every later commit (the store is being closed).
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    pub(crate) fn poison(&mut self, error: &Error) {
+        if self.poisoned.is_none() {
+            let cause = error_chain(error);
+            tracing::error!(cause = %cause, "the store stops accepting writes until reopened");
+            self.poisoned = Some(cause);
+        }
+    }
+
+    /// Commits a batch of requests; returns one result per request, in order.
+    pub(crate) fn commit_batch(&mut self, requests: &[&Request]) -> Vec<Result<Outcome>> {
+        if let Err(e) = self.check_poisoned() {
+            return requests.iter().map(|_| Err(e.duplicate())).collect();
+        }
+        match self.try_commit_batch(requests) {
+            Ok(results) => results,
+            Err(e) => {
+                // The batch as a whole failed; every request shares the error. When
+                // the engine is poisoned the outcome is unknown, and says so.
+                let mut results = Vec::with_capacity(requests.len());
+                for _ in 1..requests.len() {
+                    results.push(Err(match &self.poisoned {
+                        Some(cause) => Error::Poisoned {
+                            cause: cause.clone(),
+                        },
+                        None => e.duplicate(),
+                    }));
+                }
+                results.insert(0, Err(e));
+                results
+            }
+        }
+    }
+
+    fn try_commit_batch(&mut self, requests: &[&Request]) -> Result<Vec<Result<Outcome>>> {
+        let time = Timestamp::now().max(self.applied.time);
+        let path = self.db_path.clone();
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(db_error(&path, "begin a write"))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(db_error(&path, "set the durability of a write"))?;
+        let first_revision = self.applied.revision + 1;
+        let mut revision = first_revision;
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.clear();
+        let mut results = Vec::with_capacity(requests.len());
+        {
+            let mut table = txn
+                .open_table(RECORDS)
+                .map_err(db_error(&path, "open the records table"))?;
+            for request in requests {
+                match prepare(&table, request, revision, time, &path)? {
+                    Prepared::Failed(e) => results.push(Err(e)),
+                    Prepared::Noop(outcome) => results.push(Ok(outcome)),
+                    Prepared::Write { ops, outcome } => {
+                        if let Err(e) = encode_commit(&ops, revision, time, &mut frames) {
+                            results.push(Err(e));
+                            continue;
+                        }
+                        apply(&mut table, &ops, &mut self.scratch)
+                            .map_err(db_error(&path, "write a record"))?;
+                        results.push(Ok(outcome));
+                        revision += 1;
+                    }
+                }
+            }
+        }
+        if revision == first_revision {
+            // Nothing to write: no revision is taken, nothing is logged.
+            txn.abort().map_err(db_error(&path, "abort a write"))?;
+            self.frames = frames;
+            return Ok(results);
+        }
+        let last_revision = revision - 1;
+        let start = match self.log.reserve(frames.len(), first_revision) {
+            Ok(start) => start,
+            Err(e) => {
+                self.poison(&e);
+                return Err(e);
+            }
+        };
+        let applied = Applied {
+            revision: last_revision,
+            position: crate::log::Position {
+                segment: start.segment,
+                offset: start.offset + frames.len() as u64,
+            },
+            time,
+        };
+        {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(db_error(&path, "open the meta table"))?;
+            meta.insert(schema::META_APPLIED, applied.encode().as_slice())
+                .map_err(db_error(&path, "record the applied revision"))?;
+        }
+        let logged = self.log.write(&frames, last_revision).and_then(|_| {
+            if self.durability == Durability::Sync {
+                self.log.sync()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = logged {
+            self.poison(&e);
+            return Err(e);
+        }
+        if let Err(e) = txn.commit() {
+            // The commits are in the log and will be replayed on reopen, but this
+            // handle's state database is now behind its log.
+            let e = db_error(&path, "apply committed records")(e);
+            self.poison(&e);
+            return Err(e);
+        }
+        self.since_checkpoint.commits += last_revision - first_revision + 1;
+        self.since_checkpoint.bytes += frames.len() as u64;
+        self.commits += last_revision - first_revision + 1;
+        self.log_bytes += frames.len() as u64;
+        self.applied = applied;
+        frames.clear();
+        self.frames = frames;
+        Ok(results)
+    }
+
+    /// Makes the state database durable at the applied revision, so a restart
+    /// replays only the log after it.
+    pub(crate) fn checkpoint(&mut self) -> Result<bool> {
+        self.check_poisoned()?;
+        if self.applied == self.checkpointed {
+            return Ok(false);
+        }
+        // IMPORTANT: the log must be durable at least as far as the state database
+        // is about to be (in Relaxed mode it may not be yet).
+        if let Err(e) = self.log.sync() {
+            self.poison(&e);
+            return Err(e);
+        }
+        let path = self.db_path.clone();
+        let result = (|| {
+            let mut txn = self
+                .db
+                .begin_write()
+                .map_err(db_error(&path, "begin a checkpoint"))?;
+            txn.set_durability(redb::Durability::Immediate)
+                .map_err(db_error(&path, "set the durability of a checkpoint"))?;
+            txn.set_quick_repair(true);
+            {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(db_error(&path, "open the meta table"))?;
+                meta.insert(schema::META_APPLIED, self.applied.encode().as_slice())
+                    .map_err(db_error(&path, "record the checkpoint"))?;
+            }
+            txn.commit().map_err(db_error(&path, "commit a checkpoint"))
+        })();
+        if let Err(e) = result {
+            self.poison(&e);
+            return Err(e);
+        }
+        self.checkpointed = self.applied;
+        self.since_checkpoint = SinceCheckpoint {
+            commits: 0,
+            bytes: 0,
+            since: Instant::now(),
+        };
+        Ok(true)
+    }
+
+    /// Loads a snapshot into an empty store as one base commit at `revision`,
+    /// keeping every record's metadata. Returns the revision.
+    pub(crate) fn restore_base(&mut self, load: &BaseLoad) -> Result<u64> {
+        self.check_poisoned()?;
+        if self.applied.revision != 0 {
+            return Err(Error::NotEmpty {
+                revision: self.applied.revision,
+            });
+        }
+        let revision = load.revision;
+        if revision == 0 {
+            return Err(Error::InvalidOption {
+                name: "revision",
+                reason: "a restored store's revision must be at least 1".to_owned(),
+            });
+        }
+        let path = self.db_path.clone();
+        let mut ops = Vec::with_capacity(load.records.len());
+        for r in &load.records {
+            let (namespace, key) = key::decode(&r.address).ok_or_else(|| Error::InvalidKey {
+                part: crate::KeyPart::Key,
+                value: String::from_utf8_lossy(&r.address).into_owned(),
+                reason: "not a valid address".to_owned(),
+            })?;
+            let m = &r.meta;
+            if m.version == 0
+                || m.create_revision == 0
+                || m.create_revision > m.mod_revision
+                || m.mod_revision > revision
+            {
+                return Err(Error::InvalidOption {
+                    name: "records",
+                    reason: format!(
+                        "{namespace}/{key} has version {} and revisions created {} / modified {}, \
+                         which do not fit a store at revision {revision}",
+                        m.version, m.create_revision, m.mod_revision
+                    ),
+                });
+            }
+            ops.push(Resolved {
+                address: &r.address,
+                namespace,
+                key,
+                kind: ResolvedKind::Put {
+                    meta: *m,
+                    value: &r.value,
+                },
+            });
+        }
+        let mut frames = Vec::new();
+        encode_parts(&ops, revision, load.time, true, &mut frames)?;
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(db_error(&path, "begin a restore"))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(db_error(&path, "set the durability of a restore"))?;
+        {
+            let mut table = txn
+                .open_table(RECORDS)
+                .map_err(db_error(&path, "open the records table"))?;
+            if !table
+                .is_empty()
+                .map_err(db_error(&path, "check the records table"))?
+            {
+                return Err(Error::NotEmpty { revision: 0 });
+            }
+            apply(&mut table, &ops, &mut self.scratch)
+                .map_err(db_error(&path, "write a record"))?;
+        }
+        let result = (|| {
+            self.log.restart_at(revision)?;
+            let start = self.log.reserve(frames.len(), revision)?;
+            let applied = Applied {
+                revision,
+                position: crate::log::Position {
+                    segment: start.segment,
+                    offset: start.offset + frames.len() as u64,
+                },
+                time: load.time,
+            };
+            {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(db_error(&path, "open the meta table"))?;
+                meta.insert(schema::META_APPLIED, applied.encode().as_slice())
+                    .map_err(db_error(&path, "record the applied revision"))?;
+            }
+            self.log.write(&frames, revision)?;
+            self.log.sync()?;
+            txn.commit().map_err(db_error(&path, "apply the restored records"))?;
+            self.applied = applied;
+            self.since_checkpoint.commits += 1;
+            self.since_checkpoint.bytes += frames.len() as u64;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.poison(&e);
+            return Err(e);
+        }
+        self.checkpoint()?;
+        Ok(revision)
+    }
+}
+
+/// Checks a request's preconditions and resolves its writes against the state as
+/// it is inside the batch so far.
+fn prepare<'r>(
+    table: &Table<&[u8], &[u8]>,
+    request: &'r Request,
+    revision: u64,
+    time: Timestamp,
+    path: &std::path::Path,
+) -> Result<Prepared<'r>> {
+    for check in &request.checks {
+        let actual = table
+            .get(check.address.as_slice())
+            .map_err(db_error(path, "read a record"))?
+            .map_or(0, |guard| schema::record_version(guard.value()));
+        if actual != check.expected {
+            let (namespace, key) = key::decode(&check.address).unwrap_or(("?", "?"));
+            return Ok(Prepared::Failed(Error::Conflict {
+                namespace: namespace.to_owned(),
+                key: key.to_owned(),
+                expected: check.expected,
+                actual,
+                attempts: 1,
+            }));
+        }
+    }
+    let mut ops = Vec::with_capacity(request.writes.len());
+    let mut outcomes = Vec::with_capacity(request.writes.len());
+    for write in &request.writes {
+        let (namespace, key) = key::decode(&write.address).unwrap_or(("?", "?"));
+        let current = table
+            .get(write.address.as_slice())
+            .map_err(db_error(path, "read a record"))?;
+        let current = match &current {
+            Some(guard) => Some(
+                schema::decode_record(guard.value())
+                    .ok_or_else(|| malformed_record(path, namespace, key))?,
+            ),
+            None => None,
+        };
+        match &write.kind {
+            WriteKind::Put {
+                value,
+                skip_unchanged,
+            } => {
+                if let Some((meta, stored)) = current
+                    && *skip_unchanged
+                    && stored == value.as_slice()
+                {
+                    outcomes.push(WriteOutcome::Put {
+                        meta,
+                        changed: false,
+                    });
+                    continue;
+                }
+                let meta = Meta {
+                    version: current.map_or(0, |(m, _)| m.version) + 1,
+                    create_revision: current.map_or(revision, |(m, _)| m.create_revision),
+                    mod_revision: revision,
+                    updated_at: time,
+                };
+                outcomes.push(WriteOutcome::Put {
+                    meta,
+                    changed: true,
+                });
+                ops.push(Resolved {
+                    address: &write.address,
+                    namespace,
+                    key,
+                    kind: ResolvedKind::Put { meta, value },
+                });
+            }
+            WriteKind::Delete => match current {
+                None => outcomes.push(WriteOutcome::Absent),
+                Some((meta, _)) => {
+                    outcomes.push(WriteOutcome::Deleted {
+                        version: meta.version,
+                    });
+                    ops.push(Resolved {
+                        address: &write.address,
+                        namespace,
+                        key,
+                        kind: ResolvedKind::Delete {
+                            version: meta.version,
+                        },
+                    });
+                }
+            },
+        }
+    }
+    if ops.is_empty() {
+        return Ok(Prepared::Noop(Outcome {
+            revision: None,
+            writes: outcomes,
+        }));
+    }
+    Ok(Prepared::Write {
+        ops,
+        outcome: Outcome {
+            revision: Some(revision),
+            writes: outcomes,
+        },
+    })
+}
+
+/// A stored record whose header cannot be read.
+pub(crate) fn malformed_record(path: &std::path::Path, namespace: &str, key: &str) -> Error {
+    Error::Database {
+        op: "read a record",
+        path: path.to_owned(),
+        hint: "the stored record is malformed; run `statelog check`",
+        source: format!("the record {namespace}/{key} has a malformed header").into(),
+    }
+}
+
+fn apply(
+    table: &mut Table<&[u8], &[u8]>,
+    ops: &[Resolved<'_>],
+    scratch: &mut Vec<u8>,
+) -> std::result::Result<(), redb::StorageError> {
+    for op in ops {
+        match &op.kind {
+            ResolvedKind::Put { meta, value } => {
+                scratch.clear();
+                schema::encode_record(meta, value, scratch);
+                table.insert(op.address, scratch.as_slice())?;
+            }
+            ResolvedKind::Delete { .. } => {
+                table.remove(op.address)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_commit(
+    ops: &[Resolved<'_>],
+    revision: u64,
+    time: Timestamp,
+    frames: &mut Vec<u8>,
+) -> Result<()> {
+    encode_parts(ops, revision, time, false, frames)
+}
+
+/// Encodes a commit as one frame, or several parts when it is large.
+fn encode_parts(
+    ops: &[Resolved<'_>],
+    revision: u64,
+    time: Timestamp,
+    base: bool,
+    frames: &mut Vec<u8>,
+) -> Result<()> {
+    let rollback = frames.len();
+    let mut chunks: Vec<&[Resolved<'_>]> = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (i, op) in ops.iter().enumerate() {
+        let op_size = op.namespace.len()
+            + op.key.len()
+            + 64
+            + match &op.kind {
+                ResolvedKind::Put { value, .. } => value.len(),
+                ResolvedKind::Delete { .. } => 0,
+            };
+        if size > 0 && size + op_size > PART_TARGET {
+            chunks.push(&ops[start..i]);
+            start = i;
+            size = 0;
+        }
+        size += op_size;
+    }
+    chunks.push(&ops[start..]);
+    let count = chunks.len();
+    for (index, chunk) in chunks.into_iter().enumerate() {
+        let record = LogRecord {
+            revision,
+            time: time.as_micros(),
+            ops: chunk.iter().map(|op| to_log_op(op, base)).collect(),
+            more: index + 1 < count,
+            base,
+        };
+        let at = frame::begin(frames);
+        let encoded = record::encode_into(&record, frames);
+        let finished = encoded
+            .map_err(|e| e.to_string())
+            .and_then(|()| frame::finish(frames, at).map_err(|len| len.to_string()));
+        if let Err(why) = finished {
+            frames.truncate(rollback);
+            return Err(Error::TooLarge {
+                what: format!("a part of the commit at revision {revision} ({why})"),
+                size: size_hint(chunk),
+                limit: frame::MAX_FRAME_PAYLOAD,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn size_hint(ops: &[Resolved<'_>]) -> usize {
+    ops.iter()
+        .map(|op| match &op.kind {
+            ResolvedKind::Put { value, .. } => value.len(),
+            ResolvedKind::Delete { .. } => 0,
+        })
+        .sum()
+}
+
+fn to_log_op<'r>(op: &Resolved<'r>, base: bool) -> LogOp<'r> {
+    match &op.kind {
+        ResolvedKind::Put { meta, value } => LogOp::Put(PutOp {
+            ns: Cow::Borrowed(op.namespace),
+            key: Cow::Borrowed(op.key),
+            version: meta.version,
+            created: meta.create_revision,
+            value: Cow::Borrowed(value),
+            modified: base.then_some(meta.mod_revision),
+            updated: base.then_some(meta.updated_at.as_micros()),
+        }),
+        ResolvedKind::Delete { version } => LogOp::Delete(DeleteOp {
+            ns: Cow::Borrowed(op.namespace),
+            key: Cow::Borrowed(op.key),
+            version: *version,
+        }),
+    }
+}
+
+/// The error and its sources, one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

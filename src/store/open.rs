@@ -1,0 +1,422 @@
+//! Opening a store: create it if asked, take the process lock, check the formats,
+//! open the state database, and recover the log.
+//!
+//! A store directory holds:
+//! - `STATELOG`: the store's identity (JSON: format name and version, store id,
+//!   creation time). Written last when a store is created, so a directory with a
+//!   `STATELOG` file is a complete store.
+//! - `LOCK`: locked (flock) by the process that has the store open; holds its pid.
+//! - `state.redb`: the materialised state.
+//! - `log/`: the log segments.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase};
+use serde::{Deserialize, Serialize};
+
+use super::db_error;
+use super::engine::Engine;
+use super::replay::Replayer;
+use super::schema::{self, Applied, META, RECORDS, SCHEMA_VERSION};
+use crate::error::{Error, Result};
+use crate::fs::{self, BoxedBackend, Fs, LockError, LockGuard};
+use crate::log::catalog;
+use crate::log::recovery::{self, Checkpoint, CutTail, WriterSettings};
+use crate::log::segment::{SEGMENT_HEADER_LEN, StoreId};
+use crate::log::Position;
+use crate::options::Options;
+use crate::time::Timestamp;
+
+/// The identity file of a store.
+pub(crate) const ID_FILE: &str = "STATELOG";
+/// The lock file.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+/// The state database.
+pub(crate) const DB_FILE: &str = "state.redb";
+/// The log directory.
+pub(crate) const LOG_DIR: &str = "log";
+/// The store layout this build creates and opens.
+pub const STORE_FORMAT_VERSION: u64 = 1;
+const FORMAT_NAME: &str = "statelog";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct IdFile {
+    format: String,
+    version: u64,
+    store_id: String,
+    created_at: String,
+}
+
+/// Everything `open` produces.
+pub(crate) struct Opened {
+    pub db: Arc<Database>,
+    pub engine: Engine,
+    pub store_id: StoreId,
+    pub lock: Box<dyn LockGuard>,
+    pub replayed: u64,
+    pub cut: Option<CutTail>,
+}
+
+/// Opens (or creates) the store in `path`.
+pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
+    options.validate()?;
+    let fs = Arc::clone(&options.fs);
+    let fs_ref = fs.as_ref();
+    let exists = fs_ref
+        .exists(path)
+        .map_err(|e| Error::io("look for the store directory", path, e))?;
+    if !exists {
+        if !options.create {
+            return Err(Error::NotAStore {
+                path: path.to_owned(),
+                reason: "the directory does not exist (create the store first)".to_owned(),
+            });
+        }
+        fs_ref
+            .create_dir_all(path)
+            .map_err(|e| Error::io("create the store directory", path, e))?;
+    }
+    let initialised = classify_directory(fs_ref, path, options.create)?;
+    let lock = take_lock(fs_ref, path, options)?;
+    // Another process may have created the store while we waited for the lock.
+    let initialised = initialised || has_id_file(fs_ref, path)?;
+    if !initialised {
+        create_store(fs_ref, path)?;
+    }
+    let store_id = read_id_file(fs_ref, path)?;
+    let db_path = path.join(DB_FILE);
+    if !fs_ref
+        .exists(&db_path)
+        .map_err(|e| Error::io("look for", &db_path, e))?
+    {
+        return Err(Error::corrupt(
+            &db_path,
+            0,
+            "the state database is missing; `statelog repair` rebuilds it from the log when the \
+             log reaches back to the store's first revision",
+        ));
+    }
+    let db = open_database(fs_ref, &db_path, options)?;
+    let durable = read_meta(&db, &db_path, &store_id)?;
+    let applied = durable;
+
+    let log_dir = path.join(LOG_DIR);
+    let settings = WriterSettings {
+        segment_size: options.segment_size,
+        preallocate: options.preallocate,
+    };
+    let checkpoint = Checkpoint {
+        revision: applied.revision,
+        position: applied.position,
+    };
+    let mut replayer = Replayer::new(&db, &db_path, applied);
+    let recovered = recovery::recover(
+        Arc::clone(&fs),
+        &log_dir,
+        store_id,
+        settings,
+        checkpoint,
+        |parts, end| replayer.apply(parts, end),
+    )?;
+    let applied = replayer.finish()?;
+    if recovered.last_revision != applied.revision {
+        return Err(Error::corrupt(
+            &db_path,
+            0,
+            format!(
+                "the state database is at revision {} but the log ends at revision {}; the log \
+                 lost commits the state has: restore a backup",
+                applied.revision, recovered.last_revision
+            ),
+        ));
+    }
+    let db = Arc::new(db);
+    let mut engine = Engine::new(
+        Arc::clone(&db),
+        db_path,
+        recovered.writer,
+        options.durability,
+        applied,
+        durable,
+    );
+    if recovered.replayed > 0 {
+        // Make the replay durable now, so a crash right after opening does not
+        // replay it again.
+        engine.checkpoint()?;
+        tracing::info!(
+            replayed = recovered.replayed,
+            revision = applied.revision,
+            "replayed the log after an unclean shutdown"
+        );
+    }
+    Ok(Opened {
+        db,
+        engine,
+        store_id,
+        lock,
+        replayed: recovered.replayed,
+        cut: recovered.cut,
+    })
+}
+
+fn has_id_file(fs: &dyn Fs, path: &Path) -> Result<bool> {
+    let id = path.join(ID_FILE);
+    fs.exists(&id)
+        .map_err(|e| Error::io("look for the store's identity file", &id, e))
+}
+
+/// Whether the directory holds a store; an error when it holds something else.
+fn classify_directory(fs: &dyn Fs, path: &Path, create: bool) -> Result<bool> {
+    let names = fs
+        .read_dir(path)
+        .map_err(|e| Error::io("list the store directory", path, e))?;
+    if names.iter().any(|n| n == ID_FILE) {
+        return Ok(true);
+    }
+    // What an interrupted creation can leave behind.
+    let leftovers = [LOCK_FILE, DB_FILE, LOG_DIR, "STATELOG.tmp"];
+    if let Some(other) = names.iter().find(|n| !leftovers.contains(&n.as_str())) {
+        return Err(Error::NotAStore {
+            path: path.to_owned(),
+            reason: format!(
+                "it holds other files ({other:?} among them) but no {ID_FILE} file; choose an \
+                 empty or new directory"
+            ),
+        });
+    }
+    if !create {
+        return Err(Error::NotAStore {
+            path: path.to_owned(),
+            reason: format!("there is no {ID_FILE} file (create the store first)"),
+        });
+    }
+    Ok(false)
+}
+
+fn take_lock(fs: &dyn Fs, path: &Path, options: &Options) -> Result<Box<dyn LockGuard>> {
+    let lock_path = path.join(LOCK_FILE);
+    fs::lock_with_timeout(fs, &lock_path, options.lock_timeout).map_err(|(e, waited)| match e {
+        LockError::Held(pid) => Error::Busy {
+            path: path.to_owned(),
+            pid,
+            waited,
+        },
+        LockError::Io(e) => Error::io("lock", &lock_path, e),
+    })
+}
+
+/// Creates a new, empty store. Runs under the lock.
+fn create_store(fs: &dyn Fs, path: &Path) -> Result<()> {
+    // Leftovers of an interrupted creation never held a commit: the identity file
+    // is written last.
+    let db_path = path.join(DB_FILE);
+    let log_dir = path.join(LOG_DIR);
+    if fs.exists(&db_path).unwrap_or(false) {
+        fs.remove_file(&db_path)
+            .map_err(|e| Error::io("remove the unfinished", &db_path, e))?;
+    }
+    if fs.exists(&log_dir).unwrap_or(false) {
+        for name in fs
+            .read_dir(&log_dir)
+            .map_err(|e| Error::io("list", &log_dir, e))?
+        {
+            let file = log_dir.join(&name);
+            fs.remove_file(&file)
+                .map_err(|e| Error::io("remove the unfinished", &file, e))?;
+        }
+    }
+    let mut store_id: StoreId = [0; 16];
+    getrandom::fill(&mut store_id).map_err(|e| {
+        Error::io(
+            "draw a random store id for",
+            path,
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    let now = Timestamp::now();
+    {
+        let backend = fs
+            .db_backend(&db_path)
+            .map_err(|e| Error::io("create", &db_path, e))?;
+        let db = redb::Builder::new()
+            .create_with_backend(BoxedBackend(backend))
+            .map_err(db_error(&db_path, "create the state database"))?;
+        let mut txn = db
+            .begin_write()
+            .map_err(db_error(&db_path, "initialise the state database"))?;
+        txn.set_quick_repair(true);
+        {
+            txn.open_table(RECORDS)
+                .map_err(db_error(&db_path, "create the records table"))?;
+            let mut meta = txn
+                .open_table(META)
+                .map_err(db_error(&db_path, "create the meta table"))?;
+            let applied = Applied {
+                revision: 0,
+                position: Position {
+                    segment: 1,
+                    offset: SEGMENT_HEADER_LEN as u64,
+                },
+                time: now,
+            };
+            let schema = SCHEMA_VERSION.to_le_bytes();
+            let entries: [(&str, &[u8]); 3] = [
+                (schema::META_SCHEMA, &schema),
+                (schema::META_STORE_ID, &store_id),
+                (schema::META_APPLIED, &applied.encode()),
+            ];
+            for (name, value) in entries {
+                meta.insert(name, value)
+                    .map_err(db_error(&db_path, "initialise the meta table"))?;
+            }
+        }
+        txn.commit()
+            .map_err(db_error(&db_path, "initialise the state database"))?;
+    }
+    // The first segment is created by recovery, which starts an empty log.
+    fs.create_dir_all(&log_dir)
+        .map_err(|e| Error::io("create", &log_dir, e))?;
+    fs.sync_dir(path)
+        .map_err(|e| Error::io("sync the store directory", path, e))?;
+    let id = IdFile {
+        format: FORMAT_NAME.to_owned(),
+        version: STORE_FORMAT_VERSION,
+        store_id: catalog::hex(&store_id),
+        created_at: now.to_string(),
+    };
+    let mut text = serde_json::to_string_pretty(&id).unwrap_or_default();
+    text.push('\n');
+    let id_path = path.join(ID_FILE);
+    // IMPORTANT: written last; its presence is what makes the directory a store.
+    fs::write_file_atomic(fs, &id_path, text.as_bytes())
+        .map_err(|e| Error::io("write the store's identity file", &id_path, e))?;
+    Ok(())
+}
+
+fn read_id_file(fs: &dyn Fs, path: &Path) -> Result<StoreId> {
+    let id_path = path.join(ID_FILE);
+    let bytes =
+        fs::read_file(fs, &id_path).map_err(|e| Error::io("read the identity file", &id_path, e))?;
+    let not_a_store = |reason: String| Error::NotAStore {
+        path: path.to_owned(),
+        reason,
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| not_a_store(format!("{ID_FILE} is not valid JSON ({e})")))?;
+    if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
+        return Err(not_a_store(format!(
+            "{ID_FILE} does not name the {FORMAT_NAME:?} format"
+        )));
+    }
+    if let Some(version) = value.get("version").and_then(|v| v.as_u64())
+        && version > STORE_FORMAT_VERSION
+    {
+        return Err(Error::UnsupportedFormat {
+            path: id_path,
+            found: version,
+            supported: STORE_FORMAT_VERSION,
+        });
+    }
+    let id: IdFile = serde_json::from_value(value)
+        .map_err(|e| not_a_store(format!("{ID_FILE} is incomplete ({e})")))?;
+    parse_store_id(&id.store_id)
+        .ok_or_else(|| not_a_store(format!("{ID_FILE} has a malformed store id {:?}", id.store_id)))
+}
+
+fn parse_store_id(text: &str) -> Option<StoreId> {
+    if text.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
+fn open_database(fs: &dyn Fs, db_path: &Path, options: &Options) -> Result<Database> {
+    let backend = fs
+        .db_backend(db_path)
+        .map_err(|e| Error::io("open", db_path, e))?;
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(options.cache_size);
+    // redb may panic on a file it cannot make sense of; report that as damage
+    // instead of taking the caller down.
+    let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        builder.create_with_backend(BoxedBackend(backend))
+    }));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(Error::Busy {
+            path: db_path.to_owned(),
+            pid: None,
+            waited: std::time::Duration::ZERO,
+        }),
+        Ok(Err(redb::DatabaseError::UpgradeRequired(v))) => Err(Error::UnsupportedFormat {
+            path: db_path.to_owned(),
+            found: u64::from(v),
+            supported: 3,
+        }),
+        Ok(Err(e)) => Err(damaged(db_path, e.to_string())),
+        Err(_) => Err(damaged(db_path, "the database library panicked while opening it".into())),
+    }
+}
+
+fn damaged(db_path: &Path, what: String) -> Error {
+    Error::Database {
+        op: "open the state database",
+        path: db_path.to_owned(),
+        hint: "the file is damaged; `statelog repair` rebuilds it from the log when the log \
+               reaches back to the store's first revision, otherwise restore a backup",
+        source: what.into(),
+    }
+}
+
+fn read_meta(db: &Database, db_path: &Path, store_id: &StoreId) -> Result<Applied> {
+    let read = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<_> {
+        let txn = db
+            .begin_read()
+            .map_err(db_error(db_path, "read the meta table"))?;
+        let meta = txn
+            .open_table(META)
+            .map_err(db_error(db_path, "open the meta table"))?;
+        let get = |name: &str| -> Result<Option<Vec<u8>>> {
+            Ok(meta
+                .get(name)
+                .map_err(db_error(db_path, "read the meta table"))?
+                .map(|v| v.value().to_vec()))
+        };
+        Ok((get(schema::META_SCHEMA)?, get(schema::META_STORE_ID)?, get(schema::META_APPLIED)?))
+    }));
+    let (schema_bytes, id_bytes, applied_bytes) = match read {
+        Ok(result) => result?,
+        Err(_) => return Err(damaged(db_path, "reading its metadata panicked".into())),
+    };
+    let schema = schema_bytes
+        .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
+        .ok_or_else(|| Error::corrupt(db_path, 0, "the state database has no schema version"))?;
+    if schema > SCHEMA_VERSION {
+        return Err(Error::UnsupportedFormat {
+            path: db_path.to_owned(),
+            found: schema,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if id_bytes.as_deref() != Some(store_id.as_slice()) {
+        return Err(Error::corrupt(
+            db_path,
+            0,
+            format!(
+                "the state database belongs to another store (this store's id is {}); it was \
+                 copied in from elsewhere",
+                catalog::hex(store_id)
+            ),
+        ));
+    }
+    applied_bytes
+        .as_deref()
+        .and_then(Applied::decode)
+        .ok_or_else(|| Error::corrupt(db_path, 0, "the state database has no applied revision"))
+}

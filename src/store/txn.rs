@@ -1,0 +1,184 @@
+//! Multi-key transactions: reads from one snapshot, writes buffered, and every
+//! version read re-checked when the transaction commits.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::request::{Check, Request, Write, WriteKind};
+use super::schema::Meta;
+use super::snapshot::Snapshot;
+use crate::error::{Error, Result};
+use crate::key;
+use crate::time::Timestamp;
+use crate::value::{self, RawValue, Versioned};
+
+/// A transaction in progress, handed to the closure of
+/// [`Store::transaction`](crate::Store::transaction).
+///
+/// Reads see one consistent snapshot (and the transaction's own writes). Every
+/// record read through [`get`](Tx::get) is remembered with the version seen; the
+/// commit succeeds only if all of them still have those versions, and all
+/// [`expect_version`](Tx::expect_version) preconditions hold. Then all writes
+/// apply at one new revision; otherwise none does and the closure runs again.
+///
+/// Reads through [`snapshot`](Tx::snapshot) (such as listing a namespace) are
+/// not re-checked: state such a dependency with `expect_version` on the keys.
+#[derive(Debug)]
+pub struct Tx {
+    snapshot: Snapshot,
+    reads: BTreeMap<Vec<u8>, u64>,
+    expects: BTreeMap<Vec<u8>, u64>,
+    writes: BTreeMap<Vec<u8>, WriteKind>,
+}
+
+impl Tx {
+    pub(crate) fn new(snapshot: Snapshot) -> Tx {
+        Tx {
+            snapshot,
+            reads: BTreeMap::new(),
+            expects: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// Reads a record as `T` and makes the commit depend on its version.
+    ///
+    /// A record written earlier in this transaction reads back with its new
+    /// value and the version it will get; its `mod_revision` is 0 until the
+    /// commit assigns one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`], or [`Error::Decode`] if the value is not a `T`.
+    pub fn get<T: DeserializeOwned>(&mut self, namespace: &str, key: &str) -> Result<Option<Versioned<T>>> {
+        let address = key::encode(namespace, key)?;
+        let stored = self.snapshot.get_raw(namespace, key)?;
+        let seen = stored.as_ref().map_or(0, |r| r.version);
+        let seen = *self.reads.entry(address.clone()).or_insert(seen);
+        match self.writes.get(&address) {
+            Some(WriteKind::Delete) => Ok(None),
+            Some(WriteKind::Put { value, .. }) => {
+                let meta = Meta {
+                    version: seen + 1,
+                    create_revision: stored.as_ref().map_or(0, |r| r.create_revision),
+                    mod_revision: 0,
+                    updated_at: stored.as_ref().map_or(Timestamp::EPOCH, |r| r.updated_at),
+                };
+                Ok(Some(Versioned::new(value::decode(namespace, key, value)?, meta)))
+            }
+            None => match stored {
+                Some(raw) => {
+                    let meta = raw.meta();
+                    let value = value::decode(namespace, key, raw.value.as_msgpack())?;
+                    Ok(Some(Versioned::new(value, meta)))
+                }
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Writes a value (replacing any earlier write of this key in the transaction).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`], [`Error::Encode`], [`Error::TooLarge`].
+    pub fn put<T: Serialize + ?Sized>(&mut self, namespace: &str, key: &str, value: &T) -> Result<()> {
+        self.put_bytes(namespace, key, value::encode(namespace, key, value)?, false)
+    }
+
+    /// Writes a value unless it is identical to the stored one, in which case the
+    /// record keeps its version and, if nothing else is written, the transaction
+    /// takes no revision.
+    ///
+    /// # Errors
+    /// As [`put`](Tx::put).
+    pub fn put_if_changed<T: Serialize + ?Sized>(&mut self, namespace: &str, key: &str, value: &T) -> Result<()> {
+        self.put_bytes(namespace, key, value::encode(namespace, key, value)?, true)
+    }
+
+    /// Writes a value given as MessagePack.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`], [`Error::TooLarge`].
+    pub fn put_raw(&mut self, namespace: &str, key: &str, value: RawValue) -> Result<()> {
+        let bytes = value.into_msgpack();
+        value::check_len(namespace, key, bytes.len())?;
+        self.put_bytes(namespace, key, bytes, false)
+    }
+
+    fn put_bytes(&mut self, namespace: &str, key: &str, value: Vec<u8>, skip_unchanged: bool) -> Result<()> {
+        let address = key::encode(namespace, key)?;
+        self.writes.insert(
+            address,
+            WriteKind::Put {
+                value,
+                skip_unchanged,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a record (nothing happens if it does not exist at commit).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`].
+    pub fn delete(&mut self, namespace: &str, key: &str) -> Result<()> {
+        let address = key::encode(namespace, key)?;
+        self.writes.insert(address, WriteKind::Delete);
+        Ok(())
+    }
+
+    /// Requires the record to have `version` (0: not to exist) when the
+    /// transaction commits. Fails at once if the snapshot already disagrees.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the snapshot shows another version;
+    /// [`Error::InvalidKey`].
+    pub fn expect_version(&mut self, namespace: &str, key: &str, version: u64) -> Result<()> {
+        let address = key::encode(namespace, key)?;
+        let actual = self.snapshot.version_of(&address)?;
+        if actual != version {
+            return Err(Error::Conflict {
+                namespace: namespace.to_owned(),
+                key: key.to_owned(),
+                expected: version,
+                actual,
+                attempts: 1,
+            });
+        }
+        self.expects.insert(address, version);
+        Ok(())
+    }
+
+    /// The snapshot the transaction reads from. Reads through it are not
+    /// re-checked at commit.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// True if the transaction has written nothing.
+    pub fn is_read_only(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub(crate) fn into_request(self) -> Request {
+        let mut checks: Vec<Check> = self
+            .reads
+            .into_iter()
+            .map(|(address, expected)| Check { address, expected })
+            .collect();
+        checks.extend(
+            self.expects
+                .into_iter()
+                .map(|(address, expected)| Check { address, expected }),
+        );
+        Request {
+            checks,
+            writes: self
+                .writes
+                .into_iter()
+                .map(|(address, kind)| Write { address, kind })
+                .collect(),
+        }
+    }
+}
