@@ -185,8 +185,10 @@ pub enum Error {
     /// flight at that moment is unknown until the store is reopened, and this handle
     /// refuses further writes (a failed sync may have dropped data the kernel
     /// reported as written).
-    #[error("the store refuses writes after an earlier failure ({cause}); close and reopen it \
-        to recover")]
+    #[error(
+        "the store refuses writes after an earlier failure ({cause}); close and reopen it \
+        to recover"
+    )]
     Poisoned {
         /// What failed first.
         cause: String,
@@ -318,7 +320,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn corrupt(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        file: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Corrupt {
             file: file.into(),
             offset,

@@ -114,7 +114,9 @@ pub(crate) fn check_msgpack(bytes: &[u8]) -> std::result::Result<(), String> {
     let take = |at: &mut usize, n: usize| -> std::result::Result<&[u8], String> {
         let end = at.checked_add(n).filter(|end| *end <= bytes.len());
         let Some(end) = end else {
-            return Err(format!("the value ends early: {n} more bytes needed at byte {at}"));
+            return Err(format!(
+                "the value ends early: {n} more bytes needed at byte {at}"
+            ));
         };
         let out = &bytes[*at..end];
         *at = end;
@@ -156,7 +158,11 @@ pub(crate) fn check_msgpack(bytes: &[u8]) -> std::result::Result<(), String> {
             0xdd => (4, 0, 1, false),
             0xde => (2, 0, 2, false),
             0xdf => (4, 0, 2, false),
-            0xc1 => return Err(format!("byte {start} is 0xc1, which MessagePack never uses")),
+            0xc1 => {
+                return Err(format!(
+                    "byte {start} is 0xc1, which MessagePack never uses"
+                ));
+            }
         };
         let counted = if len_bytes > 0 {
             be(take(&mut at, len_bytes)?)
@@ -188,7 +194,11 @@ pub(crate) fn check_msgpack(bytes: &[u8]) -> std::result::Result<(), String> {
 }
 
 /// Encodes a value for storage.
-pub(crate) fn encode<T: Serialize + ?Sized>(namespace: &str, key: &str, value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    namespace: &str,
+    key: &str,
+    value: &T,
+) -> Result<Vec<u8>> {
     let bytes = rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
         namespace: namespace.to_owned(),
         key: key.to_owned(),

@@ -50,10 +50,19 @@ fn compare_and_swap_and_create_only() {
     store.create("tasks", "t", &task("a", 0)).unwrap();
     let err = store.create("tasks", "t", &task("b", 0)).unwrap_err();
     assert!(
-        matches!(err, Error::Conflict { expected: 0, actual: 1, .. }),
+        matches!(
+            err,
+            Error::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }
+        ),
         "{err}"
     );
-    let c = store.compare_and_swap("tasks", "t", 1, &task("c", 1)).unwrap();
+    let c = store
+        .compare_and_swap("tasks", "t", 1, &task("c", 1))
+        .unwrap();
     assert_eq!(c.version, 2);
     let err = store
         .compare_and_swap("tasks", "t", 1, &task("d", 2))
@@ -73,7 +82,10 @@ fn compare_and_swap_and_create_only() {
     }
     // The failed CAS wrote nothing and took no revision.
     assert_eq!(store.revision(), 2);
-    assert_eq!(store.get::<Task>("tasks", "t").unwrap().unwrap().value, task("c", 1));
+    assert_eq!(
+        store.get::<Task>("tasks", "t").unwrap().unwrap().value,
+        task("c", 1)
+    );
     assert!(store.stats().conflicts >= 2);
 }
 
@@ -91,7 +103,14 @@ fn delete_and_recreate_starts_at_version_one() {
     assert_eq!(store.revision(), 3);
     let again = store.put("jobs", "j", &3).unwrap();
     assert_eq!((again.revision, again.version), (4, 1));
-    assert_eq!(store.get::<i32>("jobs", "j").unwrap().unwrap().create_revision, 4);
+    assert_eq!(
+        store
+            .get::<i32>("jobs", "j")
+            .unwrap()
+            .unwrap()
+            .create_revision,
+        4
+    );
     let err = store.compare_and_delete("jobs", "j", 7).unwrap_err();
     assert!(err.is_conflict());
     let d = store.compare_and_delete("jobs", "j", 1).unwrap();
@@ -102,13 +121,19 @@ fn delete_and_recreate_starts_at_version_one() {
 fn put_if_changed_skips_identical_values() {
     let dir = store_dir();
     let store = open(dir.path());
-    let first = store.put_if_changed("sync", "a.txt", &task("hash1", 1)).unwrap();
+    let first = store
+        .put_if_changed("sync", "a.txt", &task("hash1", 1))
+        .unwrap();
     assert!(first.changed);
-    let same = store.put_if_changed("sync", "a.txt", &task("hash1", 1)).unwrap();
+    let same = store
+        .put_if_changed("sync", "a.txt", &task("hash1", 1))
+        .unwrap();
     assert!(!same.changed);
     assert_eq!((same.version, same.revision), (1, 1));
     assert_eq!(store.revision(), 1, "no revision for an unchanged write");
-    let other = store.put_if_changed("sync", "a.txt", &task("hash2", 1)).unwrap();
+    let other = store
+        .put_if_changed("sync", "a.txt", &task("hash2", 1))
+        .unwrap();
     assert!(other.changed);
     assert_eq!((other.version, other.revision), (2, 2));
 }
@@ -118,16 +143,22 @@ fn update_passes_the_old_value_and_returns_the_new() {
     let dir = store_dir();
     let store = open(dir.path());
     let v = store
-        .update("counters", "c", |old: Option<u64>| -> statelog::Result<u64> {
-            assert!(old.is_none());
-            Ok(1)
-        })
+        .update(
+            "counters",
+            "c",
+            |old: Option<u64>| -> statelog::Result<u64> {
+                assert!(old.is_none());
+                Ok(1)
+            },
+        )
         .unwrap();
     assert_eq!((v.value, v.version), (1, 1));
     let v = store
-        .update("counters", "c", |old: Option<u64>| -> statelog::Result<u64> {
-            Ok(old.unwrap() + 41)
-        })
+        .update(
+            "counters",
+            "c",
+            |old: Option<u64>| -> statelog::Result<u64> { Ok(old.unwrap() + 41) },
+        )
         .unwrap();
     assert_eq!((v.value, v.version), (42, 2));
     // An error from the closure ends the update and writes nothing.
@@ -148,12 +179,17 @@ fn update_passes_the_old_value_and_returns_the_new() {
         .unwrap_err();
     assert!(matches!(err, MyError::Refused));
     let err = store
-        .update("counters", "c", |_: Option<String>| -> Result<String, MyError> {
-            Ok(String::new())
-        })
+        .update(
+            "counters",
+            "c",
+            |_: Option<String>| -> Result<String, MyError> { Ok(String::new()) },
+        )
         .unwrap_err();
     assert!(matches!(err, MyError::Store(Error::Decode { .. })));
-    assert_eq!(store.get::<u64>("counters", "c").unwrap().unwrap().version, 2);
+    assert_eq!(
+        store.get::<u64>("counters", "c").unwrap().unwrap().version,
+        2
+    );
 }
 
 #[test]
@@ -173,7 +209,10 @@ fn transactions_are_all_or_nothing() {
     assert_eq!(out.value, "moved");
     assert_eq!(out.revision, Some(2));
     assert_eq!(store.get::<i64>("acct", "a").unwrap().unwrap().value, 70);
-    assert_eq!(store.get::<i64>("acct", "b").unwrap().unwrap().mod_revision, 2);
+    assert_eq!(
+        store.get::<i64>("acct", "b").unwrap().unwrap().mod_revision,
+        2
+    );
 
     // A failing precondition aborts everything.
     let err = store
@@ -291,7 +330,9 @@ fn invalid_keys_say_which_part_and_why() {
     for (ns, key, part, why) in cases {
         let err = store.put(ns, key, &1).unwrap_err();
         match &err {
-            Error::InvalidKey { part: p, reason, .. } => {
+            Error::InvalidKey {
+                part: p, reason, ..
+            } => {
                 assert_eq!(*p, part);
                 assert!(reason.contains(why), "{err}");
             }
@@ -316,7 +357,15 @@ fn decoding_as_the_wrong_type_names_the_record() {
     struct StatusOnly {
         status: String,
     }
-    assert_eq!(store.get::<StatusOnly>("tasks", "t").unwrap().unwrap().value.status, "x");
+    assert_eq!(
+        store
+            .get::<StatusOnly>("tasks", "t")
+            .unwrap()
+            .unwrap()
+            .value
+            .status,
+        "x"
+    );
 }
 
 #[test]
@@ -412,7 +461,10 @@ fn segments_rotate_and_the_log_replays_across_them() {
     assert!(segments > 3, "only {segments} segments");
     let store = open_with(dir.path(), options());
     assert_eq!(store.revision(), 200);
-    assert_eq!(store.get::<Vec<u32>>("r", "k123").unwrap().unwrap().value, vec![123; 10]);
+    assert_eq!(
+        store.get::<Vec<u32>>("r", "k123").unwrap().unwrap().value,
+        vec![123; 10]
+    );
 }
 
 #[test]
@@ -475,5 +527,12 @@ fn restore_records_keeps_metadata_and_needs_an_empty_store() {
     drop(store);
     let store = open(dir.path());
     assert_eq!(store.revision(), 11);
-    assert_eq!(store.get::<String>("jobs", "b").unwrap().unwrap().create_revision, 10);
+    assert_eq!(
+        store
+            .get::<String>("jobs", "b")
+            .unwrap()
+            .unwrap()
+            .create_revision,
+        10
+    );
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use real::RealFs;
 
 /// One open file.
+#[allow(clippy::len_without_is_empty)]
 pub trait FileHandle: Send + Sync + Debug {
     /// Reads at `offset`; may return fewer bytes than asked, 0 at the end.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
@@ -76,7 +77,11 @@ pub trait Fs: Send + Sync + Debug + 'static {
 }
 
 /// Writes all of `buf` at `offset`, continuing after short writes.
-pub(crate) fn write_all_at(file: &dyn FileHandle, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+pub(crate) fn write_all_at(
+    file: &dyn FileHandle,
+    mut buf: &[u8],
+    mut offset: u64,
+) -> io::Result<()> {
     while !buf.is_empty() {
         match file.write_at(buf, offset) {
             Ok(0) => {
@@ -98,7 +103,11 @@ pub(crate) fn write_all_at(file: &dyn FileHandle, mut buf: &[u8], mut offset: u6
 
 /// Fills `buf` from `offset`; returns how many bytes were read before the end of
 /// the file (less than `buf.len()` only at the end).
-pub(crate) fn read_full_at(file: &dyn FileHandle, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(crate) fn read_full_at(
+    file: &dyn FileHandle,
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         let rest = buf.get_mut(done..).unwrap_or_default();

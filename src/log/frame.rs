@@ -204,10 +204,7 @@ mod tests {
 
     #[test]
     fn zero_header_marks_the_end() {
-        assert_eq!(
-            decode(&[0; 64]),
-            Decoded::BadHeader(HeaderError::Zero)
-        );
+        assert_eq!(decode(&[0; 64]), Decoded::BadHeader(HeaderError::Zero));
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub(crate) fn scan_frames(
                 if window.len() as u64 >= remaining {
                     // Every byte the file has from here is in the window, and the
                     // frame needs more: it runs past the end of the file.
-                    if remaining < FRAME_HEADER_LEN as u64 && window.iter().all(|b| *b == 0) {
+                    if remaining < FRAME_HEADER_LEN as u64 && is_zero(window) {
                         return Ok((FrameStop::Zero, pos));
                     }
                     let problem = if needed.is_none() {
@@ -114,7 +114,12 @@ pub(crate) fn scan_frames(
 }
 
 /// Whether every byte of `file` from `from` to `len` is zero.
-pub(crate) fn rest_is_zero(file: &dyn FileHandle, path: &Path, from: u64, len: u64) -> Result<bool> {
+pub(crate) fn rest_is_zero(
+    file: &dyn FileHandle,
+    path: &Path,
+    from: u64,
+    len: u64,
+) -> Result<bool> {
     let mut buf = vec![0u8; WINDOW];
     let mut pos = from;
     while pos < len {
@@ -124,12 +129,22 @@ pub(crate) fn rest_is_zero(file: &dyn FileHandle, path: &Path, from: u64, len: u
         if n == 0 {
             break;
         }
-        if buf[..n].iter().any(|b| *b != 0) {
+        if !is_zero(&buf[..n]) {
             return Ok(false);
         }
         pos += n as u64;
     }
     Ok(true)
+}
+
+/// Whether every byte is zero; compares against zeros in blocks (a `memcmp`),
+/// which is fast even in unoptimised builds.
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
+    const BLOCK: usize = 4096;
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
+    bytes
+        .chunks(BLOCK)
+        .all(|chunk| chunk == &ZEROS[..chunk.len()])
 }
 
 /// Offset just past the last non-zero byte of the file at or after `from`.
@@ -144,7 +159,9 @@ pub(crate) fn data_end(file: &dyn FileHandle, path: &Path, from: u64, len: u64) 
         if n == 0 {
             break;
         }
-        if let Some(last) = buf[..n].iter().rposition(|b| *b != 0) {
+        if !is_zero(&buf[..n])
+            && let Some(last) = buf[..n].iter().rposition(|b| *b != 0)
+        {
             end = pos + last as u64 + 1;
         }
         pos += n as u64;
@@ -274,85 +291,91 @@ pub(crate) fn read_commits(
         let mut parts: Vec<LogRecord<'static>> = Vec::new();
         let mut parts_start = end.offset;
         let seg_first = seg.first_revision;
-        let (stop, stop_at) = scan_frames(file.as_ref(), &seg.path, seg.len, from, |at, next, payload| {
-            let record = record::decode(payload).map_err(|e| {
-                Error::corrupt(&seg.path, at, format!("the record does not decode: {e}"))
-            })?;
-            record
-                .check()
-                .map_err(|e| Error::corrupt(&seg.path, at, format!("the record is invalid: {e}")))?;
-            let expected = if let Some(p) = parts.first() {
-                p.revision
-            } else if last_revision == 0 && record.base {
-                record.revision
-            } else {
-                last_revision + 1
-            };
-            if record.revision != expected {
-                return Err(Error::corrupt(
-                    &seg.path,
-                    at,
-                    format!(
-                        "the record has revision {} where revision {expected} was expected",
-                        record.revision
-                    ),
-                ));
-            }
-            if let Some(p) = parts.first()
-                && p.base != record.base
-            {
-                return Err(Error::corrupt(
-                    &seg.path,
-                    at,
-                    "the parts of one commit disagree on whether it is a base record",
-                ));
-            }
-            if record.base && parts.is_empty() && last_revision != 0 {
-                return Err(Error::corrupt(
-                    &seg.path,
-                    at,
-                    format!(
-                        "a base record (the first commit of a restored store) follows revision \
+        let (stop, stop_at) = scan_frames(
+            file.as_ref(),
+            &seg.path,
+            seg.len,
+            from,
+            |at, next, payload| {
+                let record = record::decode(payload).map_err(|e| {
+                    Error::corrupt(&seg.path, at, format!("the record does not decode: {e}"))
+                })?;
+                record.check().map_err(|e| {
+                    Error::corrupt(&seg.path, at, format!("the record is invalid: {e}"))
+                })?;
+                let expected = if let Some(p) = parts.first() {
+                    p.revision
+                } else if last_revision == 0 && record.base {
+                    record.revision
+                } else {
+                    last_revision + 1
+                };
+                if record.revision != expected {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        at,
+                        format!(
+                            "the record has revision {} where revision {expected} was expected",
+                            record.revision
+                        ),
+                    ));
+                }
+                if let Some(p) = parts.first()
+                    && p.base != record.base
+                {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        at,
+                        "the parts of one commit disagree on whether it is a base record",
+                    ));
+                }
+                if record.base && parts.is_empty() && last_revision != 0 {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        at,
+                        format!(
+                            "a base record (the first commit of a restored store) follows revision \
                          {last_revision}"
-                    ),
-                ));
-            }
-            if parts.is_empty() && last_revision == 0 && seg_first != record.revision {
-                return Err(Error::corrupt(
-                    &seg.path,
-                    at,
-                    format!(
-                        "the first record has revision {} but the segment is named for {seg_first}",
-                        record.revision
-                    ),
-                ));
-            }
-            if parts.is_empty() {
-                parts_start = at;
-            }
-            if record.more {
-                parts.push(into_owned(record));
-                return Ok(true);
-            }
-            let position = Position {
-                segment: seg.first_revision,
-                offset: next,
-            };
-            let go_on = if parts.is_empty() {
-                visit(std::slice::from_ref(&record), position)?
-            } else {
-                parts.push(into_owned(record));
-                let go_on = visit(&parts, position)?;
-                parts.clear();
-                go_on
-            };
-            last_revision = expected;
-            end = position;
-            if !go_on {
-                stopped = true;
-            }
-            Ok(go_on)
-        })?;
+                        ),
+                    ));
+                }
+                if parts.is_empty() && last_revision == 0 && seg_first != record.revision {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        at,
+                        format!(
+                            "the first record has revision {} but the segment is named for {seg_first}",
+                            record.revision
+                        ),
+                    ));
+                }
+                if parts.is_empty() {
+                    parts_start = at;
+                }
+                if record.more {
+                    parts.push(into_owned(record));
+                    return Ok(true);
+                }
+                let position = Position {
+                    segment: seg.first_revision,
+                    offset: next,
+                };
+                let go_on = if parts.is_empty() {
+                    visit(std::slice::from_ref(&record), position)?
+                } else {
+                    parts.push(into_owned(record));
+                    let go_on = visit(&parts, position)?;
+                    parts.clear();
+                    go_on
+                };
+                last_revision = expected;
+                end = position;
+                if !go_on {
+                    stopped = true;
+                }
+                Ok(go_on)
+            },
+        )?;
         if stopped {
             return Ok(LogEnd {
                 last_revision,
@@ -361,7 +384,11 @@ pub(crate) fn read_commits(
                 stopped,
             });
         }
-        let incomplete_from = if parts.is_empty() { stop_at } else { parts_start };
+        let incomplete_from = if parts.is_empty() {
+            stop_at
+        } else {
+            parts_start
+        };
         let ended_exactly = stop == FrameStop::End;
         let tail = match stop {
             FrameStop::End if parts.is_empty() => Tail::Clean,

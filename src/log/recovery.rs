@@ -246,7 +246,9 @@ fn cut_torn_tail(
     while fs.exists(&saved_to).unwrap_or(false) {
         // An earlier cut at the same place: keep both.
         attempt += 1;
-        saved_to = last.path.with_file_name(format!("{name}.torn-{at}-{attempt}"));
+        saved_to = last
+            .path
+            .with_file_name(format!("{name}.torn-{at}-{attempt}"));
     }
     // IMPORTANT: save the bytes before zeroing them: nothing is destroyed.
     fs::write_file_atomic(fs, &saved_to, &cut)

@@ -77,7 +77,9 @@ impl HeaderProblem {
     pub fn describe(&self) -> String {
         match self {
             HeaderProblem::Truncated(n) => {
-                format!("the file has {n} bytes, fewer than a segment header's {SEGMENT_HEADER_LEN}")
+                format!(
+                    "the file has {n} bytes, fewer than a segment header's {SEGMENT_HEADER_LEN}"
+                )
             }
             HeaderProblem::Magic => "it does not start with the segment magic bytes".to_owned(),
             HeaderProblem::Checksum => "the segment header's checksum does not match".to_owned(),
@@ -85,7 +87,9 @@ impl HeaderProblem {
                 "log format version {v} is newer than this statelog's {LOG_FORMAT_VERSION}; \
                  open the store with a newer statelog"
             ),
-            HeaderProblem::Reserved => "the segment header's reserved bytes are not zero".to_owned(),
+            HeaderProblem::Reserved => {
+                "the segment header's reserved bytes are not zero".to_owned()
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use super::segment::{self, LOG_FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentHeader
 use crate::error::{Error, Result};
 use crate::fs::{self, FileHandle, Fs, OpenMode};
 
-const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// The writing end of the log.
 #[derive(Debug)]

@@ -407,7 +407,8 @@ impl Engine {
             }
             self.log.write(&frames, revision)?;
             self.log.sync()?;
-            txn.commit().map_err(db_error(&path, "apply the restored records"))?;
+            txn.commit()
+                .map_err(db_error(&path, "apply the restored records"))?;
             self.applied = applied;
             self.since_checkpoint.commits += 1;
             self.since_checkpoint.bytes += frames.len() as u64;

@@ -26,12 +26,14 @@ use serde::de::DeserializeOwned;
 
 use self::commit::Committer;
 use self::engine::Engine;
-use self::request::{BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome};
+use self::request::{
+    BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
+};
 use crate::error::{Error, Result};
 use crate::fs::LockGuard;
 use crate::key;
-use crate::log::{CutTail, catalog};
 use crate::log::segment::StoreId;
+use crate::log::{CutTail, catalog};
 use crate::options::Options;
 use crate::time::Timestamp;
 use crate::value::{self, RawValue, Versioned};
@@ -158,7 +160,10 @@ pub(crate) struct Shared {
 }
 
 /// Converts any redb error into [`Error::Database`] for `path`.
-pub(crate) fn db_error<E: Into<redb::Error>>(path: &Path, op: &'static str) -> impl FnOnce(E) -> Error {
+pub(crate) fn db_error<E: Into<redb::Error>>(
+    path: &Path,
+    op: &'static str,
+) -> impl FnOnce(E) -> Error {
     let path = path.to_owned();
     move |e| {
         let e: redb::Error = e.into();
@@ -284,7 +289,11 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidKey`]; [`Error::Decode`] naming the record if its value is
     /// not a `T`.
-    pub fn get<T: DeserializeOwned>(&self, namespace: &str, key: &str) -> Result<Option<Versioned<T>>> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>> {
         self.snapshot()?.get(namespace, key)
     }
 
@@ -301,7 +310,11 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::InvalidKey`] for a bad namespace.
-    pub fn list<T: DeserializeOwned>(&self, namespace: &str, range: impl Into<KeyRange>) -> Result<List<T>> {
+    pub fn list<T: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        range: impl Into<KeyRange>,
+    ) -> Result<List<T>> {
         self.snapshot()?.list(namespace, range)
     }
 
@@ -326,7 +339,12 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidKey`], [`Error::Encode`], [`Error::TooLarge`], and the
     /// I/O errors of a commit.
-    pub fn put<T: Serialize + ?Sized>(&self, namespace: &str, key: &str, value: &T) -> Result<Committed> {
+    pub fn put<T: Serialize + ?Sized>(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<Committed> {
         let address = key::encode(namespace, key)?;
         let value = value::encode(namespace, key, value)?;
         self.write_one(address, value, None, false)
@@ -337,7 +355,12 @@ impl Store {
     ///
     /// # Errors
     /// As [`put`](Self::put).
-    pub fn put_if_changed<T: Serialize + ?Sized>(&self, namespace: &str, key: &str, value: &T) -> Result<Committed> {
+    pub fn put_if_changed<T: Serialize + ?Sized>(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<Committed> {
         let address = key::encode(namespace, key)?;
         let value = value::encode(namespace, key, value)?;
         self.write_one(address, value, None, true)
@@ -358,7 +381,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Conflict`] (with `expected` 0) if it exists; as [`put`](Self::put).
-    pub fn create<T: Serialize + ?Sized>(&self, namespace: &str, key: &str, value: &T) -> Result<Committed> {
+    pub fn create<T: Serialize + ?Sized>(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<Committed> {
         self.compare_and_swap(namespace, key, 0, value)
     }
 
@@ -441,7 +469,12 @@ impl Store {
         }
     }
 
-    fn delete_checked(&self, namespace: &str, key: &str, expected: Option<u64>) -> Result<Option<Deleted>> {
+    fn delete_checked(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<u64>,
+    ) -> Result<Option<Deleted>> {
         let address = key::encode(namespace, key)?;
         let checks = expected
             .map(|expected| Check {
@@ -656,7 +689,11 @@ impl Store {
             });
         }
         load.records.sort_by(|a, b| a.address.cmp(&b.address));
-        if let Some(pair) = load.records.windows(2).find(|w| w[0].address == w[1].address) {
+        if let Some(pair) = load
+            .records
+            .windows(2)
+            .find(|w| w[0].address == w[1].address)
+        {
             let (namespace, key) = key::decode(&pair[0].address).unwrap_or(("?", "?"));
             return Err(Error::InvalidOption {
                 name: "records",

@@ -22,10 +22,10 @@ use super::replay::Replayer;
 use super::schema::{self, Applied, META, RECORDS, SCHEMA_VERSION};
 use crate::error::{Error, Result};
 use crate::fs::{self, BoxedBackend, Fs, LockError, LockGuard};
+use crate::log::Position;
 use crate::log::catalog;
 use crate::log::recovery::{self, Checkpoint, CutTail, WriterSettings};
 use crate::log::segment::{SEGMENT_HEADER_LEN, StoreId};
-use crate::log::Position;
 use crate::options::Options;
 use crate::time::Timestamp;
 
@@ -297,8 +297,8 @@ fn create_store(fs: &dyn Fs, path: &Path) -> Result<()> {
 
 fn read_id_file(fs: &dyn Fs, path: &Path) -> Result<StoreId> {
     let id_path = path.join(ID_FILE);
-    let bytes =
-        fs::read_file(fs, &id_path).map_err(|e| Error::io("read the identity file", &id_path, e))?;
+    let bytes = fs::read_file(fs, &id_path)
+        .map_err(|e| Error::io("read the identity file", &id_path, e))?;
     let not_a_store = |reason: String| Error::NotAStore {
         path: path.to_owned(),
         reason,
@@ -321,8 +321,12 @@ fn read_id_file(fs: &dyn Fs, path: &Path) -> Result<StoreId> {
     }
     let id: IdFile = serde_json::from_value(value)
         .map_err(|e| not_a_store(format!("{ID_FILE} is incomplete ({e})")))?;
-    parse_store_id(&id.store_id)
-        .ok_or_else(|| not_a_store(format!("{ID_FILE} has a malformed store id {:?}", id.store_id)))
+    parse_store_id(&id.store_id).ok_or_else(|| {
+        not_a_store(format!(
+            "{ID_FILE} has a malformed store id {:?}",
+            id.store_id
+        ))
+    })
 }
 
 fn parse_store_id(text: &str) -> Option<StoreId> {
@@ -360,7 +364,10 @@ fn open_database(fs: &dyn Fs, db_path: &Path, options: &Options) -> Result<Datab
             supported: 3,
         }),
         Ok(Err(e)) => Err(damaged(db_path, e.to_string())),
-        Err(_) => Err(damaged(db_path, "the database library panicked while opening it".into())),
+        Err(_) => Err(damaged(
+            db_path,
+            "the database library panicked while opening it".into(),
+        )),
     }
 }
 
@@ -388,7 +395,11 @@ fn read_meta(db: &Database, db_path: &Path, store_id: &StoreId) -> Result<Applie
                 .map_err(db_error(db_path, "read the meta table"))?
                 .map(|v| v.value().to_vec()))
         };
-        Ok((get(schema::META_SCHEMA)?, get(schema::META_STORE_ID)?, get(schema::META_APPLIED)?))
+        Ok((
+            get(schema::META_SCHEMA)?,
+            get(schema::META_STORE_ID)?,
+            get(schema::META_APPLIED)?,
+        ))
     }));
     let (schema_bytes, id_bytes, applied_bytes) = match read {
         Ok(result) => result?,

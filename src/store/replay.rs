@@ -126,7 +126,10 @@ impl<'db> Replayer<'db> {
                                     revision,
                                     namespace,
                                     key,
-                                    format!("deletes version {} but version {had} is stored", del.version),
+                                    format!(
+                                        "deletes version {} but version {had} is stored",
+                                        del.version
+                                    ),
                                 ));
                             }
                             table

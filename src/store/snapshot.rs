@@ -146,9 +146,15 @@ impl Snapshot {
     /// # Errors
     /// [`Error::InvalidKey`](crate::Error::InvalidKey) for a bad address,
     /// [`Error::Decode`](crate::Error::Decode) if the value is not a `T`.
-    pub fn get<T: DeserializeOwned>(&self, namespace: &str, key: &str) -> Result<Option<Versioned<T>>> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>> {
         let address = key::encode(namespace, key)?;
-        self.get_with(&address, namespace, key, |bytes| value::decode(namespace, key, bytes))
+        self.get_with(&address, namespace, key, |bytes| {
+            value::decode(namespace, key, bytes)
+        })
     }
 
     /// Reads one record without decoding its value.
@@ -195,8 +201,14 @@ impl Snapshot {
     /// # Errors
     /// [`Error::InvalidKey`](crate::Error::InvalidKey) for a bad namespace; each item
     /// is an error if its value is not a `T`.
-    pub fn list<T: DeserializeOwned>(&self, namespace: &str, range: impl Into<KeyRange>) -> Result<List<T>> {
-        self.list_with(namespace, range.into(), |ns, key, bytes| value::decode(ns, key, bytes))
+    pub fn list<T: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        range: impl Into<KeyRange>,
+    ) -> Result<List<T>> {
+        self.list_with(namespace, range.into(), |ns, key, bytes| {
+            value::decode(ns, key, bytes)
+        })
     }
 
     /// Streams the records of a namespace in key order without decoding them.
@@ -209,7 +221,12 @@ impl Snapshot {
         })
     }
 
-    fn list_with<T>(&self, namespace: &str, range: KeyRange, decode: Decoder<T>) -> Result<List<T>> {
+    fn list_with<T>(
+        &self,
+        namespace: &str,
+        range: KeyRange,
+        decode: Decoder<T>,
+    ) -> Result<List<T>> {
         key::validate(KeyPart::Namespace, namespace)?;
         let encode = |b: Bound<String>, unbounded: Bound<Vec<u8>>| match b {
             Bound::Included(k) => Bound::Included(key::encode_unchecked(namespace, &k)),
@@ -223,7 +240,10 @@ impl Snapshot {
                 Some(key::namespace_start(namespace, &p)),
             ),
             None => (
-                encode(range.start, Bound::Included(key::namespace_start(namespace, ""))),
+                encode(
+                    range.start,
+                    Bound::Included(key::namespace_start(namespace, "")),
+                ),
                 encode(range.end, Bound::Excluded(key::namespace_end(namespace))),
                 Some(key::namespace_start(namespace, "")),
             ),
@@ -289,7 +309,9 @@ impl Snapshot {
 fn is_empty_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
     match (start, end) {
         (Bound::Included(s), Bound::Included(e)) => s > e,
-        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => s >= e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+            s >= e
+        }
         _ => false,
     }
 }

@@ -51,7 +51,11 @@ impl Tx {
     ///
     /// # Errors
     /// [`Error::InvalidKey`], or [`Error::Decode`] if the value is not a `T`.
-    pub fn get<T: DeserializeOwned>(&mut self, namespace: &str, key: &str) -> Result<Option<Versioned<T>>> {
+    pub fn get<T: DeserializeOwned>(
+        &mut self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>> {
         let address = key::encode(namespace, key)?;
         let stored = self.snapshot.get_raw(namespace, key)?;
         let seen = stored.as_ref().map_or(0, |r| r.version);
@@ -65,7 +69,10 @@ impl Tx {
                     mod_revision: 0,
                     updated_at: stored.as_ref().map_or(Timestamp::EPOCH, |r| r.updated_at),
                 };
-                Ok(Some(Versioned::new(value::decode(namespace, key, value)?, meta)))
+                Ok(Some(Versioned::new(
+                    value::decode(namespace, key, value)?,
+                    meta,
+                )))
             }
             None => match stored {
                 Some(raw) => {
@@ -82,7 +89,12 @@ impl Tx {
     ///
     /// # Errors
     /// [`Error::InvalidKey`], [`Error::Encode`], [`Error::TooLarge`].
-    pub fn put<T: Serialize + ?Sized>(&mut self, namespace: &str, key: &str, value: &T) -> Result<()> {
+    pub fn put<T: Serialize + ?Sized>(
+        &mut self,
+        namespace: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
         self.put_bytes(namespace, key, value::encode(namespace, key, value)?, false)
     }
 
@@ -92,7 +104,12 @@ impl Tx {
     ///
     /// # Errors
     /// As [`put`](Tx::put).
-    pub fn put_if_changed<T: Serialize + ?Sized>(&mut self, namespace: &str, key: &str, value: &T) -> Result<()> {
+    pub fn put_if_changed<T: Serialize + ?Sized>(
+        &mut self,
+        namespace: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
         self.put_bytes(namespace, key, value::encode(namespace, key, value)?, true)
     }
 
@@ -106,7 +123,13 @@ impl Tx {
         self.put_bytes(namespace, key, bytes, false)
     }
 
-    fn put_bytes(&mut self, namespace: &str, key: &str, value: Vec<u8>, skip_unchanged: bool) -> Result<()> {
+    fn put_bytes(
+        &mut self,
+        namespace: &str,
+        key: &str,
+        value: Vec<u8>,
+        skip_unchanged: bool,
+    ) -> Result<()> {
         let address = key::encode(namespace, key)?;
         self.writes.insert(
             address,

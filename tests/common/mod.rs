@@ -28,8 +28,20 @@ pub fn open_with(path: &Path, options: Options) -> Store {
     }
 }
 
-/// Every file under `dir` with its bytes, to check that nothing changed.
-pub fn snapshot_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+/// Every file under `dir` with its size and CRC, to check that nothing changed
+/// (short enough to show in an assertion message). The lock file and the state
+/// database are left out: redb rewrites its own header whenever it is opened,
+/// while the log and the identity file are only ever written by commits.
+pub fn snapshot_files(dir: &Path) -> BTreeMap<PathBuf, (usize, u32)> {
+    file_contents(dir)
+        .into_iter()
+        .filter(|(path, _)| path.file_name().is_some_and(|n| n != "state.redb"))
+        .map(|(path, bytes)| (path, (bytes.len(), crc32fast::hash(&bytes))))
+        .collect()
+}
+
+/// Every file under `dir` (but the lock file) with its bytes.
+pub fn file_contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {

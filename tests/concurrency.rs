@@ -1,0 +1,263 @@
+//! Many threads and many processes on one store: no update is lost.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+
+use common::{open, store_dir};
+use serde::{Deserialize, Serialize};
+use statelog::{Error, Options, Store};
+
+#[test]
+fn eight_threads_times_a_thousand_updates_lose_nothing() {
+    let dir = store_dir();
+    let store = open(dir.path());
+    let threads = 8;
+    let per_thread = 1000;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let store = store.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..per_thread {
+                    store
+                        .update(
+                            "counters",
+                            "c",
+                            |old: Option<u64>| -> statelog::Result<u64> {
+                                Ok(old.unwrap_or(0) + 1)
+                            },
+                        )
+                        .expect("update");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    let counter = store.get::<u64>("counters", "c").unwrap().unwrap();
+    assert_eq!(counter.value, 8000);
+    assert_eq!(counter.version, 8000);
+    let stats = store.stats();
+    assert_eq!(stats.commits, 8000);
+    // Contention on one key must have produced conflicts, each retried.
+    assert!(stats.conflicts > 0, "{stats:?}");
+    assert_eq!(stats.retries, stats.conflicts, "{stats:?}");
+    println!("8x1000 updates: {stats:?}");
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TaskState {
+    status: String,
+    artifacts: BTreeMap<String, String>,
+}
+
+#[test]
+fn sixteen_parallel_stages_each_keep_their_artifact() {
+    let dir = store_dir();
+    let store = open(dir.path());
+    let created = store
+        .create(
+            "tasks",
+            "video_1",
+            &TaskState {
+                status: "running".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(created.version, 1);
+    let barrier = Arc::new(Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|stage| {
+            let store = store.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store
+                    .update(
+                        "tasks",
+                        "video_1",
+                        |old: Option<TaskState>| -> statelog::Result<_> {
+                            let mut task = old.expect("created before the stages start");
+                            task.artifacts
+                                .insert(format!("stage_{stage:02}"), format!("/out/{stage}.bin"));
+                            Ok(task)
+                        },
+                    )
+                    .expect("stage update");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    let task = store.get::<TaskState>("tasks", "video_1").unwrap().unwrap();
+    assert_eq!(task.value.artifacts.len(), 16, "{:?}", task.value.artifacts);
+    for stage in 0..16 {
+        assert_eq!(
+            task.value.artifacts[&format!("stage_{stage:02}")],
+            format!("/out/{stage}.bin")
+        );
+    }
+    assert_eq!(task.version, 17);
+}
+
+#[test]
+fn readers_never_wait_for_or_see_half_of_a_transaction() {
+    let dir = store_dir();
+    let store = open(dir.path());
+    store
+        .transaction(|tx| {
+            tx.put("bank", "a", &500i64)?;
+            tx.put("bank", "b", &500i64)?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for n in 0..200i64 {
+                    let amount = (n % 7) - 3 + i;
+                    store
+                        .transaction(|tx| {
+                            let a: i64 = tx.get("bank", "a")?.unwrap().value;
+                            let b: i64 = tx.get("bank", "b")?.unwrap().value;
+                            tx.put("bank", "a", &(a - amount))?;
+                            tx.put("bank", "b", &(b + amount))?;
+                            Ok::<_, Error>(())
+                        })
+                        .expect("transfer");
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let store = store.clone();
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (a, b) = store
+                    .read(|s| {
+                        Ok((
+                            s.get::<i64>("bank", "a")?.unwrap().value,
+                            s.get::<i64>("bank", "b")?.unwrap().value,
+                        ))
+                    })
+                    .unwrap();
+                assert_eq!(a + b, 1000, "a snapshot saw half a transfer");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for w in writers {
+        w.join().expect("writer");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().expect("reader");
+    assert!(reads > 0);
+    assert_eq!(store.revision(), 801);
+}
+
+const PROCESS_TEST: &str = "four_processes_times_five_hundred_increments_through_open_and_close";
+
+/// A child process: open, update, close, 500 times.
+fn increment_in_a_loop(dir: &Path, times: usize) {
+    for _ in 0..times {
+        let store = Store::open(dir, Options::default()).expect("open waits for the lock");
+        store
+            .update(
+                "jobs",
+                "counter",
+                |old: Option<u64>| -> statelog::Result<u64> { Ok(old.unwrap_or(0) + 1) },
+            )
+            .expect("update");
+        store.close().expect("close");
+    }
+}
+
+#[test]
+fn four_processes_times_five_hundred_increments_through_open_and_close() {
+    if let Some((_, dir)) = common::child_role() {
+        increment_in_a_loop(Path::new(&dir), 500);
+        return;
+    }
+    let dir = store_dir();
+    Store::open(dir.path(), Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            common::child_command(PROCESS_TEST, "increment", dir.path().to_str().unwrap())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let store = open(dir.path());
+    let counter = store.get::<u64>("jobs", "counter").unwrap().unwrap();
+    assert_eq!(counter.value, 2000);
+    assert_eq!(counter.version, 2000);
+}
+
+#[test]
+fn a_second_open_waits_then_reports_busy_with_the_holder() {
+    let dir = store_dir();
+    let store = open(dir.path());
+    let start = std::time::Instant::now();
+    let err = Store::open(
+        dir.path(),
+        Options::default().lock_timeout(std::time::Duration::from_millis(300)),
+    )
+    .unwrap_err();
+    let waited = start.elapsed();
+    match &err {
+        Error::Busy { pid, .. } => assert_eq!(*pid, Some(std::process::id())),
+        other => panic!("expected Busy, got {other}"),
+    }
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "{waited:?}"
+    );
+    assert!(err.to_string().contains("in use"), "{err}");
+    // The waiting open changed nothing, and the holder goes on.
+    store.put("a", "b", &1).unwrap();
+    drop(store);
+    let again = open(dir.path());
+    assert_eq!(again.revision(), 1);
+}
+
+#[test]
+fn a_waiting_open_gets_the_store_when_the_holder_closes() {
+    let dir = store_dir();
+    let store = open(dir.path());
+    let path = dir.path().to_owned();
+    let waiter = std::thread::spawn(move || {
+        let store = Store::open(&path, Options::default()).expect("open after waiting");
+        store.put("a", "waiter", &1).expect("put").revision
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    store.put("a", "holder", &1).unwrap();
+    store.close().unwrap();
+    assert_eq!(waiter.join().unwrap(), 2);
+}
