@@ -115,7 +115,7 @@ impl Default for Options {
             checkpoint: CheckpointPolicy::default(),
             segment_size: 64 << 20,
             preallocate: 4 << 20,
-            cache_size: 128 << 20,
+            cache_size: 64 << 20,
             create: true,
             fs: Arc::new(RealFs),
         }
@@ -166,7 +166,9 @@ impl Options {
         self
     }
 
-    /// Memory the state database may use for caching pages. Default: 128 MiB.
+    /// Memory the state database may use for caching pages. Default: 64 MiB,
+    /// which holds the whole state of most stores; a large export or scan fills it,
+    /// so the process's peak memory is about this plus a few MiB.
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_size = bytes;
         self
