@@ -213,6 +213,45 @@ pub enum Error {
         /// What is wrong with the value.
         reason: String,
     },
+
+    /// A snapshot given to import is not valid: broken JSON, a Markdown section
+    /// without its value, a duplicate record, an unknown format version, a value
+    /// that cannot be stored. Nothing was imported.
+    #[error("invalid snapshot at {}: {message}; nothing was imported",
+        describe_place(*.line, *.column, .section.as_deref()))]
+    InvalidSnapshot {
+        /// Line of the input, from 1 (0 if the input ended before anything was read).
+        line: u64,
+        /// Column in that line, from 1, in characters, when known.
+        column: Option<u64>,
+        /// The Markdown section or the record concerned, when known.
+        section: Option<String>,
+        /// What is wrong, and how to put it right.
+        message: String,
+    },
+
+    /// The reader a snapshot is imported from, or the writer it is exported to,
+    /// failed.
+    #[error("cannot {op} the snapshot stream")]
+    SnapshotIo {
+        /// What was being done: "read" or "write".
+        op: &'static str,
+        /// The reader's or writer's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn describe_place(line: u64, column: Option<u64>, section: Option<&str>) -> String {
+    let mut out = match (line, column) {
+        (0, _) => "the end of the input".to_owned(),
+        (line, Some(column)) => format!("line {line}, column {column}"),
+        (line, None) => format!("line {line}"),
+    };
+    if let Some(section) = section {
+        out.push_str(&format!(" ({section})"));
+    }
+    out
 }
 
 fn describe_conflict(expected: u64, actual: u64) -> String {

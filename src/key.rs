@@ -36,13 +36,26 @@ pub(crate) fn validate(part: KeyPart, text: &str) -> Result<()> {
             text.len()
         )));
     }
-    if let Some((at, c)) = text.char_indices().find(|(_, c)| c.is_control()) {
+    if let Some(at) = first_control(text) {
+        let c = text[at..].chars().next().unwrap_or_default();
         return Err(reject(format!(
             "it contains the control character U+{:04X} at byte {at}",
             u32::from(c)
         )));
     }
     Ok(())
+}
+
+/// Byte offset of the first control character (Unicode category Cc: U+0000 to
+/// U+001F, U+007F, U+0080 to U+009F). Scans bytes, not chars: in UTF-8 the C1
+/// controls are exactly the pairs 0xC2 0x80..=0x9F, and no other character
+/// contains a byte below 0x20 or 0x7F.
+fn first_control(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().find_map(|(at, &b)| {
+        let c1 = b == 0xC2 && bytes.get(at + 1).is_some_and(|n| (0x80..=0x9F).contains(n));
+        (b < 0x20 || b == 0x7F || c1).then_some(at)
+    })
 }
 
 fn shorten(text: &str) -> String {
@@ -117,6 +130,37 @@ mod tests {
             }
         ));
         assert!(encode("ns", &"é".repeat(MAX_KEY_LEN / 2)).is_ok());
+    }
+
+    #[test]
+    fn control_scan_agrees_with_char_is_control() {
+        for c in ['\0', '\n', '\u{1f}', '\u{7f}', '\u{80}', '\u{9f}', '\u{85}'] {
+            let text = format!("ab{c}cd");
+            assert_eq!(first_control(&text), Some(2), "{c:?}");
+        }
+        for c in [
+            ' ',
+            '~',
+            '\u{a0}',
+            'é',
+            '\u{2028}',
+            '\u{10ffff}',
+            'Â',
+            '\u{c0}',
+        ] {
+            let text = format!("ab{c}cd");
+            assert_eq!(first_control(&text), None, "{c:?}");
+        }
+        for code in 0..0x3000u32 {
+            if let Some(c) = char::from_u32(code) {
+                let text = c.to_string();
+                assert_eq!(
+                    first_control(&text).is_some(),
+                    c.is_control(),
+                    "U+{code:04X}"
+                );
+            }
+        }
     }
 
     #[test]

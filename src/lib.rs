@@ -58,5 +58,7 @@ pub use store::{
 pub use time::{ParseTimestampError, Timestamp};
 pub use value::{MAX_VALUE_LEN, RawValue, Versioned};
 
+pub mod snapshot;
+
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -103,6 +103,7 @@ pub struct Options {
     pub(crate) preallocate: u64,
     pub(crate) cache_size: usize,
     pub(crate) create: bool,
+    pub(crate) verify_on_open: bool,
     pub(crate) fs: Arc<dyn Fs>,
 }
 
@@ -117,6 +118,7 @@ impl Default for Options {
             preallocate: 4 << 20,
             cache_size: 64 << 20,
             create: true,
+            verify_on_open: false,
             fs: Arc::new(RealFs),
         }
     }
@@ -178,6 +180,18 @@ impl Options {
     /// Default: true.
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
+        self
+    }
+
+    /// Whether `open` verifies the checksum of every page of the state database
+    /// (reading the whole file) before trusting it. redb checks its pages when it
+    /// recovers from a crash, but not on a clean open or on reads, so damage to
+    /// the file after a clean close (a flipped bit on disk) is otherwise found
+    /// only by `statelog check`. A failed verification is reported as
+    /// [`Error::Database`] and changes nothing. Default: false, because it makes
+    /// every open read the whole state.
+    pub fn verify_on_open(mut self, verify: bool) -> Self {
+        self.verify_on_open = verify;
         self
     }
 

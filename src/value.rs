@@ -199,7 +199,10 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     key: &str,
     value: &T,
 ) -> Result<Vec<u8>> {
-    let bytes = rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
+    // Most values are small records: start with room for one, to skip the first
+    // few reallocations of growing from nothing.
+    let mut bytes = Vec::with_capacity(128);
+    rmp_serde::encode::write_named(&mut bytes, value).map_err(|e| Error::Encode {
         namespace: namespace.to_owned(),
         key: key.to_owned(),
         message: e.to_string(),

@@ -22,7 +22,11 @@ fn every_fuzz_corpus_replays_cleanly() {
     // Every corpus directory belongs to a registered target, and every target
     // has a fuzz binary.
     for entry in std::fs::read_dir(&root).expect("fuzz/corpus") {
-        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         assert!(
             targets.iter().any(|(t, _)| *t == name),
             "fuzz/corpus/{name} has no target in testkit::fuzz::targets()"

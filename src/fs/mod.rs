@@ -45,7 +45,7 @@ pub enum OpenMode {
 /// Held while a process owns a store; dropping it releases the store.
 pub trait LockGuard: Send + Sync + Debug {}
 
-/// Why [`Fs::lock`] did not get the lock.
+/// Why [`Fs::try_lock`] did not get the lock.
 #[derive(Debug)]
 pub enum LockError {
     /// Someone else holds it; the pid written by the holder, if readable.
@@ -189,8 +189,28 @@ pub(crate) fn lock_with_timeout(
 }
 
 /// Lets a boxed backend be handed to redb, which takes one by value.
+///
+/// The fence (the second field), once raised, makes the backend refuse every
+/// change. The engine raises it when it is poisoned: redb makes its pending
+/// non-durable commits durable when the database is dropped, and after a failed
+/// log sync those commits may include some the durable log does not have; the
+/// state database must never get ahead of the log (invariant 4).
 #[derive(Debug)]
-pub(crate) struct BoxedBackend(pub(crate) Box<dyn redb::StorageBackend>);
+pub(crate) struct BoxedBackend(
+    pub(crate) Box<dyn redb::StorageBackend>,
+    pub(crate) Arc<std::sync::atomic::AtomicBool>,
+);
+
+impl BoxedBackend {
+    fn check_fence(&self) -> Result<(), io::Error> {
+        if self.1.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(io::Error::other(
+                "the store refuses writes after an earlier failure; reopen it",
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl redb::StorageBackend for BoxedBackend {
     fn len(&self) -> Result<u64, io::Error> {
@@ -200,12 +220,15 @@ impl redb::StorageBackend for BoxedBackend {
         self.0.read(offset, out)
     }
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.check_fence()?;
         self.0.set_len(len)
     }
     fn sync_data(&self) -> Result<(), io::Error> {
+        self.check_fence()?;
         self.0.sync_data()
     }
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.check_fence()?;
         self.0.write(offset, data)
     }
     fn close(&self) -> Result<(), io::Error> {

@@ -169,14 +169,23 @@ pub(crate) fn data_end(file: &dyn FileHandle, path: &Path, from: u64, len: u64) 
     Ok(end)
 }
 
-/// The first offset after `from` where a complete, verified frame holding a
-/// decodable record starts, if any. Used to tell a torn tail (nothing valid after
-/// the damage) from damage in the middle of the log.
+/// The first offset after `from` where a complete, verified frame starts whose
+/// record proves that the log was synced at least up to `revision` when it was
+/// written (its `synced` watermark reaches `revision`, or it has none, as in
+/// records from before the watermark existed), if any.
+///
+/// Used to tell a torn tail from damage in the middle of the log. Damage at
+/// `revision` followed only by records written before `revision` was synced is
+/// a torn write: those records were all unsynced at the crash too (in `Sync`
+/// mode: parts of the same batch; in `Relaxed` mode: commits since the last
+/// sync), so none of them was durable, and cutting them all leaves a prefix. A
+/// record written after `revision` was synced means the damage hit synced data.
 pub(crate) fn find_frame_after(
     file: &dyn FileHandle,
     path: &Path,
     from: u64,
     len: u64,
+    revision: u64,
 ) -> Result<Option<u64>> {
     if from >= len {
         return Ok(None);
@@ -188,7 +197,8 @@ pub(crate) fn find_frame_after(
     rest.truncate(n);
     for at in 1..rest.len() {
         if let frame::Decoded::Frame { payload, .. } = frame::decode(&rest[at..])
-            && record::decode(payload).is_ok()
+            && let Ok(record) = record::decode(payload)
+            && record.synced.is_none_or(|synced| synced >= revision)
         {
             return Ok(Some(from + at as u64));
         }
@@ -476,6 +486,7 @@ pub(crate) fn into_owned(record: LogRecord<'_>) -> LogRecord<'static> {
         time: record.time,
         more: record.more,
         base: record.base,
+        synced: record.synced,
         ops: record
             .ops
             .into_iter()

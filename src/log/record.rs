@@ -11,6 +11,7 @@
 //! { "rev": 17, "time": 1767322245000006,
 //!   "ops": [ {"put": {"ns": "tasks", "key": "t1", "ver": 3, "created": 9, "value": <bin>}},
 //!            {"del": {"ns": "tasks", "key": "t0", "ver": 5}} ],
+//!   "synced": 16,   // the log was durable up to this revision when this was written
 //!   "more": true,   // only when further parts of the same revision follow
 //!   "base": true }  // only for a restore's first commit, which may start at any revision
 //! ```
@@ -42,6 +43,15 @@ pub struct LogRecord<'a> {
     /// revisions of the snapshot, and its revision need not follow the previous one.
     #[serde(rename = "base", default, skip_serializing_if = "is_false")]
     pub base: bool,
+    /// The log was synced up to this revision when this record was written: the
+    /// writer's durability watermark. Recovery uses it to tell a torn tail (the
+    /// damaged commit was never synced, so every valid record after it was
+    /// written before it was synced, with a lower watermark) from damage to
+    /// synced data (a later record proves, by its watermark, that the damaged
+    /// one had been synced). Absent in records written before it existed, which
+    /// recovery treats as proof of durability (the stricter reading).
+    #[serde(rename = "synced", default, skip_serializing_if = "Option::is_none")]
+    pub synced: Option<u64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -130,6 +140,15 @@ impl LogRecord<'_> {
         if self.ops.is_empty() && !self.more && !self.base {
             return Err("a commit without operations is never written".to_owned());
         }
+        if let Some(synced) = self.synced
+            && synced >= self.revision
+        {
+            return Err(format!(
+                "the record says the log was synced up to revision {synced}, not before its own \
+                 revision {}",
+                self.revision
+            ));
+        }
         for op in &self.ops {
             let (ns, key) = op.address();
             crate::key::encode(ns, key).map_err(|e| e.to_string())?;
@@ -189,6 +208,7 @@ mod tests {
             ],
             more: false,
             base: false,
+            synced: Some(16),
         }
     }
 
@@ -211,7 +231,9 @@ mod tests {
         encode_into(&sample(), &mut buf).unwrap();
         // Field names are in the bytes, so tools can read records without the types.
         let text = String::from_utf8_lossy(&buf);
-        for name in ["rev", "time", "ops", "put", "del", "ver", "created"] {
+        for name in [
+            "rev", "time", "ops", "put", "del", "ver", "created", "synced",
+        ] {
             assert!(text.contains(name), "{name} missing");
         }
     }
@@ -227,7 +249,11 @@ mod tests {
     fn check_catches_impossible_records() {
         let mut r = sample();
         r.revision = 5;
+        r.synced = Some(4);
         assert!(r.check().unwrap_err().contains("out of order"));
+        let mut r = sample();
+        r.synced = Some(17);
+        assert!(r.check().unwrap_err().contains("synced up to revision 17"));
         let mut r = sample();
         r.ops.clear();
         assert!(r.check().is_err());

@@ -125,7 +125,14 @@ pub(crate) fn recover(
             at,
             damage_at,
             problem,
-        } => Some(cut_torn_tail(fs.as_ref(), &last, at, damage_at, problem)?),
+        } => Some(cut_torn_tail(
+            fs.as_ref(),
+            &last,
+            at,
+            damage_at,
+            end.last_revision + 1,
+            problem,
+        )?),
     };
     let resume = Resume {
         path: last.path.clone(),
@@ -215,18 +222,22 @@ fn cut_torn_tail(
     last: &SegmentInfo,
     at: u64,
     damage_at: u64,
+    revision: u64,
     problem: String,
 ) -> Result<CutTail> {
     let file = fs
         .open(&last.path, OpenMode::ReadWrite)
         .map_err(|e| Error::io("open", &last.path, e))?;
-    if let Some(valid) = reader::find_frame_after(file.as_ref(), &last.path, damage_at, last.len)? {
+    if let Some(valid) =
+        reader::find_frame_after(file.as_ref(), &last.path, damage_at, last.len, revision)?
+    {
         return Err(Error::corrupt(
             &last.path,
             damage_at,
             format!(
-                "{problem}; a valid record follows at byte {valid}, so this is damage inside the \
-                 log, not a torn write; run `statelog check` and restore a backup"
+                "{problem}; a valid record written after revision {revision} was synced follows \
+                 at byte {valid}, so this is damage inside the log, not a torn write; run \
+                 `statelog check` and restore a backup"
             ),
         ));
     }

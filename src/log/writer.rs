@@ -30,6 +30,9 @@ pub(crate) struct LogWriter {
     active: Active,
     /// Revision of the last complete commit written (0 before any).
     last_revision: u64,
+    /// The log is durable up to this revision: the watermark written into each
+    /// record (see `LogRecord::synced`).
+    synced: u64,
 }
 
 #[derive(Debug)]
@@ -77,10 +80,13 @@ impl LogWriter {
             preallocate,
             active,
             last_revision: first_revision.saturating_sub(1),
+            synced: first_revision.saturating_sub(1),
         })
     }
 
-    /// Continues an existing log after recovery has found its end.
+    /// Continues an existing log after recovery has found its end. Everything in
+    /// it is taken to be durable: opening a store checkpoints (syncing the log)
+    /// whenever recovery found commits past the last checkpoint.
     pub(crate) fn resume(
         fs: Arc<dyn Fs>,
         dir: &Path,
@@ -110,6 +116,7 @@ impl LogWriter {
                 has_commits: resume.end > SEGMENT_HEADER_LEN as u64,
             },
             last_revision: resume.last_revision,
+            synced: resume.last_revision,
         })
     }
 
@@ -131,6 +138,17 @@ impl LogWriter {
         Arc::clone(&self.active.file)
     }
 
+    /// The revision up to which the log is known to be durable.
+    pub(crate) fn synced_revision(&self) -> u64 {
+        self.synced
+    }
+
+    /// Records that the log was synced (through [`active_file`](Self::active_file))
+    /// up to `revision`.
+    pub(crate) fn note_synced(&mut self, revision: u64) {
+        self.synced = self.synced.max(revision.min(self.last_revision));
+    }
+
     /// Makes room for `len` bytes of commits starting at revision `next_revision`:
     /// seals the segment and starts a new one when the active one is full, and
     /// extends the preallocated space. Returns where the bytes will go.
@@ -139,7 +157,13 @@ impl LogWriter {
             self.rotate(next_revision)?;
         }
         let needed = self.active.end + len as u64;
-        if self.preallocate > 0 && needed > self.active.allocated {
+        // A write of at least a whole preallocation step gains nothing from
+        // zeros written ahead of it (its sync updates the size once, amortised
+        // over the write) and would write every byte twice: let it extend the
+        // file itself. Small commits, whose syncs must not touch metadata, land
+        // in preallocated space.
+        if self.preallocate > 0 && needed > self.active.allocated && (len as u64) < self.preallocate
+        {
             self.extend_to(needed)?;
         }
         Ok(self.position())
@@ -160,11 +184,13 @@ impl LogWriter {
     }
 
     /// Makes everything written so far durable.
-    pub(crate) fn sync(&self) -> Result<()> {
+    pub(crate) fn sync(&mut self) -> Result<()> {
         self.active
             .file
             .sync_data()
-            .map_err(|e| Error::io("sync the log segment", &self.active.path, e))
+            .map_err(|e| Error::io("sync the log segment", &self.active.path, e))?;
+        self.synced = self.last_revision;
+        Ok(())
     }
 
     /// For the first commit of a restored store, whose revision is chosen by the
@@ -195,6 +221,7 @@ impl LogWriter {
             .sync_dir(&self.dir)
             .map_err(|e| Error::io("sync the log directory", &self.dir, e))?;
         self.last_revision = revision - 1;
+        self.synced = self.last_revision;
         Ok(())
     }
 
@@ -208,6 +235,7 @@ impl LogWriter {
             .and_then(|()| old.file.set_len(old.end))
             .and_then(|()| old.file.sync_data())
             .map_err(|e| Error::io("seal the log segment", path, e))?;
+        self.synced = self.last_revision;
         let next = create_segment(
             self.fs.as_ref(),
             &self.dir,
@@ -228,6 +256,7 @@ impl LogWriter {
             .and_then(|()| self.active.file.sync_data())
             .map_err(|e| Error::io("preallocate the log segment", &self.active.path, e))?;
         self.active.allocated = target;
+        self.synced = self.last_revision;
         Ok(())
     }
 }

@@ -89,6 +89,9 @@ fn flush(shared: &Shared) {
     match file.sync_data() {
         Ok(()) => {
             shared.synced_revision.fetch_max(revision, Ordering::AcqRel);
+            // Later records carry the new watermark, which is what lets recovery
+            // tell damage to synced data from a torn tail.
+            shared.engine.lock().log.note_synced(revision);
         }
         Err(e) => {
             let error = crate::Error::io("sync the log segment", shared.path.join("log"), e);

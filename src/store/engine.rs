@@ -18,6 +18,7 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, Table};
@@ -58,6 +59,9 @@ pub(crate) struct Engine {
     pub since_checkpoint: SinceCheckpoint,
     /// Set by the first failed write, sync or state commit.
     pub poisoned: Option<String>,
+    /// Raised with `poisoned`: the state database's storage then refuses every
+    /// change, so that not even redb's close makes durable what the log may lack.
+    db_fence: Arc<AtomicBool>,
     /// Set when the store is closed.
     closed: bool,
     /// Transactions committed since open.
@@ -100,6 +104,7 @@ impl Engine {
         durability: Durability,
         applied: Applied,
         checkpointed: Applied,
+        db_fence: Arc<AtomicBool>,
     ) -> Engine {
         Engine {
             db,
@@ -114,6 +119,7 @@ impl Engine {
                 since: Instant::now(),
             },
             poisoned: None,
+            db_fence,
             closed: false,
             commits: 0,
             log_bytes: 0,
@@ -149,6 +155,11 @@ impl Engine {
     }
 
     pub(crate) fn poison(&mut self, error: &Error) {
+        // In relaxed mode the state database holds commits whose log records may
+        // be lost with the failed sync; redb would make them durable when the
+        // database is dropped, ahead of the log. Refuse that (and any other
+        // change): a reopen rebuilds the state from the durable log.
+        self.db_fence.store(true, Ordering::Release);
         if self.poisoned.is_none() {
             let cause = error_chain(error);
             tracing::error!(cause = %cause, "the store stops accepting writes until reopened");
@@ -164,6 +175,12 @@ impl Engine {
         match self.try_commit_batch(requests) {
             Ok(results) => results,
             Err(e) => {
+                if matches!(e, Error::Io { .. } | Error::Database { .. }) {
+                    // The disk or the state database failed (a full disk, an I/O
+                    // error): whether before or after the log write, refuse
+                    // further commits until a reopen has checked what is durable.
+                    self.poison(&e);
+                }
                 // The batch as a whole failed; every request shares the error. When
                 // the engine is poisoned the outcome is unknown, and says so.
                 let mut results = Vec::with_capacity(requests.len());
@@ -191,6 +208,7 @@ impl Engine {
         txn.set_durability(redb::Durability::None)
             .map_err(db_error(&path, "set the durability of a write"))?;
         let first_revision = self.applied.revision + 1;
+        let synced = self.log.synced_revision();
         let mut revision = first_revision;
         let mut frames = std::mem::take(&mut self.frames);
         frames.clear();
@@ -200,16 +218,21 @@ impl Engine {
                 .open_table(RECORDS)
                 .map_err(db_error(&path, "open the records table"))?;
             for request in requests {
-                match prepare(&table, request, revision, time, &path)? {
+                match resolve(
+                    &mut table,
+                    request,
+                    revision,
+                    time,
+                    &path,
+                    &mut self.scratch,
+                )? {
                     Prepared::Failed(e) => results.push(Err(e)),
                     Prepared::Noop(outcome) => results.push(Ok(outcome)),
                     Prepared::Write { ops, outcome } => {
-                        if let Err(e) = encode_commit(&ops, revision, time, &mut frames) {
-                            results.push(Err(e));
-                            continue;
-                        }
-                        apply(&mut table, &ops, &mut self.scratch)
-                            .map_err(db_error(&path, "write a record"))?;
+                        // The writes are in the open transaction already. A commit
+                        // that cannot be encoded (impossible within the size
+                        // limits) fails the whole batch, which then never commits.
+                        encode_commit(&ops, revision, time, synced, &mut frames)?;
                         results.push(Ok(outcome));
                         revision += 1;
                     }
@@ -367,7 +390,8 @@ impl Engine {
             });
         }
         let mut frames = Vec::new();
-        encode_parts(&ops, revision, load.time, true, &mut frames)?;
+        let synced = self.log.synced_revision();
+        encode_parts(&ops, revision, load.time, true, synced, &mut frames)?;
         let mut txn = self
             .db
             .begin_write()
@@ -423,22 +447,33 @@ impl Engine {
     }
 }
 
-/// Checks a request's preconditions and resolves its writes against the state as
-/// it is inside the batch so far.
-fn prepare<'r>(
-    table: &Table<&[u8], &[u8]>,
+/// Checks a request's preconditions against the state as it is inside the batch
+/// so far and, if they hold, applies its writes to the open transaction,
+/// resolving the metadata each write produces.
+///
+/// Every precondition is checked before anything is written, so a request that
+/// fails leaves no trace. Each write walks the B-tree once where it can: a put
+/// whose record was just read by a precondition (an `update`) reuses what was
+/// read; a blind put inserts and corrects the version only if `insert` reports a
+/// record it replaced; a delete learns what it removed from `remove`.
+fn resolve<'r>(
+    table: &mut Table<&[u8], &[u8]>,
     request: &'r Request,
     revision: u64,
     time: Timestamp,
     path: &std::path::Path,
+    scratch: &mut Vec<u8>,
 ) -> Result<Prepared<'r>> {
+    // What the preconditions read, for the writes to the same records.
+    let mut read: Vec<(&[u8], Option<Meta>)> = Vec::with_capacity(request.checks.len());
     for check in &request.checks {
-        let actual = table
-            .get(check.address.as_slice())
-            .map_err(db_error(path, "read a record"))?
-            .map_or(0, |guard| schema::record_version(guard.value()));
-        if actual != check.expected {
-            let (namespace, key) = key::decode(&check.address).unwrap_or(("?", "?"));
+        let (namespace, key) = key::decode(&check.address).unwrap_or(("?", "?"));
+        let current = stored_meta(table, &check.address, path, namespace, key)?;
+        let actual = current.map_or(0, |m| m.version);
+        let rewritten = check
+            .modified
+            .is_some_and(|modified| current.is_some_and(|m| m.mod_revision != modified));
+        if actual != check.expected || rewritten {
             return Ok(Prepared::Failed(Error::Conflict {
                 namespace: namespace.to_owned(),
                 key: key.to_owned(),
@@ -447,69 +482,97 @@ fn prepare<'r>(
                 attempts: 1,
             }));
         }
+        read.push((&check.address, current));
     }
     let mut ops = Vec::with_capacity(request.writes.len());
     let mut outcomes = Vec::with_capacity(request.writes.len());
     for write in &request.writes {
         let (namespace, key) = key::decode(&write.address).unwrap_or(("?", "?"));
-        let current = table
-            .get(write.address.as_slice())
-            .map_err(db_error(path, "read a record"))?;
-        let current = match &current {
-            Some(guard) => Some(
-                schema::decode_record(guard.value())
-                    .ok_or_else(|| malformed_record(path, namespace, key))?,
-            ),
-            None => None,
-        };
+        let address = write.address.as_slice();
         match &write.kind {
             WriteKind::Put {
                 value,
                 skip_unchanged,
             } => {
-                if let Some((meta, stored)) = current
-                    && *skip_unchanged
-                    && stored == value.as_slice()
-                {
-                    outcomes.push(WriteOutcome::Put {
-                        meta,
-                        changed: false,
-                    });
-                    continue;
+                let mut known = read.iter().find(|(a, _)| *a == address).map(|(_, m)| *m);
+                if *skip_unchanged {
+                    let stored = table
+                        .get(address)
+                        .map_err(db_error(path, "read a record"))?;
+                    let mut current = None;
+                    if let Some(guard) = &stored {
+                        let (meta, bytes) = schema::decode_record(guard.value())
+                            .ok_or_else(|| malformed_record(path, namespace, key))?;
+                        if bytes == value.as_slice() {
+                            outcomes.push(WriteOutcome::Put {
+                                meta,
+                                changed: false,
+                            });
+                            continue;
+                        }
+                        current = Some(meta);
+                    }
+                    known = Some(current);
                 }
-                let meta = Meta {
-                    version: current.map_or(0, |(m, _)| m.version) + 1,
-                    create_revision: current.map_or(revision, |(m, _)| m.create_revision),
+                let next = |current: Option<Meta>| Meta {
+                    version: current.map_or(0, |m| m.version) + 1,
+                    create_revision: current.map_or(revision, |m| m.create_revision),
                     mod_revision: revision,
                     updated_at: time,
                 };
+                let mut meta = next(known.flatten());
+                scratch.clear();
+                schema::encode_record(&meta, value, scratch);
+                let replaced = table
+                    .insert(address, scratch.as_slice())
+                    .map_err(db_error(path, "write a record"))?
+                    .map(|old| schema::decode_record(old.value()).map(|(m, _)| m));
+                if known.is_none() {
+                    // A blind put: the record it replaced decides the version.
+                    if let Some(old) = replaced {
+                        let old = old.ok_or_else(|| malformed_record(path, namespace, key))?;
+                        meta = next(Some(old));
+                        scratch.clear();
+                        schema::encode_record(&meta, value, scratch);
+                        table
+                            .insert(address, scratch.as_slice())
+                            .map_err(db_error(path, "write a record"))?;
+                    }
+                }
                 outcomes.push(WriteOutcome::Put {
                     meta,
                     changed: true,
                 });
                 ops.push(Resolved {
-                    address: &write.address,
+                    address,
                     namespace,
                     key,
                     kind: ResolvedKind::Put { meta, value },
                 });
             }
-            WriteKind::Delete => match current {
-                None => outcomes.push(WriteOutcome::Absent),
-                Some((meta, _)) => {
-                    outcomes.push(WriteOutcome::Deleted {
-                        version: meta.version,
-                    });
-                    ops.push(Resolved {
-                        address: &write.address,
-                        namespace,
-                        key,
-                        kind: ResolvedKind::Delete {
-                            version: meta.version,
-                        },
-                    });
+            WriteKind::Delete => {
+                let removed = table
+                    .remove(address)
+                    .map_err(db_error(path, "remove a record"))?
+                    .map(|old| schema::decode_record(old.value()).map(|(m, _)| m));
+                match removed {
+                    None => outcomes.push(WriteOutcome::Absent),
+                    Some(old) => {
+                        let old = old.ok_or_else(|| malformed_record(path, namespace, key))?;
+                        outcomes.push(WriteOutcome::Deleted {
+                            version: old.version,
+                        });
+                        ops.push(Resolved {
+                            address,
+                            namespace,
+                            key,
+                            kind: ResolvedKind::Delete {
+                                version: old.version,
+                            },
+                        });
+                    }
                 }
-            },
+            }
         }
     }
     if ops.is_empty() {
@@ -525,6 +588,25 @@ fn prepare<'r>(
             writes: outcomes,
         },
     })
+}
+
+/// The metadata of a stored record, `None` if absent.
+fn stored_meta(
+    table: &Table<&[u8], &[u8]>,
+    address: &[u8],
+    path: &std::path::Path,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<Meta>> {
+    match table
+        .get(address)
+        .map_err(db_error(path, "read a record"))?
+    {
+        None => Ok(None),
+        Some(guard) => schema::decode_record(guard.value())
+            .map(|(meta, _)| Some(meta))
+            .ok_or_else(|| malformed_record(path, namespace, key)),
+    }
 }
 
 /// A stored record whose header cannot be read.
@@ -561,9 +643,10 @@ fn encode_commit(
     ops: &[Resolved<'_>],
     revision: u64,
     time: Timestamp,
+    synced: u64,
     frames: &mut Vec<u8>,
 ) -> Result<()> {
-    encode_parts(ops, revision, time, false, frames)
+    encode_parts(ops, revision, time, false, synced, frames)
 }
 
 /// Encodes a commit as one frame, or several parts when it is large.
@@ -572,6 +655,7 @@ fn encode_parts(
     revision: u64,
     time: Timestamp,
     base: bool,
+    synced: u64,
     frames: &mut Vec<u8>,
 ) -> Result<()> {
     let rollback = frames.len();
@@ -602,6 +686,7 @@ fn encode_parts(
             ops: chunk.iter().map(|op| to_log_op(op, base)).collect(),
             more: index + 1 < count,
             base,
+            synced: Some(synced),
         };
         let at = frame::begin(frames);
         let encoded = record::encode_into(&record, frames);

@@ -419,6 +419,7 @@ impl Store {
             .map(|expected| Check {
                 address: address.clone(),
                 expected,
+                modified: None,
             })
             .into_iter()
             .collect();
@@ -480,6 +481,7 @@ impl Store {
             .map(|expected| Check {
                 address: address.clone(),
                 expected,
+                modified: None,
             })
             .into_iter()
             .collect();
@@ -525,12 +527,14 @@ impl Store {
         loop {
             let current: Option<Versioned<T>> = self.get(namespace, key)?;
             let expected = current.as_ref().map_or(0, |c| c.version);
+            let modified = current.as_ref().map(|c| c.mod_revision);
             let next = f(current.map(|c| c.value))?;
             let bytes = value::encode(namespace, key, &next)?;
             let request = Request {
                 checks: vec![Check {
                     address: address.clone(),
                     expected,
+                    modified,
                 }],
                 writes: vec![Write {
                     address: address.clone(),

@@ -74,9 +74,7 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
                 reason: "the directory does not exist (create the store first)".to_owned(),
             });
         }
-        fs_ref
-            .create_dir_all(path)
-            .map_err(|e| Error::io("create the store directory", path, e))?;
+        create_dirs_durably(fs_ref, path)?;
     }
     let initialised = classify_directory(fs_ref, path, options.create)?;
     let lock = take_lock(fs_ref, path, options)?;
@@ -98,7 +96,8 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
              log reaches back to the store's first revision",
         ));
     }
-    let db = open_database(fs_ref, &db_path, options)?;
+    let fence = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let db = open_database(fs_ref, &db_path, options, Arc::clone(&fence))?;
     let durable = read_meta(&db, &db_path, &store_id)?;
     let applied = durable;
 
@@ -140,6 +139,7 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
         options.durability,
         applied,
         durable,
+        fence,
     );
     if recovered.replayed > 0 {
         // Make the replay durable now, so a crash right after opening does not
@@ -159,6 +159,35 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
         replayed: recovered.replayed,
         cut: recovered.cut,
     })
+}
+
+/// Creates `path` and any missing parents, and syncs the directory holding each
+/// new one: otherwise a power loss can take the whole store directory (and every
+/// commit in it) back, however carefully the files inside were synced.
+fn create_dirs_durably(fs: &dyn Fs, path: &Path) -> Result<()> {
+    let mut created = Vec::new();
+    let mut at = path;
+    while !fs
+        .exists(at)
+        .map_err(|e| Error::io("look for the directory", at, e))?
+    {
+        created.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    fs.create_dir_all(path)
+        .map_err(|e| Error::io("create the store directory", path, e))?;
+    for dir in created.iter().rev() {
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        fs.sync_dir(parent)
+            .map_err(|e| Error::io("sync the directory", parent, e))?;
+    }
+    Ok(())
 }
 
 fn has_id_file(fs: &dyn Fs, path: &Path) -> Result<bool> {
@@ -241,7 +270,7 @@ fn create_store(fs: &dyn Fs, path: &Path) -> Result<()> {
             .db_backend(&db_path)
             .map_err(|e| Error::io("create", &db_path, e))?;
         let db = redb::Builder::new()
-            .create_with_backend(BoxedBackend(backend))
+            .create_with_backend(BoxedBackend(backend, Arc::default()))
             .map_err(db_error(&db_path, "create the state database"))?;
         let mut txn = db
             .begin_write()
@@ -340,16 +369,22 @@ fn parse_store_id(text: &str) -> Option<StoreId> {
     Some(id)
 }
 
-fn open_database(fs: &dyn Fs, db_path: &Path, options: &Options) -> Result<Database> {
+fn open_database(
+    fs: &dyn Fs,
+    db_path: &Path,
+    options: &Options,
+    fence: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Database> {
     let backend = fs
         .db_backend(db_path)
         .map_err(|e| Error::io("open", db_path, e))?;
     let mut builder = redb::Builder::new();
     builder.set_cache_size(options.cache_size);
+    builder.set_check_integrity_on_open(options.verify_on_open);
     // redb may panic on a file it cannot make sense of; report that as damage
     // instead of taking the caller down.
     let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        builder.create_with_backend(BoxedBackend(backend))
+        builder.create_with_backend(BoxedBackend(backend, fence))
     }));
     match opened {
         Ok(Ok(db)) => Ok(db),

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableTable};
+use redb::Database;
 
 use super::db_error;
 use super::schema::{self, Applied, META, Meta, RECORDS};
@@ -287,11 +287,35 @@ mod tests {
     fn follows_checks_versions_and_creation() {
         assert!(follows(Expect::Absent, None).is_ok());
         assert!(follows(Expect::Absent, Some(&meta(1, 1))).is_err());
-        assert!(follows(Expect::Present { version: 2, created: 5 }, Some(&meta(2, 5))).is_ok());
-        let err = follows(Expect::Present { version: 2, created: 5 }, Some(&meta(2, 6)))
-            .unwrap_err();
+        assert!(
+            follows(
+                Expect::Present {
+                    version: 2,
+                    created: 5
+                },
+                Some(&meta(2, 5))
+            )
+            .is_ok()
+        );
+        let err = follows(
+            Expect::Present {
+                version: 2,
+                created: 5,
+            },
+            Some(&meta(2, 6)),
+        )
+        .unwrap_err();
         assert!(err.contains("created at 6"), "{err}");
-        assert!(follows(Expect::Present { version: 2, created: 5 }, None).is_err());
+        assert!(
+            follows(
+                Expect::Present {
+                    version: 2,
+                    created: 5
+                },
+                None
+            )
+            .is_err()
+        );
         assert!(follows(Expect::Version(3), Some(&meta(3, 1))).is_ok());
         assert!(follows(Expect::Version(3), None).is_err());
         assert!(follows(Expect::Anything, None).is_ok());

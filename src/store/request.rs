@@ -9,6 +9,13 @@ use crate::time::Timestamp;
 pub(crate) struct Check {
     pub address: Vec<u8>,
     pub expected: u64,
+    /// When set, the record must also still have this modification revision:
+    /// be the very write that was read. Versions start again at 1 when a
+    /// deleted record is re-created, so the version alone cannot tell the write
+    /// that was read from a later one that reached the same version (ABA);
+    /// `update` and transactions, which commit what they computed from a read,
+    /// set it.
+    pub modified: Option<u64>,
 }
 
 /// One write; a request holds at most one per address.

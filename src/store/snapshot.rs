@@ -15,6 +15,7 @@ use super::engine::malformed_record;
 use super::schema::{self, Applied, META, RECORDS};
 use crate::error::{KeyPart, Result};
 use crate::key;
+use crate::time::Timestamp;
 use crate::value::{self, RawValue, Versioned};
 
 /// Which keys of a namespace to list: all, a range, or those with a prefix.
@@ -139,6 +140,25 @@ impl Snapshot {
             .map_err(db_error(&self.db_path, "read the applied revision"))?
             .and_then(|v| Applied::decode(v.value()));
         Ok(applied.map_or(0, |a| a.revision))
+    }
+
+    /// The commit time of [`revision`](Self::revision) (the epoch for a store
+    /// without commits).
+    ///
+    /// # Errors
+    /// [`Error::Database`](crate::Error::Database) if the state database fails.
+    pub fn time(&self) -> Result<Timestamp> {
+        let meta = self
+            .txn
+            .open_table(META)
+            .map_err(db_error(&self.db_path, "open the meta table"))?;
+        let applied = meta
+            .get(schema::META_APPLIED)
+            .map_err(db_error(&self.db_path, "read the applied revision"))?
+            .and_then(|v| Applied::decode(v.value()));
+        Ok(applied
+            .filter(|a| a.revision > 0)
+            .map_or(Timestamp::EPOCH, |a| a.time))
     }
 
     /// Reads one record as `T`.

@@ -28,7 +28,9 @@ use crate::value::{self, RawValue, Versioned};
 #[derive(Debug)]
 pub struct Tx {
     snapshot: Snapshot,
-    reads: BTreeMap<Vec<u8>, u64>,
+    /// Version and modification revision of each record read (0 and `None`:
+    /// absent).
+    reads: BTreeMap<Vec<u8>, (u64, Option<u64>)>,
     expects: BTreeMap<Vec<u8>, u64>,
     writes: BTreeMap<Vec<u8>, WriteKind>,
 }
@@ -58,8 +60,11 @@ impl Tx {
     ) -> Result<Option<Versioned<T>>> {
         let address = key::encode(namespace, key)?;
         let stored = self.snapshot.get_raw(namespace, key)?;
-        let seen = stored.as_ref().map_or(0, |r| r.version);
-        let seen = *self.reads.entry(address.clone()).or_insert(seen);
+        let seen = (
+            stored.as_ref().map_or(0, |r| r.version),
+            stored.as_ref().map(|r| r.mod_revision),
+        );
+        let (seen, _) = *self.reads.entry(address.clone()).or_insert(seen);
         match self.writes.get(&address) {
             Some(WriteKind::Delete) => Ok(None),
             Some(WriteKind::Put { value, .. }) => {
@@ -188,13 +193,17 @@ impl Tx {
         let mut checks: Vec<Check> = self
             .reads
             .into_iter()
-            .map(|(address, expected)| Check { address, expected })
+            .map(|(address, (expected, modified))| Check {
+                address,
+                expected,
+                modified,
+            })
             .collect();
-        checks.extend(
-            self.expects
-                .into_iter()
-                .map(|(address, expected)| Check { address, expected }),
-        );
+        checks.extend(self.expects.into_iter().map(|(address, expected)| Check {
+            address,
+            expected,
+            modified: None,
+        }));
         Request {
             checks,
             writes: self

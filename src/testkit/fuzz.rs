@@ -6,8 +6,16 @@ use crate::log::frame;
 
 /// Every fuzz target: its name (the directory of its corpus under
 /// `fuzz/corpus/` and the binary in `fuzz/fuzz_targets/`) and its body.
+#[allow(clippy::type_complexity)]
 pub fn targets() -> Vec<(&'static str, fn(&[u8]))> {
-    vec![("frame_decode", frame_decode as fn(&[u8]))]
+    vec![
+        ("frame_decode", frame_decode as fn(&[u8])),
+        ("record_decode", super::fuzz_log::record_decode),
+        ("segment_scan", super::fuzz_log::segment_scan),
+        ("recovery", super::fuzz_log::recovery),
+        ("json_import", super::fuzz_snapshot::json_import),
+        ("markdown_import", super::fuzz_snapshot::markdown_import),
+    ]
 }
 
 /// Decodes arbitrary bytes as a frame. Never panics; a frame that decodes must

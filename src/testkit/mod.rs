@@ -2,7 +2,12 @@
 //! the raw decoders, and the bodies of the fuzz targets. Compiled only with the
 //! `testkit` feature; not covered by semver.
 
+pub mod faults;
 pub mod fuzz;
+pub mod fuzz_log;
+pub mod fuzz_snapshot;
+pub mod log_reader;
+pub mod sim;
 
 pub use crate::fs::{FileHandle, Fs, LockError, LockGuard, OpenMode, RealFs};
-pub use crate::log::{frame, record, segment};
+pub use crate::log::{Position, frame, record, segment};

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod workload;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +15,21 @@ pub fn store_dir() -> tempfile::TempDir {
         .prefix("statelog-test-")
         .tempdir()
         .expect("create a temporary directory")
+}
+
+/// A fresh temporary directory in memory (`/dev/shm`) where there is one, else
+/// on disk: for tests of locking and concurrency, where syncing to a real disk
+/// only costs time.
+pub fn memory_store_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new()
+            .prefix("statelog-test-")
+            .tempdir_in(shm)
+    {
+        return dir;
+    }
+    store_dir()
 }
 
 /// Opens a store with the default options.

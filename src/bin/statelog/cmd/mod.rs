@@ -1,0 +1,65 @@
+//! The subcommands, one file each: its flags (`Args`) and its `run`.
+//!
+//! A new subcommand is a new file here, one variant of [`Command`] and one arm
+//! of [`Command::run`]. It opens the store through [`Ctx::with_store`] (or
+//! [`Ctx::open`]), uses only the library's public API, prints through `Ctx`
+//! and returns an exit code, or an error whose exit code `exit::code_of`
+//! derives.
+
+mod del;
+mod export;
+mod get;
+mod import;
+mod incr;
+mod init;
+mod list;
+mod patch;
+mod set;
+mod stats;
+
+use clap::Subcommand;
+
+use crate::context::Ctx;
+use crate::exit::Code;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a store (here ./.statelog, or --store DIR); nothing happens if
+    /// it exists
+    Init(init::Args),
+    /// Print a record's value as JSON (or one field, raw, with --field)
+    Get(get::Args),
+    /// Replace a record's value with JSON (an argument, or - for stdin)
+    Set(set::Args),
+    /// Set fields of a record: status=running progress=50 meta.host=node7
+    Patch(patch::Args),
+    /// Add to a numeric field (1 unless BY is given) and print the new number
+    Incr(incr::Args),
+    /// Delete a record
+    Del(del::Args),
+    /// List a namespace's records (or, without NS, the namespaces)
+    List(list::Args),
+    /// Show the store's revision, namespaces, record counts and size
+    Stats(stats::Args),
+    /// Write the store as JSON, JSON Lines or Markdown
+    Export(export::Args),
+    /// Read a snapshot (or a legacy JSON state file) into the store
+    Import(import::Args),
+}
+
+impl Command {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<Code> {
+        match self {
+            Command::Init(args) => init::run(args, ctx),
+            Command::Get(args) => get::run(args, ctx),
+            Command::Set(args) => set::run(args, ctx),
+            Command::Patch(args) => patch::run(args, ctx),
+            Command::Incr(args) => incr::run(args, ctx),
+            Command::Del(args) => del::run(args, ctx),
+            Command::List(args) => list::run(args, ctx),
+            Command::Stats(args) => stats::run(args, ctx),
+            Command::Export(args) => export::run(args, ctx),
+            Command::Import(args) => import::run(args, ctx),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Exit codes, and how an error becomes one (and a message on stderr).
+//!
+//! The codes are stable and documented in the README:
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | success |
+//! | 1 | error (I/O, damaged store, missing store, invalid JSON, a value of the wrong shape) |
+//! | 2 | usage: a bad command line (unknown flag, bad field expression, invalid key) |
+//! | 3 | conflict or failed precondition (`--if-version`, `--create-only`, import conflicts) |
+//! | 4 | not found (the record, or the field of `get --field`) |
+//! | 5 | busy: another process held the store for the whole `--wait` |
+
+use std::fmt;
+use std::io;
+use std::process::ExitCode;
+
+/// What an invocation ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Ok = 0,
+    Error = 1,
+    Usage = 2,
+    Conflict = 3,
+    NotFound = 4,
+    Busy = 5,
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> ExitCode {
+        ExitCode::from(code as u8)
+    }
+}
+
+/// An error the command line raises itself, with the exit code it means.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// An error with exit code `code`.
+pub fn fail(code: Code, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Failure {
+        code,
+        message: message.into(),
+    })
+}
+
+/// The exit code an error means: the outermost [`Failure`] or library error
+/// in its chain decides.
+pub fn code_of(err: &anyhow::Error) -> Code {
+    for cause in err.chain() {
+        if let Some(failure) = cause.downcast_ref::<Failure>() {
+            return failure.code;
+        }
+        if let Some(e) = cause.downcast_ref::<statelog::Error>() {
+            return code_of_library(e);
+        }
+    }
+    Code::Error
+}
+
+fn code_of_library(e: &statelog::Error) -> Code {
+    match e {
+        statelog::Error::Conflict { .. } | statelog::Error::NotEmpty { .. } => Code::Conflict,
+        statelog::Error::Busy { .. } => Code::Busy,
+        statelog::Error::InvalidKey { .. } => Code::Usage,
+        _ => Code::Error,
+    }
+}
+
+/// True when the error is stdout's reader going away (`statelog list | head`).
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Prints `err` on stderr (one line, then one line per cause) and returns its
+/// exit code. A broken pipe ends the program quietly and successfully, as
+/// other Unix filters do: whatever was asked for was done before the output
+/// was cut.
+pub fn report(err: &anyhow::Error) -> Code {
+    if is_broken_pipe(err) {
+        return Code::Ok;
+    }
+    let mut text = format!("statelog: error: {err}\n");
+    for cause in err.chain().skip(1) {
+        text.push_str(&format!("  caused by: {cause}\n"));
+    }
+    print_stderr(&text);
+    code_of(err)
+}
+
+/// Prints a warning on stderr (things that did not stop the command).
+pub fn warn(message: impl fmt::Display) {
+    print_stderr(&format!("statelog: warning: {message}\n"));
+}
+
+/// Writes to stderr; nothing more can be done if stderr is gone.
+pub fn print_stderr(text: &str) {
+    let _ = io::Write::write_all(&mut io::stderr().lock(), text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outermost_known_error_decides() {
+        let conflict = statelog::Error::Conflict {
+            namespace: "n".into(),
+            key: "k".into(),
+            expected: 1,
+            actual: 2,
+            attempts: 1,
+        };
+        let err = anyhow::Error::new(conflict).context("while setting n/k");
+        assert_eq!(code_of(&err), Code::Conflict);
+        let err = fail(Code::NotFound, "gone").context("outer");
+        assert_eq!(code_of(&err), Code::NotFound);
+        assert_eq!(code_of(&anyhow::anyhow!("plain")), Code::Error);
+        let pipe = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&pipe.context("write")));
+    }
+}

@@ -1,0 +1,332 @@
+//! Importing a snapshot: read and check everything, then one commit.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::io::Read;
+
+use super::{Columns, Format, Header, Parsed, Progress, SnapshotRecord, adapter};
+use crate::error::{Error, KeyPart, Result};
+use crate::key;
+use crate::store::{Meta, RestoreRecord, Store};
+
+/// How an import writes what it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportMode {
+    /// Into an empty store, keeping every version and revision exactly; the
+    /// store's revision becomes the snapshot's. One base commit.
+    Restore,
+    /// Every record becomes an ordinary write through the commit path, all of
+    /// them in one transaction (one new revision). A record whose value equals
+    /// the stored one byte for byte is left alone (no new version). Records of
+    /// the store that the snapshot lacks are kept: a merge never deletes.
+    Merge {
+        /// Write a record only if the store's version of it still equals the
+        /// snapshot's (0 for a record that no longer exists); the others are
+        /// conflicts, and the commit re-checks the versions it relied on.
+        check_versions: bool,
+        /// With conflicts, still commit the records that are not stale. When
+        /// false (the usual choice), any conflict means nothing is written.
+        /// Either way, [`ImportReport::conflicts`] lists every stale record.
+        skip_conflicts: bool,
+    },
+}
+
+/// How to import.
+///
+/// ```
+/// use statelog::snapshot::{Format, ImportMode, ImportOptions};
+/// let options = ImportOptions::new(
+///     Format::Markdown,
+///     ImportMode::Merge { check_versions: true, skip_conflicts: false },
+/// );
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub(crate) format: Format,
+    pub(crate) mode: ImportMode,
+    pub(crate) progress: Option<Progress>,
+}
+
+impl ImportOptions {
+    /// Reads `format` and writes in `mode`. The three JSON formats read alike.
+    pub fn new(format: Format, mode: ImportMode) -> ImportOptions {
+        ImportOptions {
+            format,
+            mode,
+            progress: None,
+        }
+    }
+
+    /// Calls `progress` with the number of records read so far, every 256
+    /// records and once when the input is read, on the importing thread.
+    pub fn progress(mut self, progress: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Progress::new(progress));
+        self
+    }
+}
+
+/// A record whose version in the store is not the snapshot's
+/// ([`ImportMode::Merge`] with `check_versions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportConflict {
+    /// Namespace.
+    pub namespace: String,
+    /// Key.
+    pub key: String,
+    /// The version in the snapshot.
+    pub expected: u64,
+    /// The version in the store (0: it does not exist).
+    pub actual: u64,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "an import can stop at conflicts without writing; check `applied` and `conflicts`"]
+pub struct ImportReport {
+    /// The snapshot's header.
+    pub header: Header,
+    /// Records in the snapshot.
+    pub records: u64,
+    /// Records written.
+    pub written: u64,
+    /// Records left alone because the store already held the same value.
+    pub unchanged: u64,
+    /// Stale records, not written (merge with `check_versions` only).
+    pub conflicts: Vec<ImportConflict>,
+    /// The revision of the commit; `None` when nothing was written.
+    pub revision: Option<u64>,
+    /// False when conflicts stopped the import and nothing was written.
+    pub applied: bool,
+}
+
+/// A snapshot read and checked: valid addresses, no record twice, metadata
+/// that fits the header, storable values.
+pub(crate) struct Checked {
+    pub header: Header,
+    pub records: Vec<Parsed>,
+}
+
+/// Reads a snapshot without a store: its header and records, checked as an
+/// import checks them.
+///
+/// # Errors
+/// [`Error::InvalidSnapshot`] with the line (and column, or Markdown section) of
+/// the first problem; [`Error::SnapshotIo`] if `input` fails.
+pub fn read(input: impl Read, format: Format) -> Result<(Header, Vec<SnapshotRecord>)> {
+    let checked = read_checked(input, format, None)?;
+    Ok((
+        checked.header,
+        checked.records.into_iter().map(|p| p.record).collect(),
+    ))
+}
+
+pub(crate) fn read_checked(
+    mut input: impl Read,
+    format: Format,
+    progress: Option<&Progress>,
+) -> Result<Checked> {
+    let adapter = adapter(format, &Columns::Auto);
+    let mut records: Vec<Parsed> = Vec::new();
+    let mut seen: HashMap<(String, String), u64> = HashMap::new();
+    let header = adapter.read(&mut input, &mut |parsed: Parsed| {
+        let r = &parsed.record;
+        key::validate(KeyPart::Namespace, &r.namespace)
+            .and_then(|()| key::validate(KeyPart::Key, &r.key))
+            .map_err(|e| parsed.at.error(e.to_string()))?;
+        match seen.entry((r.namespace.clone(), r.key.clone())) {
+            Entry::Occupied(first) => {
+                return Err(parsed.at.error(format!(
+                    "the record {}/{} appears twice (first at line {}); keep one of them",
+                    r.namespace,
+                    r.key,
+                    first.get()
+                )));
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(parsed.at.place.line);
+            }
+        }
+        records.push(parsed);
+        Progress::tick(progress, records.len() as u64);
+        Ok(())
+    })?;
+    for parsed in &records {
+        check_meta(&parsed.record.meta, header.revision).map_err(|m| parsed.at.error(m))?;
+    }
+    Progress::finish(progress, records.len() as u64);
+    Ok(Checked { header, records })
+}
+
+fn check_meta(meta: &Meta, revision: u64) -> std::result::Result<(), String> {
+    if meta.version == 0 {
+        return Err("version 0 is not a version: versions start at 1".to_owned());
+    }
+    if meta.create_revision == 0 || meta.create_revision > meta.mod_revision {
+        return Err(format!(
+            "created at revision {} but modified at revision {}: revisions start at 1 and a \
+             record is modified at or after its creation",
+            meta.create_revision, meta.mod_revision
+        ));
+    }
+    if meta.mod_revision > revision {
+        return Err(format!(
+            "modified at revision {}, after the snapshot's revision {revision}",
+            meta.mod_revision
+        ));
+    }
+    Ok(())
+}
+
+/// Imports a snapshot into `store`, atomically.
+///
+/// The whole input is read and checked before anything is written; then all
+/// records commit in one commit, or none do. See [`ImportMode`] for what each
+/// mode writes.
+///
+/// ```
+/// use statelog::snapshot::{self, ExportOptions, Format, ImportMode, ImportOptions};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = statelog::Store::open(dir.path(), Default::default())?;
+/// store.put("jobs", "j1", &"queued")?;
+/// let mut file = Vec::new();
+/// snapshot::export(&store, &mut file, &ExportOptions::new(Format::JsonLines))?;
+///
+/// store.put("jobs", "j1", &"running")?; // the file is stale now
+/// let merge = ImportMode::Merge { check_versions: true, skip_conflicts: false };
+/// let report = snapshot::import(&store, file.as_slice(), &ImportOptions::new(Format::JsonLines, merge))?;
+/// assert!(!report.applied);
+/// assert_eq!((report.conflicts[0].expected, report.conflicts[0].actual), (1, 2));
+/// assert_eq!(store.get::<String>("jobs", "j1")?.unwrap().value, "running");
+/// # Ok::<(), statelog::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidSnapshot`] for bad input, with line and column (JSON) or
+/// section (Markdown), and the store unchanged; [`Error::NotEmpty`] when
+/// restoring into a store that has commits; [`Error::SnapshotIo`] if `input`
+/// fails; [`Error::Conflict`] if concurrent writers keep changing the records
+/// a version-checked merge relies on; the I/O errors of a commit.
+pub fn import(store: &Store, input: impl Read, options: &ImportOptions) -> Result<ImportReport> {
+    if options.mode == ImportMode::Restore {
+        let revision = store.revision();
+        if revision != 0 {
+            return Err(Error::NotEmpty { revision });
+        }
+    }
+    let checked = read_checked(input, options.format, options.progress.as_ref())?;
+    match options.mode {
+        ImportMode::Restore => restore(store, checked),
+        ImportMode::Merge {
+            check_versions,
+            skip_conflicts,
+        } => merge(store, checked, check_versions, skip_conflicts),
+    }
+}
+
+fn restore(store: &Store, checked: Checked) -> Result<ImportReport> {
+    let Checked { header, records } = checked;
+    let count = records.len() as u64;
+    let mut report = ImportReport {
+        header,
+        records: count,
+        written: 0,
+        unchanged: 0,
+        conflicts: Vec::new(),
+        revision: None,
+        applied: true,
+    };
+    // Revision 0 is a store without commits; its snapshot has no records
+    // (checked: none can be modified at or before revision 0).
+    if header.revision == 0 {
+        return Ok(report);
+    }
+    store.restore_records(
+        header.revision,
+        header.time,
+        records.into_iter().map(|p| RestoreRecord {
+            namespace: p.record.namespace,
+            key: p.record.key,
+            meta: p.record.meta,
+            value: p.record.value,
+        }),
+    )?;
+    report.written = count;
+    report.revision = Some(header.revision);
+    Ok(report)
+}
+
+/// Why a merge transaction stopped.
+enum Stop {
+    Failed(Error),
+    Conflicts,
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Stop {
+        Stop::Failed(e)
+    }
+}
+
+fn merge(
+    store: &Store,
+    checked: Checked,
+    check_versions: bool,
+    skip_conflicts: bool,
+) -> Result<ImportReport> {
+    let Checked { header, records } = checked;
+    let mut conflicts = Vec::new();
+    let mut written = 0;
+    let mut unchanged = 0;
+    let outcome = store.transaction(|tx| -> std::result::Result<(), Stop> {
+        // The closure runs again if a version it relied on changed: start over.
+        conflicts.clear();
+        written = 0;
+        unchanged = 0;
+        for parsed in &records {
+            let r = &parsed.record;
+            let current = tx.snapshot().get_raw(&r.namespace, &r.key)?;
+            if current.as_ref().is_some_and(|c| c.value == r.value) {
+                unchanged += 1;
+                continue;
+            }
+            let actual = current.map_or(0, |c| c.version);
+            if check_versions {
+                if actual != r.meta.version {
+                    conflicts.push(ImportConflict {
+                        namespace: r.namespace.clone(),
+                        key: r.key.clone(),
+                        expected: r.meta.version,
+                        actual,
+                    });
+                    continue;
+                }
+                tx.expect_version(&r.namespace, &r.key, actual)?;
+            }
+            tx.put_raw(&r.namespace, &r.key, r.value.clone())?;
+            written += 1;
+        }
+        if !conflicts.is_empty() && !skip_conflicts {
+            return Err(Stop::Conflicts);
+        }
+        Ok(())
+    });
+    let mut report = ImportReport {
+        header,
+        records: records.len() as u64,
+        written,
+        unchanged,
+        conflicts,
+        revision: None,
+        applied: true,
+    };
+    match outcome {
+        Ok(outcome) => report.revision = outcome.revision,
+        Err(Stop::Conflicts) => {
+            report.written = 0;
+            report.applied = false;
+        }
+        Err(Stop::Failed(e)) => return Err(e),
+    }
+    Ok(report)
+}

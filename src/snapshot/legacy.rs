@@ -1,0 +1,405 @@
+//! Legacy files: a plain JSON object whose members become the records of one
+//! namespace, such as a `sync_state.json` of `website -> {file -> {...}}`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::sync::Arc;
+
+use rmpv::Value;
+use struson::reader::{JsonReader, ValueType};
+
+use super::mapping::{self, Mode, Place};
+use super::{Location, Progress, encode_value, read_error};
+use crate::error::{KeyPart, Result};
+use crate::key;
+use crate::store::Store;
+use crate::value::RawValue;
+
+#[derive(Clone)]
+enum Step {
+    Lowercase,
+    StripWww,
+    DotsToHyphens,
+    Custom(Arc<dyn Fn(&str) -> String + Send + Sync>),
+}
+
+/// Turns the keys of a legacy file into the keys they are stored under, one
+/// step after another in the order they were added.
+///
+/// ```
+/// use statelog::snapshot::KeyNormalizer;
+/// let n = KeyNormalizer::new().lowercase().strip_www().dots_to_hyphens();
+/// assert_eq!(n.normalize("WWW.Example.com"), "example-com");
+/// assert_eq!(n.normalize("jgengineering-ie"), "jgengineering-ie");
+/// let custom = KeyNormalizer::new().custom(|k| k.trim_end_matches('/').to_owned());
+/// assert_eq!(custom.normalize("docs/"), "docs");
+/// ```
+#[derive(Clone, Default)]
+pub struct KeyNormalizer {
+    steps: Vec<Step>,
+}
+
+impl KeyNormalizer {
+    /// Keeps keys as they are (add steps to change them).
+    pub fn new() -> KeyNormalizer {
+        KeyNormalizer::default()
+    }
+
+    /// Lower-cases the key (Unicode lower case).
+    pub fn lowercase(mut self) -> Self {
+        self.steps.push(Step::Lowercase);
+        self
+    }
+
+    /// Removes a leading `www.`.
+    pub fn strip_www(mut self) -> Self {
+        self.steps.push(Step::StripWww);
+        self
+    }
+
+    /// Replaces every `.` with `-`.
+    pub fn dots_to_hyphens(mut self) -> Self {
+        self.steps.push(Step::DotsToHyphens);
+        self
+    }
+
+    /// Applies a function of the caller's.
+    pub fn custom(mut self, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.steps.push(Step::Custom(Arc::new(f)));
+        self
+    }
+
+    /// The key `key` is stored under.
+    pub fn normalize(&self, key: &str) -> String {
+        let mut out = key.to_owned();
+        for step in &self.steps {
+            out = match step {
+                Step::Lowercase => out.to_lowercase(),
+                Step::StripWww => match out.strip_prefix("www.") {
+                    Some(rest) => rest.to_owned(),
+                    None => out,
+                },
+                Step::DotsToHyphens => out.replace('.', "-"),
+                Step::Custom(f) => f(&out),
+            };
+        }
+        out
+    }
+}
+
+impl fmt::Debug for KeyNormalizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Lowercase => "lowercase",
+                Step::StripWww => "strip_www",
+                Step::DotsToHyphens => "dots_to_hyphens",
+                Step::Custom(_) => "custom",
+            })
+            .collect();
+        f.debug_tuple("KeyNormalizer").field(&names).finish()
+    }
+}
+
+/// How to import a legacy file.
+///
+/// ```
+/// use statelog::snapshot::{KeyNormalizer, LegacyOptions};
+/// let options = LegacyOptions::new("sync")
+///     .normalizer(KeyNormalizer::new().lowercase().strip_www().dots_to_hyphens())
+///     .merge_collisions(true);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct LegacyOptions {
+    namespace: String,
+    normalizer: KeyNormalizer,
+    merge_collisions: bool,
+    progress: Option<Progress>,
+}
+
+impl LegacyOptions {
+    /// Imports into `namespace`, keys as they are, collisions refused.
+    pub fn new(namespace: impl Into<String>) -> LegacyOptions {
+        LegacyOptions {
+            namespace: namespace.into(),
+            normalizer: KeyNormalizer::new(),
+            merge_collisions: false,
+            progress: None,
+        }
+    }
+
+    /// Normalises keys with `normalizer`.
+    pub fn normalizer(mut self, normalizer: KeyNormalizer) -> Self {
+        self.normalizer = normalizer;
+        self
+    }
+
+    /// Whether members whose keys collide after normalising are merged (true)
+    /// or the import is refused (false, the default).
+    ///
+    /// Merging: the colliding values must all be objects; the result holds
+    /// every member of each, in order of first appearance, and where several
+    /// define the same member, the one latest in the file wins. The report
+    /// names those members.
+    pub fn merge_collisions(mut self, merge: bool) -> Self {
+        self.merge_collisions = merge;
+        self
+    }
+
+    /// Calls `progress` with the number of members read so far, every 256
+    /// members and once when the input is read, on the importing thread.
+    pub fn progress(mut self, progress: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Progress::new(progress));
+        self
+    }
+}
+
+/// Keys of a legacy file that became one key after normalising.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    /// The key they became.
+    pub key: String,
+    /// The keys in the file, in file order.
+    pub sources: Vec<String>,
+    /// Members defined by more than one of them with different values (when
+    /// merged, the latest in the file won).
+    pub clashing_fields: Vec<String>,
+}
+
+/// What a legacy import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a legacy import stops at key collisions unless merging; check `applied`"]
+pub struct LegacyReport {
+    /// Members in the file.
+    pub members: u64,
+    /// Records they became (fewer when keys collided and were merged).
+    pub records: u64,
+    /// Records written.
+    pub written: u64,
+    /// Records left alone because the store already held the same value.
+    pub unchanged: u64,
+    /// Members whose key the normaliser changed, as (from, to), in file order.
+    pub renamed: Vec<(String, String)>,
+    /// Keys that collided after normalising.
+    pub collisions: Vec<Collision>,
+    /// The revision of the commit; `None` when nothing was written.
+    pub revision: Option<u64>,
+    /// False when collisions stopped the import (merging was not asked for)
+    /// and nothing was written.
+    pub applied: bool,
+}
+
+/// One member of the file.
+struct Member {
+    name: String,
+    value: Value,
+    at: Place,
+}
+
+/// Imports a plain JSON object into a namespace: each member becomes the record
+/// of its (normalised) key, its value mapped plainly (objects are maps,
+/// numbers with `.` or an exponent are floats; no `$` escapes). All records
+/// commit in one commit, or none do; values equal to the stored ones are left
+/// alone.
+///
+/// ```
+/// use statelog::snapshot::{self, KeyNormalizer, LegacyOptions};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = statelog::Store::open(dir.path(), Default::default())?;
+/// let file = r#"{"example.com": {"a.md": {"hash": "1"}}, "example-com": {"b.md": {"hash": "2"}}}"#;
+/// let options = LegacyOptions::new("sync")
+///     .normalizer(KeyNormalizer::new().dots_to_hyphens());
+/// let report = snapshot::import_legacy(&store, file.as_bytes(), &options)?;
+/// assert!(!report.applied); // the two keys collide; nothing was written
+/// assert_eq!(report.collisions[0].sources, ["example.com", "example-com"]);
+///
+/// let report = snapshot::import_legacy(&store, file.as_bytes(), &options.merge_collisions(true))?;
+/// assert_eq!(report.written, 1);
+/// let merged: serde_json::Value = store.get("sync", "example-com")?.unwrap().value;
+/// assert_eq!(merged["a.md"]["hash"], "1");
+/// assert_eq!(merged["b.md"]["hash"], "2");
+/// # Ok::<(), statelog::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidKey`](crate::Error::InvalidKey) for a bad namespace;
+/// [`Error::InvalidSnapshot`](crate::Error::InvalidSnapshot) with
+/// line and column for input that is not a JSON object, a member name that
+/// appears twice, a key that is not valid after normalising, or colliding
+/// values that cannot be merged (not objects);
+/// [`Error::SnapshotIo`](crate::Error::SnapshotIo) if
+/// `input` fails; the I/O errors of a commit. The store is unchanged after any
+/// error.
+pub fn import_legacy(
+    store: &Store,
+    input: impl Read,
+    options: &LegacyOptions,
+) -> Result<LegacyReport> {
+    key::validate(KeyPart::Namespace, &options.namespace)?;
+    let members = read_members(input, options.progress.as_ref())?;
+    // Group by normalised key, in order of first appearance.
+    let mut order: Vec<(String, Vec<Member>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut renamed = Vec::new();
+    let count = members.len() as u64;
+    for member in members {
+        let key = options.normalizer.normalize(&member.name);
+        key::validate(KeyPart::Key, &key).map_err(|e| {
+            Location::new(member.at, None).error(format!(
+                "the key {:?} becomes {key:?} after normalising, which cannot be stored: {e}",
+                member.name
+            ))
+        })?;
+        if key != member.name {
+            renamed.push((member.name.clone(), key.clone()));
+        }
+        match index.get(&key) {
+            Some(&i) => order[i].1.push(member),
+            None => {
+                index.insert(key.clone(), order.len());
+                order.push((key, vec![member]));
+            }
+        }
+    }
+    let collisions: Vec<Collision> = order
+        .iter()
+        .filter(|(_, group)| group.len() > 1)
+        .map(|(key, group)| Collision {
+            key: key.clone(),
+            sources: group.iter().map(|m| m.name.clone()).collect(),
+            clashing_fields: clashing_fields(group),
+        })
+        .collect();
+    let mut report = LegacyReport {
+        members: count,
+        records: order.len() as u64,
+        written: 0,
+        unchanged: 0,
+        renamed,
+        collisions,
+        revision: None,
+        applied: false,
+    };
+    if !report.collisions.is_empty() && !options.merge_collisions {
+        return Ok(report);
+    }
+    let mut records: Vec<(String, RawValue)> = Vec::with_capacity(order.len());
+    for (key, group) in order {
+        let at = group.first().map(|m| m.at).unwrap_or_default();
+        let value = merge(&key, group)?;
+        let raw = encode_value(&value).map_err(|m| Location::new(at, None).error(m))?;
+        records.push((key, raw));
+    }
+    let namespace = options.namespace.as_str();
+    let (mut written, mut unchanged) = (0, 0);
+    let outcome = store.transaction(|tx| -> Result<()> {
+        (written, unchanged) = (0, 0);
+        for (key, value) in &records {
+            let current = tx.snapshot().get_raw(namespace, key)?;
+            if current.is_some_and(|c| c.value == *value) {
+                unchanged += 1;
+            } else {
+                tx.put_raw(namespace, key, value.clone())?;
+                written += 1;
+            }
+        }
+        Ok(())
+    })?;
+    report.written = written;
+    report.unchanged = unchanged;
+    report.revision = outcome.revision;
+    report.applied = true;
+    Ok(report)
+}
+
+fn read_members(input: impl Read, progress: Option<&Progress>) -> Result<Vec<Member>> {
+    let re = |e| read_error(mapping::reader_error(e), 0, None);
+    let mut r = mapping::reader(input);
+    let found = r.peek().map_err(re)?;
+    let at = mapping::place(&r);
+    if found != ValueType::Object {
+        return Err(Location::new(at, None).error(format!(
+            "a legacy file must be a JSON object of key -> value, not {}",
+            mapping::type_name(found)
+        )));
+    }
+    r.begin_object().map_err(re)?;
+    let mut members = Vec::new();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    while r.has_next().map_err(re)? {
+        let at = mapping::place(&r);
+        let name = r.next_name_owned().map_err(re)?;
+        if let Some(first) = seen.insert(name.clone(), at.line) {
+            return Err(Location::new(at, None).error(format!(
+                "the key {name:?} appears twice (first at line {first}); keep one of them"
+            )));
+        }
+        let value = mapping::read_value(&mut r, Mode::Plain).map_err(|e| read_error(e, 0, None))?;
+        members.push(Member { name, value, at });
+        Progress::tick(progress, members.len() as u64);
+    }
+    r.end_object().map_err(re)?;
+    r.consume_trailing_whitespace().map_err(re)?;
+    Progress::finish(progress, members.len() as u64);
+    Ok(members)
+}
+
+/// Members defined by more than one of `group` with different values.
+fn clashing_fields(group: &[Member]) -> Vec<String> {
+    let mut first: HashMap<&str, &Value> = HashMap::new();
+    let mut clashing: Vec<String> = Vec::new();
+    for member in group {
+        let Value::Map(entries) = &member.value else {
+            continue;
+        };
+        for (k, v) in entries {
+            let Some(name) = k.as_str() else { continue };
+            match first.get(name) {
+                Some(seen) if *seen != v && !clashing.iter().any(|c| c == name) => {
+                    clashing.push(name.to_owned());
+                }
+                Some(_) => {}
+                None => {
+                    first.insert(name, v);
+                }
+            }
+        }
+    }
+    clashing
+}
+
+/// One value for a key: the member's own, or the merge of colliding members.
+fn merge(key: &str, group: Vec<Member>) -> Result<Value> {
+    if group.len() == 1 {
+        return Ok(group
+            .into_iter()
+            .next()
+            .map_or(Value::Nil, |member| member.value));
+    }
+    let mut merged: Vec<(Value, Value)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for member in group {
+        let Value::Map(entries) = member.value else {
+            return Err(Location::new(member.at, None).error(format!(
+                "cannot merge {:?} into {key:?}: its value is not an object; fix the file or \
+                 import without merging",
+                member.name
+            )));
+        };
+        for (k, v) in entries {
+            let name = k.as_str().unwrap_or_default().to_owned();
+            match index.get(&name) {
+                Some(&i) => merged[i].1 = v,
+                None => {
+                    index.insert(name, merged.len());
+                    merged.push((k, v));
+                }
+            }
+        }
+    }
+    Ok(Value::Map(merged))
+}

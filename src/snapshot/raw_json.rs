@@ -1,0 +1,160 @@
+//! One value as JSON text, mapped exactly as snapshots map values: for tools
+//! that show or take a single value (the command line's `get`, `set` and
+//! `patch`), so that what they print and parse is what export writes and
+//! import reads.
+
+use struson::reader::JsonReader as _;
+
+use super::encode_value;
+use super::mapping::{self, Mode, ReadError};
+use crate::value::RawValue;
+
+impl RawValue {
+    /// The value as compact JSON (no whitespace), mapped as snapshots map
+    /// values: what JSON cannot hold (big integers, NaN and infinities, binary,
+    /// non-string map keys, extension types) becomes a one-member `$` object
+    /// that [`from_json`](Self::from_json) reverses. Map members keep their
+    /// stored order.
+    ///
+    /// ```
+    /// use statelog::RawValue;
+    /// #[derive(serde::Serialize)]
+    /// struct Job { status: &'static str, n: u32 }
+    /// let raw = RawValue::from_value(&Job { status: "running", n: 3 })?;
+    /// assert_eq!(raw.to_json()?, r#"{"status":"running","n":3}"#);
+    /// let big = RawValue::from_value(&u64::MAX)?;
+    /// assert_eq!(big.to_json()?, r#"{"$int":"18446744073709551615"}"#);
+    /// # Ok::<(), String>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A message if the bytes are not valid MessagePack (a damaged value).
+    pub fn to_json(&self) -> Result<String, String> {
+        self.render(false)
+    }
+
+    /// Like [`to_json`](Self::to_json), indented by two spaces per level, as a
+    /// JSON snapshot writes values.
+    ///
+    /// ```
+    /// use statelog::RawValue;
+    /// let raw = RawValue::from_json(r#"{"a": [1, 2.5]}"#)?;
+    /// assert_eq!(raw.to_json_pretty()?, "{\n  \"a\": [\n    1,\n    2.5\n  ]\n}");
+    /// # Ok::<(), String>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`to_json`](Self::to_json).
+    pub fn to_json_pretty(&self) -> Result<String, String> {
+        self.render(true)
+    }
+
+    fn render(&self, pretty: bool) -> Result<String, String> {
+        let value = mapping::from_msgpack(self.as_msgpack())?;
+        let mut out = Vec::new();
+        mapping::write_value(&value, pretty, 0, &mut out)?;
+        String::from_utf8(out).map_err(|e| e.to_string())
+    }
+
+    /// Parses one JSON value as a snapshot import does: integers without `.`
+    /// or exponent stay integers (they must fit in 64 bits), other numbers are
+    /// 64-bit floats, objects keep their member order, and `$` escapes
+    /// (`{"$int": "..."}`, `{"$bin": "..."}`, ...) are decoded. Nothing but
+    /// whitespace may follow the value.
+    ///
+    /// ```
+    /// use statelog::RawValue;
+    /// let raw = RawValue::from_json(r#"{"progress": 50, "data": {"$bin": "AAE="}}"#)?;
+    /// #[derive(serde::Deserialize)]
+    /// struct Job { progress: u8, #[serde(with = "serde_bytes")] data: Vec<u8> }
+    /// let job: Job = raw.decode()?;
+    /// assert_eq!((job.progress, job.data), (50, vec![0, 1]));
+    ///
+    /// let err = RawValue::from_json("{\"a\": 1,\n \"b\": }").unwrap_err();
+    /// assert!(err.starts_with("line 2, column 7:"), "{err}");
+    /// # Ok::<(), String>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A message starting with the line and column of the problem: invalid
+    /// JSON, a member name twice in one object, an integer beyond 64 bits, an
+    /// unknown or malformed escape, nesting deeper than
+    /// 256 levels, or a value larger than
+    /// [`MAX_VALUE_LEN`](crate::MAX_VALUE_LEN) as MessagePack.
+    pub fn from_json(text: &str) -> Result<RawValue, String> {
+        let mut reader = mapping::reader(text.as_bytes());
+        let value = mapping::read_value(&mut reader, Mode::Tagged)
+            .and_then(|value| {
+                // Fails if anything but whitespace follows the value.
+                reader
+                    .consume_trailing_whitespace()
+                    .map_err(mapping::reader_error)?;
+                Ok(value)
+            })
+            .map_err(|e| match e {
+                ReadError::Bad { place, message } => match (place.line, place.column) {
+                    (0, _) => format!("at the end of the input: {message}"),
+                    (line, Some(column)) => format!("line {line}, column {column}: {message}"),
+                    (line, None) => format!("line {line}: {message}"),
+                },
+                ReadError::Io(e) => e.to_string(),
+            })?;
+        encode_value(&value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_kind_of_value() {
+        let text = r#"{"s":"x","i":-5,"big":{"$int":"18446744073709551615"},"f":2.0,"nan":{"$float":"NaN"},"b":{"$bin":"AAE="},"e":{"$ext":[3,"Bw=="]},"m":{"$map":[[1,"one"]]},"a":[null,true,false],"o":{}}"#;
+        let raw = RawValue::from_json(text).unwrap();
+        assert_eq!(raw.to_json().unwrap(), text);
+        let pretty = raw.to_json_pretty().unwrap();
+        assert!(pretty.contains("\n  \"s\": \"x\",\n"), "{pretty}");
+        assert_eq!(RawValue::from_json(&pretty).unwrap(), raw);
+    }
+
+    #[test]
+    fn matches_what_the_store_encodes() {
+        #[derive(serde::Serialize)]
+        struct Job {
+            status: &'static str,
+            progress: u8,
+            ok: bool,
+        }
+        let typed = Job {
+            status: "running",
+            progress: 50,
+            ok: true,
+        };
+        let raw =
+            RawValue::from_json(r#" {"status": "running", "progress": 50, "ok": true} "#).unwrap();
+        assert_eq!(raw, RawValue::from_value(&typed).unwrap());
+    }
+
+    #[test]
+    fn bad_input_names_the_place() {
+        let cases = [
+            ("", "ends early"),
+            ("{\"a\": 1", "line 1, column 8: the JSON ends early"),
+            ("[1, 2] 3", "line 1, column 8"),
+            ("{\"a\": 1, \"a\": 2}", "twice"),
+            ("18446744073709551616", "64 bits"),
+            ("{\"$nope\": 1}", "unknown escape"),
+            ("nul", "line 1"),
+        ];
+        for (text, expected) in cases {
+            let err = RawValue::from_json(text).unwrap_err();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        assert!(
+            RawValue::from_json(&deep)
+                .unwrap_err()
+                .contains("nests deeper")
+        );
+    }
+}
