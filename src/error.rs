@@ -230,6 +230,30 @@ pub enum Error {
         message: String,
     },
 
+    /// A backup cannot be used: its manifest is missing or does not match its
+    /// files, a file is damaged or belongs to another store, revisions are
+    /// missing, it does not reach the requested point, or it holds a history
+    /// that diverged from the store's. Nothing was changed; the reason says what
+    /// to do.
+    #[error("the backup at {} cannot be used: {reason}", .path.display())]
+    InvalidBackup {
+        /// The backup directory (or the file in it that is wrong).
+        path: PathBuf,
+        /// What is wrong, and what to do about it.
+        reason: String,
+    },
+
+    /// A restore's target directory already holds something, and overwriting
+    /// was not asked for, or it holds something that is not a store. Nothing
+    /// was changed.
+    #[error("{} cannot be restored into: {reason}", .path.display())]
+    TargetNotEmpty {
+        /// The target directory.
+        path: PathBuf,
+        /// What it holds, and what to do.
+        reason: String,
+    },
+
     /// The reader a snapshot is imported from, or the writer it is exported to,
     /// failed.
     #[error("cannot {op} the snapshot stream")]

@@ -33,6 +33,10 @@
 //! # Ok::<(), statelog::Error>(())
 //! ```
 //!
+//! Online backups and point-in-time restore are in [`backup`]
+//! ([`Store::backup`], [`backup::restore`]); checking, repairing and compacting
+//! a store in [`maintenance`].
+//!
 //! See `DESIGN.md` for the on-disk formats and what is durable when.
 
 #![deny(missing_docs)]
@@ -50,7 +54,7 @@ mod value;
 pub use error::{Error, KeyPart, Result};
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
-pub use options::{CheckpointPolicy, Durability, Options, RetryPolicy};
+pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};
 pub use store::{
     Committed, Deleted, KeyRange, List, Meta, Recovery, RestoreRecord, STORE_FORMAT_VERSION,
     Snapshot, Stats, Store, Tx, TxOutcome,
@@ -58,6 +62,8 @@ pub use store::{
 pub use time::{ParseTimestampError, Timestamp};
 pub use value::{MAX_VALUE_LEN, RawValue, Versioned};
 
+pub mod backup;
+pub mod maintenance;
 pub mod snapshot;
 
 #[cfg(feature = "testkit")]

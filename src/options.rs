@@ -83,6 +83,68 @@ impl Default for CheckpointPolicy {
     }
 }
 
+/// Which sealed log segments a store keeps once the state no longer needs them.
+///
+/// Only segments wholly behind the last checkpoint are ever removed (the
+/// checkpoint's own segment and every later one stay), always the oldest first,
+/// so the log that remains is one unbroken run of segments. A segment is removed
+/// as soon as keeping it would exceed any of the limits, counted from the newest
+/// removable segment back. The policy runs after every checkpoint and in
+/// [`compact`](crate::maintenance::compact).
+///
+/// With `keep_until_backed_up` (the default), once the store has been backed up
+/// ([`Store::backup`](crate::Store::backup)), a segment holding any revision the
+/// last backup did not copy is kept whatever the limits say, so the next
+/// incremental backup finds everything it needs. A store that was never backed
+/// up is bounded by the limits alone. The default limits keep at most 256 MiB of
+/// sealed log behind the checkpoint (four segments of the default size).
+///
+/// ```
+/// use statelog::{Options, RetentionPolicy};
+/// let options = Options::default().retention(RetentionPolicy {
+///     max_segments: Some(8),
+///     ..RetentionPolicy::default()
+/// });
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// At most this many sealed segments behind the checkpoint. Default: no limit.
+    pub max_segments: Option<usize>,
+    /// At most this many bytes of sealed segments behind the checkpoint.
+    /// Default: 256 MiB.
+    pub max_bytes: Option<u64>,
+    /// Remove a segment once it was sealed (its successor started) this long ago.
+    /// Default: no limit.
+    pub max_age: Option<Duration>,
+    /// Keep every segment holding a revision the last backup did not copy.
+    /// Default: true.
+    pub keep_until_backed_up: bool,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            max_segments: None,
+            max_bytes: Some(256 << 20),
+            max_age: None,
+            keep_until_backed_up: true,
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// Keeps the whole log: no segment is ever removed.
+    pub fn keep_all() -> RetentionPolicy {
+        RetentionPolicy {
+            max_segments: None,
+            max_bytes: None,
+            max_age: None,
+            keep_until_backed_up: true,
+        }
+    }
+}
+
 /// Settings for [`Store::open`](crate::Store::open).
 ///
 /// ```
@@ -99,6 +161,7 @@ pub struct Options {
     pub(crate) lock_timeout: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) checkpoint: CheckpointPolicy,
+    pub(crate) retention: RetentionPolicy,
     pub(crate) segment_size: u64,
     pub(crate) preallocate: u64,
     pub(crate) cache_size: usize,
@@ -114,6 +177,7 @@ impl Default for Options {
             lock_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             checkpoint: CheckpointPolicy::default(),
+            retention: RetentionPolicy::default(),
             segment_size: 64 << 20,
             preallocate: 4 << 20,
             cache_size: 64 << 20,
@@ -150,6 +214,12 @@ impl Options {
     /// When checkpoints run.
     pub fn checkpoint(mut self, checkpoint: CheckpointPolicy) -> Self {
         self.checkpoint = checkpoint;
+        self
+    }
+
+    /// Which old log segments are removed; see [`RetentionPolicy`].
+    pub fn retention(mut self, retention: RetentionPolicy) -> Self {
+        self.retention = retention;
         self
     }
 

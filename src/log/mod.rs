@@ -7,15 +7,22 @@
 //! - `reader`: walking frames and commits, with every integrity check.
 //! - `writer`: appending, syncing, preallocating and rotating segments.
 //! - `recovery`: opening the log after a clean close or a crash.
+//! - `archive`: segment files outside the running log: copies into backups,
+//!   base segments, moving segments aside.
+//! - `retention`: removing old segments behind the checkpoint.
+//! - `survey`: reading a whole, possibly damaged log without changing it.
 //!
 //! Only this module touches segment files.
 
+pub(crate) mod archive;
 pub(crate) mod catalog;
 pub mod frame;
 pub(crate) mod reader;
 pub mod record;
 pub(crate) mod recovery;
+pub(crate) mod retention;
 pub mod segment;
+pub(crate) mod survey;
 pub(crate) mod writer;
 
 pub use reader::Position;

@@ -124,6 +124,43 @@ pub fn encode_into(record: &LogRecord<'_>, out: &mut Vec<u8>) -> Result<(), Stri
     rmp_serde::encode::write_named(out, record).map_err(|e| e.to_string())
 }
 
+/// The fields of a [`LogRecord`] by reference, in the same order and under the
+/// same names, so that it encodes exactly as the record would.
+#[derive(Serialize)]
+struct RecordRef<'r, 'a> {
+    #[serde(rename = "rev")]
+    revision: u64,
+    #[serde(rename = "time")]
+    time: i64,
+    #[serde(rename = "ops")]
+    ops: &'r [LogOp<'a>],
+    #[serde(rename = "more", skip_serializing_if = "is_false")]
+    more: bool,
+    #[serde(rename = "base", skip_serializing_if = "is_false")]
+    base: bool,
+    #[serde(rename = "synced", skip_serializing_if = "Option::is_none")]
+    synced: Option<u64>,
+}
+
+/// Appends the encoding of `record` with its watermark replaced by `synced`:
+/// how a record read from one log is written into another (a restore), where
+/// the watermark must say what that log had synced.
+pub fn encode_resynced(
+    record: &LogRecord<'_>,
+    synced: Option<u64>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let view = RecordRef {
+        revision: record.revision,
+        time: record.time,
+        ops: &record.ops,
+        more: record.more,
+        base: record.base,
+        synced,
+    };
+    rmp_serde::encode::write_named(out, &view).map_err(|e| e.to_string())
+}
+
 /// Decodes a record from a frame's payload, borrowing strings and values from it.
 pub fn decode(payload: &[u8]) -> Result<LogRecord<'_>, String> {
     let mut de = rmp_serde::Deserializer::from_read_ref(payload);
@@ -236,6 +273,20 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing");
         }
+    }
+
+    #[test]
+    fn a_resynced_record_differs_only_in_its_watermark() {
+        let mut plain = Vec::new();
+        encode_into(&sample(), &mut plain).unwrap();
+        let mut same = Vec::new();
+        encode_resynced(&sample(), Some(16), &mut same).unwrap();
+        assert_eq!(plain, same);
+        let mut other = Vec::new();
+        encode_resynced(&sample(), Some(3), &mut other).unwrap();
+        let mut expected = sample();
+        expected.synced = Some(3);
+        assert_eq!(decode(&other).unwrap(), expected);
     }
 
     #[test]

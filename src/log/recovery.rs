@@ -78,7 +78,7 @@ pub(crate) fn recover(
     mut apply: impl FnMut(&[LogRecord<'_>], Position) -> Result<()>,
 ) -> Result<Recovered> {
     remove_temporaries(fs.as_ref(), dir)?;
-    let segments = catalog::list(fs.as_ref(), dir, &store_id)?;
+    let segments = catalog::list(fs.as_ref(), dir, &store_id).map_err(with_repair_hint)?;
     let Some(last) = segments.last().cloned() else {
         if checkpoint.revision != 0 {
             return Err(Error::corrupt(
@@ -86,7 +86,8 @@ pub(crate) fn recover(
                 0,
                 format!(
                     "the log holds no segments, but the state is at revision {}; the log was \
-                     removed, so later commits cannot be recovered: restore a backup",
+                     removed, so later commits cannot be recovered: restore a backup, or keep \
+                     the state with `statelog repair` (it starts a new log from it)",
                     checkpoint.revision
                 ),
             ));
@@ -118,7 +119,8 @@ pub(crate) fn recover(
             replayed += 1;
             Ok(true)
         },
-    )?;
+    )
+    .map_err(with_repair_hint)?;
     let cut = match end.tail {
         Tail::Clean => None,
         Tail::Damaged {
@@ -160,6 +162,27 @@ pub(crate) fn recover(
     })
 }
 
+/// Adds what to do to damage found in the log while opening.
+fn with_repair_hint(error: Error) -> Error {
+    match error {
+        Error::Corrupt {
+            file,
+            offset,
+            reason,
+        } if !reason.contains("statelog") && file.extension().is_some_and(|e| e == "log") => {
+            Error::Corrupt {
+                file,
+                offset,
+                reason: format!(
+                    "{reason}; run `statelog check`, then `statelog repair` (it keeps the log up \
+                     to the damage and moves the rest aside) or restore a backup"
+                ),
+            }
+        }
+        other => other,
+    }
+}
+
 fn remove_temporaries(fs: &dyn Fs, dir: &Path) -> Result<()> {
     let names = fs
         .read_dir(dir)
@@ -198,7 +221,8 @@ fn check_checkpoint_in_range(segments: &[SegmentInfo], checkpoint: &Checkpoint) 
             0,
             format!(
                 "the state was last saved at revision {} in this segment, which is missing (the \
-                 log starts at revision {first}); restore a backup",
+                 log starts at revision {first}); restore a backup, or keep the state with \
+                 `statelog repair` (it starts a new log from it)",
                 checkpoint.revision
             ),
         ));
@@ -209,7 +233,8 @@ fn check_checkpoint_in_range(segments: &[SegmentInfo], checkpoint: &Checkpoint) 
             seg.len,
             format!(
                 "the segment ends at byte {} but the state was saved at revision {} up to byte {}: \
-                 the segment was truncated; restore a backup",
+                 the segment was truncated; restore a backup, or keep the state with \
+                 `statelog repair` (it starts a new log from it)",
                 seg.len, checkpoint.revision, checkpoint.position.offset
             ),
         ));
@@ -237,7 +262,8 @@ fn cut_torn_tail(
             format!(
                 "{problem}; a valid record written after revision {revision} was synced follows \
                  at byte {valid}, so this is damage inside the log, not a torn write; run \
-                 `statelog check` and restore a backup"
+                 `statelog check`, then `statelog repair` (it keeps the log up to the damage \
+                 and moves the rest aside) or restore a backup"
             ),
         ));
     }

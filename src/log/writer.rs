@@ -169,6 +169,33 @@ impl LogWriter {
         Ok(self.position())
     }
 
+    /// Makes room for `len` more bytes of the commit whose first part was just
+    /// written: never rotates, because all parts of a commit must be in one
+    /// segment (a large commit may make a segment exceed `segment_size`).
+    pub(crate) fn reserve_more(&mut self, len: usize) -> Result<Position> {
+        let needed = self.active.end + len as u64;
+        if self.preallocate > 0 && needed > self.active.allocated && (len as u64) < self.preallocate
+        {
+            self.extend_to(needed)?;
+        }
+        Ok(self.position())
+    }
+
+    /// The log directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file system the log is on.
+    pub(crate) fn fs(&self) -> &Arc<dyn Fs> {
+        &self.fs
+    }
+
+    /// The store the log belongs to.
+    pub(crate) fn store_id(&self) -> &StoreId {
+        &self.store_id
+    }
+
     /// Writes `bytes` (whole frames of complete commits, the last of which has
     /// `last_revision`) at the position returned by [`reserve`](Self::reserve).
     /// Returns the position after them. Not synced.

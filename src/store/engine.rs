@@ -29,8 +29,9 @@ use crate::error::{Error, Result};
 use crate::key;
 use crate::log::frame;
 use crate::log::record::{self, DeleteOp, LogOp, LogRecord, PutOp};
+use crate::log::retention;
 use crate::log::writer::LogWriter;
-use crate::options::Durability;
+use crate::options::{Durability, RetentionPolicy};
 use crate::time::Timestamp;
 
 /// Parts of a large commit are cut at about this many bytes.
@@ -68,6 +69,12 @@ pub(crate) struct Engine {
     pub commits: u64,
     /// Log bytes written since open.
     pub log_bytes: u64,
+    /// Which old segments checkpoints remove.
+    pub retention: RetentionPolicy,
+    /// The last revision a backup copied, once the store was backed up.
+    pub backed_up: Option<u64>,
+    /// A running backup copies the log from this segment on: retention keeps it.
+    pub backup_pin: Option<u64>,
     frames: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -123,12 +130,15 @@ impl Engine {
             closed: false,
             commits: 0,
             log_bytes: 0,
+            retention: RetentionPolicy::keep_all(),
+            backed_up: None,
+            backup_pin: None,
             frames: Vec::new(),
             scratch: Vec::new(),
         }
     }
 
-    fn check_poisoned(&self) -> Result<()> {
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
         if self.closed {
             return Err(Error::Closed);
         }
@@ -304,8 +314,10 @@ impl Engine {
             return Ok(false);
         }
         // IMPORTANT: the log must be durable at least as far as the state database
-        // is about to be (in Relaxed mode it may not be yet).
-        if let Err(e) = self.log.sync() {
+        // is about to be (in Relaxed mode it may not be yet; in Sync mode it is).
+        if self.log.synced_revision() < self.log.last_revision()
+            && let Err(e) = self.log.sync()
+        {
             self.poison(&e);
             return Err(e);
         }
@@ -337,7 +349,62 @@ impl Engine {
             bytes: 0,
             since: Instant::now(),
         };
+        if let Err(e) = self.retain() {
+            // The checkpoint stands; old segments stay until a later one.
+            tracing::warn!(error = %e, "log retention failed; old segments were kept");
+        }
         Ok(true)
+    }
+
+    /// Removes the old log segments the retention policy lets go: only sealed
+    /// ones wholly behind the last checkpoint, never one a running backup
+    /// copies, and (if so configured) none the last backup has not copied.
+    pub(crate) fn retain(&mut self) -> Result<retention::Outcome> {
+        if self.retention.max_segments.is_none()
+            && self.retention.max_bytes.is_none()
+            && self.retention.max_age.is_none()
+        {
+            return Ok(retention::Outcome::default());
+        }
+        let keep = retention::Keep {
+            checkpoint_segment: self.checkpointed.position.segment,
+            backed_up: self.backed_up,
+            pinned: self.backup_pin,
+        };
+        let fs = std::sync::Arc::clone(self.log.fs());
+        retention::apply(
+            fs.as_ref(),
+            self.log.dir(),
+            self.log.store_id(),
+            &self.retention,
+            keep,
+            Timestamp::now(),
+        )
+    }
+
+    /// Records that a backup copied the log up to `revision`: retention then
+    /// lets go of what it copied. Written to the state database without a sync
+    /// (the next checkpoint makes it durable; losing it only keeps more log).
+    pub(crate) fn record_backup(&mut self, revision: u64) -> Result<()> {
+        self.check_poisoned()?;
+        let path = self.db_path.clone();
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(db_error(&path, "begin a write"))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(db_error(&path, "set the durability of a write"))?;
+        {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(db_error(&path, "open the meta table"))?;
+            meta.insert(schema::META_BACKED_UP, revision.to_le_bytes().as_slice())
+                .map_err(db_error(&path, "record the backed-up revision"))?;
+        }
+        txn.commit()
+            .map_err(db_error(&path, "record the backed-up revision"))?;
+        self.backed_up = Some(self.backed_up.unwrap_or(0).max(revision));
+        Ok(())
     }
 
     /// Loads a snapshot into an empty store as one base commit at `revision`,

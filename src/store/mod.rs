@@ -4,9 +4,12 @@
 //! Only this module touches redb; no redb type appears in its public API.
 
 mod background;
+mod backup;
 mod commit;
 mod engine;
-mod open;
+pub(crate) mod inspect;
+pub(crate) mod open;
+pub(crate) mod rebuild;
 mod replay;
 mod request;
 pub(crate) mod schema;
@@ -155,6 +158,8 @@ pub(crate) struct Shared {
     pub synced_revision: AtomicU64,
     pub recovery: Recovery,
     pub closed: AtomicBool,
+    /// Held by a running backup: backups of one store take turns.
+    pub backup_lock: Mutex<()>,
     // Dropped last: the lock is released only after everything above is closed.
     _lock: Box<dyn LockGuard>,
 }
@@ -219,6 +224,7 @@ impl Store {
                 cut: opened.cut,
             },
             closed: AtomicBool::new(false),
+            backup_lock: Mutex::new(()),
             _lock: opened.lock,
         });
         let thread = {

@@ -126,11 +126,13 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
             0,
             format!(
                 "the state database is at revision {} but the log ends at revision {}; the log \
-                 lost commits the state has: restore a backup",
+                 lost commits the state has: restore a backup, or keep the state with \
+                 `statelog repair` (it starts a new log from it)",
                 applied.revision, recovered.last_revision
             ),
         ));
     }
+    let backed_up = read_backed_up(&db, &db_path)?;
     let db = Arc::new(db);
     let mut engine = Engine::new(
         Arc::clone(&db),
@@ -141,6 +143,8 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
         durable,
         fence,
     );
+    engine.retention = options.retention;
+    engine.backed_up = backed_up;
     if recovered.replayed > 0 {
         // Make the replay durable now, so a crash right after opening does not
         // replay it again.
@@ -224,7 +228,7 @@ fn classify_directory(fs: &dyn Fs, path: &Path, create: bool) -> Result<bool> {
     Ok(false)
 }
 
-fn take_lock(fs: &dyn Fs, path: &Path, options: &Options) -> Result<Box<dyn LockGuard>> {
+pub(crate) fn take_lock(fs: &dyn Fs, path: &Path, options: &Options) -> Result<Box<dyn LockGuard>> {
     let lock_path = path.join(LOCK_FILE);
     fs::lock_with_timeout(fs, &lock_path, options.lock_timeout).map_err(|(e, waited)| match e {
         LockError::Held(pid) => Error::Busy {
@@ -238,6 +242,16 @@ fn take_lock(fs: &dyn Fs, path: &Path, options: &Options) -> Result<Box<dyn Lock
 
 /// Creates a new, empty store. Runs under the lock.
 fn create_store(fs: &dyn Fs, path: &Path) -> Result<()> {
+    let (store_id, now) = prepare_store(fs, path)?;
+    write_id_file(fs, path, &store_id, now)
+}
+
+/// Everything of creating a store but the identity file: removes what an
+/// interrupted creation left, draws a new store id, creates and initialises the
+/// state database and the log directory. Runs under the lock. Until
+/// [`write_id_file`] the directory is not a store (a restore builds a store's
+/// contents in between).
+pub(crate) fn prepare_store(fs: &dyn Fs, path: &Path) -> Result<(StoreId, Timestamp)> {
     // Leftovers of an interrupted creation never held a commit: the identity file
     // is written last.
     let db_path = path.join(DB_FILE);
@@ -265,55 +279,76 @@ fn create_store(fs: &dyn Fs, path: &Path) -> Result<()> {
         )
     })?;
     let now = Timestamp::now();
-    {
-        let backend = fs
-            .db_backend(&db_path)
-            .map_err(|e| Error::io("create", &db_path, e))?;
-        let db = redb::Builder::new()
-            .create_with_backend(BoxedBackend(backend, Arc::default()))
-            .map_err(db_error(&db_path, "create the state database"))?;
-        let mut txn = db
-            .begin_write()
-            .map_err(db_error(&db_path, "initialise the state database"))?;
-        txn.set_quick_repair(true);
-        {
-            txn.open_table(RECORDS)
-                .map_err(db_error(&db_path, "create the records table"))?;
-            let mut meta = txn
-                .open_table(META)
-                .map_err(db_error(&db_path, "create the meta table"))?;
-            let applied = Applied {
-                revision: 0,
-                position: Position {
-                    segment: 1,
-                    offset: SEGMENT_HEADER_LEN as u64,
-                },
-                time: now,
-            };
-            let schema = SCHEMA_VERSION.to_le_bytes();
-            let entries: [(&str, &[u8]); 3] = [
-                (schema::META_SCHEMA, &schema),
-                (schema::META_STORE_ID, &store_id),
-                (schema::META_APPLIED, &applied.encode()),
-            ];
-            for (name, value) in entries {
-                meta.insert(name, value)
-                    .map_err(db_error(&db_path, "initialise the meta table"))?;
-            }
-        }
-        txn.commit()
-            .map_err(db_error(&db_path, "initialise the state database"))?;
-    }
+    let applied = Applied {
+        revision: 0,
+        position: Position {
+            segment: 1,
+            offset: SEGMENT_HEADER_LEN as u64,
+        },
+        time: now,
+    };
+    create_database(fs, &db_path, &store_id, applied)?;
     // The first segment is created by recovery, which starts an empty log.
     fs.create_dir_all(&log_dir)
         .map_err(|e| Error::io("create", &log_dir, e))?;
     fs.sync_dir(path)
         .map_err(|e| Error::io("sync the store directory", path, e))?;
+    Ok((store_id, now))
+}
+
+/// Creates the state database `db_path` of store `store_id`, empty, with the
+/// schema version, the store id and `applied`, durably.
+pub(crate) fn create_database(
+    fs: &dyn Fs,
+    db_path: &Path,
+    store_id: &StoreId,
+    applied: Applied,
+) -> Result<()> {
+    let backend = fs
+        .db_backend(db_path)
+        .map_err(|e| Error::io("create", db_path, e))?;
+    let db = redb::Builder::new()
+        .create_with_backend(BoxedBackend(backend, Arc::default()))
+        .map_err(db_error(db_path, "create the state database"))?;
+    let mut txn = db
+        .begin_write()
+        .map_err(db_error(db_path, "initialise the state database"))?;
+    txn.set_quick_repair(true);
+    {
+        txn.open_table(RECORDS)
+            .map_err(db_error(db_path, "create the records table"))?;
+        let mut meta = txn
+            .open_table(META)
+            .map_err(db_error(db_path, "create the meta table"))?;
+        let schema = SCHEMA_VERSION.to_le_bytes();
+        let entries: [(&str, &[u8]); 3] = [
+            (schema::META_SCHEMA, &schema),
+            (schema::META_STORE_ID, store_id),
+            (schema::META_APPLIED, &applied.encode()),
+        ];
+        for (name, value) in entries {
+            meta.insert(name, value)
+                .map_err(db_error(db_path, "initialise the meta table"))?;
+        }
+    }
+    txn.commit()
+        .map_err(db_error(db_path, "initialise the state database"))?;
+    Ok(())
+}
+
+/// Writes the identity file of the store in `path`: the last step of creating
+/// a store, after which the directory is one.
+pub(crate) fn write_id_file(
+    fs: &dyn Fs,
+    path: &Path,
+    store_id: &StoreId,
+    created: Timestamp,
+) -> Result<()> {
     let id = IdFile {
         format: FORMAT_NAME.to_owned(),
         version: STORE_FORMAT_VERSION,
-        store_id: catalog::hex(&store_id),
-        created_at: now.to_string(),
+        store_id: catalog::hex(store_id),
+        created_at: created.to_string(),
     };
     let mut text = serde_json::to_string_pretty(&id).unwrap_or_default();
     text.push('\n');
@@ -324,7 +359,7 @@ fn create_store(fs: &dyn Fs, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_id_file(fs: &dyn Fs, path: &Path) -> Result<StoreId> {
+pub(crate) fn read_id_file(fs: &dyn Fs, path: &Path) -> Result<StoreId> {
     let id_path = path.join(ID_FILE);
     let bytes = fs::read_file(fs, &id_path)
         .map_err(|e| Error::io("read the identity file", &id_path, e))?;
@@ -369,7 +404,7 @@ fn parse_store_id(text: &str) -> Option<StoreId> {
     Some(id)
 }
 
-fn open_database(
+pub(crate) fn open_database(
     fs: &dyn Fs,
     db_path: &Path,
     options: &Options,
@@ -416,7 +451,21 @@ fn damaged(db_path: &Path, what: String) -> Error {
     }
 }
 
-fn read_meta(db: &Database, db_path: &Path, store_id: &StoreId) -> Result<Applied> {
+/// The last revision a backup copied, if the store was ever backed up.
+pub(crate) fn read_backed_up(db: &Database, db_path: &Path) -> Result<Option<u64>> {
+    let txn = db
+        .begin_read()
+        .map_err(db_error(db_path, "read the meta table"))?;
+    let meta = txn
+        .open_table(META)
+        .map_err(db_error(db_path, "open the meta table"))?;
+    Ok(meta
+        .get(schema::META_BACKED_UP)
+        .map_err(db_error(db_path, "read the meta table"))?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes)))
+}
+
+pub(crate) fn read_meta(db: &Database, db_path: &Path, store_id: &StoreId) -> Result<Applied> {
     let read = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<_> {
         let txn = db
             .begin_read()

@@ -106,6 +106,36 @@ impl<'db> Replayer<'db> {
         Ok(())
     }
 
+    /// Takes one part of a commit as it is read, so that a commit larger than
+    /// memory (the base of a large store) streams through: the commit is
+    /// complete with its last part (the one without `more`), and `end` is
+    /// where the log continues after that part. A chunk may be applied between
+    /// the parts of one commit, so this serves only stores nobody reads yet (a
+    /// restore being built).
+    pub(crate) fn apply_part(&mut self, part: &LogRecord<'_>, end: Position) -> Result<()> {
+        let revision = part.revision;
+        let time = Timestamp::from_micros(part.time);
+        for op in &part.ops {
+            self.fold(op, revision, time, part.base)?;
+        }
+        if part.more {
+            if self.pending_bytes >= CHUNK_BYTES {
+                self.flush()?;
+            }
+            return Ok(());
+        }
+        self.applied = Applied {
+            revision,
+            position: end,
+            time: time.max(self.applied.time),
+        };
+        self.pending_commits += 1;
+        if self.pending_commits >= CHUNK_COMMITS || self.pending_bytes >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Folds one operation into the pending state of its key, checking it
     /// against the operation before it on that key within the chunk.
     fn fold(&mut self, op: &LogOp<'_>, revision: u64, time: Timestamp, base: bool) -> Result<()> {

@@ -4,7 +4,9 @@
 //! - `records`: encoded address (see `key.rs`) -> stored record (below).
 //! - `meta`: `"schema"` -> u64 LE schema version; `"store_id"` -> 16 bytes;
 //!   `"applied"` -> the applied state (below), written in the same redb
-//!   transaction as the records it describes, so the two never disagree.
+//!   transaction as the records it describes, so the two never disagree;
+//!   `"backed_up"` -> u64 LE, the last revision a backup copied (absent until
+//!   the first backup).
 //!
 //! Stored record:
 //! ```text
@@ -31,6 +33,9 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 pub(crate) const META_SCHEMA: &str = "schema";
 pub(crate) const META_STORE_ID: &str = "store_id";
 pub(crate) const META_APPLIED: &str = "applied";
+/// The last revision a backup copied (u64 LE), once the store was backed up:
+/// what log retention must keep for the next incremental backup.
+pub(crate) const META_BACKED_UP: &str = "backed_up";
 
 /// The schema of the state database this build writes and reads.
 pub(crate) const SCHEMA_VERSION: u64 = 1;

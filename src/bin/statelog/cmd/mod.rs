@@ -6,6 +6,9 @@
 //! and returns an exit code, or an error whose exit code `exit::code_of`
 //! derives.
 
+mod backup;
+mod check;
+mod compact;
 mod del;
 mod export;
 mod get;
@@ -14,6 +17,8 @@ mod incr;
 mod init;
 mod list;
 mod patch;
+mod repair;
+mod restore;
 mod set;
 mod stats;
 
@@ -45,6 +50,18 @@ pub enum Command {
     Export(export::Args),
     /// Read a snapshot (or a legacy JSON state file) into the store
     Import(import::Args),
+    /// Back the store up into DEST, online (later runs copy only the new log)
+    Backup(backup::Args),
+    /// Create a store from a backup, up to its end, a revision or a time
+    Restore(restore::Args),
+    /// Verify the store (or --backup DIR) without changing it; exit 1 on
+    /// problems
+    Check(check::Args),
+    /// Repair a damaged store: keep what is intact, move the rest aside
+    Repair(repair::Args),
+    /// Checkpoint, drop old log segments (retention) and compact the state
+    /// database
+    Compact(compact::Args),
 }
 
 impl Command {
@@ -60,6 +77,11 @@ impl Command {
             Command::Stats(args) => stats::run(args, ctx),
             Command::Export(args) => export::run(args, ctx),
             Command::Import(args) => import::run(args, ctx),
+            Command::Backup(args) => backup::run(args, ctx),
+            Command::Restore(args) => restore::run(args, ctx),
+            Command::Check(args) => check::run(args, ctx),
+            Command::Repair(args) => repair::run(args, ctx),
+            Command::Compact(args) => compact::run(args, ctx),
         }
     }
 }

@@ -1,0 +1,78 @@
+//! `statelog repair`: bring a damaged store back to a state that opens,
+//! keeping what can be kept and moving the rest aside (never deleting).
+//!
+//! A damaged log is kept up to its last intact commit and the rest moved
+//! aside; a damaged, missing or wrong state database is rebuilt from the log
+//! when the log reaches back to the store's first revision; when the state
+//! database is ahead of what survives of the log, the log is re-based on it.
+//! Prints what it did and exactly which revisions were lost. Exit 0 when the
+//! store is repaired (or needed nothing), 1 when something could not be
+//! repaired. `--json` prints `{"path", "store_id", "found": [...], "actions",
+//! "aside", "moved", "lost": {"kind": "nothing" | "revisions" (with "from",
+//! "to") | "unknown" (with "after")}, "revision", "unrepaired": [...],
+//! "duration"}` (duration in ms).
+
+use std::path::PathBuf;
+
+use statelog::maintenance::{Lost, RepairOptions, repair};
+
+use crate::context::Ctx;
+use crate::exit::Code;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where scratch files go [default: the system's temporary directory]
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+}
+
+pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
+    let mut options = RepairOptions::new().lock_timeout(ctx.wait);
+    if let Some(dir) = &args.scratch {
+        options = options.scratch_dir(dir);
+    }
+    let report = ctx
+        .waiting(|| repair(&ctx.store, &options))
+        .map_err(|e| match e {
+            statelog::Error::NotAStore { .. } | statelog::Error::Busy { .. } => ctx.open_error(e),
+            e => anyhow::Error::new(e),
+        })?;
+    let code = if report.is_repaired() {
+        Code::Ok
+    } else {
+        Code::Error
+    };
+    if ctx.json {
+        ctx.print_json(&report)?;
+        return Ok(code);
+    }
+    let mut lines = Vec::new();
+    for problem in &report.found {
+        lines.push(format!("found: {problem}"));
+    }
+    for action in &report.actions {
+        lines.push(format!("done: {action}"));
+    }
+    lines.push(match report.lost {
+        Lost::Nothing => "lost: nothing".to_owned(),
+        Lost::Revisions { from, to } => {
+            format!("lost: revisions {from} to {to} (their records are in the moved-aside files)")
+        }
+        Lost::Unknown { after } => format!(
+            "lost: whatever followed revision {after} (nothing after the damage could be read)"
+        ),
+    });
+    if let Some(aside) = &report.aside {
+        lines.push(format!("moved aside (kept): {}", aside.display()));
+    }
+    for problem in &report.unrepaired {
+        lines.push(format!("not repaired: {problem}"));
+    }
+    if report.is_repaired() {
+        lines.push(format!("the store opens at revision {}", report.revision));
+        ctx.say(lines.join("\n"))?;
+    } else {
+        ctx.print(lines.join("\n"))?;
+    }
+    Ok(code)
+}

@@ -1,0 +1,498 @@
+//! `repair`: bring a damaged store back to a state that opens, keeping
+//! everything that can be kept and moving the rest aside (never deleting).
+//!
+//! It inspects the store as `check` does (under its lock), then:
+//!
+//! | the state database | the log | what repair does |
+//! | --- | --- | --- |
+//! | healthy, its checkpoint within the intact log | damaged | keeps the log up to the last intact commit, moves the rest aside; the next open replays up to there |
+//! | healthy, its checkpoint after the intact log (the log before the checkpoint is damaged or lost) | any | re-bases the log on the state database: a new base segment at its checkpoint revision, then the old log's commits after the checkpoint as far as they are intact; the old log is moved aside (the newer state is kept rather than thrown away) |
+//! | healthy | intact, but the checkpoint's position does not match it | points the checkpoint at the log |
+//! | missing, unreadable, failing its integrity check, or differing from the log | reaches back to revision 1 or a base | cuts a damaged log as above, moves the state database aside, rebuilds it by replaying the log |
+//! | as above | does not reach back (log retention removed its start) | nothing: restore a backup |
+//!
+//! What is moved aside goes to `<store>/repair-<time>/` (`log/` for segments
+//! and cut-off tails, `state.redb` for the state database). The report says
+//! exactly which revisions were lost: the range still readable beyond the
+//! damage, or "unknown after revision N" when nothing after it could be read.
+//! Then the store is opened once, to prove it opens.
+//!
+//! A crash during repair leaves what was moved in the repair directory and the
+//! store in a state `repair` handles when run again (every step is a move, a
+//! copy followed by a cut, or a new file renamed into place).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::check::{DbState, inspect_store, tool_options};
+use super::scratch::Scratch;
+use super::{Problem, stamp};
+use crate::error::{Error, Result};
+use crate::fs::{Fs, RealFs};
+use crate::log::archive;
+use crate::log::catalog::{self, SegmentInfo};
+use crate::log::segment::{self, SEGMENT_HEADER_LEN, StoreId};
+use crate::log::survey::{self, Survey};
+use crate::options::Options;
+use crate::store::open::{self, DB_FILE, LOG_DIR};
+use crate::store::rebuild;
+use crate::store::schema::Applied;
+use crate::time::Timestamp;
+
+/// Options of [`repair`].
+#[derive(Debug, Clone)]
+pub struct RepairOptions {
+    pub(crate) scratch_dir: Option<PathBuf>,
+    pub(crate) lock_timeout: Duration,
+}
+
+impl Default for RepairOptions {
+    fn default() -> Self {
+        RepairOptions {
+            scratch_dir: None,
+            lock_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RepairOptions {
+    /// The defaults: scratch files in the system's temporary directory, wait up
+    /// to 30 s for the store.
+    pub fn new() -> RepairOptions {
+        RepairOptions::default()
+    }
+
+    /// Where the inspection's scratch files go.
+    pub fn scratch_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.scratch_dir = Some(dir.into());
+        self
+    }
+
+    /// How long to wait for a process that has the store open.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+}
+
+/// Which revisions a repair lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Lost {
+    /// None.
+    Nothing,
+    /// These (inclusive), read beyond the damage but not kept: they cannot be
+    /// applied without the commits the damage took. Their records are in the
+    /// moved-aside files.
+    Revisions {
+        /// The first lost revision.
+        from: u64,
+        /// The last one seen.
+        to: u64,
+    },
+    /// Everything after this revision, as far as the log existed: nothing after
+    /// the damage could be read, so how much was there is unknown.
+    Unknown {
+        /// The last revision kept.
+        after: u64,
+    },
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepairReport {
+    /// The store.
+    pub path: PathBuf,
+    /// Its id.
+    pub store_id: String,
+    /// What the inspection found.
+    pub found: Vec<Problem>,
+    /// What was done, in order.
+    pub actions: Vec<String>,
+    /// Where the moved-aside files are (a directory in the store).
+    pub aside: Option<PathBuf>,
+    /// Each file moved aside (or cut off a segment), where it went.
+    pub moved: Vec<PathBuf>,
+    /// Which revisions were lost.
+    pub lost: Lost,
+    /// The revision the store opens at now (0 if it still does not open).
+    pub revision: u64,
+    /// Problems repair could not fix, and what to do.
+    pub unrepaired: Vec<Problem>,
+    /// How long it took.
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl RepairReport {
+    /// True when the store opens and nothing is left unrepaired.
+    pub fn is_repaired(&self) -> bool {
+        self.unrepaired.is_empty()
+    }
+}
+
+/// Repairs the store in `path`; see the module documentation for what it
+/// decides. A healthy store is left as it is.
+///
+/// # Errors
+/// [`Error::NotAStore`] when `path` holds no store; [`Error::Busy`] when
+/// another process keeps it open; [`Error::Io`] and [`Error::Database`] when a
+/// step fails (what was moved stays where the report or the error says; run
+/// repair again). What cannot be repaired is in the report's `unrepaired`.
+pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairReport> {
+    let started = Instant::now();
+    let path = path.as_ref();
+    let real: Arc<dyn Fs> = Arc::new(RealFs);
+    let fs = real.as_ref();
+    let store_id = super::store_id_of(fs, path)?;
+    let tool = tool_options(options.lock_timeout);
+    let lock = open::take_lock(fs, path, &tool)?;
+    let scratch = Scratch::new(options.scratch_dir.as_deref(), "repair")?;
+    let inspection = inspect_store(fs, path, &store_id, &tool, &scratch, true)?;
+    drop(scratch);
+    let mut report = RepairReport {
+        path: path.to_owned(),
+        store_id: catalog::hex(&store_id),
+        found: inspection.report.problems.clone(),
+        actions: Vec::new(),
+        aside: None,
+        moved: Vec::new(),
+        lost: Lost::Nothing,
+        revision: 0,
+        unrepaired: Vec::new(),
+        duration: Duration::ZERO,
+    };
+    let mut aside = path.join(format!("repair-{}", stamp(Timestamp::now())));
+    let mut n = 1;
+    while fs
+        .exists(&aside)
+        .map_err(|e| Error::io("look for", &aside, e))?
+    {
+        n += 1;
+        aside = path.join(format!("repair-{}-{n}", stamp(Timestamp::now())));
+    }
+    let survey = &inspection.survey;
+    let intact = survey.last_revision();
+    let db_path = path.join(DB_FILE);
+    if report.found.is_empty() {
+        report.actions.push("nothing to repair".to_owned());
+    } else {
+        match &inspection.db {
+            DbState::Healthy {
+                applied,
+                matches: true,
+            } if applied.revision > intact => {
+                rebase(
+                    real.clone(),
+                    path,
+                    &store_id,
+                    &tool,
+                    survey,
+                    applied,
+                    &aside,
+                    &mut report,
+                )?;
+            }
+            DbState::Healthy { matches: true, .. } => {
+                if survey.damage.is_some() {
+                    cut_log(fs, survey, &aside, &mut report)?;
+                } else if !inspection.position_ok
+                    && let (Some(position), DbState::Healthy { applied, .. }) =
+                        (inspection.position_in_log, &inspection.db)
+                {
+                    let fixed = Applied {
+                        position,
+                        ..*applied
+                    };
+                    rebuild::set_checkpoint(fs, &db_path, &tool, &fixed)?;
+                    report.actions.push(format!(
+                        "pointed the checkpoint (revision {}) at byte {} of segment {}, where \
+                         the log has it",
+                        applied.revision, position.offset, position.segment
+                    ));
+                }
+            }
+            damaged => {
+                if survey.complete {
+                    if survey.damage.is_some() {
+                        cut_log(fs, survey, &aside, &mut report)?;
+                    }
+                    rebuild_state(fs, path, &store_id, &tool, damaged, &aside, &mut report)?;
+                } else {
+                    report.unrepaired.push(Problem {
+                        file: Some(db_path.clone()),
+                        offset: None,
+                        namespace: None,
+                        what: format!(
+                            "the state database cannot be trusted, and the log starts at \
+                             revision {} (log retention removed its start), so it cannot be \
+                             rebuilt from the log",
+                            survey.start_previous + 1
+                        ),
+                        action: "restore a backup (`statelog restore`)".to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    if report.moved.is_empty() {
+        report.aside = None;
+    } else {
+        report.aside = Some(aside);
+    }
+    drop(lock);
+    match crate::Store::open(path, tool) {
+        Ok(store) => {
+            report.revision = store.revision();
+            store.close()?;
+        }
+        Err(e) => report.unrepaired.push(Problem {
+            file: Some(path.to_owned()),
+            offset: None,
+            namespace: None,
+            what: format!("after the repair the store still does not open: {e}"),
+            action: "restore a backup; keep the store directory for analysis".to_owned(),
+        }),
+    }
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// Keeps the log up to its last intact commit; moves the rest aside.
+fn cut_log(fs: &dyn Fs, survey: &Survey, aside: &Path, report: &mut RepairReport) -> Result<()> {
+    let aside_log = aside.join(LOG_DIR);
+    let intact = survey.last_revision();
+    // The segment (by first revision) and offset where the intact log ends.
+    let keep = match survey.end {
+        Some((_, position)) => Some((position.segment, position.offset)),
+        None => survey
+            .chain
+            .first()
+            .map(|s| (s.first_revision, SEGMENT_HEADER_LEN as u64)),
+    };
+    for file in &survey.files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(first) = segment::parse_file_name(&name) else {
+            continue;
+        };
+        match keep {
+            Some((segment, offset)) if first == segment => {
+                let len = archive::file_len(fs, file)?;
+                if offset < len {
+                    let to = archive::cut_into(fs, file, offset, &aside_log)?;
+                    report.actions.push(format!(
+                        "cut {} at byte {offset} (after revision {intact}); the {} bytes from \
+                         there are in {}",
+                        file.display(),
+                        len - offset,
+                        to.display()
+                    ));
+                    report.moved.push(to);
+                }
+            }
+            Some((segment, _)) if first < segment => {}
+            _ => {
+                let to = archive::move_into(fs, file, &aside_log)?;
+                report.actions.push(format!(
+                    "moved {} aside to {}",
+                    file.display(),
+                    to.display()
+                ));
+                report.moved.push(to);
+            }
+        }
+    }
+    let torn = survey.damage.as_ref().is_some_and(|d| d.torn);
+    report.lost = match survey.beyond {
+        Some((_, hi)) if hi > intact => Lost::Revisions {
+            from: intact + 1,
+            to: hi,
+        },
+        _ => Lost::Unknown { after: intact },
+    };
+    if torn {
+        report.actions.push(
+            "the damage was a torn write at the end of the log: what it held was never \
+             acknowledged"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// Moves the state database aside and rebuilds it by replaying the (cut) log.
+fn rebuild_state(
+    fs: &dyn Fs,
+    path: &Path,
+    store_id: &StoreId,
+    options: &Options,
+    found: &DbState,
+    aside: &Path,
+    report: &mut RepairReport,
+) -> Result<()> {
+    let survey = survey::survey(fs, &path.join(LOG_DIR), store_id)?;
+    let db_path = path.join(DB_FILE);
+    let rebuilt_path = path.join(format!("{DB_FILE}.rebuilding"));
+    let applied = rebuild::replay_into_new(
+        fs,
+        &rebuilt_path,
+        store_id,
+        options,
+        &survey.chain,
+        survey.start_previous,
+        survey.last_revision(),
+    )?;
+    let why = match found {
+        DbState::Missing => "it was missing".to_owned(),
+        DbState::Unusable(why) | DbState::Damaged(why) => why.clone(),
+        DbState::Healthy { .. } => "it differed from the log".to_owned(),
+    };
+    if fs
+        .exists(&db_path)
+        .map_err(|e| Error::io("look for", &db_path, e))?
+    {
+        fs.create_dir_all(aside)
+            .map_err(|e| Error::io("create", aside, e))?;
+        let to = aside.join(DB_FILE);
+        fs.rename(&db_path, &to)
+            .map_err(|e| Error::io("move aside", &db_path, e))?;
+        report.actions.push(format!(
+            "moved the state database ({why}) aside to {}",
+            to.display()
+        ));
+        report.moved.push(to);
+    }
+    fs.rename(&rebuilt_path, &db_path)
+        .map_err(|e| Error::io("put the rebuilt state database in place", &rebuilt_path, e))?;
+    fs.sync_dir(path)
+        .map_err(|e| Error::io("sync the directory", path, e))?;
+    report.actions.push(format!(
+        "rebuilt the state database by replaying the log ({} commits, up to revision {})",
+        survey.commits, applied.revision
+    ));
+    Ok(())
+}
+
+/// The store's segment files from the one named `from` on, as long as their
+/// headers are intact and link up.
+fn segments_from(
+    fs: &dyn Fs,
+    files: &[PathBuf],
+    from: u64,
+    store_id: &StoreId,
+) -> Result<Vec<SegmentInfo>> {
+    let mut out: Vec<SegmentInfo> = Vec::new();
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(first) = segment::parse_file_name(&name).filter(|r| *r >= from) else {
+            continue;
+        };
+        let Ok(header) = catalog::read_header(fs, file) else {
+            break;
+        };
+        if header.store_id != *store_id
+            || header.first_revision != first
+            || out
+                .last()
+                .is_some_and(|p| p.first_revision != header.previous)
+        {
+            break;
+        }
+        out.push(SegmentInfo {
+            first_revision: first,
+            previous: header.previous,
+            path: file.clone(),
+            len: archive::file_len(fs, file)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes a new log from the state database's state at its checkpoint and the
+/// intact commits after it; moves the old log aside.
+#[allow(clippy::too_many_arguments)]
+fn rebase(
+    fs: Arc<dyn Fs>,
+    path: &Path,
+    store_id: &StoreId,
+    options: &Options,
+    survey: &Survey,
+    applied: &Applied,
+    aside: &Path,
+    report: &mut RepairReport,
+) -> Result<()> {
+    let fs_ref = fs.as_ref();
+    let db_path = path.join(DB_FILE);
+    let log_dir = path.join(LOG_DIR);
+    let staging = aside.join("new-log");
+    let old = segments_from(fs_ref, &survey.files, applied.position.segment, store_id)?;
+    let rebased = {
+        let db = rebuild::open_db(fs_ref, &db_path, options)?;
+        rebuild::rebase_log(&fs, &db, &db_path, store_id, options, &old, &staging)?
+    };
+    report.actions.push(format!(
+        "wrote a new log: the state database's state at its checkpoint (revision {}) as a base \
+         segment, then {} commits the old log holds after it",
+        applied.revision,
+        rebased.last_revision - applied.revision
+    ));
+    let aside_log = aside.join(LOG_DIR);
+    for file in &survey.files {
+        let to = archive::move_into(fs_ref, file, &aside_log)?;
+        report.moved.push(to);
+    }
+    report.actions.push(format!(
+        "moved the old log ({} segment{}, revisions up to {}) aside to {}",
+        survey.files.len(),
+        if survey.files.len() == 1 { "" } else { "s" },
+        survey.beyond.map_or(survey.last_revision(), |(_, hi)| hi
+            .max(survey.last_revision())),
+        aside_log.display()
+    ));
+    for segment in &rebased.segments {
+        let name = segment.file_name().unwrap_or_default();
+        let to = log_dir.join(name);
+        fs_ref
+            .rename(segment, &to)
+            .map_err(|e| Error::io("move the new log segment into place", segment, e))?;
+    }
+    fs_ref
+        .sync_dir(&log_dir)
+        .map_err(|e| Error::io("sync the log directory", &log_dir, e))?;
+    rebuild::set_checkpoint(fs_ref, &db_path, options, &rebased.base)?;
+    report.actions.push(format!(
+        "pointed the checkpoint at the new log's base (revision {})",
+        applied.revision
+    ));
+    let seen = survey.beyond.map_or(0, |(_, hi)| hi);
+    report.lost = if seen > rebased.last_revision {
+        Lost::Revisions {
+            from: rebased.last_revision + 1,
+            to: seen,
+        }
+    } else if let Some(why) = &rebased.stopped_by {
+        report.actions.push(format!(
+            "the old log's commits after revision {} could not be read: {why}",
+            rebased.last_revision
+        ));
+        Lost::Unknown {
+            after: rebased.last_revision,
+        }
+    } else {
+        Lost::Nothing
+    };
+    Ok(())
+}
