@@ -271,3 +271,144 @@ fn a_waiting_open_gets_the_store_when_the_holder_closes() {
     store.close().unwrap();
     assert_eq!(waiter.join().unwrap(), 2);
 }
+
+/// A file system whose log syncs wait until the test lets them finish, so the
+/// test can look at the store while a commit's sync is in flight.
+mod held_sync {
+    use std::io;
+    use std::path::Path;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use statelog::testkit::{FileHandle, Fs, LockError, LockGuard, OpenMode, RealFs};
+
+    #[derive(Debug, Default)]
+    pub struct Gate {
+        state: Mutex<(bool, u32)>, // (holding, syncs waiting)
+        changed: Condvar,
+    }
+
+    impl Gate {
+        pub fn hold(&self) {
+            self.state.lock().unwrap().0 = true;
+        }
+        pub fn release(&self) {
+            self.state.lock().unwrap().0 = false;
+            self.changed.notify_all();
+        }
+        /// Waits until a log sync is waiting at the gate.
+        pub fn wait_for_sync(&self) {
+            let mut state = self.state.lock().unwrap();
+            while state.1 == 0 {
+                state = self.changed.wait(state).unwrap();
+            }
+        }
+        fn pass(&self) {
+            let mut state = self.state.lock().unwrap();
+            state.1 += 1;
+            self.changed.notify_all();
+            while state.0 {
+                state = self.changed.wait(state).unwrap();
+            }
+            state.1 -= 1;
+        }
+    }
+
+    #[derive(Debug)]
+    pub struct HeldFs(pub Arc<Gate>);
+
+    #[derive(Debug)]
+    struct HeldFile(Arc<dyn FileHandle>, Arc<Gate>);
+
+    impl FileHandle for HeldFile {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            self.0.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+            self.0.write_at(buf, offset)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.1.pass();
+            self.0.sync_data()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.0.len()
+        }
+    }
+
+    impl Fs for HeldFs {
+        fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileHandle>> {
+            let file = RealFs.open(path, mode)?;
+            let is_log = path.parent().and_then(Path::file_name) == Some("log".as_ref());
+            Ok(if is_log {
+                Arc::new(HeldFile(file, Arc::clone(&self.0)))
+            } else {
+                file
+            })
+        }
+        fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+            RealFs.create_dir_all(path)
+        }
+        fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+            RealFs.read_dir(path)
+        }
+        fn exists(&self, path: &Path) -> io::Result<bool> {
+            RealFs.exists(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            RealFs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            RealFs.remove_file(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            RealFs.sync_dir(path)
+        }
+        fn try_lock(&self, path: &Path) -> Result<Box<dyn LockGuard>, LockError> {
+            RealFs.try_lock(path)
+        }
+        fn db_backend(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+            RealFs.db_backend(path)
+        }
+    }
+}
+
+#[test]
+fn readers_never_see_a_commit_whose_log_sync_has_not_returned() {
+    // The engine commits a batch to the state database while its log sync is
+    // still running; readers must keep seeing the state before it until the
+    // sync returns and the commit is acknowledged.
+    let dir = store_dir();
+    let gate = Arc::new(held_sync::Gate::default());
+    let options = Options::default().file_system(Arc::new(held_sync::HeldFs(Arc::clone(&gate))));
+    let store = Store::open(dir.path(), options).unwrap();
+    store.put("r", "k", &1u64).unwrap();
+
+    gate.hold();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || store.put("r", "k", &2u64).unwrap())
+    };
+    gate.wait_for_sync();
+    for _ in 0..100 {
+        assert_eq!(store.get::<u64>("r", "k").unwrap().unwrap().value, 1);
+        assert_eq!(store.revision(), 1);
+        let (revision, listed) = store
+            .read(|snap| {
+                let listed: Vec<u64> = snap
+                    .list::<u64>("r", ..)?
+                    .map(|item| item.map(|(_, v)| v.value))
+                    .collect::<Result<_, _>>()?;
+                Ok((snap.revision()?, listed))
+            })
+            .unwrap();
+        assert_eq!((revision, listed), (1, vec![1]));
+    }
+    gate.release();
+    let committed = writer.join().unwrap();
+    assert_eq!(committed.revision, 2);
+    assert_eq!(store.get::<u64>("r", "k").unwrap().unwrap().value, 2);
+    assert_eq!(store.read(|snap| snap.revision()).unwrap(), 2);
+}

@@ -76,8 +76,12 @@ fn a_failed_log_sync_refuses_writes_until_reopened_and_loses_nothing_acknowledge
     assert!(err.to_string().contains("reopen"), "{err}");
     assert!(is_poisoned(&store.checkpoint().unwrap_err()));
     assert!(store.transaction(|tx| tx.put("r", "x", &1)).is_err());
-    // Reads go on.
+    // Reads go on, and never show the commit whose sync failed (the state
+    // database applied it while the sync ran, but it was never published).
     assert_eq!(value(&store, "k4"), Some(4));
+    assert_eq!(value(&store, "k5"), None);
+    assert_eq!(store.revision(), 5);
+    assert_eq!(store.read(|snap| snap.revision()).unwrap(), 5);
     store.close().unwrap();
 
     let store = Store::open(dir.path(), options).unwrap();

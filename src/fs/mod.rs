@@ -25,6 +25,13 @@ pub trait FileHandle: Send + Sync + Debug {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
     /// Makes the file's data (and its size, if it changed) durable.
     fn sync_data(&self) -> io::Result<()>;
+    /// Asks the operating system to start writing `len` bytes at `offset` to
+    /// the disk, without waiting, ahead of a [`sync_data`](Self::sync_data)
+    /// that will wait for them. A hint: it may do nothing, and promises nothing
+    /// about durability.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
     /// Truncates or extends (with zeros) the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's current size.

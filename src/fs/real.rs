@@ -25,6 +25,20 @@ impl FileHandle for RealFile {
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
     }
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: sync_file_range only reads its integer arguments; the file
+        // descriptor is open for as long as `self` lives. It starts writeback
+        // of the range's dirty pages and returns; errors surface in the
+        // fdatasync that follows, so its result is not needed.
+        unsafe {
+            libc::sync_file_range(self.0.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }

@@ -46,6 +46,8 @@ struct Active {
     allocated: u64,
     /// Whether any commit has been written into this segment.
     has_commits: bool,
+    /// Where the bytes written since the last sync begin, if any were.
+    unsynced_from: Option<u64>,
 }
 
 /// What the writer needs to know to continue an existing log.
@@ -114,6 +116,7 @@ impl LogWriter {
                 end: resume.end,
                 allocated,
                 has_commits: resume.end > SEGMENT_HEADER_LEN as u64,
+                unsynced_from: None,
             },
             last_revision: resume.last_revision,
             synced: resume.last_revision,
@@ -203,11 +206,25 @@ impl LogWriter {
         let at = self.active.end;
         fs::write_all_at(self.active.file.as_ref(), bytes, at)
             .map_err(|e| Error::io("append to the log segment", &self.active.path, e))?;
+        if self.active.unsynced_from.is_none() {
+            self.active.unsynced_from = Some(at);
+        }
         self.active.end += bytes.len() as u64;
         self.active.allocated = self.active.allocated.max(self.active.end);
         self.active.has_commits = true;
         self.last_revision = last_revision;
         Ok(self.position())
+    }
+
+    /// Starts writing what was written since the last sync to the disk, so
+    /// that work done before [`sync`](Self::sync) overlaps the disk's write. A
+    /// hint only; `sync` still decides durability.
+    pub(crate) fn start_sync(&self) {
+        if let Some(from) = self.active.unsynced_from {
+            self.active
+                .file
+                .start_writeback(from, self.active.end.saturating_sub(from));
+        }
     }
 
     /// Makes everything written so far durable.
@@ -216,6 +233,7 @@ impl LogWriter {
             .file
             .sync_data()
             .map_err(|e| Error::io("sync the log segment", &self.active.path, e))?;
+        self.active.unsynced_from = None;
         self.synced = self.last_revision;
         Ok(())
     }
@@ -343,5 +361,6 @@ fn create_segment(
         end: SEGMENT_HEADER_LEN as u64,
         allocated,
         has_commits: false,
+        unsynced_from: None,
     })
 }

@@ -24,6 +24,7 @@ use std::time::Instant;
 use redb::{Database, ReadableTable, ReadableTableMetadata, Table};
 
 use super::schema::{self, Applied, META, Meta, RECORDS};
+use super::view::{View, Visible};
 use super::{db_error, request::*};
 use crate::error::{Error, Result};
 use crate::key;
@@ -49,6 +50,9 @@ pub(crate) struct SinceCheckpoint {
 /// the background thread take turns.
 #[derive(Debug)]
 pub(crate) struct Engine {
+    /// What readers see; published after each acknowledged batch. Declared
+    /// before `db`, so it is dropped before it.
+    pub visible: Arc<Visible>,
     pub db: Arc<Database>,
     pub db_path: PathBuf,
     pub log: LogWriter,
@@ -112,8 +116,10 @@ impl Engine {
         applied: Applied,
         checkpointed: Applied,
         db_fence: Arc<AtomicBool>,
-    ) -> Engine {
-        Engine {
+    ) -> Result<Engine> {
+        let visible = Arc::new(Visible::new(View::open(&db, &db_path, applied)?));
+        Ok(Engine {
+            visible,
             db,
             db_path,
             log,
@@ -135,6 +141,22 @@ impl Engine {
             backup_pin: None,
             frames: Vec::new(),
             scratch: Vec::new(),
+        })
+    }
+
+    /// Shows the state database as it is now (at `self.applied`) to readers.
+    fn publish(&mut self) -> Result<()> {
+        match View::open(&self.db, &self.db_path, self.applied) {
+            Ok(view) => {
+                self.visible.publish(view);
+                Ok(())
+            }
+            Err(e) => {
+                // Acknowledging commits readers cannot see would break
+                // read-your-writes: refuse further commits instead.
+                self.poison(&e);
+                Err(e)
+            }
         }
     }
 
@@ -271,24 +293,22 @@ impl Engine {
             },
             time,
         };
-        {
-            let mut meta = txn
-                .open_table(META)
-                .map_err(db_error(&path, "open the meta table"))?;
-            meta.insert(schema::META_APPLIED, applied.encode().as_slice())
-                .map_err(db_error(&path, "record the applied revision"))?;
-        }
-        let logged = self.log.write(&frames, last_revision).and_then(|_| {
-            if self.durability == Durability::Sync {
-                self.log.sync()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = logged {
+        // The state database records the applied revision only at checkpoints
+        // (readers learn it from the published view), which keeps the commit to
+        // one table.
+        let sync = self.durability == Durability::Sync;
+        if let Err(e) = self.log.write(&frames, last_revision) {
             self.poison(&e);
             return Err(e);
         }
+        if sync {
+            // The disk starts writing the batch while redb commits it.
+            self.log.start_sync();
+        }
+        // IMPORTANT: redb shows this commit to new read transactions at once,
+        // before the log sync below. Readers only use published views, and the
+        // view is published after the sync; a failed sync poisons the engine,
+        // whose fence keeps redb from ever making this commit durable.
         if let Err(e) = txn.commit() {
             // The commits are in the log and will be replayed on reopen, but this
             // handle's state database is now behind its log.
@@ -296,11 +316,16 @@ impl Engine {
             self.poison(&e);
             return Err(e);
         }
+        if sync && let Err(e) = self.log.sync() {
+            self.poison(&e);
+            return Err(e);
+        }
+        self.applied = applied;
+        self.publish()?;
         self.since_checkpoint.commits += last_revision - first_revision + 1;
         self.since_checkpoint.bytes += frames.len() as u64;
         self.commits += last_revision - first_revision + 1;
         self.log_bytes += frames.len() as u64;
-        self.applied = applied;
         frames.clear();
         self.frames = frames;
         Ok(results)
@@ -509,6 +534,7 @@ impl Engine {
             self.poison(&e);
             return Err(e);
         }
+        self.publish()?;
         self.checkpoint()?;
         Ok(revision)
     }

@@ -16,6 +16,7 @@ pub(crate) mod schema;
 mod snapshot;
 mod stats;
 mod txn;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
-use redb::{Database, ReadableDatabase};
+use redb::Database;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -147,6 +148,8 @@ pub(crate) struct Shared {
     pub db_path: Arc<PathBuf>,
     pub options: Options,
     pub store_id: StoreId,
+    /// What readers see (declared before `db`: dropped before it).
+    pub visible: Arc<view::Visible>,
     pub db: Arc<Database>,
     pub engine: Mutex<Engine>,
     pub committer: Committer,
@@ -212,6 +215,7 @@ impl Store {
             path,
             options,
             store_id: opened.store_id,
+            visible: Arc::clone(&opened.engine.visible),
             db: opened.db,
             engine: Mutex::new(opened.engine),
             committer: Committer::default(),
@@ -275,11 +279,10 @@ impl Store {
     pub fn snapshot(&self) -> Result<Snapshot> {
         self.check_open()?;
         let shared = self.shared();
-        let txn = shared
-            .db
-            .begin_read()
-            .map_err(db_error(&shared.db_path, "begin a read"))?;
-        Snapshot::new(txn, Arc::clone(&shared.db_path))
+        Ok(Snapshot::new(
+            shared.visible.get(),
+            Arc::clone(&shared.db_path),
+        ))
     }
 
     /// Runs `f` on one consistent snapshot.

@@ -142,7 +142,7 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
         applied,
         durable,
         fence,
-    );
+    )?;
     engine.retention = options.retention;
     engine.backed_up = backed_up;
     if recovered.replayed > 0 {

@@ -1,18 +1,18 @@
 //! Consistent reads: a [`Snapshot`] is one MVCC read of the state database at
-//! one revision. Readers never wait for the writer, and see only commits that
-//! are already durable (in `Sync` mode).
+//! one revision (a published [`View`]). Readers never wait for the writer, and
+//! see only commits that are already durable (in `Sync` mode).
 
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use redb::{ReadOnlyTable, ReadTransaction};
 use serde::de::DeserializeOwned;
 
 use super::db_error;
 use super::engine::malformed_record;
-use super::schema::{self, Applied, META, RECORDS};
+use super::schema;
+use super::view::View;
 use crate::error::{KeyPart, Result};
 use crate::key;
 use crate::time::Timestamp;
@@ -103,8 +103,7 @@ impl From<std::ops::RangeFull> for KeyRange {
 /// assert_eq!(sum, 3);
 /// ```
 pub struct Snapshot {
-    txn: ReadTransaction,
-    records: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    view: Arc<View>,
     db_path: Arc<PathBuf>,
 }
 
@@ -115,50 +114,30 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn new(txn: ReadTransaction, db_path: Arc<PathBuf>) -> Result<Snapshot> {
-        let records = txn
-            .open_table(RECORDS)
-            .map_err(db_error(&db_path, "open the records table"))?;
-        Ok(Snapshot {
-            txn,
-            records,
-            db_path,
-        })
+    pub(crate) fn new(view: Arc<View>, db_path: Arc<PathBuf>) -> Snapshot {
+        Snapshot { view, db_path }
     }
 
     /// The revision this snapshot shows: the last commit it includes.
     ///
     /// # Errors
-    /// [`Error::Database`](crate::Error::Database) if the state database fails.
+    /// None today; the `Result` leaves room for views that must be read.
     pub fn revision(&self) -> Result<u64> {
-        let meta = self
-            .txn
-            .open_table(META)
-            .map_err(db_error(&self.db_path, "open the meta table"))?;
-        let applied = meta
-            .get(schema::META_APPLIED)
-            .map_err(db_error(&self.db_path, "read the applied revision"))?
-            .and_then(|v| Applied::decode(v.value()));
-        Ok(applied.map_or(0, |a| a.revision))
+        Ok(self.view.applied().revision)
     }
 
     /// The commit time of [`revision`](Self::revision) (the epoch for a store
     /// without commits).
     ///
     /// # Errors
-    /// [`Error::Database`](crate::Error::Database) if the state database fails.
+    /// None today; the `Result` leaves room for views that must be read.
     pub fn time(&self) -> Result<Timestamp> {
-        let meta = self
-            .txn
-            .open_table(META)
-            .map_err(db_error(&self.db_path, "open the meta table"))?;
-        let applied = meta
-            .get(schema::META_APPLIED)
-            .map_err(db_error(&self.db_path, "read the applied revision"))?
-            .and_then(|v| Applied::decode(v.value()));
-        Ok(applied
-            .filter(|a| a.revision > 0)
-            .map_or(Timestamp::EPOCH, |a| a.time))
+        let applied = self.view.applied();
+        Ok(if applied.revision > 0 {
+            applied.time
+        } else {
+            Timestamp::EPOCH
+        })
     }
 
     /// Reads one record as `T`.
@@ -191,7 +170,8 @@ impl Snapshot {
     /// The version of a record, 0 if absent.
     pub(crate) fn version_of(&self, address: &[u8]) -> Result<u64> {
         Ok(self
-            .records
+            .view
+            .records()
             .get(address)
             .map_err(db_error(&self.db_path, "read a record"))?
             .map_or(0, |v| schema::record_version(v.value())))
@@ -205,7 +185,8 @@ impl Snapshot {
         decode: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<Option<Versioned<T>>> {
         let Some(guard) = self
-            .records
+            .view
+            .records()
             .get(address)
             .map_err(db_error(&self.db_path, "read a record"))?
         else {
@@ -274,7 +255,8 @@ impl Snapshot {
         } else {
             let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_slice(&start), as_slice(&end));
             Some(
-                self.records
+                self.view
+                    .records()
                     .range::<&[u8]>(bounds)
                     .map_err(db_error(&self.db_path, "list records"))?,
             )
@@ -297,7 +279,8 @@ impl Snapshot {
         let mut from: Vec<u8> = Vec::new();
         loop {
             let mut range = self
-                .records
+                .view
+                .records()
                 .range::<&[u8]>(from.as_slice()..)
                 .map_err(db_error(&self.db_path, "list namespaces"))?;
             let Some(first) = range.next() else { break };
