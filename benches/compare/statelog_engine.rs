@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
-use statelog::{CheckpointPolicy, Durability, KeyRange, Options, RawValue, Store};
+use statelog::snapshot::{ExportOptions, Format};
+use statelog::{CheckpointPolicy, Durability, Options, Store};
 
 use crate::common::Record;
 use crate::engines::{Counters, Engine, Worker};
@@ -51,32 +51,13 @@ pub fn open(dir: &Path, mode: Mode) -> Store {
     Store::open(dir.join("store"), options(mode)).expect("open statelog")
 }
 
-/// One line of the JSON Lines export. Until the snapshot exporter (src/snapshot/)
-/// lands, the bench streams with `list_raw` and serde_json itself.
-#[derive(Serialize)]
-struct Line<'a> {
-    ns: &'a str,
-    key: &'a str,
-    version: u64,
-    value: serde_json::Value,
-}
-
+/// Streams every record out as JSON Lines with the snapshot exporter (the
+/// path `statelog export --format jsonl` takes); returns the record count.
 pub fn stream(store: &Store, out: &mut dyn Write) -> u64 {
-    let mut n = 0;
-    for item in store.list_raw(NS, KeyRange::all()).expect("list") {
-        let (key, record) = item.expect("list a record");
-        let value: serde_json::Value = RawValue::decode(&record.value).expect("decode");
-        let line = Line {
-            ns: NS,
-            key: &key,
-            version: record.version,
-            value,
-        };
-        serde_json::to_writer(&mut *out, &line).expect("write a line");
-        out.write_all(b"\n").expect("write a line");
-        n += 1;
-    }
-    n
+    let options = ExportOptions::new(Format::JsonLines);
+    statelog::snapshot::export(store, out, &options)
+        .expect("export")
+        .records
 }
 
 impl Engine for Store {
