@@ -205,12 +205,8 @@ pub struct CheckReport {
     /// The state database (of a backup: the state a restore would produce).
     pub state: Option<StateReport>,
     /// How long the check took.
-    #[serde(serialize_with = "millis")]
+    #[serde(serialize_with = "super::millis")]
     pub duration: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl CheckReport {

@@ -39,12 +39,8 @@ pub struct CompactReport {
     /// And after.
     pub state_bytes_after: u64,
     /// How long it took.
-    #[serde(serialize_with = "millis")]
+    #[serde(serialize_with = "super::millis")]
     pub duration: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Checkpoints the store in `path`, applies its log retention policy

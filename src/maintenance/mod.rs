@@ -34,6 +34,11 @@ pub use self::compact::{CompactReport, compact};
 pub use self::repair::{Lost, RepairOptions, RepairReport, repair};
 use crate::time::Timestamp;
 
+/// Serializes a report's duration as whole milliseconds.
+fn millis<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// One thing wrong, where it is, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {

@@ -123,12 +123,8 @@ pub struct RepairReport {
     /// Problems repair could not fix, and what to do.
     pub unrepaired: Vec<Problem>,
     /// How long it took.
-    #[serde(serialize_with = "millis")]
+    #[serde(serialize_with = "super::millis")]
     pub duration: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl RepairReport {

@@ -25,7 +25,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, Table};
 
 use super::schema::{self, Applied, META, Meta, RECORDS};
 use super::view::{View, Visible};
-use super::{db_error, request::*};
+use super::{begin_nondurable, db_error, request::*};
 use crate::error::{Error, Result};
 use crate::key;
 use crate::log::frame;
@@ -233,12 +233,7 @@ impl Engine {
     fn try_commit_batch(&mut self, requests: &[&Request]) -> Result<Vec<Result<Outcome>>> {
         let time = Timestamp::now().max(self.applied.time);
         let path = self.db_path.clone();
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(db_error(&path, "begin a write"))?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(db_error(&path, "set the durability of a write"))?;
+        let txn = begin_nondurable(&self.db, &path, "begin a write")?;
         let first_revision = self.applied.revision + 1;
         let synced = self.log.synced_revision();
         let mut revision = first_revision;
@@ -413,12 +408,7 @@ impl Engine {
     pub(crate) fn record_backup(&mut self, revision: u64) -> Result<()> {
         self.check_poisoned()?;
         let path = self.db_path.clone();
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(db_error(&path, "begin a write"))?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(db_error(&path, "set the durability of a write"))?;
+        let txn = begin_nondurable(&self.db, &path, "begin a write")?;
         {
             let mut meta = txn
                 .open_table(META)
@@ -484,12 +474,7 @@ impl Engine {
         let mut frames = Vec::new();
         let synced = self.log.synced_revision();
         encode_parts(&ops, revision, load.time, true, synced, &mut frames)?;
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(db_error(&path, "begin a restore"))?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(db_error(&path, "set the durability of a restore"))?;
+        let txn = begin_nondurable(&self.db, &path, "begin a restore")?;
         {
             let mut table = txn
                 .open_table(RECORDS)

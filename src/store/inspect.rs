@@ -230,6 +230,20 @@ fn next_record<'a>(
     }
 }
 
+/// Opens `table` of `db` in a read transaction of its own (the table keeps the
+/// transaction's snapshot alive).
+fn read_table(
+    db: &Database,
+    path: &Path,
+    table: redb::TableDefinition<'static, &'static [u8], &'static [u8]>,
+    op: &'static str,
+) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>> {
+    db.begin_read()
+        .map_err(db_error(path, "begin a read"))?
+        .open_table(table)
+        .map_err(db_error(path, op))
+}
+
 /// Compares every record of `state` with the state `rebuilt` by replaying the
 /// whole log: both walked in key order, a digest per namespace on each side.
 pub(crate) fn compare_full(
@@ -238,18 +252,8 @@ pub(crate) fn compare_full(
     rebuilt: &Database,
     rebuilt_path: &Path,
 ) -> Result<Comparison> {
-    let a_txn = state
-        .begin_read()
-        .map_err(db_error(state_path, "begin a read"))?;
-    let a_table = a_txn
-        .open_table(RECORDS)
-        .map_err(db_error(state_path, "open the records table"))?;
-    let b_txn = rebuilt
-        .begin_read()
-        .map_err(db_error(rebuilt_path, "begin a read"))?;
-    let b_table = b_txn
-        .open_table(RECORDS)
-        .map_err(db_error(rebuilt_path, "open the records table"))?;
+    let a_table = read_table(state, state_path, RECORDS, "open the records table")?;
+    let b_table = read_table(rebuilt, rebuilt_path, RECORDS, "open the records table")?;
     let mut a_iter = a_table
         .iter()
         .map_err(db_error(state_path, "read the records"))?;
@@ -359,11 +363,7 @@ pub(crate) fn fold_partial(
     let mut pending: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut position = None;
     let flush = |pending: &mut BTreeMap<Vec<u8>, Vec<u8>>| -> Result<()> {
-        let mut txn = db
-            .begin_write()
-            .map_err(db_error(scratch, "begin a write"))?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(db_error(scratch, "set the durability of a write"))?;
+        let txn = super::begin_nondurable(&db, scratch, "begin a write")?;
         {
             let mut table = txn
                 .open_table(TOUCHED)
@@ -427,18 +427,8 @@ pub(crate) fn compare_partial(
     from_revision: u64,
 ) -> Result<Comparison> {
     let mut out = Comparison::default();
-    let a_txn = state
-        .begin_read()
-        .map_err(db_error(state_path, "begin a read"))?;
-    let a_table = a_txn
-        .open_table(RECORDS)
-        .map_err(db_error(state_path, "open the records table"))?;
-    let b_txn = touched
-        .begin_read()
-        .map_err(db_error(touched_path, "begin a read"))?;
-    let b_table = b_txn
-        .open_table(TOUCHED)
-        .map_err(db_error(touched_path, "open the scratch table"))?;
+    let a_table = read_table(state, state_path, RECORDS, "open the records table")?;
+    let b_table = read_table(touched, touched_path, TOUCHED, "open the scratch table")?;
     let mut digests = Digests::default();
     for item in a_table
         .iter()

@@ -167,6 +167,19 @@ pub(crate) struct Shared {
     _lock: Box<dyn LockGuard>,
 }
 
+/// Begins a state-database write whose commit is not durable on its own (a
+/// checkpoint makes it so); `op` names it in errors ("begin a write").
+pub(crate) fn begin_nondurable(
+    db: &Database,
+    path: &Path,
+    op: &'static str,
+) -> Result<redb::WriteTransaction> {
+    let mut txn = db.begin_write().map_err(db_error(path, op))?;
+    txn.set_durability(redb::Durability::None)
+        .map_err(db_error(path, "set the durability of a write"))?;
+    Ok(txn)
+}
+
 /// Converts any redb error into [`Error::Database`] for `path`.
 pub(crate) fn db_error<E: Into<redb::Error>>(
     path: &Path,

@@ -197,12 +197,7 @@ impl<'db> Replayer<'db> {
             return Ok(());
         }
         let path = self.path.clone();
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(db_error(&path, "begin replay"))?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(db_error(&path, "set the durability of replay"))?;
+        let txn = super::begin_nondurable(self.db, &path, "begin replay")?;
         let mut entries: Vec<(Vec<u8>, Pending)> = self.pending.drain().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         {
