@@ -7,9 +7,14 @@
 //! 2. for each request in order: check its preconditions against the state as
 //!    left by the requests before it, take the next revision, encode its log
 //!    record, and apply it inside the open transaction;
-//! 3. append all records to the log in one write, and sync (in `Sync` mode);
-//! 4. commit the transaction non-durably: now readers see the batch;
-//! 5. wake the callers.
+//! 3. append all records to the log in one write, and (in `Sync` mode) ask the
+//!    kernel to start writing them to the disk;
+//! 4. commit the transaction non-durably while the disk writes: redb holds the
+//!    batch, but readers only look at published views, so none sees it;
+//! 5. sync the log (in `Sync` mode): the batch is durable;
+//! 6. publish a view of the state database at the batch's last revision: now
+//!    readers see the batch;
+//! 7. wake the callers.
 //!
 //! A failed request (a conflict) takes no revision and affects no other request.
 //! A failed log write or sync poisons the engine: the outcome of that batch is
