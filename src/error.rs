@@ -142,12 +142,13 @@ pub enum Error {
         supported: u64,
     },
 
-    /// Another handle (in this or another process) has the store open, and it was
-    /// not released within the lock wait.
-    #[error("store {} is in use by {} (waited {waited:?}); wait for it to finish, or raise \
+    /// Another handle (in this or another process) has the store open, or
+    /// another backup is writing into the same backup directory, and it was not
+    /// released within the lock wait.
+    #[error("{} is in use by {} (waited {waited:?}); wait for it to finish, or raise \
         the lock wait", .path.display(), describe_holder(*.pid))]
     Busy {
-        /// The store directory.
+        /// The store (or backup) directory.
         path: PathBuf,
         /// The process id of the holder, when it could be read.
         pid: Option<u32>,

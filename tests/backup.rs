@@ -588,3 +588,39 @@ fn a_power_loss_during_a_first_backup_leaves_no_backup_and_the_next_run_makes_on
         assert!(k < 500, "the backup run never finished");
     }
 }
+
+#[test]
+fn a_backup_waits_for_another_backup_into_the_same_directory() {
+    let dir = temp_dir();
+    let dest = dir.path().join("backup");
+    let store = Store::open(
+        dir.path().join("store"),
+        Options::default().lock_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    store.put("r", "k", &1u64).unwrap();
+    store.backup(&dest).unwrap();
+    store.put("r", "k", &2u64).unwrap();
+
+    // Another process's backup run holds the directory's lock.
+    use statelog::testkit::Fs;
+    let held = RealFs.try_lock(&dest.join("LOCK")).unwrap();
+    let err = store.backup(&dest).unwrap_err();
+    match &err {
+        Error::Busy { path, pid, .. } => {
+            assert_eq!(path, &dest);
+            assert_eq!(*pid, Some(std::process::id()));
+        }
+        other => panic!("expected Busy, got {other}"),
+    }
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(held);
+
+    // Once it is done, the next run continues the backup.
+    let report = store.backup(&dest).unwrap();
+    assert_eq!(report.revision, 2);
+    let restored = dir.path().join("restored");
+    restore(&dest, &restored, &RestoreOptions::default()).unwrap();
+    let store2 = Store::open(&restored, Options::default()).unwrap();
+    assert_eq!(store2.get::<u64>("r", "k").unwrap().unwrap().value, 2);
+}

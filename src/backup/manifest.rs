@@ -24,6 +24,9 @@ use crate::time::Timestamp;
 
 /// The manifest's file name in a backup directory.
 pub const MANIFEST_FILE: &str = "MANIFEST";
+/// The lock a backup run holds on its backup directory, so that two runs into
+/// one directory (from any processes) take turns.
+pub const LOCK_FILE: &str = "LOCK";
 /// The `format` every manifest names.
 pub const BACKUP_FORMAT: &str = "statelog-backup";
 /// The manifest version this build writes and reads.

@@ -21,7 +21,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::ReadableDatabase;
 
@@ -30,12 +30,12 @@ use super::db_error;
 use super::open::LOG_DIR;
 use super::rebuild;
 use crate::backup::manifest::{
-    self, BACKUP_LOG_DIR, BaseEntry, MANIFEST_FILE, Manifest, SegmentEntry, invalid,
+    self, BACKUP_LOG_DIR, BaseEntry, LOCK_FILE, MANIFEST_FILE, Manifest, SegmentEntry, invalid,
 };
 use crate::backup::verify;
 use crate::backup::{BackupOptions, BackupProgress, BackupReport};
 use crate::error::{Error, Result};
-use crate::fs::Fs;
+use crate::fs::{Fs, LockError, LockGuard};
 use crate::log::archive;
 use crate::log::catalog::{self, SegmentInfo};
 use crate::log::segment;
@@ -109,7 +109,11 @@ impl Store {
         let fs = Arc::clone(&shared.options.fs);
         let fs = fs.as_ref();
         let store_hex = catalog::hex(&shared.store_id);
-        let existing = prepare_destination(fs, dest, &store_hex)?;
+        create_destination(fs, dest)?;
+        // Backups of other stores or from other processes take turns too; what
+        // the directory holds is read under its lock.
+        let _dest_lock = lock_destination(fs, dest, shared.options.lock_timeout)?;
+        let existing = read_destination(fs, dest, &store_hex)?;
         let log_dir = shared.path.join(LOG_DIR);
 
         // The consistent point: everything up to `revision` is durable in the log.
@@ -321,9 +325,22 @@ impl Store {
     }
 }
 
-/// Checks the destination: creates it if missing; reads its manifest if it is
-/// a backup (which must be of this store); refuses any other content.
-fn prepare_destination(fs: &dyn Fs, dest: &Path, store_hex: &str) -> Result<Option<Manifest>> {
+/// Takes the backup directory's lock (`LOCK`, held for the whole run), waiting
+/// up to `timeout` for another backup into it to finish.
+fn lock_destination(fs: &dyn Fs, dest: &Path, timeout: Duration) -> Result<Box<dyn LockGuard>> {
+    let path = dest.join(LOCK_FILE);
+    crate::fs::lock_with_timeout(fs, &path, timeout).map_err(|(e, waited)| match e {
+        LockError::Held(pid) => Error::Busy {
+            path: dest.to_owned(),
+            pid,
+            waited,
+        },
+        LockError::Io(e) => Error::io("lock the backup directory", &path, e),
+    })
+}
+
+/// Creates the destination (and makes its entry durable) if it is missing.
+fn create_destination(fs: &dyn Fs, dest: &Path) -> Result<()> {
     if !fs
         .exists(dest)
         .map_err(|e| Error::io("look for", dest, e))?
@@ -333,8 +350,13 @@ fn prepare_destination(fs: &dyn Fs, dest: &Path, store_hex: &str) -> Result<Opti
         if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(fs, parent)?;
         }
-        return Ok(None);
     }
+    Ok(())
+}
+
+/// Checks the destination: reads its manifest if it is a backup (which must be
+/// of this store); refuses any other content.
+fn read_destination(fs: &dyn Fs, dest: &Path, store_hex: &str) -> Result<Option<Manifest>> {
     let names = fs
         .read_dir(dest)
         .map_err(|e| Error::io("list the backup directory", dest, e))?;
@@ -356,6 +378,7 @@ fn prepare_destination(fs: &dyn Fs, dest: &Path, store_hex: &str) -> Result<Opti
     // manifest's temporary file.
     let leftover = |n: &str| {
         n == BACKUP_LOG_DIR
+            || n == LOCK_FILE
             || n.starts_with("MANIFEST.")
             || (n.starts_with("base-") && n.contains(segment::SEGMENT_SUFFIX))
     };
