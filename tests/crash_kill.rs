@@ -243,6 +243,12 @@ fn check_store(dir: &Path, checked: &mut Checked) -> Result<(), String> {
                 }
             }
         }
+        // Several threads' transactions can be in flight at a kill, and a
+        // commit of deletes carries no value naming its intent: it is one whose
+        // effect on the state is exactly these deletes (each of its keys deleted
+        // if and only if it exists), the acknowledged one first, then the one
+        // with the fewest writes (candidates with equal write sets are
+        // interchangeable).
         let id = match puts.values().next() {
             Some(value) => value.rsplit_once('-').map(|(id, _)| id.to_owned()).unwrap(),
             None => checked
@@ -256,8 +262,14 @@ fn check_store(dir: &Path, checked: &mut Checked) -> Result<(), String> {
                         .iter()
                         .all(|d| i.writes.iter().any(|w| (&w.0, &w.1) == (&d.0, &d.1)))
                 })
+                .filter(|(_, i)| {
+                    i.writes.iter().all(|(ns, key, _)| {
+                        let address = (ns.clone(), key.clone());
+                        deletes.contains(&address) == checked.state.contains_key(&address)
+                    })
+                })
+                .min_by_key(|(id, i)| (i.acked.is_none(), i.writes.len(), (*id).clone()))
                 .map(|(id, _)| id.clone())
-                .min_by_key(|id| checked.intents[id].acked.is_none())
                 .ok_or_else(|| {
                     format!("revision {revision} deletes {deletes:?}: no such intent")
                 })?,
