@@ -21,7 +21,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use redb::ReadableDatabase;
 
@@ -35,7 +35,7 @@ use crate::backup::manifest::{
 use crate::backup::verify;
 use crate::backup::{BackupOptions, BackupProgress, BackupReport};
 use crate::error::{Error, Result};
-use crate::fs::{Fs, LockError, LockGuard};
+use crate::fs::Fs;
 use crate::log::archive;
 use crate::log::catalog::{self, SegmentInfo};
 use crate::log::segment;
@@ -112,7 +112,7 @@ impl Store {
         create_destination(fs, dest)?;
         // Backups of other stores or from other processes take turns too; what
         // the directory holds is read under its lock.
-        let _dest_lock = lock_destination(fs, dest, shared.options.lock_timeout)?;
+        let _dest_lock = super::open::lock_dir(fs, dest, LOCK_FILE, shared.options.lock_timeout)?;
         let existing = read_destination(fs, dest, &store_hex)?;
         let log_dir = shared.path.join(LOG_DIR);
 
@@ -323,20 +323,6 @@ impl Store {
         self.check_open()?;
         self.shared().engine.lock().retain()
     }
-}
-
-/// Takes the backup directory's lock (`LOCK`, held for the whole run), waiting
-/// up to `timeout` for another backup into it to finish.
-fn lock_destination(fs: &dyn Fs, dest: &Path, timeout: Duration) -> Result<Box<dyn LockGuard>> {
-    let path = dest.join(LOCK_FILE);
-    crate::fs::lock_with_timeout(fs, &path, timeout).map_err(|(e, waited)| match e {
-        LockError::Held(pid) => Error::Busy {
-            path: dest.to_owned(),
-            pid,
-            waited,
-        },
-        LockError::Io(e) => Error::io("lock the backup directory", &path, e),
-    })
 }
 
 /// Creates the destination (and makes its entry durable) if it is missing.

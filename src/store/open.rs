@@ -229,10 +229,21 @@ fn classify_directory(fs: &dyn Fs, path: &Path, create: bool) -> Result<bool> {
 }
 
 pub(crate) fn take_lock(fs: &dyn Fs, path: &Path, options: &Options) -> Result<Box<dyn LockGuard>> {
-    let lock_path = path.join(LOCK_FILE);
-    fs::lock_with_timeout(fs, &lock_path, options.lock_timeout).map_err(|(e, waited)| match e {
+    lock_dir(fs, path, LOCK_FILE, options.lock_timeout)
+}
+
+/// Takes the lock file `name` of directory `dir`, waiting up to `timeout`;
+/// [`Error::Busy`] names `dir` and the holder when it stays held.
+pub(crate) fn lock_dir(
+    fs: &dyn Fs,
+    dir: &Path,
+    name: &str,
+    timeout: std::time::Duration,
+) -> Result<Box<dyn LockGuard>> {
+    let lock_path = dir.join(name);
+    fs::lock_with_timeout(fs, &lock_path, timeout).map_err(|(e, waited)| match e {
         LockError::Held(pid) => Error::Busy {
-            path: path.to_owned(),
+            path: dir.to_owned(),
             pid,
             waited,
         },
