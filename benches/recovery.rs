@@ -52,11 +52,7 @@ fn main() {
         .durability(Durability::Relaxed {
             max_delay: std::time::Duration::from_millis(50),
         })
-        .checkpoint(CheckpointPolicy {
-            commits: u64::MAX,
-            log_bytes: u64::MAX,
-            interval: std::time::Duration::from_secs(3600),
-        });
+        .checkpoint(CheckpointPolicy::manual());
     let store = Store::open(&store_dir, options.clone()).expect("open");
     let keys = common::keys(records);
     for chunk in keys.chunks(1000) {

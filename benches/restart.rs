@@ -319,11 +319,7 @@ fn wait_to_be_killed() -> ! {
 /// threads (relaxed durability, only to build it faster: a killed process loses
 /// nothing in either mode), and wait to be killed.
 fn write_then_wait(dir: &Path, records: u64, tail: u64) {
-    let never = CheckpointPolicy {
-        commits: u64::MAX,
-        log_bytes: u64::MAX,
-        interval: Duration::from_secs(86_400),
-    };
+    let never = CheckpointPolicy::manual();
     let options = Options::default()
         .checkpoint(never)
         .durability(Durability::Relaxed {

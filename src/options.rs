@@ -73,6 +73,20 @@ pub struct CheckpointPolicy {
     pub interval: Duration,
 }
 
+impl CheckpointPolicy {
+    /// No automatic checkpoints: only [`Store::checkpoint`](crate::Store::checkpoint)
+    /// and closing the store make the state durable (a restart replays
+    /// everything since). For bulk jobs that checkpoint at their own points,
+    /// and for tests that need the log tail to stay unapplied.
+    pub fn manual() -> CheckpointPolicy {
+        CheckpointPolicy {
+            commits: u64::MAX,
+            log_bytes: u64::MAX,
+            interval: Duration::MAX,
+        }
+    }
+}
+
 impl Default for CheckpointPolicy {
     fn default() -> Self {
         CheckpointPolicy {

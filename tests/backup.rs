@@ -13,14 +13,6 @@ use statelog::backup::{Manifest, RestoreOptions, Until, restore};
 use statelog::testkit::{RealFs, log_reader};
 use statelog::{CheckpointPolicy, Error, Options, RetentionPolicy, Store, Timestamp};
 
-fn no_checkpoints() -> CheckpointPolicy {
-    CheckpointPolicy {
-        commits: u64::MAX,
-        log_bytes: u64::MAX,
-        interval: Duration::from_secs(3600),
-    }
-}
-
 /// One acknowledged single-key commit: revision, namespace, key, value (None:
 /// a delete).
 type Op = (u64, String, String, Option<u64>);
@@ -181,7 +173,7 @@ fn incremental_backups_copy_only_the_new_log_and_restore_correctly() {
     let options = Options::default()
         .segment_size(8 << 10)
         .preallocate(0)
-        .checkpoint(no_checkpoints());
+        .checkpoint(CheckpointPolicy::manual());
     let store = Store::open(&store_dir, options).unwrap();
     write(&store, 1, 200);
     let first = store.backup(&backup_dir).unwrap();
@@ -292,7 +284,7 @@ fn a_backup_in_relaxed_mode_claims_only_what_is_durable() {
         .durability(statelog::Durability::Relaxed {
             max_delay: Duration::from_secs(3600),
         })
-        .checkpoint(no_checkpoints());
+        .checkpoint(CheckpointPolicy::manual());
     let store = Store::open(dir.path().join("store"), options).unwrap();
     store.backup(dir.path().join("backup")).unwrap();
     write(&store, 1, 300);
@@ -363,7 +355,7 @@ fn the_log_stays_bounded_by_the_retention_policy_and_keeps_the_checkpoint_segmen
         .segment_size(4 << 10)
         .preallocate(0)
         .retention(retention)
-        .checkpoint(no_checkpoints());
+        .checkpoint(CheckpointPolicy::manual());
     let store = Store::open(dir2.path(), options).unwrap();
     write(&store, 1, 600);
     let before = count_segments(dir2.path());
@@ -395,7 +387,7 @@ fn retention_keeps_what_the_next_backup_needs_unless_told_otherwise() {
             .segment_size(4 << 10)
             .preallocate(0)
             .retention(retention)
-            .checkpoint(no_checkpoints());
+            .checkpoint(CheckpointPolicy::manual());
         let store = Store::open(&store_dir, options).unwrap();
         write(&store, 1, 100);
         store.backup(&backup_dir).unwrap();
@@ -447,7 +439,7 @@ fn retention_by_age_removes_segments_sealed_long_enough_ago() {
         .segment_size(4 << 10)
         .preallocate(0)
         .retention(retention)
-        .checkpoint(no_checkpoints());
+        .checkpoint(CheckpointPolicy::manual());
     let store = Store::open(dir.path(), options).unwrap();
     write(&store, 1, 300);
     store.checkpoint().unwrap();
@@ -480,7 +472,7 @@ fn on_sim(fs: &statelog::testkit::sim::SimFs) -> Options {
         .preallocate(0)
         .cache_size(1 << 20)
         .lock_timeout(Duration::ZERO)
-        .checkpoint(no_checkpoints())
+        .checkpoint(CheckpointPolicy::manual())
 }
 
 /// Restores the simulated backup; returns its revision and values.

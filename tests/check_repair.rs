@@ -7,31 +7,22 @@ mod backup_common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use backup_common::{Dump, copy_dir, dump, dump_path, files, segments, temp_dir};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use statelog::maintenance::{
     CheckOptions, Compared, IntegrityOutcome, Lost, RepairOptions, check, repair,
 };
-use statelog::testkit::frame;
+use statelog::testkit::log_reader;
 use statelog::{CheckpointPolicy, Error, Options, RetentionPolicy, Store};
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
-
-fn no_checkpoints() -> CheckpointPolicy {
-    CheckpointPolicy {
-        commits: u64::MAX,
-        log_bytes: u64::MAX,
-        interval: Duration::from_secs(3600),
-    }
-}
 
 fn small_segments() -> Options {
     Options::default()
         .segment_size(4 << 10)
         .preallocate(0)
-        .checkpoint(no_checkpoints())
+        .checkpoint(CheckpointPolicy::manual())
 }
 
 /// Commit `i` (from 1): put `r/k{i % 25}` = i, and every 7th commit deletes
@@ -79,29 +70,13 @@ fn values(d: &Dump) -> Timeless {
         .collect()
 }
 
-/// (start, end) of each frame of a segment file.
-fn frames_of(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut at = 64;
-    while let Some(rest) = bytes.get(at..) {
-        match frame::decode(rest) {
-            frame::Decoded::Frame { frame_len, .. } => {
-                out.push((at, at + frame_len));
-                at += frame_len;
-            }
-            _ => break,
-        }
-    }
-    out
-}
-
 /// The segment holding `revision` and the offset of its frame (one frame per
 /// commit here).
 fn frame_of(store: &Path, revision: u64) -> (PathBuf, usize, usize) {
     let segs = segments(store);
     let (first, path, _) = segs.iter().rev().find(|s| s.0 <= revision).unwrap().clone();
     let bytes = std::fs::read(&path).unwrap();
-    let (start, end) = frames_of(&bytes)[(revision - first) as usize];
+    let (start, end) = log_reader::frame_spans(&bytes)[(revision - first) as usize];
     (path, start, end)
 }
 

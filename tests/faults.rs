@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use common::workload::{self, Effect, Model, State, StepError};
 use statelog::testkit::faults::{Fault, FaultyFs, Op, Rule, Target};
-use statelog::testkit::frame;
 use statelog::testkit::sim::{Loss, SimFs};
 use statelog::testkit::{Fs, RealFs, log_reader};
 use statelog::{CheckpointPolicy, Durability, Error, Options, Store};
@@ -24,15 +23,10 @@ use statelog::{CheckpointPolicy, Durability, Error, Options, Store};
 const STORE: &str = "/data/store";
 
 fn quiet(options: Options) -> Options {
-    let never = Duration::from_secs(3600);
     options
         .cache_size(1 << 20)
         .lock_timeout(Duration::ZERO)
-        .checkpoint(CheckpointPolicy {
-            commits: u64::MAX,
-            log_bytes: u64::MAX,
-            interval: never,
-        })
+        .checkpoint(CheckpointPolicy::manual())
 }
 
 fn on(fs: Arc<dyn Fs>) -> Options {
@@ -438,22 +432,6 @@ fn segments(fs: &SimFs) -> Vec<PathBuf> {
         .collect()
 }
 
-/// (start, end) of each frame of a segment.
-fn frames_of(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut at = 64;
-    while let Some(rest) = bytes.get(at..) {
-        match frame::decode(rest) {
-            frame::Decoded::Frame { frame_len, .. } => {
-                out.push((at, at + frame_len));
-                at += frame_len;
-            }
-            _ => break,
-        }
-    }
-    out
-}
-
 /// Everything but the lock file and the state database, to check that a
 /// refused open changed nothing.
 fn log_files(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
@@ -491,7 +469,7 @@ fn a_bit_flip_in_each_field_of_a_middle_frame_is_reported_and_in_the_last_frame_
     let base = crashed_store(10, 2, sim);
     let segment = segments(&base).pop().unwrap();
     let bytes = base.read_file(&segment).unwrap();
-    let frames = frames_of(&bytes);
+    let frames = log_reader::frame_spans(&bytes);
     assert_eq!(frames.len(), 10);
     // len, crc, hcrc, first payload byte, a middle one, the last one.
     let fields = |(start, end): (usize, usize)| {
@@ -540,7 +518,7 @@ fn damage_among_commits_that_were_never_synced_is_a_torn_tail() {
     let base = crashed_store(10, 2, |fs| relaxed(sim(fs)));
     let segment = segments(&base).pop().unwrap();
     let bytes = base.read_file(&segment).unwrap();
-    let frames = frames_of(&bytes);
+    let frames = log_reader::frame_spans(&bytes);
     for hole in [
         [frames[5].0, frames[5].0 + 12],
         [frames[5].0 + 20, frames[5].1],
@@ -564,7 +542,7 @@ fn damage_among_commits_that_were_never_synced_is_a_torn_tail() {
     // The same damage where every commit was synced on its own is reported.
     let base = crashed_store(10, 2, sim);
     let bytes = base.read_file(&segment).unwrap();
-    let frames = frames_of(&bytes);
+    let frames = log_reader::frame_spans(&bytes);
     let fs = base.duplicate();
     let mut damaged = bytes.clone();
     damaged[frames[5].0 + 20..frames[5].1].fill(0);
@@ -591,7 +569,7 @@ fn a_torn_commit_of_several_frames_is_cut_even_when_its_later_frames_are_intact(
     drop(store);
     let segment = segments(&fs).pop().unwrap();
     let bytes = fs.read_file(&segment).unwrap();
-    let frames = frames_of(&bytes);
+    let frames = log_reader::frame_spans(&bytes);
     assert_eq!(frames.len(), 3, "the big commit takes two frames");
     let mut damaged = bytes.clone();
     damaged[frames[1].0 + 4096..frames[1].0 + 8192].fill(0);

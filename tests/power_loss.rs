@@ -57,11 +57,7 @@ fn options(fs: &SimFs, config: &Config) -> Options {
         .preallocate(config.preallocate)
         .cache_size(1 << 20)
         .lock_timeout(Duration::ZERO)
-        .checkpoint(CheckpointPolicy {
-            commits: u64::MAX,
-            log_bytes: u64::MAX,
-            interval: never,
-        })
+        .checkpoint(CheckpointPolicy::manual())
 }
 
 fn random_loss(rng: &mut fastrand::Rng) -> Loss {

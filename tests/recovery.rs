@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::{open, snapshot_files, store_dir};
-use statelog::testkit::frame;
+use statelog::testkit::log_reader;
 use statelog::{Error, Options, Store};
 
 const KILL_TEST: &str = "acknowledged_commits_survive_a_killed_process";
@@ -99,17 +99,6 @@ fn the_segment(dir: &Path) -> PathBuf {
     segments.pop().unwrap()
 }
 
-/// Offsets of the frames in a segment: (start, end) of each.
-fn frames(segment: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut at = 64;
-    while let frame::Decoded::Frame { frame_len, .. } = frame::decode(&segment[at..]) {
-        out.push((at, at + frame_len));
-        at += frame_len;
-    }
-    out
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("log")).unwrap();
     for (path, bytes) in common::file_contents(from) {
@@ -130,7 +119,7 @@ fn a_tail_torn_at_every_byte_of_the_last_record_opens_with_the_records_before_it
     store_with_unapplied_log(TORN_TEST, dir.path());
     let segment = the_segment(dir.path());
     let bytes = std::fs::read(&segment).unwrap();
-    let frames = frames(&bytes);
+    let frames = log_reader::frame_spans(&bytes);
     assert_eq!(frames.len(), 10);
     let (last_start, last_end) = frames[9];
     let scratch = store_dir();
@@ -193,7 +182,7 @@ fn a_flipped_byte_in_an_earlier_record_is_reported_with_file_and_offset() {
     store_with_unapplied_log(FLIP_TEST, dir.path());
     let segment = the_segment(dir.path());
     let bytes = std::fs::read(&segment).unwrap();
-    let frames = frames(&bytes);
+    let frames = log_reader::frame_spans(&bytes);
     let (start, end) = frames[4];
     for at in start..end {
         let mut damaged = bytes.clone();

@@ -135,18 +135,13 @@ struct Template {
 const RECOVERY_STORE: &str = "/fuzz/store";
 
 fn recovery_options(fs: &SimFs) -> Options {
-    let never = Duration::from_secs(3600);
     Options::default()
         .file_system(Arc::new(fs.clone()))
         .segment_size(4096)
         .preallocate(0)
         .cache_size(1 << 20)
         .lock_timeout(Duration::ZERO)
-        .checkpoint(CheckpointPolicy {
-            commits: u64::MAX,
-            log_bytes: u64::MAX,
-            interval: never,
-        })
+        .checkpoint(CheckpointPolicy::manual())
 }
 
 fn template() -> &'static Template {

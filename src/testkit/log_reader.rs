@@ -40,6 +40,20 @@ pub struct LogContents {
     pub damaged_tail: Option<(PathBuf, u64, String)>,
 }
 
+/// The (start, end) byte offsets of each whole frame of a segment file's
+/// bytes, from after its header up to the first thing that is not a frame.
+pub fn frame_spans(segment: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = SEGMENT_HEADER_LEN;
+    while let Some(crate::log::frame::Decoded::Frame { frame_len, .. }) =
+        segment.get(at..).map(crate::log::frame::decode)
+    {
+        out.push((at, at + frame_len));
+        at += frame_len;
+    }
+    out
+}
+
 /// Reads the log of the store in `store_dir` through `fs`. Damage anywhere but
 /// at the end of the last segment is an error, as when opening the store.
 pub fn read_log(fs: &dyn Fs, store_dir: &Path) -> Result<LogContents> {
