@@ -24,10 +24,9 @@ pub(crate) fn is_temporary(name: &str) -> bool {
     name.ends_with(".tmp")
 }
 
-/// Lists the segments of `dir` in revision order, checking that each header is
-/// intact, belongs to `store_id`, matches its file name, and links to the segment
-/// before it.
-pub fn list(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<Vec<SegmentInfo>> {
+/// The segment files of `dir` (by their names: first revision and path), in
+/// revision order, unchecked.
+pub(crate) fn segment_files(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let names = fs
         .read_dir(dir)
         .map_err(|e| Error::io("list the log directory", dir, e))?;
@@ -36,6 +35,14 @@ pub fn list(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<Vec<SegmentIn
         .filter_map(|name| segment::parse_file_name(name).map(|rev| (rev, dir.join(name))))
         .collect();
     found.sort();
+    Ok(found)
+}
+
+/// Lists the segments of `dir` in revision order, checking that each header is
+/// intact, belongs to `store_id`, matches its file name, and links to the segment
+/// before it.
+pub fn list(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<Vec<SegmentInfo>> {
+    let found = segment_files(fs, dir)?;
     let mut segments: Vec<SegmentInfo> = Vec::with_capacity(found.len());
     for (named, path) in found {
         let header = read_header(fs, &path)?;

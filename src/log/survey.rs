@@ -12,7 +12,7 @@ use super::archive;
 use super::catalog::{self, SegmentInfo};
 use super::reader::{self, Position, Tail};
 use super::record;
-use super::segment::{self, SEGMENT_HEADER_LEN, StoreId};
+use super::segment::{SEGMENT_HEADER_LEN, StoreId};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, OpenMode};
 
@@ -79,14 +79,7 @@ impl Survey {
 /// # Errors
 /// Only `Io` (damage is reported in the result).
 pub(crate) fn survey(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<Survey> {
-    let names = fs
-        .read_dir(dir)
-        .map_err(|e| Error::io("list the log directory", dir, e))?;
-    let mut found: Vec<(u64, PathBuf)> = names
-        .iter()
-        .filter_map(|name| segment::parse_file_name(name).map(|rev| (rev, dir.join(name))))
-        .collect();
-    found.sort();
+    let found = catalog::segment_files(fs, dir)?;
     let files: Vec<PathBuf> = found.iter().map(|(_, p)| p.clone()).collect();
     let mut bytes = 0;
     for path in &files {

@@ -94,16 +94,7 @@ impl<'db> Replayer<'db> {
                 self.fold(op, revision, time, part.base)?;
             }
         }
-        self.applied = Applied {
-            revision,
-            position: end,
-            time: time.max(self.applied.time),
-        };
-        self.pending_commits += 1;
-        if self.pending_commits >= CHUNK_COMMITS || self.pending_bytes >= CHUNK_BYTES {
-            self.flush()?;
-        }
-        Ok(())
+        self.commit_done(revision, time, end)
     }
 
     /// Takes one part of a commit as it is read, so that a commit larger than
@@ -124,6 +115,12 @@ impl<'db> Replayer<'db> {
             }
             return Ok(());
         }
+        self.commit_done(revision, time, end)
+    }
+
+    /// Counts a complete commit (at `revision`, the log continuing at `end`),
+    /// and applies the chunk once it is full.
+    fn commit_done(&mut self, revision: u64, time: Timestamp, end: Position) -> Result<()> {
         self.applied = Applied {
             revision,
             position: end,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fs::Fs;
 use crate::log::catalog;
 use crate::log::reader::{self, Position, Tail};
@@ -58,14 +58,7 @@ pub fn frame_spans(segment: &[u8]) -> Vec<(usize, usize)> {
 /// at the end of the last segment is an error, as when opening the store.
 pub fn read_log(fs: &dyn Fs, store_dir: &Path) -> Result<LogContents> {
     let dir = store_dir.join("log");
-    let names = fs
-        .read_dir(&dir)
-        .map_err(|e| Error::io("list the log directory", &dir, e))?;
-    let Some(first) = names
-        .iter()
-        .filter_map(|n| segment::parse_file_name(n))
-        .min()
-    else {
+    let Some(first) = catalog::segment_files(fs, &dir)?.first().map(|(r, _)| *r) else {
         return Ok(LogContents {
             commits: Vec::new(),
             segments: Vec::new(),

@@ -265,15 +265,7 @@ fn describe(report: &ImportReport, shown: &str) -> String {
         ));
     }
     if report.applied {
-        text.push_str(&format!(
-            "\nwrote {}, {} unchanged",
-            plural(report.written, "record", "records"),
-            report.unchanged
-        ));
-        match report.revision {
-            Some(revision) => text.push_str(&format!(", at revision {revision}")),
-            None => text.push_str("; nothing needed writing"),
-        }
+        push_wrote(&mut text, report.written, report.unchanged, report.revision);
         if !report.conflicts.is_empty() {
             text.push_str(&format!(
                 "; skipped {}",
@@ -390,15 +382,19 @@ fn describe_legacy(report: &LegacyReport, ns: &str, shown: &str) -> String {
         }
     }
     if report.applied {
-        text.push_str(&format!(
-            "\nwrote {}, {} unchanged",
-            plural(report.written, "record", "records"),
-            report.unchanged
-        ));
-        match report.revision {
-            Some(revision) => text.push_str(&format!(", at revision {revision}")),
-            None => text.push_str("; nothing needed writing"),
-        }
+        push_wrote(&mut text, report.written, report.unchanged, report.revision);
     }
     text
+}
+
+/// The "wrote N records, M unchanged, at revision R" line of a report.
+fn push_wrote(text: &mut String, written: u64, unchanged: u64, revision: Option<u64>) {
+    text.push_str(&format!(
+        "\nwrote {}, {unchanged} unchanged",
+        plural(written, "record", "records")
+    ));
+    match revision {
+        Some(revision) => text.push_str(&format!(", at revision {revision}")),
+        None => text.push_str("; nothing needed writing"),
+    }
 }

@@ -9,7 +9,7 @@
 //! prints `{"namespace", "key", "version", "revision", "field", "value"}`.
 
 use crate::context::{Access, Ctx};
-use crate::exit::{Code, fail};
+use crate::exit::Code;
 use crate::fields::{self, FieldPath, Number};
 use crate::output::{self, WriteDoc};
 
@@ -31,23 +31,10 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let (ns, key) = (args.namespace.as_str(), args.key.as_str());
     ctx.with_store(Access::Records, |store| {
-        let outcome = store.transaction(|tx| -> anyhow::Result<_> {
-            let current = tx.snapshot().get_raw(ns, key)?;
-            let expected = current.as_ref().map_or(0, |r| r.version);
-            tx.expect_version(ns, key, expected)?;
-            let mut tree = match &current {
-                Some(record) => fields::decode(&record.value).map_err(anyhow::Error::msg)?,
-                None => rmpv::Value::Map(Vec::new()),
-            };
-            let sum = fields::add(&mut tree, &args.field, args.by)
-                .map_err(|m| fail(Code::Error, format!("{ns}/{key} was not changed: {m}")))?;
-            let raw = fields::encode(&tree)
-                .map_err(|m| fail(Code::Error, format!("{ns}/{key} was not changed: {m}")))?;
-            tx.put_raw(ns, key, raw)?;
-            Ok((expected + 1, sum))
+        let edited = super::edit_record(store, ns, key, |tree| {
+            fields::add(tree, &args.field, args.by)
         })?;
-        let (version, sum) = outcome.value;
-        let revision = outcome.revision.unwrap_or_else(|| store.revision());
+        let (version, revision, sum) = (edited.version, edited.revision, edited.result);
         if ctx.json {
             let sum = output::json_text(&fields::encode(&sum).map_err(anyhow::Error::msg)?)?;
             ctx.print_json(&WriteDoc {

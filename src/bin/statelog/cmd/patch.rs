@@ -66,32 +66,14 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let (ns, key) = (args.namespace.as_str(), args.key.as_str());
     let assignments = assignments(&args)?;
     ctx.with_store(Access::Records, |store| {
-        let outcome = store.transaction(|tx| -> anyhow::Result<_> {
-            let current = tx.snapshot().get_raw(ns, key)?;
-            let expected = current.as_ref().map_or(0, |r| r.version);
-            tx.expect_version(ns, key, expected)?;
-            let mut tree = match &current {
-                Some(record) => fields::decode(&record.value).map_err(anyhow::Error::msg)?,
-                None => Value::Map(Vec::new()),
-            };
+        let edited = super::edit_record(store, ns, key, |tree| {
             for (path, value) in &assignments {
-                fields::set(&mut tree, path, value.clone()).map_err(|m| {
-                    fail(
-                        Code::Error,
-                        format!(
-                            "{ns}/{key} was not changed: {m} (`statelog set` replaces a whole \
-                             value)"
-                        ),
-                    )
-                })?;
+                fields::set(tree, path, value.clone())
+                    .map_err(|m| format!("{m} (`statelog set` replaces a whole value)"))?;
             }
-            let raw = fields::encode(&tree)
-                .map_err(|m| fail(Code::Error, format!("{ns}/{key} was not changed: {m}")))?;
-            tx.put_raw(ns, key, raw.clone())?;
-            Ok((expected + 1, raw))
+            Ok(())
         })?;
-        let (version, raw) = outcome.value;
-        let revision = outcome.revision.unwrap_or_else(|| store.revision());
+        let (version, revision, raw) = (edited.version, edited.revision, edited.value);
         if ctx.json {
             ctx.print_json(&WriteDoc {
                 namespace: ns,
