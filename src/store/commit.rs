@@ -99,12 +99,6 @@ impl Committer {
         let (results, checkpoint_due) = {
             let mut engine = shared.engine.lock();
             let results = engine.commit_batch(&requests);
-            // Published while the engine is held, so the visible revision never
-            // goes backwards.
-            shared.revision.store(
-                engine.applied.revision,
-                std::sync::atomic::Ordering::Release,
-            );
             (results, engine.checkpoint_due(&shared.options.checkpoint))
         };
         self.counters

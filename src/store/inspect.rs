@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
 use super::db_error;
 use super::open;
@@ -230,20 +230,6 @@ fn next_record<'a>(
     }
 }
 
-/// Opens `table` of `db` in a read transaction of its own (the table keeps the
-/// transaction's snapshot alive).
-fn read_table(
-    db: &Database,
-    path: &Path,
-    table: redb::TableDefinition<'static, &'static [u8], &'static [u8]>,
-    op: &'static str,
-) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>> {
-    db.begin_read()
-        .map_err(db_error(path, "begin a read"))?
-        .open_table(table)
-        .map_err(db_error(path, op))
-}
-
 /// Compares every record of `state` with the state `rebuilt` by replaying the
 /// whole log: both walked in key order, a digest per namespace on each side.
 pub(crate) fn compare_full(
@@ -252,8 +238,8 @@ pub(crate) fn compare_full(
     rebuilt: &Database,
     rebuilt_path: &Path,
 ) -> Result<Comparison> {
-    let a_table = read_table(state, state_path, RECORDS, "open the records table")?;
-    let b_table = read_table(rebuilt, rebuilt_path, RECORDS, "open the records table")?;
+    let a_table = super::read_table(state, state_path, RECORDS, "open the records table")?;
+    let b_table = super::read_table(rebuilt, rebuilt_path, RECORDS, "open the records table")?;
     let mut a_iter = a_table
         .iter()
         .map_err(db_error(state_path, "read the records"))?;
@@ -427,8 +413,8 @@ pub(crate) fn compare_partial(
     from_revision: u64,
 ) -> Result<Comparison> {
     let mut out = Comparison::default();
-    let a_table = read_table(state, state_path, RECORDS, "open the records table")?;
-    let b_table = read_table(touched, touched_path, TOUCHED, "open the scratch table")?;
+    let a_table = super::read_table(state, state_path, RECORDS, "open the records table")?;
+    let b_table = super::read_table(touched, touched_path, TOUCHED, "open the scratch table")?;
     let mut digests = Digests::default();
     for item in a_table
         .iter()

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
-use redb::Database;
+use redb::{Database, ReadableDatabase};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -155,8 +155,6 @@ pub(crate) struct Shared {
     pub committer: Committer,
     pub counters: Counters,
     pub background: background::Signal,
-    /// The revision readers can see.
-    pub revision: AtomicU64,
     /// The last revision known to be synced (Relaxed mode).
     pub synced_revision: AtomicU64,
     pub recovery: Recovery,
@@ -165,6 +163,20 @@ pub(crate) struct Shared {
     pub backup_lock: Mutex<()>,
     // Dropped last: the lock is released only after everything above is closed.
     _lock: Box<dyn LockGuard>,
+}
+
+/// Opens `table` of `db` in a read transaction of its own (the table keeps
+/// the transaction's snapshot alive); `op` names the table in errors.
+pub(crate) fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    db: &Database,
+    path: &Path,
+    table: redb::TableDefinition<'static, K, V>,
+    op: &'static str,
+) -> Result<redb::ReadOnlyTable<K, V>> {
+    db.begin_read()
+        .map_err(db_error(path, "begin a read"))?
+        .open_table(table)
+        .map_err(db_error(path, op))
 }
 
 /// Begins a state-database write whose commit is not durable on its own (a
@@ -234,7 +246,6 @@ impl Store {
             committer: Committer::default(),
             counters: Counters::default(),
             background: background::Signal::default(),
-            revision: AtomicU64::new(revision),
             synced_revision: AtomicU64::new(revision),
             recovery: Recovery {
                 replayed: opened.replayed,
@@ -282,7 +293,7 @@ impl Store {
 
     /// The revision of the last commit readers can see.
     pub fn revision(&self) -> u64 {
-        self.shared().revision.load(Ordering::Acquire)
+        self.shared().visible.get().applied().revision
     }
 
     /// A consistent snapshot for reading; see [`Snapshot`].
@@ -729,7 +740,6 @@ impl Store {
         let shared = self.shared();
         let mut engine = shared.engine.lock();
         let revision = engine.restore_base(&load)?;
-        shared.revision.store(revision, Ordering::Release);
         shared.synced_revision.store(revision, Ordering::Release);
         Ok(revision)
     }

@@ -13,7 +13,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase};
+use redb::Database;
 use serde::{Deserialize, Serialize};
 
 use super::db_error;
@@ -464,12 +464,7 @@ fn damaged(db_path: &Path, what: String) -> Error {
 
 /// The last revision a backup copied, if the store was ever backed up.
 pub(crate) fn read_backed_up(db: &Database, db_path: &Path) -> Result<Option<u64>> {
-    let txn = db
-        .begin_read()
-        .map_err(db_error(db_path, "read the meta table"))?;
-    let meta = txn
-        .open_table(META)
-        .map_err(db_error(db_path, "open the meta table"))?;
+    let meta = super::read_table(db, db_path, META, "open the meta table")?;
     Ok(meta
         .get(schema::META_BACKED_UP)
         .map_err(db_error(db_path, "read the meta table"))?
@@ -478,12 +473,7 @@ pub(crate) fn read_backed_up(db: &Database, db_path: &Path) -> Result<Option<u64
 
 pub(crate) fn read_meta(db: &Database, db_path: &Path, store_id: &StoreId) -> Result<Applied> {
     let read = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<_> {
-        let txn = db
-            .begin_read()
-            .map_err(db_error(db_path, "read the meta table"))?;
-        let meta = txn
-            .open_table(META)
-            .map_err(db_error(db_path, "open the meta table"))?;
+        let meta = super::read_table(db, db_path, META, "open the meta table")?;
         let get = |name: &str| -> Result<Option<Vec<u8>>> {
             Ok(meta
                 .get(name)
