@@ -13,18 +13,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase};
+use redb::{Database, ReadOnlyTable};
 
-use super::db_error;
 use super::schema::{Applied, RECORDS};
 use crate::error::Result;
 
 /// One read transaction of the state database, opened when its revision
 /// became visible, shared by every reader until the next one replaces it.
 pub(crate) struct View {
+    /// Opened in its own read transaction, whose snapshot it keeps alive.
     records: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    /// Kept for as long as the table: the transaction pins the pages it reads.
-    _txn: ReadTransaction,
     applied: Applied,
 }
 
@@ -32,15 +30,8 @@ impl View {
     /// Opens a view of what `db` holds now, which must be the state at
     /// `applied`.
     pub(crate) fn open(db: &Database, db_path: &Path, applied: Applied) -> Result<Arc<View>> {
-        let txn = db.begin_read().map_err(db_error(db_path, "begin a read"))?;
-        let records = txn
-            .open_table(RECORDS)
-            .map_err(db_error(db_path, "open the records table"))?;
-        Ok(Arc::new(View {
-            records,
-            _txn: txn,
-            applied,
-        }))
+        let records = super::read_table(db, db_path, RECORDS, "open the records table")?;
+        Ok(Arc::new(View { records, applied }))
     }
 
     /// The records table as of [`applied`](Self::applied).
