@@ -42,14 +42,17 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod access;
 mod error;
 mod fs;
 mod key;
 mod log;
 mod options;
+mod serve;
 mod store;
 mod time;
 mod value;
+mod wire;
 
 pub use error::{Error, KeyPart, Result};
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
