@@ -31,9 +31,9 @@ use crate::fs::Fs;
 use crate::options::Options;
 use crate::serve::channel::{Channel, RecvError};
 use crate::serve::socket;
+use crate::store::Stats;
 use crate::store::open::{self, LOCK_FILE};
 use crate::store::request::{BaseLoad, Outcome, Request};
-use crate::store::Stats;
 use crate::time::Timestamp;
 use crate::wire::message::{self as m, Response};
 use crate::wire::{convert, error as wire_error};
@@ -128,9 +128,7 @@ impl Link {
             purpose: m::Purpose::Requests,
         });
         match channel.receive::<m::ServerHello>() {
-            Ok(m::ServerHello::Welcome {
-                store_id, pid, ..
-            }) => {
+            Ok(m::ServerHello::Welcome { store_id, pid, .. }) => {
                 if store_id != self.store_id {
                     return Err(Dial::Failed(Error::Refused {
                         path: self.path.clone(),
@@ -209,7 +207,9 @@ impl Link {
     ) -> Reply<m::Reply> {
         let mut channel = self.take()?;
         if let Err(e) = channel.send(request) {
-            return Err(Fault::Resend(format!("the request could not be sent ({e})")));
+            return Err(Fault::Resend(format!(
+                "the request could not be sent ({e})"
+            )));
         }
         match receive_final(&mut channel, progress) {
             Ok(Final::Reply(reply)) => {
@@ -308,9 +308,7 @@ pub(crate) fn connect(
 ) -> Result<Option<Remote>> {
     let store_id = match open::read_id_file(fs, dir) {
         Ok(id) => crate::log::catalog::hex(&id),
-        Err(Error::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(Error::Refused {
                 path: dir.to_owned(),
                 pid: lock_holder(dir),
@@ -381,7 +379,9 @@ impl Backend for Remote {
         let link = &self.link;
         let mut channel = link.take()?;
         if let Err(e) = channel.send(&m::Request::Pin) {
-            return Err(Fault::Resend(format!("the request could not be sent ({e})")));
+            return Err(Fault::Resend(format!(
+                "the request could not be sent ({e})"
+            )));
         }
         match receive_final(&mut channel, None) {
             Ok(Final::Reply(m::Reply::Pinned { revision, time })) => Ok(Arc::new(RemoteView {

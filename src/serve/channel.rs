@@ -196,5 +196,6 @@ impl Channel {
 pub(crate) fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> io::Result<()> {
     frame::begin_message(out);
     message::encode_into(msg, out).map_err(io::Error::other)?;
-    frame::finish_message(out).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    frame::finish_message(out)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }

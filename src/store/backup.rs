@@ -26,9 +26,9 @@ use std::time::Instant;
 use redb::ReadableDatabase;
 
 use super::db_error;
-use super::{Shared, Store};
 use super::open::LOG_DIR;
 use super::rebuild;
+use super::{Shared, Store};
 use crate::backup::manifest::{
     self, BACKUP_LOG_DIR, BaseEntry, LOCK_FILE, MANIFEST_FILE, Manifest, SegmentEntry, invalid,
 };

@@ -163,6 +163,12 @@ impl Local {
                     return Err(e);
                 }
             }
+        } else if options.remote {
+            // A holder that died left its socket; nobody serves now (this
+            // process holds the lock), so clients would only be refused by it.
+            // (Stores on the test kit's simulated file system are never
+            // reached remotely, and have no socket to remove.)
+            crate::serve::socket::remove(path);
         }
         Ok(local)
     }

@@ -173,10 +173,6 @@ enum Reach {
     },
 }
 
-/// How many times a call reaches the store again before it gives up (each
-/// time a holder went away under it).
-const MAX_REACHES: u32 = 8;
-
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub checkpoints: AtomicU64,
@@ -319,13 +315,15 @@ impl Store {
     /// reached again; anything else is the answer.
     fn call<T>(&self, mut op: impl FnMut(&dyn Backend) -> Reply<T>) -> Result<T> {
         self.check_open()?;
-        let mut reaches = 0;
+        let mut first_failure = None;
         loop {
             let (generation, backend) = match &self.handle.reach {
                 Reach::Held(backend) => {
                     return op(backend.as_ref()).map_err(|fault| match fault {
                         Fault::Failed(e) => e,
-                        Fault::Resend(why) => internal(&format!("the engine asked to resend: {why}")),
+                        Fault::Resend(why) => {
+                            internal(&format!("the engine asked to resend: {why}"))
+                        }
                     });
                 }
                 Reach::Served { current, .. } => current.read().clone(),
@@ -334,21 +332,28 @@ impl Store {
                 Ok(value) => return Ok(value),
                 Err(Fault::Failed(e)) => return Err(e),
                 Err(Fault::Resend(why)) => {
-                    reaches += 1;
-                    if reaches > MAX_REACHES {
-                        return Err(Error::Disconnected {
-                            path: self.handle.path.clone(),
-                            pid: None,
-                            reason: format!(
-                                "the store's holder went away {MAX_REACHES} times in a row ({why})"
-                            ),
-                        });
-                    }
+                    self.give_up_after(&mut first_failure)?;
                     tracing::debug!(reason = %why, "reaching the store again");
                     self.reach_again(generation)?;
                 }
             }
         }
+    }
+
+    /// Holders that keep going away (each closing as soon as it is reached)
+    /// are waited for as one would wait for the store's lock: up to
+    /// [`Options::lock_timeout`] from the first time, then [`Error::Busy`].
+    fn give_up_after(&self, first_failure: &mut Option<std::time::Instant>) -> Result<()> {
+        let since = *first_failure.get_or_insert_with(std::time::Instant::now);
+        let waited = since.elapsed();
+        if waited > self.handle.options.lock_timeout {
+            return Err(Error::Busy {
+                path: self.handle.path.clone(),
+                pid: None,
+                waited,
+            });
+        }
+        Ok(())
     }
 
     /// Reaches the store again after the backend of `generation` failed: takes
@@ -758,7 +763,7 @@ impl Store {
     {
         let policy = self.handle.options.retry;
         let mut attempt = 1;
-        let mut lost = 0;
+        let mut first_loss = None;
         loop {
             let generation = self.generation();
             let mut tx = Tx::new(self.snapshot()?);
@@ -767,18 +772,7 @@ impl Store {
                 // The holder went away under the snapshot: nothing was
                 // committed; start again from a snapshot of whoever holds the
                 // store now.
-                lost += 1;
-                if lost > MAX_REACHES {
-                    return Err(Error::Disconnected {
-                        path: self.handle.path.clone(),
-                        pid: None,
-                        reason: format!(
-                            "the store's holder went away {MAX_REACHES} times during one \
-                             transaction"
-                        ),
-                    }
-                    .into());
-                }
+                self.give_up_after(&mut first_loss)?;
                 self.reach_again(generation)?;
                 continue;
             }

@@ -252,11 +252,14 @@ pub(crate) fn raw_stored(stored: Stored) -> Versioned<RawValue> {
     Versioned::new(RawValue::from_trusted(stored.value), stored.meta)
 }
 
+/// A range of encoded addresses: its start and end.
+type Bounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
 /// The encoded bounds of the keys of `namespace` in `range`. A prefix becomes
 /// a tight range: the keys starting with `p` are exactly those from `p` up to
 /// `p` with its last byte raised by one (UTF-8 never holds 0xff), so a range
 /// read never walks past them.
-fn bounds(namespace: &str, range: KeyRange) -> Result<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+fn bounds(namespace: &str, range: KeyRange) -> Result<Bounds> {
     key::validate(KeyPart::Namespace, namespace)?;
     let encode = |b: Bound<String>, unbounded: Bound<Vec<u8>>| match b {
         Bound::Included(k) => Bound::Included(key::encode_unchecked(namespace, &k)),

@@ -12,10 +12,10 @@ use super::message::{self as m};
 use crate::access::{Entry, Stored};
 use crate::backup::{BackupProgress, BackupReport};
 use crate::store::Meta;
+use crate::store::Stats;
 use crate::store::request::{
     BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
 };
-use crate::store::Stats;
 use crate::time::Timestamp;
 
 fn bytes(v: &[u8]) -> ByteBuf {

@@ -589,10 +589,7 @@ mod tests {
             source: "broken".into(),
         };
         let back = round_trip(&db);
-        assert!(
-            back.to_string().contains("../store/state.redb"),
-            "{back}"
-        );
+        assert!(back.to_string().contains("../store/state.redb"), "{back}");
         assert_eq!(
             std::error::Error::source(&back).unwrap().to_string(),
             "broken"

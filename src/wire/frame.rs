@@ -50,10 +50,9 @@ pub enum FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::FrameTooLarge(len) => write!(
-                f,
-                "a frame of {len} bytes (the limit is {MAX_FRAME_BODY})"
-            ),
+            FrameError::FrameTooLarge(len) => {
+                write!(f, "a frame of {len} bytes (the limit is {MAX_FRAME_BODY})")
+            }
             FrameError::UnknownFlags(flags) => write!(f, "unknown frame flags {flags:#04x}"),
             FrameError::MessageTooLarge(len) => {
                 write!(f, "a message of {len} bytes (the limit is {MAX_MESSAGE})")
