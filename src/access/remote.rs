@@ -29,7 +29,7 @@ use crate::backup::{BackupOptions, BackupReport};
 use crate::error::{Error, Result};
 use crate::fs::Fs;
 use crate::options::Options;
-use crate::serve::channel::{Channel, RecvError};
+use crate::serve::channel::{Channel, RecvError, SendError};
 use crate::serve::socket;
 use crate::store::Stats;
 use crate::store::open::{self, LOCK_FILE};
@@ -207,9 +207,7 @@ impl Link {
     ) -> Reply<m::Reply> {
         let mut channel = self.take()?;
         if let Err(e) = channel.send(request) {
-            return Err(Fault::Resend(format!(
-                "the request could not be sent ({e})"
-            )));
+            return Err(self.unsent(e, channel));
         }
         match receive_final(&mut channel, progress) {
             Ok(Final::Reply(reply)) => {
@@ -222,6 +220,27 @@ impl Link {
             }
             Ok(Final::NotExecuted(reason)) => Err(Fault::Resend(reason)),
             Err(e) => Err(self.unanswered(e, commit)),
+        }
+    }
+
+    /// What a request that could not be sent means: too large, an error (the
+    /// connection is fine, and kept); else it did not arrive whole, so it was
+    /// not executed and can go again.
+    fn unsent(&self, e: SendError, channel: Channel) -> Fault {
+        match e {
+            SendError::TooLarge(why) => {
+                self.give_back(channel);
+                let size = match why {
+                    crate::wire::frame::FrameError::MessageTooLarge(size) => size,
+                    _ => 0,
+                };
+                Fault::Failed(Error::TooLarge {
+                    what: "a request to the store's holder".to_owned(),
+                    size: usize::try_from(size).unwrap_or(usize::MAX),
+                    limit: crate::wire::frame::MAX_MESSAGE,
+                })
+            }
+            SendError::Io(e) => Fault::Resend(format!("the request could not be sent ({e})")),
         }
     }
 
@@ -379,9 +398,7 @@ impl Backend for Remote {
         let link = &self.link;
         let mut channel = link.take()?;
         if let Err(e) = channel.send(&m::Request::Pin) {
-            return Err(Fault::Resend(format!(
-                "the request could not be sent ({e})"
-            )));
+            return Err(link.unsent(e, channel));
         }
         match receive_final(&mut channel, None) {
             Ok(Final::Reply(m::Reply::Pinned { revision, time })) => Ok(Arc::new(RemoteView {

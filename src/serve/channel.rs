@@ -96,15 +96,15 @@ impl Channel {
     /// Sends one message.
     ///
     /// # Errors
-    /// The socket's error (`EPIPE` when the other side is gone); an
-    /// `InvalidData` error for a message beyond the size limit.
-    pub(crate) fn send<T: Serialize>(&mut self, msg: &T) -> io::Result<()> {
+    /// [`SendError::TooLarge`] (nothing was sent); the socket's error
+    /// (`EPIPE` when the other side is gone: the message did not arrive whole).
+    pub(crate) fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), SendError> {
         encode(msg, &mut self.output)?;
         let sent = socket::send_all(&self.stream, &self.output);
         if self.output.capacity() > KEEP_BUFFER {
             self.output = Vec::new();
         }
-        sent
+        sent.map_err(SendError::Io)
     }
 
     /// Receives one message and decodes it as `T`.
@@ -112,12 +112,22 @@ impl Channel {
     /// # Errors
     /// See [`RecvError`].
     pub(crate) fn receive<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
-        let bytes = self.receive_bytes()?;
+        self.receive_within(frame::MAX_MESSAGE)
+    }
+
+    /// Receives one message of at most `limit` bytes and decodes it as `T`
+    /// (a hello is small: a peer not yet accepted cannot make the holder
+    /// allocate much).
+    pub(crate) fn receive_within<T: DeserializeOwned>(
+        &mut self,
+        limit: usize,
+    ) -> Result<T, RecvError> {
+        let bytes = self.receive_bytes(limit)?;
         message::decode(&bytes).map_err(RecvError::Malformed)
     }
 
     /// Receives one message's bytes.
-    pub(crate) fn receive_bytes(&mut self) -> Result<Vec<u8>, RecvError> {
+    fn receive_bytes(&mut self, limit: usize) -> Result<Vec<u8>, RecvError> {
         let mut assembler = Assembler::default();
         let message = loop {
             let started = assembler.in_progress();
@@ -127,6 +137,10 @@ impl Channel {
                 .map_err(|_| RecvError::Cut)?;
             let header = frame::decode_header(head).map_err(RecvError::Frame)?;
             assembler.admit(&header).map_err(RecvError::Frame)?;
+            let total = assembler.len() + header.len;
+            if total > limit {
+                return Err(RecvError::Frame(FrameError::MessageTooLarge(total as u64)));
+            }
             self.fill(HEADER_LEN + header.len, true)?;
             let body = &self.input[self.start + HEADER_LEN..self.start + HEADER_LEN + header.len];
             let done = assembler.push(&header, body).map_err(RecvError::Frame)?;
@@ -192,10 +206,27 @@ impl Channel {
     }
 }
 
+/// Why a message was not sent.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// It is larger than a message may be; nothing was sent.
+    TooLarge(FrameError),
+    /// The socket failed (the message did not arrive whole).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::TooLarge(e) => write!(f, "{e}"),
+            SendError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// Encodes `msg` as a framed message into `out` (replacing its content).
-pub(crate) fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), SendError> {
     frame::begin_message(out);
-    message::encode_into(msg, out).map_err(io::Error::other)?;
-    frame::finish_message(out)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    message::encode_into(msg, out).map_err(|e| SendError::Io(io::Error::other(e)))?;
+    frame::finish_message(out).map_err(SendError::TooLarge)
 }

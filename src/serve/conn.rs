@@ -6,7 +6,6 @@
 //! when one can still be sent), and nothing else. A request's addresses and
 //! values are checked before the engine sees them.
 
-use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::State;
-use super::channel::{Channel, RecvError};
+use super::channel::{Channel, RecvError, SendError};
 use super::socket;
 use crate::access::ReadView;
 use crate::backup::BackupOptions;
@@ -27,6 +26,8 @@ use crate::wire::{self, convert};
 const PAGE_ENTRIES: usize = 1024;
 /// Bytes of values in one page, about (a page holds at least one entry).
 const PAGE_BYTES: usize = 4 << 20;
+/// The largest hello accepted (they are a few dozen bytes).
+const MAX_HELLO: usize = 4096;
 /// How often a long request reports progress, at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -74,7 +75,7 @@ impl Conn<'_> {
 
     /// Reads the client's hello and answers it; true when requests follow.
     fn handshake(&mut self, refusal: Option<String>) -> bool {
-        let hello: m::ClientHello = match self.channel.receive() {
+        let hello: m::ClientHello = match self.channel.receive_within(MAX_HELLO) {
             Ok(hello) => hello,
             Err(e) => {
                 tracing::debug!(error = %e, "a connection ended before its hello");
@@ -162,7 +163,7 @@ impl Conn<'_> {
         }
     }
 
-    fn answer(&mut self, result: Result<m::Reply, Error>) -> io::Result<()> {
+    fn answer(&mut self, result: Result<m::Reply, Error>) -> Result<(), SendError> {
         let response = match result {
             Ok(reply) => Response::Reply(reply),
             Err(e) => Response::Failed(wire::error::to_wire(&e, self.store())),

@@ -172,6 +172,11 @@ impl Assembler {
         Ok(Some(std::mem::take(&mut self.body)))
     }
 
+    /// Bytes of the message so far.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
     /// True while a message has some but not all of its frames.
     pub fn in_progress(&self) -> bool {
         self.started
