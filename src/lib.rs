@@ -42,6 +42,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod counter;
 mod error;
 mod fs;
 mod key;
@@ -51,7 +52,8 @@ mod store;
 mod time;
 mod value;
 
-pub use error::{Error, KeyPart, Result};
+pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
+pub use error::{Error, KeyPart, Result, Shown};
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
 pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};
@@ -60,7 +62,7 @@ pub use store::{
     Snapshot, Stats, Store, Tx, TxOutcome,
 };
 pub use time::{ParseTimestampError, Timestamp};
-pub use value::{MAX_VALUE_LEN, RawValue, Versioned};
+pub use value::{MAX_DEPTH, MAX_VALUE_LEN, RawValue, Versioned};
 
 pub mod backup;
 pub mod maintenance;

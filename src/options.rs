@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
+use crate::time::Clock;
 
 /// When a commit is acknowledged, and so what a crash can cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +183,7 @@ pub struct Options {
     pub(crate) create: bool,
     pub(crate) verify_on_open: bool,
     pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) clock: Clock,
 }
 
 impl Default for Options {
@@ -198,6 +200,7 @@ impl Default for Options {
             create: true,
             verify_on_open: false,
             fs: Arc::new(RealFs),
+            clock: Clock::default(),
         }
     }
 }
@@ -283,6 +286,17 @@ impl Options {
     #[cfg(feature = "testkit")]
     pub fn file_system(mut self, fs: Arc<dyn Fs>) -> Self {
         self.fs = fs;
+        self
+    }
+
+    /// Takes commit times from `now` instead of the system clock (a clock
+    /// before 1970, one that jumps), for tests of what the store records.
+    #[cfg(feature = "testkit")]
+    pub fn clock(
+        mut self,
+        now: impl Fn() -> std::time::SystemTime + Send + Sync + 'static,
+    ) -> Self {
+        self.clock = Clock::fake(now);
         self
     }
 

@@ -144,6 +144,7 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
         fence,
     )?;
     engine.retention = options.retention;
+    engine.clock = options.clock.clone();
     engine.backed_up = backed_up;
     if recovered.replayed > 0 {
         // Make the replay durable now, so a crash right after opening does not
