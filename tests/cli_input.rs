@@ -55,7 +55,10 @@ fn input_is_read_before_the_store_is_locked() {
     for (format, extra) in [("jsonl", vec![]), ("json", vec!["--check-versions"])] {
         let mut import = s.command(&["--wait", "5", "import", "-", "--format", format]);
         import.args(&extra);
-        let (export, import) = pipe(&mut s.command(&["export", "--format", format]), &mut import);
+        let (export, import) = pipe(
+            &mut s.command(&["--wait", "5", "export", "--format", format]),
+            &mut import,
+        );
         assert_eq!(export.code, 0, "{export:?}");
         assert_eq!(import.code, 0, "{import:?}");
         assert!(import.stdout.contains("read 200 records"), "{import:?}");

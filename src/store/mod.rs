@@ -370,8 +370,9 @@ impl Store {
     /// Writes a value, whatever the record's current version.
     ///
     /// # Errors
-    /// [`Error::InvalidKey`], [`Error::Encode`], [`Error::TooLarge`], and the
-    /// I/O errors of a commit.
+    /// [`Error::InvalidKey`], [`Error::Encode`], [`Error::TooLarge`],
+    /// [`Error::Exhausted`] for a store or record whose counter is at its
+    /// ceiling, and the I/O errors of a commit.
     pub fn put<T: Serialize + ?Sized>(
         &self,
         namespace: &str,
@@ -702,7 +703,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::NotEmpty`] if the store has any commit; [`Error::InvalidOption`]
-    /// for metadata that does not fit `revision`; [`Error::InvalidKey`].
+    /// for metadata that does not fit `revision`, or a revision or version
+    /// above [`MAX_IMPORTED_REVISION`](crate::MAX_IMPORTED_REVISION) (the store
+    /// must be able to count on from it); [`Error::InvalidKey`].
     pub fn restore_records(
         &self,
         revision: u64,
