@@ -213,6 +213,26 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
                          the log has it",
                         applied.revision, position.offset, position.segment
                     ));
+                } else if let Some(why) = &inspection.does_not_open {
+                    // Nothing more specific was found: the log is whole, and a
+                    // state rebuilt from all of it leaves open nothing to replay.
+                    let found = DbState::Unusable(format!("the store did not open with it: {why}"));
+                    if survey.complete {
+                        rebuild_state(fs, path, &store_id, &tool, &found, &aside, &mut report)?;
+                    } else {
+                        report.unrepaired.push(Problem {
+                            file: Some(path.to_owned()),
+                            offset: None,
+                            namespace: None,
+                            what: format!(
+                                "the store does not open ({why}), and the log starts at revision \
+                                 {} (log retention removed its start), so the state cannot be \
+                                 rebuilt from the log",
+                                survey.start_previous + 1
+                            ),
+                            action: "restore a backup (`statelog restore`)".to_owned(),
+                        });
+                    }
                 }
             }
             damaged => {
