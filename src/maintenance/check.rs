@@ -4,7 +4,9 @@
 //! For a store (under its lock, so no writer runs meanwhile):
 //! - the state database: copied to a scratch directory, opened there and put
 //!   through redb's integrity check (which may write, so never on the store's
-//!   own file); its store id and checkpoint;
+//!   own file); its store id and checkpoint. A copy that fails it is not read
+//!   further (redb may panic on pages it has not verified), and reading one
+//!   that passed runs with redb's panics contained and reported as damage;
 //! - the log: every frame of every segment from the first (not only after the
 //!   checkpoint), the segment headers and their back-links, and the revisions
 //!   running on without a gap (`log::survey`);
@@ -13,7 +15,10 @@
 //!   then both walked in key order with a digest per namespace. When log
 //!   retention removed the log's start, the keys the remaining log wrote are
 //!   compared instead (and records the state says were written since), and
-//!   the report says how much that covered.
+//!   the report says how much that covered;
+//! - whether the store opens: open's own checks and replay
+//!   (`open::replay_log`), run on the copy, so that check never passes a store
+//!   that open refuses.
 //!
 //! For a backup: the manifest and every file's size and CRC-32, headers,
 //! revisions from the base to the end, and a trial restore into a scratch
@@ -604,19 +609,17 @@ pub(crate) fn inspect_store(
                         applied.revision + 1
                     ));
                 }
-                if healthy {
-                    db_state = DbState::Healthy { applied, matches };
-                    if applied.revision > last
-                        && let Some(index) = damage_problem
-                    {
-                        // The state is newer than the intact log: repair keeps it.
-                        problems[index].action = format!(
-                            "the state database (revision {}) is past the damage: `statelog \
-                             repair` re-bases the log on it and keeps the commits the log holds \
-                             after it; or restore a backup",
-                            applied.revision
-                        );
-                    }
+                db_state = DbState::Healthy { applied, matches };
+                if applied.revision > last
+                    && let Some(index) = damage_problem
+                {
+                    // The state is newer than the intact log: repair keeps it.
+                    problems[index].action = format!(
+                        "the state database (revision {}) is past the damage: `statelog \
+                         repair` re-bases the log on it and keeps the commits the log holds \
+                         after it; or restore a backup",
+                        applied.revision
+                    );
                 }
                 state = Some(state_report(
                     applied,
