@@ -243,6 +243,13 @@ impl Store {
     /// After a crash, replays the log past the last checkpoint, and cuts off a
     /// torn write at its very end (with a warning through `tracing`).
     ///
+    /// The state database's pages are not verified unless
+    /// [`Options::verify_on_open`] says so: damage that redb trips over while
+    /// the store opens (and replays) is [`Error::Database`], but a damaged
+    /// page that opening does not read can make a later read, or closing the
+    /// store, panic inside redb. `statelog check` finds such damage and
+    /// `statelog repair` rebuilds the state from the log.
+    ///
     /// # Errors
     /// [`Error::Busy`] if another handle keeps it open; [`Error::NotAStore`] for a
     /// directory holding something else; [`Error::UnsupportedFormat`] for a store
