@@ -531,14 +531,13 @@ impl Engine {
                 .map_err(db_error(&path, "write a record"))?;
         }
         let result = (|| {
-            self.log.restart_at(revision)?;
-            let start = self.log.reserve(frames.len(), revision)?;
+            // The log takes the whole base in one step that a crash cannot
+            // split (see `LogWriter::restart_with`): until then the store is
+            // empty; from then on recovery replays the base.
+            let position = self.log.restart_with(revision, &frames)?;
             let applied = Applied {
                 revision,
-                position: crate::log::Position {
-                    segment: start.segment,
-                    offset: start.offset + frames.len() as u64,
-                },
+                position,
                 time: load.time,
             };
             {
@@ -548,8 +547,6 @@ impl Engine {
                 meta.insert(schema::META_APPLIED, applied.encode().as_slice())
                     .map_err(db_error(&path, "record the applied revision"))?;
             }
-            self.log.write(&frames, revision)?;
-            self.log.sync()?;
             txn.commit()
                 .map_err(db_error(&path, "apply the restored records"))?;
             self.applied = applied;

@@ -192,6 +192,23 @@ pub(crate) fn begin_nondurable(
     Ok(txn)
 }
 
+/// Runs `read`, which reads a state database that may be damaged. redb trusts
+/// the pages it reads and panics on some damage its checksums have not been
+/// asked to verify first (a page it cannot parse, an index past a page's end);
+/// such a panic is returned as a description of the damage, with redb's
+/// message, instead of unwinding into the caller. The last line of defence:
+/// the tools verify a copy's checksums before they walk it.
+pub(crate) fn contain_panic<T>(read: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        format!("the database library panicked while reading it: {message}")
+    })
+}
+
 /// Converts any redb error into [`Error::Database`] for `path`.
 pub(crate) fn db_error<E: Into<redb::Error>>(
     path: &Path,
@@ -225,6 +242,13 @@ impl Store {
     /// Waits up to [`Options::lock_timeout`] for another handle to close it.
     /// After a crash, replays the log past the last checkpoint, and cuts off a
     /// torn write at its very end (with a warning through `tracing`).
+    ///
+    /// The state database's pages are not verified unless
+    /// [`Options::verify_on_open`] says so: damage that redb trips over while
+    /// the store opens (and replays) is [`Error::Database`], but a damaged
+    /// page that opening does not read can make a later read, or closing the
+    /// store, panic inside redb. `statelog check` finds such damage and
+    /// `statelog repair` rebuilds the state from the log.
     ///
     /// # Errors
     /// [`Error::Busy`] if another handle keeps it open; [`Error::NotAStore`] for a
