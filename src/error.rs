@@ -1,7 +1,8 @@
 //! The one error type of the library, and its `Result` alias.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The result type of every fallible statelog operation.
@@ -34,11 +35,11 @@ impl fmt::Display for KeyPart {
 #[non_exhaustive]
 pub enum Error {
     /// A namespace or key is empty, too long, or contains a control character.
-    #[error("invalid {part} {value:?}: {reason}")]
+    #[error("invalid {part} \"{}\": {reason}", Shown::new(.value))]
     InvalidKey {
         /// Which part was rejected.
         part: KeyPart,
-        /// The rejected text (shortened when very long).
+        /// The rejected text (the message shows it escaped and shortened).
         value: String,
         /// Why it was rejected.
         reason: String,
@@ -48,8 +49,8 @@ pub enum Error {
     /// transaction lost a race, or `update` gave up after its retries.
     ///
     /// Version 0 stands for "does not exist".
-    #[error("conflict on {namespace}/{key}: {}{}", describe_conflict(*.expected, *.actual),
-        retry_hint(*.attempts))]
+    #[error("conflict on {}/{}: {}{}", Shown::new(.namespace), Shown::new(.key),
+        describe_conflict(*.expected, *.actual), retry_hint(*.attempts))]
     Conflict {
         /// Namespace of the record.
         namespace: String,
@@ -64,7 +65,8 @@ pub enum Error {
     },
 
     /// A stored value could not be decoded as the requested type.
-    #[error("cannot decode {namespace}/{key} as {type_name}: {message}")]
+    #[error("cannot decode {}/{} as {type_name}: {message}", Shown::new(.namespace),
+        Shown::new(.key))]
     Decode {
         /// Namespace of the record.
         namespace: String,
@@ -77,7 +79,8 @@ pub enum Error {
     },
 
     /// A value could not be encoded (its `Serialize` implementation failed).
-    #[error("cannot encode the value for {namespace}/{key}: {message}")]
+    #[error("cannot encode the value for {}/{}: {message}", Shown::new(.namespace),
+        Shown::new(.key))]
     Encode {
         /// Namespace of the record.
         namespace: String,
@@ -88,7 +91,8 @@ pub enum Error {
     },
 
     /// Raw bytes handed in as a value are not one complete MessagePack value.
-    #[error("the value for {namespace}/{key} is not valid MessagePack: {message}")]
+    #[error("the value for {}/{} is not valid MessagePack: {message}", Shown::new(.namespace),
+        Shown::new(.key))]
     InvalidValue {
         /// Namespace of the record.
         namespace: String,
@@ -111,7 +115,7 @@ pub enum Error {
 
     /// A file of the store is damaged: a checksum failed, a revision is missing, or a
     /// header is not what it must be. Nothing was changed; see the reason for what to do.
-    #[error("{} is corrupt at byte {offset}: {reason}", .file.display())]
+    #[error("{} is corrupt at byte {offset}: {reason}", Shown::path(.file))]
     Corrupt {
         /// The damaged file.
         file: PathBuf,
@@ -122,7 +126,7 @@ pub enum Error {
     },
 
     /// The directory exists but does not hold a statelog store.
-    #[error("{} is not a statelog store: {reason}", .path.display())]
+    #[error("{} is not a statelog store: {reason}", Shown::path(.path))]
     NotAStore {
         /// The directory that was opened.
         path: PathBuf,
@@ -132,7 +136,7 @@ pub enum Error {
 
     /// A file of the store was written by a newer statelog than this one.
     #[error("{} has format version {found}, but this statelog reads versions up to {supported}; \
-        open it with a newer statelog", .path.display())]
+        open it with a newer statelog", Shown::path(.path))]
     UnsupportedFormat {
         /// The file with the unknown format.
         path: PathBuf,
@@ -146,7 +150,7 @@ pub enum Error {
     /// another backup is writing into the same backup directory, and it was not
     /// released within the lock wait.
     #[error("{} is in use by {} (waited {waited:?}); wait for it to finish, or raise \
-        the lock wait", .path.display(), describe_holder(*.pid))]
+        the lock wait", Shown::path(.path), describe_holder(*.pid))]
     Busy {
         /// The store (or backup) directory.
         path: PathBuf,
@@ -157,7 +161,7 @@ pub enum Error {
     },
 
     /// An operating-system call on one of the store's files failed.
-    #[error("cannot {op} {}", .path.display())]
+    #[error("cannot {op} {}", Shown::path(.path))]
     Io {
         /// What was being done.
         op: &'static str,
@@ -169,7 +173,7 @@ pub enum Error {
     },
 
     /// The embedded database file reported an error.
-    #[error("the state database {} failed while trying to {op}; {hint}", .path.display())]
+    #[error("the state database {} failed while trying to {op}; {hint}", Shown::path(.path))]
     Database {
         /// What was being done.
         op: &'static str,
@@ -236,7 +240,7 @@ pub enum Error {
     /// missing, it does not reach the requested point, or it holds a history
     /// that diverged from the store's. Nothing was changed; the reason says what
     /// to do.
-    #[error("the backup at {} cannot be used: {reason}", .path.display())]
+    #[error("the backup at {} cannot be used: {reason}", Shown::path(.path))]
     InvalidBackup {
         /// The backup directory (or the file in it that is wrong).
         path: PathBuf,
@@ -247,12 +251,29 @@ pub enum Error {
     /// A restore's target directory already holds something, and overwriting
     /// was not asked for, or it holds something that is not a store. Nothing
     /// was changed.
-    #[error("{} cannot be restored into: {reason}", .path.display())]
+    #[error("{} cannot be restored into: {reason}", Shown::path(.path))]
     TargetNotEmpty {
         /// The target directory.
         path: PathBuf,
         /// What it holds, and what to do.
         reason: String,
+    },
+
+    /// A revision or version reached the highest value a store counts to
+    /// ([`MAX_REVISION`](crate::MAX_REVISION), [`MAX_VERSION`](crate::MAX_VERSION)).
+    /// The commit was refused and nothing was written; no counter ever wraps.
+    /// Ordinary use never gets here (imports start counters at most at
+    /// [`MAX_IMPORTED_REVISION`](crate::MAX_IMPORTED_REVISION)).
+    #[error("{} is at {value}, the highest a store counts to; nothing was written. Copy the \
+        records into a new store with a merge import (`statelog export`, then `statelog import \
+        --mode merge` into the new store), which starts the counters again",
+        describe_counter(.record.as_ref()))]
+    Exhausted {
+        /// The record whose version is exhausted, as (namespace, key); `None`
+        /// for the store's revision.
+        record: Option<(String, String)>,
+        /// The counter's value.
+        value: u64,
     },
 
     /// A commit (or a restore) was sent to the process holding the store, which
@@ -330,9 +351,20 @@ fn describe_place(line: u64, column: Option<u64>, section: Option<&str>) -> Stri
         (line, None) => format!("line {line}"),
     };
     if let Some(section) = section {
-        out.push_str(&format!(" ({section})"));
+        out.push_str(&format!(" ({})", Shown::new(section)));
     }
     out
+}
+
+fn describe_counter(record: Option<&(String, String)>) -> String {
+    match record {
+        Some((namespace, key)) => format!(
+            "the version of {}/{}",
+            Shown::new(namespace),
+            Shown::new(key)
+        ),
+        None => "the store's revision".to_owned(),
+    }
 }
 
 fn describe_conflict(expected: u64, actual: u64) -> String {
@@ -358,6 +390,105 @@ fn describe_holder(pid: Option<u32>) -> String {
         }
         Some(pid) => format!("process {pid}"),
         None => "another process".to_owned(),
+    }
+}
+
+/// Text from outside the store (a key, a namespace, a value, a file name) as
+/// messages show it: control characters escaped (`\n`, `\u{1b}`) and so are
+/// the characters that reorder text on screen (U+202A to U+202E, U+2066 to
+/// U+2069), so that the text cannot break a line, drive a terminal or disguise
+/// itself; and text longer than [`Shown::LIMIT`] characters shortened in the
+/// middle, with its length in bytes. Every message of the library and of the
+/// command line shows such text through this.
+///
+/// ```
+/// use statelog::Shown;
+/// assert_eq!(Shown::new("a\nb\u{1b}[31m").to_string(), "a\\nb\\u{1b}[31m");
+/// let long = Shown::new(&"k".repeat(100_000)).to_string();
+/// assert!(long.len() < 200 && long.contains("100000 bytes"), "{long}");
+/// assert_eq!(Shown::new("tasks").to_string(), "tasks");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Shown<'a> {
+    text: Cow<'a, str>,
+    shorten: bool,
+}
+
+impl<'a> Shown<'a> {
+    /// Longest text shown whole, in characters.
+    pub const LIMIT: usize = 120;
+    /// Characters kept from the start of a shortened text.
+    const HEAD: usize = 80;
+    /// Characters kept from its end.
+    const TAIL: usize = 24;
+
+    /// `text`, escaped and shortened.
+    pub fn new(text: &'a str) -> Shown<'a> {
+        Shown {
+            text: Cow::Borrowed(text),
+            shorten: true,
+        }
+    }
+
+    /// A path, escaped and shortened (not UTF-8: with replacement characters).
+    pub fn path(path: &'a Path) -> Shown<'a> {
+        Shown {
+            text: path.to_string_lossy(),
+            shorten: true,
+        }
+    }
+
+    /// `text` escaped but never shortened: for a whole message, whose parts
+    /// were shortened where they were put in.
+    pub fn whole(text: &'a str) -> Shown<'a> {
+        Shown {
+            text: Cow::Borrowed(text),
+            shorten: false,
+        }
+    }
+
+    fn escaped(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+        for c in text.chars() {
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if c.is_control()
+                    || ('\u{202a}'..='\u{202e}').contains(&c)
+                    || ('\u{2066}'..='\u{2069}').contains(&c) =>
+                {
+                    write!(f, "\\u{{{:x}}}", u32::from(c))?;
+                }
+                c => write!(f, "{c}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `text` in double quotes, as messages show it (see [`Shown`]).
+pub(crate) fn quote(text: &str) -> String {
+    format!("\"{}\"", Shown::new(text))
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.text.as_ref();
+        if !self.shorten || text.chars().nth(Shown::LIMIT).is_none() {
+            return Shown::escaped(f, text);
+        }
+        let head_end = text
+            .char_indices()
+            .nth(Shown::HEAD)
+            .map_or(text.len(), |(at, _)| at);
+        let tail_start = text
+            .char_indices()
+            .rev()
+            .nth(Shown::TAIL - 1)
+            .map_or(0, |(at, _)| at);
+        Shown::escaped(f, &text[..head_end])?;
+        write!(f, "…({} bytes in all)…", text.len())?;
+        Shown::escaped(f, &text[tail_start..])
     }
 }
 
@@ -426,6 +557,10 @@ impl Error {
                 revision: *revision,
             },
             Error::Closed => Error::Closed,
+            Error::Exhausted { record, value } => Error::Exhausted {
+                record: record.clone(),
+                value: *value,
+            },
             other => Error::Poisoned {
                 cause: other.to_string(),
             },
@@ -480,6 +615,42 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("does not exist"), "{s}");
         assert!(s.contains("100 attempts"), "{s}");
+    }
+
+    #[test]
+    fn user_text_is_escaped_and_shortened_in_every_message() {
+        let key = format!("a\nb\u{1b}[31m{}", "x".repeat(100_000));
+        let errors = [
+            Error::InvalidKey {
+                part: KeyPart::Key,
+                value: key.clone(),
+                reason: "no".into(),
+            },
+            Error::Conflict {
+                namespace: "n\r".into(),
+                key: key.clone(),
+                expected: 0,
+                actual: 1,
+                attempts: 1,
+            },
+            Error::io("open", PathBuf::from(&key), std::io::Error::other("x")),
+            Error::InvalidSnapshot {
+                line: 3,
+                column: None,
+                section: Some(key.clone()),
+                message: "bad".into(),
+            },
+            Error::Exhausted {
+                record: Some(("n".into(), key.clone())),
+                value: 7,
+            },
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(text.len() < 1_000, "{} bytes", text.len());
+            assert!(!text.chars().any(char::is_control), "{text}");
+            assert!(text.contains("a\\nb\\u{1b}[31m"), "{text}");
+        }
     }
 
     #[test]

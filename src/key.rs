@@ -24,7 +24,7 @@ pub(crate) fn validate(part: KeyPart, text: &str) -> Result<()> {
     };
     let reject = |reason: String| Error::InvalidKey {
         part,
-        value: shorten(text),
+        value: text.to_owned(),
         reason,
     };
     if text.is_empty() {
@@ -56,18 +56,6 @@ fn first_control(text: &str) -> Option<usize> {
         let c1 = b == 0xC2 && bytes.get(at + 1).is_some_and(|n| (0x80..=0x9F).contains(n));
         (b < 0x20 || b == 0x7F || c1).then_some(at)
     })
-}
-
-fn shorten(text: &str) -> String {
-    const SHOWN: usize = 64;
-    if text.len() <= SHOWN {
-        return text.to_owned();
-    }
-    let mut end = SHOWN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// Validates both parts and encodes them as one redb key.

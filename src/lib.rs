@@ -43,6 +43,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod access;
+mod counter;
 mod error;
 mod fs;
 mod key;
@@ -54,7 +55,8 @@ mod time;
 mod value;
 mod wire;
 
-pub use error::{Error, KeyPart, Result};
+pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
+pub use error::{Error, KeyPart, Result, Shown};
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
 pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};
@@ -63,7 +65,7 @@ pub use store::{
     Snapshot, Stats, Store, Tx, TxOutcome,
 };
 pub use time::{ParseTimestampError, Timestamp};
-pub use value::{MAX_VALUE_LEN, RawValue, Versioned};
+pub use value::{MAX_DEPTH, MAX_VALUE_LEN, RawValue, Versioned};
 
 pub mod backup;
 pub mod maintenance;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
+use crate::time::Clock;
 
 /// When a commit is acknowledged, and so what a crash can cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +185,7 @@ pub struct Options {
     pub(crate) serve: bool,
     pub(crate) remote: bool,
     pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) clock: Clock,
 }
 
 impl Default for Options {
@@ -202,6 +204,7 @@ impl Default for Options {
             serve: true,
             remote: true,
             fs: Arc::new(RealFs),
+            clock: Clock::default(),
         }
     }
 }
@@ -323,6 +326,17 @@ impl Options {
         self.fs = fs;
         self.serve = false;
         self.remote = false;
+        self
+    }
+
+    /// Takes commit times from `now` instead of the system clock (a clock
+    /// before 1970, one that jumps), for tests of what the store records.
+    #[cfg(feature = "testkit")]
+    pub fn clock(
+        mut self,
+        now: impl Fn() -> std::time::SystemTime + Send + Sync + 'static,
+    ) -> Self {
+        self.clock = Clock::fake(now);
         self
     }
 

@@ -4,14 +4,15 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shown};
 use crate::store::schema::Meta;
 use crate::time::Timestamp;
 
 /// Largest encoded value accepted, in bytes.
 pub const MAX_VALUE_LEN: usize = 16 << 20;
 
-/// Deepest nesting of arrays and maps accepted in a raw value.
+/// Deepest nesting of arrays and maps accepted in a raw value: 256 arrays or
+/// maps inside one another (an empty one counts) pass, 257 do not.
 pub const MAX_DEPTH: usize = 256;
 
 /// A value together with the metadata of the record that holds it.
@@ -180,10 +181,15 @@ pub(crate) fn check_msgpack(bytes: &[u8]) -> std::result::Result<(), String> {
         if string && std::str::from_utf8(body).is_err() {
             return Err(format!("the string at byte {start} is not valid UTF-8"));
         }
+        // An array or map opens a level, empty or not: with `levels.len() - 1`
+        // containers around it, this one is at depth `levels.len()`.
+        let container = matches!(marker, 0x80..=0x9f | 0xdc..=0xdf);
+        if container && levels.len() > MAX_DEPTH {
+            return Err(format!(
+                "the value nests deeper than {MAX_DEPTH} levels of arrays and maps"
+            ));
+        }
         if nested > 0 {
-            if levels.len() > MAX_DEPTH {
-                return Err(format!("the value nests deeper than {MAX_DEPTH} levels"));
-            }
             levels.push(nested);
         }
     }
@@ -214,7 +220,11 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
 pub(crate) fn check_len(namespace: &str, key: &str, len: usize) -> Result<()> {
     if len > MAX_VALUE_LEN {
         return Err(Error::TooLarge {
-            what: format!("the value for {namespace}/{key}"),
+            what: format!(
+                "the value for {}/{}",
+                Shown::new(namespace),
+                Shown::new(key)
+            ),
             size: len,
             limit: MAX_VALUE_LEN,
         });
@@ -277,9 +287,15 @@ mod tests {
         let mut deep = vec![0x91; 100_000];
         deep.push(0xc0);
         assert!(check_msgpack(&deep).is_err());
-        let mut ok = vec![0x91; MAX_DEPTH - 1];
-        ok.push(0xc0);
-        assert!(check_msgpack(&ok).is_ok());
+        // MAX_DEPTH arrays pass, whether the innermost holds a scalar or is
+        // empty; one more does not.
+        let around_nil = [vec![0x91; MAX_DEPTH], vec![0xc0]].concat();
+        let empty_inside = [vec![0x91; MAX_DEPTH - 1], vec![0x90]].concat();
+        for ok in [around_nil, empty_inside] {
+            assert!(check_msgpack(&ok).is_ok());
+            let deeper = [vec![0x91], ok].concat();
+            assert!(check_msgpack(&deeper).is_err());
+        }
         assert!(check_msgpack(&[0xa2, 0xff, 0xfe]).is_err());
         assert!(check_msgpack(&[0xc1]).is_err());
         assert!(check_msgpack(&[0x82, 0x01]).is_err());

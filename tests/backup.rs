@@ -616,3 +616,112 @@ fn a_backup_waits_for_another_backup_into_the_same_directory() {
     let store2 = Store::open(&restored, Options::default()).unwrap();
     assert_eq!(store2.get::<u64>("r", "k").unwrap().unwrap().value, 2);
 }
+
+/// Every file under `dir` of the simulated disk, with its size.
+fn sim_tree(fs: &statelog::testkit::sim::SimFs, dir: &Path) -> BTreeMap<String, u64> {
+    use statelog::testkit::{Fs, OpenMode};
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for name in fs.read_dir(&d).unwrap() {
+            let path = d.join(&name);
+            if fs.read_dir(&path).is_ok() {
+                stack.push(path);
+            } else {
+                let len = fs.open(&path, OpenMode::Read).unwrap().len().unwrap();
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, len);
+            }
+        }
+    }
+    out
+}
+
+/// What a backup's manifest lists: each file and its bytes.
+fn listed(fs: &statelog::testkit::sim::SimFs) -> BTreeMap<String, u64> {
+    let Ok(text) = fs.read_file(&Path::new(SIM_BACKUP).join("MANIFEST")) else {
+        return BTreeMap::new();
+    };
+    let manifest: Manifest = serde_json::from_slice(&text).unwrap();
+    let mut out: BTreeMap<String, u64> = manifest
+        .segments
+        .iter()
+        .map(|s| (s.file.clone(), s.bytes))
+        .collect();
+    if let Some(base) = &manifest.base {
+        out.insert(base.file.clone(), base.bytes);
+    }
+    out.insert("MANIFEST".to_owned(), text.len() as u64);
+    out
+}
+
+/// The class "a failed backup run leaves files behind": the disk fills up
+/// after every 256th byte a run may write, in a first run (writing the base)
+/// and an incremental one (new segments, and the rest of one copied before).
+/// Each failed run leaves the backup directory holding exactly what its
+/// manifest lists, at the listed sizes (before the first manifest: nothing but
+/// the lock file), so it takes no space the backup does not use; once there is
+/// space, the next run completes the backup.
+#[test]
+fn a_backup_run_that_fails_leaves_exactly_what_its_manifest_lists() {
+    use statelog::testkit::faults::FaultyFs;
+    use statelog::testkit::sim::SimFs;
+    let first = SimFs::new();
+    {
+        let store = Store::open(SIM_STORE, on_sim(&first)).unwrap();
+        write(&store, 1, 150);
+        store.close().unwrap();
+    }
+    let incremental = first.duplicate();
+    {
+        let store = Store::open(SIM_STORE, on_sim(&incremental)).unwrap();
+        store.backup(SIM_BACKUP).unwrap();
+        write(&store, 151, 300);
+        store.close().unwrap();
+    }
+    for (run, base) in [("first", &first), ("incremental", &incremental)] {
+        let mut failures = 0;
+        for budget in (0..).step_by(256) {
+            let fs = base.duplicate();
+            let faulty = FaultyFs::new(Arc::new(fs.clone()));
+            let options = on_sim(&fs).file_system(Arc::new(faulty.clone()));
+            let store = Store::open(SIM_STORE, options).unwrap();
+            let before = listed(&fs);
+            faulty.set_free_space(Some(budget));
+            let outcome = store.backup(SIM_BACKUP);
+            faulty.clear();
+            let Err(e) = outcome else {
+                drop(store);
+                assert_eq!(restore_sim(&fs).unwrap().0, store_revision(run), "{run}");
+                break;
+            };
+            failures += 1;
+            let mut left = sim_tree(&fs, Path::new(SIM_BACKUP));
+            left.remove("LOCK");
+            assert_eq!(
+                left,
+                listed(&fs),
+                "{run} run, disk full after {budget} bytes ({e}): files the manifest does not \
+                 list, or longer than listed"
+            );
+            assert_eq!(
+                listed(&fs),
+                before,
+                "{run} run, {budget} bytes: the manifest changed"
+            );
+            store.backup(SIM_BACKUP).unwrap();
+            drop(store);
+            assert_eq!(restore_sim(&fs).unwrap().0, store_revision(run), "{run}");
+            assert!(budget < 1 << 20, "{run}: the run never finished");
+        }
+        assert!(failures > 3, "{run}: {failures} failed runs");
+    }
+}
+
+fn store_revision(run: &str) -> u64 {
+    if run == "first" { 150 } else { 300 }
+}

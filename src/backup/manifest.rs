@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::counter::MAX_REVISION;
 use crate::error::{Error, Result};
 use crate::fs::{self, Fs};
 use crate::log::segment;
@@ -213,6 +214,16 @@ impl Manifest {
                 ),
             ));
         }
+        let highest = self.last_revision.max(previous.unwrap_or(0));
+        if highest > MAX_REVISION {
+            return Err(invalid(
+                path,
+                format!(
+                    "it names revision {highest}, beyond the highest a store reaches \
+                     ({MAX_REVISION})"
+                ),
+            ));
+        }
         parse_time(path, &self.last_time)?;
         Ok(())
     }
@@ -325,5 +336,22 @@ mod tests {
             m.validate(path),
             Err(Error::UnsupportedFormat { .. })
         ));
+    }
+
+    #[test]
+    fn revisions_beyond_the_ceiling_are_refused() {
+        let path = Path::new("MANIFEST");
+        let mut m = sample();
+        m.last_revision = u64::MAX;
+        let err = m.validate(path).unwrap_err().to_string();
+        assert!(err.contains("beyond the highest"), "{err}");
+        let mut m = sample();
+        m.segments.push(SegmentEntry {
+            file: segment_file(MAX_REVISION + 1),
+            first_revision: MAX_REVISION + 1,
+            bytes: 64,
+            crc32: 1,
+        });
+        assert!(m.validate(path).is_err());
     }
 }

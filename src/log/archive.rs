@@ -409,6 +409,33 @@ pub(crate) fn base_put(
     }
 }
 
+/// Takes back what an unfinished copy wrote: cuts `path` back to `keep` bytes
+/// (what a manifest lists of it), or removes it when it lists none, and syncs.
+/// A file that is not there is fine.
+pub(crate) fn take_back(fs: &dyn Fs, path: &Path, keep: Option<u64>) -> Result<()> {
+    if !fs
+        .exists(path)
+        .map_err(|e| Error::io("look for", path, e))?
+    {
+        return Ok(());
+    }
+    match keep {
+        None => fs
+            .remove_file(path)
+            .map_err(|e| Error::io("remove the unfinished copy", path, e)),
+        Some(len) => fs
+            .open(path, OpenMode::ReadWrite)
+            .and_then(|file| {
+                if file.len()? > len {
+                    file.set_len(len)?;
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::io("cut the unfinished copy", path, e)),
+    }
+}
+
 /// Moves `path` into the directory `aside` (created if missing), under its own
 /// name, and syncs both directories. Nothing is ever deleted.
 pub(crate) fn move_into(fs: &dyn Fs, path: &Path, aside: &Path) -> Result<PathBuf> {

@@ -23,6 +23,9 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::counter::{MAX_REVISION, MAX_VERSION};
+use crate::error::Shown;
+
 /// One commit, or one part of a commit that is split over several frames.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRecord<'a> {
@@ -174,6 +177,12 @@ impl LogRecord<'_> {
         if self.revision == 0 {
             return Err("revision 0 is never written".to_owned());
         }
+        if self.revision > MAX_REVISION {
+            return Err(format!(
+                "revision {} is beyond the highest a store reaches ({MAX_REVISION})",
+                self.revision
+            ));
+        }
         if self.ops.is_empty() && !self.more && !self.base {
             return Err("a commit without operations is never written".to_owned());
         }
@@ -189,30 +198,35 @@ impl LogRecord<'_> {
         for op in &self.ops {
             let (ns, key) = op.address();
             crate::key::encode(ns, key).map_err(|e| e.to_string())?;
-            match op {
+            let problem = match op {
                 LogOp::Put(p) => {
-                    if p.version == 0 {
-                        return Err(format!("put of {ns}/{key} with version 0"));
-                    }
                     let modified = p.modified.unwrap_or(self.revision);
-                    if p.created == 0 || p.created > modified || modified > self.revision {
-                        return Err(format!(
-                            "put of {ns}/{key} has revisions out of order (created {}, \
-                             modified {modified}, commit {})",
+                    if p.version == 0 || p.version > MAX_VERSION {
+                        Some(format!("version {}, outside 1 to {MAX_VERSION}", p.version))
+                    } else if p.created == 0 || p.created > modified || modified > self.revision {
+                        Some(format!(
+                            "revisions out of order (created {}, modified {modified}, commit {})",
                             p.created, self.revision
-                        ));
-                    }
-                    if !self.base && (p.modified.is_some() || p.updated.is_some()) {
-                        return Err(format!(
-                            "put of {ns}/{key} carries base metadata outside a base record"
-                        ));
-                    }
-                }
-                LogOp::Delete(d) => {
-                    if d.version == 0 {
-                        return Err(format!("delete of {ns}/{key} with version 0"));
+                        ))
+                    } else if !self.base && (p.modified.is_some() || p.updated.is_some()) {
+                        Some("base metadata outside a base record".to_owned())
+                    } else {
+                        None
                     }
                 }
+                LogOp::Delete(d) => (d.version == 0 || d.version > MAX_VERSION)
+                    .then(|| format!("version {}, outside 1 to {MAX_VERSION}", d.version)),
+            };
+            if let Some(problem) = problem {
+                let kind = match op {
+                    LogOp::Put(_) => "put",
+                    LogOp::Delete(_) => "delete",
+                };
+                return Err(format!(
+                    "{kind} of {}/{} with {problem}",
+                    Shown::new(ns),
+                    Shown::new(key)
+                ));
             }
         }
         Ok(())
@@ -308,6 +322,21 @@ mod tests {
         let mut r = sample();
         r.ops.clear();
         assert!(r.check().is_err());
+        let mut r = sample();
+        r.revision = u64::MAX;
+        assert!(r.check().unwrap_err().contains("beyond the highest"));
+        for version in [0, MAX_VERSION + 1, u64::MAX] {
+            let mut r = sample();
+            if let LogOp::Put(p) = &mut r.ops[0] {
+                p.version = version;
+            }
+            assert!(r.check().unwrap_err().contains("outside 1 to"), "{version}");
+            let mut r = sample();
+            if let LogOp::Delete(d) = &mut r.ops[1] {
+                d.version = version;
+            }
+            assert!(r.check().unwrap_err().contains("outside 1 to"), "{version}");
+        }
         let mut r = sample();
         if let LogOp::Put(p) = &mut r.ops[0] {
             p.key = "bad\nkey".into();

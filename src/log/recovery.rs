@@ -10,6 +10,11 @@
 //! warning is logged. If a valid frame follows the damage, the damage is in the
 //! middle of the log and opening fails with [`Error::Corrupt`]: nothing that may
 //! have been acknowledged is ever dropped silently.
+//!
+//! Two steps: [`scan`] reads and checks everything and changes nothing (`check`
+//! runs it too, on a copy of the state database, so that it finds whatever
+//! would keep the store from opening); [`finish`] then cuts a torn tail and
+//! positions the writer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,8 +57,6 @@ pub struct CutTail {
 pub(crate) struct Recovered {
     /// Positioned after the last complete commit.
     pub writer: LogWriter,
-    /// Revision of the last complete commit in the log.
-    pub last_revision: u64,
     /// Commits handed to the caller for replay.
     pub replayed: u64,
     /// The torn tail that was cut, if any.
@@ -67,19 +70,45 @@ pub(crate) struct WriterSettings {
     pub preallocate: u64,
 }
 
-/// Opens the log in `dir` for the store `store_id`, whose materialised state is at
-/// `checkpoint`. Every complete commit after it is passed to `apply`, in order.
-pub(crate) fn recover(
-    fs: Arc<dyn Fs>,
+/// What reading the log from a checkpoint found, before anything is changed:
+/// the checks of opening a store, without its writes.
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    /// The segments, checked.
+    segments: Vec<SegmentInfo>,
+    /// Where the complete commits end.
+    end: reader::LogEnd,
+    /// Commits handed to the caller.
+    pub replayed: u64,
+    /// A torn tail to cut: where it starts, the frame that failed, and why.
+    torn: Option<(u64, u64, String)>,
+}
+
+impl Scanned {
+    /// Revision of the last complete commit in the log.
+    pub(crate) fn last_revision(&self) -> u64 {
+        self.end.last_revision
+    }
+}
+
+/// Reads the log in `dir` of the store `store_id`, whose materialised state is
+/// at `checkpoint`, and passes every complete commit after it to `apply`, in
+/// order, with every check of opening a store: segment headers and links, the
+/// checkpoint inside the log, frames, revisions, and a damaged tail that is a
+/// torn write rather than damage inside the log. Changes nothing.
+///
+/// # Errors
+/// `Corrupt` (with what to do) for anything that keeps the store from opening;
+/// `Io`; what `apply` returns.
+pub(crate) fn scan(
+    fs: &dyn Fs,
     dir: &Path,
-    store_id: StoreId,
-    settings: WriterSettings,
+    store_id: &StoreId,
     checkpoint: Checkpoint,
     mut apply: impl FnMut(&[LogRecord<'_>], Position) -> Result<()>,
-) -> Result<Recovered> {
-    remove_temporaries(fs.as_ref(), dir)?;
-    let segments = catalog::list(fs.as_ref(), dir, &store_id).map_err(with_repair_hint)?;
-    let Some(last) = segments.last().cloned() else {
+) -> Result<Scanned> {
+    let segments = catalog::list(fs, dir, store_id).map_err(with_repair_hint)?;
+    let Some(last) = segments.last() else {
         if checkpoint.revision != 0 {
             return Err(Error::corrupt(
                 dir,
@@ -92,6 +121,86 @@ pub(crate) fn recover(
                 ),
             ));
         }
+        return Ok(Scanned {
+            segments,
+            end: reader::LogEnd {
+                last_revision: 0,
+                end: checkpoint.position,
+                tail: Tail::Clean,
+                stopped: false,
+            },
+            replayed: 0,
+            torn: None,
+        });
+    };
+    let start = start_of_replay(&segments, &checkpoint)?;
+    let mut replayed = 0;
+    let end = reader::read_commits(
+        fs,
+        &segments,
+        start,
+        checkpoint.revision,
+        |parts, position| {
+            apply(parts, position)?;
+            replayed += 1;
+            Ok(true)
+        },
+    )
+    .map_err(with_repair_hint)?;
+    let torn = match &end.tail {
+        Tail::Clean => None,
+        Tail::Damaged {
+            at,
+            damage_at,
+            problem,
+        } => {
+            let revision = end.last_revision + 1;
+            let file = fs
+                .open(&last.path, OpenMode::Read)
+                .map_err(|e| Error::io("open", &last.path, e))?;
+            if let Some(valid) =
+                reader::find_frame_after(file.as_ref(), &last.path, *damage_at, last.len, revision)?
+            {
+                return Err(Error::corrupt(
+                    &last.path,
+                    *damage_at,
+                    format!(
+                        "{problem}; a valid record written after revision {revision} was synced \
+                         follows at byte {valid}, so this is damage inside the log, not a torn \
+                         write; run `statelog check`, then `statelog repair` (it keeps the log \
+                         up to the damage and moves the rest aside) or restore a backup"
+                    ),
+                ));
+            }
+            Some((*at, *damage_at, problem.clone()))
+        }
+    };
+    Ok(Scanned {
+        segments,
+        end,
+        replayed,
+        torn,
+    })
+}
+
+/// Makes the log of a scan ready to append to: removes unfinished segments,
+/// cuts a torn tail (saving it beside the segment), and positions the writer
+/// after the last complete commit (starting the log if it has no segment).
+pub(crate) fn finish(
+    fs: Arc<dyn Fs>,
+    dir: &Path,
+    store_id: StoreId,
+    settings: WriterSettings,
+    scanned: Scanned,
+) -> Result<Recovered> {
+    remove_temporaries(fs.as_ref(), dir)?;
+    let Scanned {
+        segments,
+        end,
+        replayed,
+        torn,
+    } = scanned;
+    let Some(last) = segments.last().cloned() else {
         let writer = LogWriter::create(
             fs,
             dir,
@@ -102,39 +211,13 @@ pub(crate) fn recover(
         )?;
         return Ok(Recovered {
             writer,
-            last_revision: 0,
             replayed: 0,
             cut: None,
         });
     };
-    check_checkpoint_in_range(&segments, &checkpoint)?;
-    let mut replayed = 0;
-    let end = reader::read_commits(
-        fs.as_ref(),
-        &segments,
-        checkpoint.position,
-        checkpoint.revision,
-        |parts, position| {
-            apply(parts, position)?;
-            replayed += 1;
-            Ok(true)
-        },
-    )
-    .map_err(with_repair_hint)?;
-    let cut = match end.tail {
-        Tail::Clean => None,
-        Tail::Damaged {
-            at,
-            damage_at,
-            problem,
-        } => Some(cut_torn_tail(
-            fs.as_ref(),
-            &last,
-            at,
-            damage_at,
-            end.last_revision + 1,
-            problem,
-        )?),
+    let cut = match torn {
+        None => None,
+        Some((at, _, problem)) => Some(cut_torn_tail(fs.as_ref(), &last, at, problem)?),
     };
     let resume = Resume {
         path: last.path.clone(),
@@ -156,7 +239,6 @@ pub(crate) fn recover(
     )?;
     Ok(Recovered {
         writer,
-        last_revision: end.last_revision,
         replayed,
         cut,
     })
@@ -202,6 +284,29 @@ fn remove_temporaries(fs: &dyn Fs, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where replay starts: the checkpoint's position, which must lie inside the
+/// log as it is now. A state at revision 0 is empty, and the whole log applies
+/// to it from its first segment, whatever that is named: a snapshot restored
+/// into an empty store replaces the store's empty first segment with one named
+/// for the snapshot's revision, and a crash before the state database's next
+/// checkpoint leaves the checkpoint at revision 0 naming the old one.
+pub(crate) fn start_of_replay(
+    segments: &[SegmentInfo],
+    checkpoint: &Checkpoint,
+) -> Result<Position> {
+    if checkpoint.revision == 0
+        && let Some(first) = segments.first()
+        && first.previous == 0
+    {
+        return Ok(Position {
+            segment: first.first_revision,
+            offset: segment::SEGMENT_HEADER_LEN as u64,
+        });
+    }
+    check_checkpoint_in_range(segments, checkpoint)?;
+    Ok(checkpoint.position)
+}
+
 /// The checkpoint's position must lie inside the log as it is now.
 fn check_checkpoint_in_range(segments: &[SegmentInfo], checkpoint: &Checkpoint) -> Result<()> {
     if checkpoint.revision == 0 && checkpoint.position.segment == 0 {
@@ -242,31 +347,10 @@ fn check_checkpoint_in_range(segments: &[SegmentInfo], checkpoint: &Checkpoint) 
     Ok(())
 }
 
-fn cut_torn_tail(
-    fs: &dyn Fs,
-    last: &SegmentInfo,
-    at: u64,
-    damage_at: u64,
-    revision: u64,
-    problem: String,
-) -> Result<CutTail> {
+fn cut_torn_tail(fs: &dyn Fs, last: &SegmentInfo, at: u64, problem: String) -> Result<CutTail> {
     let file = fs
         .open(&last.path, OpenMode::ReadWrite)
         .map_err(|e| Error::io("open", &last.path, e))?;
-    if let Some(valid) =
-        reader::find_frame_after(file.as_ref(), &last.path, damage_at, last.len, revision)?
-    {
-        return Err(Error::corrupt(
-            &last.path,
-            damage_at,
-            format!(
-                "{problem}; a valid record written after revision {revision} was synced follows \
-                 at byte {valid}, so this is damage inside the log, not a torn write; run \
-                 `statelog check`, then `statelog repair` (it keeps the log up to the damage \
-                 and moves the rest aside) or restore a backup"
-            ),
-        ));
-    }
     let data_end = reader::data_end(file.as_ref(), &last.path, at, last.len)?.max(at);
     let len = usize::try_from(data_end - at).unwrap_or(usize::MAX);
     let mut cut = vec![0u8; len];

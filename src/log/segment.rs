@@ -24,6 +24,8 @@
 //! the end of its last frame; the active one may continue with zero bytes
 //! (preallocated space).
 
+use crate::counter::MAX_REVISION;
+
 /// Identifies a segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SLOGSEG\0";
 /// The log format this build writes and reads.
@@ -70,6 +72,14 @@ pub enum HeaderProblem {
     Format(u32),
     /// The reserved bytes are not zero.
     Reserved,
+    /// The first revision is 0 or beyond the highest a store reaches, or the
+    /// previous segment's is not below it.
+    Revisions {
+        /// The first revision the header names.
+        first: u64,
+        /// The previous segment's first revision it names.
+        previous: u64,
+    },
 }
 
 impl HeaderProblem {
@@ -90,6 +100,10 @@ impl HeaderProblem {
             HeaderProblem::Reserved => {
                 "the segment header's reserved bytes are not zero".to_owned()
             }
+            HeaderProblem::Revisions { first, previous } => format!(
+                "the segment header names first revision {first} and previous segment {previous}; \
+                 a segment starts at a revision from 1 to {MAX_REVISION}, after its predecessor's"
+            ),
         }
     }
 }
@@ -127,11 +141,16 @@ impl SegmentHeader {
         if head[RESERVED_AT..].iter().any(|b| *b != 0) {
             return Err(HeaderProblem::Reserved);
         }
+        let first = u64::from_le_bytes(take(head, FIRST_REV_AT));
+        let previous = u64::from_le_bytes(take(head, PREVIOUS_AT));
+        if first == 0 || first > MAX_REVISION || previous >= first {
+            return Err(HeaderProblem::Revisions { first, previous });
+        }
         Ok(SegmentHeader {
             format,
             store_id: take(head, STORE_ID_AT),
-            first_revision: u64::from_le_bytes(take(head, FIRST_REV_AT)),
-            previous: u64::from_le_bytes(take(head, PREVIOUS_AT)),
+            first_revision: first,
+            previous,
         })
     }
 }
@@ -201,6 +220,20 @@ mod tests {
             SegmentHeader::decode(&[0; 10]),
             Err(HeaderProblem::Truncated(10))
         );
+    }
+
+    #[test]
+    fn revisions_out_of_range_are_refused() {
+        for (first, previous) in [(0, 0), (MAX_REVISION + 1, 0), (u64::MAX, 7), (5, 5), (5, 9)] {
+            let mut h = header();
+            h.first_revision = first;
+            h.previous = previous;
+            let err = SegmentHeader::decode(&h.encode()).unwrap_err();
+            assert_eq!(err, HeaderProblem::Revisions { first, previous });
+        }
+        let mut h = header();
+        h.first_revision = MAX_REVISION;
+        assert!(SegmentHeader::decode(&h.encode()).is_ok());
     }
 
     #[test]

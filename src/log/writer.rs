@@ -238,36 +238,50 @@ impl LogWriter {
         Ok(())
     }
 
-    /// For the first commit of a restored store, whose revision is chosen by the
-    /// snapshot: renames the (empty) first segment for that revision.
-    pub(crate) fn restart_at(&mut self, revision: u64) -> Result<()> {
+    /// Writes the first commit of a restored store, whose revision the snapshot
+    /// chooses: `frames` (the whole base commit at `revision`) become the log's
+    /// first segment, named for `revision`, in place of the empty one. Durable
+    /// when it returns; returns the position after the frames.
+    ///
+    /// IMPORTANT: atomic across a crash at any point. The new segment is
+    /// written and synced under its temporary name with the frames already in
+    /// it; the empty segment is removed (directory synced); then the new one is
+    /// renamed into place (directory synced). A crash before the rename leaves
+    /// an empty log (recovery removes the temporary file and starts the log
+    /// again at revision 1): the empty store. After it, the log holds the whole
+    /// base, and recovery replays it onto the empty state (a state at revision
+    /// 0 takes the log from its first segment, whatever it is named).
+    pub(crate) fn restart_with(&mut self, revision: u64, frames: &[u8]) -> Result<Position> {
         if self.active.has_commits || self.last_revision != 0 {
             return Err(Error::NotEmpty {
                 revision: self.last_revision,
             });
         }
         if self.active.first_revision == revision {
-            return Ok(());
+            self.reserve(frames.len(), revision)?;
+            let end = self.write(frames, revision)?;
+            self.sync()?;
+            return Ok(end);
         }
-        let old = self.active.path.clone();
-        let next = create_segment(
-            self.fs.as_ref(),
+        let fs = Arc::clone(&self.fs);
+        let staged = write_segment(
+            fs.as_ref(),
             &self.dir,
             &self.store_id,
             revision,
             0,
             self.preallocate,
+            frames,
         )?;
-        self.active = next;
-        self.fs
-            .remove_file(&old)
+        let old = self.active.path.clone();
+        fs.remove_file(&old)
             .map_err(|e| Error::io("remove the empty log segment", &old, e))?;
-        self.fs
-            .sync_dir(&self.dir)
+        fs.sync_dir(&self.dir)
             .map_err(|e| Error::io("sync the log directory", &self.dir, e))?;
-        self.last_revision = revision - 1;
-        self.synced = self.last_revision;
-        Ok(())
+        self.active = install_segment(fs.as_ref(), &self.dir, staged)?;
+        self.last_revision = revision;
+        self.synced = revision;
+        Ok(self.position())
     }
 
     fn rotate(&mut self, next_revision: u64) -> Result<()> {
@@ -316,6 +330,12 @@ fn zero_fill(file: &dyn FileHandle, from: u64, to: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A segment written and synced under its temporary name, not yet in place.
+struct Staged {
+    tmp: PathBuf,
+    active: Active,
+}
+
 /// Creates a segment: header written and synced under a temporary name, renamed
 /// into place, directory synced.
 fn create_segment(
@@ -326,6 +346,29 @@ fn create_segment(
     previous: u64,
     preallocate: u64,
 ) -> Result<Active> {
+    let staged = write_segment(
+        fs,
+        dir,
+        store_id,
+        first_revision,
+        previous,
+        preallocate,
+        &[],
+    )?;
+    install_segment(fs, dir, staged)
+}
+
+/// Writes a segment under its temporary name: the header, then `frames` (whole
+/// commits), then preallocated zeros; synced.
+fn write_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    store_id: &StoreId,
+    first_revision: u64,
+    previous: u64,
+    preallocate: u64,
+    frames: &[u8],
+) -> Result<Staged> {
     let path = dir.join(segment::file_name(first_revision));
     let tmp = dir.join(format!("{}.tmp", segment::file_name(first_revision)));
     let header = SegmentHeader {
@@ -341,26 +384,37 @@ fn create_segment(
     let file = fs
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| Error::io("create the log segment", &tmp, e))?;
+    let end = SEGMENT_HEADER_LEN as u64 + frames.len() as u64;
     let allocated = if preallocate > 0 {
-        preallocate.max(SEGMENT_HEADER_LEN as u64)
+        preallocate.max(end)
     } else {
-        SEGMENT_HEADER_LEN as u64
+        end
     };
-    zero_fill(file.as_ref(), SEGMENT_HEADER_LEN as u64, allocated)
+    zero_fill(file.as_ref(), end, allocated)
+        .and_then(|()| fs::write_all_at(file.as_ref(), frames, SEGMENT_HEADER_LEN as u64))
         .and_then(|()| fs::write_all_at(file.as_ref(), &header.encode(), 0))
         .and_then(|()| file.sync_data())
         .map_err(|e| Error::io("write the log segment", &tmp, e))?;
-    fs.rename(&tmp, &path)
+    Ok(Staged {
+        tmp,
+        active: Active {
+            first_revision,
+            path,
+            file,
+            end,
+            allocated,
+            has_commits: !frames.is_empty(),
+            unsynced_from: None,
+        },
+    })
+}
+
+/// Renames a staged segment into place and syncs the directory.
+fn install_segment(fs: &dyn Fs, dir: &Path, staged: Staged) -> Result<Active> {
+    let Staged { tmp, active } = staged;
+    fs.rename(&tmp, &active.path)
         .map_err(|e| Error::io("rename the new log segment", &tmp, e))?;
     fs.sync_dir(dir)
         .map_err(|e| Error::io("sync the log directory", dir, e))?;
-    Ok(Active {
-        first_revision,
-        path,
-        file,
-        end: SEGMENT_HEADER_LEN as u64,
-        allocated,
-        has_commits: false,
-        unsynced_from: None,
-    })
+    Ok(active)
 }

@@ -4,7 +4,9 @@
 //! For a store (under its lock, so no writer runs meanwhile):
 //! - the state database: copied to a scratch directory, opened there and put
 //!   through redb's integrity check (which may write, so never on the store's
-//!   own file); its store id and checkpoint;
+//!   own file); its store id and checkpoint. A copy that fails it is not read
+//!   further (redb may panic on pages it has not verified), and reading one
+//!   that passed runs with redb's panics contained and reported as damage;
 //! - the log: every frame of every segment from the first (not only after the
 //!   checkpoint), the segment headers and their back-links, and the revisions
 //!   running on without a gap (`log::survey`);
@@ -13,7 +15,10 @@
 //!   then both walked in key order with a digest per namespace. When log
 //!   retention removed the log's start, the keys the remaining log wrote are
 //!   compared instead (and records the state says were written since), and
-//!   the report says how much that covered.
+//!   the report says how much that covered;
+//! - whether the store opens: open's own checks and replay
+//!   (`open::replay_log`), run on the copy, so that check never passes a store
+//!   that open refuses.
 //!
 //! For a backup: the manifest and every file's size and CRC-32, headers,
 //! revisions from the base to the end, and a trial restore into a scratch
@@ -36,8 +41,8 @@ use crate::log::survey::{self, Survey};
 use crate::options::Options;
 use crate::store::inspect::{self, Comparison};
 use crate::store::open::{self, DB_FILE, ID_FILE, LOG_DIR};
-use crate::store::rebuild;
 use crate::store::schema::Applied;
+use crate::store::{contain_panic, rebuild};
 use crate::time::Timestamp;
 
 /// Options of [`check`].
@@ -273,6 +278,9 @@ pub(crate) struct Inspection {
     pub position_ok: bool,
     /// Where the checkpoint's revision ends in the log, when found.
     pub position_in_log: Option<crate::log::Position>,
+    /// Why the store would not open as it is, when its state database is
+    /// healthy (open's checks and replay, run on the copy).
+    pub does_not_open: Option<String>,
 }
 
 fn hex64(v: u64) -> String {
@@ -343,6 +351,7 @@ pub(crate) fn inspect_store(
     let mut state = None;
     let mut position_ok = true;
     let mut position_in_log = None;
+    let mut does_not_open = None;
     let exists = fs
         .exists(&db_path)
         .map_err(|e| Error::io("look for", &db_path, e))?;
@@ -393,197 +402,213 @@ pub(crate) fn inspect_store(
                 action: repair_hint.to_owned(),
             });
         }
-        if let (Some(db), Some(applied)) = (&copy.db, copy.applied) {
-            let healthy = matches!(db_state, DbState::Missing);
-            let mut comparison = None;
-            let compared = if !compare_state {
-                Compared::NotCompared {
-                    reason: "not asked for".to_owned(),
-                }
-            } else if applied.revision > last {
-                problems.push(Problem {
-                    file: Some(db_path.clone()),
-                    offset: None,
-                    namespace: None,
-                    what: format!(
-                        "the state database's checkpoint is at revision {}, but the intact log \
-                         ends at revision {last}",
-                        applied.revision
-                    ),
-                    action: "`statelog repair` re-bases the log on the state database (a new \
-                             base segment at its revision; the old log is moved aside)"
-                        .to_owned(),
-                });
-                Compared::NotCompared {
-                    reason: format!(
-                        "the log ends before the checkpoint (revision {})",
-                        applied.revision
-                    ),
-                }
-            } else if survey.complete {
-                let rebuilt_path = scratch.path().join("rebuilt.redb");
-                match rebuild::replay_into_new(
-                    fs,
-                    &rebuilt_path,
-                    store_id,
-                    options,
-                    &survey.chain,
-                    survey.start_previous,
-                    applied.revision,
-                ) {
-                    Ok(rebuilt) => {
-                        position_in_log = Some(rebuilt.position);
-                        if applied.revision > 0 && rebuilt.position != applied.position {
+        let healthy = matches!(db_state, DbState::Missing);
+        if let (Some(applied), false) = (copy.applied, healthy) {
+            // Its pages are not walked: redb trusts what it reads, and may panic.
+            let compared = Compared::NotCompared {
+                reason: "the state database is damaged".to_owned(),
+            };
+            state = Some(state_report(applied, integrity.clone(), compared, None));
+        }
+        if let (Some(db), Some(applied), true) = (&copy.db, copy.applied, healthy) {
+            let (problems_before, notes_before) = (problems.len(), notes.len());
+            let walked = contain_panic(|| -> Result<()> {
+                let mut comparison = None;
+                let compared = if !compare_state {
+                    Compared::NotCompared {
+                        reason: "not asked for".to_owned(),
+                    }
+                } else if applied.revision > last {
+                    problems.push(Problem {
+                        file: Some(db_path.clone()),
+                        offset: None,
+                        namespace: None,
+                        what: format!(
+                            "the state database's checkpoint is at revision {}, but the intact log \
+                             ends at revision {last}",
+                            applied.revision
+                        ),
+                        action: "`statelog repair` re-bases the log on the state database (a new \
+                                 base segment at its revision; the old log is moved aside)"
+                            .to_owned(),
+                    });
+                    Compared::NotCompared {
+                        reason: format!(
+                            "the log ends before the checkpoint (revision {})",
+                            applied.revision
+                        ),
+                    }
+                } else if survey.complete {
+                    let rebuilt_path = scratch.path().join("rebuilt.redb");
+                    match rebuild::replay_into_new(
+                        fs,
+                        &rebuilt_path,
+                        store_id,
+                        options,
+                        &survey.chain,
+                        survey.start_previous,
+                        applied.revision,
+                    ) {
+                        Ok(rebuilt) => {
+                            position_in_log = Some(rebuilt.position);
+                            if applied.revision > 0 && rebuilt.position != applied.position {
+                                position_ok = false;
+                                problems.push(Problem {
+                                    file: Some(db_path.clone()),
+                                    offset: None,
+                                    namespace: None,
+                                    what: format!(
+                                        "the checkpoint says revision {} ends at byte {} of segment \
+                                         {}, but in the log it ends at byte {} of segment {}",
+                                        applied.revision,
+                                        applied.position.offset,
+                                        applied.position.segment,
+                                        rebuilt.position.offset,
+                                        rebuilt.position.segment
+                                    ),
+                                    action: "`statelog repair` points the checkpoint at the log"
+                                        .to_owned(),
+                                });
+                            }
+                            {
+                                let rebuilt_db = rebuild::open_db(fs, &rebuilt_path, options)?;
+                                comparison = Some(inspect::compare_full(
+                                    db,
+                                    &copy_path,
+                                    &rebuilt_db,
+                                    &rebuilt_path,
+                                )?);
+                            }
+                            // The commits after the checkpoint must replay onto it.
+                            if last > applied.revision
+                                && let Err(e) = rebuild::replay_continue(
+                                    fs,
+                                    &rebuilt_path,
+                                    options,
+                                    &survey.chain,
+                                    rebuilt,
+                                    last,
+                                )
+                            {
+                                problems.push(Problem {
+                                    file: Some(log_dir.clone()),
+                                    offset: None,
+                                    namespace: None,
+                                    what: format!(
+                                        "the log after the checkpoint (revision {}) does not replay \
+                                         onto it: {e}",
+                                        applied.revision
+                                    ),
+                                    action: "the log contradicts itself: restore a backup".to_owned(),
+                                });
+                            }
+                            Compared::Full {
+                                revision: applied.revision,
+                            }
+                        }
+                        Err(e) => {
+                            problems.push(Problem {
+                                file: Some(log_dir.clone()),
+                                offset: None,
+                                namespace: None,
+                                what: format!(
+                                    "replaying the log from its start does not work: {}",
+                                    e
+                                ),
+                                action: "the log contradicts itself: restore a backup".to_owned(),
+                            });
+                            Compared::NotCompared {
+                                reason: "the log does not replay".to_owned(),
+                            }
+                        }
+                    }
+                } else {
+                    let from = survey.start_previous + 1;
+                    if applied.revision < survey.start_previous {
+                        Compared::NotCompared {
+                            reason: format!(
+                                "the log starts at revision {from}, after the checkpoint at {}",
+                                applied.revision
+                            ),
+                        }
+                    } else {
+                        let touched_path = scratch.path().join("touched.redb");
+                        let (touched, position) = inspect::fold_partial(
+                            fs,
+                            &touched_path,
+                            store_id,
+                            options,
+                            &survey.chain,
+                            survey.start_previous,
+                            applied.revision,
+                        )?;
+                        position_in_log = position;
+                        if let Some(position) = position
+                            && position != applied.position
+                        {
                             position_ok = false;
                             problems.push(Problem {
                                 file: Some(db_path.clone()),
                                 offset: None,
                                 namespace: None,
                                 what: format!(
-                                    "the checkpoint says revision {} ends at byte {} of segment \
-                                     {}, but in the log it ends at byte {} of segment {}",
+                                    "the checkpoint says revision {} ends at byte {} of segment {}, \
+                                     but in the log it ends at byte {} of segment {}",
                                     applied.revision,
                                     applied.position.offset,
                                     applied.position.segment,
-                                    rebuilt.position.offset,
-                                    rebuilt.position.segment
+                                    position.offset,
+                                    position.segment
                                 ),
-                                action: "`statelog repair` points the checkpoint at the log"
-                                    .to_owned(),
+                                action: "`statelog repair` points the checkpoint at the log".to_owned(),
                             });
                         }
-                        {
-                            let rebuilt_db = rebuild::open_db(fs, &rebuilt_path, options)?;
-                            comparison = Some(inspect::compare_full(
-                                db,
-                                &copy_path,
-                                &rebuilt_db,
-                                &rebuilt_path,
-                            )?);
-                        }
-                        // The commits after the checkpoint must replay onto it.
-                        if last > applied.revision
-                            && let Err(e) = rebuild::replay_continue(
-                                fs,
-                                &rebuilt_path,
-                                options,
-                                &survey.chain,
-                                rebuilt,
-                                last,
-                            )
-                        {
-                            problems.push(Problem {
-                                file: Some(log_dir.clone()),
-                                offset: None,
-                                namespace: None,
-                                what: format!(
-                                    "the log after the checkpoint (revision {}) does not replay \
-                                     onto it: {e}",
-                                    applied.revision
-                                ),
-                                action: "the log contradicts itself: restore a backup".to_owned(),
-                            });
-                        }
-                        Compared::Full {
+                        let c = inspect::compare_partial(
+                            db,
+                            &copy_path,
+                            &touched,
+                            &touched_path,
+                            from,
+                        )?;
+                        let verified = c.verified;
+                        let total: u64 = c.state.iter().map(|n| n.records).sum();
+                        notes.push(format!(
+                            "the log starts at revision {from} (log retention removed older \
+                             segments): {verified} of {total} records were written since and \
+                             checked against it; older records can only be checked against a \
+                             backup"
+                        ));
+                        comparison = Some(c);
+                        Compared::Partial {
+                            from_revision: from,
                             revision: applied.revision,
+                            verified,
                         }
                     }
-                    Err(e) => {
-                        problems.push(Problem {
-                            file: Some(log_dir.clone()),
-                            offset: None,
-                            namespace: None,
-                            what: format!("replaying the log from its start does not work: {}", e),
-                            action: "the log contradicts itself: restore a backup".to_owned(),
-                        });
-                        Compared::NotCompared {
-                            reason: "the log does not replay".to_owned(),
-                        }
-                    }
+                };
+                if comparison.is_none() {
+                    // Not compared: the state's own digests, for the report.
+                    let own = inspect::compare_full(db, &copy_path, db, &copy_path)?;
+                    comparison = Some(inspect::Comparison {
+                        rebuilt: Vec::new(),
+                        ..own
+                    });
                 }
-            } else {
-                let from = survey.start_previous + 1;
-                if applied.revision < survey.start_previous {
-                    Compared::NotCompared {
-                        reason: format!(
-                            "the log starts at revision {from}, after the checkpoint at {}",
-                            applied.revision
-                        ),
-                    }
-                } else {
-                    let touched_path = scratch.path().join("touched.redb");
-                    let (touched, position) = inspect::fold_partial(
-                        fs,
-                        &touched_path,
-                        store_id,
-                        options,
-                        &survey.chain,
-                        survey.start_previous,
-                        applied.revision,
-                    )?;
-                    position_in_log = position;
-                    if let Some(position) = position
-                        && position != applied.position
-                    {
-                        position_ok = false;
-                        problems.push(Problem {
-                            file: Some(db_path.clone()),
-                            offset: None,
-                            namespace: None,
-                            what: format!(
-                                "the checkpoint says revision {} ends at byte {} of segment {}, \
-                                 but in the log it ends at byte {} of segment {}",
-                                applied.revision,
-                                applied.position.offset,
-                                applied.position.segment,
-                                position.offset,
-                                position.segment
-                            ),
-                            action: "`statelog repair` points the checkpoint at the log".to_owned(),
-                        });
-                    }
-                    let c =
-                        inspect::compare_partial(db, &copy_path, &touched, &touched_path, from)?;
-                    let verified = c.verified;
-                    let total: u64 = c.state.iter().map(|n| n.records).sum();
+                let mut matches = true;
+                if let Some(c) = &comparison
+                    && !c.differing.is_empty()
+                {
+                    matches = false;
+                    difference_problems(&db_path, c, survey.complete, &mut problems);
+                }
+                if last > applied.revision {
                     notes.push(format!(
-                        "the log starts at revision {from} (log retention removed older \
-                         segments): {verified} of {total} records were written since and \
-                         checked against it; older records can only be checked against a \
-                         backup"
+                        "{} commits after the checkpoint (revisions {} to {last}) are replayed at \
+                         the next open",
+                        last - applied.revision,
+                        applied.revision + 1
                     ));
-                    comparison = Some(c);
-                    Compared::Partial {
-                        from_revision: from,
-                        revision: applied.revision,
-                        verified,
-                    }
                 }
-            };
-            if comparison.is_none() {
-                // Not compared: the state's own digests, for the report.
-                let own = inspect::compare_full(db, &copy_path, db, &copy_path)?;
-                comparison = Some(inspect::Comparison {
-                    rebuilt: Vec::new(),
-                    ..own
-                });
-            }
-            let mut matches = true;
-            if let Some(c) = &comparison
-                && !c.differing.is_empty()
-            {
-                matches = false;
-                difference_problems(&db_path, c, survey.complete, &mut problems);
-            }
-            if last > applied.revision {
-                notes.push(format!(
-                    "{} commits after the checkpoint (revisions {} to {last}) are replayed at \
-                     the next open",
-                    last - applied.revision,
-                    applied.revision + 1
-                ));
-            }
-            if healthy {
                 db_state = DbState::Healthy { applied, matches };
                 if applied.revision > last
                     && let Some(index) = damage_problem
@@ -596,8 +621,57 @@ pub(crate) fn inspect_store(
                         applied.revision
                     );
                 }
+                state = Some(state_report(
+                    applied,
+                    integrity.clone(),
+                    compared,
+                    comparison,
+                ));
+                Ok(())
+            });
+            match walked {
+                Ok(walked) => walked?,
+                Err(panicked) => {
+                    // Damage its checksums did not show: reported like theirs.
+                    problems.truncate(problems_before);
+                    notes.truncate(notes_before);
+                    problems.push(Problem {
+                        file: Some(db_path.clone()),
+                        offset: None,
+                        namespace: None,
+                        what: format!("the state database is damaged: {panicked}"),
+                        action: repair_hint.to_owned(),
+                    });
+                    let compared = Compared::NotCompared {
+                        reason: "the state database is damaged".to_owned(),
+                    };
+                    let outcome = IntegrityOutcome::Failed(panicked.clone());
+                    state = Some(state_report(applied, outcome, compared, None));
+                    db_state = DbState::Damaged(panicked);
+                }
             }
-            state = Some(state_report(applied, integrity, compared, comparison));
+        }
+        // Whatever else keeps the store from opening: open's own checks and
+        // replay, run on the copy.
+        if let (DbState::Healthy { .. }, Some(db)) = (&db_state, &copy.db) {
+            let trial = contain_panic(|| open::replay_log(fs, db, &copy_path, &log_dir, store_id));
+            let failed = match trial {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(panicked) => Some(panicked),
+            };
+            if let Some(why) = failed {
+                if problems.is_empty() {
+                    problems.push(Problem {
+                        file: Some(path.to_owned()),
+                        offset: None,
+                        namespace: None,
+                        what: format!("the store does not open: {why}"),
+                        action: repair_hint.to_owned(),
+                    });
+                }
+                does_not_open = Some(why);
+            }
         }
     }
     let report = CheckReport {
@@ -616,6 +690,7 @@ pub(crate) fn inspect_store(
         db: db_state,
         position_ok,
         position_in_log,
+        does_not_open,
     })
 }
 

@@ -17,9 +17,9 @@ use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
 use crate::log::archive;
 use crate::options::Options;
-use crate::store::db_error;
 use crate::store::open::{self, DB_FILE, LOG_DIR};
 use crate::store::rebuild;
+use crate::store::{contain_panic, db_error};
 
 /// What [`compact`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,8 +66,10 @@ pub fn compact(path: impl AsRef<Path>, options: &Options) -> Result<CompactRepor
     store.close()?;
 
     let _lock = open::take_lock(&fs, path, &options)?;
-    {
-        let mut db = rebuild::open_db(&fs, &db_path, &options)?;
+    let mut db = rebuild::open_db(&fs, &db_path, &options)?;
+    // Compaction reads every page; on damage the open did not see, redb may
+    // panic: an error naming the file, like any other damage.
+    let compacted = contain_panic(|| -> Result<()> {
         // Each pass moves what it can; redb says when nothing more moved.
         for _ in 0..8 {
             match db.compact() {
@@ -79,6 +81,19 @@ pub fn compact(path: impl AsRef<Path>, options: &Options) -> Result<CompactRepor
                     ));
                 }
             }
+        }
+        drop(db);
+        Ok(())
+    });
+    match compacted {
+        Ok(done) => done?,
+        Err(panicked) => {
+            return Err(Error::Database {
+                op: "compact the state database",
+                path: path.join(DB_FILE),
+                hint: "the file is damaged; run `statelog check`, then `statelog repair`",
+                source: panicked.into(),
+            });
         }
     }
     let state_bytes_after = archive::file_len(&fs, &db_path)?;

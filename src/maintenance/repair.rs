@@ -8,6 +8,7 @@
 //! | healthy, its checkpoint within the intact log | damaged | keeps the log up to the last intact commit, moves the rest aside; the next open replays up to there |
 //! | healthy, its checkpoint after the intact log (the log before the checkpoint is damaged or lost) | any | re-bases the log on the state database: a new base segment at its checkpoint revision, then the old log's commits after the checkpoint as far as they are intact; the old log is moved aside (the newer state is kept rather than thrown away) |
 //! | healthy | intact, but the checkpoint's position does not match it | points the checkpoint at the log |
+//! | healthy, nothing above found, but the store does not open (check's trial of open) | reaches back to revision 1 or a base | moves the state database aside and rebuilds it by replaying the log |
 //! | missing, unreadable, failing its integrity check, or differing from the log | reaches back to revision 1 or a base | cuts a damaged log as above, moves the state database aside, rebuilds it by replaying the log |
 //! | as above | does not reach back (log retention removed its start) | nothing: restore a backup |
 //!
@@ -213,6 +214,26 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
                          the log has it",
                         applied.revision, position.offset, position.segment
                     ));
+                } else if let Some(why) = &inspection.does_not_open {
+                    // Nothing more specific was found: the log is whole, and a
+                    // state rebuilt from all of it leaves open nothing to replay.
+                    let found = DbState::Unusable(format!("the store did not open with it: {why}"));
+                    if survey.complete {
+                        rebuild_state(fs, path, &store_id, &tool, &found, &aside, &mut report)?;
+                    } else {
+                        report.unrepaired.push(Problem {
+                            file: Some(path.to_owned()),
+                            offset: None,
+                            namespace: None,
+                            what: format!(
+                                "the store does not open ({why}), and the log starts at revision \
+                                 {} (log retention removed its start), so the state cannot be \
+                                 rebuilt from the log",
+                                survey.start_previous + 1
+                            ),
+                            action: "restore a backup (`statelog restore`)".to_owned(),
+                        });
+                    }
                 }
             }
             damaged => {

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io::Read;
 
-use super::{Columns, Format, Header, Parsed, Progress, SnapshotRecord, adapter};
-use crate::error::{Error, KeyPart, Result};
+use super::{
+    Columns, Format, Header, Parsed, Progress, SnapshotRecord, adapter, without_byte_order_mark,
+};
+use crate::error::{Error, KeyPart, Result, Shown};
 use crate::key;
 use crate::store::{Meta, RestoreRecord, Store};
 
@@ -122,10 +124,11 @@ pub fn read(input: impl Read, format: Format) -> Result<(Header, Vec<SnapshotRec
 }
 
 pub(crate) fn read_checked(
-    mut input: impl Read,
+    input: impl Read,
     format: Format,
     progress: Option<&Progress>,
 ) -> Result<Checked> {
+    let mut input = without_byte_order_mark(input)?;
     let adapter = adapter(format, &Columns::Auto);
     let mut records: Vec<Parsed> = Vec::new();
     let mut seen: HashMap<(String, String), u64> = HashMap::new();
@@ -138,8 +141,8 @@ pub(crate) fn read_checked(
             Entry::Occupied(first) => {
                 return Err(parsed.at.error(format!(
                     "the record {}/{} appears twice (first at line {}); keep one of them",
-                    r.namespace,
-                    r.key,
+                    Shown::new(&r.namespace),
+                    Shown::new(&r.key),
                     first.get()
                 )));
             }
@@ -182,7 +185,9 @@ fn check_meta(meta: &Meta, revision: u64) -> std::result::Result<(), String> {
 ///
 /// The whole input is read and checked before anything is written; then all
 /// records commit in one commit, or none do. See [`ImportMode`] for what each
-/// mode writes.
+/// mode writes. The store stays open (and, across processes, locked) while
+/// the input is read: to read slow input (a pipe) before opening the store,
+/// use [`check_import`] and then [`import_checked`].
 ///
 /// ```
 /// use statelog::snapshot::{self, ExportOptions, Format, ImportMode, ImportOptions};
@@ -214,13 +219,90 @@ pub fn import(store: &Store, input: impl Read, options: &ImportOptions) -> Resul
             return Err(Error::NotEmpty { revision });
         }
     }
-    let checked = read_checked(input, options.format, options.progress.as_ref())?;
-    match options.mode {
-        ImportMode::Restore => restore(store, checked),
+    import_checked(store, check_import(input, options)?)
+}
+
+/// A snapshot read and checked for an import, not yet written: what
+/// [`check_import`] returns and [`import_checked`] writes. It holds every
+/// record in memory.
+pub struct CheckedImport {
+    checked: Checked,
+    mode: ImportMode,
+}
+
+impl std::fmt::Debug for CheckedImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedImport")
+            .field("header", &self.checked.header)
+            .field("records", &self.checked.records.len())
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl CheckedImport {
+    /// The snapshot's header.
+    pub fn header(&self) -> Header {
+        self.checked.header
+    }
+
+    /// How many records it holds.
+    pub fn records(&self) -> u64 {
+        self.checked.records.len() as u64
+    }
+}
+
+/// Reads and checks a snapshot for an import without a store: everything
+/// [`import`] checks before it writes. Reading needs no store, so slow input
+/// (a pipe, another process's export) is read before the store is opened and
+/// locked; [`import_checked`] then writes it.
+///
+/// ```
+/// use statelog::snapshot::{self, ExportOptions, Format, ImportMode, ImportOptions};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = statelog::Store::open(dir.path().join("a"), Default::default())?;
+/// store.put("jobs", "j1", &"queued")?;
+/// let mut file = Vec::new();
+/// snapshot::export(&store, &mut file, &ExportOptions::new(Format::Json))?;
+///
+/// let options = ImportOptions::new(Format::Json, ImportMode::Restore);
+/// let checked = snapshot::check_import(file.as_slice(), &options)?; // no store yet
+/// assert_eq!(checked.records(), 1);
+/// let copy = statelog::Store::open(dir.path().join("b"), Default::default())?;
+/// let report = snapshot::import_checked(&copy, checked)?;
+/// assert_eq!(report.revision, Some(1));
+/// # Ok::<(), statelog::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidSnapshot`] with the line (and column, or Markdown section)
+/// of the first problem; [`Error::SnapshotIo`] if `input` fails.
+pub fn check_import(input: impl Read, options: &ImportOptions) -> Result<CheckedImport> {
+    Ok(CheckedImport {
+        checked: read_checked(input, options.format, options.progress.as_ref())?,
+        mode: options.mode,
+    })
+}
+
+/// Writes a snapshot that [`check_import`] read, in the mode it was read for:
+/// one commit, or nothing.
+///
+/// # Errors
+/// As [`import`], but for the input's own problems, which [`check_import`]
+/// reported.
+pub fn import_checked(store: &Store, checked: CheckedImport) -> Result<ImportReport> {
+    match checked.mode {
+        ImportMode::Restore => {
+            let revision = store.revision();
+            if revision != 0 {
+                return Err(Error::NotEmpty { revision });
+            }
+            restore(store, checked.checked)
+        }
         ImportMode::Merge {
             check_versions,
             skip_conflicts,
-        } => merge(store, checked, check_versions, skip_conflicts),
+        } => merge(store, checked.checked, check_versions, skip_conflicts),
     }
 }
 

@@ -39,7 +39,8 @@ use super::{
     Adapter, FORMAT_VERSION, Header, Location, Output, Parsed, SnapshotRecord, decode_value,
     encode_value, read_error, write_json,
 };
-use crate::error::{Error, Result};
+use crate::counter;
+use crate::error::{Error, Result, Shown, quote};
 use crate::store::Meta;
 use crate::time::Timestamp;
 
@@ -275,14 +276,33 @@ fn expect(r: &mut Reader<'_>, want: ValueType, what: &str) -> Result<Place> {
 }
 
 fn read_u64(r: &mut Reader<'_>, what: &str) -> Result<u64> {
+    read_u64_at(r, what).map(|(value, _)| value)
+}
+
+/// A whole number, and where it is.
+fn read_u64_at(r: &mut Reader<'_>, what: &str) -> Result<(u64, Place)> {
     let at = expect(r, ValueType::Number, what)?;
     let text = r.next_number_as_string().map_err(re)?;
-    text.parse::<u64>().map_err(|_| {
+    let value = text.parse::<u64>().map_err(|_| {
         bad(
             at,
-            format!("{what} must be a whole number from 0 to 2^64 - 1, not {text}"),
+            format!(
+                "{what} must be a whole number from 0 to 2^64 - 1, not {}",
+                Shown::new(&text)
+            ),
         )
-    })
+    })?;
+    Ok((value, at))
+}
+
+/// Reads a revision or version: a whole number no higher than an import
+/// accepts (so that the store can count on from it).
+fn read_counter(r: &mut Reader<'_>, what: &str) -> Result<u64> {
+    let (value, at) = read_u64_at(r, what)?;
+    match counter::check_imported(what, value) {
+        Some(why) => Err(bad(at, why)),
+        None => Ok(value),
+    }
 }
 
 fn read_time(r: &mut Reader<'_>, what: &str) -> Result<Timestamp> {
@@ -316,7 +336,10 @@ impl Names {
         if let Some(first) = self.0.insert(name.to_owned(), at.line) {
             return Err(bad(
                 at,
-                format!("the member {name:?} appears twice (first at line {first})"),
+                format!(
+                    "the member {} appears twice (first at line {first})",
+                    quote(name)
+                ),
             ));
         }
         Ok(())
@@ -343,13 +366,13 @@ fn read_any(input: &mut dyn Read, sink: &mut dyn FnMut(Parsed) -> Result<()>) ->
     while let Some((name, at)) = next_name(&mut r)? {
         names.add(&name, at)?;
         match name.as_str() {
-            "revision" => revision = Some(read_u64(&mut r, "\"revision\"")?),
+            "revision" => revision = Some(read_counter(&mut r, "\"revision\"")?),
             "time" => time = Some(read_time(&mut r, "\"time\"")?),
             "namespaces" if !lines => read_namespaces(&mut r, sink)?,
             _ => {
                 return Err(bad(
                     at,
-                    format!("unknown member {name:?} in the snapshot header"),
+                    format!("unknown member {} in the snapshot header", quote(&name)),
                 ));
             }
         }
@@ -417,8 +440,9 @@ fn read_format(r: &mut Reader<'_>, object: Place) -> Result<bool> {
             return Err(bad(
                 at,
                 format!(
-                    "this is not a statelog snapshot: its format is {format:?}, not \
-                     {DOCUMENT:?} or {LINES:?}"
+                    "this is not a statelog snapshot: its format is {}, not \
+                     {DOCUMENT:?} or {LINES:?}",
+                    quote(&format)
                 ),
             ));
         }
@@ -456,7 +480,11 @@ fn read_namespaces(r: &mut Reader<'_>, sink: &mut dyn FnMut(Parsed) -> Result<()
     let mut namespaces = Names::default();
     while let Some((namespace, at)) = next_name(r)? {
         namespaces.add(&namespace, at)?;
-        expect(r, ValueType::Object, &format!("namespace {namespace:?}"))?;
+        expect(
+            r,
+            ValueType::Object,
+            &format!("namespace {}", quote(&namespace)),
+        )?;
         r.begin_object().map_err(re)?;
         while let Some((key, at)) = next_name(r)? {
             let section = format!("record {namespace}/{key}");
@@ -528,9 +556,11 @@ fn read_fields(r: &mut Reader<'_>, section: &str, address: bool) -> Result<Field
             "namespace" if address => f.namespace = Some(read_string(r, "\"namespace\"")?.0),
             "key" if address => f.key = Some(read_string(r, "\"key\"")?.0),
             "records" if address => f.records = Some(read_u64(r, "\"records\"")?),
-            "version" => f.version = Some(read_u64(r, "\"version\"")?),
-            "create_revision" => f.create_revision = Some(read_u64(r, "\"create_revision\"")?),
-            "mod_revision" => f.mod_revision = Some(read_u64(r, "\"mod_revision\"")?),
+            "version" => f.version = Some(read_counter(r, "\"version\"")?),
+            "create_revision" => {
+                f.create_revision = Some(read_counter(r, "\"create_revision\"")?);
+            }
+            "mod_revision" => f.mod_revision = Some(read_counter(r, "\"mod_revision\"")?),
             "updated_at" => f.updated_at = Some(read_time(r, "\"updated_at\"")?),
             "value" => {
                 r.peek().map_err(re)?;
@@ -541,8 +571,9 @@ fn read_fields(r: &mut Reader<'_>, section: &str, address: bool) -> Result<Field
             }
             _ => {
                 return Err(Location::new(at, Some(section.to_owned())).error(format!(
-                    "unknown member {name:?} in a record; a record has \"version\", \
-                     \"create_revision\", \"mod_revision\", \"updated_at\" and \"value\""
+                    "unknown member {} in a record; a record has \"version\", \
+                     \"create_revision\", \"mod_revision\", \"updated_at\" and \"value\"",
+                    quote(&name)
                 )));
             }
         }

@@ -10,8 +10,8 @@ use rmpv::Value;
 use struson::reader::{JsonReader, ValueType};
 
 use super::mapping::{self, Mode, Place};
-use super::{Location, Progress, encode_value, read_error};
-use crate::error::{KeyPart, Result};
+use super::{Location, Progress, encode_value, read_error, without_byte_order_mark};
+use crate::error::{KeyPart, Result, quote};
 use crate::key;
 use crate::store::Store;
 use crate::value::RawValue;
@@ -239,6 +239,35 @@ pub fn import_legacy(
     input: impl Read,
     options: &LegacyOptions,
 ) -> Result<LegacyReport> {
+    import_legacy_checked(store, check_legacy(input, options)?)
+}
+
+/// A legacy file read, its keys normalised and its values checked, not yet
+/// written: what [`check_legacy`] returns and [`import_legacy_checked`]
+/// writes. It holds every record in memory.
+#[derive(Debug, Clone)]
+pub struct CheckedLegacy {
+    namespace: String,
+    /// What the import will report; `applied` is false until it is written.
+    report: LegacyReport,
+    /// The records to write; empty when collisions stop the import.
+    records: Vec<(String, RawValue)>,
+}
+
+impl CheckedLegacy {
+    /// Members in the file.
+    pub fn members(&self) -> u64 {
+        self.report.members
+    }
+}
+
+/// Reads a legacy file for [`import_legacy_checked`] without a store:
+/// everything [`import_legacy`] does before it writes, so that slow input is
+/// read before the store is opened and locked.
+///
+/// # Errors
+/// As [`import_legacy`], but for the commit's.
+pub fn check_legacy(input: impl Read, options: &LegacyOptions) -> Result<CheckedLegacy> {
     key::validate(KeyPart::Namespace, &options.namespace)?;
     let members = read_members(input, options.progress.as_ref())?;
     // Group by normalised key, in order of first appearance.
@@ -250,8 +279,9 @@ pub fn import_legacy(
         let key = options.normalizer.normalize(&member.name);
         key::validate(KeyPart::Key, &key).map_err(|e| {
             Location::new(member.at, None).error(format!(
-                "the key {:?} becomes {key:?} after normalising, which cannot be stored: {e}",
-                member.name
+                "the key {} becomes {} after normalising, which cannot be stored: {e}",
+                quote(&member.name),
+                quote(&key)
             ))
         })?;
         if key != member.name {
@@ -284,8 +314,13 @@ pub fn import_legacy(
         revision: None,
         applied: false,
     };
+    let namespace = options.namespace.clone();
     if !report.collisions.is_empty() && !options.merge_collisions {
-        return Ok(report);
+        return Ok(CheckedLegacy {
+            namespace,
+            report,
+            records: Vec::new(),
+        });
     }
     let mut records: Vec<(String, RawValue)> = Vec::with_capacity(order.len());
     for (key, group) in order {
@@ -294,7 +329,30 @@ pub fn import_legacy(
         let raw = encode_value(&value).map_err(|m| Location::new(at, None).error(m))?;
         records.push((key, raw));
     }
-    let namespace = options.namespace.as_str();
+    report.applied = true;
+    Ok(CheckedLegacy {
+        namespace,
+        report,
+        records,
+    })
+}
+
+/// Writes a legacy file that [`check_legacy`] read: one commit, or nothing
+/// (also when its keys collided and merging was not asked for: the report
+/// says so).
+///
+/// # Errors
+/// The I/O errors of a commit; the store is then unchanged.
+pub fn import_legacy_checked(store: &Store, checked: CheckedLegacy) -> Result<LegacyReport> {
+    let CheckedLegacy {
+        namespace,
+        mut report,
+        records,
+    } = checked;
+    if !report.applied {
+        return Ok(report);
+    }
+    let namespace = namespace.as_str();
     let (mut written, mut unchanged) = (0, 0);
     let outcome = store.transaction(|tx| -> Result<()> {
         (written, unchanged) = (0, 0);
@@ -312,13 +370,12 @@ pub fn import_legacy(
     report.written = written;
     report.unchanged = unchanged;
     report.revision = outcome.revision;
-    report.applied = true;
     Ok(report)
 }
 
 fn read_members(input: impl Read, progress: Option<&Progress>) -> Result<Vec<Member>> {
     let re = |e| read_error(mapping::reader_error(e), 0, None);
-    let mut r = mapping::reader(input);
+    let mut r = mapping::reader(without_byte_order_mark(input)?);
     let found = r.peek().map_err(re)?;
     let at = mapping::place(&r);
     if found != ValueType::Object {
@@ -335,7 +392,8 @@ fn read_members(input: impl Read, progress: Option<&Progress>) -> Result<Vec<Mem
         let name = r.next_name_owned().map_err(re)?;
         if let Some(first) = seen.insert(name.clone(), at.line) {
             return Err(Location::new(at, None).error(format!(
-                "the key {name:?} appears twice (first at line {first}); keep one of them"
+                "the key {} appears twice (first at line {first}); keep one of them",
+                quote(&name)
             )));
         }
         let value = mapping::read_value(&mut r, Mode::Plain).map_err(|e| read_error(e, 0, None))?;
@@ -385,9 +443,10 @@ fn merge(key: &str, group: Vec<Member>) -> Result<Value> {
     for member in group {
         let Value::Map(entries) = member.value else {
             return Err(Location::new(member.at, None).error(format!(
-                "cannot merge {:?} into {key:?}: its value is not an object; fix the file or \
+                "cannot merge {} into {}: its value is not an object; fix the file or \
                  import without merging",
-                member.name
+                quote(&member.name),
+                quote(key)
             )));
         };
         for (k, v) in entries {

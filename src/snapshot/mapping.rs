@@ -32,6 +32,7 @@ use struson::reader::{
     JsonReader, JsonStreamReader, ReaderError, SyntaxErrorKind, UnexpectedStructureKind, ValueType,
 };
 
+use crate::error::{Shown, quote};
 use crate::value::MAX_DEPTH;
 
 /// Largest integer magnitude a JSON reader that parses numbers as f64 holds
@@ -356,7 +357,7 @@ pub(crate) fn reader_error(e: ReaderError) -> ReadError {
                     format!("the array needs at least {} items", expected_index + 1)
                 }
                 UnexpectedStructureKind::MissingObjectMember { member_name } => {
-                    format!("the member {member_name:?} is missing")
+                    format!("the member {} is missing", quote(&member_name))
                 }
                 _ => "the array or object has an unexpected number of entries".to_owned(),
             },
@@ -461,7 +462,7 @@ pub(crate) fn read_value<R: Read>(
                 if !names.insert(name.clone()) {
                     return Err(ReadError::bad(
                         at,
-                        format!("the object has the member {name:?} twice"),
+                        format!("the object has the member {} twice", quote(&name)),
                     ));
                 }
                 *pending = Some(name);
@@ -547,17 +548,9 @@ pub(crate) fn parse_number(text: &str) -> Result<Value, String> {
     } else {
         Err(format!(
             "the integer {} does not fit in 64 bits (from -2^63 to 2^64 - 1)",
-            shorten(text)
+            Shown::new(text)
         ))
     }
-}
-
-fn shorten(text: &str) -> String {
-    if text.chars().count() <= 40 {
-        return text.to_owned();
-    }
-    let head: String = text.chars().take(40).collect();
-    format!("{head}…")
 }
 
 fn close_object(
@@ -596,8 +589,8 @@ fn unescape(tag: &str, payload: Value) -> Result<Value, String> {
                 Ok(Value::from(n))
             } else {
                 Err(format!(
-                    "{{\"$int\": {:?}}} is not an integer from -2^63 to 2^64 - 1",
-                    shorten(text)
+                    "{{\"$int\": {}}} is not an integer from -2^63 to 2^64 - 1",
+                    quote(text)
                 ))
             }
         }
@@ -646,9 +639,10 @@ fn unescape(tag: &str, payload: Value) -> Result<Value, String> {
             Ok(Value::Map(entries))
         }
         _ => Err(format!(
-            "unknown escape {tag:?}: an object whose only member starts with $ is an escape \
+            "unknown escape {tag}: an object whose only member starts with $ is an escape \
              ($int, $float, $bin, $ext or $map); write a map with such a key as \
-             {{\"$map\": [[{tag:?}, ...]]}}"
+             {{\"$map\": [[{tag}, ...]]}}",
+            tag = quote(tag)
         )),
     }
 }
@@ -656,8 +650,8 @@ fn unescape(tag: &str, payload: Value) -> Result<Value, String> {
 fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
     BASE64.decode(text).map_err(|e| {
         format!(
-            "{:?} is not base64 (standard alphabet, padded): {e}",
-            shorten(text)
+            "{} is not base64 (standard alphabet, padded): {e}",
+            quote(text)
         )
     })
 }

@@ -61,7 +61,8 @@ use super::{
     Adapter, Columns, FORMAT_VERSION, Header, Location, Output, Parsed, SnapshotRecord,
     decode_value, encode_value, read_error, write_json,
 };
-use crate::error::{Error, Result};
+use crate::counter;
+use crate::error::{Error, Result, Shown, quote};
 use crate::store::Meta;
 use crate::time::Timestamp;
 
@@ -620,7 +621,8 @@ impl<'a> Doc<'a> {
                             line,
                             None,
                             format!(
-                                "the record section {key:?} is not under a `## namespace` heading"
+                                "the record section {} is not under a `## namespace` heading",
+                                quote(&key)
                             ),
                         ));
                     };
@@ -748,9 +750,11 @@ impl Namespace {
                         *section_line,
                         Some(&where_),
                         format!(
-                            "the summary table lists key {key:?} (line {line}) where the \
-                             sections have {section:?}; the table and the ### sections must \
-                             name the same keys in the same order (fix the table, or delete it)"
+                            "the summary table lists key {} (line {line}) where the \
+                             sections have {}; the table and the ### sections must \
+                             name the same keys in the same order (fix the table, or delete it)",
+                            quote(key),
+                            quote(section)
                         ),
                     ));
                 }
@@ -759,8 +763,9 @@ impl Namespace {
                         *line,
                         Some(&where_),
                         format!(
-                            "the summary table lists key {key:?}, which has no ### section; \
-                             add the section or remove the row"
+                            "the summary table lists key {}, which has no ### section; \
+                             add the section or remove the row",
+                            quote(key)
                         ),
                     ));
                 }
@@ -771,8 +776,9 @@ impl Namespace {
                 *line,
                 Some(&where_),
                 format!(
-                    "the section for key {key:?} is missing from the summary table of the \
+                    "the section for key {} is missing from the summary table of the \
                      namespace (line {}); add a row or delete the table",
+                    quote(key),
                     self.line
                 ),
             ));
@@ -883,7 +889,7 @@ fn items<'i>(
             return Err(at_line(
                 *line,
                 section,
-                format!("the list item {text:?} is not `name: value`"),
+                format!("the list item {} is not `name: value`", quote(text)),
             ));
         };
         let name = name.trim();
@@ -891,14 +897,21 @@ fn items<'i>(
             return Err(at_line(
                 *line,
                 section,
-                format!("unknown item {name:?}; expected {}", known.join(", ")),
+                format!(
+                    "unknown item {}; expected {}",
+                    quote(name),
+                    known.join(", ")
+                ),
             ));
         };
         if let Some((_, first)) = found[slot] {
             return Err(at_line(
                 *line,
                 section,
-                format!("the item {name:?} appears twice (first at line {first})"),
+                format!(
+                    "the item {} appears twice (first at line {first})",
+                    quote(name)
+                ),
             ));
         }
         found[slot] = Some((value.trim(), *line));
@@ -922,9 +935,21 @@ fn number(value: (&str, u64), what: &str, section: Option<&str>) -> Result<u64> 
         at_line(
             line,
             section,
-            format!("{what} must be a whole number, not {text:?}"),
+            format!(
+                "{what} must be a whole number, not \"{}\"",
+                Shown::new(text)
+            ),
         )
     })
+}
+
+/// A revision or version: a whole number no higher than an import accepts.
+fn counter(value: (&str, u64), what: &str, section: Option<&str>) -> Result<u64> {
+    let n = number(value, what, section)?;
+    match counter::check_imported(what, n) {
+        Some(why) => Err(at_line(value.1, section, why)),
+        None => Ok(n),
+    }
 }
 
 fn time(value: (&str, u64), section: Option<&str>) -> Result<Timestamp> {
@@ -943,8 +968,8 @@ fn read_header(list: &[(String, u64)], line: u64) -> Result<Header> {
             format.1,
             None,
             format!(
-                "this is not a statelog snapshot: its format is {:?}, not {FORMAT:?}",
-                format.0
+                "this is not a statelog snapshot: its format is {}, not {FORMAT:?}",
+                quote(format.0)
             ),
         ));
     }
@@ -965,7 +990,7 @@ fn read_header(list: &[(String, u64)], line: u64) -> Result<Header> {
         ));
     }
     Ok(Header {
-        revision: number(revision, "the revision", None)?,
+        revision: counter(revision, "the revision", None)?,
         time: time(at, None)?,
     })
 }
@@ -977,14 +1002,14 @@ fn read_meta(list: &[(String, u64)], line: u64, section: &str) -> Result<Meta> {
         return Err(at_line(line, s, "the metadata list is incomplete"));
     };
     let revision = |(text, line): (&str, u64), what: &str| {
-        number(
+        counter(
             (text.strip_prefix("revision ").unwrap_or(text), line),
             what,
             s,
         )
     };
     Ok(Meta {
-        version: number(version, "the version", s)?,
+        version: counter(version, "the version", s)?,
         create_revision: revision(created, "the created revision")?,
         mod_revision: revision(modified, "the modified revision")?,
         updated_at: time(updated, s)?,

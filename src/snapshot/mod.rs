@@ -51,8 +51,14 @@ use crate::store::{Meta, Snapshot, Store};
 use crate::time::Timestamp;
 use crate::value::RawValue;
 
-pub use self::import::{ImportConflict, ImportMode, ImportOptions, ImportReport, import, read};
-pub use self::legacy::{Collision, KeyNormalizer, LegacyOptions, LegacyReport, import_legacy};
+pub use self::import::{
+    CheckedImport, ImportConflict, ImportMode, ImportOptions, ImportReport, check_import, import,
+    import_checked, read,
+};
+pub use self::legacy::{
+    CheckedLegacy, Collision, KeyNormalizer, LegacyOptions, LegacyReport, check_legacy,
+    import_legacy, import_legacy_checked,
+};
 
 use self::mapping::Place;
 use self::source::{SnapshotSource, Source};
@@ -485,13 +491,34 @@ pub(crate) fn write_json(
     })
 }
 
+/// The UTF-8 byte order mark some editors put at the start of a text file.
+/// Every reader skips one at the start of its input: it is not part of the
+/// JSON or Markdown text.
+pub(crate) const BYTE_ORDER_MARK: &str = "\u{feff}";
+
+/// `input` without a byte order mark at its start.
+pub(crate) fn without_byte_order_mark<R: Read>(
+    mut input: R,
+) -> Result<std::io::Chain<std::io::Cursor<Vec<u8>>, R>> {
+    let mark = BYTE_ORDER_MARK.as_bytes();
+    let mut head = Vec::with_capacity(mark.len());
+    (&mut input)
+        .take(mark.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(|source| Error::SnapshotIo { op: "read", source })?;
+    if head == mark {
+        head.clear();
+    }
+    Ok(std::io::Cursor::new(head).chain(input))
+}
+
 /// Encodes a value read from a snapshot for storage, with the store's checks
 /// (nesting depth, size).
 pub(crate) fn encode_value(value: &rmpv::Value) -> std::result::Result<RawValue, String> {
     let bytes = mapping::to_msgpack(value);
     if bytes.len() > crate::value::MAX_VALUE_LEN {
         return Err(format!(
-            "the value is {} bytes as MessagePack; the limit is {} bytes",
+            "the value is too large: {} bytes as MessagePack, over the limit of {} bytes",
             bytes.len(),
             crate::value::MAX_VALUE_LEN
         ));

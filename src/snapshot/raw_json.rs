@@ -5,8 +5,8 @@
 
 use struson::reader::JsonReader as _;
 
-use super::encode_value;
 use super::mapping::{self, Mode, ReadError};
+use super::{BYTE_ORDER_MARK, encode_value};
 use crate::value::RawValue;
 
 impl RawValue {
@@ -75,13 +75,18 @@ impl RawValue {
     /// # Ok::<(), String>(())
     /// ```
     ///
+    /// A UTF-8 byte order mark before the value is skipped.
+    ///
     /// # Errors
-    /// A message starting with the line and column of the problem: invalid
+    /// For a problem in the text, a message starting with its line and column
+    /// (`line 2, column 7: ...`, or `at the end of the input: ...`): invalid
     /// JSON, a member name twice in one object, an integer beyond 64 bits, an
-    /// unknown or malformed escape, nesting deeper than
-    /// 256 levels, or a value larger than
+    /// unknown or malformed escape. For a value that reads but cannot be
+    /// stored, a message starting with `the value`: nesting deeper than
+    /// [`MAX_DEPTH`](crate::MAX_DEPTH) arrays and maps, or larger than
     /// [`MAX_VALUE_LEN`](crate::MAX_VALUE_LEN) as MessagePack.
     pub fn from_json(text: &str) -> Result<RawValue, String> {
+        let text = text.strip_prefix(BYTE_ORDER_MARK).unwrap_or(text);
         let mut reader = mapping::reader(text.as_bytes());
         let value = mapping::read_value(&mut reader, Mode::Tagged)
             .and_then(|value| {

@@ -50,6 +50,39 @@ impl Drop for Unpin<'_> {
     }
 }
 
+/// The files a run writes into, until its manifest lists them: dropped before
+/// that (the run failed: a full disk, an I/O error), it takes back what the run
+/// wrote, so that a failed run leaves the backup exactly as its manifest lists
+/// it (and on a full disk, frees the space it took).
+struct Unfinished<'a> {
+    fs: &'a dyn Fs,
+    /// Each file, and how many of its bytes the manifest lists (`None`: none,
+    /// the run created it).
+    files: Vec<(std::path::PathBuf, Option<u64>)>,
+}
+
+impl Unfinished<'_> {
+    /// The run is complete (or its manifest may be on disk): keep everything.
+    fn keep(mut self) {
+        self.files.clear();
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        for (path, keep) in self.files.drain(..).rev() {
+            if let Err(e) = archive::take_back(self.fs, &path, keep) {
+                tracing::warn!(
+                    file = %path.display(),
+                    error = %e,
+                    "a failed backup run could not take back what it wrote; the manifest does \
+                     not list it, and the next run replaces it"
+                );
+            }
+        }
+    }
+}
+
 /// One segment to bring into the backup: the store's file and how many of its
 /// bytes.
 struct Needed {
@@ -128,6 +161,9 @@ impl Shared {
         // the directory holds is read under its lock.
         let _dest_lock = super::open::lock_dir(fs, dest, LOCK_FILE, shared.options.lock_timeout)?;
         let existing = read_destination(fs, dest, &store_hex)?;
+        if existing.is_none() {
+            remove_leftovers(fs, dest)?;
+        }
         let log_dir = shared.path.join(LOG_DIR);
 
         // The consistent point: everything up to `revision` is durable in the log.
@@ -188,11 +224,16 @@ impl Shared {
             }
         };
 
+        let mut unfinished = Unfinished {
+            fs,
+            files: vec![(dest.join(format!("{MANIFEST_FILE}.tmp")), None)],
+        };
         // The base, on the first run.
         let mut base_written = None;
         if let Some(txn) = txn {
             let name = manifest::base_file_name(applied.revision);
             let path = dest.join(&name);
+            unfinished.files.push((path.clone(), None));
             let written = rebuild::write_base(
                 fs,
                 &txn,
@@ -262,6 +303,9 @@ impl Shared {
                 }
                 None => (0, 0),
             };
+            unfinished
+                .files
+                .push((dst.clone(), before.as_ref().map(|e| e.bytes)));
             let crc = archive::copy_range(fs, &n.segment.path, &dst, from, n.to, crc_before)?;
             if archive::crc_prefix(fs, &dst, n.to)? != crc {
                 return Err(invalid(
@@ -304,7 +348,15 @@ impl Shared {
         manifest.last_time = applied.time.to_string();
         manifest.updated_at = Timestamp::now().to_string();
         manifest.runs += 1;
-        manifest.write(fs, dest)?;
+        if let Err(e) = manifest.write(fs, dest) {
+            // Renamed into place before a later step failed: it lists the
+            // files, which stay.
+            if Manifest::read_with(fs, dest).is_ok_and(|on_disk| on_disk == manifest) {
+                unfinished.keep();
+            }
+            return Err(e);
+        }
+        unfinished.keep();
 
         if let Err(e) = shared.engine.lock().record_backup(applied.revision) {
             tracing::warn!(
@@ -384,6 +436,39 @@ fn read_destination(fs: &dyn Fs, dest: &Path, store_hex: &str) -> Result<Option<
         });
     }
     Ok(None)
+}
+
+/// Removes what an interrupted first run left in `dest` (which holds nothing
+/// else, and no manifest): its base, copied segments and temporary manifest,
+/// which no manifest lists and the new run does not reuse.
+fn remove_leftovers(fs: &dyn Fs, dest: &Path) -> Result<()> {
+    let log = dest.join(BACKUP_LOG_DIR);
+    let mut files: Vec<std::path::PathBuf> = fs
+        .read_dir(dest)
+        .map_err(|e| Error::io("list the backup directory", dest, e))?
+        .into_iter()
+        .filter(|n| {
+            (n.starts_with("base-") && n.contains(segment::SEGMENT_SUFFIX))
+                || n.starts_with("MANIFEST.")
+        })
+        .map(|n| dest.join(n))
+        .collect();
+    if fs
+        .exists(&log)
+        .map_err(|e| Error::io("look for", &log, e))?
+    {
+        files.extend(
+            fs.read_dir(&log)
+                .map_err(|e| Error::io("list", &log, e))?
+                .into_iter()
+                .filter(|n| segment::parse_file_name(n).is_some())
+                .map(|n| log.join(n)),
+        );
+    }
+    for file in files {
+        archive::take_back(fs, &file, None)?;
+    }
+    Ok(())
 }
 
 /// The store's segments holding the revisions after the backup's last one, up

@@ -31,14 +31,15 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, Table};
 use super::schema::{self, Applied, META, Meta, RECORDS};
 use super::view::{View, Visible};
 use super::{begin_nondurable, db_error, request::*};
-use crate::error::{Error, Result};
+use crate::counter;
+use crate::error::{Error, Result, Shown};
 use crate::key;
 use crate::log::frame;
 use crate::log::record::{self, DeleteOp, LogOp, LogRecord, PutOp};
 use crate::log::retention;
 use crate::log::writer::LogWriter;
 use crate::options::{Durability, RetentionPolicy};
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 
 /// Parts of a large commit are cut at about this many bytes.
 const PART_TARGET: usize = 4 << 20;
@@ -84,6 +85,8 @@ pub(crate) struct Engine {
     pub backed_up: Option<u64>,
     /// A running backup copies the log from this segment on: retention keeps it.
     pub backup_pin: Option<u64>,
+    /// Where commit times come from.
+    pub clock: Clock,
     frames: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -144,6 +147,7 @@ impl Engine {
             retention: RetentionPolicy::keep_all(),
             backed_up: None,
             backup_pin: None,
+            clock: Clock::default(),
             frames: Vec::new(),
             scratch: Vec::new(),
         })
@@ -236,12 +240,17 @@ impl Engine {
     }
 
     fn try_commit_batch(&mut self, requests: &[&Request]) -> Result<Vec<Result<Outcome>>> {
-        let time = Timestamp::now().max(self.applied.time);
+        let clock = self.clock.now();
+        // Every commit's time is at least a microsecond after the one before
+        // (invariant 9), so commits of one batch get distinct times too.
+        let mut previous_time = self.applied.time;
         let path = self.db_path.clone();
         let txn = begin_nondurable(&self.db, &path, "begin a write")?;
-        let first_revision = self.applied.revision + 1;
+        // `None` once the store's revision is at its ceiling.
+        let first_revision = counter::next(self.applied.revision);
         let synced = self.log.synced_revision();
         let mut revision = first_revision;
+        let mut last_revision = None;
         let mut frames = std::mem::take(&mut self.frames);
         frames.clear();
         let mut results = Vec::with_capacity(requests.len());
@@ -250,10 +259,21 @@ impl Engine {
                 .open_table(RECORDS)
                 .map_err(db_error(&path, "open the records table"))?;
             for request in requests {
+                let Some(this_revision) = revision else {
+                    // The store's revision is exhausted: every write is refused
+                    // before it touches anything (even one that would turn out
+                    // to change nothing).
+                    results.push(Err(Error::Exhausted {
+                        record: None,
+                        value: last_revision.unwrap_or(self.applied.revision),
+                    }));
+                    continue;
+                };
+                let time = Timestamp::for_commit_after(previous_time, clock);
                 match resolve(
                     &mut table,
                     request,
-                    revision,
+                    this_revision,
                     time,
                     &path,
                     &mut self.scratch,
@@ -264,20 +284,21 @@ impl Engine {
                         // The writes are in the open transaction already. A commit
                         // that cannot be encoded (impossible within the size
                         // limits) fails the whole batch, which then never commits.
-                        encode_commit(&ops, revision, time, synced, &mut frames)?;
+                        encode_commit(&ops, this_revision, time, synced, &mut frames)?;
                         results.push(Ok(outcome));
-                        revision += 1;
+                        previous_time = time;
+                        last_revision = Some(this_revision);
+                        revision = counter::next(this_revision);
                     }
                 }
             }
         }
-        if revision == first_revision {
+        let (Some(first_revision), Some(last_revision)) = (first_revision, last_revision) else {
             // Nothing to write: no revision is taken, nothing is logged.
             txn.abort().map_err(db_error(&path, "abort a write"))?;
             self.frames = frames;
             return Ok(results);
-        }
-        let last_revision = revision - 1;
+        };
         let start = match self.log.reserve(frames.len(), first_revision) {
             Ok(start) => start,
             Err(e) => {
@@ -291,7 +312,7 @@ impl Engine {
                 segment: start.segment,
                 offset: start.offset + frames.len() as u64,
             },
-            time,
+            time: previous_time,
         };
         // The state database records the applied revision only at checkpoints
         // (readers learn it from the published view), which keeps the commit to
@@ -443,6 +464,12 @@ impl Engine {
                 reason: "a restored store's revision must be at least 1".to_owned(),
             });
         }
+        if let Some(why) = counter::check_imported("the revision", revision) {
+            return Err(Error::InvalidOption {
+                name: "revision",
+                reason: why,
+            });
+        }
         let path = self.db_path.clone();
         let mut ops = Vec::with_capacity(load.records.len());
         for r in &load.records {
@@ -452,6 +479,7 @@ impl Engine {
                 reason: "not a valid address".to_owned(),
             })?;
             let m = &r.meta;
+            let shown = || format!("{}/{}", Shown::new(namespace), Shown::new(key));
             if m.version == 0
                 || m.create_revision == 0
                 || m.create_revision > m.mod_revision
@@ -460,10 +488,19 @@ impl Engine {
                 return Err(Error::InvalidOption {
                     name: "records",
                     reason: format!(
-                        "{namespace}/{key} has version {} and revisions created {} / modified {}, \
+                        "{} has version {} and revisions created {} / modified {}, \
                          which do not fit a store at revision {revision}",
-                        m.version, m.create_revision, m.mod_revision
+                        shown(),
+                        m.version,
+                        m.create_revision,
+                        m.mod_revision
                     ),
+                });
+            }
+            if let Some(why) = counter::check_imported("the version", m.version) {
+                return Err(Error::InvalidOption {
+                    name: "records",
+                    reason: format!("{}: {why}", shown()),
                 });
             }
             ops.push(Resolved {
@@ -494,14 +531,13 @@ impl Engine {
                 .map_err(db_error(&path, "write a record"))?;
         }
         let result = (|| {
-            self.log.restart_at(revision)?;
-            let start = self.log.reserve(frames.len(), revision)?;
+            // The log takes the whole base in one step that a crash cannot
+            // split (see `LogWriter::restart_with`): until then the store is
+            // empty; from then on recovery replays the base.
+            let position = self.log.restart_with(revision, &frames)?;
             let applied = Applied {
                 revision,
-                position: crate::log::Position {
-                    segment: start.segment,
-                    offset: start.offset + frames.len() as u64,
-                },
+                position,
                 time: load.time,
             };
             {
@@ -511,8 +547,6 @@ impl Engine {
                 meta.insert(schema::META_APPLIED, applied.encode().as_slice())
                     .map_err(db_error(&path, "record the applied revision"))?;
             }
-            self.log.write(&frames, revision)?;
-            self.log.sync()?;
             txn.commit()
                 .map_err(db_error(&path, "apply the restored records"))?;
             self.applied = applied;
@@ -597,13 +631,25 @@ fn resolve<'r>(
                     }
                     known = Some(current);
                 }
-                let next = |current: Option<Meta>| Meta {
-                    version: current.map_or(0, |m| m.version) + 1,
-                    create_revision: current.map_or(revision, |m| m.create_revision),
-                    mod_revision: revision,
-                    updated_at: time,
+                // A version at its ceiling fails the whole batch (the writes
+                // before it are in the open transaction, which is then
+                // dropped): only a store counted up to 2^63 - 1 gets here.
+                let next = |current: Option<Meta>| -> Result<Meta> {
+                    let version = match current {
+                        None => 1,
+                        Some(m) => counter::next(m.version).ok_or_else(|| Error::Exhausted {
+                            record: Some((namespace.to_owned(), key.to_owned())),
+                            value: m.version,
+                        })?,
+                    };
+                    Ok(Meta {
+                        version,
+                        create_revision: current.map_or(revision, |m| m.create_revision),
+                        mod_revision: revision,
+                        updated_at: time,
+                    })
                 };
-                let mut meta = next(known.flatten());
+                let mut meta = next(known.flatten())?;
                 scratch.clear();
                 schema::encode_record(&meta, value, scratch);
                 let replaced = table
@@ -614,7 +660,7 @@ fn resolve<'r>(
                     // A blind put: the record it replaced decides the version.
                     if let Some(old) = replaced {
                         let old = old.ok_or_else(|| malformed_record(path, namespace, key))?;
-                        meta = next(Some(old));
+                        meta = next(Some(old))?;
                         scratch.clear();
                         schema::encode_record(&meta, value, scratch);
                         table
@@ -698,7 +744,12 @@ pub(crate) fn malformed_record(path: &std::path::Path, namespace: &str, key: &st
         op: "read a record",
         path: path.to_owned(),
         hint: "the stored record is malformed; run `statelog check`",
-        source: format!("the record {namespace}/{key} has a malformed header").into(),
+        source: format!(
+            "the record {}/{} has a malformed header",
+            Shown::new(namespace),
+            Shown::new(key)
+        )
+        .into(),
     }
 }
 

@@ -4,7 +4,6 @@
 //! state rebuilt from the log.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
 use redb::{Database, ReadableTable, TableDefinition};
@@ -66,16 +65,15 @@ pub(crate) fn open_copy(
             return Ok(out);
         }
     };
-    let checked = std::panic::catch_unwind(AssertUnwindSafe(|| db.check_integrity()));
+    let checked = super::contain_panic(|| db.check_integrity());
     out.integrity = Some(match checked {
         Ok(Ok(clean)) => Ok(clean),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the database library panicked while checking it".to_owned()),
+        Err(panicked) => Err(panicked),
     });
-    match std::panic::catch_unwind(AssertUnwindSafe(|| open::read_meta(&db, copy, store_id))) {
-        Ok(Ok(applied)) => out.applied = Some(applied),
-        Ok(Err(e)) => out.open_error = Some(e.to_string()),
-        Err(_) => out.open_error = Some("reading its metadata panicked".to_owned()),
+    match open::read_meta(&db, copy, store_id) {
+        Ok(applied) => out.applied = Some(applied),
+        Err(e) => out.open_error = Some(e.to_string()),
     }
     out.db = Some(db);
     Ok(out)

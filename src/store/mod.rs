@@ -231,6 +231,23 @@ pub(crate) fn begin_nondurable(
     Ok(txn)
 }
 
+/// Runs `read`, which reads a state database that may be damaged. redb trusts
+/// the pages it reads and panics on some damage its checksums have not been
+/// asked to verify first (a page it cannot parse, an index past a page's end);
+/// such a panic is returned as a description of the damage, with redb's
+/// message, instead of unwinding into the caller. The last line of defence:
+/// the tools verify a copy's checksums before they walk it.
+pub(crate) fn contain_panic<T>(read: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        format!("the database library panicked while reading it: {message}")
+    })
+}
+
 /// Converts any redb error into [`Error::Database`] for `path`.
 pub(crate) fn db_error<E: Into<redb::Error>>(
     path: &Path,
@@ -268,6 +285,13 @@ impl Store {
     /// it and serves it, the handle works through that process (see
     /// [`Options::remote`]). Otherwise this waits up to
     /// [`Options::lock_timeout`] for the holder to close it.
+    ///
+    /// The state database's pages are not verified unless
+    /// [`Options::verify_on_open`] says so: damage that redb trips over while
+    /// the store opens (and replays) is [`Error::Database`], but a damaged
+    /// page that opening does not read can make a later read, or closing the
+    /// store, panic inside redb. `statelog check` finds such damage and
+    /// `statelog repair` rebuilds the state from the log.
     ///
     /// # Errors
     /// [`Error::Busy`] if another process holds the store, does not serve it
@@ -495,8 +519,9 @@ impl Store {
     /// Writes a value, whatever the record's current version.
     ///
     /// # Errors
-    /// [`Error::InvalidKey`], [`Error::Encode`], [`Error::TooLarge`], and the
-    /// I/O errors of a commit.
+    /// [`Error::InvalidKey`], [`Error::Encode`], [`Error::TooLarge`],
+    /// [`Error::Exhausted`] for a store or record whose counter is at its
+    /// ceiling, and the I/O errors of a commit.
     pub fn put<T: Serialize + ?Sized>(
         &self,
         namespace: &str,
@@ -836,7 +861,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::NotEmpty`] if the store has any commit; [`Error::InvalidOption`]
-    /// for metadata that does not fit `revision`; [`Error::InvalidKey`].
+    /// for metadata that does not fit `revision`, or a revision or version
+    /// above [`MAX_IMPORTED_REVISION`](crate::MAX_IMPORTED_REVISION) (the store
+    /// must be able to count on from it); [`Error::InvalidKey`].
     pub fn restore_records(
         &self,
         revision: u64,

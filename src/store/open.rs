@@ -9,7 +9,6 @@
 //! - `state.redb`: the materialised state.
 //! - `log/`: the log segments.
 
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::fs::{self, BoxedBackend, Fs, LockError, LockGuard};
 use crate::log::Position;
 use crate::log::catalog;
-use crate::log::recovery::{self, Checkpoint, CutTail, WriterSettings};
+use crate::log::recovery::{self, Checkpoint, CutTail, Scanned, WriterSettings};
 use crate::log::segment::{SEGMENT_HEADER_LEN, StoreId};
 use crate::options::Options;
 use crate::time::Timestamp;
@@ -114,41 +113,25 @@ pub(crate) fn open_with<T>(
     }
     let fence = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let db = open_database(fs_ref, &db_path, options, Arc::clone(&fence))?;
-    let durable = read_meta(&db, &db_path, &store_id)?;
-    let applied = durable;
-
     let log_dir = path.join(LOG_DIR);
+    // A damaged file can make redb panic while the state is read and replayed
+    // onto (what `verify_on_open` would have caught first): an error, not a
+    // panic in the caller's process.
+    let replayed = super::contain_panic(|| replay_log(fs_ref, &db, &db_path, &log_dir, &store_id))
+        .map_err(|panicked| damaged(&db_path, panicked))??;
+    let (durable, applied) = (replayed.durable, replayed.applied);
     let settings = WriterSettings {
         segment_size: options.segment_size,
         preallocate: options.preallocate,
     };
-    let checkpoint = Checkpoint {
-        revision: applied.revision,
-        position: applied.position,
-    };
-    let mut replayer = Replayer::new(&db, &db_path, applied);
-    let recovered = recovery::recover(
+    let recovered = recovery::finish(
         Arc::clone(&fs),
         &log_dir,
         store_id,
         settings,
-        checkpoint,
-        |parts, end| replayer.apply(parts, end),
+        replayed.scanned,
     )?;
-    let applied = replayer.finish()?;
-    if recovered.last_revision != applied.revision {
-        return Err(Error::corrupt(
-            &db_path,
-            0,
-            format!(
-                "the state database is at revision {} but the log ends at revision {}; the log \
-                 lost commits the state has: restore a backup, or keep the state with \
-                 `statelog repair` (it starts a new log from it)",
-                applied.revision, recovered.last_revision
-            ),
-        ));
-    }
-    let backed_up = read_backed_up(&db, &db_path)?;
+    let backed_up = replayed.backed_up;
     let db = Arc::new(db);
     let mut engine = Engine::new(
         Arc::clone(&db),
@@ -160,6 +143,7 @@ pub(crate) fn open_with<T>(
         fence,
     )?;
     engine.retention = options.retention;
+    engine.clock = options.clock.clone();
     engine.backed_up = backed_up;
     if recovered.replayed > 0 {
         // Make the replay durable now, so a crash right after opening does not
@@ -179,6 +163,69 @@ pub(crate) fn open_with<T>(
         replayed: recovered.replayed,
         cut: recovered.cut,
     }))
+}
+
+/// The state database brought up to the end of the log, as opening a store
+/// does it, before the log is changed.
+pub(crate) struct Replayed {
+    /// The durable checkpoint the state database held.
+    pub durable: Applied,
+    /// The state reached.
+    pub applied: Applied,
+    /// What the log held.
+    pub scanned: Scanned,
+    /// The last revision a backup copied.
+    pub backed_up: Option<u64>,
+}
+
+/// Every check opening a store makes of its state database and log, and the
+/// replay: reads the metadata of `db` (of store `store_id`), replays the log in
+/// `log_dir` from its checkpoint onto it (in a non-durable transaction), checks
+/// that the log ends at the state's revision and that the state can be read.
+/// Changes no file of the log: `open` then cuts a torn tail and appends, and
+/// `check` runs this on a copy of the state database, so that it finds
+/// whatever would keep the store from opening.
+///
+/// # Errors
+/// What `open` fails with for a damaged state database or log.
+pub(crate) fn replay_log(
+    fs: &dyn Fs,
+    db: &Database,
+    db_path: &Path,
+    log_dir: &Path,
+    store_id: &StoreId,
+) -> Result<Replayed> {
+    let durable = read_meta(db, db_path, store_id)?;
+    let checkpoint = Checkpoint {
+        revision: durable.revision,
+        position: durable.position,
+    };
+    let mut replayer = Replayer::new(db, db_path, durable);
+    let scanned = recovery::scan(fs, log_dir, store_id, checkpoint, |parts, end| {
+        replayer.apply(parts, end)
+    })?;
+    let applied = replayer.finish()?;
+    if scanned.last_revision() != applied.revision {
+        return Err(Error::corrupt(
+            db_path,
+            0,
+            format!(
+                "the state database is at revision {} but the log ends at revision {}; the log \
+                 lost commits the state has: restore a backup, or keep the state with \
+                 `statelog repair` (it starts a new log from it)",
+                applied.revision,
+                scanned.last_revision()
+            ),
+        ));
+    }
+    let backed_up = read_backed_up(db, db_path)?;
+    super::view::View::open(db, db_path, applied)?;
+    Ok(Replayed {
+        durable,
+        applied,
+        scanned,
+        backed_up,
+    })
 }
 
 /// Creates `path` and any missing parents, and syncs the directory holding each
@@ -445,9 +492,7 @@ pub(crate) fn open_database(
     builder.set_check_integrity_on_open(options.verify_on_open);
     // redb may panic on a file it cannot make sense of; report that as damage
     // instead of taking the caller down.
-    let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        builder.create_with_backend(BoxedBackend(backend, fence))
-    }));
+    let opened = super::contain_panic(|| builder.create_with_backend(BoxedBackend(backend, fence)));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(Error::Busy {
@@ -461,10 +506,7 @@ pub(crate) fn open_database(
             supported: 3,
         }),
         Ok(Err(e)) => Err(damaged(db_path, e.to_string())),
-        Err(_) => Err(damaged(
-            db_path,
-            "the database library panicked while opening it".into(),
-        )),
+        Err(panicked) => Err(damaged(db_path, panicked)),
     }
 }
 
@@ -488,7 +530,7 @@ pub(crate) fn read_backed_up(db: &Database, db_path: &Path) -> Result<Option<u64
 }
 
 pub(crate) fn read_meta(db: &Database, db_path: &Path, store_id: &StoreId) -> Result<Applied> {
-    let read = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<_> {
+    let read = super::contain_panic(|| -> Result<_> {
         let meta = super::read_table(db, db_path, META, "open the meta table")?;
         let get = |name: &str| -> Result<Option<Vec<u8>>> {
             Ok(meta
@@ -501,10 +543,10 @@ pub(crate) fn read_meta(db: &Database, db_path: &Path, store_id: &StoreId) -> Re
             get(schema::META_STORE_ID)?,
             get(schema::META_APPLIED)?,
         ))
-    }));
+    });
     let (schema_bytes, id_bytes, applied_bytes) = match read {
         Ok(result) => result?,
-        Err(_) => return Err(damaged(db_path, "reading its metadata panicked".into())),
+        Err(panicked) => return Err(damaged(db_path, panicked)),
     };
     let schema = schema_bytes
         .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))

@@ -22,6 +22,7 @@
 
 use redb::TableDefinition;
 
+use crate::counter::{MAX_REVISION, MAX_VERSION};
 use crate::log::Position;
 use crate::time::Timestamp;
 
@@ -88,6 +89,13 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Option<(Meta, &[u8])> {
         mod_revision: u64_at(bytes, MODIFIED_AT)?,
         updated_at: Timestamp::from_micros(u64_at(bytes, UPDATED_AT)? as i64),
     };
+    // Counters beyond their ceiling are never written: the bytes are damaged.
+    if meta.version > MAX_VERSION
+        || meta.create_revision > MAX_REVISION
+        || meta.mod_revision > MAX_REVISION
+    {
+        return None;
+    }
     Some((meta, bytes.get(RECORD_HEADER_LEN..)?))
 }
 
@@ -115,7 +123,7 @@ impl Applied {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<Applied> {
-        if bytes.len() != 32 {
+        if bytes.len() != 32 || u64_at(bytes, 0)? > MAX_REVISION {
             return None;
         }
         Some(Applied {
@@ -139,7 +147,7 @@ mod tests {
             version: 3,
             create_revision: 7,
             mod_revision: 9,
-            updated_at: Timestamp::from_micros(-12),
+            updated_at: Timestamp::from_micros(1_767_322_245_000_006),
         };
         let mut out = Vec::new();
         encode_record(&meta, b"\x81\xa1a\x01", &mut out);
@@ -148,6 +156,13 @@ mod tests {
         assert_eq!(decode_record(&out[..10]), None);
         out[0] = 9;
         assert_eq!(decode_record(&out), None);
+        let mut beyond = Vec::new();
+        let exhausted = Meta {
+            version: MAX_VERSION + 1,
+            ..meta
+        };
+        encode_record(&exhausted, b"\xc0", &mut beyond);
+        assert_eq!(decode_record(&beyond), None);
     }
 
     #[test]

@@ -127,6 +127,10 @@ pub enum WireError {
         path: WirePath,
         reason: String,
     },
+    Exhausted {
+        record: Option<(String, String)>,
+        value: u64,
+    },
     SnapshotIo {
         op: String,
         source: WireIo,
@@ -351,6 +355,10 @@ pub fn to_wire(e: &Error, store: &Path) -> WireError {
             path: p(path),
             reason: reason.clone(),
         },
+        Error::Exhausted { record, value } => WireError::Exhausted {
+            record: record.clone(),
+            value: *value,
+        },
         Error::SnapshotIo { op, source } => WireError::SnapshotIo {
             op: (*op).to_owned(),
             source: io_to_wire(source),
@@ -515,6 +523,7 @@ pub fn from_wire(e: WireError, store: &Path) -> Error {
             path: p(path),
             reason,
         },
+        WireError::Exhausted { record, value } => Error::Exhausted { record, value },
         WireError::SnapshotIo { op, source } => Error::SnapshotIo {
             op: intern(op),
             source: io_from_wire(source),

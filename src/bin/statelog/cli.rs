@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser};
 
 use crate::cmd::Command;
+use statelog::Shown;
 
 const ABOUT: &str = "Safe shared state for shell scripts, CI jobs and cron: versioned records by \
 namespace and key, updated without lost updates, durable before each command exits.";
@@ -79,9 +80,12 @@ pub struct GlobalArgs {
 fn parse_wait(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+        .map_err(|_| format!("\"{}\" is not a number of seconds", Shown::new(text)))?;
     if !(0.0..=86_400.0).contains(&secs) {
-        return Err(format!("{text} is not from 0 to 86400 seconds"));
+        return Err(format!(
+            "{} is not from 0 to 86400 seconds",
+            Shown::new(text)
+        ));
     }
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }

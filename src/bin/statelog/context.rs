@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use statelog::{Options, Store};
+use statelog::{Options, Shown, Store};
 
 use crate::cli::GlobalArgs;
 use crate::exit;
@@ -124,7 +124,7 @@ impl Ctx {
     /// Explains a failed open: what to do comes first, the library's reason
     /// follows as the cause.
     pub fn open_error(&self, e: statelog::Error) -> anyhow::Error {
-        let path = self.store.display();
+        let path = Shown::path(&self.store);
         let from = self.store_from;
         let message = match &e {
             statelog::Error::NotAStore { .. } if missing_or_empty(&self.store) => format!(
@@ -152,8 +152,8 @@ impl Ctx {
                  acknowledged): cut {} bytes at offset {} of {} and kept them in {}",
                 cut.bytes,
                 cut.offset,
-                cut.segment.display(),
-                cut.saved_to.display()
+                Shown::path(&cut.segment),
+                Shown::path(&cut.saved_to)
             ));
         }
     }
@@ -175,7 +175,7 @@ impl Ctx {
             exit::warn(format!(
                 "closing the store at {} failed (what was committed is durable and will be \
                  replayed at the next open): {e}",
-                self.store.display()
+                Shown::path(&self.store)
             ));
         }
         result

@@ -16,6 +16,8 @@ use std::fmt;
 use std::io;
 use std::process::ExitCode;
 
+use statelog::Shown;
+
 /// What an invocation ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -98,9 +100,16 @@ pub fn report(err: &anyhow::Error) -> Code {
     if is_broken_pipe(err) {
         return Code::Ok;
     }
-    let mut text = format!("statelog: error: {err}\n");
+    // Messages show user text through `Shown` where they put it in; escaping
+    // each whole line again keeps any text that came another way (an
+    // operating-system message, a file name in a cause) from breaking the
+    // line or driving the terminal.
+    let mut text = format!("statelog: error: {}\n", Shown::whole(&err.to_string()));
     for cause in err.chain().skip(1) {
-        text.push_str(&format!("  caused by: {cause}\n"));
+        text.push_str(&format!(
+            "  caused by: {}\n",
+            Shown::whole(&cause.to_string())
+        ));
     }
     print_stderr(&text);
     code_of(err)
@@ -108,7 +117,10 @@ pub fn report(err: &anyhow::Error) -> Code {
 
 /// Prints a warning on stderr (things that did not stop the command).
 pub fn warn(message: impl fmt::Display) {
-    print_stderr(&format!("statelog: warning: {message}\n"));
+    print_stderr(&format!(
+        "statelog: warning: {}\n",
+        Shown::whole(&message.to_string())
+    ));
 }
 
 /// Writes to stderr; nothing more can be done if stderr is gone.

@@ -17,7 +17,7 @@
 use std::fmt;
 
 use rmpv::Value;
-use statelog::RawValue;
+use statelog::{RawValue, Shown};
 
 /// A field path such as `meta.host`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct FieldPath {
 
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        write!(f, "{}", Shown::new(&self.text))
     }
 }
 
@@ -49,7 +49,8 @@ impl FieldPath {
                     Some(next) => name.push(next),
                     None => {
                         return Err(format!(
-                            "the field path {text:?} ends with a lone backslash; {PATH_HELP}"
+                            "the field path \"{}\" ends with a lone backslash; {PATH_HELP}",
+                            Shown::new(text)
                         ));
                     }
                 },
@@ -60,7 +61,8 @@ impl FieldPath {
         names.push(name);
         if names.iter().any(String::is_empty) {
             return Err(format!(
-                "the field path {text:?} has an empty field name; {PATH_HELP}"
+                "the field path \"{}\" has an empty field name; {PATH_HELP}",
+                Shown::new(text)
             ));
         }
         Ok(FieldPath {
@@ -71,7 +73,7 @@ impl FieldPath {
 
     /// The path up to and including name `i`, for messages.
     fn prefix(&self, i: usize) -> String {
-        self.names[..=i].join(".")
+        Shown::new(&self.names[..=i].join(".")).to_string()
     }
 }
 
@@ -88,7 +90,8 @@ pub fn split_assignment(expr: &str) -> Result<(FieldPath, &str), String> {
         }
     }
     Err(format!(
-        "{expr:?} is not FIELD=VALUE (for example status=running, progress=50, meta.host=node7)"
+        "\"{}\" is not FIELD=VALUE (for example status=running, progress=50, meta.host=node7)",
+        Shown::new(expr)
     ))
 }
 
@@ -102,11 +105,13 @@ pub fn typed_value(text: &str) -> Result<Value, String> {
         _ if text.starts_with('"') => match parse_json(text) {
             Ok(value @ Value::String(_)) => Ok(value),
             Ok(_) | Err(_) => Err(format!(
-                "{text} starts with a double quote but is not one JSON string; write a quoted \
-                 string as \"text\" with \\\" for quotes inside it"
+                "{} starts with a double quote but is not one JSON string; write a quoted \
+                 string as \"text\" with \\\" for quotes inside it",
+                Shown::new(text)
             )),
         },
         _ if is_json_number(text) => parse_json(text).map_err(|e| {
+            let text = Shown::new(text);
             format!("{text} is not a number statelog can store ({e}); quote it to store text: '\"{text}\"'")
         }),
         _ => Ok(Value::from(text)),
@@ -318,7 +323,8 @@ impl Number {
                 Ok(Number::Float(f))
             }
             _ => Err(format!(
-                "{text:?} is not a number (an integer of 64 bits, or a decimal such as 0.5)"
+                "\"{}\" is not a number (an integer of 64 bits, or a decimal such as 0.5)",
+                Shown::new(text)
             )),
         }
     }

@@ -17,6 +17,7 @@ mod progress;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ContextValue;
 
 use crate::exit::Code;
 
@@ -33,7 +34,7 @@ fn run() -> anyhow::Result<Code> {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
             // Usage errors exit 2, with clap's message in the form of ours.
-            let text = e.render().to_string();
+            let text = shown_usage_error(&e);
             let prefix = if text.starts_with("error:") {
                 "statelog: "
             } else {
@@ -50,4 +51,32 @@ fn run() -> anyhow::Result<Code> {
     };
     let ctx = context::Ctx::new(&cli.global);
     cli.command.run(&ctx)
+}
+
+/// clap's message for a usage error, with the arguments it repeats shown as
+/// every message shows what the user gave (escaped and shortened), so that
+/// an argument cannot add lines or drive the terminal.
+fn shown_usage_error(e: &clap::Error) -> String {
+    // The rendering with its styles holds the arguments as given (the plain
+    // one has escape sequences stripped from them too, so they could not be
+    // found in it); the styles go once they are replaced.
+    let mut text = e.render().ansi().to_string();
+    for (_, value) in e.context() {
+        let given: Vec<&str> = match value {
+            ContextValue::String(s) => vec![s.as_str()],
+            ContextValue::Strings(v) => v.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for s in given {
+            let shown = statelog::Shown::new(s).to_string();
+            if shown != s {
+                text = text.replace(s, &shown);
+            }
+        }
+    }
+    clap::builder::StyledStr::from(text)
+        .to_string()
+        .lines()
+        .map(|line| format!("{}\n", statelog::Shown::whole(line)))
+        .collect()
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
+use statelog::Shown;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,6 +38,7 @@ struct DelDoc<'a> {
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let (ns, key) = (args.namespace.as_str(), args.key.as_str());
+    let shown = format!("{}/{}", Shown::new(ns), Shown::new(key));
     ctx.with_store(Access::Records, |store| {
         let deleted = match args.if_version {
             None => store.delete(ns, key)?,
@@ -45,11 +47,11 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
                 Err(statelog::Error::Conflict { actual: 0, .. }) => {
                     return Err(fail(
                         Code::NotFound,
-                        format!("{ns}/{key} does not exist; nothing was deleted"),
+                        format!("{shown} does not exist; nothing was deleted"),
                     ));
                 }
                 Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!("did not delete {ns}/{key}")));
+                    return Err(anyhow::Error::new(e).context(format!("did not delete {shown}")));
                 }
             },
         };

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::Serialize;
-use statelog::Store;
 use statelog::snapshot::{self, Columns, ExportOptions, ExportSummary, Format};
+use statelog::{Shown, Store};
 
 use crate::context::{Access, Ctx};
 use crate::exit::Code;
@@ -165,19 +165,24 @@ fn write_atomically<T>(
 ) -> anyhow::Result<T> {
     let name = path
         .file_name()
-        .with_context(|| format!("--out {} names no file", path.display()))?;
+        .with_context(|| format!("--out {} names no file", Shown::path(path)))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let result = (|| {
         let mut file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            File::create(&tmp).with_context(|| format!("cannot create {}", Shown::path(&tmp)))?;
         let value = write(&mut file)?;
         file.sync_all()
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+            .with_context(|| format!("cannot sync {}", Shown::path(&tmp)))?;
+        std::fs::rename(&tmp, path).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                Shown::path(&tmp),
+                Shown::path(path)
+            )
+        })?;
         Ok(value)
     })();
     if result.is_err() {

@@ -19,6 +19,7 @@ use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
 use crate::fields::{self, FieldPath};
 use crate::output::{self, RecordDoc};
+use statelog::Shown;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,14 +46,15 @@ struct FieldDoc<'a> {
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let (ns, key) = (args.namespace.as_str(), args.key.as_str());
+    let shown = format!("{}/{}", Shown::new(ns), Shown::new(key));
     ctx.with_store(Access::Records, |store| {
         let record = store
             .get_raw(ns, key)?
-            .ok_or_else(|| fail(Code::NotFound, format!("{ns}/{key} does not exist")))?;
+            .ok_or_else(|| fail(Code::NotFound, format!("{shown} does not exist")))?;
         if let Some(path) = &args.field {
             let tree = fields::decode(&record.value).map_err(anyhow::Error::msg)?;
             let value = fields::lookup(&tree, path)
-                .map_err(|m| fail(Code::NotFound, format!("{ns}/{key}: {m}")))?;
+                .map_err(|m| fail(Code::NotFound, format!("{shown}: {m}")))?;
             let raw = fields::encode(value).map_err(anyhow::Error::msg)?;
             if ctx.json {
                 ctx.print_json(&FieldDoc {

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use indicatif::ProgressBar;
 use serde::Serialize;
-use statelog::Store;
+use statelog::Shown;
 use statelog::snapshot::{
     self, Collision, Format, ImportConflict, ImportMode, ImportOptions, ImportReport,
     KeyNormalizer, LegacyOptions, LegacyReport,
@@ -144,29 +144,31 @@ fn open_input(args: &Args) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
         return Ok((Box::new(std::io::stdin().lock()), None));
     }
     let file = File::open(&args.file)
-        .with_context(|| format!("cannot open {} to import it", args.file.display()))?;
+        .with_context(|| format!("cannot open {} to import it", Shown::path(&args.file)))?;
     let len = file.metadata().ok().map(|m| m.len());
     Ok((Box::new(file), len))
 }
 
+/// Reads and checks the whole input first, then opens the store for the
+/// commit: the store's lock is never held while waiting for input (a pipe
+/// from `statelog export` of the same store, a slow producer), and bad input
+/// fails without touching the store.
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let (input, len) = open_input(&args)?;
     let shown = if args.file.as_os_str() == "-" {
         "stdin".to_owned()
     } else {
-        args.file.display().to_string()
+        Shown::path(&args.file).to_string()
     };
     let bar = progress::import(ctx, len);
     let input = bar.wrap_read(input);
-    ctx.with_store(Access::Records, |store| {
-        let code = if args.legacy {
-            legacy(ctx, store, &args, input, &bar, &shown)
-        } else {
-            plain(ctx, store, &args, input, &bar, &shown)
-        };
-        bar.finish_and_clear();
-        code
-    })
+    let code = if args.legacy {
+        legacy(ctx, &args, input, &bar, &shown)
+    } else {
+        plain(ctx, &args, input, &bar, &shown)
+    };
+    bar.finish_and_clear();
+    code
 }
 
 fn counter(bar: &ProgressBar) -> impl Fn(u64) + Send + Sync + 'static {
@@ -176,7 +178,6 @@ fn counter(bar: &ProgressBar) -> impl Fn(u64) + Send + Sync + 'static {
 
 fn plain(
     ctx: &Ctx,
-    store: &Store,
     args: &Args,
     input: impl Read,
     bar: &ProgressBar,
@@ -195,7 +196,7 @@ fn plain(
         },
     };
     let options = ImportOptions::new(format, mode).progress(counter(bar));
-    let report = snapshot::import(store, input, &options).map_err(|e| {
+    let refused = |e: statelog::Error| {
         let hint = match &e {
             statelog::Error::NotEmpty { .. } => {
                 "; import with --mode merge, or restore into a new store (statelog --store NEW init)"
@@ -203,8 +204,12 @@ fn plain(
             _ => "",
         };
         anyhow::Error::new(e).context(format!("did not import {shown}{hint}"))
-    })?;
+    };
+    let checked = snapshot::check_import(input, &options).map_err(refused)?;
     bar.finish_and_clear();
+    let report = ctx.with_store(Access::Records, |store| {
+        snapshot::import_checked(store, checked).map_err(refused)
+    })?;
     let mode_name = match args.mode {
         ModeArg::Merge => "merge",
         ModeArg::Restore => "restore",
@@ -278,7 +283,6 @@ fn describe(report: &ImportReport, shown: &str) -> String {
 
 fn legacy(
     ctx: &Ctx,
-    store: &Store,
     args: &Args,
     input: impl Read,
     bar: &ProgressBar,
@@ -297,9 +301,13 @@ fn legacy(
         .normalizer(normalizer)
         .merge_collisions(args.merge_collisions)
         .progress(counter(bar));
-    let report = snapshot::import_legacy(store, input, &options)
-        .with_context(|| format!("did not import {shown}"))?;
+    let refused =
+        |e: statelog::Error| anyhow::Error::new(e).context(format!("did not import {shown}"));
+    let checked = snapshot::check_legacy(input, &options).map_err(refused)?;
     bar.finish_and_clear();
+    let report = ctx.with_store(Access::Records, |store| {
+        snapshot::import_legacy_checked(store, checked).map_err(refused)
+    })?;
     if ctx.json {
         ctx.print_json(&LegacyDoc {
             file: shown,

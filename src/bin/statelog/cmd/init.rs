@@ -3,7 +3,7 @@
 //! every time.
 
 use serde::Serialize;
-use statelog::Store;
+use statelog::{Shown, Store};
 
 use crate::context::{Access, Ctx};
 use crate::exit::Code;
@@ -27,8 +27,10 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
             let store = Store::open(&ctx.store, ctx.options(Access::Records, true)).map_err(
                 |e| match e {
                     statelog::Error::Busy { .. } => ctx.open_error(e),
-                    e => anyhow::Error::new(e)
-                        .context(format!("cannot create a store in {}", ctx.store.display())),
+                    e => anyhow::Error::new(e).context(format!(
+                        "cannot create a store in {}",
+                        Shown::path(&ctx.store)
+                    )),
                 },
             )?;
             (store, true)

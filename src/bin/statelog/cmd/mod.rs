@@ -24,7 +24,7 @@ mod set;
 mod stats;
 
 use clap::Subcommand;
-use statelog::{RawValue, Store};
+use statelog::{RawValue, Shown, Store};
 
 use crate::context::Ctx;
 use crate::exit::{Code, fail};
@@ -116,7 +116,8 @@ pub fn edit_record<R>(
     key: &str,
     mut edit: impl FnMut(&mut rmpv::Value) -> Result<R, String>,
 ) -> anyhow::Result<Edited<R>> {
-    let refused = |m: String| fail(Code::Error, format!("{ns}/{key} was not changed: {m}"));
+    let shown = format!("{}/{}", Shown::new(ns), Shown::new(key));
+    let refused = |m: String| fail(Code::Error, format!("{shown} was not changed: {m}"));
     let outcome = store.transaction(|tx| -> anyhow::Result<_> {
         let current = tx.snapshot().get_raw(ns, key)?;
         let expected = current.as_ref().map_or(0, |r| r.version);
@@ -128,7 +129,8 @@ pub fn edit_record<R>(
         let result = edit(&mut tree).map_err(refused)?;
         let raw = fields::encode(&tree).map_err(refused)?;
         tx.put_raw(ns, key, raw.clone())?;
-        Ok((expected + 1, raw, result))
+        // A record at the highest version cannot be written; the commit says so.
+        Ok((expected.saturating_add(1), raw, result))
     })?;
     let (version, value, result) = outcome.value;
     Ok(Edited {

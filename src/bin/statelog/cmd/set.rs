@@ -9,7 +9,7 @@
 use std::io::Read;
 
 use anyhow::Context as _;
-use statelog::{RawValue, Store};
+use statelog::{RawValue, Shown, Store};
 
 use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
@@ -46,6 +46,11 @@ pub fn read_value(text: &str, what: &str) -> anyhow::Result<RawValue> {
         text.to_owned()
     };
     RawValue::from_json(&text).map_err(|e| {
+        // Problems with the text start with their place; a value that reads
+        // but cannot be stored (too large, too deep) is not a JSON problem.
+        if !(e.starts_with("line ") || e.starts_with("at the end of the input")) {
+            return fail(Code::Error, format!("{what} cannot be stored: {e}"));
+        }
         let trimmed = text.trim_start();
         let looks_like_json = trimmed
             .chars()
@@ -66,7 +71,8 @@ pub fn read_value(text: &str, what: &str) -> anyhow::Result<RawValue> {
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let (ns, key) = (args.namespace.as_str(), args.key.as_str());
-    let value = read_value(&args.value, &format!("the value for {ns}/{key}"))?;
+    let shown = format!("{}/{}", Shown::new(ns), Shown::new(key));
+    let value = read_value(&args.value, &format!("the value for {shown}"))?;
     let expected = if args.create_only {
         Some(0)
     } else {
@@ -74,7 +80,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     };
     ctx.with_store(Access::Records, |store| {
         let (version, revision) = write(store, ns, key, value, expected)
-            .with_context(|| format!("did not set {ns}/{key}"))?;
+            .with_context(|| format!("did not set {shown}"))?;
         if ctx.json {
             ctx.print_json(&WriteDoc {
                 namespace: ns,
@@ -113,5 +119,10 @@ fn write(
         tx.put_raw(ns, key, value.clone())
     })?;
     let revision = outcome.revision.unwrap_or_else(|| store.revision());
-    Ok((expected + 1, revision))
+    // The commit gave the record the version after `expected`, so there is one.
+    let version = expected.checked_add(1).ok_or(statelog::Error::Exhausted {
+        record: Some((ns.to_owned(), key.to_owned())),
+        value: expected,
+    })?;
+    Ok((version, revision))
 }
