@@ -281,9 +281,9 @@ pub enum Error {
     /// applied. It may or may not have been. Nothing is retried for you: read
     /// what it would have written before doing it again (an increment must not
     /// count twice). The command line exits with 6.
-    #[error("the outcome of a commit to {} is unknown: {} holds the store and {reason} \
+    #[error("the outcome of a commit to {} is unknown: {} holds the store and {} \
         before answering; read what the commit writes to find out whether it was applied \
-        before retrying it", .path.display(), describe_holder(*.pid))]
+        before retrying it", Shown::path(.path), describe_holder(*.pid), Shown::whole(.reason))]
     OutcomeUnknown {
         /// The store directory.
         path: PathBuf,
@@ -296,8 +296,8 @@ pub enum Error {
     /// The process holding the store refused this one: another user the store
     /// directory does not grant access, another protocol version, too many
     /// connections, or an operation the holder performs only for its own user.
-    #[error("{} holds {} and refused this process: {reason}", describe_holder(*.pid),
-        .path.display())]
+    #[error("{} holds {} and refused this process: {}", describe_holder(*.pid),
+        Shown::path(.path), Shown::whole(.reason))]
     Refused {
         /// The store directory.
         path: PathBuf,
@@ -311,8 +311,8 @@ pub enum Error {
     /// something for this handle: a snapshot being read (start again with a
     /// new one; `Store::transaction` does that by itself), or an answer that
     /// could not be read.
-    #[error("lost the connection to {}, which holds {}: {reason}", describe_holder(*.pid),
-        .path.display())]
+    #[error("lost the connection to {}, which holds {}: {}", describe_holder(*.pid),
+        Shown::path(.path), Shown::whole(.reason))]
     Disconnected {
         /// The store directory.
         path: PathBuf,

@@ -53,6 +53,15 @@ struct Registry {
     stopped: bool,
 }
 
+/// Forgets a connection when its thread ends.
+struct Forget<'s>(&'s State, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
+}
+
 impl State {
     /// Forgets a connection whose thread is ending.
     fn forget(&self, id: u64) {
@@ -186,8 +195,10 @@ fn admit(state: &Arc<State>, stream: UnixStream) {
         .name("statelog-client".to_owned())
         .stack_size(CONNECTION_STACK)
         .spawn(move || {
+            // Forgotten however the thread ends (a panic in the engine ends
+            // this connection, not the holder).
+            let _forget = Forget(&for_thread, id);
             conn::run(&for_thread, stream, refusal);
-            for_thread.forget(id);
         });
     match spawned {
         Ok(thread) => {

@@ -1,7 +1,7 @@
 //! What a caller hands to the commit path, and what it gets back.
 
 use super::schema::Meta;
-use crate::error::{Error, KeyPart, Result};
+use crate::error::{Error, KeyPart, Result, Shown};
 use crate::key;
 use crate::time::Timestamp;
 use crate::value;
@@ -126,7 +126,11 @@ impl Request {
             if !seen.insert(write.address.as_slice()) {
                 return Err(Error::InvalidOption {
                     name: "writes",
-                    reason: format!("{namespace}/{key} is written twice in one request"),
+                    reason: format!(
+                        "{}/{} is written twice in one request",
+                        Shown::new(namespace),
+                        Shown::new(key)
+                    ),
                 });
             }
         }
@@ -154,7 +158,11 @@ impl BaseLoad {
             let (namespace, key) = key::decode(&pair[0].address).unwrap_or(("?", "?"));
             return Err(Error::InvalidOption {
                 name: "records",
-                reason: format!("{namespace}/{key} appears twice"),
+                reason: format!(
+                    "{}/{} appears twice",
+                    Shown::new(namespace),
+                    Shown::new(key)
+                ),
             });
         }
         Ok(())

@@ -142,6 +142,24 @@ impl Ctx {
         anyhow::Error::new(e).context(message)
     }
 
+    /// Explains a failed start of `check`, `repair` or `compact`, which need
+    /// the store closed: they never work through a process holding it.
+    pub fn tool_error(&self, e: statelog::Error) -> anyhow::Error {
+        match &e {
+            statelog::Error::Busy { waited, .. } => {
+                let message = format!(
+                    "gave up waiting for the store at {} after {:.1} s: another process holds it \
+                     (`statelog serve` or a program; its pid follows); check, repair and compact \
+                     need the store closed: stop that process, then run this again",
+                    self.store.display(),
+                    waited.as_secs_f64()
+                );
+                anyhow::Error::new(e).context(message)
+            }
+            _ => self.open_error(e),
+        }
+    }
+
     /// Says what recovery did, when it cut something.
     pub fn after_open(&self, store: &Store) {
         if let Some(cut) = &store.recovery().cut
