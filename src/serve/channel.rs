@@ -137,7 +137,7 @@ impl Channel {
                 .map_err(|_| RecvError::Cut)?;
             let header = frame::decode_header(head).map_err(RecvError::Frame)?;
             assembler.admit(&header).map_err(RecvError::Frame)?;
-            let total = assembler.len() + header.len;
+            let total = assembler.held() + header.len;
             if total > limit {
                 return Err(RecvError::Frame(FrameError::MessageTooLarge(total as u64)));
             }

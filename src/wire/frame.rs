@@ -173,7 +173,7 @@ impl Assembler {
     }
 
     /// Bytes of the message so far.
-    pub fn len(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.body.len()
     }
 
