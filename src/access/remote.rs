@@ -407,6 +407,7 @@ impl Backend for Remote {
                 revision,
                 time: Timestamp::from_micros(time),
                 lost: AtomicBool::new(false),
+                last: Mutex::new(None),
             })),
             Ok(Final::Reply(other)) => Err(self.unexpected("a snapshot request", &other)),
             Ok(Final::Failed(e)) => {
@@ -495,6 +496,10 @@ struct RemoteView {
     revision: u64,
     time: Timestamp,
     lost: AtomicBool,
+    /// The last record read and what it held: a snapshot never changes, and
+    /// a transaction often reads a record twice (its value, then its version
+    /// for a precondition), so the second read needs no round trip.
+    last: Mutex<Option<(Vec<u8>, Option<Stored>)>>,
 }
 
 impl RemoteView {
@@ -556,13 +561,20 @@ impl ReadView for RemoteView {
     }
 
     fn get(&self, address: &[u8]) -> Result<Option<Stored>> {
+        if let Some((last, stored)) = &*self.last.lock()
+            && last.as_slice() == address
+        {
+            return Ok(stored.clone());
+        }
         let request = m::Request::ViewGet {
             address: serde_bytes::ByteBuf::from(address.to_vec()),
         };
-        match self.ask(&request)? {
-            m::Reply::Record(record) => Ok(record.map(convert::stored_from_wire)),
-            other => Err(self.unexpected(&other)),
-        }
+        let stored = match self.ask(&request)? {
+            m::Reply::Record(record) => record.map(convert::stored_from_wire),
+            other => return Err(self.unexpected(&other)),
+        };
+        *self.last.lock() = Some((address.to_vec(), stored.clone()));
+        Ok(stored)
     }
 
     fn range(self: Arc<Self>, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Entries> {

@@ -18,7 +18,10 @@ use super::socket;
 use crate::wire::frame::{self, Assembler, FrameError, HEADER_LEN};
 use crate::wire::message;
 
-/// Bytes read from the socket at a time (at least).
+/// The input buffer to start with: most messages are a few hundred bytes
+/// (a short-lived client should not pay for touching more).
+const FIRST_BUFFER: usize = 4 << 10;
+/// Bytes read from the socket at a time (at least) once a message needs more.
 const READ_CHUNK: usize = 64 << 10;
 /// Buffers grown beyond this for a large message are given back after it.
 const KEEP_BUFFER: usize = 1 << 20;
@@ -79,7 +82,7 @@ impl Channel {
     pub(crate) fn new(stream: UnixStream, mid_message: Option<Duration>) -> Channel {
         Channel {
             stream,
-            input: vec![0; READ_CHUNK],
+            input: vec![0; FIRST_BUFFER],
             start: 0,
             end: 0,
             output: Vec::new(),
@@ -157,7 +160,7 @@ impl Channel {
             self.start = 0;
             self.end = 0;
             if self.input.len() > KEEP_BUFFER {
-                self.input = vec![0; READ_CHUNK];
+                self.input = vec![0; FIRST_BUFFER];
             }
         }
         Ok(message)
