@@ -30,6 +30,10 @@ use crate::store::request::{BaseLoad, Outcome, Request};
 use crate::store::{Recovery, Stats};
 use crate::time::Timestamp;
 
+/// What a point read hands each record to: its metadata and value bytes
+/// (borrowed, so a backend that can lend them does not copy them).
+pub(crate) type ReadRecord<'a> = &'a mut dyn FnMut(Meta, &[u8]) -> Result<()>;
+
 /// A record as read: metadata and value (MessagePack).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Stored {
@@ -110,8 +114,8 @@ pub(crate) type Reply<T> = std::result::Result<T, Fault>;
 pub(crate) trait Backend: Send + Sync {
     /// The revision readers see now.
     fn revision(&self) -> Reply<u64>;
-    /// One record as readers see it now.
-    fn get(&self, address: &[u8]) -> Reply<Option<Stored>>;
+    /// One record as readers see it now, handed to `read`; false if absent.
+    fn get(&self, address: &[u8], read: ReadRecord<'_>) -> Reply<bool>;
     /// A consistent view at the newest revision.
     fn snapshot(&self) -> Reply<Arc<dyn ReadView>>;
     /// Commits a request (checks, then writes) as one atomic unit.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{Backend, Entries, Entry, Fault, ReadView, Reply, Stored};
+use super::{Backend, Entries, Entry, Fault, ReadRecord, ReadView, Reply, Stored};
 use crate::backup::{BackupOptions, BackupReport};
 use crate::error::{Error, Result};
 use crate::fs::Fs;
@@ -384,12 +384,17 @@ impl Backend for Remote {
         }
     }
 
-    fn get(&self, address: &[u8]) -> Reply<Option<Stored>> {
+    fn get(&self, address: &[u8], read: ReadRecord<'_>) -> Reply<bool> {
         let request = m::Request::Get {
             address: serde_bytes::ByteBuf::from(address.to_vec()),
         };
         match self.link.exchange(&request, false, None)? {
-            m::Reply::Record(record) => Ok(record.map(convert::stored_from_wire)),
+            m::Reply::Record(Some(record)) => {
+                let stored = convert::stored_from_wire(record);
+                read(stored.meta, &stored.value)?;
+                Ok(true)
+            }
+            m::Reply::Record(None) => Ok(false),
             other => Err(self.unexpected("a read", &other)),
         }
     }

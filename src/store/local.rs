@@ -15,7 +15,7 @@ use super::open::{DB_FILE, Opened};
 use super::read::{self, LocalView};
 use super::request::{BaseLoad, Outcome, Request};
 use super::{Counters, Recovery, Shared, Stats, background};
-use crate::access::{Backend, ReadView, Reply, Stored};
+use crate::access::{Backend, ReadRecord, ReadView, Reply, Stored};
 use crate::backup::{BackupOptions, BackupReport};
 use crate::error::{Error, Result};
 use crate::log::retention;
@@ -39,6 +39,12 @@ impl Shared {
     pub(crate) fn get(&self, address: &[u8]) -> Result<Option<Stored>> {
         self.check_open()?;
         read::get(&self.visible.get(), &self.db_path, address)
+    }
+
+    /// One record as readers see it now, lent to `read`.
+    pub(crate) fn get_with(&self, address: &[u8], read: ReadRecord<'_>) -> Result<bool> {
+        self.check_open()?;
+        read::get_with(&self.visible.get(), &self.db_path, address, read)
     }
 
     /// A view of the newest published revision, kept for as long as it is held.
@@ -180,8 +186,8 @@ impl Backend for Local {
         Ok(self.shared.revision())
     }
 
-    fn get(&self, address: &[u8]) -> Reply<Option<Stored>> {
-        Ok(self.shared.get(address)?)
+    fn get(&self, address: &[u8], read: ReadRecord<'_>) -> Reply<bool> {
+        Ok(self.shared.get_with(address, read)?)
     }
 
     fn snapshot(&self) -> Reply<Arc<dyn ReadView>> {

@@ -473,9 +473,14 @@ impl Store {
         key: &str,
     ) -> Result<Option<Versioned<T>>> {
         let address = key::encode(namespace, key)?;
-        self.call(|b| b.get(&address))?
-            .map(|stored| snapshot::decode_stored(namespace, key, stored))
-            .transpose()
+        let mut found = None;
+        self.call(|b| {
+            b.get(&address, &mut |meta, bytes| {
+                found = Some(Versioned::new(value::decode(namespace, key, bytes)?, meta));
+                Ok(())
+            })
+        })?;
+        Ok(found)
     }
 
     /// Reads a record without decoding its value.
@@ -484,7 +489,14 @@ impl Store {
     /// [`Error::InvalidKey`].
     pub fn get_raw(&self, namespace: &str, key: &str) -> Result<Option<Versioned<RawValue>>> {
         let address = key::encode(namespace, key)?;
-        Ok(self.call(|b| b.get(&address))?.map(snapshot::raw_stored))
+        let mut found = None;
+        self.call(|b| {
+            b.get(&address, &mut |meta, bytes| {
+                found = Some(Versioned::new(RawValue::from_trusted(bytes.to_vec()), meta));
+                Ok(())
+            })
+        })?;
+        Ok(found)
     }
 
     /// Streams a namespace's records in key order (all, a range, or a prefix;

@@ -9,28 +9,45 @@ use super::db_error;
 use super::engine::malformed_record;
 use super::schema;
 use super::view::View;
-use crate::access::{Entries, Entry, ReadView, Stored};
+use crate::access::{Entries, Entry, ReadRecord, ReadView, Stored};
 use crate::error::Result;
 use crate::key;
 use crate::time::Timestamp;
 
 /// One record of `view`.
 pub(crate) fn get(view: &View, db_path: &Path, address: &[u8]) -> Result<Option<Stored>> {
+    let mut out = None;
+    get_with(view, db_path, address, &mut |meta, value| {
+        out = Some(Stored {
+            meta,
+            value: value.to_vec(),
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// One record of `view`, lent to `read` straight from the state database's
+/// page (no copy); false if absent.
+pub(crate) fn get_with(
+    view: &View,
+    db_path: &Path,
+    address: &[u8],
+    read: ReadRecord<'_>,
+) -> Result<bool> {
     let Some(guard) = view
         .records()
         .get(address)
         .map_err(db_error(db_path, "read a record"))?
     else {
-        return Ok(None);
+        return Ok(false);
     };
     let (meta, bytes) = schema::decode_record(guard.value()).ok_or_else(|| {
         let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
         malformed_record(db_path, namespace, key)
     })?;
-    Ok(Some(Stored {
-        meta,
-        value: bytes.to_vec(),
-    }))
+    read(meta, bytes)?;
+    Ok(true)
 }
 
 /// A published view, read as a [`ReadView`]: one MVCC read transaction of the
