@@ -9,6 +9,7 @@
 mod convert;
 mod errors;
 mod files;
+mod keylocks;
 mod store;
 mod tx;
 mod types;

@@ -13,6 +13,7 @@ use statelog::{Durability, Error, KeyRange, Options, RetryPolicy, Store};
 use crate::convert;
 use crate::errors::{self, Fork};
 use crate::files;
+use crate::keylocks::KeyLocks;
 use crate::tx::{self, CallError};
 use crate::types::{Committed, Deleted, Record, RecordIterator};
 
@@ -26,6 +27,8 @@ pub(crate) struct PyStore {
     store: Mutex<Option<Store>>,
     path: PathBuf,
     fork: Fork,
+    /// Updates of one key from this handle's threads take turns.
+    keylocks: KeyLocks,
 }
 
 impl Drop for PyStore {
@@ -144,6 +147,7 @@ impl PyStore {
             store: Mutex::new(Some(store)),
             path,
             fork: Fork::here(),
+            keylocks: KeyLocks::default(),
         })
     }
 
@@ -258,6 +262,7 @@ impl PyStore {
     /// Read, change, write without losing updates: `fn(old)` gets the stored
     /// value (None if absent) and returns the new one. If the record changed
     /// meanwhile, `fn` runs again on the new value. Returns the record written.
+    /// Updates of one key from threads sharing this Store take turns.
     #[pyo3(signature = (namespace, key, fn_))]
     fn update(
         &self,
@@ -268,8 +273,10 @@ impl PyStore {
     ) -> PyResult<Record> {
         let store = self.handle(py)?;
         let result = py.detach(|| {
-            store.update(&namespace, &key, |old: Option<Value>| {
-                tx::call_update(&namespace, &key, &fn_, old)
+            self.keylocks.turn(&namespace, &key).run(|| {
+                store.update(&namespace, &key, |old: Option<Value>| {
+                    tx::call_update(&namespace, &key, &fn_, old)
+                })
             })
         });
         match result {

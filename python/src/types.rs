@@ -3,6 +3,7 @@
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDelta, PyTzInfo};
 use rmpv::Value;
 use statelog::{List, Versioned};
@@ -89,16 +90,13 @@ impl Record {
 
 /// Microseconds since the epoch as an aware `datetime` in UTC, exactly.
 pub(crate) fn utc_datetime(py: Python<'_>, micros: i64) -> PyResult<Bound<'_, PyAny>> {
-    let epoch = py.import("datetime")?.getattr("datetime")?.call1((
-        1970,
-        1,
-        1,
-        0,
-        0,
-        0,
-        0,
-        PyTzInfo::utc(py)?,
-    ))?;
+    static EPOCH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let epoch = EPOCH.get_or_try_init(py, || {
+        py.import("datetime")?
+            .getattr("datetime")?
+            .call1((1970, 1, 1, 0, 0, 0, 0, PyTzInfo::utc(py)?))
+            .map(Bound::unbind)
+    })?;
     let days = micros.div_euclid(86_400_000_000);
     let rest = micros.rem_euclid(86_400_000_000);
     let delta = PyDelta::new(
@@ -108,7 +106,7 @@ pub(crate) fn utc_datetime(py: Python<'_>, micros: i64) -> PyResult<Bound<'_, Py
         i32::try_from(rest % 1_000_000).unwrap_or(0),
         true,
     )?;
-    epoch.call_method1("__add__", (delta,))
+    epoch.bind(py).call_method1("__add__", (delta,))
 }
 
 /// What a successful write did.

@@ -215,3 +215,9 @@ class ForkError(StatelogError):
 
     opened_by: int  #: the process that opened the store
     pid: int  #: this process
+
+
+# Shown and pickled as statelog.ConflictError etc., where users import them.
+for _name in __all__:
+    globals()[_name].__module__ = "statelog"
+del _name
