@@ -228,6 +228,17 @@ impl RecordIterator {
     }
 }
 
+impl Drop for RecordIterator {
+    fn drop(&mut self) {
+        if self.fork.is_child() {
+            // Its snapshot belongs to the parent's store: leave it alone.
+            if let Some(list) = self.list.get_mut().take() {
+                std::mem::forget(list);
+            }
+        }
+    }
+}
+
 #[pymethods]
 impl RecordIterator {
     fn __iter__(slf: Py<Self>) -> Py<Self> {
