@@ -8,6 +8,8 @@ import pytest
 import statelog
 
 
+# Python 3.12+ warns that forking a process with threads (the store's own) may
+# deadlock the child; these children only touch what the test controls.
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_use_after_fork_is_refused(store, tmp_path):
     store.put("tasks", "t", 1)
@@ -51,6 +53,7 @@ def test_use_after_fork_is_refused(store, tmp_path):
     assert store.get("tasks", "t").version == 2
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_async_store_after_fork_is_refused(store):
     import asyncio
 
