@@ -71,5 +71,10 @@ pub mod backup;
 pub mod maintenance;
 pub mod snapshot;
 
+#[cfg(feature = "tokio")]
+pub mod async_store;
+#[cfg(feature = "tokio")]
+pub use async_store::AsyncStore;
+
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -1,0 +1,390 @@
+//! [`AsyncStore`]: the store's operations as futures, for tokio (feature
+//! `tokio`).
+//!
+//! The store is blocking by design: a commit waits for its disk sync, an open
+//! waits for the store's lock, `update` and `transaction` may pause between
+//! retries. Each method here runs the blocking call on tokio's blocking pool
+//! ([`tokio::task::spawn_blocking`]), so the runtime's worker threads never
+//! wait for the disk or for another writer, and concurrent calls still share
+//! syncs through the group commit.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use statelog::{AsyncStore, Options};
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = AsyncStore::open(dir.path().join("state"), Options::default()).await?;
+//! store.put("tasks", "t1", serde_json::json!({"status": "queued"})).await?;
+//! let task = store
+//!     .update("tasks", "t1", |old: Option<serde_json::Value>| -> statelog::Result<_> {
+//!         let mut task = old.unwrap_or_default();
+//!         task["status"] = "running".into();
+//!         Ok(task)
+//!     })
+//!     .await?;
+//! assert_eq!(task.version, 2);
+//! store.close().await?;
+//! # Ok::<(), statelog::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! A future dropped before it completes does not stop its call: the blocking
+//! part runs to its end, so a cancelled `put` may still commit. Watching for
+//! changes, as a `Stream`, will come with the store's watch API.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backup::BackupReport;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::store::{Committed, Deleted, KeyRange, Snapshot, Stats, Store, Tx, TxOutcome};
+use crate::value::{RawValue, Versioned};
+
+/// An open store whose methods are futures that never block the runtime.
+///
+/// Cheap to clone (clones share the store, as [`Store`] clones do). Closures
+/// given to [`update`](Self::update) and [`transaction`](Self::transaction)
+/// run on the blocking pool, possibly several times (once per conflict).
+#[derive(Clone, Debug)]
+pub struct AsyncStore {
+    store: Store,
+}
+
+impl From<Store> for AsyncStore {
+    fn from(store: Store) -> AsyncStore {
+        AsyncStore { store }
+    }
+}
+
+/// Runs `f` on the blocking pool. A panic in `f` is resumed in the caller.
+async fn blocking<R, E, F>(path: &Path, f: F) -> std::result::Result<R, E>
+where
+    F: FnOnce() -> std::result::Result<R, E> + Send + 'static,
+    R: Send + 'static,
+    E: From<Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Io {
+            op: "run a blocking call on",
+            path: path.to_owned(),
+            source: std::io::Error::other("the tokio runtime is shutting down"),
+        }
+        .into()),
+    }
+}
+
+impl AsyncStore {
+    /// Opens (or creates) the store in `path`; see [`Store::open`]. Waiting
+    /// for another handle's lock happens on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub async fn open(path: impl AsRef<Path>, options: Options) -> Result<AsyncStore> {
+        let path = path.as_ref().to_owned();
+        let at = path.clone();
+        blocking(&at, move || Store::open(path, options))
+            .await
+            .map(AsyncStore::from)
+    }
+
+    /// The blocking handle, for code that runs on a thread of its own.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs `f` with the blocking handle on the blocking pool: for the
+    /// operations without an async method here (exports, imports, restores,
+    /// maintenance).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path(), Default::default()).await?;
+    /// use statelog::snapshot::{self, ExportOptions, Format};
+    /// let json = store
+    ///     .run(|store| {
+    ///         let mut out = Vec::new();
+    ///         snapshot::export(store, &mut out, &ExportOptions::new(Format::Json))?;
+    ///         Ok(out)
+    ///     })
+    ///     .await?;
+    /// assert!(json.starts_with(b"{"));
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// What `f` returns.
+    pub async fn run<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Store) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let store = self.store.clone();
+        blocking(self.store.path(), move || f(&store)).await
+    }
+
+    /// The revision of the last commit readers can see (no I/O: it is not a
+    /// future).
+    pub fn revision(&self) -> u64 {
+        self.store.revision()
+    }
+
+    /// Reads a record as `T`; see [`Store::get`].
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub async fn get<T>(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+    ) -> Result<Option<Versioned<T>>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let (namespace, key) = (namespace.into(), key.into());
+        self.run(move |s| s.get(&namespace, &key)).await
+    }
+
+    /// Reads a record without decoding its value; see [`Store::get_raw`].
+    ///
+    /// # Errors
+    /// As [`Store::get_raw`].
+    pub async fn get_raw(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+    ) -> Result<Option<Versioned<RawValue>>> {
+        let (namespace, key) = (namespace.into(), key.into());
+        self.run(move |s| s.get_raw(&namespace, &key)).await
+    }
+
+    /// Collects a namespace's records in key order, from one snapshot; see
+    /// [`Store::list`].
+    ///
+    /// # Errors
+    /// As [`Store::list`], and [`Error::Decode`] for a value that is not a `T`.
+    pub async fn list<T>(
+        &self,
+        namespace: impl Into<String>,
+        range: impl Into<KeyRange>,
+    ) -> Result<Vec<(String, Versioned<T>)>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let (namespace, range) = (namespace.into(), range.into());
+        self.run(move |s| s.list(&namespace, range)?.collect())
+            .await
+    }
+
+    /// Runs `f` on one consistent snapshot; see [`Store::read`].
+    ///
+    /// # Errors
+    /// What `f` returns, or what [`Store::snapshot`] returns.
+    pub async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Snapshot) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.run(move |s| s.read(f)).await
+    }
+
+    /// The namespaces that hold records.
+    ///
+    /// # Errors
+    /// As [`Store::namespaces`].
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        self.run(|s| s.namespaces()).await
+    }
+
+    /// Writes a value whatever the record's version; see [`Store::put`].
+    ///
+    /// # Errors
+    /// As [`Store::put`].
+    pub async fn put<T>(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+        value: T,
+    ) -> Result<Committed>
+    where
+        T: Serialize + Send + 'static,
+    {
+        let (namespace, key) = (namespace.into(), key.into());
+        self.run(move |s| s.put(&namespace, &key, &value)).await
+    }
+
+    /// Writes a value unless it equals the stored one; see
+    /// [`Store::put_if_changed`].
+    ///
+    /// # Errors
+    /// As [`Store::put`].
+    pub async fn put_if_changed<T>(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+        value: T,
+    ) -> Result<Committed>
+    where
+        T: Serialize + Send + 'static,
+    {
+        let (namespace, key) = (namespace.into(), key.into());
+        self.run(move |s| s.put_if_changed(&namespace, &key, &value))
+            .await
+    }
+
+    /// Writes a value given as MessagePack; see [`Store::put_raw`].
+    ///
+    /// # Errors
+    /// As [`Store::put`].
+    pub async fn put_raw(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+        value: RawValue,
+    ) -> Result<Committed> {
+        let (namespace, key) = (namespace.into(), key.into());
+        self.run(move |s| s.put_raw(&namespace, &key, value)).await
+    }
+
+    /// Creates a record that must not exist yet; see [`Store::create`].
+    ///
+    /// # Errors
+    /// As [`Store::create`].
+    pub async fn create<T>(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+        value: T,
+    ) -> Result<Committed>
+    where
+        T: Serialize + Send + 'static,
+    {
+        let (namespace, key) = (namespace.into(), key.into());
+        self.run(move |s| s.create(&namespace, &key, &value)).await
+    }
+
+    /// Writes a value only if the record has version `expected`; see
+    /// [`Store::compare_and_swap`].
+    ///
+    /// # Errors
+    /// As [`Store::compare_and_swap`].
+    pub async fn compare_and_swap<T>(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+        expected: u64,
+        value: T,
+    ) -> Result<Committed>
+    where
+        T: Serialize + Send + 'static,
+    {
+        let (namespace, key) = (namespace.into(), key.into());
+        self.run(move |s| s.compare_and_swap(&namespace, &key, expected, &value))
+            .await
+    }
+
+    /// Removes a record; see [`Store::delete`].
+    ///
+    /// # Errors
+    /// As [`Store::delete`].
+    pub async fn delete(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+    ) -> Result<Option<Deleted>> {
+        let (namespace, key) = (namespace.into(), key.into());
+        self.run(move |s| s.delete(&namespace, &key)).await
+    }
+
+    /// Removes a record only if it has version `expected`; see
+    /// [`Store::compare_and_delete`].
+    ///
+    /// # Errors
+    /// As [`Store::compare_and_delete`].
+    pub async fn compare_and_delete(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+        expected: u64,
+    ) -> Result<Deleted> {
+        let (namespace, key) = (namespace.into(), key.into());
+        self.run(move |s| s.compare_and_delete(&namespace, &key, expected))
+            .await
+    }
+
+    /// Read, modify, write without losing updates; see [`Store::update`].
+    /// `f` runs on the blocking pool, once per attempt.
+    ///
+    /// # Errors
+    /// As [`Store::update`].
+    pub async fn update<T, E, F>(
+        &self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+        f: F,
+    ) -> std::result::Result<Versioned<T>, E>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnMut(Option<T>) -> std::result::Result<T, E> + Send + 'static,
+    {
+        let (namespace, key) = (namespace.into(), key.into());
+        let store = self.store.clone();
+        blocking(self.store.path(), move || store.update(&namespace, &key, f)).await
+    }
+
+    /// Runs `f` as one all-or-nothing transaction, re-run on conflict; see
+    /// [`Store::transaction`]. `f` runs on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Store::transaction`].
+    pub async fn transaction<T, E, F>(&self, f: F) -> std::result::Result<TxOutcome<T>, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnMut(&mut Tx) -> std::result::Result<T, E> + Send + 'static,
+    {
+        let store = self.store.clone();
+        blocking(self.store.path(), move || store.transaction(f)).await
+    }
+
+    /// An online backup into `dest`; see [`Store::backup`].
+    ///
+    /// # Errors
+    /// As [`Store::backup`].
+    pub async fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        let dest = dest.as_ref().to_owned();
+        self.run(move |s| s.backup(dest)).await
+    }
+
+    /// Makes the state durable now; see [`Store::checkpoint`].
+    ///
+    /// # Errors
+    /// As [`Store::checkpoint`].
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.run(|s| s.checkpoint()).await
+    }
+
+    /// Counters of this handle; see [`Store::stats`].
+    ///
+    /// # Errors
+    /// Only if the runtime is shutting down.
+    pub async fn stats(&self) -> Result<Stats> {
+        self.run(|s| Ok(s.stats())).await
+    }
+
+    /// Closes the store; see [`Store::close`].
+    ///
+    /// # Errors
+    /// As [`Store::close`].
+    pub async fn close(self) -> Result<()> {
+        let path = self.store.path().to_owned();
+        blocking(&path, move || self.store.close()).await
+    }
+}
