@@ -24,7 +24,7 @@ use std::time::Instant;
 use super::verify::{self, Verified};
 use super::{RestoreOptions, RestoreProgress, RestoreReport, Until};
 use crate::error::{Error, Result};
-use crate::fs::Fs;
+use crate::fs::{Fs, Nesting};
 use crate::log::catalog;
 use crate::maintenance::stamp;
 use crate::store::open::{self, DB_FILE, ID_FILE, LOCK_FILE, LOG_DIR};
@@ -59,6 +59,7 @@ pub fn restore(
     let backup = backup.as_ref();
     let target = target.as_ref();
     let fs = Arc::clone(&options.store.fs);
+    refuse_nested(fs.as_ref(), backup, target)?;
     let (verified, problems) = verify::verify(fs.as_ref(), backup, options.until)?;
     let Some(verified) = verified.filter(|_| problems.is_empty()) else {
         let first = problems.first();
@@ -150,6 +151,27 @@ fn source_of(verified: &Verified, stop: u64) -> Source {
         first_after_base: verified.first_after_base,
         until: stop,
     }
+}
+
+/// Refuses a target that is the backup, lies inside it or holds it: building
+/// the store would change the backup being read, and moving a store aside
+/// would move the backup with it.
+fn refuse_nested(fs: &dyn Fs, backup: &Path, target: &Path) -> Result<()> {
+    let nesting = crate::fs::nesting(fs, target, backup)
+        .map_err(|e| Error::io("resolve the restore target", target, e))?;
+    let what = match nesting {
+        None => return Ok(()),
+        Some(Nesting::Same) => "is the backup's own directory",
+        Some(Nesting::Inside) => "is inside the backup's directory",
+        Some(Nesting::Holds) => "holds the backup's directory",
+    };
+    Err(Error::TargetNotEmpty {
+        path: target.to_owned(),
+        reason: format!(
+            "it {what} ({}); restore into a directory outside the backup",
+            backup.display()
+        ),
+    })
 }
 
 /// Makes sure the target may be built in; moves a store there aside when
