@@ -252,3 +252,259 @@ fn a_backup_or_restore_into_itself_is_refused() {
     }
     assert!(!backup.join("restored").exists());
 }
+
+/// Copies a directory tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn values(store: &Path) -> Vec<(String, u64)> {
+    let store = Store::open(store, Options::default().create(false)).unwrap();
+    let out = store
+        .snapshot()
+        .unwrap()
+        .list::<u64>("r", ..)
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.0, r.1.value)
+        })
+        .collect();
+    store.close().unwrap();
+    out
+}
+
+/// Every way of creating a store (`Store::open` with `create`, `statelog
+/// init`, `restore --overwrite`, library and command line) refuses a
+/// directory that holds any of a store's files but no identity file (a state
+/// database, log segments, torn tails cut off, a repair directory), says to run
+/// `statelog repair`, and changes no byte. `repair` then rebuilds the identity
+/// from what is there, and the store opens with every record.
+#[test]
+fn a_creation_never_empties_a_directory_holding_a_store() {
+    let dir = common::store_dir();
+    let full = dir.path().join("full");
+    let expected: Vec<(String, u64)> = {
+        let store = Store::open(&full, Options::default()).unwrap();
+        for i in 0..100u64 {
+            store.put("r", &format!("k{i:03}"), &i).unwrap();
+        }
+        store.close().unwrap();
+        (0..100u64).map(|i| (format!("k{i:03}"), i)).collect()
+    };
+    std::fs::write(
+        full.join("log/00000000000000000001.log.torn-9999"),
+        b"bytes a recovery cut off",
+    )
+    .unwrap();
+    std::fs::create_dir(full.join("repair-20260101T000000Z")).unwrap();
+    std::fs::write(
+        full.join("repair-20260101T000000Z/state.redb"),
+        b"moved aside",
+    )
+    .unwrap();
+    std::fs::remove_file(full.join("STATELOG")).unwrap();
+    let backup = dir.path().join("backup");
+    {
+        let other = Store::open(dir.path().join("other"), Options::default()).unwrap();
+        other.put("o", "k", &1).unwrap();
+        other.backup(&backup).unwrap();
+        other.close().unwrap();
+    }
+    let segments = |d: &Path| {
+        for e in std::fs::read_dir(d.join("log")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "log") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+    };
+    type Case<'a> = (&'a str, &'a dyn Fn(&Path));
+    let cases: [Case; 5] = [
+        ("the log", &|d| {
+            std::fs::remove_file(d.join("state.redb")).unwrap();
+            std::fs::remove_dir_all(d.join("repair-20260101T000000Z")).unwrap();
+            std::fs::remove_file(d.join("log/00000000000000000001.log.torn-9999")).unwrap();
+        }),
+        ("the state database", &|d| {
+            segments(d);
+            std::fs::remove_file(d.join("log/00000000000000000001.log.torn-9999")).unwrap();
+            std::fs::remove_dir_all(d.join("repair-20260101T000000Z")).unwrap();
+        }),
+        ("a torn tail", &|d| {
+            std::fs::remove_file(d.join("state.redb")).unwrap();
+            std::fs::remove_dir_all(d.join("repair-20260101T000000Z")).unwrap();
+            segments(d);
+        }),
+        ("everything", &|_| {}),
+        ("a repair directory", &|d| {
+            std::fs::remove_file(d.join("state.redb")).unwrap();
+            std::fs::remove_dir_all(d.join("log")).unwrap();
+        }),
+    ];
+    for (name, keep) in cases {
+        let case = dir.path().join(name.replace(' ', "-"));
+        copy_tree(&full, &case);
+        keep(&case);
+        let before = common::file_contents(&case);
+        let err = Store::open(&case, Options::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::NotAStore { .. }) && err.to_string().contains("statelog repair"),
+            "{name}: create: {err}"
+        );
+        let err = restore(&backup, &case, &RestoreOptions::new().overwrite(true)).unwrap_err();
+        assert!(
+            matches!(err, Error::TargetNotEmpty { .. })
+                && err.to_string().contains("statelog repair"),
+            "{name}: restore: {err}"
+        );
+        let cli = |args: &[&str]| {
+            let out = std::process::Command::new(cli::BIN)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out.status.code(), stderr)
+        };
+        let (code, stderr) = cli(&["--store", case.to_str().unwrap(), "init"]);
+        assert!(
+            code == Some(1) && stderr.contains("statelog repair"),
+            "{name}: init: {code:?} {stderr}"
+        );
+        let (code, stderr) = cli(&[
+            "restore",
+            backup.to_str().unwrap(),
+            case.to_str().unwrap(),
+            "--overwrite",
+        ]);
+        assert!(
+            code == Some(3) && stderr.contains("statelog repair"),
+            "{name}: statelog restore: {code:?} {stderr}"
+        );
+        assert!(
+            common::file_contents(&case) == before,
+            "{name}: the directory was changed"
+        );
+        let repaired = repair(&case, &RepairOptions::new());
+        match name {
+            "everything" | "the state database" | "the log" => {
+                let report = repaired.unwrap();
+                assert!(report.is_repaired(), "{name}: {report:?}");
+                assert!(
+                    report.actions[0].contains("rebuilt the identity file"),
+                    "{name}: {report:?}"
+                );
+                assert_eq!(values(&case), expected, "{name}");
+            }
+            _ => {
+                let err = repaired.unwrap_err();
+                assert!(
+                    matches!(err, Error::NotAStore { .. }) && err.to_string().contains("no log"),
+                    "{name}: repair: {err}"
+                );
+                assert!(common::file_contents(&case) == before, "{name}: repair");
+            }
+        }
+    }
+}
+
+/// `repair` rebuilds an identity file only from files that agree: a log
+/// segment of another store beside the store's files is refused, naming both,
+/// and changes nothing; a damaged identity file is moved aside, not
+/// overwritten.
+#[test]
+fn repair_rebuilds_an_identity_only_from_files_that_agree() {
+    let dir = common::store_dir();
+    let make = |name: &str, n: u64| {
+        let path = dir.path().join(name);
+        let store = Store::open(&path, Options::default().segment_size(4096)).unwrap();
+        for i in 0..n {
+            store.put("r", &format!("k{i:03}"), &i).unwrap();
+        }
+        store.close().unwrap();
+        path
+    };
+    let a = make("a", 100);
+    let b = make("b", 1);
+    std::fs::remove_file(a.join("STATELOG")).unwrap();
+    std::fs::copy(
+        b.join("log/00000000000000000001.log"),
+        a.join("log/00000000000000099999.log"),
+    )
+    .unwrap();
+    let before = common::file_contents(&a);
+    let err = repair(&a, &RepairOptions::new()).unwrap_err();
+    assert!(
+        matches!(err, Error::NotAStore { .. }) && err.to_string().contains("different stores"),
+        "{err}"
+    );
+    let report = check(&a, &CheckOptions::new());
+    assert!(matches!(report, Err(Error::NotAStore { .. })), "{report:?}");
+    assert!(common::file_contents(&a) == before);
+    std::fs::remove_file(a.join("log/00000000000000099999.log")).unwrap();
+    std::fs::write(a.join("STATELOG"), b"{\"format\": \"statel").unwrap();
+    let report = check(&a, &CheckOptions::new()).unwrap();
+    assert!(
+        report.problems[0]
+            .what
+            .contains("identity file is unreadable"),
+        "{report:?}"
+    );
+    let report = repair(&a, &RepairOptions::new()).unwrap();
+    assert!(report.is_repaired(), "{report:?}");
+    let aside = report
+        .aside
+        .clone()
+        .expect("the damaged identity moved aside");
+    assert_eq!(
+        std::fs::read(aside.join("STATELOG")).unwrap(),
+        b"{\"format\": \"statel"
+    );
+    assert_eq!(values(&a).len(), 100);
+}
+
+/// A power loss at any point of creating a store leaves either no store, which
+/// the next creation makes (clearing only what the unfinished one wrote), or
+/// the whole new store.
+#[test]
+fn a_power_loss_while_creating_a_store_leaves_nothing_the_next_creation_refuses() {
+    use statelog::testkit::sim::{Loss, SimFs};
+    let sim = |fs: &SimFs| {
+        Options::default()
+            .file_system(std::sync::Arc::new(fs.clone()))
+            .cache_size(1 << 20)
+            .lock_timeout(Duration::ZERO)
+    };
+    let total = {
+        let fs = SimFs::new();
+        Store::open("/s", sim(&fs)).unwrap().close().unwrap();
+        fs.ops()
+    };
+    eprintln!("creating a store takes {total} operations");
+    // Every operation of the creation proper (the first open then replays and
+    // checkpoints an empty log), then a sample of the rest.
+    let points = (1..=total.min(40)).chain((41..=total).step_by(7));
+    for k in points {
+        for loss in [Loss::Everything, Loss::Random(k)] {
+            let fs = SimFs::new();
+            fs.power_off_after(k);
+            let _ = Store::open("/s", sim(&fs));
+            let survivor = fs.restart(loss);
+            let store = Store::open("/s", sim(&survivor))
+                .unwrap_or_else(|e| panic!("after a power loss at op {k} of {total}: {e}"));
+            assert_eq!(store.revision(), 0);
+            store.put("a", "b", &1).unwrap();
+            store.close().unwrap();
+        }
+    }
+}

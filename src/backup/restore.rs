@@ -27,7 +27,8 @@ use crate::error::{Error, Result};
 use crate::fs::{Fs, Nesting};
 use crate::log::catalog;
 use crate::maintenance::stamp;
-use crate::store::open::{self, DB_FILE, ID_FILE, LOCK_FILE, LOG_DIR};
+use crate::store::identity::{self, Leftovers};
+use crate::store::open::{self, DB_FILE, ID_FILE};
 use crate::store::rebuild::{self, Source};
 use crate::time::Timestamp;
 
@@ -192,18 +193,23 @@ fn prepare_target(fs: &dyn Fs, target: &Path, options: &RestoreOptions) -> Resul
     }
     let is_store = names.iter().any(|n| n == ID_FILE);
     if !is_store {
-        // What an interrupted creation or restore leaves: no identity file yet.
-        let leftovers = [LOCK_FILE, DB_FILE, LOG_DIR, "STATELOG.tmp"];
-        if let Some(other) = names.iter().find(|n| !leftovers.contains(&n.as_str())) {
-            return Err(Error::TargetNotEmpty {
-                path: target.to_owned(),
-                reason: format!(
-                    "it holds other files ({other:?} among them) and is not a store; restore \
-                     into an empty or new directory"
-                ),
-            });
-        }
-        return Ok(None);
+        // What an unfinished creation or restore left is replaced; the files of
+        // a store that lost its identity file never are.
+        let refuse = |reason: String| Error::TargetNotEmpty {
+            path: target.to_owned(),
+            reason,
+        };
+        return match identity::leftovers(fs, target)? {
+            Leftovers::Nothing | Leftovers::Unfinished(_) => Ok(None),
+            Leftovers::StoreFiles(files) => Err(refuse(format!(
+                "{}, or restore into another directory",
+                Leftovers::describe_store_files(&files)
+            ))),
+            Leftovers::Other(other) => Err(refuse(format!(
+                "it holds other files ({other:?} among them) and is not a store; restore into \
+                 an empty or new directory"
+            ))),
+        };
     }
     if !options.overwrite {
         return Err(Error::TargetNotEmpty {

@@ -6,6 +6,7 @@
 //! loss) and injects short writes, ENOSPC and EIO. Keeping the boundary this
 //! narrow is what makes those tests possible.
 
+pub(crate) mod overlay;
 mod real;
 
 use std::fmt::Debug;
@@ -83,6 +84,12 @@ pub trait Fs: Send + Sync + Debug + 'static {
     fn try_lock(&self, path: &Path) -> Result<Box<dyn LockGuard>, LockError>;
     /// A storage backend for the state database at `path`, created if missing.
     fn db_backend(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>>;
+    /// A storage backend for the existing state database at `path` that is only
+    /// read (see [`Overlay`](overlay::Overlay)); it may refuse writes. By
+    /// default the same as [`db_backend`](Self::db_backend).
+    fn db_backend_read(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+        self.db_backend(path)
+    }
     /// The absolute path that `path` names, with symbolic links resolved as
     /// far as the path exists (the rest need not exist yet), for telling
     /// whether two directories are one or nest. By default the path made
@@ -132,6 +139,17 @@ pub(crate) fn nesting(fs: &dyn Fs, a: &Path, b: &Path) -> io::Result<Option<Nest
     } else {
         None
     })
+}
+
+/// Whether an error says the file system takes no writes at all: full, over
+/// quota, or mounted read-only.
+pub(crate) fn cannot_write(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::ReadOnlyFilesystem
+    )
 }
 
 /// Writes all of `buf` at `offset`, continuing after short writes.

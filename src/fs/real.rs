@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{FileHandle, Fs, LockError, LockGuard, OpenMode};
+use super::{FileHandle, Fs, LockError, LockGuard, OpenMode, cannot_write};
 
 /// The real file system, through `std::fs`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,17 +63,6 @@ struct DirLock {
 }
 
 impl LockGuard for DirLock {}
-
-/// Whether an error says the file system cannot take writes at all: full,
-/// over quota, or mounted read-only.
-pub(crate) fn cannot_write(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull
-            | io::ErrorKind::QuotaExceeded
-            | io::ErrorKind::ReadOnlyFilesystem
-    )
-}
 
 fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path)
@@ -178,6 +167,12 @@ impl Fs for RealFs {
             _dir: dir,
             _file: file,
         }))
+    }
+
+    fn db_backend_read(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+        let file = OpenOptions::new().read(true).open(path)?;
+        let backend = redb::backends::FileBackend::new(file).map_err(io::Error::other)?;
+        Ok(Box::new(backend))
     }
 
     fn resolve(&self, path: &Path) -> io::Result<PathBuf> {

@@ -35,7 +35,7 @@ use crate::log::segment::StoreId;
 use crate::log::survey::{self, Survey};
 use crate::options::Options;
 use crate::store::inspect::{self, Comparison};
-use crate::store::open::{self, DB_FILE, ID_FILE, LOG_DIR};
+use crate::store::open::{DB_FILE, ID_FILE, LOG_DIR};
 use crate::store::rebuild;
 use crate::store::schema::Applied;
 use crate::time::Timestamp;
@@ -235,11 +235,15 @@ pub fn check(path: impl AsRef<Path>, options: &CheckOptions) -> Result<CheckRepo
     {
         return check_backup(path, options);
     }
-    let store_id = super::store_id_of(&fs, path)?;
     let tool = tool_options(options.lock_timeout);
-    let _lock = open::take_lock(&fs, path, &tool)?;
+    let (store_id, _lock, lost_identity) = super::lock_store(&fs, path, &tool)?;
     let scratch = Scratch::new(options.scratch_dir.as_deref(), "check")?;
-    Ok(inspect_store(&fs, path, &store_id, &tool, &scratch, options.compare_state)?.report)
+    let mut report =
+        inspect_store(&fs, path, &store_id, &tool, &scratch, options.compare_state)?.report;
+    if let Some(lost) = lost_identity {
+        report.problems.insert(0, lost.problem(path));
+    }
+    Ok(report)
 }
 
 /// The options tools open state databases with: a small cache.

@@ -37,7 +37,7 @@ use crate::log::catalog::{self, SegmentInfo};
 use crate::log::segment::{self, SEGMENT_HEADER_LEN, StoreId};
 use crate::log::survey::{self, Survey};
 use crate::options::Options;
-use crate::store::open::{self, DB_FILE, LOG_DIR};
+use crate::store::open::{self, DB_FILE, ID_FILE, LOG_DIR};
 use crate::store::rebuild;
 use crate::store::schema::Applied;
 use crate::time::Timestamp;
@@ -147,24 +147,8 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
     let path = path.as_ref();
     let real: Arc<dyn Fs> = Arc::new(RealFs);
     let fs = real.as_ref();
-    let store_id = super::store_id_of(fs, path)?;
     let tool = tool_options(options.lock_timeout);
-    let lock = open::take_lock(fs, path, &tool)?;
-    let scratch = Scratch::new(options.scratch_dir.as_deref(), "repair")?;
-    let inspection = inspect_store(fs, path, &store_id, &tool, &scratch, true)?;
-    drop(scratch);
-    let mut report = RepairReport {
-        path: path.to_owned(),
-        store_id: catalog::hex(&store_id),
-        found: inspection.report.problems.clone(),
-        actions: Vec::new(),
-        aside: None,
-        moved: Vec::new(),
-        lost: Lost::Nothing,
-        revision: 0,
-        unrepaired: Vec::new(),
-        duration: Duration::ZERO,
-    };
+    let (store_id, lock, lost_identity) = super::lock_store(fs, path, &tool)?;
     let mut aside = path.join(format!("repair-{}", stamp(Timestamp::now())));
     let mut n = 1;
     while fs
@@ -174,11 +158,58 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
         n += 1;
         aside = path.join(format!("repair-{}-{n}", stamp(Timestamp::now())));
     }
+    let mut found = Vec::new();
+    let mut actions = Vec::new();
+    let mut moved = Vec::new();
+    if let Some(lost) = &lost_identity {
+        found.push(lost.problem(path));
+        let id_path = path.join(ID_FILE);
+        if fs
+            .exists(&id_path)
+            .map_err(|e| Error::io("look for", &id_path, e))?
+        {
+            fs.create_dir_all(&aside)
+                .map_err(|e| Error::io("create", &aside, e))?;
+            let to = aside.join(ID_FILE);
+            fs.rename(&id_path, &to)
+                .map_err(|e| Error::io("move aside", &id_path, e))?;
+            actions.push(format!(
+                "moved the damaged identity file aside to {}",
+                to.display()
+            ));
+            moved.push(to);
+        }
+        open::write_id_file(fs, path, &store_id, Timestamp::now())?;
+        actions.push(format!(
+            "rebuilt the identity file {} (store id {}, read from {})",
+            id_path.display(),
+            catalog::hex(&store_id),
+            lost.evidence.sources.join(" and ")
+        ));
+    }
+    let scratch = Scratch::new(options.scratch_dir.as_deref(), "repair")?;
+    let inspection = inspect_store(fs, path, &store_id, &tool, &scratch, true)?;
+    drop(scratch);
+    found.extend(inspection.report.problems.iter().cloned());
+    let mut report = RepairReport {
+        path: path.to_owned(),
+        store_id: catalog::hex(&store_id),
+        found,
+        actions,
+        aside: None,
+        moved,
+        lost: Lost::Nothing,
+        revision: 0,
+        unrepaired: Vec::new(),
+        duration: Duration::ZERO,
+    };
     let survey = &inspection.survey;
     let intact = survey.last_revision();
     let db_path = path.join(DB_FILE);
     if report.found.is_empty() {
         report.actions.push("nothing to repair".to_owned());
+    } else if inspection.report.problems.is_empty() {
+        // Only the identity file was lost.
     } else {
         match &inspection.db {
             DbState::Healthy {

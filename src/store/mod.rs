@@ -7,6 +7,7 @@ mod background;
 mod backup;
 mod commit;
 mod engine;
+pub(crate) mod identity;
 pub(crate) mod inspect;
 pub(crate) mod open;
 pub(crate) mod rebuild;
