@@ -195,6 +195,18 @@ pub enum Error {
         cause: String,
     },
 
+    /// The store was opened read-only because its file system takes no writes
+    /// (it is full, over quota, or mounted read-only): reads, exports and
+    /// backups work; every change is refused and nothing is written.
+    #[error("the store at {} is open read-only ({reason}); nothing was changed: free space on \
+        its disk (or make it writable) and open it again to write", .path.display())]
+    ReadOnly {
+        /// The store directory.
+        path: PathBuf,
+        /// Why it could not be opened for writing.
+        reason: String,
+    },
+
     /// The store was closed through another handle.
     #[error("the store has been closed")]
     Closed,
@@ -370,6 +382,10 @@ impl Error {
                 revision: *revision,
             },
             Error::Closed => Error::Closed,
+            Error::ReadOnly { path, reason } => Error::ReadOnly {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
             other => Error::Poisoned {
                 cause: other.to_string(),
             },

@@ -508,3 +508,269 @@ fn a_power_loss_while_creating_a_store_leaves_nothing_the_next_creation_refuses(
         }
     }
 }
+
+/// The whole store as an export, for comparing states.
+fn exported(store: &Store) -> String {
+    use statelog::snapshot::{ExportOptions, Format, export};
+    let mut out = Vec::new();
+    export(store, &mut out, &ExportOptions::new(Format::JsonLines)).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// A store on a disk that takes no more writes can still be read: opening it
+/// does not fail but opens it read-only, whatever it was left with (closed
+/// cleanly; commits after the last checkpoint to replay; a torn write to cut),
+/// on a disk that is full (nothing can grow) or that refuses every write.
+/// Every acknowledged commit is read back, an export equals the one taken once
+/// the disk works again, every change is refused with `ReadOnly`, and a disk
+/// that refuses every write is left byte for byte as it was. Once space is
+/// freed the store opens for writing again.
+#[test]
+fn a_store_on_a_disk_that_takes_no_writes_can_still_be_read() {
+    use statelog::testkit::faults::{Fault, FaultyFs, Op, Rule, Target};
+    use statelog::testkit::sim::SimFs;
+    use std::sync::Arc;
+    let on = |fs: &FaultyFs| {
+        Options::default()
+            .file_system(Arc::new(fs.clone()))
+            .create(false)
+            .segment_size(16 << 10)
+            .preallocate(4096)
+            .cache_size(1 << 20)
+            .lock_timeout(Duration::ZERO)
+    };
+    // What the disk holds when it fills up, and the commits acknowledged.
+    let left = |how: &str| -> (SimFs, u64) {
+        let sim = SimFs::new();
+        let faulty = FaultyFs::new(Arc::new(sim.clone()));
+        let store = Store::open("/s", on(&faulty).create(true)).unwrap();
+        for i in 0..60u64 {
+            store.put("r", &format!("k{i:03}"), &i).unwrap();
+            if i == 40 {
+                store.checkpoint().unwrap();
+            }
+        }
+        match how {
+            "closed" => {
+                store.close().unwrap();
+                (sim, 60)
+            }
+            // As after a killed process: the page cache, no close.
+            "to replay" => (sim.duplicate(), 60),
+            "torn" => {
+                faulty.inject(Rule::new(Target::Log, Op::Write, Fault::Short).times(1));
+                store.put("r", "k999", &"torn in half").unwrap_err();
+                (sim.duplicate(), 60)
+            }
+            _ => unreachable!(),
+        }
+    };
+    for how in ["closed", "to replay", "torn"] {
+        for disk in ["full", "refusing every write"] {
+            let (sim, acknowledged) = left(how);
+            let faulty = FaultyFs::new(Arc::new(sim.clone()));
+            let before: Vec<_> = sim
+                .files()
+                .into_iter()
+                .map(|f| (sim.read_file(&f).unwrap(), f))
+                .collect();
+            if disk == "full" {
+                faulty.set_free_space(Some(0));
+            } else {
+                for op in [Op::Write, Op::SetLen, Op::Create, Op::Rename, Op::Remove] {
+                    faulty.inject(Rule::new(Target::Any, op, Fault::NoSpace));
+                }
+            }
+            let store = Store::open("/s", on(&faulty))
+                .unwrap_or_else(|e| panic!("{how}, {disk} disk: open: {e}"));
+            assert_eq!(store.revision(), acknowledged, "{how}, {disk} disk");
+            let read = exported(&store);
+            for i in 0..acknowledged {
+                let got: u64 = store.get("r", &format!("k{i:03}")).unwrap().unwrap().value;
+                assert_eq!(got, i, "{how}, {disk} disk");
+            }
+            // A full disk may still take what the open writes (and commits)
+            // into space the log and the state database hold already; when the
+            // open had to write and could not, the store is read-only.
+            if disk != "full" {
+                assert!(store.read_only().is_some(), "{how}, {disk} disk");
+            }
+            if store.read_only().is_some() {
+                let err = store.put("r", "new", &1u64).unwrap_err();
+                assert!(
+                    matches!(err, Error::ReadOnly { .. }) && err.to_string().contains("free space"),
+                    "{how}, {disk} disk: {err}"
+                );
+                assert!(matches!(store.checkpoint(), Err(Error::ReadOnly { .. })));
+            }
+            store.close().unwrap();
+            if disk != "full" {
+                let after: Vec<_> = sim
+                    .files()
+                    .into_iter()
+                    .map(|f| (sim.read_file(&f).unwrap(), f))
+                    .collect();
+                assert!(after == before, "{how}: the disk was written");
+            }
+            faulty.clear();
+            let store = Store::open("/s", on(&faulty)).unwrap();
+            assert!(store.read_only().is_none(), "{how}, {disk} disk");
+            assert_eq!(exported(&store), read, "{how}, {disk} disk");
+            store.put("r", "new", &1u64).unwrap();
+            store.close().unwrap();
+        }
+    }
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped (also when the
+/// test fails).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::Builder::new()
+            .prefix("statelog-small-disk-")
+            .tempdir()
+            .unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a {size} tmpfs and needs the rights to (it runs as root in CI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let unmounted = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
+/// The same on a real file system that is full (an 8 MiB tmpfs): the store is
+/// filled by its own commits until the disk takes no more, then the rest of the
+/// disk too, and its `LOCK` file is deleted; `get`, `list`, `export` and
+/// `backup` (to another file system) still work and give every acknowledged
+/// record, and once space is freed the store takes commits again and checks
+/// out.
+#[test]
+fn a_store_on_a_full_file_system_can_still_be_read_exported_and_backed_up() {
+    let disk = SmallDisk::mount("8m");
+    let store = disk.path().join("store");
+    let elsewhere = common::store_dir();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(cli::BIN)
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(run(&["init"]).0, Some(0));
+    // A file takes all the space but 1 MiB, and later the rest.
+    let filler = disk.path().join("filler");
+    let fill = || {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&filler)
+            .unwrap();
+        let block = vec![0xffu8; 4096];
+        while file.write_all(&block).is_ok() {}
+        file
+    };
+    let file = fill();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len.saturating_sub(1 << 20)).unwrap();
+    drop(file);
+    let value = format!("\"{}\"", "x".repeat(3000));
+    let mut acknowledged = Vec::new();
+    for i in 0..5000 {
+        let key = format!("k{i:04}");
+        let (code, _, stderr) = run(&["set", "r", &key, &value]);
+        if code == Some(0) {
+            acknowledged.push(key);
+        }
+        if code != Some(0) || !stderr.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        acknowledged.len() > 50 && acknowledged.len() < 5000,
+        "the disk never filled: {} commits",
+        acknowledged.len()
+    );
+    drop(fill());
+    std::fs::remove_file(store.join("LOCK")).unwrap();
+    let (code, stdout, stderr) = run(&["get", "r", &acknowledged[0]]);
+    assert_eq!(code, Some(0), "get: {stderr}");
+    assert_eq!(stdout.trim(), value);
+    let (code, stdout, stderr) = run(&["list", "r", "--keys"]);
+    assert_eq!(code, Some(0), "list: {stderr}");
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), acknowledged);
+    let (code, stdout, stderr) = run(&["export", "--format", "jsonl"]);
+    assert_eq!(code, Some(0), "export: {stderr}");
+    assert_eq!(stdout.lines().count(), acknowledged.len() + 2);
+    let backup = elsewhere.path().join("backup");
+    let (code, _, stderr) = run(&["backup", backup.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "backup: {stderr}");
+    let (code, _, stderr) = run(&["set", "r", "more", "1"]);
+    if code != Some(0) {
+        assert!(
+            stderr.contains("read-only") || stderr.contains("space"),
+            "a failed set says why: {stderr}"
+        );
+    }
+    let restored = elsewhere.path().join("restored");
+    restore(&backup, &restored, &RestoreOptions::new()).unwrap();
+    let keys: Vec<String> = values_raw(&restored);
+    assert!(
+        acknowledged.iter().all(|k| keys.contains(k)),
+        "the backup lacks acknowledged records"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let (code, _, stderr) = run(&["set", "r", "after", "1"]);
+    assert_eq!(code, Some(0), "set after freeing space: {stderr}");
+    let (code, _, stderr) = run(&["check"]);
+    assert_eq!(code, Some(0), "check: {stderr}");
+}
+
+fn values_raw(store: &Path) -> Vec<String> {
+    let store = Store::open(store, Options::default().create(false)).unwrap();
+    let keys = store
+        .snapshot()
+        .unwrap()
+        .list_raw("r", ..)
+        .unwrap()
+        .map(|r| r.unwrap().0)
+        .collect();
+    store.close().unwrap();
+    keys
+}

@@ -69,15 +69,22 @@ pub(crate) struct WriterSettings {
 
 /// Opens the log in `dir` for the store `store_id`, whose materialised state is at
 /// `checkpoint`. Every complete commit after it is passed to `apply`, in order.
+///
+/// `read_only` (a file system that takes no writes): nothing is changed, not
+/// even a torn tail cut (the log is read up to it), and the writer returned
+/// cannot write.
 pub(crate) fn recover(
     fs: Arc<dyn Fs>,
     dir: &Path,
     store_id: StoreId,
     settings: WriterSettings,
     checkpoint: Checkpoint,
+    read_only: bool,
     mut apply: impl FnMut(&[LogRecord<'_>], Position) -> Result<()>,
 ) -> Result<Recovered> {
-    remove_temporaries(fs.as_ref(), dir)?;
+    if !read_only {
+        remove_temporaries(fs.as_ref(), dir)?;
+    }
     let segments = catalog::list(fs.as_ref(), dir, &store_id).map_err(with_repair_hint)?;
     let Some(last) = segments.last().cloned() else {
         if checkpoint.revision != 0 {
@@ -92,14 +99,18 @@ pub(crate) fn recover(
                 ),
             ));
         }
-        let writer = LogWriter::create(
-            fs,
-            dir,
-            store_id,
-            settings.segment_size,
-            settings.preallocate,
-            1,
-        )?;
+        let writer = if read_only {
+            LogWriter::detached(fs, dir, store_id)
+        } else {
+            LogWriter::create(
+                fs,
+                dir,
+                store_id,
+                settings.segment_size,
+                settings.preallocate,
+                1,
+            )?
+        };
         return Ok(Recovered {
             writer,
             last_revision: 0,
@@ -127,14 +138,22 @@ pub(crate) fn recover(
             at,
             damage_at,
             problem,
-        } => Some(cut_torn_tail(
-            fs.as_ref(),
-            &last,
-            at,
-            damage_at,
-            end.last_revision + 1,
-            problem,
-        )?),
+        } => {
+            let revision = end.last_revision + 1;
+            check_torn(fs.as_ref(), &last, damage_at, revision, &problem)?;
+            if read_only {
+                tracing::warn!(
+                    segment = %last.path.display(),
+                    offset = at,
+                    problem = %problem,
+                    "the log ends in a torn write; it held no acknowledged commit, and is left \
+                     as it is while the store is read-only"
+                );
+                None
+            } else {
+                Some(cut_torn_tail(fs.as_ref(), &last, at, problem)?)
+            }
+        }
     };
     let resume = Resume {
         path: last.path.clone(),
@@ -146,14 +165,18 @@ pub(crate) fn recover(
         },
         last_revision: end.last_revision,
     };
-    let writer = LogWriter::resume(
-        fs,
-        dir,
-        store_id,
-        settings.segment_size,
-        settings.preallocate,
-        resume,
-    )?;
+    let writer = if read_only {
+        LogWriter::resume_read_only(fs, dir, store_id, resume)?
+    } else {
+        LogWriter::resume(
+            fs,
+            dir,
+            store_id,
+            settings.segment_size,
+            settings.preallocate,
+            resume,
+        )?
+    };
     Ok(Recovered {
         writer,
         last_revision: end.last_revision,
@@ -242,16 +265,17 @@ fn check_checkpoint_in_range(segments: &[SegmentInfo], checkpoint: &Checkpoint) 
     Ok(())
 }
 
-fn cut_torn_tail(
+/// Refuses damage at the end of the last segment that is not a torn write: a
+/// valid record after it proves that the damaged commit had been synced.
+fn check_torn(
     fs: &dyn Fs,
     last: &SegmentInfo,
-    at: u64,
     damage_at: u64,
     revision: u64,
-    problem: String,
-) -> Result<CutTail> {
+    problem: &str,
+) -> Result<()> {
     let file = fs
-        .open(&last.path, OpenMode::ReadWrite)
+        .open(&last.path, OpenMode::Read)
         .map_err(|e| Error::io("open", &last.path, e))?;
     if let Some(valid) =
         reader::find_frame_after(file.as_ref(), &last.path, damage_at, last.len, revision)?
@@ -267,6 +291,15 @@ fn cut_torn_tail(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Cuts a torn tail off the last segment from `at`: saves the bytes beside it,
+/// then zeroes them in place.
+fn cut_torn_tail(fs: &dyn Fs, last: &SegmentInfo, at: u64, problem: String) -> Result<CutTail> {
+    let file = fs
+        .open(&last.path, OpenMode::ReadWrite)
+        .map_err(|e| Error::io("open", &last.path, e))?;
     let data_end = reader::data_end(file.as_ref(), &last.path, at, last.len)?.max(at);
     let len = usize::try_from(data_end - at).unwrap_or(usize::MAX);
     let mut cut = vec![0u8; len];

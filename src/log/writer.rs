@@ -97,8 +97,64 @@ impl LogWriter {
         preallocate: u64,
         resume: Resume,
     ) -> Result<LogWriter> {
+        Self::resume_with(
+            fs,
+            dir,
+            store_id,
+            segment_size,
+            preallocate,
+            resume,
+            OpenMode::ReadWrite,
+        )
+    }
+
+    /// The end of an existing log for a store opened read-only: it knows where
+    /// the log ends, holds the active segment open only for reading, and is
+    /// never written (the engine refuses every commit first).
+    pub(crate) fn resume_read_only(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        store_id: StoreId,
+        resume: Resume,
+    ) -> Result<LogWriter> {
+        Self::resume_with(fs, dir, store_id, u64::MAX, 0, resume, OpenMode::Read)
+    }
+
+    /// A store opened read-only whose log has no segment yet (it never
+    /// committed): an end with no file behind it.
+    pub(crate) fn detached(fs: Arc<dyn Fs>, dir: &Path, store_id: StoreId) -> LogWriter {
+        let path = dir.join(segment::file_name(1));
+        LogWriter {
+            fs,
+            dir: dir.to_owned(),
+            store_id,
+            segment_size: u64::MAX,
+            preallocate: 0,
+            active: Active {
+                first_revision: 1,
+                file: Arc::new(NoFile(path.clone())),
+                path,
+                end: SEGMENT_HEADER_LEN as u64,
+                allocated: SEGMENT_HEADER_LEN as u64,
+                has_commits: false,
+                unsynced_from: None,
+            },
+            last_revision: 0,
+            synced: 0,
+        }
+    }
+
+    fn resume_with(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        store_id: StoreId,
+        segment_size: u64,
+        preallocate: u64,
+        resume: Resume,
+        mode: OpenMode,
+    ) -> Result<LogWriter> {
         let file = fs
-            .open(&resume.path, OpenMode::ReadWrite)
+            .open(&resume.path, mode)
             .map_err(|e| Error::io("open the active log segment", &resume.path, e))?;
         let allocated = file
             .len()
@@ -303,6 +359,40 @@ impl LogWriter {
         self.active.allocated = target;
         self.synced = self.last_revision;
         Ok(())
+    }
+}
+
+/// The file behind a [`LogWriter::detached`]: there is none.
+#[derive(Debug)]
+struct NoFile(PathBuf);
+
+impl NoFile {
+    fn refuse(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            format!(
+                "{} was never created: the store is open read-only",
+                self.0.display()
+            ),
+        )
+    }
+}
+
+impl FileHandle for NoFile {
+    fn read_at(&self, _buf: &mut [u8], _offset: u64) -> std::io::Result<usize> {
+        Ok(0)
+    }
+    fn write_at(&self, _buf: &[u8], _offset: u64) -> std::io::Result<usize> {
+        Err(self.refuse())
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn set_len(&self, _len: u64) -> std::io::Result<()> {
+        Err(self.refuse())
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(0)
     }
 }
 

@@ -12,6 +12,7 @@
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use redb::Database;
 use serde::{Deserialize, Serialize};
@@ -86,7 +87,112 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
         create_store(fs_ref, path)?;
     }
     let store_id = read_id_file(fs_ref, path)?;
-    identity::remove_stale_marker(fs_ref, path)?;
+    let writable = identity::remove_stale_marker(fs_ref, path)
+        .and_then(|()| open_store(&fs, path, options, store_id, None));
+    let opened = match writable {
+        Ok(opened) => opened,
+        // A full or read-only file system: the store can still be read (and
+        // exported, and backed up elsewhere). Nothing is written from here on.
+        Err(e) if cannot_write(&e) => {
+            let reason = super::engine::error_chain(&e);
+            tracing::warn!(
+                store = %path.display(),
+                cause = %reason,
+                "the store's file system takes no writes: opened read-only"
+            );
+            open_store(&fs, path, options, store_id, Some(reason))?
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Opened {
+        db: opened.db,
+        engine: opened.engine,
+        store_id,
+        lock,
+        replayed: opened.replayed,
+        cut: opened.cut,
+    })
+}
+
+/// Whether an error says the file system takes no writes (full, over quota,
+/// read-only), as opposed to damage or a failing disk.
+fn cannot_write(e: &Error) -> bool {
+    match e {
+        Error::Io { source, .. } => fs::cannot_write(source),
+        Error::Database { source, .. } => source
+            .downcast_ref::<redb::Error>()
+            .is_some_and(|e| matches!(e, redb::Error::Io(io) if fs::cannot_write(io))),
+        _ => false,
+    }
+}
+
+/// Reads the state database's metadata and recovers the log into it: the log,
+/// the durable and the recovered state, and the backed-up revision.
+fn recover_into(
+    fs: &Arc<dyn Fs>,
+    path: &Path,
+    db: &Database,
+    db_path: &Path,
+    store_id: StoreId,
+    options: &Options,
+    read_only: bool,
+) -> Result<(recovery::Recovered, Applied, Applied, Option<u64>)> {
+    let durable = read_meta(db, db_path, &store_id)?;
+    let settings = WriterSettings {
+        segment_size: options.segment_size,
+        preallocate: options.preallocate,
+    };
+    let checkpoint = Checkpoint {
+        revision: durable.revision,
+        position: durable.position,
+    };
+    let mut replayer = Replayer::new(db, db_path, durable);
+    let recovered = recovery::recover(
+        Arc::clone(fs),
+        &path.join(LOG_DIR),
+        store_id,
+        settings,
+        checkpoint,
+        read_only,
+        |parts, end| replayer.apply(parts, end),
+    )?;
+    let applied = replayer.finish()?;
+    if recovered.last_revision != applied.revision {
+        return Err(Error::corrupt(
+            db_path,
+            0,
+            format!(
+                "the state database is at revision {} but the log ends at revision {}; the log \
+                 lost commits the state has: restore a backup, or keep the state with \
+                 `statelog repair` (it starts a new log from it)",
+                applied.revision, recovered.last_revision
+            ),
+        ));
+    }
+    let backed_up = read_backed_up(db, db_path)?;
+    Ok((recovered, durable, applied, backed_up))
+}
+
+/// What [`open_store`] opened.
+struct Parts {
+    db: Arc<Database>,
+    engine: Engine,
+    replayed: u64,
+    cut: Option<CutTail>,
+}
+
+/// Opens the state database and recovers the log (the lock is held). With
+/// `read_only` (why the file system takes no writes), nothing is written: the
+/// state database runs on an in-memory overlay, the log is replayed into it
+/// and not cut, no checkpoint is taken, and the engine refuses commits.
+fn open_store(
+    fs: &Arc<dyn Fs>,
+    path: &Path,
+    options: &Options,
+    store_id: StoreId,
+    read_only: Option<String>,
+) -> Result<Parts> {
+    let fs_ref = fs.as_ref();
     let db_path = path.join(DB_FILE);
     if !fs_ref
         .exists(&db_path)
@@ -99,43 +205,27 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
              log reaches back to the store's first revision",
         ));
     }
-    let fence = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let db = open_database(fs_ref, &db_path, options, Arc::clone(&fence))?;
-    let durable = read_meta(&db, &db_path, &store_id)?;
-    let applied = durable;
-
-    let log_dir = path.join(LOG_DIR);
-    let settings = WriterSettings {
-        segment_size: options.segment_size,
-        preallocate: options.preallocate,
+    let fence = Arc::new(AtomicBool::new(false));
+    let db = match read_only {
+        Some(_) => open_database_unwritten(fs_ref, &db_path, options)?,
+        None => open_database(fs_ref, &db_path, options, Arc::clone(&fence))?,
     };
-    let checkpoint = Checkpoint {
-        revision: applied.revision,
-        position: applied.position,
+    // An open that fails writes nothing more: redb would make the replayed,
+    // non-durable commits durable when the database is dropped.
+    let fail = |e: Error| {
+        fence.store(true, std::sync::atomic::Ordering::Release);
+        e
     };
-    let mut replayer = Replayer::new(&db, &db_path, applied);
-    let recovered = recovery::recover(
-        Arc::clone(&fs),
-        &log_dir,
+    let (recovered, durable, applied, backed_up) = recover_into(
+        fs,
+        path,
+        &db,
+        &db_path,
         store_id,
-        settings,
-        checkpoint,
-        |parts, end| replayer.apply(parts, end),
-    )?;
-    let applied = replayer.finish()?;
-    if recovered.last_revision != applied.revision {
-        return Err(Error::corrupt(
-            &db_path,
-            0,
-            format!(
-                "the state database is at revision {} but the log ends at revision {}; the log \
-                 lost commits the state has: restore a backup, or keep the state with \
-                 `statelog repair` (it starts a new log from it)",
-                applied.revision, recovered.last_revision
-            ),
-        ));
-    }
-    let backed_up = read_backed_up(&db, &db_path)?;
+        options,
+        read_only.is_some(),
+    )
+    .map_err(fail)?;
     let db = Arc::new(db);
     let mut engine = Engine::new(
         Arc::clone(&db),
@@ -144,11 +234,16 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
         options.durability,
         applied,
         durable,
-        fence,
-    )?;
+        Arc::clone(&fence),
+    )
+    .map_err(fail)?;
     engine.retention = options.retention;
     engine.backed_up = backed_up;
-    if recovered.replayed > 0 {
+    let read_only = read_only.is_some_and(|why| {
+        engine.read_only = Some(why);
+        true
+    });
+    if recovered.replayed > 0 && !read_only {
         // Make the replay durable now, so a crash right after opening does not
         // replay it again.
         engine.checkpoint()?;
@@ -158,11 +253,9 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
             "replayed the log after an unclean shutdown"
         );
     }
-    Ok(Opened {
+    Ok(Parts {
         db,
         engine,
-        store_id,
-        lock,
         replayed: recovered.replayed,
         cut: recovered.cut,
     })
@@ -426,7 +519,7 @@ pub(crate) fn open_database(
     fs: &dyn Fs,
     db_path: &Path,
     options: &Options,
-    fence: Arc<std::sync::atomic::AtomicBool>,
+    fence: Arc<AtomicBool>,
 ) -> Result<Database> {
     let backend = fs
         .db_backend(db_path)
