@@ -774,3 +774,230 @@ fn values_raw(store: &Path) -> Vec<String> {
     store.close().unwrap();
     keys
 }
+
+/// Writes 200 commits (`k000` = 0 ...) in 4 KiB segments, a checkpoint after
+/// the 40th, and exits without closing: 160 commits over several segments
+/// that only the log holds.
+fn write_past_the_checkpoint(dir: &str) -> ! {
+    let options = Options::default()
+        .segment_size(4096)
+        .preallocate(4096)
+        .checkpoint(statelog::CheckpointPolicy::manual());
+    let store = Store::open(dir, options).unwrap();
+    for i in 0..200u64 {
+        store.put("r", &format!("k{i:03}"), &i).unwrap();
+        if i == 39 {
+            store.checkpoint().unwrap();
+        }
+    }
+    common::exit_without_closing();
+}
+
+fn segments_of(store: &Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(store.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A log that lost its newest part tells so: with the newest segment deleted,
+/// the two newest deleted, or the tail of the newest one cut (inside a record,
+/// at a record's end, or right after its header), all past the last
+/// checkpoint, opening refuses with `Corrupt` naming the segment and `statelog
+/// repair` and changes nothing; `check` reports it; `repair` accepts the loss,
+/// says it (`Lost::Unknown` after the last intact revision), and the store
+/// opens with exactly the commits up to there.
+#[test]
+fn a_log_that_lost_its_newest_part_says_so() {
+    const TEST: &str = "a_log_that_lost_its_newest_part_says_so";
+    if let Some((_, dir)) = common::child_role() {
+        write_past_the_checkpoint(&dir);
+    }
+    let dir = common::store_dir();
+    let original = dir.path().join("original");
+    common::run_child(TEST, "write", original.to_str().unwrap());
+    let segments = segments_of(&original);
+    assert!(segments.len() >= 5, "{segments:?}");
+    let first_of = |path: &Path| -> u64 {
+        path.file_name().unwrap().to_str().unwrap()[..20]
+            .parse()
+            .unwrap()
+    };
+    let newest = segments.last().unwrap().clone();
+    let newest_bytes = std::fs::read(&newest).unwrap();
+    let frames = statelog::testkit::log_reader::frame_spans(&newest_bytes);
+    assert!(frames.len() >= 3, "{frames:?}");
+    let newest_first = first_of(&newest);
+    let second_first = first_of(&segments[segments.len() - 2]);
+    // Each case: its name, what it does to the log, and the revision the
+    // store is at after accepting the loss.
+    type Damage<'a> = (String, Box<dyn Fn(&Path) + 'a>, u64);
+    let name_of = |p: &Path| p.file_name().unwrap().to_owned();
+    let cut = |at: usize| -> Box<dyn Fn(&Path)> {
+        let name = name_of(&newest);
+        Box::new(move |store: &Path| {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(store.join("log").join(&name))
+                .unwrap();
+            file.set_len(at as u64).unwrap();
+        })
+    };
+    let (second_start, second_end) = frames[1];
+    let cases: Vec<Damage> = vec![
+        (
+            "the newest segment deleted".into(),
+            Box::new(|store: &Path| {
+                std::fs::remove_file(store.join("log").join(name_of(&newest))).unwrap()
+            }),
+            newest_first - 1,
+        ),
+        (
+            "the two newest segments deleted".into(),
+            Box::new(|store: &Path| {
+                for p in &segments[segments.len() - 2..] {
+                    std::fs::remove_file(store.join("log").join(name_of(p))).unwrap();
+                }
+            }),
+            second_first - 1,
+        ),
+        (
+            "the newest segment cut inside its second record".into(),
+            cut(second_start + (second_end - second_start) / 2),
+            newest_first,
+        ),
+        (
+            "the newest segment cut after its second record".into(),
+            cut(second_end),
+            newest_first + 1,
+        ),
+        (
+            "the newest segment cut after its header".into(),
+            cut(64),
+            newest_first - 1,
+        ),
+    ];
+    for (name, damage, kept) in cases {
+        let store = dir.path().join(name.replace(' ', "-"));
+        copy_tree(&original, &store);
+        damage(&store);
+        let before = common::file_contents(&store);
+        let err = Store::open(&store, Options::default().create(false)).unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { .. }) && err.to_string().contains("statelog repair"),
+            "{name}: open: {err}"
+        );
+        assert!(
+            common::file_contents(&store) == before,
+            "{name}: open changed files"
+        );
+        let report = check(&store, &CheckOptions::new()).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.what.contains("lost its newest part")),
+            "{name}: check: {:?}",
+            report.problems
+        );
+        let report = repair(&store, &RepairOptions::new()).unwrap();
+        assert!(report.is_repaired(), "{name}: {report:?}");
+        assert_eq!(
+            report.lost,
+            statelog::maintenance::Lost::Unknown { after: kept },
+            "{name}: {report:?}"
+        );
+        assert_eq!(report.revision, kept, "{name}");
+        let reopened = Store::open(&store, Options::default().create(false)).unwrap();
+        assert_eq!(reopened.revision(), kept, "{name}");
+        let records: Vec<(String, u64)> = reopened
+            .snapshot()
+            .unwrap()
+            .list::<u64>("r", ..)
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                (r.0, r.1.value)
+            })
+            .collect();
+        let expected: Vec<(String, u64)> = (0..kept).map(|i| (format!("k{i:03}"), i)).collect();
+        assert_eq!(records, expected, "{name}");
+        reopened.put("r", "after", &1u64).unwrap();
+        reopened.close().unwrap();
+        let report = check(&store, &CheckOptions::new()).unwrap();
+        assert!(report.is_ok(), "{name}: {:?}", report.problems);
+    }
+}
+
+/// The other side: a power loss at any point of committing across segment
+/// rotations (a new segment created, the old one sealed) never looks like a
+/// lost segment or a cut tail. The store reopens with every acknowledged
+/// commit (and perhaps the one in flight), finishing an interrupted rotation.
+#[test]
+fn a_power_loss_during_a_rotation_is_not_taken_for_a_lost_segment() {
+    use statelog::testkit::sim::{Loss, SimFs};
+    let sim = |fs: &SimFs| {
+        Options::default()
+            .file_system(std::sync::Arc::new(fs.clone()))
+            .segment_size(4096)
+            .preallocate(1024)
+            .cache_size(1 << 20)
+            .lock_timeout(Duration::ZERO)
+    };
+    let base = SimFs::new();
+    Store::open("/s", sim(&base)).unwrap().close().unwrap();
+    let commits = 30u64;
+    let total = {
+        let fs = base.duplicate();
+        let before = fs.ops();
+        let store = Store::open("/s", sim(&fs)).unwrap();
+        for i in 0..commits {
+            store
+                .put("r", &format!("k{i:03}"), &"x".repeat(300))
+                .unwrap();
+        }
+        drop(store);
+        let segments = fs
+            .files()
+            .iter()
+            .filter(|f| f.extension().is_some_and(|x| x == "log"))
+            .count();
+        assert!(
+            segments >= 3,
+            "the commits rotate twice: {segments} segments"
+        );
+        fs.ops() - before
+    };
+    eprintln!("{total} operations");
+    for k in 1..=total {
+        for loss in [Loss::Everything, Loss::Random(k)] {
+            let fs = base.duplicate();
+            fs.power_off_after(k);
+            let mut acknowledged = 0;
+            if let Ok(store) = Store::open("/s", sim(&fs)) {
+                for i in 0..commits {
+                    if store
+                        .put("r", &format!("k{i:03}"), &"x".repeat(300))
+                        .is_err()
+                    {
+                        break;
+                    }
+                    acknowledged = i + 1;
+                }
+            }
+            let survivor = fs.restart(loss);
+            let store = Store::open("/s", sim(&survivor))
+                .unwrap_or_else(|e| panic!("power lost at op {k} of {total} ({loss:?}): {e}"));
+            let revision = store.revision();
+            assert!(
+                revision == acknowledged || revision == acknowledged + 1,
+                "op {k} ({loss:?}): {acknowledged} acknowledged, reopened at {revision}"
+            );
+            store.put("r", "after", &1u64).unwrap();
+            store.close().unwrap();
+        }
+    }
+}

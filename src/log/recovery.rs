@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::catalog::{self, SegmentInfo};
 use super::reader::{self, Position, Tail};
 use super::record::LogRecord;
+use super::seal;
 use super::segment::{self, StoreId};
 use super::writer::{LogWriter, Resume};
 use crate::error::{Error, Result};
@@ -119,18 +120,43 @@ pub(crate) fn recover(
         });
     };
     check_checkpoint_in_range(&segments, &checkpoint)?;
+    // A rotation a crash interrupted: the segment before the (empty) last one
+    // was not sealed. Read up to it, seal it, and go on in the last one.
+    let rotating = seal::interrupted_rotation(fs.as_ref(), &segments)?;
+    let read = if rotating {
+        &segments[..segments.len() - 1]
+    } else {
+        check_newest(fs.as_ref(), &last)?;
+        &segments[..]
+    };
+    let Some(newest) = read.last().cloned() else {
+        return Err(Error::corrupt(dir, 0, "internal: no segment to read"));
+    };
+    // Past the checkpoint, commits are replayed. A checkpoint in the empty last
+    // segment has them all: the one before is read only to find its end.
+    let (start, previous, replay) =
+        if rotating && checkpoint.position.segment == last.first_revision {
+            let from = Position {
+                segment: newest.first_revision,
+                offset: segment::SEGMENT_HEADER_LEN as u64,
+            };
+            let previous = if newest.previous == 0 {
+                0
+            } else {
+                newest.first_revision - 1
+            };
+            (from, previous, false)
+        } else {
+            (checkpoint.position, checkpoint.revision, true)
+        };
     let mut replayed = 0;
-    let end = reader::read_commits(
-        fs.as_ref(),
-        &segments,
-        checkpoint.position,
-        checkpoint.revision,
-        |parts, position| {
+    let end = reader::read_commits(fs.as_ref(), read, start, previous, |parts, position| {
+        if replay {
             apply(parts, position)?;
             replayed += 1;
-            Ok(true)
-        },
-    )
+        }
+        Ok(true)
+    })
     .map_err(with_repair_hint)?;
     let cut = match end.tail {
         Tail::Clean => None,
@@ -140,10 +166,10 @@ pub(crate) fn recover(
             problem,
         } => {
             let revision = end.last_revision + 1;
-            check_torn(fs.as_ref(), &last, damage_at, revision, &problem)?;
+            check_torn(fs.as_ref(), &newest, damage_at, revision, &problem)?;
             if read_only {
                 tracing::warn!(
-                    segment = %last.path.display(),
+                    segment = %newest.path.display(),
                     offset = at,
                     problem = %problem,
                     "the log ends in a torn write; it held no acknowledged commit, and is left \
@@ -151,19 +177,51 @@ pub(crate) fn recover(
                 );
                 None
             } else {
-                Some(cut_torn_tail(fs.as_ref(), &last, at, problem)?)
+                Some(cut_torn_tail(fs.as_ref(), &newest, at, problem)?)
             }
         }
     };
-    let resume = Resume {
-        path: last.path.clone(),
-        first_revision: last.first_revision,
-        end: if end.end.segment == last.first_revision {
-            end.end.offset
-        } else {
-            segment::SEGMENT_HEADER_LEN as u64
-        },
-        last_revision: end.last_revision,
+    let data_end = if end.end.segment == newest.first_revision {
+        end.end.offset
+    } else {
+        segment::SEGMENT_HEADER_LEN as u64
+    };
+    let resume = if rotating {
+        if last.first_revision != end.last_revision + 1 {
+            return Err(with_repair_hint(Error::corrupt(
+                &last.path,
+                28,
+                format!(
+                    "the segment starts at revision {} but the log before it ends at revision \
+                     {}: revisions are missing",
+                    last.first_revision, end.last_revision
+                ),
+            )));
+        }
+        if !read_only {
+            let file = fs
+                .open(&newest.path, OpenMode::ReadWrite)
+                .map_err(|e| Error::io("open", &newest.path, e))?;
+            seal::seal(file.as_ref(), data_end, last.first_revision)
+                .map_err(|e| Error::io("seal the log segment", &newest.path, e))?;
+            tracing::warn!(
+                segment = %newest.path.display(),
+                "sealed a log segment whose rotation a crash interrupted"
+            );
+        }
+        Resume {
+            path: last.path.clone(),
+            first_revision: last.first_revision,
+            end: segment::SEGMENT_HEADER_LEN as u64,
+            last_revision: end.last_revision,
+        }
+    } else {
+        Resume {
+            path: last.path.clone(),
+            first_revision: last.first_revision,
+            end: data_end,
+            last_revision: end.last_revision,
+        }
     };
     let writer = if read_only {
         LogWriter::resume_read_only(fs, dir, store_id, resume)?
@@ -183,6 +241,36 @@ pub(crate) fn recover(
         replayed,
         cut,
     })
+}
+
+/// Refuses a log that lost its newest part: its last segment is sealed (the
+/// segment after it is gone), or its tail was cut off (see `seal`).
+fn check_newest(fs: &dyn Fs, last: &SegmentInfo) -> Result<()> {
+    if let Some(next) = seal::sealed_next(fs, last)? {
+        return Err(Error::corrupt(
+            &last.path,
+            last.len - seal::SEAL_FRAME_LEN,
+            format!(
+                "the log's newest segment is missing: this segment was sealed when the log went \
+                 on to {}, which is gone, and with it the commits from revision {next} on (how \
+                 many is unknown); restore a backup, or accept the loss with `statelog repair` \
+                 (the log then ends at revision {})",
+                segment::file_name(next),
+                next - 1
+            ),
+        ));
+    }
+    if let Some(problem) = seal::cut_tail(fs, last)? {
+        return Err(Error::corrupt(
+            &last.path,
+            last.len,
+            format!(
+                "{problem}; restore a backup, or accept the loss with `statelog repair` (the log \
+                 then ends at its last intact commit)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Adds what to do to damage found in the log while opening.

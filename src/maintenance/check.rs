@@ -333,6 +333,25 @@ pub(crate) fn inspect_store(
             });
         }
     }
+    if let Some(lost) = &survey.lost_newest {
+        problems.push(Problem {
+            file: Some(lost.file.clone()),
+            offset: Some(lost.offset),
+            namespace: None,
+            what: format!("the log lost its newest part: {}", lost.problem),
+            action: format!(
+                "restore a backup, or accept the loss with `statelog repair` (the log then ends \
+                 at revision {last})"
+            ),
+        });
+    }
+    if survey.rotation_interrupted {
+        notes.push(
+            "a crash interrupted a segment rotation (the newest segment holds nothing, and the \
+             one before it is not sealed yet): the next open finishes it"
+                .to_owned(),
+        );
+    }
     let log = LogReport {
         segments: survey.files.len(),
         bytes: survey.bytes,
