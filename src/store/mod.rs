@@ -234,7 +234,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Busy`] if another handle keeps it open; [`Error::NotAStore`] for a
-    /// directory holding something else; [`Error::UnsupportedFormat`] for a store
+    /// directory holding something else, or a store's files without its
+    /// identity file (which no creation ever clears: `statelog repair` rebuilds
+    /// the identity); [`Error::UnsupportedFormat`] for a store
     /// written by a newer statelog; [`Error::Corrupt`] for damage that recovery
     /// must not guess about; [`Error::Io`] and [`Error::Database`].
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
