@@ -58,8 +58,10 @@ impl FileHandle for RealFile {
 /// for statelog versions that lock only the file.
 #[derive(Debug)]
 struct DirLock {
-    _dir: File,
+    // Dropped in this order: the file's lock goes first, so that whoever takes
+    // the directory's lock next finds the file free (and does not back off).
     _file: Option<File>,
+    _dir: File,
 }
 
 impl LockGuard for DirLock {}
@@ -164,8 +166,8 @@ impl Fs for RealFs {
             }
         }
         Ok(Box::new(DirLock {
-            _dir: dir,
             _file: file,
+            _dir: dir,
         }))
     }
 
