@@ -7,6 +7,7 @@ mod background;
 mod backup;
 mod commit;
 mod engine;
+pub(crate) mod identity;
 pub(crate) mod inspect;
 pub(crate) mod open;
 pub(crate) mod rebuild;
@@ -250,9 +251,16 @@ impl Store {
     /// store, panic inside redb. `statelog check` finds such damage and
     /// `statelog repair` rebuilds the state from the log.
     ///
+    /// When the store's file system takes no writes (full, over quota, mounted
+    /// read-only), the store opens read-only instead of failing: nothing is
+    /// written (a replay stays in memory), reads work, and every change fails
+    /// with [`Error::ReadOnly`] (see [`read_only`](Self::read_only)).
+    ///
     /// # Errors
     /// [`Error::Busy`] if another handle keeps it open; [`Error::NotAStore`] for a
-    /// directory holding something else; [`Error::UnsupportedFormat`] for a store
+    /// directory holding something else, or a store's files without its
+    /// identity file (which no creation ever clears: `statelog repair` rebuilds
+    /// the identity); [`Error::UnsupportedFormat`] for a store
     /// written by a newer statelog; [`Error::Corrupt`] for damage that recovery
     /// must not guess about; [`Error::Io`] and [`Error::Database`].
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
@@ -775,11 +783,14 @@ impl Store {
     /// restart has no log to replay. Runs on its own by the checkpoint policy.
     ///
     /// # Errors
-    /// [`Error::Poisoned`], [`Error::Database`], [`Error::Io`].
+    /// [`Error::Poisoned`], [`Error::ReadOnly`], [`Error::Database`],
+    /// [`Error::Io`].
     pub fn checkpoint(&self) -> Result<()> {
         self.check_open()?;
         let shared = self.shared();
-        if shared.engine.lock().checkpoint()? {
+        let mut engine = shared.engine.lock();
+        engine.check_writable()?;
+        if engine.checkpoint()? {
             shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -788,6 +799,14 @@ impl Store {
     /// What opening had to do to recover (nothing after a clean close).
     pub fn recovery(&self) -> &Recovery {
         &self.shared().recovery
+    }
+
+    /// Why the store is open read-only, if it is: its file system took no
+    /// writes when it was opened (full, over quota, mounted read-only). Reads,
+    /// exports and backups work; every change fails with
+    /// [`Error::ReadOnly`]. Open it again once the disk takes writes.
+    pub fn read_only(&self) -> Option<String> {
+        self.shared().engine.lock().read_only.clone()
     }
 
     /// Counters of this handle since it was opened.
