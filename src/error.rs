@@ -199,6 +199,18 @@ pub enum Error {
         cause: String,
     },
 
+    /// The store was opened read-only because its file system takes no writes
+    /// (it is full, over quota, or mounted read-only): reads, exports and
+    /// backups work; every change is refused and nothing is written.
+    #[error("the store at {} is open read-only ({reason}); nothing was changed: free space on \
+        its disk (or make it writable) and open it again to write", .path.display())]
+    ReadOnly {
+        /// The store directory.
+        path: PathBuf,
+        /// Why it could not be opened for writing.
+        reason: String,
+    },
+
     /// The store was closed through another handle.
     #[error("the store has been closed")]
     Closed,
@@ -560,6 +572,10 @@ impl Error {
             Error::Exhausted { record, value } => Error::Exhausted {
                 record: record.clone(),
                 value: *value,
+            },
+            Error::ReadOnly { path, reason } => Error::ReadOnly {
+                path: path.clone(),
+                reason: reason.clone(),
             },
             other => Error::Poisoned {
                 cause: other.to_string(),

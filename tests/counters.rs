@@ -154,6 +154,7 @@ fn base_segment(store_id: [u8; 16], revision: u64, records: &[(&str, u64)]) -> V
         store_id,
         first_revision: revision,
         previous: 0,
+        step: 0,
     }
     .encode()
     .to_vec();

@@ -334,9 +334,10 @@ fn run_with_fault(relaxed_mode: bool, rule: Option<Rule>, case: u64) -> Result<F
     }
     if let (Some(e), Some(handle)) = (&failed, &store) {
         // A failed commit or checkpoint poisons the handle: it refuses commits
-        // until reopened, even though the disk works again.
+        // until reopened, even though the disk works again. (A disk that was
+        // full while the store opened made it read-only: the same.)
         match handle.put("jobs", "probe", &1) {
-            Err(probe) if is_poisoned(&probe) => {}
+            Err(probe) if is_poisoned(&probe) || matches!(probe, Error::ReadOnly { .. }) => {}
             other => {
                 return Err(format!(
                     "after {e}, a commit was answered with {other:?} instead of Poisoned"

@@ -79,8 +79,14 @@ fn store_with_unapplied_log(test: &str, dir: &Path) {
     common::run_child(test, "write", dir.to_str().unwrap());
 }
 
-fn write_unapplied(dir: &str, count: u32) -> ! {
-    let store = Store::open(dir, Options::default()).unwrap();
+/// `arg` is the store's directory, with `|0` after it to write it without
+/// preallocation.
+fn write_unapplied(arg: &str, count: u32) -> ! {
+    let (dir, options) = match arg.strip_suffix("|0") {
+        Some(dir) => (dir, Options::default().preallocate(0)),
+        None => (arg, Options::default()),
+    };
+    let store = Store::open(dir, options).unwrap();
     for i in 0..count {
         store
             .put("r", &format!("k{i:02}"), &format!("value number {i}"))
@@ -110,21 +116,28 @@ fn copy_dir(from: &Path, to: &Path) {
 const TORN_TEST: &str =
     "a_tail_torn_at_every_byte_of_the_last_record_opens_with_the_records_before_it";
 
+/// A torn write leaves the file's size as it was in preallocated space (zeros
+/// where the rest of the record was), and ends the file inside the record
+/// without preallocation. (A preallocated segment that ends inside the record
+/// was cut, not torn: `guards.rs` has that.)
 #[test]
 fn a_tail_torn_at_every_byte_of_the_last_record_opens_with_the_records_before_it() {
     if let Some((_, dir)) = common::child_role() {
         write_unapplied(&dir, 10);
     }
-    let dir = store_dir();
-    store_with_unapplied_log(TORN_TEST, dir.path());
-    let segment = the_segment(dir.path());
-    let bytes = std::fs::read(&segment).unwrap();
-    let frames = log_reader::frame_spans(&bytes);
-    assert_eq!(frames.len(), 10);
-    let (last_start, last_end) = frames[9];
+    let preallocated = store_dir();
+    store_with_unapplied_log(TORN_TEST, preallocated.path());
+    let unallocated = store_dir();
+    let arg = format!("{}|0", unallocated.path().display());
+    common::run_child(TORN_TEST, "write", &arg);
     let scratch = store_dir();
-    for cut in last_start..last_end {
-        for zero_filled in [false, true] {
+    for (dir, zero_filled) in [(&preallocated, true), (&unallocated, false)] {
+        let segment = the_segment(dir.path());
+        let bytes = std::fs::read(&segment).unwrap();
+        let frames = log_reader::frame_spans(&bytes);
+        assert_eq!(frames.len(), 10);
+        let (last_start, last_end) = frames[9];
+        for cut in last_start..last_end {
             let copy = scratch.path().join(format!("cut-{cut}-{zero_filled}"));
             copy_dir(dir.path(), &copy);
             let seg = copy.join("log").join(segment.file_name().unwrap());

@@ -425,11 +425,28 @@ fn an_interrupted_restore_leaves_no_store_and_the_next_one_replaces_it() {
     let (backup, state) = backup_with_history(dir.path());
     let target = dir.path().join("target");
     restore(&backup, &target, &RestoreOptions::new()).unwrap();
-    // What a crash before the identity file is written leaves behind.
-    std::fs::remove_file(target.join("STATELOG")).unwrap();
+    // What a crash before the identity file is written leaves behind: the
+    // restore's marker, naming the store it was building, and no identity.
+    let id_path = target.join("STATELOG");
+    let identity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&id_path).unwrap()).unwrap();
+    std::fs::remove_file(&id_path).unwrap();
+    let without_marker = restore(&backup, &target, &RestoreOptions::new()).unwrap_err();
+    assert!(
+        matches!(without_marker, Error::TargetNotEmpty { .. })
+            && without_marker.to_string().contains("statelog repair"),
+        "a store that lost its identity file is never replaced: {without_marker}"
+    );
+    let marker = serde_json::json!({
+        "format": "statelog-creating",
+        "store_id": identity["store_id"],
+        "started_at": identity["created_at"],
+    });
+    std::fs::write(target.join("CREATING"), marker.to_string()).unwrap();
     let err = Store::open(&target, Options::default().create(false)).unwrap_err();
     assert!(matches!(err, Error::NotAStore { .. }), "{err}");
     restore(&backup, &target, &RestoreOptions::new()).unwrap();
+    assert!(!target.join("CREATING").exists());
     assert_eq!(dump_path(&target), (500, state));
 }
 

@@ -497,6 +497,7 @@ impl FakeHolder {
             version: m::PROTOCOL_VERSION,
             store_id: self.store_id.clone(),
             pid: std::process::id(),
+            read_only: None,
         };
         write_message(&mut stream, &welcome);
         let request: m::Request = m::decode(&read_message(&mut stream)).unwrap();

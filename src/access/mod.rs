@@ -140,6 +140,9 @@ pub(crate) trait Backend: Send + Sync {
     fn close(&self) -> Result<()>;
     /// True when this process holds the store.
     fn is_holder(&self) -> bool;
+    /// Why the store is open read-only, if it is (its file system took no
+    /// writes when it was opened).
+    fn read_only(&self) -> Option<String>;
 }
 
 /// A store reached by [`reach`].

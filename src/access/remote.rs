@@ -50,6 +50,9 @@ struct Link {
     store_id: String,
     /// The holder's pid (0 until known).
     holder: AtomicU32,
+    /// Why the holder has the store read-only, as it said at the last
+    /// handshake.
+    read_only: Mutex<Option<String>>,
     /// How long to wait for the holder (silence).
     wait: Duration,
     idle: Mutex<Vec<Channel>>,
@@ -128,7 +131,12 @@ impl Link {
             purpose: m::Purpose::Requests,
         });
         match channel.receive::<m::ServerHello>() {
-            Ok(m::ServerHello::Welcome { store_id, pid, .. }) => {
+            Ok(m::ServerHello::Welcome {
+                store_id,
+                pid,
+                read_only,
+                ..
+            }) => {
                 if store_id != self.store_id {
                     return Err(Dial::Failed(Error::Refused {
                         path: self.path.clone(),
@@ -141,6 +149,7 @@ impl Link {
                     }));
                 }
                 self.holder.store(pid, Ordering::Relaxed);
+                *self.read_only.lock() = read_only;
                 if let Err(e) = channel.stream().set_read_timeout(Some(self.wait)) {
                     return Err(Dial::Failed(Error::io(
                         "set up the connection to the holder through",
@@ -344,6 +353,7 @@ pub(crate) fn connect(
         path: dir.to_owned(),
         store_id,
         holder: AtomicU32::new(0),
+        read_only: Mutex::new(None),
         wait: options.response_wait(),
         idle: Mutex::new(Vec::new()),
         closed: AtomicBool::new(false),
@@ -490,6 +500,10 @@ impl Backend for Remote {
 
     fn is_holder(&self) -> bool {
         false
+    }
+
+    fn read_only(&self) -> Option<String> {
+        self.link.read_only.lock().clone()
     }
 }
 

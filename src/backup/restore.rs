@@ -24,10 +24,11 @@ use std::time::Instant;
 use super::verify::{self, Verified};
 use super::{RestoreOptions, RestoreProgress, RestoreReport, Until};
 use crate::error::{Error, Result};
-use crate::fs::Fs;
+use crate::fs::{Fs, Nesting};
 use crate::log::catalog;
 use crate::maintenance::stamp;
-use crate::store::open::{self, DB_FILE, ID_FILE, LOCK_FILE, LOG_DIR};
+use crate::store::identity::{self, Leftovers};
+use crate::store::open::{self, DB_FILE, ID_FILE};
 use crate::store::rebuild::{self, Source};
 use crate::time::Timestamp;
 
@@ -59,6 +60,7 @@ pub fn restore(
     let backup = backup.as_ref();
     let target = target.as_ref();
     let fs = Arc::clone(&options.store.fs);
+    refuse_nested(fs.as_ref(), backup, target)?;
     let (verified, problems) = verify::verify(fs.as_ref(), backup, options.until)?;
     let Some(verified) = verified.filter(|_| problems.is_empty()) else {
         let first = problems.first();
@@ -152,6 +154,27 @@ fn source_of(verified: &Verified, stop: u64) -> Source {
     }
 }
 
+/// Refuses a target that is the backup, lies inside it or holds it: building
+/// the store would change the backup being read, and moving a store aside
+/// would move the backup with it.
+fn refuse_nested(fs: &dyn Fs, backup: &Path, target: &Path) -> Result<()> {
+    let nesting = crate::fs::nesting(fs, target, backup)
+        .map_err(|e| Error::io("resolve the restore target", target, e))?;
+    let what = match nesting {
+        None => return Ok(()),
+        Some(Nesting::Same) => "is the backup's own directory",
+        Some(Nesting::Inside) => "is inside the backup's directory",
+        Some(Nesting::Holds) => "holds the backup's directory",
+    };
+    Err(Error::TargetNotEmpty {
+        path: target.to_owned(),
+        reason: format!(
+            "it {what} ({}); restore into a directory outside the backup",
+            backup.display()
+        ),
+    })
+}
+
 /// Makes sure the target may be built in; moves a store there aside when
 /// overwriting. Returns where it went.
 fn prepare_target(fs: &dyn Fs, target: &Path, options: &RestoreOptions) -> Result<Option<PathBuf>> {
@@ -170,18 +193,23 @@ fn prepare_target(fs: &dyn Fs, target: &Path, options: &RestoreOptions) -> Resul
     }
     let is_store = names.iter().any(|n| n == ID_FILE);
     if !is_store {
-        // What an interrupted creation or restore leaves: no identity file yet.
-        let leftovers = [LOCK_FILE, DB_FILE, LOG_DIR, "STATELOG.tmp"];
-        if let Some(other) = names.iter().find(|n| !leftovers.contains(&n.as_str())) {
-            return Err(Error::TargetNotEmpty {
-                path: target.to_owned(),
-                reason: format!(
-                    "it holds other files ({other:?} among them) and is not a store; restore \
-                     into an empty or new directory"
-                ),
-            });
-        }
-        return Ok(None);
+        // What an unfinished creation or restore left is replaced; the files of
+        // a store that lost its identity file never are.
+        let refuse = |reason: String| Error::TargetNotEmpty {
+            path: target.to_owned(),
+            reason,
+        };
+        return match identity::leftovers(fs, target)? {
+            Leftovers::Nothing | Leftovers::Unfinished(_) => Ok(None),
+            Leftovers::StoreFiles(files) => Err(refuse(format!(
+                "{}, or restore into another directory",
+                Leftovers::describe_store_files(&files)
+            ))),
+            Leftovers::Other(other) => Err(refuse(format!(
+                "it holds other files ({other:?} among them) and is not a store; restore into \
+                 an empty or new directory"
+            ))),
+        };
     }
     if !options.overwrite {
         return Err(Error::TargetNotEmpty {

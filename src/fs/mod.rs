@@ -6,11 +6,12 @@
 //! loss) and injects short writes, ENOSPC and EIO. Keeping the boundary this
 //! narrow is what makes those tests possible.
 
+pub(crate) mod overlay;
 mod real;
 
 use std::fmt::Debug;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,10 +78,78 @@ pub trait Fs: Send + Sync + Debug + 'static {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
-    /// Takes the store's exclusive lock without waiting, recording our pid in it.
+    /// Takes the exclusive lock of the directory holding the lock file `path`
+    /// without waiting, recording our pid in the file. The lock must not depend
+    /// on the file alone: deleting it must not let a second user in.
     fn try_lock(&self, path: &Path) -> Result<Box<dyn LockGuard>, LockError>;
     /// A storage backend for the state database at `path`, created if missing.
     fn db_backend(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>>;
+    /// A storage backend for the existing state database at `path` that is only
+    /// read (see [`Overlay`](overlay::Overlay)); it may refuse writes. By
+    /// default the same as [`db_backend`](Self::db_backend).
+    fn db_backend_read(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+        self.db_backend(path)
+    }
+    /// The absolute path that `path` names, with symbolic links resolved as
+    /// far as the path exists (the rest need not exist yet), for telling
+    /// whether two directories are one or nest. By default the path made
+    /// absolute, lexically.
+    fn resolve(&self, path: &Path) -> io::Result<PathBuf> {
+        Ok(lexical(&std::path::absolute(path)?))
+    }
+}
+
+/// `path` with `.` and `..` taken out lexically.
+pub(crate) fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// How two directories relate, when one holds the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nesting {
+    /// They are the same directory.
+    Same,
+    /// The first is inside the second.
+    Inside,
+    /// The first holds the second.
+    Holds,
+}
+
+/// Whether directories `a` and `b` (which need not exist) are one, or one is
+/// inside the other.
+pub(crate) fn nesting(fs: &dyn Fs, a: &Path, b: &Path) -> io::Result<Option<Nesting>> {
+    let (a, b) = (fs.resolve(a)?, fs.resolve(b)?);
+    Ok(if a == b {
+        Some(Nesting::Same)
+    } else if a.starts_with(&b) {
+        Some(Nesting::Inside)
+    } else if b.starts_with(&a) {
+        Some(Nesting::Holds)
+    } else {
+        None
+    })
+}
+
+/// Whether an error says the file system takes no writes at all: full, over
+/// quota, or mounted read-only.
+pub(crate) fn cannot_write(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::ReadOnlyFilesystem
+    )
 }
 
 /// Writes all of `buf` at `offset`, continuing after short writes.

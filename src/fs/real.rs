@@ -1,12 +1,12 @@
 //! The operating system's file system.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{FileHandle, Fs, LockError, LockGuard, OpenMode};
+use super::{FileHandle, Fs, LockError, LockGuard, OpenMode, cannot_write};
 
 /// The real file system, through `std::fs`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,12 +47,30 @@ impl FileHandle for RealFile {
     }
 }
 
-/// An open, locked `LOCK` file; the kernel drops the lock when the file is closed,
-/// also when the process dies, so no stale lock can stay behind.
+/// A locked directory and its locked `LOCK` file (when the file could be
+/// created). The kernel drops both locks when the files are closed, also when
+/// the process dies, so no stale lock can stay behind.
+///
+/// The directory's own lock is the guard that matters: it cannot be deleted
+/// while the directory is in use, whereas a `LOCK` file can (a new one would
+/// then be created and locked by the next process, beside the holder's). The
+/// file lock is kept for the holder's pid, which waiting processes name, and
+/// for statelog versions that lock only the file.
 #[derive(Debug)]
-struct FileLock(#[allow(dead_code)] File);
+struct DirLock {
+    // Dropped in this order: the file's lock goes first, so that whoever takes
+    // the directory's lock next finds the file free (and does not back off).
+    _file: Option<File>,
+    _dir: File,
+}
 
-impl LockGuard for FileLock {}
+impl LockGuard for DirLock {}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+}
 
 impl Fs for RealFs {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileHandle>> {
@@ -94,28 +112,93 @@ impl Fs for RealFs {
     }
 
     fn try_lock(&self, path: &Path) -> Result<Box<dyn LockGuard>, LockError> {
-        let mut file = OpenOptions::new()
+        use std::os::unix::fs::MetadataExt;
+        let dir_path = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let dir = File::open(dir_path).map_err(LockError::Io)?;
+        match dir.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(LockError::Held(read_pid(path))),
+            Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
+        }
+        // The directory may have been renamed (a store moved aside by a
+        // restore) between opening and locking it: then this lock guards
+        // nothing at `dir_path`; try again.
+        let locked = dir.metadata().map_err(LockError::Io)?;
+        let now = std::fs::metadata(dir_path).map_err(LockError::Io)?;
+        if (locked.dev(), locked.ino()) != (now.dev(), now.ino()) {
+            return Err(LockError::Held(None));
+        }
+        let file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(LockError::Io)?;
-        match file.try_lock() {
-            Ok(()) => {
-                // The pid is for the messages of processes that have to wait.
-                file.set_len(0).map_err(LockError::Io)?;
-                file.write_all(format!("{}\n", std::process::id()).as_bytes())
-                    .map_err(LockError::Io)?;
-                Ok(Box::new(FileLock(file)))
+        {
+            Ok(file) => Some(file),
+            // On a full or read-only file system the directory's lock alone
+            // guards the store, so that it can still be read.
+            Err(e) if cannot_write(&e) => None,
+            Err(e) => return Err(LockError::Io(e)),
+        };
+        if let Some(file) = &file {
+            match file.try_lock() {
+                Ok(()) => {}
+                // Held by a statelog that locks only the file.
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(LockError::Held(read_pid(path)));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let pid = std::fs::read_to_string(path)
-                    .ok()
-                    .and_then(|text| text.trim().parse().ok());
-                Err(LockError::Held(pid))
+            // The pid is only for the messages of processes that have to wait:
+            // failing to write it (a full disk) does not matter. Written over
+            // the old one before the size is set, so that no block is freed
+            // and needed again.
+            let pid = format!("{}\n", std::process::id());
+            let written = file
+                .write_all_at(pid.as_bytes(), 0)
+                .and_then(|()| file.set_len(pid.len() as u64));
+            if let Err(e) = written {
+                tracing::debug!(lock = %path.display(), error = %e, "could not record the pid");
             }
-            Err(std::fs::TryLockError::Error(e)) => Err(LockError::Io(e)),
+        }
+        Ok(Box::new(DirLock {
+            _file: file,
+            _dir: dir,
+        }))
+    }
+
+    fn db_backend_read(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+        let file = OpenOptions::new().read(true).open(path)?;
+        let backend = redb::backends::FileBackend::new(file).map_err(io::Error::other)?;
+        Ok(Box::new(backend))
+    }
+
+    fn resolve(&self, path: &Path) -> io::Result<PathBuf> {
+        let absolute = super::lexical(&std::path::absolute(path)?);
+        // The longest part that exists, with its links resolved, then the rest.
+        let mut existing = absolute.as_path();
+        let mut rest = Vec::new();
+        loop {
+            match std::fs::canonicalize(existing) {
+                Ok(mut resolved) => {
+                    resolved.extend(rest.iter().rev());
+                    return Ok(resolved);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    match (existing.parent(), existing.file_name()) {
+                        (Some(parent), Some(name)) => {
+                            rest.push(name.to_owned());
+                            existing = parent;
+                        }
+                        _ => return Ok(absolute),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -174,6 +174,7 @@ impl BaseWriter {
             store_id: *store_id,
             first_revision: revision,
             previous: 0,
+            step: 0,
         }
         .encode();
         fs::write_all_at(file.as_ref(), &header, 0)

@@ -19,9 +19,15 @@ pub struct SegmentInfo {
     pub len: u64,
 }
 
-/// Names of temporary files in the log directory (a segment being created).
+/// Names of the log's own temporary files: a segment being created, a torn
+/// tail being saved. Only these are ever removed; any other file is left.
 pub(crate) fn is_temporary(name: &str) -> bool {
-    name.ends_with(".tmp")
+    name.strip_suffix(".tmp").is_some_and(|stem| {
+        segment::parse_file_name(stem).is_some()
+            || stem
+                .split_once(".torn-")
+                .is_some_and(|(segment, _)| segment::parse_file_name(segment).is_some())
+    })
 }
 
 /// The segment files of `dir` (by their names: first revision and path), in
@@ -110,4 +116,19 @@ pub fn read_header(fs: &dyn Fs, path: &Path) -> Result<SegmentHeader> {
 /// Lower-case hex of a store id, as shown to users.
 pub fn hex(id: &StoreId) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_logs_own_temporaries_are_temporary() {
+        assert!(is_temporary("00000000000000000001.log.tmp"));
+        assert!(is_temporary("00000000000000000001.log.torn-4711.tmp"));
+        assert!(!is_temporary("00000000000000000001.log"));
+        assert!(!is_temporary("00000000000000000001.log.torn-4711"));
+        assert!(!is_temporary("notes.tmp"));
+        assert!(!is_temporary("x.torn-1.tmp"));
+    }
 }

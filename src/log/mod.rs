@@ -11,6 +11,8 @@
 //!   base segments, moving segments aside.
 //! - `retention`: removing old segments behind the checkpoint.
 //! - `survey`: reading a whole, possibly damaged log without changing it.
+//! - `seal`: seals and the active segment's size, which tell a lost newest
+//!   segment or a cut tail.
 //!
 //! Only this module touches segment files.
 
@@ -21,6 +23,7 @@ pub(crate) mod reader;
 pub mod record;
 pub(crate) mod recovery;
 pub(crate) mod retention;
+pub(crate) mod seal;
 pub mod segment;
 pub(crate) mod survey;
 pub(crate) mod writer;

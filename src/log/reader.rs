@@ -4,7 +4,9 @@
 //! A frame counts only if its header and payload checksums match; a commit counts
 //! only if its record decodes, passes [`LogRecord::check`], has the revision that
 //! follows the one before it, and all its parts are present. A sealed (non-last)
-//! segment must end exactly after its last complete commit. Damage anywhere but
+//! segment must end exactly after its last complete commit, or after its seal
+//! (log format 2), which names the revision after that commit and is the last
+//! frame. Damage anywhere but
 //! the tail of the last segment is an error; the tail of the last segment is
 //! reported to the caller, which decides whether it is a torn write (see
 //! `recovery`).
@@ -301,12 +303,39 @@ pub(crate) fn read_commits(
         let mut parts: Vec<LogRecord<'static>> = Vec::new();
         let mut parts_start = end.offset;
         let seg_first = seg.first_revision;
+        let mut sealed = false;
         let (stop, stop_at) = scan_frames(
             file.as_ref(),
             &seg.path,
             seg.len,
             from,
             |at, next, payload| {
+                if sealed {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        at,
+                        "a frame follows the segment's seal, which must be its last",
+                    ));
+                }
+                if let Some(successor) = record::decode_seal(payload) {
+                    if !parts.is_empty() || successor != last_revision + 1 {
+                        return Err(Error::corrupt(
+                            &seg.path,
+                            at,
+                            format!(
+                                "the segment's seal names revision {successor} as the next \
+                                 segment's first, but the segment ends {}",
+                                if parts.is_empty() {
+                                    format!("at revision {last_revision}")
+                                } else {
+                                    "inside a commit".to_owned()
+                                }
+                            ),
+                        ));
+                    }
+                    sealed = true;
+                    return Ok(true);
+                }
                 let record = record::decode(payload).map_err(|e| {
                     Error::corrupt(&seg.path, at, format!("the record does not decode: {e}"))
                 })?;

@@ -18,6 +18,10 @@
 //!
 //! Fields added later must be optional (`serde(default)`), so that older logs stay
 //! readable; anything else needs a new log format version.
+//!
+//! The one payload that is not a record is a segment's seal (log format 2), its
+//! last frame: `{"seal": 1234}`, the first revision of the segment after it,
+//! always encoded in the same 15 bytes.
 
 use std::borrow::Cow;
 
@@ -164,6 +168,26 @@ pub fn encode_resynced(
     rmp_serde::encode::write_named(out, &view).map_err(|e| e.to_string())
 }
 
+/// The bytes a seal's payload starts with: a map of one entry, `"seal"`, and
+/// a 64-bit unsigned integer (big-endian, as MessagePack has it).
+const SEAL_PREFIX: [u8; 7] = [0x81, 0xa4, b's', b'e', b'a', b'l', 0xcf];
+/// Bytes of a seal's payload.
+pub const SEAL_PAYLOAD_LEN: usize = SEAL_PREFIX.len() + 8;
+
+/// The payload of the seal of a segment whose successor starts at `next`.
+pub fn encode_seal(next: u64) -> [u8; SEAL_PAYLOAD_LEN] {
+    let mut out = [0u8; SEAL_PAYLOAD_LEN];
+    out[..SEAL_PREFIX.len()].copy_from_slice(&SEAL_PREFIX);
+    out[SEAL_PREFIX.len()..].copy_from_slice(&next.to_be_bytes());
+    out
+}
+
+/// The revision a seal names, if `payload` is a seal.
+pub fn decode_seal(payload: &[u8]) -> Option<u64> {
+    let rest = payload.strip_prefix(&SEAL_PREFIX)?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
+}
+
 /// Decodes a record from a frame's payload, borrowing strings and values from it.
 pub fn decode(payload: &[u8]) -> Result<LogRecord<'_>, String> {
     let mut de = rmp_serde::Deserializer::from_read_ref(payload);
@@ -236,6 +260,19 @@ impl LogRecord<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seal_is_a_map_naming_the_next_segment_and_never_a_record() {
+        let seal = encode_seal(1234);
+        assert_eq!(decode_seal(&seal), Some(1234));
+        let value = rmpv::decode::read_value(&mut &seal[..]).unwrap();
+        assert_eq!(value["seal"].as_u64(), Some(1234));
+        assert!(decode(&seal).is_err());
+        assert_eq!(decode_seal(&seal[..14]), None);
+        let mut record = Vec::new();
+        encode_into(&sample(), &mut record).unwrap();
+        assert_eq!(decode_seal(&record), None);
+    }
 
     fn sample() -> LogRecord<'static> {
         LogRecord {

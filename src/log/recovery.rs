@@ -22,6 +22,7 @@ use std::sync::Arc;
 use super::catalog::{self, SegmentInfo};
 use super::reader::{self, Position, Tail};
 use super::record::LogRecord;
+use super::seal;
 use super::segment::{self, StoreId};
 use super::writer::{LogWriter, Resume};
 use crate::error::{Error, Result};
@@ -82,6 +83,9 @@ pub(crate) struct Scanned {
     pub replayed: u64,
     /// A torn tail to cut: where it starts, the frame that failed, and why.
     torn: Option<(u64, u64, String)>,
+    /// A rotation a crash interrupted: the segment before the (empty) last one
+    /// is not sealed yet.
+    rotating: bool,
 }
 
 impl Scanned {
@@ -94,8 +98,9 @@ impl Scanned {
 /// Reads the log in `dir` of the store `store_id`, whose materialised state is
 /// at `checkpoint`, and passes every complete commit after it to `apply`, in
 /// order, with every check of opening a store: segment headers and links, the
-/// checkpoint inside the log, frames, revisions, and a damaged tail that is a
-/// torn write rather than damage inside the log. Changes nothing.
+/// checkpoint inside the log, a newest segment that is missing or cut, frames,
+/// revisions, and a damaged tail that is a torn write rather than damage inside
+/// the log. Changes nothing.
 ///
 /// # Errors
 /// `Corrupt` (with what to do) for anything that keeps the store from opening;
@@ -131,21 +136,47 @@ pub(crate) fn scan(
             },
             replayed: 0,
             torn: None,
+            rotating: false,
         });
     };
-    let start = start_of_replay(&segments, &checkpoint)?;
+    let replay_from = start_of_replay(&segments, &checkpoint)?;
+    // A rotation a crash interrupted: the segment before the (empty) last one
+    // was not sealed. Read up to it; `finish` seals it and goes on in the last.
+    let rotating = seal::interrupted_rotation(fs, &segments)?;
+    let read = if rotating {
+        &segments[..segments.len() - 1]
+    } else {
+        check_newest(fs, last)?;
+        &segments[..]
+    };
+    let Some(newest) = read.last() else {
+        return Err(Error::corrupt(dir, 0, "internal: no segment to read"));
+    };
+    // Past the checkpoint, commits are replayed. A checkpoint in the empty last
+    // segment has them all: the one before is read only to find its end.
+    let (start, previous, replay) =
+        if rotating && checkpoint.position.segment == last.first_revision {
+            let from = Position {
+                segment: newest.first_revision,
+                offset: segment::SEGMENT_HEADER_LEN as u64,
+            };
+            let previous = if newest.previous == 0 {
+                0
+            } else {
+                newest.first_revision - 1
+            };
+            (from, previous, false)
+        } else {
+            (replay_from, checkpoint.revision, true)
+        };
     let mut replayed = 0;
-    let end = reader::read_commits(
-        fs,
-        &segments,
-        start,
-        checkpoint.revision,
-        |parts, position| {
+    let end = reader::read_commits(fs, read, start, previous, |parts, position| {
+        if replay {
             apply(parts, position)?;
             replayed += 1;
-            Ok(true)
-        },
-    )
+        }
+        Ok(true)
+    })
     .map_err(with_repair_hint)?;
     let torn = match &end.tail {
         Tail::Clean => None,
@@ -154,94 +185,171 @@ pub(crate) fn scan(
             damage_at,
             problem,
         } => {
-            let revision = end.last_revision + 1;
-            let file = fs
-                .open(&last.path, OpenMode::Read)
-                .map_err(|e| Error::io("open", &last.path, e))?;
-            if let Some(valid) =
-                reader::find_frame_after(file.as_ref(), &last.path, *damage_at, last.len, revision)?
-            {
-                return Err(Error::corrupt(
-                    &last.path,
-                    *damage_at,
-                    format!(
-                        "{problem}; a valid record written after revision {revision} was synced \
-                         follows at byte {valid}, so this is damage inside the log, not a torn \
-                         write; run `statelog check`, then `statelog repair` (it keeps the log \
-                         up to the damage and moves the rest aside) or restore a backup"
-                    ),
-                ));
-            }
+            check_torn(fs, newest, *damage_at, end.last_revision + 1, problem)?;
             Some((*at, *damage_at, problem.clone()))
         }
     };
+    if rotating && last.first_revision != end.last_revision + 1 {
+        return Err(with_repair_hint(Error::corrupt(
+            &last.path,
+            28,
+            format!(
+                "the segment starts at revision {} but the log before it ends at revision {}: \
+                 revisions are missing",
+                last.first_revision, end.last_revision
+            ),
+        )));
+    }
     Ok(Scanned {
         segments,
         end,
         replayed,
         torn,
+        rotating,
     })
 }
 
 /// Makes the log of a scan ready to append to: removes unfinished segments,
-/// cuts a torn tail (saving it beside the segment), and positions the writer
-/// after the last complete commit (starting the log if it has no segment).
+/// cuts a torn tail (saving it beside the segment), seals a segment whose
+/// rotation a crash interrupted, and positions the writer after the last
+/// complete commit (starting the log if it has no segment).
+///
+/// `read_only` (a file system that takes no writes): nothing is changed, not
+/// even a torn tail cut, and the writer returned cannot write.
 pub(crate) fn finish(
     fs: Arc<dyn Fs>,
     dir: &Path,
     store_id: StoreId,
     settings: WriterSettings,
     scanned: Scanned,
+    read_only: bool,
 ) -> Result<Recovered> {
-    remove_temporaries(fs.as_ref(), dir)?;
+    if !read_only {
+        remove_temporaries(fs.as_ref(), dir)?;
+    }
     let Scanned {
         segments,
         end,
         replayed,
         torn,
+        rotating,
     } = scanned;
     let Some(last) = segments.last().cloned() else {
-        let writer = LogWriter::create(
-            fs,
-            dir,
-            store_id,
-            settings.segment_size,
-            settings.preallocate,
-            1,
-        )?;
+        let writer = if read_only {
+            LogWriter::detached(fs, dir, store_id)
+        } else {
+            LogWriter::create(
+                fs,
+                dir,
+                store_id,
+                settings.segment_size,
+                settings.preallocate,
+                1,
+            )?
+        };
         return Ok(Recovered {
             writer,
             replayed: 0,
             cut: None,
         });
     };
+    let newest = if rotating {
+        segments[segments.len() - 2].clone()
+    } else {
+        last.clone()
+    };
     let cut = match torn {
         None => None,
-        Some((at, _, problem)) => Some(cut_torn_tail(fs.as_ref(), &last, at, problem)?),
+        Some((at, _, problem)) if read_only => {
+            tracing::warn!(
+                segment = %newest.path.display(),
+                offset = at,
+                problem = %problem,
+                "the log ends in a torn write; it held no acknowledged commit, and is left as \
+                 it is while the store is read-only"
+            );
+            None
+        }
+        Some((at, _, problem)) => Some(cut_torn_tail(fs.as_ref(), &newest, at, problem)?),
     };
-    let resume = Resume {
-        path: last.path.clone(),
-        first_revision: last.first_revision,
-        end: if end.end.segment == last.first_revision {
-            end.end.offset
-        } else {
-            segment::SEGMENT_HEADER_LEN as u64
-        },
-        last_revision: end.last_revision,
+    let data_end = if end.end.segment == newest.first_revision {
+        end.end.offset
+    } else {
+        segment::SEGMENT_HEADER_LEN as u64
     };
-    let writer = LogWriter::resume(
-        fs,
-        dir,
-        store_id,
-        settings.segment_size,
-        settings.preallocate,
-        resume,
-    )?;
+    let resume = if rotating {
+        if !read_only {
+            let file = fs
+                .open(&newest.path, OpenMode::ReadWrite)
+                .map_err(|e| Error::io("open", &newest.path, e))?;
+            seal::seal(file.as_ref(), data_end, last.first_revision)
+                .map_err(|e| Error::io("seal the log segment", &newest.path, e))?;
+            tracing::warn!(
+                segment = %newest.path.display(),
+                "sealed a log segment whose rotation a crash interrupted"
+            );
+        }
+        Resume {
+            path: last.path.clone(),
+            first_revision: last.first_revision,
+            end: segment::SEGMENT_HEADER_LEN as u64,
+            last_revision: end.last_revision,
+        }
+    } else {
+        Resume {
+            path: last.path.clone(),
+            first_revision: last.first_revision,
+            end: data_end,
+            last_revision: end.last_revision,
+        }
+    };
+    let writer = if read_only {
+        LogWriter::resume_read_only(fs, dir, store_id, resume)?
+    } else {
+        LogWriter::resume(
+            fs,
+            dir,
+            store_id,
+            settings.segment_size,
+            settings.preallocate,
+            resume,
+        )?
+    };
     Ok(Recovered {
         writer,
         replayed,
         cut,
     })
+}
+
+/// Refuses a log that lost its newest part: its last segment is sealed (the
+/// segment after it is gone), or its tail was cut off (see `seal`).
+fn check_newest(fs: &dyn Fs, last: &SegmentInfo) -> Result<()> {
+    if let Some(next) = seal::sealed_next(fs, last)? {
+        return Err(Error::corrupt(
+            &last.path,
+            last.len - seal::SEAL_FRAME_LEN,
+            format!(
+                "the log's newest segment is missing: this segment was sealed when the log went \
+                 on to {}, which is gone, and with it the commits from revision {next} on (how \
+                 many is unknown); restore a backup, or accept the loss with `statelog repair` \
+                 (the log then ends at revision {})",
+                segment::file_name(next),
+                next - 1
+            ),
+        ));
+    }
+    if let Some(problem) = seal::cut_tail(fs, last)? {
+        return Err(Error::corrupt(
+            &last.path,
+            last.len,
+            format!(
+                "{problem}; restore a backup, or accept the loss with `statelog repair` (the log \
+                 then ends at its last intact commit)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Adds what to do to damage found in the log while opening.
@@ -347,6 +455,37 @@ fn check_checkpoint_in_range(segments: &[SegmentInfo], checkpoint: &Checkpoint) 
     Ok(())
 }
 
+/// Refuses damage at the end of the last segment that is not a torn write: a
+/// valid record after it proves that the damaged commit had been synced.
+fn check_torn(
+    fs: &dyn Fs,
+    last: &SegmentInfo,
+    damage_at: u64,
+    revision: u64,
+    problem: &str,
+) -> Result<()> {
+    let file = fs
+        .open(&last.path, OpenMode::Read)
+        .map_err(|e| Error::io("open", &last.path, e))?;
+    if let Some(valid) =
+        reader::find_frame_after(file.as_ref(), &last.path, damage_at, last.len, revision)?
+    {
+        return Err(Error::corrupt(
+            &last.path,
+            damage_at,
+            format!(
+                "{problem}; a valid record written after revision {revision} was synced follows \
+                 at byte {valid}, so this is damage inside the log, not a torn write; run \
+                 `statelog check`, then `statelog repair` (it keeps the log up to the damage \
+                 and moves the rest aside) or restore a backup"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Cuts a torn tail off the last segment from `at`: saves the bytes beside it,
+/// then zeroes them in place.
 fn cut_torn_tail(fs: &dyn Fs, last: &SegmentInfo, at: u64, problem: String) -> Result<CutTail> {
     let file = fs
         .open(&last.path, OpenMode::ReadWrite)

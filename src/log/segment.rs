@@ -5,10 +5,10 @@
 //! It starts with a 64-byte header:
 //!
 //! ```text
-//!  0         8        12                 28          36          44      48         64
-//!  +---------+--------+------------------+-----------+-----------+-------+----------+
-//!  |  magic  | format |     store id     | first rev | prev rev  | crc   | reserved |
-//!  +---------+--------+------------------+-----------+-----------+-------+----------+
+//!  0         8        12                 28          36          44      48         56      60       64
+//!  +---------+--------+------------------+-----------+-----------+-------+----------+-------+--------+
+//!  |  magic  | format |     store id     | first rev | prev rev  | crc   |   step   | crc2  |reserved|
+//!  +---------+--------+------------------+-----------+-----------+-------+----------+-------+--------+
 //!  magic      b"SLOGSEG\0"
 //!  format     u32 LE, the log format version (LOG_FORMAT_VERSION)
 //!  store id   16 bytes, the id of the store the segment belongs to
@@ -17,19 +17,25 @@
 //!             store's first segment): a missing or swapped segment shows in the
 //!             headers alone, without reading any frames
 //!  crc        u32 LE, CRC-32 of bytes 0..44
-//!  reserved   zero
+//!  step       u64 LE (format 2), the preallocation step the segment is grown
+//!             by while it is active (0: none): its size is then always a whole
+//!             number of steps, so a cut tail shows (see `seal`)
+//!  crc2       u32 LE (format 2), CRC-32 of bytes 0..56
+//!  reserved   zero (in format 1, bytes 48..64 are all reserved)
 //! ```
 //!
-//! Frames follow from byte 64 to the end of the data. A sealed segment is cut to
-//! the end of its last frame; the active one may continue with zero bytes
-//! (preallocated space).
+//! Frames follow from byte 64 to the end of the data. In format 2 a sealed
+//! segment ends with a seal frame naming the segment after it, and is cut
+//! right after it; in format 1 it is cut after its last commit. The active
+//! segment may continue with zero bytes (preallocated space).
 
 use crate::counter::MAX_REVISION;
 
 /// Identifies a segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SLOGSEG\0";
-/// The log format this build writes and reads.
-pub const LOG_FORMAT_VERSION: u32 = 1;
+/// The log format this build writes; it reads this one and every one before.
+/// 1: the first release; 2: the preallocation step in the header, and seals.
+pub const LOG_FORMAT_VERSION: u32 = 2;
 /// Bytes of the segment header; the first frame starts here.
 pub const SEGMENT_HEADER_LEN: usize = 64;
 /// File name suffix of segments.
@@ -41,7 +47,11 @@ const STORE_ID_AT: usize = 12;
 const FIRST_REV_AT: usize = 28;
 const PREVIOUS_AT: usize = 36;
 const CRC_AT: usize = 44;
-const RESERVED_AT: usize = 48;
+const STEP_AT: usize = 48;
+const CRC2_AT: usize = 56;
+const RESERVED_AT: usize = 60;
+/// Where format 1's reserved bytes begin.
+const RESERVED_V1_AT: usize = 48;
 
 /// A store's identity: 16 random bytes chosen when it was created.
 pub type StoreId = [u8; 16];
@@ -57,6 +67,9 @@ pub struct SegmentHeader {
     pub first_revision: u64,
     /// First revision of the preceding segment; 0 for the store's first segment.
     pub previous: u64,
+    /// The preallocation step the segment grows by while active (0: none, and
+    /// always 0 in format 1).
+    pub step: u64,
 }
 
 /// Why a segment header was rejected.
@@ -109,7 +122,7 @@ impl HeaderProblem {
 }
 
 impl SegmentHeader {
-    /// Encodes the header.
+    /// Encodes the header (format 1 cannot hold a step: it is left out).
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut out = [0u8; SEGMENT_HEADER_LEN];
         out[MAGIC_AT..FORMAT_AT].copy_from_slice(&SEGMENT_MAGIC);
@@ -118,7 +131,12 @@ impl SegmentHeader {
         out[FIRST_REV_AT..PREVIOUS_AT].copy_from_slice(&self.first_revision.to_le_bytes());
         out[PREVIOUS_AT..CRC_AT].copy_from_slice(&self.previous.to_le_bytes());
         let crc = crc32fast::hash(&out[..CRC_AT]);
-        out[CRC_AT..RESERVED_AT].copy_from_slice(&crc.to_le_bytes());
+        out[CRC_AT..STEP_AT].copy_from_slice(&crc.to_le_bytes());
+        if self.format >= 2 {
+            out[STEP_AT..CRC2_AT].copy_from_slice(&self.step.to_le_bytes());
+            let crc2 = crc32fast::hash(&out[..CRC2_AT]);
+            out[CRC2_AT..RESERVED_AT].copy_from_slice(&crc2.to_le_bytes());
+        }
         out
     }
 
@@ -138,7 +156,16 @@ impl SegmentHeader {
         if format > LOG_FORMAT_VERSION || format == 0 {
             return Err(HeaderProblem::Format(format));
         }
-        if head[RESERVED_AT..].iter().any(|b| *b != 0) {
+        let (step, reserved_at) = if format >= 2 {
+            let crc2 = u32::from_le_bytes(take(head, CRC2_AT));
+            if crc32fast::hash(&head[..CRC2_AT]) != crc2 {
+                return Err(HeaderProblem::Checksum);
+            }
+            (u64::from_le_bytes(take(head, STEP_AT)), RESERVED_AT)
+        } else {
+            (0, RESERVED_V1_AT)
+        };
+        if head[reserved_at..].iter().any(|b| *b != 0) {
             return Err(HeaderProblem::Reserved);
         }
         let first = u64::from_le_bytes(take(head, FIRST_REV_AT));
@@ -151,6 +178,7 @@ impl SegmentHeader {
             store_id: take(head, STORE_ID_AT),
             first_revision: first,
             previous,
+            step,
         })
     }
 }
@@ -185,26 +213,55 @@ mod tests {
             store_id: [7; 16],
             first_revision: 42,
             previous: 7,
+            step: 4 << 20,
+        }
+    }
+
+    fn format_1() -> SegmentHeader {
+        SegmentHeader {
+            format: 1,
+            step: 0,
+            ..header()
         }
     }
 
     #[test]
     fn round_trip() {
-        let bytes = header().encode();
-        assert_eq!(SegmentHeader::decode(&bytes), Ok(header()));
+        for h in [header(), format_1()] {
+            let bytes = h.encode();
+            assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
+        }
+    }
+
+    #[test]
+    fn format_1_headers_read_as_before() {
+        // Written by the first release: bytes 48..64 zero, no step.
+        let mut bytes = [0u8; SEGMENT_HEADER_LEN];
+        bytes[..8].copy_from_slice(b"SLOGSEG\0");
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        bytes[12..28].copy_from_slice(&[7; 16]);
+        bytes[28..36].copy_from_slice(&42u64.to_le_bytes());
+        bytes[36..44].copy_from_slice(&7u64.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..44]);
+        bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(bytes, format_1().encode());
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(format_1()));
     }
 
     #[test]
     fn every_bit_flip_is_caught() {
-        let bytes = header().encode();
-        for byte in 0..SEGMENT_HEADER_LEN {
-            for bit in 0..8 {
-                let mut damaged = bytes;
-                damaged[byte] ^= 1 << bit;
-                assert!(
-                    SegmentHeader::decode(&damaged).is_err(),
-                    "flip at {byte}:{bit}"
-                );
+        for h in [header(), format_1()] {
+            let bytes = h.encode();
+            for byte in 0..SEGMENT_HEADER_LEN {
+                for bit in 0..8 {
+                    let mut damaged = bytes;
+                    damaged[byte] ^= 1 << bit;
+                    assert!(
+                        SegmentHeader::decode(&damaged).is_err(),
+                        "format {}: flip at {byte}:{bit}",
+                        h.format
+                    );
+                }
             }
         }
     }

@@ -12,7 +12,8 @@ use super::archive;
 use super::catalog::{self, SegmentInfo};
 use super::reader::{self, Position, Tail};
 use super::record;
-use super::segment::{SEGMENT_HEADER_LEN, StoreId};
+use super::seal;
+use super::segment::{self, SEGMENT_HEADER_LEN, StoreId};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, OpenMode};
 
@@ -28,6 +29,18 @@ pub(crate) struct Damage {
     /// Whether it is a torn write at the very end of the log, which opening the
     /// store cuts by itself (no record after it proves it was ever synced).
     pub torn: bool,
+}
+
+/// The log lost its newest part: its last segment is sealed (the one after
+/// it is gone), or its tail was cut off (see `seal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LostNewest {
+    /// The newest remaining segment.
+    pub file: PathBuf,
+    /// Where the loss begins in it.
+    pub offset: u64,
+    /// What was lost, and how it shows.
+    pub problem: String,
 }
 
 /// What a survey found.
@@ -57,6 +70,12 @@ pub(crate) struct Survey {
     pub damage: Option<Damage>,
     /// The lowest and highest revision of intact records found after the damage.
     pub beyond: Option<(u64, u64)>,
+    /// The log lost its newest segment or the tail of its last one.
+    pub lost_newest: Option<LostNewest>,
+    /// A rotation was interrupted (the last segment holds nothing and the one
+    /// before it is not sealed): opening finishes it; the log is read up to the
+    /// segment before the last.
+    pub rotation_interrupted: bool,
 }
 
 impl Survey {
@@ -149,6 +168,36 @@ pub(crate) fn survey(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<Surv
         Some(s) if s.previous != 0 => s.first_revision - 1,
         _ => 0,
     };
+    // The end of the log, when every segment's header is intact: a rotation
+    // to finish, or a lost newest segment or cut tail.
+    let mut rotation_interrupted = false;
+    let mut lost_newest = None;
+    if header_damage.is_none()
+        && let Some(last) = chain.last()
+    {
+        rotation_interrupted = seal::interrupted_rotation(fs, &chain)?;
+        if rotation_interrupted {
+            // Opening seals the segment before the last; nothing was lost.
+        } else if let Some(next) = seal::sealed_next(fs, last)? {
+            lost_newest = Some(LostNewest {
+                file: last.path.clone(),
+                offset: last.len - seal::SEAL_FRAME_LEN,
+                problem: format!(
+                    "the log's newest segment is missing: this one was sealed when the log went \
+                     on to {}, which is gone, and with it the commits from revision {next} on \
+                     (how many is unknown)",
+                    segment::file_name(next)
+                ),
+            });
+        } else if let Some(problem) = seal::cut_tail(fs, last)? {
+            lost_newest = Some(LostNewest {
+                file: last.path.clone(),
+                offset: last.len,
+                problem,
+            });
+        }
+    }
+    let read_len = chain.len() - usize::from(rotation_interrupted);
     let mut out = Survey {
         files,
         chain,
@@ -161,6 +210,8 @@ pub(crate) fn survey(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<Surv
         bytes,
         damage: None,
         beyond: None,
+        lost_newest,
+        rotation_interrupted,
     };
     let Some(start) = out.start() else {
         out.damage = header_damage.map(|(file, offset, problem)| Damage {
@@ -179,7 +230,7 @@ pub(crate) fn survey(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<Surv
     let mut commits = 0;
     let read = reader::read_commits(
         fs,
-        &out.chain,
+        &out.chain[..read_len],
         start,
         out.start_previous,
         |parts, position| {
@@ -211,10 +262,12 @@ pub(crate) fn survey(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<Surv
             Tail::Damaged {
                 damage_at, problem, ..
             } => {
-                let last = out.chain.last().cloned();
+                let last = out.chain[..read_len].last().cloned();
                 let mut torn = false;
+                // A cut tail ends in a partial frame too, but it is no torn write.
                 if let Some(last) = &last
                     && header_damage.is_none()
+                    && out.lost_newest.is_none()
                 {
                     let file = fs
                         .open(&last.path, OpenMode::Read)

@@ -4,15 +4,21 @@
 //! IMPORTANT: the order of syncs here is what recovery relies on.
 //! - A new segment is written under a `.tmp` name with its header, synced, renamed
 //!   to its final name, and the directory synced, before any commit goes into it.
-//! - A segment is sealed (synced, cut to the end of its data, synced again) before
-//!   the next one is created, so only the last segment can have a torn tail.
+//! - On rotation the old segment is synced, then the new one created, then the
+//!   old one sealed (a seal frame naming the new one, cut right after it,
+//!   synced), all before any commit goes into the new one: only the last
+//!   segment can have a torn tail, and a seal proves its successor existed.
 //! - Preallocated space is zero-filled and synced before commits are written into
-//!   it, so a commit's sync never changes the file's size.
+//!   it, so a commit's sync never changes the file's size; a write larger than
+//!   a step extends the file by whole steps (synced) before it is written. The
+//!   active segment's size is thus always a whole number of steps (`seal`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::catalog;
 use super::reader::Position;
+use super::seal;
 use super::segment::{self, LOG_FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentHeader, StoreId};
 use crate::error::{Error, Result};
 use crate::fs::{self, FileHandle, Fs, OpenMode};
@@ -46,6 +52,11 @@ struct Active {
     allocated: u64,
     /// Whether any commit has been written into this segment.
     has_commits: bool,
+    /// The preallocation step it grows by (0: none).
+    grow_by: u64,
+    /// Log format 2: its size stays whole steps of `grow_by`, and it is sealed
+    /// with a seal frame. A format 1 segment (written before) is neither.
+    format_2: bool,
     /// Where the bytes written since the last sync begin, if any were.
     unsynced_from: Option<u64>,
 }
@@ -97,12 +108,75 @@ impl LogWriter {
         preallocate: u64,
         resume: Resume,
     ) -> Result<LogWriter> {
+        Self::resume_with(
+            fs,
+            dir,
+            store_id,
+            segment_size,
+            preallocate,
+            resume,
+            OpenMode::ReadWrite,
+        )
+    }
+
+    /// The end of an existing log for a store opened read-only: it knows where
+    /// the log ends, holds the active segment open only for reading, and is
+    /// never written (the engine refuses every commit first).
+    pub(crate) fn resume_read_only(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        store_id: StoreId,
+        resume: Resume,
+    ) -> Result<LogWriter> {
+        Self::resume_with(fs, dir, store_id, u64::MAX, 0, resume, OpenMode::Read)
+    }
+
+    /// A store opened read-only whose log has no segment yet (it never
+    /// committed): an end with no file behind it.
+    pub(crate) fn detached(fs: Arc<dyn Fs>, dir: &Path, store_id: StoreId) -> LogWriter {
+        let path = dir.join(segment::file_name(1));
+        LogWriter {
+            fs,
+            dir: dir.to_owned(),
+            store_id,
+            segment_size: u64::MAX,
+            preallocate: 0,
+            active: Active {
+                first_revision: 1,
+                file: Arc::new(NoFile(path.clone())),
+                path,
+                end: SEGMENT_HEADER_LEN as u64,
+                allocated: SEGMENT_HEADER_LEN as u64,
+                has_commits: false,
+                grow_by: 0,
+                format_2: true,
+                unsynced_from: None,
+            },
+            last_revision: 0,
+            synced: 0,
+        }
+    }
+
+    fn resume_with(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        store_id: StoreId,
+        segment_size: u64,
+        preallocate: u64,
+        resume: Resume,
+        mode: OpenMode,
+    ) -> Result<LogWriter> {
         let file = fs
-            .open(&resume.path, OpenMode::ReadWrite)
+            .open(&resume.path, mode)
             .map_err(|e| Error::io("open the active log segment", &resume.path, e))?;
         let allocated = file
             .len()
             .map_err(|e| Error::io("read the size of", &resume.path, e))?;
+        let header = catalog::read_header(fs.as_ref(), &resume.path)?;
+        // A format 1 segment grows by the configured step; a format 2 one by the
+        // step its header names, whatever the configuration says now.
+        let format_2 = header.format >= 2;
+        let grow_by = if format_2 { header.step } else { preallocate };
         Ok(LogWriter {
             fs,
             dir: dir.to_owned(),
@@ -116,6 +190,8 @@ impl LogWriter {
                 end: resume.end,
                 allocated,
                 has_commits: resume.end > SEGMENT_HEADER_LEN as u64,
+                grow_by,
+                format_2,
                 unsynced_from: None,
             },
             last_revision: resume.last_revision,
@@ -159,28 +235,45 @@ impl LogWriter {
         if self.active.has_commits && self.active.end + len as u64 > self.segment_size {
             self.rotate(next_revision)?;
         }
-        let needed = self.active.end + len as u64;
-        // A write of at least a whole preallocation step gains nothing from
-        // zeros written ahead of it (its sync updates the size once, amortised
-        // over the write) and would write every byte twice: let it extend the
-        // file itself. Small commits, whose syncs must not touch metadata, land
-        // in preallocated space.
-        if self.preallocate > 0 && needed > self.active.allocated && (len as u64) < self.preallocate
-        {
-            self.extend_to(needed)?;
-        }
+        self.make_room(len as u64)?;
         Ok(self.position())
+    }
+
+    /// Grows the active segment so that `len` more bytes fit.
+    fn make_room(&mut self, len: u64) -> Result<()> {
+        let needed = self.active.end + len;
+        let step = self.active.grow_by;
+        if step == 0 || needed <= self.active.allocated {
+            return Ok(());
+        }
+        // Small commits, whose syncs must not touch metadata, land in
+        // preallocated, zero-filled space. A write of at least a whole step
+        // gains nothing from zeros written ahead of it (its sync updates the
+        // size once, amortised over the write) and would write every byte
+        // twice: the file is only extended, by whole steps (format 2 keeps its
+        // size so), or (format 1) left to the write.
+        if len < step {
+            self.extend_to(needed)
+        } else if self.active.format_2 {
+            let target = needed.div_ceil(step) * step;
+            self.active
+                .file
+                .set_len(target)
+                .and_then(|()| self.active.file.sync_data())
+                .map_err(|e| Error::io("preallocate the log segment", &self.active.path, e))?;
+            self.active.allocated = target;
+            self.synced = self.last_revision;
+            Ok(())
+        } else {
+            Ok(())
+        }
     }
 
     /// Makes room for `len` more bytes of the commit whose first part was just
     /// written: never rotates, because all parts of a commit must be in one
     /// segment (a large commit may make a segment exceed `segment_size`).
     pub(crate) fn reserve_more(&mut self, len: usize) -> Result<Position> {
-        let needed = self.active.end + len as u64;
-        if self.preallocate > 0 && needed > self.active.allocated && (len as u64) < self.preallocate
-        {
-            self.extend_to(needed)?;
-        }
+        self.make_room(len as u64)?;
         Ok(self.position())
     }
 
@@ -287,12 +380,8 @@ impl LogWriter {
     fn rotate(&mut self, next_revision: u64) -> Result<()> {
         let old = &self.active;
         let path = &old.path;
-        // IMPORTANT: seal before the next segment exists, so that only the last
-        // segment can ever have a torn tail.
         old.file
             .sync_data()
-            .and_then(|()| old.file.set_len(old.end))
-            .and_then(|()| old.file.sync_data())
             .map_err(|e| Error::io("seal the log segment", path, e))?;
         self.synced = self.last_revision;
         let next = create_segment(
@@ -303,13 +392,25 @@ impl LogWriter {
             old.first_revision,
             self.preallocate,
         )?;
+        // IMPORTANT: seal only once the next segment exists durably (a seal
+        // proves its successor existed), and before any commit goes into it
+        // (only the last segment can have a torn tail). A crash in between
+        // leaves this one unsealed and the next one empty: opening finishes.
+        let sealed = if old.format_2 {
+            seal::seal(old.file.as_ref(), old.end, next_revision)
+        } else {
+            old.file
+                .set_len(old.end)
+                .and_then(|()| old.file.sync_data())
+        };
+        sealed.map_err(|e| Error::io("seal the log segment", path, e))?;
         tracing::debug!(segment = %next.path.display(), "log segment started");
         self.active = next;
         Ok(())
     }
 
     fn extend_to(&mut self, needed: u64) -> Result<()> {
-        let step = self.preallocate;
+        let step = self.active.grow_by;
         let target = needed.div_ceil(step) * step;
         zero_fill(self.active.file.as_ref(), self.active.allocated, target)
             .and_then(|()| self.active.file.sync_data())
@@ -317,6 +418,40 @@ impl LogWriter {
         self.active.allocated = target;
         self.synced = self.last_revision;
         Ok(())
+    }
+}
+
+/// The file behind a [`LogWriter::detached`]: there is none.
+#[derive(Debug)]
+struct NoFile(PathBuf);
+
+impl NoFile {
+    fn refuse(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            format!(
+                "{} was never created: the store is open read-only",
+                self.0.display()
+            ),
+        )
+    }
+}
+
+impl FileHandle for NoFile {
+    fn read_at(&self, _buf: &mut [u8], _offset: u64) -> std::io::Result<usize> {
+        Ok(0)
+    }
+    fn write_at(&self, _buf: &[u8], _offset: u64) -> std::io::Result<usize> {
+        Err(self.refuse())
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn set_len(&self, _len: u64) -> std::io::Result<()> {
+        Err(self.refuse())
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(0)
     }
 }
 
@@ -376,6 +511,7 @@ fn write_segment(
         store_id: *store_id,
         first_revision,
         previous,
+        step: preallocate,
     };
     if fs.exists(&tmp).unwrap_or(false) {
         fs.remove_file(&tmp)
@@ -386,7 +522,8 @@ fn write_segment(
         .map_err(|e| Error::io("create the log segment", &tmp, e))?;
     let end = SEGMENT_HEADER_LEN as u64 + frames.len() as u64;
     let allocated = if preallocate > 0 {
-        preallocate.max(end)
+        // Whole steps (format 2): a cut tail then shows in the size.
+        end.div_ceil(preallocate) * preallocate
     } else {
         end
     };
@@ -404,6 +541,8 @@ fn write_segment(
             end,
             allocated,
             has_commits: !frames.is_empty(),
+            grow_by: preallocate,
+            format_2: true,
             unsynced_from: None,
         },
     })

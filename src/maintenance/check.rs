@@ -240,11 +240,15 @@ pub fn check(path: impl AsRef<Path>, options: &CheckOptions) -> Result<CheckRepo
     {
         return check_backup(path, options);
     }
-    let store_id = super::store_id_of(&fs, path)?;
     let tool = tool_options(options.lock_timeout);
-    let _lock = open::take_lock(&fs, path, &tool)?;
+    let (store_id, _lock, lost_identity) = super::lock_store(&fs, path, &tool)?;
     let scratch = Scratch::new(options.scratch_dir.as_deref(), "check")?;
-    Ok(inspect_store(&fs, path, &store_id, &tool, &scratch, options.compare_state)?.report)
+    let mut report =
+        inspect_store(&fs, path, &store_id, &tool, &scratch, options.compare_state)?.report;
+    if let Some(lost) = lost_identity {
+        report.problems.insert(0, lost.problem(path));
+    }
+    Ok(report)
 }
 
 /// The options tools open state databases with: a small cache.
@@ -336,6 +340,25 @@ pub(crate) fn inspect_store(
                 ),
             });
         }
+    }
+    if let Some(lost) = &survey.lost_newest {
+        problems.push(Problem {
+            file: Some(lost.file.clone()),
+            offset: Some(lost.offset),
+            namespace: None,
+            what: format!("the log lost its newest part: {}", lost.problem),
+            action: format!(
+                "restore a backup, or accept the loss with `statelog repair` (the log then ends \
+                 at revision {last})"
+            ),
+        });
+    }
+    if survey.rotation_interrupted {
+        notes.push(
+            "a crash interrupted a segment rotation (the newest segment holds nothing, and the \
+             one before it is not sealed yet): the next open finishes it"
+                .to_owned(),
+        );
     }
     let log = LogReport {
         segments: survey.files.len(),

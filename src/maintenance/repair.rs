@@ -1,7 +1,9 @@
 //! `repair`: bring a damaged store back to a state that opens, keeping
 //! everything that can be kept and moving the rest aside (never deleting).
 //!
-//! It inspects the store as `check` does (under its lock), then:
+//! It rebuilds a lost identity file first (from the store id the segment
+//! headers and the state database agree on), inspects the store as `check`
+//! does (under its lock), then:
 //!
 //! | the state database | the log | what repair does |
 //! | --- | --- | --- |
@@ -9,6 +11,7 @@
 //! | healthy, its checkpoint after the intact log (the log before the checkpoint is damaged or lost) | any | re-bases the log on the state database: a new base segment at its checkpoint revision, then the old log's commits after the checkpoint as far as they are intact; the old log is moved aside (the newer state is kept rather than thrown away) |
 //! | healthy | intact, but the checkpoint's position does not match it | points the checkpoint at the log |
 //! | healthy, nothing above found, but the store does not open (check's trial of open) | reaches back to revision 1 or a base | moves the state database aside and rebuilds it by replaying the log |
+//! | healthy, its checkpoint within the intact log | lost its newest segment, or its tail was cut | accepts the loss: a seal naming a segment that is gone (and a partial record) is moved aside, the newest segment gets a size of whole preallocation steps again; "unknown after revision N" |
 //! | missing, unreadable, failing its integrity check, or differing from the log | reaches back to revision 1 or a base | cuts a damaged log as above, moves the state database aside, rebuilds it by replaying the log |
 //! | as above | does not reach back (log retention removed its start) | nothing: restore a backup |
 //!
@@ -35,10 +38,11 @@ use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
 use crate::log::archive;
 use crate::log::catalog::{self, SegmentInfo};
+use crate::log::seal;
 use crate::log::segment::{self, SEGMENT_HEADER_LEN, StoreId};
 use crate::log::survey::{self, Survey};
 use crate::options::Options;
-use crate::store::open::{self, DB_FILE, LOG_DIR};
+use crate::store::open::{self, DB_FILE, ID_FILE, LOG_DIR};
 use crate::store::rebuild;
 use crate::store::schema::Applied;
 use crate::time::Timestamp;
@@ -148,24 +152,8 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
     let path = path.as_ref();
     let real: Arc<dyn Fs> = Arc::new(RealFs);
     let fs = real.as_ref();
-    let store_id = super::store_id_of(fs, path)?;
     let tool = tool_options(options.lock_timeout);
-    let lock = open::take_lock(fs, path, &tool)?;
-    let scratch = Scratch::new(options.scratch_dir.as_deref(), "repair")?;
-    let inspection = inspect_store(fs, path, &store_id, &tool, &scratch, true)?;
-    drop(scratch);
-    let mut report = RepairReport {
-        path: path.to_owned(),
-        store_id: catalog::hex(&store_id),
-        found: inspection.report.problems.clone(),
-        actions: Vec::new(),
-        aside: None,
-        moved: Vec::new(),
-        lost: Lost::Nothing,
-        revision: 0,
-        unrepaired: Vec::new(),
-        duration: Duration::ZERO,
-    };
+    let (store_id, lock, lost_identity) = super::lock_store(fs, path, &tool)?;
     let mut aside = path.join(format!("repair-{}", stamp(Timestamp::now())));
     let mut n = 1;
     while fs
@@ -175,11 +163,58 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
         n += 1;
         aside = path.join(format!("repair-{}-{n}", stamp(Timestamp::now())));
     }
+    let mut found = Vec::new();
+    let mut actions = Vec::new();
+    let mut moved = Vec::new();
+    if let Some(lost) = &lost_identity {
+        found.push(lost.problem(path));
+        let id_path = path.join(ID_FILE);
+        if fs
+            .exists(&id_path)
+            .map_err(|e| Error::io("look for", &id_path, e))?
+        {
+            fs.create_dir_all(&aside)
+                .map_err(|e| Error::io("create", &aside, e))?;
+            let to = aside.join(ID_FILE);
+            fs.rename(&id_path, &to)
+                .map_err(|e| Error::io("move aside", &id_path, e))?;
+            actions.push(format!(
+                "moved the damaged identity file aside to {}",
+                to.display()
+            ));
+            moved.push(to);
+        }
+        open::write_id_file(fs, path, &store_id, Timestamp::now())?;
+        actions.push(format!(
+            "rebuilt the identity file {} (store id {}, read from {})",
+            id_path.display(),
+            catalog::hex(&store_id),
+            lost.evidence.sources.join(" and ")
+        ));
+    }
+    let scratch = Scratch::new(options.scratch_dir.as_deref(), "repair")?;
+    let inspection = inspect_store(fs, path, &store_id, &tool, &scratch, true)?;
+    drop(scratch);
+    found.extend(inspection.report.problems.iter().cloned());
+    let mut report = RepairReport {
+        path: path.to_owned(),
+        store_id: catalog::hex(&store_id),
+        found,
+        actions,
+        aside: None,
+        moved,
+        lost: Lost::Nothing,
+        revision: 0,
+        unrepaired: Vec::new(),
+        duration: Duration::ZERO,
+    };
     let survey = &inspection.survey;
     let intact = survey.last_revision();
     let db_path = path.join(DB_FILE);
     if report.found.is_empty() {
         report.actions.push("nothing to repair".to_owned());
+    } else if inspection.report.problems.is_empty() {
+        // Only the identity file was lost.
     } else {
         match &inspection.db {
             DbState::Healthy {
@@ -198,8 +233,9 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
                 )?;
             }
             DbState::Healthy { matches: true, .. } => {
-                if survey.damage.is_some() {
+                if survey.damage.is_some() || survey.lost_newest.is_some() {
                     cut_log(fs, survey, &aside, &mut report)?;
+                    reopen_end(fs, path, survey, &aside, &mut report)?;
                 } else if !inspection.position_ok
                     && let (Some(position), DbState::Healthy { applied, .. }) =
                         (inspection.position_in_log, &inspection.db)
@@ -238,8 +274,9 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
             }
             damaged => {
                 if survey.complete {
-                    if survey.damage.is_some() {
+                    if survey.damage.is_some() || survey.lost_newest.is_some() {
                         cut_log(fs, survey, &aside, &mut report)?;
+                        reopen_end(fs, path, survey, &aside, &mut report)?;
                     }
                     rebuild_state(fs, path, &store_id, &tool, damaged, &aside, &mut report)?;
                 } else {
@@ -343,6 +380,65 @@ fn cut_log(fs: &dyn Fs, survey: &Survey, aside: &Path, report: &mut RepairReport
              acknowledged"
                 .to_owned(),
         );
+    }
+    Ok(())
+}
+
+/// Makes the newest remaining segment the log's open end again: a seal it
+/// ends with (naming a segment that is gone) is cut off into the repair
+/// directory, and its size made whole preallocation steps again (after a cut
+/// tail, or after `cut_log`), so that opening takes it as it is. This is
+/// accepting a lost newest segment or cut tail.
+fn reopen_end(
+    fs: &dyn Fs,
+    path: &Path,
+    survey: &Survey,
+    aside: &Path,
+    report: &mut RepairReport,
+) -> Result<()> {
+    let log_dir = path.join(LOG_DIR);
+    let Some((_, newest)) = catalog::segment_files(fs, &log_dir)?.pop() else {
+        return Ok(());
+    };
+    let len = archive::file_len(fs, &newest)?;
+    let info = SegmentInfo {
+        first_revision: 0,
+        previous: 0,
+        path: newest.clone(),
+        len,
+    };
+    if let Some(next) = seal::sealed_next(fs, &info)? {
+        let to = archive::cut_into(
+            fs,
+            &newest,
+            len - seal::SEAL_FRAME_LEN,
+            &aside.join(LOG_DIR),
+        )?;
+        report.actions.push(format!(
+            "cut the seal off {} (it named {}, which is gone) into {}",
+            newest.display(),
+            segment::file_name(next),
+            to.display()
+        ));
+        report.moved.push(to);
+    }
+    if let Some(len) = seal::regrow(fs, &newest)? {
+        report.actions.push(format!(
+            "gave {} a size of whole preallocation steps again ({len} bytes, zeros after its \
+             data)",
+            newest.display()
+        ));
+    }
+    if let Some(lost) = &survey.lost_newest {
+        let intact = survey.last_revision();
+        report.actions.push(format!(
+            "accepted the loss of the log's newest part ({}): the log now ends at revision \
+             {intact}",
+            lost.problem
+        ));
+        if report.lost == Lost::Nothing || matches!(report.lost, Lost::Unknown { .. }) {
+            report.lost = Lost::Unknown { after: intact };
+        }
     }
     Ok(())
 }

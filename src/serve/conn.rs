@@ -118,6 +118,7 @@ impl Conn<'_> {
                 version: m::PROTOCOL_VERSION,
                 store_id: ours,
                 pid: std::process::id(),
+                read_only: self.state.shared.read_only(),
             },
         };
         if let Some(reason) = &refusal {

@@ -35,7 +35,7 @@ use crate::backup::manifest::{
 use crate::backup::verify;
 use crate::backup::{BackupOptions, BackupProgress, BackupReport};
 use crate::error::{Error, Result};
-use crate::fs::Fs;
+use crate::fs::{Fs, Nesting};
 use crate::log::archive;
 use crate::log::catalog::{self, SegmentInfo};
 use crate::log::segment;
@@ -156,6 +156,7 @@ impl Shared {
         let fs = Arc::clone(&shared.options.fs);
         let fs = fs.as_ref();
         let store_hex = catalog::hex(&shared.store_id);
+        refuse_nested(fs, dest, &shared.path)?;
         create_destination(fs, dest)?;
         // Backups of other stores or from other processes take turns too; what
         // the directory holds is read under its lock.
@@ -381,6 +382,29 @@ impl Shared {
             duration: started.elapsed(),
         })
     }
+}
+
+/// Refuses a destination that is the store's directory, lies inside it, or
+/// holds it: the backup would copy itself, wait for the store's own lock, or be
+/// lost with the store's disk.
+fn refuse_nested(fs: &dyn Fs, dest: &Path, store: &Path) -> Result<()> {
+    let nesting = crate::fs::nesting(fs, dest, store)
+        .map_err(|e| Error::io("resolve the backup destination", dest, e))?;
+    let what = match nesting {
+        None => return Ok(()),
+        Some(Nesting::Same) => "is the store's own directory",
+        Some(Nesting::Inside) => "is inside the store's directory",
+        Some(Nesting::Holds) => "holds the store's directory",
+    };
+    Err(Error::InvalidOption {
+        name: "backup destination",
+        reason: format!(
+            "{} {what} ({}); back up into a directory of its own outside the store, best on \
+             another disk",
+            dest.display(),
+            store.display()
+        ),
+    })
 }
 
 /// Creates the destination (and makes its entry durable) if it is missing.

@@ -21,7 +21,7 @@
 //! unknown until the store is reopened, and no further commit is accepted.
 
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -70,6 +70,9 @@ pub(crate) struct Engine {
     pub since_checkpoint: SinceCheckpoint,
     /// Set by the first failed write, sync or state commit.
     pub poisoned: Option<String>,
+    /// Set when the store was opened read-only (its file system takes no
+    /// writes), with why: every commit is refused, nothing is written.
+    pub read_only: Option<String>,
     /// Raised with `poisoned`: the state database's storage then refuses every
     /// change, so that not even redb's close makes durable what the log may lack.
     db_fence: Arc<AtomicBool>,
@@ -140,6 +143,7 @@ impl Engine {
                 since: Instant::now(),
             },
             poisoned: None,
+            read_only: None,
             db_fence,
             closed: false,
             commits: 0,
@@ -181,6 +185,22 @@ impl Engine {
         }
     }
 
+    /// Refuses a change to the store: poisoned, closed, or open read-only.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_poisoned()?;
+        match &self.read_only {
+            Some(reason) => Err(Error::ReadOnly {
+                path: self
+                    .db_path
+                    .parent()
+                    .map(Path::to_owned)
+                    .unwrap_or_default(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the checkpoint policy asks for a checkpoint now.
     pub(crate) fn checkpoint_due(&self, policy: &crate::options::CheckpointPolicy) -> bool {
         let since = &self.since_checkpoint;
@@ -210,7 +230,7 @@ impl Engine {
 
     /// Commits a batch of requests; returns one result per request, in order.
     pub(crate) fn commit_batch(&mut self, requests: &[&Request]) -> Vec<Result<Outcome>> {
-        if let Err(e) = self.check_poisoned() {
+        if let Err(e) = self.check_writable() {
             return requests.iter().map(|_| Err(e.duplicate())).collect();
         }
         match self.try_commit_batch(requests) {
@@ -356,7 +376,8 @@ impl Engine {
     /// replays only the log after it.
     pub(crate) fn checkpoint(&mut self) -> Result<bool> {
         self.check_poisoned()?;
-        if self.applied == self.checkpointed {
+        // Read-only: what was replayed is in memory only, and stays in the log.
+        if self.applied == self.checkpointed || self.read_only.is_some() {
             return Ok(false);
         }
         // IMPORTANT: the log must be durable at least as far as the state database
@@ -406,9 +427,10 @@ impl Engine {
     /// ones wholly behind the last checkpoint, never one a running backup
     /// copies, and (if so configured) none the last backup has not copied.
     pub(crate) fn retain(&mut self) -> Result<retention::Outcome> {
-        if self.retention.max_segments.is_none()
-            && self.retention.max_bytes.is_none()
-            && self.retention.max_age.is_none()
+        if self.read_only.is_some()
+            || self.retention.max_segments.is_none()
+                && self.retention.max_bytes.is_none()
+                && self.retention.max_age.is_none()
         {
             return Ok(retention::Outcome::default());
         }
@@ -433,6 +455,10 @@ impl Engine {
     /// (the next checkpoint makes it durable; losing it only keeps more log).
     pub(crate) fn record_backup(&mut self, revision: u64) -> Result<()> {
         self.check_poisoned()?;
+        if self.read_only.is_some() {
+            // Nothing can be recorded; retention keeps more log meanwhile.
+            return Ok(());
+        }
         let path = self.db_path.clone();
         let txn = begin_nondurable(&self.db, &path, "begin a write")?;
         {
@@ -451,7 +477,7 @@ impl Engine {
     /// Loads a snapshot into an empty store as one base commit at `revision`,
     /// keeping every record's metadata. Returns the revision.
     pub(crate) fn restore_base(&mut self, load: &BaseLoad) -> Result<u64> {
-        self.check_poisoned()?;
+        self.check_writable()?;
         if self.applied.revision != 0 {
             return Err(Error::NotEmpty {
                 revision: self.applied.revision,

@@ -74,7 +74,9 @@ impl Shared {
     /// A checkpoint now.
     pub(crate) fn checkpoint(&self) -> Result<()> {
         self.check_open()?;
-        if self.engine.lock().checkpoint()? {
+        let mut engine = self.engine.lock();
+        engine.check_writable()?;
+        if engine.checkpoint()? {
             self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -96,6 +98,11 @@ impl Shared {
             clients: self.serving.clients.load(Ordering::Relaxed),
             pinned: self.serving.pinned.load(Ordering::Relaxed),
         }
+    }
+
+    /// Why the store is open read-only, if it is.
+    pub(crate) fn read_only(&self) -> Option<String> {
+        self.engine.lock().read_only.clone()
     }
 
     /// Log retention now.
@@ -164,6 +171,11 @@ impl Local {
         if options.serve {
             match Server::start(Arc::clone(&shared)) {
                 Ok(server) => *local.server.lock() = Some(server),
+                // A store open read-only (its file system takes no writes)
+                // may have no room for a socket either: it is still read here.
+                Err(e) if shared.read_only().is_some() => {
+                    tracing::warn!(error = %e, "a read-only store is not served to other processes");
+                }
                 Err(e) => {
                     let _ = local.close();
                     return Err(e);
@@ -247,6 +259,10 @@ impl Backend for Local {
 
     fn is_holder(&self) -> bool {
         true
+    }
+
+    fn read_only(&self) -> Option<String> {
+        self.shared.read_only()
     }
 }
 

@@ -9,6 +9,7 @@ mod background;
 mod backup;
 mod commit;
 mod engine;
+pub(crate) mod identity;
 pub(crate) mod inspect;
 pub(crate) mod local;
 pub(crate) mod open;
@@ -293,11 +294,18 @@ impl Store {
     /// store, panic inside redb. `statelog check` finds such damage and
     /// `statelog repair` rebuilds the state from the log.
     ///
+    /// When the store's file system takes no writes (full, over quota, mounted
+    /// read-only), the store opens read-only instead of failing: nothing is
+    /// written (a replay stays in memory), reads work, and every change fails
+    /// with [`Error::ReadOnly`] (see [`read_only`](Self::read_only)).
+    ///
     /// # Errors
     /// [`Error::Busy`] if another process holds the store, does not serve it
     /// (or does not answer) and does not release it in time;
     /// [`Error::Refused`] if the holder refuses this process (another user);
-    /// [`Error::NotAStore`] for a directory holding something else;
+    /// [`Error::NotAStore`] for a directory holding something else, or a
+    /// store's files without its identity file (which no creation ever clears:
+    /// `statelog repair` rebuilds the identity);
     /// [`Error::UnsupportedFormat`] for a store written by a newer statelog;
     /// [`Error::Corrupt`] for damage that recovery must not guess about;
     /// [`Error::Io`] (also when the socket serving other processes cannot be
@@ -906,7 +914,8 @@ impl Store {
     /// restart has no log to replay. Runs on its own by the checkpoint policy.
     ///
     /// # Errors
-    /// [`Error::Poisoned`], [`Error::Database`], [`Error::Io`].
+    /// [`Error::Poisoned`], [`Error::ReadOnly`], [`Error::Database`],
+    /// [`Error::Io`].
     pub fn checkpoint(&self) -> Result<()> {
         self.call(|b| b.checkpoint())
     }
@@ -915,6 +924,19 @@ impl Store {
     /// nothing for a handle that reached the store through its holder).
     pub fn recovery(&self) -> &Recovery {
         &self.handle.recovery
+    }
+
+    /// Why the store is open read-only, if it is: its file system took no
+    /// writes when it was opened (full, over quota, mounted read-only). Reads,
+    /// exports and backups work; every change fails with
+    /// [`Error::ReadOnly`]. Open it again once the disk takes writes. Through a
+    /// holder: why the holder has it read-only (as it said when this handle
+    /// connected).
+    pub fn read_only(&self) -> Option<String> {
+        match &self.handle.reach {
+            Reach::Held(backend) => backend.read_only(),
+            Reach::Served { current, .. } => current.read().1.read_only(),
+        }
     }
 
     /// The store's counters: those of the process holding it (the same for

@@ -11,15 +11,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use redb::Database;
 use serde::{Deserialize, Serialize};
 
 use super::db_error;
 use super::engine::Engine;
+use super::identity::{self, Leftovers};
 use super::replay::Replayer;
 use super::schema::{self, Applied, META, RECORDS, SCHEMA_VERSION};
 use crate::error::{Error, Result};
+use crate::fs::overlay::Overlay;
 use crate::fs::{self, BoxedBackend, Fs, LockError, LockGuard};
 use crate::log::Position;
 use crate::log::catalog;
@@ -99,6 +102,65 @@ pub(crate) fn open_with<T>(
         create_store(fs_ref, path)?;
     }
     let store_id = read_id_file(fs_ref, path)?;
+    let writable = identity::remove_stale_marker(fs_ref, path)
+        .and_then(|()| open_store(&fs, path, options, store_id, None));
+    let opened = match writable {
+        Ok(opened) => opened,
+        // A full or read-only file system: the store can still be read (and
+        // exported, and backed up elsewhere). Nothing is written from here on.
+        Err(e) if cannot_write(&e) => {
+            let reason = super::engine::error_chain(&e);
+            tracing::warn!(
+                store = %path.display(),
+                cause = %reason,
+                "the store's file system takes no writes: opened read-only"
+            );
+            open_store(&fs, path, options, store_id, Some(reason))?
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Ok(Opened {
+        db: opened.db,
+        engine: opened.engine,
+        store_id,
+        lock,
+        replayed: opened.replayed,
+        cut: opened.cut,
+    }))
+}
+
+/// Whether an error says the file system takes no writes (full, over quota,
+/// read-only), as opposed to damage or a failing disk.
+fn cannot_write(e: &Error) -> bool {
+    match e {
+        Error::Io { source, .. } => fs::cannot_write(source),
+        Error::Database { source, .. } => source
+            .downcast_ref::<redb::Error>()
+            .is_some_and(|e| matches!(e, redb::Error::Io(io) if fs::cannot_write(io))),
+        _ => false,
+    }
+}
+
+/// What [`open_store`] opened.
+struct Parts {
+    db: Arc<Database>,
+    engine: Engine,
+    replayed: u64,
+    cut: Option<CutTail>,
+}
+
+/// Opens the state database and recovers the log (the lock is held). With
+/// `read_only` (why the file system takes no writes), nothing is written: the
+/// state database runs on an in-memory overlay, the log is replayed into it
+/// and not cut, no checkpoint is taken, and the engine refuses commits.
+fn open_store(
+    fs: &Arc<dyn Fs>,
+    path: &Path,
+    options: &Options,
+    store_id: StoreId,
+    read_only: Option<String>,
+) -> Result<Parts> {
+    let fs_ref = fs.as_ref();
     let db_path = path.join(DB_FILE);
     if !fs_ref
         .exists(&db_path)
@@ -111,26 +173,39 @@ pub(crate) fn open_with<T>(
              log reaches back to the store's first revision",
         ));
     }
-    let fence = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let db = open_database(fs_ref, &db_path, options, Arc::clone(&fence))?;
+    let fence = Arc::new(AtomicBool::new(false));
+    let db = match read_only {
+        Some(_) => open_database_unwritten(fs_ref, &db_path, options)?,
+        None => open_database(fs_ref, &db_path, options, Arc::clone(&fence))?,
+    };
+    // An open that fails writes nothing more: redb would make the replayed,
+    // non-durable commits durable when the database is dropped.
+    let fail = |e: Error| {
+        fence.store(true, std::sync::atomic::Ordering::Release);
+        e
+    };
     let log_dir = path.join(LOG_DIR);
     // A damaged file can make redb panic while the state is read and replayed
     // onto (what `verify_on_open` would have caught first): an error, not a
     // panic in the caller's process.
     let replayed = super::contain_panic(|| replay_log(fs_ref, &db, &db_path, &log_dir, &store_id))
-        .map_err(|panicked| damaged(&db_path, panicked))??;
+        .map_err(|panicked| damaged(&db_path, panicked))
+        .and_then(|replayed| replayed)
+        .map_err(fail)?;
     let (durable, applied) = (replayed.durable, replayed.applied);
     let settings = WriterSettings {
         segment_size: options.segment_size,
         preallocate: options.preallocate,
     };
     let recovered = recovery::finish(
-        Arc::clone(&fs),
+        Arc::clone(fs),
         &log_dir,
         store_id,
         settings,
         replayed.scanned,
-    )?;
+        read_only.is_some(),
+    )
+    .map_err(fail)?;
     let backed_up = replayed.backed_up;
     let db = Arc::new(db);
     let mut engine = Engine::new(
@@ -140,12 +215,17 @@ pub(crate) fn open_with<T>(
         options.durability,
         applied,
         durable,
-        fence,
-    )?;
+        Arc::clone(&fence),
+    )
+    .map_err(fail)?;
     engine.retention = options.retention;
     engine.clock = options.clock.clone();
     engine.backed_up = backed_up;
-    if recovered.replayed > 0 {
+    let read_only = read_only.is_some_and(|why| {
+        engine.read_only = Some(why);
+        true
+    });
+    if recovered.replayed > 0 && !read_only {
         // Make the replay durable now, so a crash right after opening does not
         // replay it again.
         engine.checkpoint()?;
@@ -155,14 +235,12 @@ pub(crate) fn open_with<T>(
             "replayed the log after an unclean shutdown"
         );
     }
-    Ok(Ok(Opened {
+    Ok(Parts {
         db,
         engine,
-        store_id,
-        lock,
         replayed: recovered.replayed,
         cut: recovered.cut,
-    }))
+    })
 }
 
 /// The state database brought up to the end of the log, as opening a store
@@ -263,32 +341,31 @@ fn has_id_file(fs: &dyn Fs, path: &Path) -> Result<bool> {
         .map_err(|e| Error::io("look for the store's identity file", &id, e))
 }
 
-/// Whether the directory holds a store; an error when it holds something else.
+/// Whether the directory holds a store (false: a store may be created in
+/// it); an error when it holds something else, or a store's files without
+/// its identity file (never cleared: see `identity`).
 fn classify_directory(fs: &dyn Fs, path: &Path, create: bool) -> Result<bool> {
-    let names = fs
-        .read_dir(path)
-        .map_err(|e| Error::io("list the store directory", path, e))?;
-    if names.iter().any(|n| n == ID_FILE) {
+    if has_id_file(fs, path)? {
         return Ok(true);
     }
-    // What an interrupted creation can leave behind.
-    let leftovers = [LOCK_FILE, DB_FILE, LOG_DIR, "STATELOG.tmp"];
-    if let Some(other) = names.iter().find(|n| !leftovers.contains(&n.as_str())) {
-        return Err(Error::NotAStore {
-            path: path.to_owned(),
-            reason: format!(
-                "it holds other files ({other:?} among them) but no {ID_FILE} file; choose an \
-                 empty or new directory"
-            ),
-        });
-    }
-    if !create {
-        return Err(Error::NotAStore {
-            path: path.to_owned(),
-            reason: format!("there is no {ID_FILE} file (create the store first)"),
-        });
-    }
-    Ok(false)
+    let reason = match identity::leftovers(fs, path)? {
+        Leftovers::Nothing | Leftovers::Unfinished(_) if create => return Ok(false),
+        Leftovers::Nothing => format!("there is no {ID_FILE} file (create the store first)"),
+        Leftovers::Unfinished(_) => format!(
+            "its creation, or a restore into it, did not finish ({} is there): run the restore \
+             again, or create the store anew",
+            identity::CREATING_FILE
+        ),
+        Leftovers::StoreFiles(files) => Leftovers::describe_store_files(&files),
+        Leftovers::Other(other) => format!(
+            "it holds other files ({other:?} among them) but no {ID_FILE} file; choose an empty \
+             or new directory"
+        ),
+    };
+    Err(Error::NotAStore {
+        path: path.to_owned(),
+        reason,
+    })
 }
 
 pub(crate) fn take_lock(fs: &dyn Fs, path: &Path, options: &Options) -> Result<Box<dyn LockGuard>> {
@@ -317,33 +394,37 @@ pub(crate) fn lock_dir(
 /// Creates a new, empty store. Runs under the lock.
 fn create_store(fs: &dyn Fs, path: &Path) -> Result<()> {
     let (store_id, now) = prepare_store(fs, path)?;
-    write_id_file(fs, path, &store_id, now)
+    identity::finish(fs, path, &store_id, now)
 }
 
-/// Everything of creating a store but the identity file: removes what an
-/// interrupted creation left, draws a new store id, creates and initialises the
-/// state database and the log directory. Runs under the lock. Until
-/// [`write_id_file`] the directory is not a store (a restore builds a store's
-/// contents in between).
+/// Everything of creating a store but the identity file: clears what an
+/// unfinished creation left (and refuses anything else), draws a new store
+/// id, marks the creation as begun, creates and initialises the state database
+/// and the log directory. Runs under the lock. Until [`identity::finish`] the
+/// directory is not a store (a restore builds a store's contents in between).
 pub(crate) fn prepare_store(fs: &dyn Fs, path: &Path) -> Result<(StoreId, Timestamp)> {
-    // Leftovers of an interrupted creation never held a commit: the identity file
-    // is written last.
-    let db_path = path.join(DB_FILE);
-    let log_dir = path.join(LOG_DIR);
-    if fs.exists(&db_path).unwrap_or(false) {
-        fs.remove_file(&db_path)
-            .map_err(|e| Error::io("remove the unfinished", &db_path, e))?;
-    }
-    if fs.exists(&log_dir).unwrap_or(false) {
-        for name in fs
-            .read_dir(&log_dir)
-            .map_err(|e| Error::io("list", &log_dir, e))?
-        {
-            let file = log_dir.join(&name);
-            fs.remove_file(&file)
-                .map_err(|e| Error::io("remove the unfinished", &file, e))?;
+    // Only what a marked, unfinished creation wrote is cleared: a directory
+    // holding anything else of a store (a store that lost its identity file)
+    // is never emptied.
+    let refuse = |reason: String| Error::NotAStore {
+        path: path.to_owned(),
+        reason,
+    };
+    match identity::leftovers(fs, path)? {
+        Leftovers::Nothing => {}
+        Leftovers::Unfinished(_) => identity::clear_unfinished(fs, path)?,
+        Leftovers::StoreFiles(files) => {
+            return Err(refuse(Leftovers::describe_store_files(&files)));
+        }
+        Leftovers::Other(other) => {
+            return Err(refuse(format!(
+                "it holds other files ({other:?} among them) but no {ID_FILE} file; choose an \
+                 empty or new directory"
+            )));
         }
     }
+    let db_path = path.join(DB_FILE);
+    let log_dir = path.join(LOG_DIR);
     let mut store_id: StoreId = [0; 16];
     getrandom::fill(&mut store_id).map_err(|e| {
         Error::io(
@@ -353,6 +434,7 @@ pub(crate) fn prepare_store(fs: &dyn Fs, path: &Path) -> Result<(StoreId, Timest
         )
     })?;
     let now = Timestamp::now();
+    identity::begin(fs, path, &store_id, now)?;
     let applied = Applied {
         revision: 0,
         position: Position {
@@ -467,7 +549,7 @@ pub(crate) fn read_id_file(fs: &dyn Fs, path: &Path) -> Result<StoreId> {
     })
 }
 
-fn parse_store_id(text: &str) -> Option<StoreId> {
+pub(crate) fn parse_store_id(text: &str) -> Option<StoreId> {
     if text.len() != 32 {
         return None;
     }
@@ -482,19 +564,47 @@ pub(crate) fn open_database(
     fs: &dyn Fs,
     db_path: &Path,
     options: &Options,
-    fence: Arc<std::sync::atomic::AtomicBool>,
+    fence: Arc<AtomicBool>,
 ) -> Result<Database> {
     let backend = fs
         .db_backend(db_path)
         .map_err(|e| Error::io("open", db_path, e))?;
+    open_backend(BoxedBackend(backend, fence), db_path, options)
+}
+
+/// Opens the state database without ever writing its file: what redb or a
+/// replay changes stays in memory ([`Overlay`]).
+pub(crate) fn open_database_unwritten(
+    fs: &dyn Fs,
+    db_path: &Path,
+    options: &Options,
+) -> Result<Database> {
+    let overlay = fs
+        .db_backend_read(db_path)
+        .and_then(Overlay::new)
+        .map_err(|e| Error::io("open", db_path, e))?;
+    open_backend(overlay, db_path, options)
+}
+
+fn open_backend(
+    backend: impl redb::StorageBackend,
+    db_path: &Path,
+    options: &Options,
+) -> Result<Database> {
     let mut builder = redb::Builder::new();
     builder.set_cache_size(options.cache_size);
     builder.set_check_integrity_on_open(options.verify_on_open);
     // redb may panic on a file it cannot make sense of; report that as damage
     // instead of taking the caller down.
-    let opened = super::contain_panic(|| builder.create_with_backend(BoxedBackend(backend, fence)));
+    let opened = super::contain_panic(|| builder.create_with_backend(backend));
     match opened {
         Ok(Ok(db)) => Ok(db),
+        // Not damage: the disk is full or read-only (opening writes the header).
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if fs::cannot_write(&e) =>
+        {
+            Err(Error::io("open the state database", db_path, e))
+        }
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(Error::Busy {
             path: db_path.to_owned(),
             pid: None,

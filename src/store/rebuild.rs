@@ -321,7 +321,7 @@ pub(crate) fn build_store(
     checkpoint_db(&db, &db_path, &applied)?;
     drop(db);
     drop(log);
-    open::write_id_file(fs_ref, target, &store_id, created)?;
+    super::identity::finish(fs_ref, target, &store_id, created)?;
     Ok(Built {
         store_id,
         revision: applied.revision,

@@ -64,6 +64,7 @@ pub fn segment_scan(data: &[u8]) {
             store_id: SCAN_STORE_ID,
             first_revision: 1,
             previous: 0,
+            step: 0,
         };
         file.extend_from_slice(&header.encode());
     }

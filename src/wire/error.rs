@@ -131,6 +131,10 @@ pub enum WireError {
         record: Option<(String, String)>,
         value: u64,
     },
+    ReadOnly {
+        path: WirePath,
+        reason: String,
+    },
     SnapshotIo {
         op: String,
         source: WireIo,
@@ -359,6 +363,10 @@ pub fn to_wire(e: &Error, store: &Path) -> WireError {
             record: record.clone(),
             value: *value,
         },
+        Error::ReadOnly { path, reason } => WireError::ReadOnly {
+            path: p(path),
+            reason: reason.clone(),
+        },
         Error::SnapshotIo { op, source } => WireError::SnapshotIo {
             op: (*op).to_owned(),
             source: io_to_wire(source),
@@ -524,6 +532,10 @@ pub fn from_wire(e: WireError, store: &Path) -> Error {
             reason,
         },
         WireError::Exhausted { record, value } => Error::Exhausted { record, value },
+        WireError::ReadOnly { path, reason } => Error::ReadOnly {
+            path: p(path),
+            reason,
+        },
         WireError::SnapshotIo { op, source } => Error::SnapshotIo {
             op: intern(op),
             source: io_from_wire(source),

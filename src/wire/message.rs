@@ -49,6 +49,9 @@ pub enum ServerHello {
         store_id: String,
         /// The holder's process id.
         pid: u32,
+        /// Why the holder has the store read-only, if it does.
+        #[serde(default)]
+        read_only: Option<String>,
     },
     /// The connection is refused and closed.
     Refused {

@@ -160,8 +160,17 @@ impl Ctx {
         }
     }
 
-    /// Says what recovery did, when it cut something.
+    /// Says what recovery did, when it cut something, and when the store could
+    /// only be opened read-only.
     pub fn after_open(&self, store: &Store) {
+        if let Some(why) = store.read_only()
+            && !self.quiet
+        {
+            exit::warn(format!(
+                "the store's file system takes no writes ({why}): it is open read-only; reading, \
+                 exporting and backing up work, changes fail"
+            ));
+        }
         if let Some(cut) = &store.recovery().cut
             && !self.quiet
         {

@@ -1,0 +1,78 @@
+//! Stores written by earlier formats (DESIGN.md, "Format history") open,
+//! recover and go on.
+
+mod common;
+
+use std::path::Path;
+
+use statelog::maintenance::{CheckOptions, check};
+use statelog::testkit::segment::SegmentHeader;
+use statelog::{Options, Store};
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn formats(store: &Path) -> Vec<u32> {
+    let mut segments: Vec<_> = std::fs::read_dir(store.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    segments
+        .iter()
+        .map(|p| {
+            SegmentHeader::decode(&std::fs::read(p).unwrap())
+                .unwrap()
+                .format
+        })
+        .collect()
+}
+
+/// A store of log format 1 (no preallocation step in its headers, sealed
+/// segments cut after their last commit), left with 70 commits past its last
+/// checkpoint: it opens and replays them, goes on in its active format-1
+/// segment, rotates into format-2 segments, and checks out.
+#[test]
+fn a_store_of_log_format_1_opens_replays_and_goes_on_in_format_2() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-log-format-1");
+    let dir = common::store_dir();
+    let store_path = dir.path().join("store");
+    copy_tree(&fixture, &store_path);
+    assert_eq!(formats(&store_path), [1, 1, 1, 1]);
+    let options = || Options::default().create(false).segment_size(4096);
+    let store = Store::open(&store_path, options()).unwrap();
+    assert_eq!(store.revision(), 100);
+    assert_eq!(store.recovery().replayed, 70);
+    for i in 0..100u64 {
+        let value: String = store.get("r", &format!("k{i:03}")).unwrap().unwrap().value;
+        assert_eq!(value, format!("value {i} of the first log format"));
+    }
+    for i in 100..250u64 {
+        store
+            .put("r", &format!("k{i:03}"), &format!("value {i}"))
+            .unwrap();
+    }
+    store.close().unwrap();
+    let formats = formats(&store_path);
+    assert_eq!(formats[..4], [1, 1, 1, 1]);
+    assert!(
+        formats.len() > 5 && formats[4..].iter().all(|f| *f == 2),
+        "{formats:?}"
+    );
+    let report = check(&store_path, &CheckOptions::new()).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let store = Store::open(&store_path, options()).unwrap();
+    assert_eq!(store.revision(), 250);
+    assert_eq!(store.recovery().replayed, 0);
+}
