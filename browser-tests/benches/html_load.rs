@@ -108,39 +108,55 @@ fn main() -> anyhow::Result<()> {
         let export = started.elapsed();
         let bytes = std::fs::metadata(&page)?.len();
         println!(
-            "{records} records: `statelog export --out jobs.html` {:.2} s, {:.1} MiB",
+            "{records} records: `statelog export --out jobs.html` {:.2} s ({}), {:.1} MiB",
             export.as_secs_f64(),
+            statelog_browser_tests::statelog_bin()?.display(),
             bytes as f64 / (1 << 20) as f64
         );
 
         let browser = Browser::start().await?;
         let url = file_url(&page)?;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         for run in 1..=runs {
+            let cpu = browser.cpu_time();
             let started = Instant::now();
             browser.goto(&url).await?;
             let goto = started.elapsed();
+            let cpu = browser.cpu_time().saturating_sub(cpu);
             let t: Timing = browser.eval(TIMING).await?;
             println!(
                 "load {run}: response end {:.0} ms, DOM interactive {:.0} ms, \
                  DOMContentLoaded {:.0} ms, load {:.0} ms, first contentful paint {}, \
-                 WebDriver navigation {:.0} ms; {} elements, JS heap {:.0} MiB",
+                 WebDriver navigation {:.0} ms, browser CPU {:.0} ms; {} elements, \
+                 JS heap {:.0} MiB",
                 t.response_end,
                 t.dom_interactive,
                 t.dom_content_loaded_event_end,
                 t.load_event_end,
                 t.first_contentful_paint
                     .map_or("-".to_owned(), |ms| format!("{ms:.0} ms")),
-                goto.as_secs_f64() * 1000.0,
+                ms(goto),
+                ms(cpu),
                 t.nodes,
                 t.heap_mib,
             );
+            let cpu = browser.cpu_time();
+            let filter: f64 =
+                serde_json::from_value(browser.client().execute_async(FILTER, Vec::new()).await?)?;
+            let cpu = browser.cpu_time().saturating_sub(cpu);
+            println!(
+                "  filter 'failed' (incl. 80 ms debounce, layout): {filter:.0} ms, \
+                 browser CPU {:.0} ms",
+                ms(cpu)
+            );
+            let cpu = browser.cpu_time();
+            let sort: f64 = browser.eval(SORT).await?;
+            let cpu = browser.cpu_time().saturating_sub(cpu);
+            println!(
+                "  sort by progress (incl. layout): {sort:.0} ms, browser CPU {:.0} ms",
+                ms(cpu)
+            );
         }
-        let filter: f64 =
-            serde_json::from_value(browser.client().execute_async(FILTER, Vec::new()).await?)?;
-        println!("filter 'failed' (incl. 80 ms debounce, layout): {filter:.0} ms");
-        browser.goto(&url).await?;
-        let sort: f64 = browser.eval(SORT).await?;
-        println!("sort by progress (incl. layout): {sort:.0} ms");
         browser.screenshot("html_bench_sorted").await?;
         browser.close().await
     }))

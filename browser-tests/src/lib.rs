@@ -70,7 +70,7 @@ pub struct Browser {
 
 impl Browser {
     /// Starts chromedriver on a free loopback port and a Chromium session with
-    /// a fresh profile, within [`START_LIMIT`].
+    /// a fresh profile, within a minute.
     ///
     /// # Errors
     /// When a binary is missing, chromedriver does not listen, or the session
@@ -258,6 +258,27 @@ impl Browser {
         Ok(())
     }
 
+    /// CPU time used so far by this session's processes (chromedriver and
+    /// every Chromium process, read from `/proc`): a cost that other load on
+    /// the machine changes far less than wall time. Processes that have
+    /// exited no longer count.
+    pub fn cpu_time(&self) -> Duration {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let total: u64 = users_of(self.profile.path())
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .filter_map(|stat| {
+                // Fields after the command, which may hold spaces: state is
+                // the first, utime and stime the 12th and 13th.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                let fields: Vec<&str> = rest.split(' ').collect();
+                Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+            })
+            .sum();
+        Duration::from_micros(total * 1_000_000 / ticks)
+    }
+
     fn driver_log(&self) -> String {
         let text = std::fs::read_to_string(self.profile.path().join("chromedriver.log"))
             .unwrap_or_else(|e| format!("(no chromedriver log: {e})"));
@@ -282,28 +303,31 @@ impl Drop for Browser {
 
 /// Kills every process whose command line names `dir`.
 fn kill_users_of(dir: &Path) {
-    let needle = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline.windows(needle.len()).any(|w| w == needle) {
-            // SAFETY: kill(2) on one process id read just now.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+    for pid in users_of(dir) {
+        // SAFETY: kill(2) on one process id read just now.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
         }
     }
+}
+
+/// The processes whose command line names `dir`.
+fn users_of(dir: &Path) -> Vec<libc::pid_t> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<libc::pid_t>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline
+                .windows(needle.len())
+                .any(|w| w == needle)
+                .then_some(pid)
+        })
+        .collect()
 }
 
 /// A binary from an environment variable or its Debian path.
