@@ -39,7 +39,7 @@ pub const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-sync",
 ];
 
-/// The browser window's size, which is also the screenshots' size.
+/// The browser window's size (screenshots show its viewport).
 pub const WINDOW: (u32, u32) = (1280, 900);
 
 /// How long chromedriver and Chromium may take to start.

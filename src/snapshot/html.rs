@@ -482,8 +482,9 @@ try {
     pending = setTimeout(applyFilter, 80);
   });
 
-  // Sorting: numbers by value, times by their full text, empty cells last;
-  // equal cells keep key order.
+  // Sorting: numbers before text, numbers by value, times by their full
+  // text, empty cells last (first when descending); equal cells keep key
+  // order.
   const sortKey = (cell) => {
     const text = cell.textContent;
     if (text === "") return [2, ""];
