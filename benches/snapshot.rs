@@ -2,7 +2,8 @@
 //! exporting does not grow with the store.
 //!
 //! Run: `cargo bench --bench snapshot` (1,000,000 records; set
-//! `SNAPSHOT_BENCH_RECORDS` for another count).
+//! `SNAPSHOT_BENCH_RECORDS` for another count). The formats: JSON Lines,
+//! JSON, Markdown, HTML.
 //!
 //! Each measurement runs in a child process of its own, so its peak resident
 //! set size (VmHWM in /proc/self/status) is its own: one child fills the store,
@@ -131,6 +132,7 @@ fn child(args: &[String]) {
             let format = match args[2].as_str() {
                 "json" => Format::Json,
                 "jsonl" => Format::JsonLines,
+                "html" => Format::Html,
                 _ => Format::Markdown,
             };
             let cache_mib: usize = args[3].parse().expect("cache size");
@@ -196,7 +198,7 @@ fn main() {
     let dir_text = dir.to_string_lossy().into_owned();
     run_child(&["fill", &dir_text, &records.to_string()]);
     let cache = EXPORT_CACHE_MIB.to_string();
-    for format in ["jsonl", "json", "md"] {
+    for format in ["jsonl", "json", "md", "html"] {
         run_child(&["export", &dir_text, format, &cache]);
     }
     let default_cache = (128usize).to_string();

@@ -733,6 +733,54 @@ fn export_writes_every_format_to_stdout_or_a_file() {
 }
 
 #[test]
+fn export_writes_html_pages_that_import_refuses() {
+    let s = Scratch::with_store();
+    s.ok(&[
+        "patch",
+        "jobs",
+        "<b>build</b>",
+        "status=done",
+        "progress=100",
+    ]);
+    s.ok(&["set", "hosts", "node7", "{\"up\": true}"]);
+    let page = s.ok(&["export", "--format", "html", "--columns", "progress"]);
+    assert!(page.starts_with("<!DOCTYPE html>\n"), "{page}");
+    assert!(page.contains("<td>&lt;b&gt;build&lt;/b&gt;</td>"), "{page}");
+    assert!(
+        page.contains("<th>progress</th><th class=\"v\">value</th>"),
+        "{page}"
+    );
+    assert_eq!(
+        page,
+        s.ok(&["export", "--format", "html", "--columns", "progress"])
+    );
+    // The format from the extension, .html or .htm.
+    for name in ["dash.html", "DASH.HTM"] {
+        let doc = s.json(&["export", "-o", name]);
+        assert_eq!(doc["format"], "html");
+        assert_eq!(doc["records"], 2);
+        let file = std::fs::read_to_string(s.dir.path().join(name)).unwrap();
+        assert_eq!(file, s.ok(&["export", "--format", "html"]));
+    }
+    // Export only: import refuses it by extension or by --format, and
+    // writes nothing.
+    s.unchanged(|| {
+        s.fails(
+            &["import", "dash.html"],
+            1,
+            &["did not import dash.html", "export-only", "JSON"],
+        );
+        let run = s.run_with_stdin(&["import", "-", "--format", "html"], &page);
+        check_failure(
+            &run,
+            &["import", "-", "--format", "html"],
+            1,
+            &["export-only"],
+        );
+    });
+}
+
+#[test]
 fn import_restores_and_merges_snapshots() {
     let s = Scratch::with_store();
     s.ok(&["patch", "jobs", "j1", "status=running"]);

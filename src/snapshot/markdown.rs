@@ -141,9 +141,9 @@ impl Adapter for Markdown {
 // ---------------------------------------------------------------------------
 // Writing
 
-/// A column of a summary table.
+/// A column of a summary table (the HTML adapter's tables have the same).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Column {
+pub(super) enum Column {
     /// The value itself, when it is a scalar.
     Value,
     /// A top-level field of map values.
@@ -152,7 +152,7 @@ enum Column {
 
 impl Markdown {
     /// Counts the records of a namespace in scope and chooses its columns.
-    fn scan(&self, source: &dyn Source, namespace: &str) -> Result<(u64, Vec<Column>)> {
+    pub(super) fn scan(&self, source: &dyn Source, namespace: &str) -> Result<(u64, Vec<Column>)> {
         let mut count = 0;
         let mut scalar_values = false;
         let mut fields: Vec<String> = Vec::new();
@@ -192,7 +192,7 @@ impl Markdown {
     }
 }
 
-fn is_scalar(v: &Value) -> bool {
+pub(super) fn is_scalar(v: &Value) -> bool {
     matches!(
         v,
         Value::Nil
@@ -266,7 +266,7 @@ fn write_table(
 
 /// A value as a summary cell shows it: strings as they are, anything else as
 /// compact JSON.
-fn display(record: &SnapshotRecord, v: &Value) -> Result<String> {
+pub(super) fn display(record: &SnapshotRecord, v: &Value) -> Result<String> {
     match v {
         Value::String(s) => Ok(s.as_str().unwrap_or_default().to_owned()),
         Value::Integer(i) => Ok(i.to_string()),
@@ -316,7 +316,7 @@ fn longest_run(text: &str, c: char) -> usize {
 }
 
 /// `2026-01-02 03:04:05Z`: a time to the second, for titles and tables.
-fn short_time(t: Timestamp) -> String {
+pub(super) fn short_time(t: Timestamp) -> String {
     let full = t.to_string();
     match (full.find('.'), full.strip_suffix('Z')) {
         (Some(dot), Some(_)) => format!("{}Z", &full[..dot]).replacen('T', " ", 1),

@@ -1,5 +1,5 @@
 //! Human-readable snapshots: the store as JSON, JSON Lines or Markdown, and
-//! back.
+//! back; and as an HTML page for dashboards (export only).
 //!
 //! [`export`] streams one consistent snapshot (one MVCC read at one revision) of
 //! the whole store, of chosen namespaces or of a key prefix to any
@@ -31,9 +31,11 @@
 //! # Ok::<(), statelog::Error>(())
 //! ```
 //!
-//! The formats, the JSON schema, the Markdown grammar and the value mapping
-//! are described in `DESIGN.md` ("Snapshots: JSON and Markdown").
+//! The formats, the JSON schema, the Markdown grammar, the HTML page and the
+//! value mapping are described in `DESIGN.md` ("Snapshots: JSON and
+//! Markdown").
 
+mod html;
 mod import;
 mod json;
 mod legacy;
@@ -109,11 +111,16 @@ pub enum Format {
     /// Markdown for dashboards: per namespace a summary table, then per key a
     /// section with its metadata and the value in a fenced `json` block.
     Markdown,
+    /// One self-contained HTML page for dashboards: per namespace a table with
+    /// the Markdown summary's columns and each record's value, filtered and
+    /// sorted in the browser without a server. Export only: [`import`] and
+    /// [`read`] refuse it.
+    Html,
 }
 
 impl Format {
     /// The format a file name extension suggests: `json`, `jsonl` or `ndjson`,
-    /// `md` or `markdown` (any case).
+    /// `md` or `markdown`, `html` or `htm` (any case).
     ///
     /// ```
     /// use statelog::snapshot::Format;
@@ -125,6 +132,7 @@ impl Format {
             "json" => Some(Format::Json),
             "jsonl" | "ndjson" => Some(Format::JsonLines),
             "md" | "markdown" => Some(Format::Markdown),
+            "html" | "htm" => Some(Format::Html),
             _ => None,
         }
     }
@@ -135,12 +143,13 @@ impl Format {
             Format::Json | Format::JsonCompact => "json",
             Format::JsonLines => "jsonl",
             Format::Markdown => "md",
+            Format::Html => "html",
         }
     }
 }
 
 /// Which top-level fields of the values become columns of a Markdown summary
-/// table.
+/// table (and of the HTML tables).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Columns {
     /// Per namespace, the fields that hold a scalar (string, number, boolean,
@@ -236,7 +245,8 @@ impl ExportOptions {
         self
     }
 
-    /// The columns of the Markdown summary tables (ignored by the JSON formats).
+    /// The columns of the Markdown summary tables and the HTML tables (ignored
+    /// by the JSON formats).
     pub fn columns(mut self, columns: Columns) -> Self {
         self.columns = columns;
         self
@@ -371,6 +381,9 @@ pub(crate) fn adapter(format: Format, columns: &Columns) -> Box<dyn Adapter> {
             layout: json::Layout::Lines,
         }),
         Format::Markdown => Box::new(markdown::Markdown {
+            columns: columns.clone(),
+        }),
+        Format::Html => Box::new(html::Html {
             columns: columns.clone(),
         }),
     }

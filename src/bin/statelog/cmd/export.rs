@@ -34,6 +34,9 @@ pub enum FormatArg {
     Jsonl,
     /// Markdown: a summary table per namespace, a section per record
     Md,
+    /// HTML: one self-contained page, a table per namespace to filter and sort
+    /// (export only)
+    Html,
 }
 
 impl FormatArg {
@@ -43,6 +46,7 @@ impl FormatArg {
             FormatArg::JsonCompact => Format::JsonCompact,
             FormatArg::Jsonl => Format::JsonLines,
             FormatArg::Md => Format::Markdown,
+            FormatArg::Html => Format::Html,
         }
     }
 
@@ -51,6 +55,7 @@ impl FormatArg {
             Format::JsonCompact => "json-compact",
             Format::JsonLines => "jsonl",
             Format::Markdown => "md",
+            Format::Html => "html",
             _ => "json",
         }
     }
@@ -74,8 +79,8 @@ pub struct Args {
     /// Only keys that start with P
     #[arg(long, value_name = "P")]
     pub prefix: Option<String>,
-    /// The columns of Markdown summary tables: top-level fields, comma-separated
-    /// [default: the values' scalar fields]
+    /// The columns of Markdown summary tables and HTML tables: top-level
+    /// fields, comma-separated [default: the values' scalar fields]
     #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
     pub columns: Vec<String>,
     /// Write to FILE (atomically) instead of stdout
