@@ -33,6 +33,11 @@
 //! # Ok::<(), statelog::Error>(())
 //! ```
 //!
+//! Any number of processes may open one store at once: the first holds it and
+//! serves the others over a Unix socket in the store directory, and their
+//! handles work through it with the same API and results (see [`Store`],
+//! [`Options::serve`], [`Options::remote`]).
+//!
 //! Online backups and point-in-time restore are in [`backup`]
 //! ([`Store::backup`], [`backup::restore`]); checking, repairing and compacting
 //! a store in [`maintenance`].

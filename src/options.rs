@@ -219,8 +219,9 @@ impl Options {
         self
     }
 
-    /// How long `open` waits for another handle to release the store before it
-    /// fails with [`Error::Busy`]. Default: 30 s. Zero fails at once.
+    /// How long `open` waits for another handle to release the store (when
+    /// it cannot be served by it) before it fails with [`Error::Busy`].
+    /// Default: 30 s. Zero fails at once.
     ///
     /// It is also how long one side of a connection between processes waits
     /// for the other (never less than a second): a handle working through the
