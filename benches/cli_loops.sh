@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Invocations per second of the `statelog` command line from shell loops
-# (issue 5): 1 loop and 16 concurrent loops of `statelog incr`, each invocation
-# opening the store, committing with a sync and closing it. Checks the final
-# counts. Usage: benches/cli_loops.sh [INVOCATIONS_PER_LOOP] (default 200).
-# The store goes under target/tmp (same disk as the checkout), or $STATELOG_BENCH_DIR.
+# Invocations per second of the `statelog` command line from shell loops: 1 loop
+# and 16 concurrent loops of `statelog incr` on one counter, first with no
+# process holding the store (each invocation opens the store, commits with a
+# sync and closes it; invocations take turns on the lock), then with
+# `statelog serve` holding it (each invocation works through the server, and
+# concurrent commits share its syncs). Checks the final counts and prints both
+# runs and their ratio. Usage: benches/cli_loops.sh [INVOCATIONS_PER_LOOP]
+# (default 200). The store goes under target/tmp (same disk as the checkout),
+# or $STATELOG_BENCH_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 per_loop="${1:-200}"
@@ -12,31 +16,50 @@ bin="$PWD/target/release/statelog"
 base="${STATELOG_BENCH_DIR:-$PWD/target/tmp}"
 mkdir -p "$base"
 work="$(mktemp -d "$base/cli-loops-XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+server=""
+cleanup() {
+    if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
+# run NAME LOOPS: prints one line and sets $rate.
 run() {
-    local loops="$1" store="$work/store-$1"
+    local name="$1" loops="$2" store="$work/store-$1-$2"
     "$bin" --store "$store" init >/dev/null
-    local start end
+    if [ "$name" = serve ]; then
+        "$bin" --store "$store" serve >"$work/serve.out" 2>&1 &
+        server=$!
+        # Wait until it serves (its first line says so).
+        for _ in $(seq 200); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
+    fi
+    local start end pids=()
     start=$(date +%s.%N)
     for _ in $(seq "$loops"); do
         (for _ in $(seq "$per_loop"); do "$bin" --store "$store" incr jobs counter n >/dev/null; done) &
+        pids+=($!)
     done
-    wait
+    wait "${pids[@]}"
     end=$(date +%s.%N)
     local total=$((loops * per_loop))
     local got
     got=$("$bin" --store "$store" get jobs counter --field n)
+    if [ -n "$server" ]; then kill -TERM "$server"; wait "$server"; server=""; fi
     if [ "$got" != "$total" ]; then
-        echo "FAILED: $loops loops ended at $got, expected $total" >&2
+        echo "FAILED: $name, $loops loops ended at $got, expected $total" >&2
         exit 1
     fi
-    awk -v n="$total" -v s="$start" -v e="$end" -v l="$loops" \
-        'BEGIN { printf "%2d loop(s) x %d: %d invocations in %.2f s = %.0f invocations/s (final count %d)\n", l, n / l, n, e - s, n / (e - s), n }'
+    rate=$(awk -v n="$total" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", n / (e - s) }')
+    awk -v n="$total" -v s="$start" -v e="$end" -v l="$loops" -v name="$name" \
+        'BEGIN { printf "%-13s %2d loop(s) x %d: %d invocations in %.2f s = %.0f invocations/s (final count %d)\n", name, l, n / l, n, e - s, n / (e - s), n }'
 }
 
 echo "$(nproc) cores, $(uname -sr), store under $work"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-run 1
-run 16
+run no-holder 1; plain1=$rate
+run no-holder 16; plain16=$rate
+run serve 1; serve1=$rate
+run serve 16; serve16=$rate
+awk -v a="$serve1" -v b="$plain1" -v c="$serve16" -v d="$plain16" \
+    'BEGIN { printf "with statelog serve / without: %.1fx from 1 loop, %.1fx from 16 loops\n", a / b, c / d }'
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

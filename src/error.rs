@@ -288,6 +288,62 @@ pub enum Error {
         value: u64,
     },
 
+    /// A commit (or a restore) was sent to the process holding the store, which
+    /// went away or stopped answering before it said whether the commit was
+    /// applied. It may or may not have been. Nothing is retried for you: read
+    /// what it would have written before doing it again (an increment must not
+    /// count twice). The command line exits with 6.
+    #[error("the outcome of a commit to {} is unknown: {} holds the store and {} \
+        before answering; read what the commit writes to find out whether it was applied \
+        before retrying it", Shown::path(.path), describe_holder(*.pid), Shown::whole(.reason))]
+    OutcomeUnknown {
+        /// The store directory.
+        path: PathBuf,
+        /// The process id of the holder, when known.
+        pid: Option<u32>,
+        /// What happened ("went away", "did not answer within 30 s").
+        reason: String,
+    },
+
+    /// The process holding the store refused this one: another user the store
+    /// directory does not grant access, another protocol version, too many
+    /// connections, or an operation the holder performs only for its own user.
+    #[error("{} holds {} and refused this process: {}", describe_holder(*.pid),
+        Shown::path(.path), Shown::whole(.reason))]
+    Refused {
+        /// The store directory.
+        path: PathBuf,
+        /// The process id of the holder, when known.
+        pid: Option<u32>,
+        /// Why, and what to do.
+        reason: String,
+    },
+
+    /// The connection to the process holding the store was lost while it kept
+    /// something for this handle: a snapshot being read (start again with a
+    /// new one; `Store::transaction` does that by itself), or an answer that
+    /// could not be read.
+    #[error("lost the connection to {}, which holds {}: {}", describe_holder(*.pid),
+        Shown::path(.path), Shown::whole(.reason))]
+    Disconnected {
+        /// The store directory.
+        path: PathBuf,
+        /// The process id of the holder, when known.
+        pid: Option<u32>,
+        /// What happened, and what was lost.
+        reason: String,
+    },
+
+    /// The operation is not available through the way this handle reaches the
+    /// store.
+    #[error("{what} is not supported here: {reason}")]
+    Unsupported {
+        /// The operation.
+        what: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+
     /// The reader a snapshot is imported from, or the writer it is exported to,
     /// failed.
     #[error("cannot {op} the snapshot stream")]

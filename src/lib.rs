@@ -33,6 +33,11 @@
 //! # Ok::<(), statelog::Error>(())
 //! ```
 //!
+//! Any number of processes may open one store at once: the first holds it and
+//! serves the others over a Unix socket in the store directory, and their
+//! handles work through it with the same API and results (see [`Store`],
+//! [`Options::serve`], [`Options::remote`]).
+//!
 //! Online backups and point-in-time restore are in [`backup`]
 //! ([`Store::backup`], [`backup::restore`]); checking, repairing and compacting
 //! a store in [`maintenance`].
@@ -42,15 +47,18 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod access;
 mod counter;
 mod error;
 mod fs;
 mod key;
 mod log;
 mod options;
+mod serve;
 mod store;
 mod time;
 mod value;
+mod wire;
 
 pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
 pub use error::{Error, KeyPart, Result, Shown};

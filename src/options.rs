@@ -182,6 +182,8 @@ pub struct Options {
     pub(crate) cache_size: usize,
     pub(crate) create: bool,
     pub(crate) verify_on_open: bool,
+    pub(crate) serve: bool,
+    pub(crate) remote: bool,
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) clock: Clock,
 }
@@ -199,6 +201,8 @@ impl Default for Options {
             cache_size: 64 << 20,
             create: true,
             verify_on_open: false,
+            serve: true,
+            remote: true,
             fs: Arc::new(RealFs),
             clock: Clock::default(),
         }
@@ -215,8 +219,17 @@ impl Options {
         self
     }
 
-    /// How long `open` waits for another handle to release the store before it
-    /// fails with [`Error::Busy`]. Default: 30 s. Zero fails at once.
+    /// How long `open` waits for another handle to release the store (when
+    /// it cannot be served by it) before it fails with [`Error::Busy`].
+    /// Default: 30 s. Zero fails at once.
+    ///
+    /// It is also how long one side of a connection between processes waits
+    /// for the other (never less than a second): a handle working through the
+    /// store's holder waits this long for each answer, counted from the last
+    /// thing the holder sent, and the holder this long for the rest of a
+    /// message a client began. A holder that does not answer in time (frozen,
+    /// stopped) fails reads with [`Error::Busy`] and commits with
+    /// [`Error::OutcomeUnknown`], both naming its process id.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
         self
@@ -282,10 +295,38 @@ impl Options {
         self
     }
 
-    /// Runs the store on another file system (the simulated one of the test kit).
+    /// Whether the process that holds the store (the one that opened it
+    /// first) serves the other processes that open it meanwhile, through a
+    /// Unix socket in the store directory (`statelog.sock`). Default: true.
+    /// With false, other processes wait for this one to close the store, as
+    /// with [`remote(false)`](Self::remote) on their side. If the socket cannot
+    /// be created, `open` fails: turn serving off to open such a store.
+    ///
+    /// Only the user owning the store directory (and root, and members of its
+    /// group when the directory grants its group read and write access) may
+    /// connect. See `DESIGN.md`, "One store, many processes".
+    pub fn serve(mut self, serve: bool) -> Self {
+        self.serve = serve;
+        self
+    }
+
+    /// Whether `open` may work through another process that holds the store
+    /// and serves it, instead of waiting for it to close the store. Default:
+    /// true. The options that shape the engine (durability, checkpoints,
+    /// retention, segments, cache) are then the holder's; the retry policy and
+    /// [`lock_timeout`](Self::lock_timeout) are this handle's.
+    pub fn remote(mut self, remote: bool) -> Self {
+        self.remote = remote;
+        self
+    }
+
+    /// Runs the store on another file system (the simulated one of the test
+    /// kit). Such a store is neither served nor reached through a holder.
     #[cfg(feature = "testkit")]
     pub fn file_system(mut self, fs: Arc<dyn Fs>) -> Self {
         self.fs = fs;
+        self.serve = false;
+        self.remote = false;
         self
     }
 
@@ -298,6 +339,11 @@ impl Options {
     ) -> Self {
         self.clock = Clock::fake(now);
         self
+    }
+
+    /// How long one side of a connection waits for the other.
+    pub(crate) fn response_wait(&self) -> Duration {
+        self.lock_timeout.max(Duration::from_secs(1))
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

@@ -80,14 +80,14 @@ done"#;
     );
 }
 
-/// A store another process holds: `--no-wait` fails at once with 5,
-/// `--wait` waits that long and then fails with 5, and a long enough wait
-/// succeeds once the holder closes.
+/// A store another process holds and does not serve: `--no-wait` fails at
+/// once with 5, `--wait` waits that long and then fails with 5, and a long
+/// enough wait succeeds once the holder closes.
 #[test]
 fn a_busy_store_waits_or_fails_with_5() {
     let s = Scratch::with_store();
     s.ok(&["set", "jobs", "j1", "1"]);
-    let holder = Store::open(&s.store, Options::default().create(false)).unwrap();
+    let holder = Store::open(&s.store, Options::default().create(false).serve(false)).unwrap();
     let start = Instant::now();
     let run = s.run(&["--no-wait", "set", "jobs", "j1", "2"]);
     check_failure(

@@ -237,7 +237,9 @@ fn a_second_open_waits_then_reports_busy_with_the_holder() {
     let start = std::time::Instant::now();
     let err = Store::open(
         dir.path(),
-        Options::default().lock_timeout(std::time::Duration::from_millis(300)),
+        Options::default()
+            .lock_timeout(std::time::Duration::from_millis(300))
+            .remote(false),
     )
     .unwrap_err();
     let waited = start.elapsed();
@@ -263,7 +265,8 @@ fn a_waiting_open_gets_the_store_when_the_holder_closes() {
     let store = open(dir.path());
     let path = dir.path().to_owned();
     let waiter = std::thread::spawn(move || {
-        let store = Store::open(&path, Options::default()).expect("open after waiting");
+        let store =
+            Store::open(&path, Options::default().remote(false)).expect("open after waiting");
         store.put("a", "waiter", &1).expect("put").revision
     });
     std::thread::sleep(std::time::Duration::from_millis(200));

@@ -187,6 +187,26 @@ pub(crate) fn to_py(py: Python<'_>, error: Error) -> PyErr {
                 ("waited", obj(py, waited.as_secs_f64())),
             ],
         ),
+        Error::OutcomeUnknown { path, pid, reason } => raise(
+            py,
+            "OutcomeUnknownError",
+            text,
+            &[
+                ("path", obj(py, path.to_string_lossy().into_owned())),
+                ("pid", obj(py, *pid)),
+                ("reason", obj(py, reason)),
+            ],
+        ),
+        Error::Refused { path, pid, reason } => raise(
+            py,
+            "RefusedError",
+            text,
+            &[
+                ("path", obj(py, path.to_string_lossy().into_owned())),
+                ("pid", obj(py, *pid)),
+                ("reason", obj(py, reason)),
+            ],
+        ),
         Error::Io { op, path, source } => raise(
             py,
             "IoError",

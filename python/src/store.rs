@@ -97,12 +97,14 @@ fn encode(namespace: &str, key: &str, value: &Bound<'_, PyAny>) -> PyResult<Valu
 #[pymethods]
 impl PyStore {
     /// Opens the store in directory `path`, creating it if missing (unless
-    /// `create=False`). Waits up to `lock_timeout` seconds while another
-    /// handle holds it, then raises `BusyError`.
+    /// `create=False`). While another process holds it and serves it, works
+    /// through that process (unless `remote=False`); else waits up to
+    /// `lock_timeout` seconds for it, then raises `BusyError`. Unless
+    /// `serve=False`, serves the others while this handle holds the store.
     #[new]
     #[pyo3(signature = (
         path, *, create = true, lock_timeout = 30.0, durability = "sync", max_delay = 0.01,
-        max_attempts = 200, cache_size = None
+        max_attempts = 200, cache_size = None, serve = true, remote = true
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -114,6 +116,8 @@ impl PyStore {
         max_delay: f64,
         max_attempts: u32,
         cache_size: Option<usize>,
+        serve: bool,
+        remote: bool,
     ) -> PyResult<PyStore> {
         let options = || -> statelog::Result<Options> {
             let durability = match durability {
@@ -130,6 +134,8 @@ impl PyStore {
             };
             let mut options = Options::default()
                 .create(create)
+                .serve(serve)
+                .remote(remote)
                 .lock_timeout(seconds("lock_timeout", lock_timeout)?)
                 .durability(durability)
                 .retry(RetryPolicy {

@@ -21,6 +21,8 @@ __all__ = [
     "NotAStoreError",
     "UnsupportedFormatError",
     "BusyError",
+    "OutcomeUnknownError",
+    "RefusedError",
     "IoError",
     "DatabaseError",
     "PoisonedError",
@@ -127,6 +129,26 @@ class BusyError(StatelogError):
     path: str
     pid: Optional[int]  #: the holder's process id, when known
     waited: float  #: seconds waited
+
+
+class OutcomeUnknownError(StatelogError):
+    """A commit was sent to the process holding the store, which went away
+    (or stopped answering) before it said whether it was applied. It may or
+    may not have been, and it is not retried: read what it would have written
+    before doing it again."""
+
+    path: str
+    pid: Optional[int]  #: the holder's process id, when known
+    reason: str
+
+
+class RefusedError(StatelogError):
+    """The process holding the store refused this one (another user the store
+    directory does not grant access, another protocol version)."""
+
+    path: str
+    pid: Optional[int]  #: the holder's process id, when known
+    reason: str
 
 
 class _OSErrorText:

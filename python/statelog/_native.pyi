@@ -117,10 +117,14 @@ class Store:
         max_delay: float = 0.01,
         max_attempts: int = 200,
         cache_size: Optional[int] = None,
+        serve: bool = True,
+        remote: bool = True,
     ) -> None:
-        """Opens (creating unless ``create=False``) the store in ``path``,
-        waiting up to ``lock_timeout`` seconds for another handle to release
-        it. ``durability``: "sync" (acknowledged once on disk) or "relaxed"
+        """Opens (creating unless ``create=False``) the store in ``path``.
+        While another process holds it and serves it, the handle works through
+        that process (unless ``remote=False``); otherwise this waits up to
+        ``lock_timeout`` seconds for it to release the store. Unless
+        ``serve=False``, this handle serves the others while it holds it. ``durability``: "sync" (acknowledged once on disk) or "relaxed"
         (synced at least every ``max_delay`` seconds; a power loss may take
         back that much). ``max_attempts``: of ``update`` and ``transaction``."""
     @property

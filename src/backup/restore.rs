@@ -100,7 +100,7 @@ pub fn restore(
     };
     let built = rebuild::build_store(&fs, target, &store_options, &source, &mut progress)?;
     // Prove it opens where the restore says it stopped.
-    let store = crate::Store::open(target, store_options)?;
+    let store = crate::Store::open(target, store_options.remote(false).serve(false))?;
     let opened = store.revision();
     store.close()?;
     if opened != built.revision {

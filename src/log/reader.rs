@@ -40,7 +40,16 @@ pub(crate) enum FrameStop {
     Damaged(String),
 }
 
+/// The most a frame scan reads at once (replaying a long log).
 const WINDOW: usize = 1 << 20;
+/// What a frame scan reads first, doubling up to [`WINDOW`]: opening a store
+/// that closed cleanly finds the end of its log in the first few bytes.
+const FIRST_WINDOW: usize = 64 << 10;
+/// The buffer for checking that the rest of a segment is zeros: small enough
+/// to stay in the processor's cache while the kernel copies the page cache
+/// into it, and to cost no fresh pages (an open reads the preallocated rest
+/// of the active segment, 4 MiB by default, through it).
+const ZERO_CHUNK: usize = 64 << 10;
 
 /// Visits the frames of one segment from byte `from`, in order. `visit` gets each
 /// frame's offset, the offset after it, and its payload, and returns whether to go
@@ -54,6 +63,7 @@ pub(crate) fn scan_frames(
 ) -> Result<(FrameStop, u64)> {
     let mut file_len = file_len;
     let mut buf: Vec<u8> = Vec::new();
+    let mut window_size = FIRST_WINDOW;
     // Invariant: buf holds the file's bytes from buf_start, and
     // buf_start <= pos <= buf_start + buf.len().
     let mut buf_start = from;
@@ -89,7 +99,8 @@ pub(crate) fn scan_frames(
                     };
                     return Ok((FrameStop::Damaged(problem), pos));
                 }
-                let size = want.max(WINDOW as u64).min(remaining) as usize;
+                let size = want.max(window_size as u64).min(remaining) as usize;
+                window_size = (window_size * 2).min(WINDOW);
                 buf.clear();
                 buf.resize(size, 0);
                 let n = fs::read_full_at(file, &mut buf, pos)
@@ -122,10 +133,10 @@ pub(crate) fn rest_is_zero(
     from: u64,
     len: u64,
 ) -> Result<bool> {
-    let mut buf = vec![0u8; WINDOW];
+    let mut buf = vec![0u8; ZERO_CHUNK];
     let mut pos = from;
     while pos < len {
-        let want = ((len - pos) as usize).min(WINDOW);
+        let want = ((len - pos) as usize).min(ZERO_CHUNK);
         let n = fs::read_full_at(file, &mut buf[..want], pos)
             .map_err(|e| Error::io("read the log segment", path, e))?;
         if n == 0 {
@@ -151,11 +162,11 @@ pub(crate) fn is_zero(bytes: &[u8]) -> bool {
 
 /// Offset just past the last non-zero byte of the file at or after `from`.
 pub(crate) fn data_end(file: &dyn FileHandle, path: &Path, from: u64, len: u64) -> Result<u64> {
-    let mut buf = vec![0u8; WINDOW];
+    let mut buf = vec![0u8; ZERO_CHUNK];
     let mut end = from;
     let mut pos = from;
     while pos < len {
-        let want = ((len - pos) as usize).min(WINDOW);
+        let want = ((len - pos) as usize).min(ZERO_CHUNK);
         let n = fs::read_full_at(file, &mut buf[..want], pos)
             .map_err(|e| Error::io("read the log segment", path, e))?;
         if n == 0 {

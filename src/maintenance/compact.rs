@@ -55,7 +55,8 @@ pub fn compact(path: impl AsRef<Path>, options: &Options) -> Result<CompactRepor
     let started = Instant::now();
     let path = path.as_ref();
     let fs = RealFs;
-    let options = options.clone().create(false);
+    // This process must hold the store itself (it compacts the file after).
+    let options = options.clone().create(false).remote(false).serve(false);
     let db_path = path.join(DB_FILE);
     let state_bytes_before = archive::file_len(&fs, &db_path)?;
     let store = crate::Store::open(path, options.clone())?;

@@ -302,7 +302,7 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
         report.aside = Some(aside);
     }
     drop(lock);
-    match crate::Store::open(path, tool) {
+    match crate::Store::open(path, tool.remote(false).serve(false)) {
         Ok(store) => {
             report.revision = store.revision();
             store.close()?;

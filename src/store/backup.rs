@@ -25,10 +25,10 @@ use std::time::Instant;
 
 use redb::ReadableDatabase;
 
-use super::Store;
 use super::db_error;
 use super::open::LOG_DIR;
 use super::rebuild;
+use super::{Shared, Store};
 use crate::backup::manifest::{
     self, BACKUP_LOG_DIR, BaseEntry, LOCK_FILE, MANIFEST_FILE, Manifest, SegmentEntry, invalid,
 };
@@ -42,11 +42,11 @@ use crate::log::segment;
 use crate::time::Timestamp;
 
 /// Clears the retention pin when the run ends, however it ends.
-struct Unpin<'a>(&'a Store);
+struct Unpin<'a>(&'a Shared);
 
 impl Drop for Unpin<'_> {
     fn drop(&mut self) {
-        self.0.shared().engine.lock().backup_pin = None;
+        self.0.engine.lock().backup_pin = None;
     }
 }
 
@@ -114,13 +114,18 @@ impl Store {
     /// # Ok::<(), statelog::Error>(())
     /// ```
     ///
+    /// Through a holder (another process holds the store), the holder writes
+    /// the backup, so only a process of the holder's own user may ask for one
+    /// ([`Error::Refused`] otherwise); `dest` is taken relative to this
+    /// process's working directory.
+    ///
     /// # Errors
     /// [`Error::InvalidBackup`] if `dest` is a backup of another store, was
     /// damaged, or holds a history that diverged from this store's, or if the
     /// store no longer holds the log the backup needs (log retention removed
     /// it; back up into a new directory); [`Error::TargetNotEmpty`] if `dest`
     /// holds other files; [`Error::Corrupt`] if the log being copied is
-    /// damaged; [`Error::Io`], [`Error::Database`].
+    /// damaged; [`Error::Io`], [`Error::Database`]; [`Error::Refused`].
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
         self.backup_with(dest, &BackupOptions::default())
     }
@@ -134,11 +139,20 @@ impl Store {
         dest: impl AsRef<Path>,
         options: &BackupOptions,
     ) -> Result<BackupReport> {
-        self.check_open()?;
-        let shared = self.shared();
+        let dest = dest.as_ref();
+        self.call(|b| b.backup(dest, options))
+    }
+}
+
+impl Shared {
+    /// A backup run into `dest` (see [`Store::backup`]).
+    pub(crate) fn backup(&self, dest: &Path, options: &BackupOptions) -> Result<BackupReport> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let shared = self;
         let _one_at_a_time = shared.backup_lock.lock();
         let started = Instant::now();
-        let dest = dest.as_ref();
         let fs = Arc::clone(&shared.options.fs);
         let fs = fs.as_ref();
         let store_hex = catalog::hex(&shared.store_id);
@@ -185,7 +199,7 @@ impl Store {
             engine.backup_pin = needed.first().map(|n| n.segment.first_revision);
             (applied, txn, needed)
         };
-        let _unpin = Unpin(self);
+        let _unpin = Unpin(shared);
 
         let now = Timestamp::now();
         let mut manifest = existing
@@ -367,14 +381,6 @@ impl Store {
             backup_bytes: manifest.bytes(),
             duration: started.elapsed(),
         })
-    }
-}
-
-impl Store {
-    /// Runs the log retention policy now (it also runs after every checkpoint).
-    pub(crate) fn apply_retention(&self) -> Result<crate::log::retention::Outcome> {
-        self.check_open()?;
-        self.shared().engine.lock().retain()
     }
 }
 

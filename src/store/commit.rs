@@ -37,7 +37,7 @@ enum State {
 
 #[derive(Debug)]
 struct Slot {
-    request: Request,
+    request: Arc<Request>,
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -57,7 +57,7 @@ pub(crate) struct Committer {
 
 impl Committer {
     /// Commits `request` (possibly together with others) and returns its result.
-    pub(crate) fn commit(&self, shared: &Shared, request: Request) -> Result<Outcome> {
+    pub(crate) fn commit(&self, shared: &Shared, request: Arc<Request>) -> Result<Outcome> {
         let slot = Arc::new(Slot {
             request,
             state: Mutex::new(State::Waiting),
@@ -95,7 +95,7 @@ impl Committer {
     /// Runs one batch: everything queued now (our own request included).
     fn lead(&self, shared: &Shared) {
         let batch = std::mem::take(&mut self.queue.lock().pending);
-        let requests: Vec<&Request> = batch.iter().map(|slot| &slot.request).collect();
+        let requests: Vec<&Request> = batch.iter().map(|slot| &*slot.request).collect();
         let (results, checkpoint_due) = {
             let mut engine = shared.engine.lock();
             let results = engine.commit_batch(&requests);

@@ -1,5 +1,7 @@
-//! The store: the public API over the engine, the group-commit queue and the
-//! state database.
+//! The store: the public API ([`Store`], a facade over whichever way the store
+//! is reached, see `access/`), and the embedded engine behind it in the
+//! process that holds the store: the group-commit queue and the state
+//! database.
 //!
 //! Only this module touches redb; no redb type appears in its public API.
 
@@ -9,10 +11,12 @@ mod commit;
 mod engine;
 pub(crate) mod identity;
 pub(crate) mod inspect;
+pub(crate) mod local;
 pub(crate) mod open;
+mod read;
 pub(crate) mod rebuild;
 mod replay;
-mod request;
+pub(crate) mod request;
 pub(crate) mod schema;
 mod snapshot;
 mod stats;
@@ -22,9 +26,8 @@ mod view;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,11 +37,12 @@ use self::engine::Engine;
 use self::request::{
     BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
 };
+use crate::access::{self, Backend, Fault, Reply};
 use crate::error::{Error, Result};
 use crate::fs::LockGuard;
 use crate::key;
+use crate::log::CutTail;
 use crate::log::segment::StoreId;
-use crate::log::{CutTail, catalog};
 use crate::options::Options;
 use crate::time::Timestamp;
 use crate::value::{self, RawValue, Versioned};
@@ -102,7 +106,17 @@ pub struct RestoreRecord {
 }
 
 /// An open store: a directory with a log and a state database, safe to share
-/// between threads (clone the handle) and guarded against other processes.
+/// between threads (clone the handle) and between processes.
+///
+/// The first process to open a store holds it: it has the store's files and
+/// lock, commits, and (unless [`Options::serve`] says not to) serves every
+/// other process that opens the same store while it holds it. Their handles
+/// work through the holder, with the same results, versions, revisions and
+/// errors; nothing in this API changes. When the holder closes or dies, the
+/// others carry on: their next request takes the store over or reaches
+/// whoever holds it now. A commit whose outcome could not be known (the
+/// holder died after receiving it) fails with [`Error::OutcomeUnknown`] and is
+/// never retried by itself. See `DESIGN.md`, "One store, many processes".
 ///
 /// ```
 /// use statelog::{Options, Store};
@@ -125,25 +139,48 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.handle.shared.path)
+            .field("path", &self.handle.path)
             .finish_non_exhaustive()
     }
 }
 
-/// Closes the store when the last clone of a [`Store`] goes away.
+/// What every clone of a [`Store`] shares; closes the backend when the last
+/// clone goes away.
 struct Handle {
-    shared: Arc<Shared>,
-    background: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+    /// The store id, 32 hex digits.
+    id: String,
+    options: Options,
+    recovery: Recovery,
+    reach: Reach,
+    /// This handle's conflicts and retries (the rest of [`Stats`] is the
+    /// holder's).
+    conflicts: AtomicU64,
+    retries: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// The backend a handle uses.
+enum Reach {
+    /// This process holds the store: the backend never changes.
+    Held(Arc<dyn Backend>),
+    /// Another process holds it. When it goes away, the handle reaches the
+    /// store again (a new holder, or this process takes it over) and swaps
+    /// the backend; the number counts the swaps.
+    Served {
+        current: RwLock<(u64, Arc<dyn Backend>)>,
+        /// One thread at a time reaches the store again.
+        switching: Mutex<()>,
+    },
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub conflicts: AtomicU64,
-    pub retries: AtomicU64,
     pub checkpoints: AtomicU64,
 }
 
-/// What the handle, the committer and the background thread share.
+/// The state of a store this process holds: what the engine, the committer,
+/// the background thread and the server share.
 pub(crate) struct Shared {
     pub path: PathBuf,
     pub db_path: Arc<PathBuf>,
@@ -162,6 +199,8 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     /// Held by a running backup: backups of one store take turns.
     pub backup_lock: Mutex<()>,
+    /// Connections and pinned snapshots of the processes served.
+    pub serving: local::Serving,
     // Dropped last: the lock is released only after everything above is closed.
     _lock: Box<dyn LockGuard>,
 }
@@ -240,9 +279,13 @@ impl Store {
     /// Opens the store in directory `path`, creating it if it does not exist
     /// (unless [`Options::create`] says not to).
     ///
-    /// Waits up to [`Options::lock_timeout`] for another handle to close it.
-    /// After a crash, replays the log past the last checkpoint, and cuts off a
-    /// torn write at its very end (with a warning through `tracing`).
+    /// If no other process holds the store, this one does: after a crash the
+    /// log past the last checkpoint is replayed and a torn write at its very
+    /// end is cut (with a warning through `tracing`), and the store is served
+    /// to other processes (see [`Options::serve`]). If another process holds
+    /// it and serves it, the handle works through that process (see
+    /// [`Options::remote`]). Otherwise this waits up to
+    /// [`Options::lock_timeout`] for the holder to close it.
     ///
     /// The state database's pages are not verified unless
     /// [`Options::verify_on_open`] says so: damage that redb trips over while
@@ -257,88 +300,166 @@ impl Store {
     /// with [`Error::ReadOnly`] (see [`read_only`](Self::read_only)).
     ///
     /// # Errors
-    /// [`Error::Busy`] if another handle keeps it open; [`Error::NotAStore`] for a
-    /// directory holding something else, or a store's files without its
-    /// identity file (which no creation ever clears: `statelog repair` rebuilds
-    /// the identity); [`Error::UnsupportedFormat`] for a store
-    /// written by a newer statelog; [`Error::Corrupt`] for damage that recovery
-    /// must not guess about; [`Error::Io`] and [`Error::Database`].
+    /// [`Error::Busy`] if another process holds the store, does not serve it
+    /// (or does not answer) and does not release it in time;
+    /// [`Error::Refused`] if the holder refuses this process (another user);
+    /// [`Error::NotAStore`] for a directory holding something else, or a
+    /// store's files without its identity file (which no creation ever clears:
+    /// `statelog repair` rebuilds the identity);
+    /// [`Error::UnsupportedFormat`] for a store written by a newer statelog;
+    /// [`Error::Corrupt`] for damage that recovery must not guess about;
+    /// [`Error::Io`] (also when the socket serving other processes cannot be
+    /// created) and [`Error::Database`].
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref().to_owned();
-        let opened = open::open(&path, &options)?;
-        let revision = opened.engine.applied.revision;
-        let shared = Arc::new(Shared {
-            db_path: Arc::new(path.join(open::DB_FILE)),
-            path,
-            options,
-            store_id: opened.store_id,
-            visible: Arc::clone(&opened.engine.visible),
-            db: opened.db,
-            engine: Mutex::new(opened.engine),
-            committer: Committer::default(),
-            counters: Counters::default(),
-            background: background::Signal::default(),
-            synced_revision: AtomicU64::new(revision),
-            recovery: Recovery {
-                replayed: opened.replayed,
-                cut: opened.cut,
-            },
-            closed: AtomicBool::new(false),
-            backup_lock: Mutex::new(()),
-            _lock: opened.lock,
-        });
-        let thread = {
-            let for_thread = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("statelog-background".to_owned())
-                .spawn(move || background::run(for_thread))
-                .map_err(|e| Error::io("start the background thread for", &shared.path, e))?
+        let reached = access::reach(&path, &options)?;
+        let reach = if reached.backend.is_holder() {
+            Reach::Held(reached.backend)
+        } else {
+            Reach::Served {
+                current: RwLock::new((0, reached.backend)),
+                switching: Mutex::new(()),
+            }
         };
         Ok(Store {
             handle: Arc::new(Handle {
-                shared,
-                background: Mutex::new(Some(thread)),
+                path,
+                id: reached.store_id,
+                options,
+                recovery: reached.recovery,
+                reach,
+                conflicts: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
             }),
         })
     }
 
-    fn shared(&self) -> &Shared {
-        &self.handle.shared
-    }
-
     fn check_open(&self) -> Result<()> {
-        if self.shared().closed.load(Ordering::Acquire) {
+        if self.handle.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         Ok(())
     }
 
+    /// Runs `op` on the backend. Through a holder, a request the holder never
+    /// executed (it went away or is closing) is sent again once the store is
+    /// reached again; anything else is the answer.
+    fn call<T>(&self, mut op: impl FnMut(&dyn Backend) -> Reply<T>) -> Result<T> {
+        self.check_open()?;
+        let mut first_failure = None;
+        loop {
+            let (generation, backend) = match &self.handle.reach {
+                Reach::Held(backend) => {
+                    return op(backend.as_ref()).map_err(|fault| match fault {
+                        Fault::Failed(e) => e,
+                        Fault::Resend(why) => {
+                            internal(&format!("the engine asked to resend: {why}"))
+                        }
+                    });
+                }
+                Reach::Served { current, .. } => current.read().clone(),
+            };
+            match op(backend.as_ref()) {
+                Ok(value) => return Ok(value),
+                Err(Fault::Failed(e)) => return Err(e),
+                Err(Fault::Resend(why)) => {
+                    self.give_up_after(&mut first_failure)?;
+                    tracing::debug!(reason = %why, "reaching the store again");
+                    self.reach_again(generation)?;
+                }
+            }
+        }
+    }
+
+    /// Holders that keep going away (each closing as soon as it is reached)
+    /// are waited for as one would wait for the store's lock: up to
+    /// [`Options::lock_timeout`] from the first time, then [`Error::Busy`].
+    fn give_up_after(&self, first_failure: &mut Option<std::time::Instant>) -> Result<()> {
+        let since = *first_failure.get_or_insert_with(std::time::Instant::now);
+        let waited = since.elapsed();
+        if waited > self.handle.options.lock_timeout {
+            return Err(Error::Busy {
+                path: self.handle.path.clone(),
+                pid: None,
+                waited,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reaches the store again after the backend of `generation` failed: takes
+    /// it over or connects to its new holder. Threads that find it already
+    /// replaced go on with the new one.
+    fn reach_again(&self, generation: u64) -> Result<()> {
+        let Reach::Served { current, switching } = &self.handle.reach else {
+            return Ok(());
+        };
+        let _one_at_a_time = switching.lock();
+        if current.read().0 != generation {
+            return Ok(());
+        }
+        let reached = access::reach(&self.handle.path, &self.handle.options)?;
+        if reached.store_id != self.handle.id {
+            let _ = reached.backend.close();
+            return Err(Error::Disconnected {
+                path: self.handle.path.clone(),
+                pid: None,
+                reason: format!(
+                    "the directory now holds another store (id {}, this handle's is {}); it was \
+                     replaced, so open it again",
+                    reached.store_id, self.handle.id
+                ),
+            });
+        }
+        if reached.backend.is_holder() {
+            tracing::info!(store = %self.handle.path.display(), "took the store over from its holder");
+        }
+        let old = std::mem::replace(&mut *current.write(), (generation + 1, reached.backend));
+        let _ = old.1.close();
+        Ok(())
+    }
+
+    /// The generation of the backend in use, for [`reach_again`](Self::reach_again).
+    fn generation(&self) -> u64 {
+        match &self.handle.reach {
+            Reach::Held(_) => 0,
+            Reach::Served { current, .. } => current.read().0,
+        }
+    }
+
     /// The store's directory.
     pub fn path(&self) -> &Path {
-        &self.shared().path
+        &self.handle.path
     }
 
     /// The store's id: 32 hex digits chosen when it was created.
     pub fn id(&self) -> String {
-        catalog::hex(&self.shared().store_id)
+        self.handle.id.clone()
     }
 
     /// The revision of the last commit readers can see.
+    ///
+    /// Through a holder this asks it; if that fails, the error is logged
+    /// (`tracing`) and 0 returned: use [`snapshot`](Self::snapshot) and
+    /// [`Snapshot::revision`] to see the error.
     pub fn revision(&self) -> u64 {
-        self.shared().visible.get().applied().revision
+        match self.call(|b| b.revision()) {
+            Ok(revision) => revision,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store's revision");
+                0
+            }
+        }
     }
 
     /// A consistent snapshot for reading; see [`Snapshot`].
     ///
     /// # Errors
-    /// [`Error::Closed`], [`Error::Database`].
+    /// [`Error::Closed`], [`Error::Database`]; through a holder, the errors of
+    /// reaching it ([`Error::Busy`] when it does not answer).
     pub fn snapshot(&self) -> Result<Snapshot> {
-        self.check_open()?;
-        let shared = self.shared();
-        Ok(Snapshot::new(
-            shared.visible.get(),
-            Arc::clone(&shared.db_path),
-        ))
+        Ok(Snapshot::new(self.call(|b| b.snapshot())?))
     }
 
     /// Runs `f` on one consistent snapshot.
@@ -359,7 +480,15 @@ impl Store {
         namespace: &str,
         key: &str,
     ) -> Result<Option<Versioned<T>>> {
-        self.snapshot()?.get(namespace, key)
+        let address = key::encode(namespace, key)?;
+        let mut found = None;
+        self.call(|b| {
+            b.get(&address, &mut |meta, bytes| {
+                found = Some(Versioned::new(value::decode(namespace, key, bytes)?, meta));
+                Ok(())
+            })
+        })?;
+        Ok(found)
     }
 
     /// Reads a record without decoding its value.
@@ -367,7 +496,15 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidKey`].
     pub fn get_raw(&self, namespace: &str, key: &str) -> Result<Option<Versioned<RawValue>>> {
-        self.snapshot()?.get_raw(namespace, key)
+        let address = key::encode(namespace, key)?;
+        let mut found = None;
+        self.call(|b| {
+            b.get(&address, &mut |meta, bytes| {
+                found = Some(Versioned::new(RawValue::from_trusted(bytes.to_vec()), meta));
+                Ok(())
+            })
+        })?;
+        Ok(found)
     }
 
     /// Streams a namespace's records in key order (all, a range, or a prefix;
@@ -489,7 +626,7 @@ impl Store {
             })
             .into_iter()
             .collect();
-        let outcome = self.commit(Request {
+        let outcome = self.commit(&Arc::new(Request {
             checks,
             writes: vec![Write {
                 address,
@@ -498,7 +635,7 @@ impl Store {
                     skip_unchanged,
                 },
             }],
-        })?;
+        }))?;
         match outcome.writes.first() {
             Some(WriteOutcome::Put { meta, changed }) => Ok(Committed {
                 revision: meta.mod_revision,
@@ -551,13 +688,13 @@ impl Store {
             })
             .into_iter()
             .collect();
-        let outcome = self.commit(Request {
+        let outcome = self.commit(&Arc::new(Request {
             checks,
             writes: vec![Write {
                 address,
                 kind: WriteKind::Delete,
             }],
-        })?;
+        }))?;
         match (outcome.revision, outcome.writes.first()) {
             (Some(revision), Some(WriteOutcome::Deleted { version })) => Ok(Some(Deleted {
                 revision,
@@ -588,7 +725,7 @@ impl Store {
         F: FnMut(Option<T>) -> Result<T, E>,
     {
         let address = key::encode(namespace, key)?;
-        let policy = self.shared().options.retry;
+        let policy = self.handle.options.retry;
         let mut attempt = 1;
         loop {
             let current: Option<Versioned<T>> = self.get(namespace, key)?;
@@ -610,7 +747,7 @@ impl Store {
                     },
                 }],
             };
-            match self.commit(request) {
+            match self.commit(&Arc::new(request)) {
                 Ok(outcome) => match outcome.writes.first() {
                     Some(WriteOutcome::Put { meta, .. }) => return Ok(Versioned::new(next, *meta)),
                     _ => return Err(internal("an update produced no put outcome").into()),
@@ -669,18 +806,32 @@ impl Store {
         E: From<Error>,
         F: FnMut(&mut Tx) -> Result<T, E>,
     {
-        let policy = self.shared().options.retry;
+        let policy = self.handle.options.retry;
         let mut attempt = 1;
+        let mut first_loss = None;
         loop {
+            let generation = self.generation();
             let mut tx = Tx::new(self.snapshot()?);
-            let value = f(&mut tx)?;
+            let result = f(&mut tx);
+            if tx.snapshot().is_lost() {
+                // The holder went away under the snapshot: nothing was
+                // committed; start again from a snapshot of whoever holds the
+                // store now.
+                self.give_up_after(&mut first_loss)?;
+                self.reach_again(generation)?;
+                continue;
+            }
+            let value = result?;
             if tx.is_read_only() {
                 return Ok(TxOutcome {
                     value,
                     revision: None,
                 });
             }
-            match self.commit(tx.into_request()) {
+            // The snapshot goes before the commit (through a holder, its
+            // connection is then free for the commit).
+            let request = Arc::new(tx.into_request());
+            match self.commit(&request) {
                 Ok(outcome) => {
                     return Ok(TxOutcome {
                         value,
@@ -712,19 +863,14 @@ impl Store {
     }
 
     fn retry_pause(&self, attempt: u32) {
-        let shared = self.shared();
-        shared.counters.retries.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(shared.options.retry.backoff(attempt));
+        self.handle.retries.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(self.handle.options.retry.backoff(attempt));
     }
 
-    fn commit(&self, request: Request) -> Result<Outcome> {
-        self.check_open()?;
-        let result = self.shared().committer.commit(self.shared(), request);
+    fn commit(&self, request: &Arc<Request>) -> Result<Outcome> {
+        let result = self.call(|b| b.commit(request));
         if let Err(Error::Conflict { .. }) = &result {
-            self.shared()
-                .counters
-                .conflicts
-                .fetch_add(1, Ordering::Relaxed);
+            self.handle.conflicts.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
@@ -760,23 +906,8 @@ impl Store {
                 value,
             });
         }
-        load.records.sort_by(|a, b| a.address.cmp(&b.address));
-        if let Some(pair) = load
-            .records
-            .windows(2)
-            .find(|w| w[0].address == w[1].address)
-        {
-            let (namespace, key) = key::decode(&pair[0].address).unwrap_or(("?", "?"));
-            return Err(Error::InvalidOption {
-                name: "records",
-                reason: format!("{namespace}/{key} appears twice"),
-            });
-        }
-        let shared = self.shared();
-        let mut engine = shared.engine.lock();
-        let revision = engine.restore_base(&load)?;
-        shared.synced_revision.store(revision, Ordering::Release);
-        Ok(revision)
+        load.sort_and_check(false)?;
+        self.call(|b| b.restore(&load))
     }
 
     /// Makes the state database durable at the current revision now, so that a
@@ -786,50 +917,70 @@ impl Store {
     /// [`Error::Poisoned`], [`Error::ReadOnly`], [`Error::Database`],
     /// [`Error::Io`].
     pub fn checkpoint(&self) -> Result<()> {
-        self.check_open()?;
-        let shared = self.shared();
-        let mut engine = shared.engine.lock();
-        engine.check_writable()?;
-        if engine.checkpoint()? {
-            shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+        self.call(|b| b.checkpoint())
     }
 
-    /// What opening had to do to recover (nothing after a clean close).
+    /// What opening had to do to recover (nothing after a clean close, and
+    /// nothing for a handle that reached the store through its holder).
     pub fn recovery(&self) -> &Recovery {
-        &self.shared().recovery
+        &self.handle.recovery
     }
 
     /// Why the store is open read-only, if it is: its file system took no
     /// writes when it was opened (full, over quota, mounted read-only). Reads,
     /// exports and backups work; every change fails with
-    /// [`Error::ReadOnly`]. Open it again once the disk takes writes.
+    /// [`Error::ReadOnly`]. Open it again once the disk takes writes. Through a
+    /// holder: why the holder has it read-only (as it said when this handle
+    /// connected).
     pub fn read_only(&self) -> Option<String> {
-        self.shared().engine.lock().read_only.clone()
-    }
-
-    /// Counters of this handle since it was opened.
-    pub fn stats(&self) -> Stats {
-        let shared = self.shared();
-        let engine = shared.engine.lock();
-        Stats {
-            revision: engine.applied.revision,
-            checkpoint_revision: engine.checkpointed.revision,
-            commits: engine.commits,
-            conflicts: shared.counters.conflicts.load(Ordering::Relaxed),
-            retries: shared.counters.retries.load(Ordering::Relaxed),
-            batches: shared.committer.counters.batches.load(Ordering::Relaxed),
-            checkpoints: shared.counters.checkpoints.load(Ordering::Relaxed),
-            replayed_on_open: shared.recovery.replayed,
-            log_bytes: engine.log_bytes,
+        match &self.handle.reach {
+            Reach::Held(backend) => backend.read_only(),
+            Reach::Served { current, .. } => current.read().1.read_only(),
         }
     }
 
-    /// Closes the store: runs a final checkpoint and refuses further use through
-    /// any clone of this handle. Files and the lock are released when the last
-    /// clone is dropped (at once, if this was the only one). Dropping every clone
-    /// without calling `close` closes too, but cannot report an error.
+    /// The store's counters: those of the process holding it (the same for
+    /// every process it serves) and this handle's conflicts and retries.
+    ///
+    /// Through a holder this asks it; if that fails, the error is logged
+    /// (`tracing`) and only this handle's counters are filled in.
+    pub fn stats(&self) -> Stats {
+        let mut stats = match self.call(|b| b.stats()) {
+            Ok(stats) => stats,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store's counters");
+                Stats::default()
+            }
+        };
+        stats.conflicts = self.handle.conflicts.load(Ordering::Relaxed);
+        stats.retries = self.handle.retries.load(Ordering::Relaxed);
+        stats
+    }
+
+    /// True when this process holds the store (it opened the store's files);
+    /// false when the handle works through another process that holds it.
+    /// A handle may take the store over when its holder goes away.
+    pub fn is_holder(&self) -> bool {
+        match &self.handle.reach {
+            Reach::Held(_) => true,
+            Reach::Served { current, .. } => current.read().1.is_holder(),
+        }
+    }
+
+    /// Runs log retention now (it also runs after every checkpoint); only in
+    /// the process holding the store.
+    pub(crate) fn apply_retention(&self) -> Result<crate::log::retention::Outcome> {
+        self.call(|b| b.retain())
+    }
+
+    /// Closes the handle and refuses further use through any clone of it.
+    /// In the process holding the store: stops serving other processes
+    /// (requests in flight finish; the others are refused unexecuted, and
+    /// their processes carry on with whoever holds the store next) and runs a
+    /// final checkpoint; files and the lock are released when the last clone
+    /// is dropped (at once, if this was the only one). Through a holder: closes
+    /// the connections. Dropping every clone without calling `close` closes
+    /// too, but cannot report an error.
     ///
     /// # Errors
     /// The final checkpoint's error, if any; nothing acknowledged is lost by it.
@@ -840,22 +991,13 @@ impl Store {
 
 impl Handle {
     fn shutdown(&self) -> Result<()> {
-        let shared = &self.shared;
-        if shared.closed.swap(true, Ordering::AcqRel) {
+        if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        shared.background.stop();
-        if let Some(thread) = self.background.lock().take() {
-            let _ = thread.join();
+        match &self.reach {
+            Reach::Held(backend) => backend.close(),
+            Reach::Served { current, .. } => current.read().1.close(),
         }
-        let mut engine = shared.engine.lock();
-        let result = if engine.poisoned.is_some() {
-            Ok(false)
-        } else {
-            engine.checkpoint()
-        };
-        engine.close();
-        result.map(|_| ())
     }
 }
 

@@ -61,8 +61,21 @@ pub(crate) struct Opened {
     pub cut: Option<CutTail>,
 }
 
-/// Opens (or creates) the store in `path`.
-pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
+/// What the lock step of [`open_with`] came to.
+pub(crate) enum Lock<T> {
+    /// This process holds the store now: open it.
+    Taken(Box<dyn LockGuard>),
+    /// Another process holds it; `T` is how to reach it instead.
+    Other(T),
+}
+
+/// Opens (or creates) the store in `path` once `lock` has taken its lock, or
+/// returns what `lock` found instead of the lock.
+pub(crate) fn open_with<T>(
+    path: &Path,
+    options: &Options,
+    lock: impl FnOnce(&dyn Fs, &Path) -> Result<Lock<T>>,
+) -> Result<std::result::Result<Opened, T>> {
     options.validate()?;
     let fs = Arc::clone(&options.fs);
     let fs_ref = fs.as_ref();
@@ -79,7 +92,10 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
         create_dirs_durably(fs_ref, path)?;
     }
     let initialised = classify_directory(fs_ref, path, options.create)?;
-    let lock = take_lock(fs_ref, path, options)?;
+    let lock = match lock(fs_ref, path)? {
+        Lock::Taken(guard) => guard,
+        Lock::Other(other) => return Ok(Err(other)),
+    };
     // Another process may have created the store while we waited for the lock.
     let initialised = initialised || has_id_file(fs_ref, path)?;
     if !initialised {
@@ -103,14 +119,14 @@ pub(crate) fn open(path: &Path, options: &Options) -> Result<Opened> {
         }
         Err(e) => return Err(e),
     };
-    Ok(Opened {
+    Ok(Ok(Opened {
         db: opened.db,
         engine: opened.engine,
         store_id,
         lock,
         replayed: opened.replayed,
         cut: opened.cut,
-    })
+    }))
 }
 
 /// Whether an error says the file system takes no writes (full, over quota,

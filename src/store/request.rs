@@ -1,7 +1,10 @@
 //! What a caller hands to the commit path, and what it gets back.
 
 use super::schema::Meta;
+use crate::error::{Error, KeyPart, Result, Shown};
+use crate::key;
 use crate::time::Timestamp;
+use crate::value;
 
 /// A precondition: the record at `address` must have version `expected` (0:
 /// absent) when the commit is applied.
@@ -80,4 +83,88 @@ pub(crate) struct BaseLoad {
     pub revision: u64,
     pub time: Timestamp,
     pub records: Vec<BaseRecord>,
+}
+
+/// Checks an address that came from outside the process (the wire): it must
+/// be one `key::encode` makes.
+fn check_address(address: &[u8]) -> Result<(&str, &str)> {
+    let (namespace, key) = key::decode(address).ok_or_else(|| Error::InvalidKey {
+        part: KeyPart::Key,
+        value: String::from_utf8_lossy(address).chars().take(64).collect(),
+        reason: "it is not a namespace and a key".to_owned(),
+    })?;
+    key::validate(KeyPart::Namespace, namespace)?;
+    key::validate(KeyPart::Key, key)?;
+    Ok((namespace, key))
+}
+
+/// Checks a value that came from outside the process: one MessagePack value
+/// within the size limit.
+fn check_value(namespace: &str, key: &str, value: &[u8]) -> Result<()> {
+    value::check_len(namespace, key, value.len())?;
+    value::check_msgpack(value).map_err(|message| Error::InvalidValue {
+        namespace: namespace.to_owned(),
+        key: key.to_owned(),
+        message,
+    })
+}
+
+impl Request {
+    /// Checks a request that came from another process, as the public API
+    /// checks what it is given: valid addresses, valid values within the size
+    /// limit, at most one write per address.
+    pub(crate) fn check_untrusted(&self) -> Result<()> {
+        for check in &self.checks {
+            check_address(&check.address)?;
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.writes.len());
+        for write in &self.writes {
+            let (namespace, key) = check_address(&write.address)?;
+            if let WriteKind::Put { value, .. } = &write.kind {
+                check_value(namespace, key, value)?;
+            }
+            if !seen.insert(write.address.as_slice()) {
+                return Err(Error::InvalidOption {
+                    name: "writes",
+                    reason: format!(
+                        "{}/{} is written twice in one request",
+                        Shown::new(namespace),
+                        Shown::new(key)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BaseLoad {
+    /// Puts the records in address order and checks them: valid addresses and
+    /// values, no record twice. (`check_values`: the values came from outside
+    /// the process and are checked too.)
+    pub(crate) fn sort_and_check(&mut self, check_values: bool) -> Result<()> {
+        for record in &self.records {
+            let (namespace, key) = check_address(&record.address)?;
+            if check_values {
+                check_value(namespace, key, &record.value)?;
+            }
+        }
+        self.records.sort_by(|a, b| a.address.cmp(&b.address));
+        if let Some(pair) = self
+            .records
+            .windows(2)
+            .find(|w| w[0].address == w[1].address)
+        {
+            let (namespace, key) = key::decode(&pair[0].address).unwrap_or(("?", "?"));
+            return Err(Error::InvalidOption {
+                name: "records",
+                reason: format!(
+                    "{}/{} appears twice",
+                    Shown::new(namespace),
+                    Shown::new(key)
+                ),
+            });
+        }
+        Ok(())
+    }
 }

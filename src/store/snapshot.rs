@@ -1,18 +1,16 @@
-//! Consistent reads: a [`Snapshot`] is one MVCC read of the state database at
-//! one revision (a published [`View`]). Readers never wait for the writer, and
-//! see only commits that are already durable (in `Sync` mode).
+//! Consistent reads: a [`Snapshot`] is one read of the store at one revision,
+//! through whatever way the store is reached ([`ReadView`]): in the holder, a
+//! published MVCC view of the state database; elsewhere, a view pinned for
+//! this snapshot by the holder. Readers never wait for the writer, and see
+//! only commits that are already durable (in `Sync` mode).
 
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::db_error;
-use super::engine::malformed_record;
-use super::schema;
-use super::view::View;
+use crate::access::{Entries, ReadView, Stored};
 use crate::error::{KeyPart, Result};
 use crate::key;
 use crate::time::Timestamp;
@@ -102,9 +100,13 @@ impl From<std::ops::RangeFull> for KeyRange {
 /// }).unwrap();
 /// assert_eq!(sum, 3);
 /// ```
+///
+/// Through a store's holder (another process holds the store), a snapshot
+/// pins its revision in the holder until it is dropped; if the holder goes
+/// away meanwhile, its reads fail with
+/// [`Error::Disconnected`](crate::Error::Disconnected).
 pub struct Snapshot {
-    view: Arc<View>,
-    db_path: Arc<PathBuf>,
+    view: Arc<dyn ReadView>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -114,8 +116,13 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn new(view: Arc<View>, db_path: Arc<PathBuf>) -> Snapshot {
-        Snapshot { view, db_path }
+    pub(crate) fn new(view: Arc<dyn ReadView>) -> Snapshot {
+        Snapshot { view }
+    }
+
+    /// True once the view behind the snapshot is gone (its holder went away).
+    pub(crate) fn is_lost(&self) -> bool {
+        self.view.is_lost()
     }
 
     /// The revision this snapshot shows: the last commit it includes.
@@ -123,7 +130,7 @@ impl Snapshot {
     /// # Errors
     /// None today; the `Result` leaves room for views that must be read.
     pub fn revision(&self) -> Result<u64> {
-        Ok(self.view.applied().revision)
+        Ok(self.view.revision())
     }
 
     /// The commit time of [`revision`](Self::revision) (the epoch for a store
@@ -132,12 +139,7 @@ impl Snapshot {
     /// # Errors
     /// None today; the `Result` leaves room for views that must be read.
     pub fn time(&self) -> Result<Timestamp> {
-        let applied = self.view.applied();
-        Ok(if applied.revision > 0 {
-            applied.time
-        } else {
-            Timestamp::EPOCH
-        })
+        Ok(self.view.time())
     }
 
     /// Reads one record as `T`.
@@ -151,9 +153,10 @@ impl Snapshot {
         key: &str,
     ) -> Result<Option<Versioned<T>>> {
         let address = key::encode(namespace, key)?;
-        self.get_with(&address, namespace, key, |bytes| {
-            value::decode(namespace, key, bytes)
-        })
+        self.view
+            .get(&address)?
+            .map(|stored| decode_stored(namespace, key, stored))
+            .transpose()
     }
 
     /// Reads one record without decoding its value.
@@ -162,39 +165,12 @@ impl Snapshot {
     /// [`Error::InvalidKey`](crate::Error::InvalidKey) for a bad address.
     pub fn get_raw(&self, namespace: &str, key: &str) -> Result<Option<Versioned<RawValue>>> {
         let address = key::encode(namespace, key)?;
-        self.get_with(&address, namespace, key, |bytes| {
-            Ok(RawValue::from_trusted(bytes.to_vec()))
-        })
+        Ok(self.view.get(&address)?.map(raw_stored))
     }
 
     /// The version of a record, 0 if absent.
     pub(crate) fn version_of(&self, address: &[u8]) -> Result<u64> {
-        Ok(self
-            .view
-            .records()
-            .get(address)
-            .map_err(db_error(&self.db_path, "read a record"))?
-            .map_or(0, |v| schema::record_version(v.value())))
-    }
-
-    fn get_with<T>(
-        &self,
-        address: &[u8],
-        namespace: &str,
-        key: &str,
-        decode: impl FnOnce(&[u8]) -> Result<T>,
-    ) -> Result<Option<Versioned<T>>> {
-        let Some(guard) = self
-            .view
-            .records()
-            .get(address)
-            .map_err(db_error(&self.db_path, "read a record"))?
-        else {
-            return Ok(None);
-        };
-        let (meta, bytes) = schema::decode_record(guard.value())
-            .ok_or_else(|| malformed_record(&self.db_path, namespace, key))?;
-        Ok(Some(Versioned::new(decode(bytes)?, meta)))
+        self.view.version(address)
     }
 
     /// Streams the records of a namespace in key order, decoding each as `T`.
@@ -208,7 +184,7 @@ impl Snapshot {
         range: impl Into<KeyRange>,
     ) -> Result<List<T>> {
         self.list_with(namespace, range.into(), |ns, key, bytes| {
-            value::decode(ns, key, bytes)
+            value::decode(ns, key, &bytes)
         })
     }
 
@@ -218,7 +194,7 @@ impl Snapshot {
     /// [`Error::InvalidKey`](crate::Error::InvalidKey) for a bad namespace.
     pub fn list_raw(&self, namespace: &str, range: impl Into<KeyRange>) -> Result<List<RawValue>> {
         self.list_with(namespace, range.into(), |_, _, bytes| {
-            Ok(RawValue::from_trusted(bytes.to_vec()))
+            Ok(RawValue::from_trusted(bytes))
         })
     }
 
@@ -228,44 +204,15 @@ impl Snapshot {
         range: KeyRange,
         decode: Decoder<T>,
     ) -> Result<List<T>> {
-        key::validate(KeyPart::Namespace, namespace)?;
-        let encode = |b: Bound<String>, unbounded: Bound<Vec<u8>>| match b {
-            Bound::Included(k) => Bound::Included(key::encode_unchecked(namespace, &k)),
-            Bound::Excluded(k) => Bound::Excluded(key::encode_unchecked(namespace, &k)),
-            Bound::Unbounded => unbounded,
-        };
-        let (start, end, prefix) = match range.prefix {
-            Some(p) => (
-                Bound::Included(key::namespace_start(namespace, &p)),
-                Bound::Excluded(key::namespace_end(namespace)),
-                Some(key::namespace_start(namespace, &p)),
-            ),
-            None => (
-                encode(
-                    range.start,
-                    Bound::Included(key::namespace_start(namespace, "")),
-                ),
-                encode(range.end, Bound::Excluded(key::namespace_end(namespace))),
-                Some(key::namespace_start(namespace, "")),
-            ),
-        };
-        let empty = is_empty_range(&start, &end);
-        let range = if empty {
+        let (start, end) = bounds(namespace, range)?;
+        let entries = if is_empty_range(&start, &end) {
             None
         } else {
-            let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_slice(&start), as_slice(&end));
-            Some(
-                self.view
-                    .records()
-                    .range::<&[u8]>(bounds)
-                    .map_err(db_error(&self.db_path, "list records"))?,
-            )
+            Some(Arc::clone(&self.view).range(start, end)?)
         };
         Ok(List {
-            range,
-            prefix: prefix.unwrap_or_default(),
+            entries,
             decode,
-            db_path: Arc::clone(&self.db_path),
             _type: PhantomData,
         })
     }
@@ -275,23 +222,7 @@ impl Snapshot {
     /// # Errors
     /// [`Error::Database`](crate::Error::Database) if the state database fails.
     pub fn namespaces(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut from: Vec<u8> = Vec::new();
-        loop {
-            let mut range = self
-                .view
-                .records()
-                .range::<&[u8]>(from.as_slice()..)
-                .map_err(db_error(&self.db_path, "list namespaces"))?;
-            let Some(first) = range.next() else { break };
-            let (address, _) = first.map_err(db_error(&self.db_path, "list namespaces"))?;
-            let Some((namespace, _)) = key::decode(address.value()) else {
-                break;
-            };
-            from = key::namespace_end(namespace);
-            out.push(namespace.to_owned());
-        }
-        Ok(out)
+        self.view.namespaces()
     }
 
     /// Number of records in a namespace.
@@ -299,14 +230,65 @@ impl Snapshot {
     /// # Errors
     /// As [`list_raw`](Self::list_raw).
     pub fn count(&self, namespace: &str) -> Result<u64> {
-        let mut n = 0;
-        let list = self.list_with(namespace, KeyRange::all(), |_, _, _| Ok(()))?;
-        for item in list {
-            item?;
-            n += 1;
-        }
-        Ok(n)
+        let (start, end) = bounds(namespace, KeyRange::all())?;
+        Arc::clone(&self.view).count(start, end)
     }
+}
+
+/// A stored record as `Versioned<T>`.
+pub(crate) fn decode_stored<T: DeserializeOwned>(
+    namespace: &str,
+    key: &str,
+    stored: Stored,
+) -> Result<Versioned<T>> {
+    Ok(Versioned::new(
+        value::decode(namespace, key, &stored.value)?,
+        stored.meta,
+    ))
+}
+
+/// A stored record as `Versioned<RawValue>`.
+pub(crate) fn raw_stored(stored: Stored) -> Versioned<RawValue> {
+    Versioned::new(RawValue::from_trusted(stored.value), stored.meta)
+}
+
+/// A range of encoded addresses: its start and end.
+type Bounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+/// The encoded bounds of the keys of `namespace` in `range`. A prefix becomes
+/// a tight range: the keys starting with `p` are exactly those from `p` up to
+/// `p` with its last byte raised by one (UTF-8 never holds 0xff), so a range
+/// read never walks past them.
+fn bounds(namespace: &str, range: KeyRange) -> Result<Bounds> {
+    key::validate(KeyPart::Namespace, namespace)?;
+    let encode = |b: Bound<String>, unbounded: Bound<Vec<u8>>| match b {
+        Bound::Included(k) => Bound::Included(key::encode_unchecked(namespace, &k)),
+        Bound::Excluded(k) => Bound::Excluded(key::encode_unchecked(namespace, &k)),
+        Bound::Unbounded => unbounded,
+    };
+    Ok(match range.prefix {
+        Some(p) => {
+            let start = key::namespace_start(namespace, &p);
+            let end = match p.as_bytes().last() {
+                None => key::namespace_end(namespace),
+                Some(_) => {
+                    let mut end = start.clone();
+                    if let Some(last) = end.last_mut() {
+                        *last = last.saturating_add(1);
+                    }
+                    end
+                }
+            };
+            (Bound::Included(start), Bound::Excluded(end))
+        }
+        None => (
+            encode(
+                range.start,
+                Bound::Included(key::namespace_start(namespace, "")),
+            ),
+            encode(range.end, Bound::Excluded(key::namespace_end(namespace))),
+        ),
+    })
 }
 
 fn is_empty_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
@@ -319,24 +301,14 @@ fn is_empty_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
     }
 }
 
-fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(v) => Bound::Included(v.as_slice()),
-        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-type Decoder<T> = fn(&str, &str, &[u8]) -> Result<T>;
+type Decoder<T> = fn(&str, &str, Vec<u8>) -> Result<T>;
 
 /// A streaming iterator over the records of one namespace, in key order. Items
 /// are `(key, record)`. It holds its snapshot open: memory does not grow with
 /// the number of records.
 pub struct List<T> {
-    range: Option<redb::Range<'static, &'static [u8], &'static [u8]>>,
-    prefix: Vec<u8>,
+    entries: Option<Entries>,
     decode: Decoder<T>,
-    db_path: Arc<PathBuf>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -350,24 +322,19 @@ impl<T> Iterator for List<T> {
     type Item = Result<(String, Versioned<T>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let range = self.range.as_mut()?;
-        let entry = range.next()?;
-        let (address, stored) = match entry {
-            Ok(pair) => pair,
-            Err(e) => return Some(Err(db_error(&self.db_path, "list records")(e))),
+        let entry = match self.entries.as_mut()?.next()? {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.entries = None;
+                return Some(Err(e));
+            }
         };
-        let address = address.value();
-        if !address.starts_with(&self.prefix) {
-            self.range = None;
+        let Some((namespace, key)) = key::decode(&entry.address) else {
+            self.entries = None;
             return None;
-        }
-        let (namespace, key) = key::decode(address)?;
-        let item = schema::decode_record(stored.value())
-            .ok_or_else(|| malformed_record(&self.db_path, namespace, key))
-            .and_then(|(meta, bytes)| {
-                let value = (self.decode)(namespace, key, bytes)?;
-                Ok((key.to_owned(), Versioned::new(value, meta)))
-            });
+        };
+        let item = (self.decode)(namespace, key, entry.value)
+            .map(|value| (key.to_owned(), Versioned::new(value, entry.meta)));
         Some(item)
     }
 }

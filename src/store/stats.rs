@@ -1,7 +1,10 @@
 //! Counters a store handle keeps.
 
-/// What a store handle has done since it was opened; see
-/// [`Store::stats`](crate::Store::stats).
+/// What a store has done since the process holding it opened it, and what
+/// this handle did; see [`Store::stats`](crate::Store::stats).
+///
+/// `conflicts` and `retries` count this handle's own calls; everything else
+/// is the holder's (the same for every process it serves).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -23,4 +26,9 @@ pub struct Stats {
     pub replayed_on_open: u64,
     /// Bytes appended to the log.
     pub log_bytes: u64,
+    /// Connections from other processes the holder serves now.
+    pub clients: u64,
+    /// Snapshots those connections have pinned now (each keeps an old
+    /// revision of the state database alive until released).
+    pub pinned: u64,
 }

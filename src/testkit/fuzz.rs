@@ -15,6 +15,7 @@ pub fn targets() -> Vec<(&'static str, fn(&[u8]))> {
         ("recovery", super::fuzz_log::recovery),
         ("json_import", super::fuzz_snapshot::json_import),
         ("markdown_import", super::fuzz_snapshot::markdown_import),
+        ("wire_decode", super::fuzz_wire::wire_decode),
     ]
 }
 

@@ -6,8 +6,12 @@ pub mod faults;
 pub mod fuzz;
 pub mod fuzz_log;
 pub mod fuzz_snapshot;
+pub mod fuzz_wire;
 pub mod log_reader;
 pub mod sim;
 
 pub use crate::fs::{FileHandle, Fs, LockError, LockGuard, OpenMode, RealFs};
 pub use crate::log::{Position, frame, record, segment};
+/// The protocol between a store's holder and other processes (frames and
+/// messages), for tests that play a misbehaving peer.
+pub use crate::wire::{frame as wire_frame, message as wire_message};

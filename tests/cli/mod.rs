@@ -178,7 +178,7 @@ pub fn durable_files(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if path.is_dir() {
                 stack.push(path);
-            } else if name != "LOCK" && name != "state.redb" {
+            } else if name != "LOCK" && name != "state.redb" && !common_is_socket(&path) {
                 out.insert(
                     path.clone(),
                     std::fs::read(&path).expect("read a store file"),
@@ -187,6 +187,13 @@ pub fn durable_files(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     out
+}
+
+/// True for the socket a store's holder serves on (it holds no data; a
+/// crashed holder leaves it behind).
+fn common_is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
 /// A legacy state file (a JSON object of objects) with `n` members.

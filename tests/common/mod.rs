@@ -66,12 +66,19 @@ pub fn file_contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.file_name().is_some_and(|n| n != "LOCK") {
+            } else if path.file_name().is_some_and(|n| n != "LOCK") && !is_socket(&path) {
                 out.insert(path.clone(), std::fs::read(&path).expect("read"));
             }
         }
     }
     out
+}
+
+/// True for the socket a store's holder serves on (no data; a crashed holder
+/// leaves it behind).
+pub fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
 /// The environment variable that tells a re-executed test binary which child

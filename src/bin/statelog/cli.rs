@@ -14,7 +14,8 @@ namespace and key, updated without lost updates, durable before each command exi
 
 const AFTER_HELP: &str = "\
 The store is --store DIR, else $STATELOG_STORE, else ./.statelog; `statelog init` creates it.
-Concurrent invocations wait for each other (up to --wait seconds, 30 by default).
+Concurrent invocations wait for each other (up to --wait seconds, 30 by default), or work
+through the process holding the store when it serves it (`statelog serve`, or a program).
 
 Exit codes:
   0  success
@@ -22,7 +23,9 @@ Exit codes:
   2  usage (a bad command line, field expression or key)
   3  conflict or failed precondition (--if-version, --create-only, import conflicts)
   4  not found (the record, or the field of `get --field`)
-  5  busy: another process held the store for the whole --wait";
+  5  busy: another process held the store for the whole --wait (or did not answer)
+  6  outcome unknown: the process holding the store went away with this command's commit
+     in flight; check the record before running the command again";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,8 +51,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub store: Option<PathBuf>,
 
-    /// Wait up to SECS for other statelog processes to release the store, then
-    /// fail with exit code 5
+    /// Wait up to SECS for other statelog processes to release the store (or,
+    /// when one serves it, to answer), then fail with exit code 5
     #[arg(
         long,
         global = true,
@@ -60,7 +63,7 @@ pub struct GlobalArgs {
     pub wait: Duration,
 
     /// Do not wait for the store: fail at once with exit code 5 if another
-    /// process has it open
+    /// process has it open and does not serve it
     #[arg(long, global = true)]
     pub no_wait: bool,
 

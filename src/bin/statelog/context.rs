@@ -74,9 +74,15 @@ impl Ctx {
         }
     }
 
-    /// The options every open uses; `create` only for `init`.
+    /// The options every open uses; `create` only for `init`. An invocation
+    /// works through the store's holder when there is one, and never serves
+    /// others itself (it is gone a moment later): without a holder,
+    /// invocations take turns on the store's lock.
     pub fn options(&self, access: Access, create: bool) -> Options {
-        let options = Options::default().create(create).lock_timeout(self.wait);
+        let options = Options::default()
+            .create(create)
+            .lock_timeout(self.wait)
+            .serve(false);
         match access {
             Access::Records => options,
             Access::Scan => options.cache_size(SCAN_CACHE),
@@ -127,12 +133,31 @@ impl Ctx {
             ),
             statelog::Error::Busy { waited, .. } => format!(
                 "gave up waiting for the store at {path} after {:.1} s: another process has it \
-                 open; try again, or wait longer with --wait SECS",
+                 open (and does not answer, if it serves it); try again, or wait longer with \
+                 --wait SECS",
                 waited.as_secs_f64()
             ),
             _ => format!("cannot open the store at {path} ({from})"),
         };
         anyhow::Error::new(e).context(message)
+    }
+
+    /// Explains a failed start of `check`, `repair` or `compact`, which need
+    /// the store closed: they never work through a process holding it.
+    pub fn tool_error(&self, e: statelog::Error) -> anyhow::Error {
+        match &e {
+            statelog::Error::Busy { waited, .. } => {
+                let message = format!(
+                    "gave up waiting for the store at {} after {:.1} s: another process holds it \
+                     (`statelog serve` or a program; its pid follows); check, repair and compact \
+                     need the store closed: stop that process, then run this again",
+                    self.store.display(),
+                    waited.as_secs_f64()
+                );
+                anyhow::Error::new(e).context(message)
+            }
+            _ => self.open_error(e),
+        }
     }
 
     /// Says what recovery did, when it cut something, and when the store could

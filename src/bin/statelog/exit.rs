@@ -9,7 +9,8 @@
 //! | 2 | usage: a bad command line (unknown flag, bad field expression, invalid key) |
 //! | 3 | conflict or failed precondition (`--if-version`, `--create-only`, import conflicts) |
 //! | 4 | not found (the record, or the field of `get --field`) |
-//! | 5 | busy: another process held the store for the whole `--wait` |
+//! | 5 | busy: another process held the store for the whole `--wait` (or, holding it, did not answer) |
+//! | 6 | outcome unknown: the process holding the store went away (or stopped answering) with this command's commit in flight; it may or may not have been applied |
 
 use std::fmt;
 use std::io;
@@ -26,6 +27,7 @@ pub enum Code {
     Conflict = 3,
     NotFound = 4,
     Busy = 5,
+    OutcomeUnknown = 6,
 }
 
 impl From<Code> for ExitCode {
@@ -75,6 +77,7 @@ fn code_of_library(e: &statelog::Error) -> Code {
     match e {
         statelog::Error::Conflict { .. } | statelog::Error::NotEmpty { .. } => Code::Conflict,
         statelog::Error::Busy { .. } => Code::Busy,
+        statelog::Error::OutcomeUnknown { .. } => Code::OutcomeUnknown,
         statelog::Error::InvalidKey { .. } => Code::Usage,
         _ => Code::Error,
     }

@@ -3,8 +3,9 @@
 //! The first run into a directory writes a base (one consistent snapshot of the
 //! state) and a `MANIFEST`; later runs into the same directory copy only the
 //! log written since, so every revision from the base on can be restored
-//! (`statelog restore`). Writers in other processes wait while it runs (the
-//! store is open here); in-process writers would not. Exit 3 when DEST holds
+//! (`statelog restore`). Writers go on meanwhile. When another process holds
+//! the store (`statelog serve`), that process writes the backup: it must run
+//! as the same user (else exit 1, saying so). Exit 3 when DEST holds
 //! other files, 1 when it is a backup of another store or has diverged.
 //! `--json` prints `{"destination", "store_id", "full", "base_revision",
 //! "revision", "time", "base_records", "bytes_copied", "log_bytes_copied",

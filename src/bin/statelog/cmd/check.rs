@@ -54,7 +54,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
             .waiting(|| check(&ctx.store, &options))
             .map_err(|e| match e {
                 statelog::Error::NotAStore { .. } | statelog::Error::Busy { .. } => {
-                    ctx.open_error(e)
+                    ctx.tool_error(e)
                 }
                 e => anyhow::Error::new(e),
             })?,

@@ -21,7 +21,7 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let report = ctx
         .waiting(|| compact(&ctx.store, &options))
         .map_err(|e| match e {
-            statelog::Error::NotAStore { .. } | statelog::Error::Busy { .. } => ctx.open_error(e),
+            statelog::Error::NotAStore { .. } | statelog::Error::Busy { .. } => ctx.tool_error(e),
             e => anyhow::Error::new(e).context("the compaction failed"),
         })?;
     if ctx.json {

@@ -19,6 +19,7 @@ mod list;
 mod patch;
 mod repair;
 mod restore;
+mod serve;
 mod set;
 mod stats;
 
@@ -64,6 +65,9 @@ pub enum Command {
     /// Checkpoint, drop old log segments (retention) and compact the state
     /// database
     Compact(compact::Args),
+    /// Hold the store and serve every other process that opens it, until
+    /// SIGINT or SIGTERM (then finish what is in flight, checkpoint, exit 0)
+    Serve(serve::Args),
 }
 
 impl Command {
@@ -84,6 +88,7 @@ impl Command {
             Command::Check(args) => check::run(args, ctx),
             Command::Repair(args) => repair::run(args, ctx),
             Command::Compact(args) => compact::run(args, ctx),
+            Command::Serve(args) => serve::run(args, ctx),
         }
     }
 }

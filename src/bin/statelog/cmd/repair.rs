@@ -34,7 +34,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let report = ctx
         .waiting(|| repair(&ctx.store, &options))
         .map_err(|e| match e {
-            statelog::Error::NotAStore { .. } | statelog::Error::Busy { .. } => ctx.open_error(e),
+            statelog::Error::NotAStore { .. } | statelog::Error::Busy { .. } => ctx.tool_error(e),
             e => anyhow::Error::new(e),
         })?;
     let code = if report.is_repaired() {

@@ -1,12 +1,14 @@
 //! The store against a simple model: random sequences of operations, checked
-//! after every step against a `BTreeMap` for values, versions and revisions.
-
-mod common;
+//! after every step against a `BTreeMap` for values, versions and revisions,
+//! through every way of reaching a store.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 use statelog::{Error, Options, Store};
+
+use crate::ways::Way;
 
 const NAMESPACES: [&str; 2] = ["a", "b"];
 const KEYS: [&str; 4] = ["k0", "k1", "k2", "k3"];
@@ -136,11 +138,12 @@ fn prop_assert_eq_ok(a: u64, b: u64) -> statelog::Result<()> {
     }
 }
 
-fn run(steps: Vec<Step>, options: Options) -> Result<(), TestCaseError> {
-    let dir = common::store_dir();
-    let mut store = Store::open(dir.path(), options.clone()).expect("open");
+fn run(way: &dyn Way, steps: Vec<Step>, options: Options) -> Result<(), TestCaseError> {
+    let dir = crate::common::store_dir();
+    let mut reached = way.open(&dir.path().join("store"), options);
     let mut model = Model::default();
     for step in steps {
+        let store = reached.store().clone();
         match step {
             Step::Put(n, k, v) => {
                 let c = store.put(NAMESPACES[n], KEYS[k], &v).expect("put");
@@ -218,25 +221,26 @@ fn run(steps: Vec<Step>, options: Options) -> Result<(), TestCaseError> {
                 }
             }
             Step::Reopen => {
-                store.close().expect("close");
-                store = Store::open(dir.path(), options.clone()).expect("reopen");
+                drop(store);
+                reached.reopen();
             }
         }
-        check(&store, &model)?;
+        check(reached.store(), &model)?;
     }
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-
-    #[test]
-    fn the_store_behaves_like_the_model(steps in proptest::collection::vec(step(), 1..40)) {
-        run(steps, Options::default())?;
-    }
-
-    #[test]
-    fn the_model_holds_across_segment_rotations(steps in proptest::collection::vec(step(), 1..40)) {
-        run(steps, Options::default().segment_size(4096).preallocate(0))?;
+/// Runs `cases` random sequences of operations against the model, each on a
+/// new store reached through `way`.
+pub fn the_store_behaves_like_the_model(way: &dyn Way, options: Options, cases: u32) {
+    let mut runner = TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    });
+    let result = runner.run(&proptest::collection::vec(step(), 1..40), |steps| {
+        run(way, steps, options.clone())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

@@ -1,0 +1,239 @@
+//! Commits through the store's holder against commits in the holder itself:
+//! `update` loops (read, closure, compare-and-swap) on random keys, durable
+//! (`Durability::Sync`), from 16 client processes against 16 threads in the
+//! holder, and from 1 client process against 1 thread in the holder. The
+//! client processes are this bench re-executed. Repetitions are interleaved
+//! (local 16, remote 16, local 1, remote 1, then again), so a change of load
+//! hits all four alike; the ratios are taken within the run.
+//!
+//! Run: `cargo bench --bench remote`; `STATELOG_BENCH_QUICK=1` for a short
+//! run. Settings: `STATELOG_BENCH_SECS` per measurement (default 3; quick 1),
+//! `STATELOG_BENCH_REPS` (3), `STATELOG_BENCH_DIR` (where the store goes;
+//! default: the target's tmp directory, on the checkout's disk).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use statelog::{Options, Store};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    version: u64,
+    at: i64,
+    payload: String,
+}
+
+const KEYS: u64 = 10_000;
+
+/// Runs `update` on random keys for `secs`; returns the commits made.
+fn update_loop(store: &Store, secs: Duration, seed: u64) -> u64 {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let started = Instant::now();
+    let mut commits = 0;
+    while started.elapsed() < secs {
+        let key = format!("k{:08}", rng.u64(0..KEYS));
+        store
+            .update(
+                "bench",
+                &key,
+                |old: Option<Record>| -> statelog::Result<Record> {
+                    Ok(Record {
+                        version: old.map_or(0, |r| r.version + 1),
+                        at: 1_767_322_245_000_000,
+                        payload: "p".repeat(200),
+                    })
+                },
+            )
+            .expect("update");
+        commits += 1;
+    }
+    commits
+}
+
+/// The client process: waits for the parent's go (a line on stdin), runs the
+/// loop through the holder, prints its commits.
+fn client(args: &[String]) {
+    let (dir, secs, seed) = (
+        PathBuf::from(&args[0]),
+        Duration::from_secs_f64(args[1].parse().expect("secs")),
+        args[2].parse::<u64>().expect("seed"),
+    );
+    let store = Store::open(&dir, Options::default().serve(false)).expect("open");
+    assert!(
+        !store.is_holder(),
+        "the client must work through the holder"
+    );
+    // A first request, so the connection is up before the clock starts.
+    store.get::<Record>("bench", "k00000000").expect("get");
+    println!("READY");
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).expect("go");
+    let commits = update_loop(&store, secs, seed);
+    println!("{commits}");
+}
+
+/// Commits/s of `n` client processes.
+fn remote(dir: &Path, n: usize, secs: Duration, rep: u64) -> f64 {
+    use std::io::{BufRead, BufReader, Write};
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut children: Vec<_> = (0..n)
+        .map(|i| {
+            Command::new(&exe)
+                .arg("__client")
+                .arg(dir)
+                .arg(secs.as_secs_f64().to_string())
+                .arg((rep * 1000 + i as u64).to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn a client")
+        })
+        .collect();
+    let mut outputs: Vec<_> = children
+        .iter_mut()
+        .map(|c| BufReader::new(c.stdout.take().expect("stdout")).lines())
+        .collect();
+    for lines in &mut outputs {
+        let ready = lines.next().expect("a line").expect("read");
+        assert_eq!(ready, "READY");
+    }
+    let started = Instant::now();
+    for child in &mut children {
+        writeln!(child.stdin.as_mut().expect("stdin")).expect("go");
+    }
+    let mut total = 0;
+    for lines in &mut outputs {
+        total += lines
+            .next()
+            .expect("a count")
+            .expect("read")
+            .parse::<u64>()
+            .expect("a number");
+    }
+    let elapsed = started.elapsed();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success());
+    }
+    total as f64 / elapsed.as_secs_f64()
+}
+
+/// Commits/s of `n` threads in the holder.
+fn local(store: &Store, n: usize, secs: Duration, rep: u64) -> f64 {
+    let started = Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let store = store.clone();
+                scope.spawn(move || update_loop(&store, secs, rep * 1000 + i as u64))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__client") {
+        client(&args[1..]);
+        return;
+    }
+    let quick = std::env::var_os("STATELOG_BENCH_QUICK").is_some();
+    let secs =
+        Duration::from_secs_f64(env_or("STATELOG_BENCH_SECS", if quick { 1.0 } else { 3.0 }));
+    let reps: u64 = env_or("STATELOG_BENCH_REPS", 3);
+    let base = std::env::var_os("STATELOG_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&base).expect("bench directory");
+    let dir = tempfile::tempdir_in(&base).expect("tempdir");
+    println!(
+        "{} cores, store under {}, {secs:?} per measurement, {reps} repetitions",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        dir.path().display()
+    );
+    println!(
+        "load average at start: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    let store = Store::open(dir.path(), Options::default()).expect("open the holder");
+    store
+        .transaction(|tx| {
+            for i in 0..KEYS {
+                tx.put(
+                    "bench",
+                    &format!("k{i:08}"),
+                    &Record {
+                        version: 0,
+                        at: 0,
+                        payload: "p".repeat(200),
+                    },
+                )?;
+            }
+            Ok::<_, statelog::Error>(())
+        })
+        .expect("load");
+    let mut rows: [(&str, Vec<f64>); 4] = [
+        ("16 threads in the holder", Vec::new()),
+        ("16 client processes", Vec::new()),
+        ("1 thread in the holder", Vec::new()),
+        ("1 client process", Vec::new()),
+    ];
+    for rep in 0..reps {
+        rows[0].1.push(local(&store, 16, secs, rep));
+        rows[1].1.push(remote(dir.path(), 16, secs, rep));
+        rows[2].1.push(local(&store, 1, secs, rep));
+        rows[3].1.push(remote(dir.path(), 1, secs, rep));
+    }
+    let stats = store.stats();
+    println!(
+        "load average at end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!();
+    println!("| writers | median | min | max | unit |");
+    println!("| --- | ---: | ---: | ---: | --- |");
+    let mut medians = [0.0; 4];
+    for (i, (name, values)) in rows.iter_mut().enumerate() {
+        let (min, max) = (
+            values.iter().copied().fold(f64::INFINITY, f64::min),
+            values.iter().copied().fold(0.0, f64::max),
+        );
+        medians[i] = median(values);
+        println!(
+            "| {name} | {:.0} | {min:.0} | {max:.0} | commits/s |",
+            medians[i]
+        );
+    }
+    println!();
+    println!(
+        "16 remote / 16 local: {:.2} (target >= 0.5); 1 remote / 1 local: {:.2} (target >= 0.8)",
+        medians[1] / medians[0],
+        medians[3] / medians[2]
+    );
+    println!(
+        "holder: {} commits in {} group commits ({:.1} per sync)",
+        stats.commits,
+        stats.batches,
+        stats.commits as f64 / stats.batches.max(1) as f64
+    );
+    store.close().expect("close");
+}

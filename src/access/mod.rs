@@ -1,0 +1,226 @@
+//! The ways of reaching a store: a [`Backend`] does what a [`Store`] is asked,
+//! whatever is behind it. Today there are two: `store::local::Local`, the
+//! embedded engine (this process holds the store), and [`remote::Remote`], a
+//! client of the process that holds it. [`reach`] picks one when a store is
+//! opened: it takes the store's lock if it can, and otherwise connects to the
+//! holder.
+//!
+//! **Boundary:** nothing here names redb, a log segment or a socket; a backend
+//! receives and returns the engine's plain request types (`store::request`)
+//! and [`Error`]s. What a backend cannot do says so with
+//! [`Error::Unsupported`].
+//!
+//! [`Store`]: crate::Store
+
+pub(crate) mod remote;
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backup::{BackupOptions, BackupReport};
+use crate::error::{Error, Result};
+use crate::fs::LockError;
+use crate::log::retention;
+use crate::options::Options;
+use crate::store::Meta;
+use crate::store::open::{self, LOCK_FILE, Lock};
+use crate::store::request::{BaseLoad, Outcome, Request};
+use crate::store::{Recovery, Stats};
+use crate::time::Timestamp;
+
+/// What a point read hands each record to: its metadata and value bytes
+/// (borrowed, so a backend that can lend them does not copy them).
+pub(crate) type ReadRecord<'a> = &'a mut dyn FnMut(Meta, &[u8]) -> Result<()>;
+
+/// A record as read: metadata and value (MessagePack).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub meta: Meta,
+    pub value: Vec<u8>,
+}
+
+/// A record of a range, with its encoded address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub address: Vec<u8>,
+    pub meta: Meta,
+    pub value: Vec<u8>,
+}
+
+/// Records of a range, in address order.
+pub(crate) type Entries = Box<dyn Iterator<Item = Result<Entry>> + Send + Sync>;
+
+/// One consistent read of the store at one revision (what a
+/// [`Snapshot`](crate::Snapshot) reads from). It stays valid for as long as
+/// it is held.
+pub(crate) trait ReadView: Send + Sync {
+    /// The last commit it includes.
+    fn revision(&self) -> u64;
+    /// That commit's time (the epoch for a store without commits).
+    fn time(&self) -> Timestamp;
+    /// One record.
+    fn get(&self, address: &[u8]) -> Result<Option<Stored>>;
+    /// A record's version, 0 when absent.
+    fn version(&self, address: &[u8]) -> Result<u64> {
+        Ok(self.get(address)?.map_or(0, |s| s.meta.version))
+    }
+    /// The records from `start` to `end`, in address order, streamed.
+    fn range(self: Arc<Self>, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Entries>;
+    /// The namespaces holding records, in order.
+    fn namespaces(&self) -> Result<Vec<String>>;
+    /// How many records lie between `start` and `end`.
+    fn count(self: Arc<Self>, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<u64> {
+        let mut n = 0;
+        for entry in self.range(start, end)? {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
+    }
+    /// True once the view can no longer be read (its holder went away): what
+    /// was read from it is still consistent, but the rest is gone.
+    fn is_lost(&self) -> bool {
+        false
+    }
+}
+
+/// Why a backend did not do what it was asked.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// Nothing was done, and doing it again elsewhere is safe: the request
+    /// never reached a holder, the holder refused it unexecuted (it is
+    /// closing), or it only reads. The caller reaches the store again (a new
+    /// holder, or takes it over) and re-sends.
+    Resend(String),
+    /// The request failed; this is its answer.
+    Failed(Error),
+}
+
+impl From<Error> for Fault {
+    fn from(e: Error) -> Fault {
+        Fault::Failed(e)
+    }
+}
+
+/// What a backend call returns.
+pub(crate) type Reply<T> = std::result::Result<T, Fault>;
+
+/// What every way of reaching a store implements. The facade
+/// ([`Store`](crate::Store)) adds what is shared: key and value encoding,
+/// `update`'s retries, `transaction`'s re-runs, and reaching the store again
+/// after [`Fault::Resend`].
+pub(crate) trait Backend: Send + Sync {
+    /// The revision readers see now.
+    fn revision(&self) -> Reply<u64>;
+    /// One record as readers see it now, handed to `read`; false if absent.
+    fn get(&self, address: &[u8], read: ReadRecord<'_>) -> Reply<bool>;
+    /// A consistent view at the newest revision.
+    fn snapshot(&self) -> Reply<Arc<dyn ReadView>>;
+    /// Commits a request (checks, then writes) as one atomic unit.
+    fn commit(&self, request: &Arc<Request>) -> Reply<Outcome>;
+    /// Loads records into an empty store as its first commit.
+    fn restore(&self, load: &BaseLoad) -> Reply<u64>;
+    /// Makes the state durable now.
+    fn checkpoint(&self) -> Reply<()>;
+    /// The store's counters (the per-handle ones are the facade's).
+    fn stats(&self) -> Reply<Stats>;
+    /// An online backup into `dest` (an absolute path).
+    fn backup(&self, dest: &Path, options: &BackupOptions) -> Reply<BackupReport>;
+    /// Runs log retention now (maintenance of a store this process holds).
+    fn retain(&self) -> Reply<retention::Outcome> {
+        Err(Fault::Failed(Error::Unsupported {
+            what: "log retention".to_owned(),
+            reason: "only the process holding the store runs it".to_owned(),
+        }))
+    }
+    /// Releases what this backend holds; later calls fail with
+    /// [`Error::Closed`].
+    fn close(&self) -> Result<()>;
+    /// True when this process holds the store.
+    fn is_holder(&self) -> bool;
+    /// Why the store is open read-only, if it is (its file system took no
+    /// writes when it was opened).
+    fn read_only(&self) -> Option<String>;
+}
+
+/// A store reached by [`reach`].
+pub(crate) struct Reached {
+    pub backend: Arc<dyn Backend>,
+    /// The store id, 32 hex digits.
+    pub store_id: String,
+    /// What opening it here had to recover (nothing when reached remotely).
+    pub recovery: Recovery,
+}
+
+/// Reaches the store at `path`: takes its lock and opens it here (creating it
+/// when allowed), or, while another process holds it, connects to that
+/// process (unless [`Options::remote`] forbids it), polling with jittered
+/// pauses until [`Options::lock_timeout`]; then [`Error::Busy`] names the
+/// holder.
+pub(crate) fn reach(path: &Path, options: &Options) -> Result<Reached> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    let mut warned = false;
+    let opened = open::open_with(path, options, |fs, dir| {
+        loop {
+            let held = match fs.try_lock(&dir.join(LOCK_FILE)) {
+                Ok(guard) => return Ok(Lock::Taken(guard)),
+                Err(LockError::Held(pid)) => pid,
+                // Another user's store: this process cannot hold it, but may be
+                // served by its holder.
+                Err(LockError::Io(e))
+                    if e.kind() == std::io::ErrorKind::PermissionDenied && options.remote =>
+                {
+                    if let Some(remote) = remote::connect(fs, dir, options, start)? {
+                        return Ok(Lock::Other(remote));
+                    }
+                    return Err(Error::io("lock", dir.join(LOCK_FILE), e));
+                }
+                Err(LockError::Io(e)) => return Err(Error::io("lock", dir.join(LOCK_FILE), e)),
+            };
+            if options.remote
+                && let Some(remote) = remote::connect(fs, dir, options, start)?
+            {
+                return Ok(Lock::Other(remote));
+            }
+            let waited = start.elapsed();
+            if waited >= options.lock_timeout {
+                return Err(Error::Busy {
+                    path: dir.to_owned(),
+                    pid: held,
+                    waited,
+                });
+            }
+            if !warned && waited >= Duration::from_secs(1) {
+                tracing::warn!(store = %dir.display(), holder = ?held, "waiting for the store");
+                warned = true;
+            }
+            // Random pauses keep many waiting processes from polling in step.
+            let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64));
+            std::thread::sleep((pause / 2 + jitter).min(options.lock_timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(8));
+        }
+    })?;
+    match opened {
+        Ok(opened) => {
+            let store_id = crate::log::catalog::hex(&opened.store_id);
+            let recovery = Recovery {
+                replayed: opened.replayed,
+                cut: opened.cut.clone(),
+            };
+            let backend = crate::store::local::Local::start(path, options, opened)?;
+            Ok(Reached {
+                backend,
+                store_id,
+                recovery,
+            })
+        }
+        Err(remote) => Ok(Reached {
+            store_id: remote.store_id().to_owned(),
+            backend: Arc::new(remote),
+            recovery: Recovery::default(),
+        }),
+    }
+}

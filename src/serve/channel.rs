@@ -1,0 +1,235 @@
+//! Messages over a connection: framing (`wire::frame`) on a Unix stream, with
+//! the waits each side allows.
+//!
+//! The client's stream carries a read timeout (its wait), so every read of an
+//! answer is bounded by silence, not by the length of the request. The
+//! holder waits without limit between messages (an idle client costs a
+//! sleeping thread), but once a message has begun, the rest of it must come
+//! within the wait: a half-sent message closes the connection.
+
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::socket;
+use crate::wire::frame::{self, Assembler, FrameError, HEADER_LEN};
+use crate::wire::message;
+
+/// The input buffer to start with: most messages are a few hundred bytes
+/// (a short-lived client should not pay for touching more).
+const FIRST_BUFFER: usize = 4 << 10;
+/// Bytes read from the socket at a time (at least) once a message needs more.
+const READ_CHUNK: usize = 64 << 10;
+/// Buffers grown beyond this for a large message are given back after it.
+const KEEP_BUFFER: usize = 1 << 20;
+
+/// Why no message was received.
+#[derive(Debug)]
+pub(crate) enum RecvError {
+    /// The other side closed the connection between messages.
+    Closed,
+    /// The connection ended inside a message.
+    Cut,
+    /// Nothing arrived within the wait.
+    Timeout,
+    /// A frame header is invalid or the message too large.
+    Frame(FrameError),
+    /// The message is not what was expected.
+    Malformed(String),
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for RecvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecvError::Closed => f.write_str("the connection was closed"),
+            RecvError::Cut => f.write_str("the connection ended inside a message"),
+            RecvError::Timeout => f.write_str("nothing arrived within the wait"),
+            RecvError::Frame(e) => write!(f, "an invalid frame: {e}"),
+            RecvError::Malformed(why) => write!(f, "a malformed message: {why}"),
+            RecvError::Io(e) => write!(f, "the socket failed: {e}"),
+        }
+    }
+}
+
+/// One end of a connection.
+pub(crate) struct Channel {
+    stream: UnixStream,
+    /// Bytes read and not yet used: `input[start..end]`.
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+    output: Vec<u8>,
+    /// The holder's limit for the rest of a message once it began; `None` on
+    /// the client, whose stream always has a read timeout.
+    mid_message: Option<Duration>,
+    /// Whether the stream's read timeout is set for a message in progress.
+    armed: bool,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel").finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// A channel over `stream`; `mid_message` as described on the field.
+    pub(crate) fn new(stream: UnixStream, mid_message: Option<Duration>) -> Channel {
+        Channel {
+            stream,
+            input: vec![0; FIRST_BUFFER],
+            start: 0,
+            end: 0,
+            output: Vec::new(),
+            mid_message,
+            armed: false,
+        }
+    }
+
+    /// The stream (to shut it down, or to clone it for progress messages).
+    pub(crate) fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// Sends one message.
+    ///
+    /// # Errors
+    /// [`SendError::TooLarge`] (nothing was sent); the socket's error
+    /// (`EPIPE` when the other side is gone: the message did not arrive whole).
+    pub(crate) fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), SendError> {
+        encode(msg, &mut self.output)?;
+        let sent = socket::send_all(&self.stream, &self.output);
+        if self.output.capacity() > KEEP_BUFFER {
+            self.output = Vec::new();
+        }
+        sent.map_err(SendError::Io)
+    }
+
+    /// Receives one message and decodes it as `T`.
+    ///
+    /// # Errors
+    /// See [`RecvError`].
+    pub(crate) fn receive<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        self.receive_within(frame::MAX_MESSAGE)
+    }
+
+    /// Receives one message of at most `limit` bytes and decodes it as `T`
+    /// (a hello is small: a peer not yet accepted cannot make the holder
+    /// allocate much).
+    pub(crate) fn receive_within<T: DeserializeOwned>(
+        &mut self,
+        limit: usize,
+    ) -> Result<T, RecvError> {
+        let bytes = self.receive_bytes(limit)?;
+        message::decode(&bytes).map_err(RecvError::Malformed)
+    }
+
+    /// Receives one message's bytes.
+    fn receive_bytes(&mut self, limit: usize) -> Result<Vec<u8>, RecvError> {
+        let mut assembler = Assembler::default();
+        let message = loop {
+            let started = assembler.in_progress();
+            self.fill(HEADER_LEN, started)?;
+            let head: &[u8; HEADER_LEN] = self.input[self.start..self.start + HEADER_LEN]
+                .try_into()
+                .map_err(|_| RecvError::Cut)?;
+            let header = frame::decode_header(head).map_err(RecvError::Frame)?;
+            assembler.admit(&header).map_err(RecvError::Frame)?;
+            let total = assembler.held() + header.len;
+            if total > limit {
+                return Err(RecvError::Frame(FrameError::MessageTooLarge(total as u64)));
+            }
+            self.fill(HEADER_LEN + header.len, true)?;
+            let body = &self.input[self.start + HEADER_LEN..self.start + HEADER_LEN + header.len];
+            let done = assembler.push(&header, body).map_err(RecvError::Frame)?;
+            self.start += HEADER_LEN + header.len;
+            if let Some(message) = done {
+                break message;
+            }
+        };
+        if self.armed {
+            self.stream.set_read_timeout(None).map_err(RecvError::Io)?;
+            self.armed = false;
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.input.len() > KEEP_BUFFER {
+                self.input = vec![0; FIRST_BUFFER];
+            }
+        }
+        Ok(message)
+    }
+
+    /// Makes `want` unread bytes available; `started` when a message has
+    /// begun (an end of the connection is then a cut, and the holder's
+    /// mid-message limit applies).
+    fn fill(&mut self, want: usize, started: bool) -> Result<(), RecvError> {
+        while self.end - self.start < want {
+            if self.start + want > self.input.len() {
+                self.input.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if want > self.input.len() {
+                    self.input.resize(want.max(READ_CHUNK), 0);
+                }
+            }
+            let begun = started || self.end > self.start;
+            if begun
+                && !self.armed
+                && let Some(limit) = self.mid_message
+            {
+                self.stream
+                    .set_read_timeout(Some(limit))
+                    .map_err(RecvError::Io)?;
+                self.armed = true;
+            }
+            match self.stream.read(&mut self.input[self.end..]) {
+                Ok(0) if begun => return Err(RecvError::Cut),
+                Ok(0) => return Err(RecvError::Closed),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(RecvError::Timeout);
+                }
+                Err(e) => return Err(RecvError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a message was not sent.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// It is larger than a message may be; nothing was sent.
+    TooLarge(FrameError),
+    /// The socket failed (the message did not arrive whole).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::TooLarge(e) => write!(f, "{e}"),
+            SendError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Encodes `msg` as a framed message into `out` (replacing its content).
+pub(crate) fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), SendError> {
+    frame::begin_message(out);
+    message::encode_into(msg, out).map_err(|e| SendError::Io(io::Error::other(e)))?;
+    frame::finish_message(out).map_err(SendError::TooLarge)
+}

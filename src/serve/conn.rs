@@ -1,0 +1,309 @@
+//! One connection of another process: the handshake, then its requests, one
+//! at a time, each run through the holder's engine ([`Shared`]) and answered.
+//!
+//! Input is untrusted: a message that is not a valid frame, is too large, is
+//! cut off, or does not decode closes this connection (after an error message
+//! when one can still be sent), and nothing else. A request's addresses and
+//! values are checked before the engine sees them.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::State;
+use super::channel::{Channel, RecvError, SendError};
+use super::socket;
+use crate::access::ReadView;
+use crate::backup::BackupOptions;
+use crate::error::Error;
+use crate::log::catalog;
+use crate::wire::message::{self as m, Request, Response};
+use crate::wire::{self, convert};
+
+/// Entries of one page of a range, at most.
+const PAGE_ENTRIES: usize = 1024;
+/// Bytes of values in one page, about (a page holds at least one entry).
+const PAGE_BYTES: usize = 4 << 20;
+/// The largest hello accepted (they are a few dozen bytes).
+const MAX_HELLO: usize = 4096;
+/// How often a long request reports progress, at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Refuses a connection without reading anything (too many connections):
+/// the refusal is written at once; a client reads it after its hello.
+pub(super) fn refuse_at_once(stream: UnixStream, reason: String) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let mut channel = Channel::new(stream, None);
+    let _ = channel.send(&m::ServerHello::Refused {
+        version: m::PROTOCOL_VERSION,
+        pid: std::process::id(),
+        reason,
+    });
+}
+
+/// Serves one connection until it ends; `refusal` when the peer may not use
+/// the store.
+pub(super) fn run(state: &Arc<State>, stream: UnixStream, refusal: Option<String>) {
+    let _ = stream.set_write_timeout(Some(state.wait));
+    // The hello must come within the wait, like the rest of any message.
+    let _ = stream.set_read_timeout(Some(state.wait));
+    let mut conn = Conn {
+        state,
+        channel: Channel::new(stream, Some(state.wait)),
+        pinned: None,
+    };
+    if conn.handshake(refusal) {
+        let _ = conn.channel.stream().set_read_timeout(None);
+        conn.serve();
+    }
+    conn.unpin();
+}
+
+struct Conn<'s> {
+    state: &'s Arc<State>,
+    channel: Channel,
+    /// The snapshot this connection pinned.
+    pinned: Option<Arc<dyn ReadView>>,
+}
+
+impl Conn<'_> {
+    fn store(&self) -> &Path {
+        &self.state.shared.path
+    }
+
+    /// Reads the client's hello and answers it; true when requests follow.
+    fn handshake(&mut self, refusal: Option<String>) -> bool {
+        let hello: m::ClientHello = match self.channel.receive_within(MAX_HELLO) {
+            Ok(hello) => hello,
+            Err(e) => {
+                tracing::debug!(error = %e, "a connection ended before its hello");
+                return false;
+            }
+        };
+        if hello.magic != m::MAGIC {
+            return false;
+        }
+        if self.state.closing.load(Ordering::Acquire) {
+            // Closing without an answer: the client waits for the next holder.
+            return false;
+        }
+        let ours = catalog::hex(&self.state.shared.store_id);
+        let refusal = refusal.or_else(|| {
+            if hello.version != m::PROTOCOL_VERSION {
+                Some(format!(
+                    "it speaks protocol version {} and this process version {}; use the same \
+                     statelog release on both sides",
+                    m::PROTOCOL_VERSION,
+                    hello.version
+                ))
+            } else if hello.store_id != ours {
+                Some(format!(
+                    "it holds the store {ours}, not {}: the directory's store was replaced; \
+                     open it again",
+                    hello.store_id
+                ))
+            } else {
+                None
+            }
+        });
+        let answer = match &refusal {
+            Some(reason) => m::ServerHello::Refused {
+                version: m::PROTOCOL_VERSION,
+                pid: std::process::id(),
+                reason: reason.clone(),
+            },
+            None => m::ServerHello::Welcome {
+                version: m::PROTOCOL_VERSION,
+                store_id: ours,
+                pid: std::process::id(),
+                read_only: self.state.shared.read_only(),
+            },
+        };
+        if let Some(reason) = &refusal {
+            tracing::info!(client = hello.pid, reason = %reason, "refused a connection");
+        }
+        self.channel.send(&answer).is_ok() && refusal.is_none()
+    }
+
+    fn serve(&mut self) {
+        loop {
+            let request: Request = match self.channel.receive() {
+                Ok(request) => request,
+                Err(RecvError::Closed) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "closing a connection that sent a bad message");
+                    let refusal = Error::Disconnected {
+                        path: self.store().to_owned(),
+                        pid: Some(std::process::id()),
+                        reason: format!("the holder received {e} and closed the connection"),
+                    };
+                    let _ = self.answer(Err(refusal));
+                    return;
+                }
+            };
+            if request == Request::Unpin {
+                self.unpin();
+                continue;
+            }
+            let response = if self.state.closing.load(Ordering::Acquire) {
+                Response::NotExecuted {
+                    reason: "the holder is closing the store".to_owned(),
+                }
+            } else {
+                match self.execute(request) {
+                    Ok(reply) => Response::Reply(reply),
+                    Err(e) => Response::Failed(wire::error::to_wire(&e, self.store())),
+                }
+            };
+            if let Err(e) = self.channel.send(&response) {
+                tracing::debug!(error = %e, "a client went away before its answer");
+                return;
+            }
+        }
+    }
+
+    fn answer(&mut self, result: Result<m::Reply, Error>) -> Result<(), SendError> {
+        let response = match result {
+            Ok(reply) => Response::Reply(reply),
+            Err(e) => Response::Failed(wire::error::to_wire(&e, self.store())),
+        };
+        self.channel.send(&response)
+    }
+
+    fn unpin(&mut self) {
+        if self.pinned.take().is_some() {
+            self.state
+                .shared
+                .serving
+                .pinned
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn view(&self) -> Result<&Arc<dyn ReadView>, Error> {
+        self.pinned.as_ref().ok_or_else(|| Error::Disconnected {
+            path: self.store().to_owned(),
+            pid: Some(std::process::id()),
+            reason: "no snapshot is pinned on this connection".to_owned(),
+        })
+    }
+
+    fn execute(&mut self, request: Request) -> Result<m::Reply, Error> {
+        let shared = &self.state.shared;
+        Ok(match request {
+            Request::Revision => m::Reply::Revision(shared.revision()),
+            Request::Get { address } => {
+                m::Reply::Record(shared.get(&address)?.map(convert::stored_to_wire))
+            }
+            Request::Pin => {
+                let view = shared.view()?;
+                let reply = m::Reply::Pinned {
+                    revision: view.revision(),
+                    time: view.time().as_micros(),
+                };
+                if self.pinned.replace(view).is_none() {
+                    shared.serving.pinned.fetch_add(1, Ordering::Relaxed);
+                }
+                reply
+            }
+            Request::Unpin => m::Reply::Done,
+            Request::ViewGet { address } => {
+                m::Reply::Record(self.view()?.get(&address)?.map(convert::stored_to_wire))
+            }
+            Request::ViewRange { start, end, limit } => {
+                let view = Arc::clone(self.view()?);
+                let limit = (limit as usize).clamp(1, PAGE_ENTRIES);
+                let mut entries = view.range(
+                    convert::bound_from_wire(start),
+                    convert::bound_from_wire(end),
+                )?;
+                let mut page = Vec::new();
+                let mut bytes = 0;
+                while page.len() < limit && bytes < PAGE_BYTES {
+                    let Some(entry) = entries.next() else { break };
+                    let entry = entry?;
+                    bytes += entry.value.len() + entry.address.len();
+                    page.push(convert::entry_to_wire(entry));
+                }
+                let more = page.len() == limit || bytes >= PAGE_BYTES;
+                let more = more && entries.next().transpose()?.is_some();
+                m::Reply::Page {
+                    entries: page,
+                    more,
+                }
+            }
+            Request::ViewNamespaces => m::Reply::Namespaces(self.view()?.namespaces()?),
+            Request::ViewCount { start, end } => m::Reply::Count(Arc::clone(self.view()?).count(
+                convert::bound_from_wire(start),
+                convert::bound_from_wire(end),
+            )?),
+            Request::Commit { checks, writes } => {
+                let request = convert::commit_from_wire(checks, writes);
+                request.check_untrusted()?;
+                convert::outcome_to_wire(shared.commit(Arc::new(request))?)
+            }
+            Request::Restore {
+                revision,
+                time,
+                records,
+            } => {
+                let mut load = convert::restore_from_wire(revision, time, records);
+                load.sort_and_check(true)?;
+                m::Reply::Restored(shared.restore(&load)?)
+            }
+            Request::Checkpoint => {
+                shared.checkpoint()?;
+                m::Reply::Done
+            }
+            Request::Stats => m::Reply::Stats(convert::stats_to_wire(&shared.stats())),
+            Request::Backup { dest } => self.backup(convert::path_from_wire(dest))?,
+        })
+    }
+
+    /// A backup run for the client, written by this process: only for a client
+    /// of the holder's own user, which could write the files itself.
+    fn backup(&mut self, dest: std::path::PathBuf) -> Result<m::Reply, Error> {
+        let holder = socket::effective_uid();
+        let peer = socket::peer(self.channel.stream()).ok();
+        if peer.as_ref().map(|p| p.uid) != Some(holder) {
+            return Err(Error::Refused {
+                path: self.store().to_owned(),
+                pid: Some(std::process::id()),
+                reason: format!(
+                    "backups through the holder are written by it, as user {holder}; run the \
+                     backup as that user (or when no process holds the store)"
+                ),
+            });
+        }
+        if dest.is_relative() {
+            return Err(Error::InvalidOption {
+                name: "dest",
+                reason: format!("{} is not an absolute path", dest.display()),
+            });
+        }
+        // Progress goes out on the same connection while the run goes on, so
+        // the client's wait measures silence, not the length of the run.
+        let progress = self
+            .channel
+            .stream()
+            .try_clone()
+            .map_err(|e| Error::io("clone the connection to", self.store(), e))?;
+        let last = parking_lot::Mutex::new((progress, Instant::now(), Vec::new()));
+        let options = BackupOptions::new().progress(move |p| {
+            let mut guard = last.lock();
+            let (stream, at, buf) = &mut *guard;
+            if at.elapsed() < PROGRESS_EVERY {
+                return;
+            }
+            *at = Instant::now();
+            let message = Response::Progress(convert::progress_to_wire(p));
+            if super::channel::encode(&message, buf).is_ok() {
+                let _ = socket::send_all(stream, buf);
+            }
+        });
+        let report = self.state.shared.backup(&dest, &options)?;
+        Ok(m::Reply::Backup(convert::backup_report_to_wire(&report)))
+    }
+}

@@ -1,0 +1,340 @@
+//! Conversions between the wire's types and the engine's. What comes off the
+//! wire is untrusted: the holder checks every address and value of a request
+//! (`store::request`) before it reaches the engine.
+
+use std::ops::Bound as StdBound;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_bytes::ByteBuf;
+
+use super::message::{self as m};
+use crate::access::{Entry, Stored};
+use crate::backup::{BackupProgress, BackupReport};
+use crate::store::Meta;
+use crate::store::Stats;
+use crate::store::request::{
+    BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
+};
+use crate::time::Timestamp;
+
+fn bytes(v: &[u8]) -> ByteBuf {
+    ByteBuf::from(v.to_vec())
+}
+
+/// Metadata to the wire.
+pub fn meta_to_wire(meta: &Meta) -> m::Meta {
+    m::Meta {
+        version: meta.version,
+        created: meta.create_revision,
+        modified: meta.mod_revision,
+        updated: meta.updated_at.as_micros(),
+    }
+}
+
+/// Metadata from the wire.
+pub fn meta_from_wire(meta: m::Meta) -> Meta {
+    Meta {
+        version: meta.version,
+        create_revision: meta.created,
+        mod_revision: meta.modified,
+        updated_at: Timestamp::from_micros(meta.updated),
+    }
+}
+
+/// A bound to the wire.
+pub fn bound_to_wire(bound: &StdBound<Vec<u8>>) -> m::Bound {
+    match bound {
+        StdBound::Included(v) => m::Bound::Included(bytes(v)),
+        StdBound::Excluded(v) => m::Bound::Excluded(bytes(v)),
+        StdBound::Unbounded => m::Bound::Unbounded,
+    }
+}
+
+/// A bound from the wire.
+pub fn bound_from_wire(bound: m::Bound) -> StdBound<Vec<u8>> {
+    match bound {
+        m::Bound::Included(v) => StdBound::Included(v.into_vec()),
+        m::Bound::Excluded(v) => StdBound::Excluded(v.into_vec()),
+        m::Bound::Unbounded => StdBound::Unbounded,
+    }
+}
+
+/// A stored record to the wire.
+pub fn stored_to_wire(stored: Stored) -> m::Record {
+    m::Record {
+        meta: meta_to_wire(&stored.meta),
+        value: ByteBuf::from(stored.value),
+    }
+}
+
+/// A stored record from the wire.
+pub fn stored_from_wire(record: m::Record) -> Stored {
+    Stored {
+        meta: meta_from_wire(record.meta),
+        value: record.value.into_vec(),
+    }
+}
+
+/// A range entry to the wire.
+pub fn entry_to_wire(entry: Entry) -> m::Entry {
+    m::Entry {
+        address: ByteBuf::from(entry.address),
+        meta: meta_to_wire(&entry.meta),
+        value: ByteBuf::from(entry.value),
+    }
+}
+
+/// A range entry from the wire.
+pub fn entry_from_wire(entry: m::Entry) -> Entry {
+    Entry {
+        address: entry.address.into_vec(),
+        meta: meta_from_wire(entry.meta),
+        value: entry.value.into_vec(),
+    }
+}
+
+/// A commit request to the wire.
+pub fn commit_to_wire(request: &Request) -> m::Request {
+    m::Request::Commit {
+        checks: request
+            .checks
+            .iter()
+            .map(|c| m::Check {
+                address: bytes(&c.address),
+                expected: c.expected,
+                modified: c.modified,
+            })
+            .collect(),
+        writes: request
+            .writes
+            .iter()
+            .map(|w| match &w.kind {
+                WriteKind::Put {
+                    value,
+                    skip_unchanged,
+                } => m::Write {
+                    address: bytes(&w.address),
+                    value: Some(bytes(value)),
+                    skip_unchanged: *skip_unchanged,
+                },
+                WriteKind::Delete => m::Write {
+                    address: bytes(&w.address),
+                    value: None,
+                    skip_unchanged: false,
+                },
+            })
+            .collect(),
+    }
+}
+
+/// A commit request from the wire (not yet checked: see
+/// `Request::check_untrusted`).
+pub fn commit_from_wire(checks: Vec<m::Check>, writes: Vec<m::Write>) -> Request {
+    Request {
+        checks: checks
+            .into_iter()
+            .map(|c| Check {
+                address: c.address.into_vec(),
+                expected: c.expected,
+                modified: c.modified,
+            })
+            .collect(),
+        writes: writes
+            .into_iter()
+            .map(|w| Write {
+                address: w.address.into_vec(),
+                kind: match w.value {
+                    Some(value) => WriteKind::Put {
+                        value: value.into_vec(),
+                        skip_unchanged: w.skip_unchanged,
+                    },
+                    None => WriteKind::Delete,
+                },
+            })
+            .collect(),
+    }
+}
+
+/// A commit's outcome to the wire.
+pub fn outcome_to_wire(outcome: Outcome) -> m::Reply {
+    m::Reply::Committed {
+        revision: outcome.revision,
+        writes: outcome
+            .writes
+            .into_iter()
+            .map(|w| match w {
+                WriteOutcome::Put { meta, changed } => m::WriteOutcome::Put {
+                    meta: meta_to_wire(&meta),
+                    changed,
+                },
+                WriteOutcome::Deleted { version } => m::WriteOutcome::Deleted { version },
+                WriteOutcome::Absent => m::WriteOutcome::Absent,
+            })
+            .collect(),
+    }
+}
+
+/// A commit's outcome from the wire.
+pub fn outcome_from_wire(revision: Option<u64>, writes: Vec<m::WriteOutcome>) -> Outcome {
+    Outcome {
+        revision,
+        writes: writes
+            .into_iter()
+            .map(|w| match w {
+                m::WriteOutcome::Put { meta, changed } => WriteOutcome::Put {
+                    meta: meta_from_wire(meta),
+                    changed,
+                },
+                m::WriteOutcome::Deleted { version } => WriteOutcome::Deleted { version },
+                m::WriteOutcome::Absent => WriteOutcome::Absent,
+            })
+            .collect(),
+    }
+}
+
+/// A restore to the wire.
+pub fn restore_to_wire(load: &BaseLoad) -> m::Request {
+    m::Request::Restore {
+        revision: load.revision,
+        time: load.time.as_micros(),
+        records: load
+            .records
+            .iter()
+            .map(|r| m::RestoreRecord {
+                address: bytes(&r.address),
+                meta: meta_to_wire(&r.meta),
+                value: bytes(&r.value),
+            })
+            .collect(),
+    }
+}
+
+/// A restore from the wire (not yet checked: see `BaseLoad::check`).
+pub fn restore_from_wire(revision: u64, time: i64, records: Vec<m::RestoreRecord>) -> BaseLoad {
+    BaseLoad {
+        revision,
+        time: Timestamp::from_micros(time),
+        records: records
+            .into_iter()
+            .map(|r| BaseRecord {
+                address: r.address.into_vec(),
+                meta: meta_from_wire(r.meta),
+                value: r.value.into_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// Counters to the wire.
+pub fn stats_to_wire(stats: &Stats) -> m::Stats {
+    m::Stats {
+        revision: stats.revision,
+        checkpoint_revision: stats.checkpoint_revision,
+        commits: stats.commits,
+        batches: stats.batches,
+        checkpoints: stats.checkpoints,
+        replayed_on_open: stats.replayed_on_open,
+        log_bytes: stats.log_bytes,
+        clients: stats.clients,
+        pinned: stats.pinned,
+    }
+}
+
+/// Counters from the wire (the per-handle ones are zero: the facade adds its
+/// own).
+pub fn stats_from_wire(stats: m::Stats) -> Stats {
+    Stats {
+        revision: stats.revision,
+        checkpoint_revision: stats.checkpoint_revision,
+        commits: stats.commits,
+        conflicts: 0,
+        retries: 0,
+        batches: stats.batches,
+        checkpoints: stats.checkpoints,
+        replayed_on_open: stats.replayed_on_open,
+        log_bytes: stats.log_bytes,
+        clients: stats.clients,
+        pinned: stats.pinned,
+    }
+}
+
+fn path_bytes(path: &std::path::Path) -> ByteBuf {
+    use std::os::unix::ffi::OsStrExt;
+    bytes(path.as_os_str().as_bytes())
+}
+
+/// A path from the wire.
+pub fn path_from_wire(bytes: ByteBuf) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(bytes.into_vec()))
+}
+
+/// A backup request to the wire.
+pub fn backup_to_wire(dest: &std::path::Path) -> m::Request {
+    m::Request::Backup {
+        dest: path_bytes(dest),
+    }
+}
+
+/// A backup report to the wire.
+pub fn backup_report_to_wire(report: &BackupReport) -> m::BackupReport {
+    m::BackupReport {
+        destination: path_bytes(&report.destination),
+        store_id: report.store_id.clone(),
+        full: report.full,
+        base_revision: report.base_revision,
+        revision: report.revision,
+        time: report.time.as_micros(),
+        base_records: report.base_records,
+        base_bytes: report.base_bytes,
+        segments_copied: report.segments_copied as u64,
+        bytes_copied: report.bytes_copied,
+        log_bytes_copied: report.log_bytes_copied,
+        backup_bytes: report.backup_bytes,
+        duration_micros: u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX),
+    }
+}
+
+/// A backup report from the wire.
+pub fn backup_report_from_wire(report: m::BackupReport) -> BackupReport {
+    BackupReport {
+        destination: path_from_wire(report.destination),
+        store_id: report.store_id,
+        full: report.full,
+        base_revision: report.base_revision,
+        revision: report.revision,
+        time: Timestamp::from_micros(report.time),
+        base_records: report.base_records,
+        base_bytes: report.base_bytes,
+        segments_copied: usize::try_from(report.segments_copied).unwrap_or(usize::MAX),
+        bytes_copied: report.bytes_copied,
+        log_bytes_copied: report.log_bytes_copied,
+        backup_bytes: report.backup_bytes,
+        duration: Duration::from_micros(report.duration_micros),
+    }
+}
+
+/// Backup progress to the wire.
+pub fn progress_to_wire(p: &BackupProgress) -> m::Progress {
+    m::Progress::Backup {
+        records: p.records,
+        bytes_copied: p.bytes_copied,
+        bytes_to_copy: p.bytes_to_copy,
+    }
+}
+
+/// Backup progress from the wire.
+pub fn progress_from_wire(p: m::Progress) -> BackupProgress {
+    match p {
+        m::Progress::Backup {
+            records,
+            bytes_copied,
+            bytes_to_copy,
+        } => BackupProgress {
+            records,
+            bytes_copied,
+            bytes_to_copy,
+        },
+    }
+}
