@@ -49,6 +49,7 @@
 
 mod access;
 mod counter;
+mod db;
 mod error;
 mod fs;
 mod key;

@@ -24,30 +24,15 @@ use crate::error::{Error, Result};
 use crate::fs::LockError;
 use crate::log::retention;
 use crate::options::Options;
-use crate::store::Meta;
 use crate::store::open::{self, LOCK_FILE, Lock};
 use crate::store::request::{BaseLoad, Outcome, Request};
 use crate::store::{Recovery, Stats};
 use crate::time::Timestamp;
+pub(crate) use crate::value::{Entry, Meta, Stored};
 
 /// What a point read hands each record to: its metadata and value bytes
 /// (borrowed, so a backend that can lend them does not copy them).
 pub(crate) type ReadRecord<'a> = &'a mut dyn FnMut(Meta, &[u8]) -> Result<()>;
-
-/// A record as read: metadata and value (MessagePack).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Stored {
-    pub meta: Meta,
-    pub value: Vec<u8>,
-}
-
-/// A record of a range, with its encoded address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub address: Vec<u8>,
-    pub meta: Meta,
-    pub value: Vec<u8>,
-}
 
 /// Records of a range, in address order.
 pub(crate) type Entries = Box<dyn Iterator<Item = Result<Entry>> + Send + Sync>;

@@ -27,6 +27,7 @@
 //! The layout, the manifest and the rules are in `DESIGN.md`, "Backups,
 //! restore, check and repair".
 
+pub(crate) mod build;
 pub(crate) mod manifest;
 mod restore;
 pub(crate) mod verify;

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::build::{self, Source};
 use super::verify::{self, Verified};
 use super::{RestoreOptions, RestoreProgress, RestoreReport, Until};
 use crate::error::{Error, Result};
@@ -29,7 +30,6 @@ use crate::log::catalog;
 use crate::maintenance::stamp;
 use crate::store::identity::{self, Leftovers};
 use crate::store::open::{self, DB_FILE, ID_FILE};
-use crate::store::rebuild::{self, Source};
 use crate::time::Timestamp;
 
 /// Restores the backup in `backup` into a new store in `target`, up to
@@ -98,7 +98,7 @@ pub fn restore(
             });
         }
     };
-    let built = rebuild::build_store(&fs, target, &store_options, &source, &mut progress)?;
+    let built = build::build_store(&fs, target, &store_options, &source, &mut progress)?;
     // Prove it opens where the restore says it stopped.
     let store = crate::Store::open(target, store_options.remote(false).serve(false))?;
     let opened = store.revision();

@@ -17,7 +17,7 @@
 //!   compared instead (and records the state says were written since), and
 //!   the report says how much that covered;
 //! - whether the store opens: open's own checks and replay
-//!   (`open::replay_log`), run on the copy, so that check never passes a store
+//!   (`db::replay::replay_log`), run on the copy, so that check never passes a store
 //!   that open refuses.
 //!
 //! For a backup: the manifest and every file's size and CRC-32, headers,
@@ -32,17 +32,18 @@ use serde::Serialize;
 
 use super::Problem;
 use super::scratch::Scratch;
+use crate::backup::build;
 use crate::backup::{self, Until};
+use crate::db::inspect::{self, Comparison};
+use crate::db::schema::Applied;
+use crate::db::{Db, contain_panic, rebuild, replay};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
 use crate::log::catalog;
 use crate::log::segment::StoreId;
 use crate::log::survey::{self, Survey};
 use crate::options::Options;
-use crate::store::inspect::{self, Comparison};
-use crate::store::open::{self, DB_FILE, ID_FILE, LOG_DIR};
-use crate::store::schema::Applied;
-use crate::store::{contain_panic, rebuild};
+use crate::store::open::{DB_FILE, ID_FILE, LOG_DIR};
 use crate::time::Timestamp;
 
 /// Options of [`check`].
@@ -494,13 +495,8 @@ pub(crate) fn inspect_store(
                                 });
                             }
                             {
-                                let rebuilt_db = rebuild::open_db(fs, &rebuilt_path, options)?;
-                                comparison = Some(inspect::compare_full(
-                                    db,
-                                    &copy_path,
-                                    &rebuilt_db,
-                                    &rebuilt_path,
-                                )?);
+                                let rebuilt_db = Db::open(fs, &rebuilt_path, options)?;
+                                comparison = Some(inspect::compare_full(db, &rebuilt_db)?);
                             }
                             // The commits after the checkpoint must replay onto it.
                             if last > applied.revision
@@ -586,13 +582,7 @@ pub(crate) fn inspect_store(
                                 action: "`statelog repair` points the checkpoint at the log".to_owned(),
                             });
                         }
-                        let c = inspect::compare_partial(
-                            db,
-                            &copy_path,
-                            &touched,
-                            &touched_path,
-                            from,
-                        )?;
+                        let c = inspect::compare_partial(db, &touched, from)?;
                         let verified = c.verified;
                         let total: u64 = c.state.iter().map(|n| n.records).sum();
                         notes.push(format!(
@@ -611,7 +601,7 @@ pub(crate) fn inspect_store(
                 };
                 if comparison.is_none() {
                     // Not compared: the state's own digests, for the report.
-                    let own = inspect::compare_full(db, &copy_path, db, &copy_path)?;
+                    let own = inspect::compare_full(db, db)?;
                     comparison = Some(inspect::Comparison {
                         rebuilt: Vec::new(),
                         ..own
@@ -677,7 +667,7 @@ pub(crate) fn inspect_store(
         // Whatever else keeps the store from opening: open's own checks and
         // replay, run on the copy.
         if let (DbState::Healthy { .. }, Some(db)) = (&db_state, &copy.db) {
-            let trial = contain_panic(|| open::replay_log(fs, db, &copy_path, &log_dir, store_id));
+            let trial = contain_panic(|| replay::replay_log(fs, db, &log_dir, store_id));
             let failed = match trial {
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => Some(e.to_string()),
@@ -836,7 +826,7 @@ pub fn check_backup(path: impl AsRef<Path>, options: &CheckOptions) -> Result<Ch
             // A trial restore: every commit replayed and checked.
             let scratch = Scratch::new(options.scratch_dir.as_deref(), "check")?;
             let target = scratch.path().join("restored");
-            let source = rebuild::Source {
+            let source = build::Source {
                 base: v.view.base.clone(),
                 store_id: v.view.store_id,
                 segments: v.view.segments.clone(),
@@ -845,11 +835,11 @@ pub fn check_backup(path: impl AsRef<Path>, options: &CheckOptions) -> Result<Ch
                 until: v.last_revision,
             };
             let tool = tool_options(options.lock_timeout).preallocate(0);
-            match rebuild::build_store(&fs, &target, &tool, &source, &mut |_, _| ()) {
+            match build::build_store(&fs, &target, &tool, &source, &mut |_, _| ()) {
                 Ok(built) => {
                     let db_path = target.join(DB_FILE);
-                    let db = rebuild::open_db(fs.as_ref(), &db_path, &tool)?;
-                    let c = inspect::compare_full(&db, &db_path, &db, &db_path)?;
+                    let db = Db::open(fs.as_ref(), &db_path, &tool)?;
+                    let c = inspect::compare_full(&db, &db)?;
                     let applied = Applied {
                         revision: built.revision,
                         position: crate::log::Position {

@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::db;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
 use crate::log::archive;
 use crate::options::Options;
 use crate::store::open::{self, DB_FILE, LOG_DIR};
-use crate::store::rebuild;
-use crate::store::{contain_panic, db_error};
 
 /// What [`compact`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,36 +65,7 @@ pub fn compact(path: impl AsRef<Path>, options: &Options) -> Result<CompactRepor
     store.close()?;
 
     let _lock = open::take_lock(&fs, path, &options)?;
-    let mut db = rebuild::open_db(&fs, &db_path, &options)?;
-    // Compaction reads every page; on damage the open did not see, redb may
-    // panic: an error naming the file, like any other damage.
-    let compacted = contain_panic(|| -> Result<()> {
-        // Each pass moves what it can; redb says when nothing more moved.
-        for _ in 0..8 {
-            match db.compact() {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    return Err(db_error(&db_path, "compact the state database")(
-                        redb::Error::from(e),
-                    ));
-                }
-            }
-        }
-        drop(db);
-        Ok(())
-    });
-    match compacted {
-        Ok(done) => done?,
-        Err(panicked) => {
-            return Err(Error::Database {
-                op: "compact the state database",
-                path: path.join(DB_FILE),
-                hint: "the file is damaged; run `statelog check`, then `statelog repair`",
-                source: panicked.into(),
-            });
-        }
-    }
+    db::compact::compact(&fs, &db_path, &options)?;
     let state_bytes_after = archive::file_len(&fs, &db_path)?;
     let log_dir = path.join(LOG_DIR);
     let mut log_bytes = 0;

@@ -18,6 +18,7 @@
 
 mod check;
 mod compact;
+mod rebase;
 mod repair;
 mod scratch;
 

@@ -34,6 +34,9 @@ use serde::Serialize;
 use super::check::{DbState, inspect_store, tool_options};
 use super::scratch::Scratch;
 use super::{Problem, stamp};
+use crate::db::Db;
+use crate::db::rebuild;
+use crate::db::schema::Applied;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
 use crate::log::archive;
@@ -43,8 +46,6 @@ use crate::log::segment::{self, SEGMENT_HEADER_LEN, StoreId};
 use crate::log::survey::{self, Survey};
 use crate::options::Options;
 use crate::store::open::{self, DB_FILE, ID_FILE, LOG_DIR};
-use crate::store::rebuild;
-use crate::store::schema::Applied;
 use crate::time::Timestamp;
 
 /// Options of [`repair`].
@@ -553,8 +554,8 @@ fn rebase(
     let staging = aside.join("new-log");
     let old = segments_from(fs_ref, &survey.files, applied.position.segment, store_id)?;
     let rebased = {
-        let db = rebuild::open_db(fs_ref, &db_path, options)?;
-        rebuild::rebase_log(&fs, &db, &db_path, store_id, options, &old, &staging)?
+        let db = Db::open(fs_ref, &db_path, options)?;
+        super::rebase::rebase_log(&fs, &db, store_id, options, &old, &staging)?
     };
     report.actions.push(format!(
         "wrote a new log: the state database's state at its checkpoint (revision {}) as a base \

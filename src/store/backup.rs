@@ -23,17 +23,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use redb::ReadableDatabase;
-
-use super::db_error;
 use super::open::LOG_DIR;
-use super::rebuild;
 use super::{Shared, Store};
 use crate::backup::manifest::{
     self, BACKUP_LOG_DIR, BaseEntry, LOCK_FILE, MANIFEST_FILE, Manifest, SegmentEntry, invalid,
 };
 use crate::backup::verify;
 use crate::backup::{BackupOptions, BackupProgress, BackupReport};
+use crate::db::rebuild;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, Nesting};
 use crate::log::archive;
@@ -180,12 +177,7 @@ impl Shared {
                 .synced_revision
                 .fetch_max(applied.revision, Ordering::AcqRel);
             let txn = match (&existing, applied.revision) {
-                (None, r) if r > 0 => Some(
-                    shared
-                        .db
-                        .begin_read()
-                        .map_err(db_error(&shared.db_path, "begin a read"))?,
-                ),
+                (None, r) if r > 0 => Some(engine.db_snapshot()?),
                 _ => None,
             };
             let end = engine.log.position();
@@ -235,15 +227,10 @@ impl Shared {
             let name = manifest::base_file_name(applied.revision);
             let path = dest.join(&name);
             unfinished.files.push((path.clone(), None));
-            let written = rebuild::write_base(
-                fs,
-                &txn,
-                &shared.db_path,
-                &path,
-                &shared.store_id,
-                applied,
-                &mut |records| report_progress(records, 0),
-            )?;
+            let written =
+                rebuild::write_base(fs, &txn, &path, &shared.store_id, applied, &mut |records| {
+                    report_progress(records, 0)
+                })?;
             drop(txn);
             let read_back = archive::crc_prefix(fs, &path, written.bytes)?;
             if read_back != written.crc32 {

@@ -21,18 +21,17 @@
 //! unknown until the store is reopened, and no further commit is accepted.
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, Table};
-
-use super::schema::{self, Applied, META, Meta, RECORDS};
-use super::view::{View, Visible};
-use super::{begin_nondurable, db_error, request::*};
+use super::request::*;
 use crate::counter;
-use crate::error::{Error, Result, Shown};
+use crate::db::Db;
+use crate::db::schema::Applied;
+use crate::db::view::Visible;
+use crate::db::write::{Records, Replaced};
+use crate::error::{self, Error, Result, Shown};
 use crate::key;
 use crate::log::frame;
 use crate::log::record::{self, DeleteOp, LogOp, LogRecord, PutOp};
@@ -40,6 +39,7 @@ use crate::log::retention;
 use crate::log::writer::LogWriter;
 use crate::options::{Durability, RetentionPolicy};
 use crate::time::{Clock, Timestamp};
+use crate::value::Meta;
 
 /// Parts of a large commit are cut at about this many bytes.
 const PART_TARGET: usize = 4 << 20;
@@ -59,8 +59,7 @@ pub(crate) struct Engine {
     /// What readers see; published after each acknowledged batch. Declared
     /// before `db`, so it is dropped before it.
     pub visible: Arc<Visible>,
-    pub db: Arc<Database>,
-    pub db_path: PathBuf,
+    db: Db,
     pub log: LogWriter,
     pub durability: Durability,
     /// What the state database holds (durable or not).
@@ -73,9 +72,6 @@ pub(crate) struct Engine {
     /// Set when the store was opened read-only (its file system takes no
     /// writes), with why: every commit is refused, nothing is written.
     pub read_only: Option<String>,
-    /// Raised with `poisoned`: the state database's storage then refuses every
-    /// change, so that not even redb's close makes durable what the log may lack.
-    db_fence: Arc<AtomicBool>,
     /// Set when the store is closed.
     closed: bool,
     /// Transactions committed since open.
@@ -120,19 +116,25 @@ enum ResolvedKind<'r> {
 
 impl Engine {
     pub(crate) fn new(
-        db: Arc<Database>,
-        db_path: PathBuf,
+        db: Db,
         log: LogWriter,
         durability: Durability,
         applied: Applied,
         checkpointed: Applied,
-        db_fence: Arc<AtomicBool>,
     ) -> Result<Engine> {
-        let visible = Arc::new(Visible::new(View::open(&db, &db_path, applied)?));
+        let view = match db.view(applied) {
+            Ok(view) => view,
+            Err(e) => {
+                // Nothing more is written: redb would make what a replay left
+                // in non-durable commits durable when the database is dropped.
+                db.fence();
+                return Err(e);
+            }
+        };
+        let visible = Arc::new(Visible::new(view));
         Ok(Engine {
             visible,
             db,
-            db_path,
             log,
             durability,
             applied,
@@ -144,7 +146,6 @@ impl Engine {
             },
             poisoned: None,
             read_only: None,
-            db_fence,
             closed: false,
             commits: 0,
             log_bytes: 0,
@@ -159,7 +160,7 @@ impl Engine {
 
     /// Shows the state database as it is now (at `self.applied`) to readers.
     fn publish(&mut self) -> Result<()> {
-        match View::open(&self.db, &self.db_path, self.applied) {
+        match self.db.view(self.applied) {
             Ok(view) => {
                 self.visible.publish(view);
                 Ok(())
@@ -191,7 +192,8 @@ impl Engine {
         match &self.read_only {
             Some(reason) => Err(Error::ReadOnly {
                 path: self
-                    .db_path
+                    .db
+                    .path()
                     .parent()
                     .map(Path::to_owned)
                     .unwrap_or_default(),
@@ -220,9 +222,9 @@ impl Engine {
         // be lost with the failed sync; redb would make them durable when the
         // database is dropped, ahead of the log. Refuse that (and any other
         // change): a reopen rebuilds the state from the durable log.
-        self.db_fence.store(true, Ordering::Release);
+        self.db.fence();
         if self.poisoned.is_none() {
-            let cause = error_chain(error);
+            let cause = error::chain(error);
             tracing::error!(cause = %cause, "the store stops accepting writes until reopened");
             self.poisoned = Some(cause);
         }
@@ -264,8 +266,7 @@ impl Engine {
         // Every commit's time is at least a microsecond after the one before
         // (invariant 9), so commits of one batch get distinct times too.
         let mut previous_time = self.applied.time;
-        let path = self.db_path.clone();
-        let txn = begin_nondurable(&self.db, &path, "begin a write")?;
+        let batch = self.db.begin_batch("begin a write")?;
         // `None` once the store's revision is at its ceiling.
         let first_revision = counter::next(self.applied.revision);
         let synced = self.log.synced_revision();
@@ -275,9 +276,7 @@ impl Engine {
         frames.clear();
         let mut results = Vec::with_capacity(requests.len());
         {
-            let mut table = txn
-                .open_table(RECORDS)
-                .map_err(db_error(&path, "open the records table"))?;
+            let mut records = batch.records(&mut self.scratch)?;
             for request in requests {
                 let Some(this_revision) = revision else {
                     // The store's revision is exhausted: every write is refused
@@ -290,14 +289,7 @@ impl Engine {
                     continue;
                 };
                 let time = Timestamp::for_commit_after(previous_time, clock);
-                match resolve(
-                    &mut table,
-                    request,
-                    this_revision,
-                    time,
-                    &path,
-                    &mut self.scratch,
-                )? {
+                match resolve(&mut records, request, this_revision, time)? {
                     Prepared::Failed(e) => results.push(Err(e)),
                     Prepared::Noop(outcome) => results.push(Ok(outcome)),
                     Prepared::Write { ops, outcome } => {
@@ -315,7 +307,7 @@ impl Engine {
         }
         let (Some(first_revision), Some(last_revision)) = (first_revision, last_revision) else {
             // Nothing to write: no revision is taken, nothing is logged.
-            txn.abort().map_err(db_error(&path, "abort a write"))?;
+            batch.abort()?;
             self.frames = frames;
             return Ok(results);
         };
@@ -350,10 +342,9 @@ impl Engine {
         // before the log sync below. Readers only use published views, and the
         // view is published after the sync; a failed sync poisons the engine,
         // whose fence keeps redb from ever making this commit durable.
-        if let Err(e) = txn.commit() {
+        if let Err(e) = batch.commit("apply committed records") {
             // The commits are in the log and will be replayed on reopen, but this
             // handle's state database is now behind its log.
-            let e = db_error(&path, "apply committed records")(e);
             self.poison(&e);
             return Err(e);
         }
@@ -388,24 +379,7 @@ impl Engine {
             self.poison(&e);
             return Err(e);
         }
-        let path = self.db_path.clone();
-        let result = (|| {
-            let mut txn = self
-                .db
-                .begin_write()
-                .map_err(db_error(&path, "begin a checkpoint"))?;
-            txn.set_durability(redb::Durability::Immediate)
-                .map_err(db_error(&path, "set the durability of a checkpoint"))?;
-            txn.set_quick_repair(true);
-            {
-                let mut meta = txn
-                    .open_table(META)
-                    .map_err(db_error(&path, "open the meta table"))?;
-                meta.insert(schema::META_APPLIED, self.applied.encode().as_slice())
-                    .map_err(db_error(&path, "record the checkpoint"))?;
-            }
-            txn.commit().map_err(db_error(&path, "commit a checkpoint"))
-        })();
+        let result = self.db.checkpoint(&self.applied);
         if let Err(e) = result {
             self.poison(&e);
             return Err(e);
@@ -450,6 +424,12 @@ impl Engine {
         )
     }
 
+    /// One consistent read of the state database as it is now (a backup's
+    /// base).
+    pub(crate) fn db_snapshot(&self) -> Result<crate::db::Snapshot> {
+        self.db.snapshot()
+    }
+
     /// Records that a backup copied the log up to `revision`: retention then
     /// lets go of what it copied. Written to the state database without a sync
     /// (the next checkpoint makes it durable; losing it only keeps more log).
@@ -459,17 +439,7 @@ impl Engine {
             // Nothing can be recorded; retention keeps more log meanwhile.
             return Ok(());
         }
-        let path = self.db_path.clone();
-        let txn = begin_nondurable(&self.db, &path, "begin a write")?;
-        {
-            let mut meta = txn
-                .open_table(META)
-                .map_err(db_error(&path, "open the meta table"))?;
-            meta.insert(schema::META_BACKED_UP, revision.to_le_bytes().as_slice())
-                .map_err(db_error(&path, "record the backed-up revision"))?;
-        }
-        txn.commit()
-            .map_err(db_error(&path, "record the backed-up revision"))?;
+        self.db.record_backed_up(revision)?;
         self.backed_up = Some(self.backed_up.unwrap_or(0).max(revision));
         Ok(())
     }
@@ -496,7 +466,6 @@ impl Engine {
                 reason: why,
             });
         }
-        let path = self.db_path.clone();
         let mut ops = Vec::with_capacity(load.records.len());
         for r in &load.records {
             let (namespace, key) = key::decode(&r.address).ok_or_else(|| Error::InvalidKey {
@@ -542,19 +511,13 @@ impl Engine {
         let mut frames = Vec::new();
         let synced = self.log.synced_revision();
         encode_parts(&ops, revision, load.time, true, synced, &mut frames)?;
-        let txn = begin_nondurable(&self.db, &path, "begin a restore")?;
+        let batch = self.db.begin_batch("begin a restore")?;
         {
-            let mut table = txn
-                .open_table(RECORDS)
-                .map_err(db_error(&path, "open the records table"))?;
-            if !table
-                .is_empty()
-                .map_err(db_error(&path, "check the records table"))?
-            {
+            let mut records = batch.records(&mut self.scratch)?;
+            if !records.is_empty()? {
                 return Err(Error::NotEmpty { revision: 0 });
             }
-            apply(&mut table, &ops, &mut self.scratch)
-                .map_err(db_error(&path, "write a record"))?;
+            apply(&mut records, &ops)?;
         }
         let result = (|| {
             // The log takes the whole base in one step that a crash cannot
@@ -566,15 +529,8 @@ impl Engine {
                 position,
                 time: load.time,
             };
-            {
-                let mut meta = txn
-                    .open_table(META)
-                    .map_err(db_error(&path, "open the meta table"))?;
-                meta.insert(schema::META_APPLIED, applied.encode().as_slice())
-                    .map_err(db_error(&path, "record the applied revision"))?;
-            }
-            txn.commit()
-                .map_err(db_error(&path, "apply the restored records"))?;
+            batch.set_applied(&applied)?;
+            batch.commit("apply the restored records")?;
             self.applied = applied;
             self.since_checkpoint.commits += 1;
             self.since_checkpoint.bytes += frames.len() as u64;
@@ -600,18 +556,16 @@ impl Engine {
 /// read; a blind put inserts and corrects the version only if `insert` reports a
 /// record it replaced; a delete learns what it removed from `remove`.
 fn resolve<'r>(
-    table: &mut Table<&[u8], &[u8]>,
+    records: &mut Records<'_>,
     request: &'r Request,
     revision: u64,
     time: Timestamp,
-    path: &std::path::Path,
-    scratch: &mut Vec<u8>,
 ) -> Result<Prepared<'r>> {
     // What the preconditions read, for the writes to the same records.
     let mut read: Vec<(&[u8], Option<Meta>)> = Vec::with_capacity(request.checks.len());
     for check in &request.checks {
         let (namespace, key) = key::decode(&check.address).unwrap_or(("?", "?"));
-        let current = stored_meta(table, &check.address, path, namespace, key)?;
+        let current = records.meta(&check.address, namespace, key)?;
         let actual = current.map_or(0, |m| m.version);
         let rewritten = check
             .modified
@@ -639,23 +593,17 @@ fn resolve<'r>(
             } => {
                 let mut known = read.iter().find(|(a, _)| *a == address).map(|(_, m)| *m);
                 if *skip_unchanged {
-                    let stored = table
-                        .get(address)
-                        .map_err(db_error(path, "read a record"))?;
-                    let mut current = None;
-                    if let Some(guard) = &stored {
-                        let (meta, bytes) = schema::decode_record(guard.value())
-                            .ok_or_else(|| malformed_record(path, namespace, key))?;
-                        if bytes == value.as_slice() {
-                            outcomes.push(WriteOutcome::Put {
-                                meta,
-                                changed: false,
-                            });
-                            continue;
-                        }
-                        current = Some(meta);
+                    let stored = records.read(address, namespace, key, |meta, bytes| {
+                        (meta, bytes == value.as_slice())
+                    })?;
+                    if let Some((meta, true)) = stored {
+                        outcomes.push(WriteOutcome::Put {
+                            meta,
+                            changed: false,
+                        });
+                        continue;
                     }
-                    known = Some(current);
+                    known = Some(stored.map(|(meta, _)| meta));
                 }
                 // A version at its ceiling fails the whole batch (the writes
                 // before it are in the open transaction, which is then
@@ -676,22 +624,16 @@ fn resolve<'r>(
                     })
                 };
                 let mut meta = next(known.flatten())?;
-                scratch.clear();
-                schema::encode_record(&meta, value, scratch);
-                let replaced = table
-                    .insert(address, scratch.as_slice())
-                    .map_err(db_error(path, "write a record"))?
-                    .map(|old| schema::decode_record(old.value()).map(|(m, _)| m));
+                let replaced = records.put(address, &meta, value)?;
                 if known.is_none() {
                     // A blind put: the record it replaced decides the version.
-                    if let Some(old) = replaced {
-                        let old = old.ok_or_else(|| malformed_record(path, namespace, key))?;
-                        meta = next(Some(old))?;
-                        scratch.clear();
-                        schema::encode_record(&meta, value, scratch);
-                        table
-                            .insert(address, scratch.as_slice())
-                            .map_err(db_error(path, "write a record"))?;
+                    match replaced {
+                        Replaced::Absent => {}
+                        Replaced::Malformed => return Err(records.malformed(namespace, key)),
+                        Replaced::Record(old) => {
+                            meta = next(Some(old))?;
+                            records.put(address, &meta, value)?;
+                        }
                     }
                 }
                 outcomes.push(WriteOutcome::Put {
@@ -705,29 +647,23 @@ fn resolve<'r>(
                     kind: ResolvedKind::Put { meta, value },
                 });
             }
-            WriteKind::Delete => {
-                let removed = table
-                    .remove(address)
-                    .map_err(db_error(path, "remove a record"))?
-                    .map(|old| schema::decode_record(old.value()).map(|(m, _)| m));
-                match removed {
-                    None => outcomes.push(WriteOutcome::Absent),
-                    Some(old) => {
-                        let old = old.ok_or_else(|| malformed_record(path, namespace, key))?;
-                        outcomes.push(WriteOutcome::Deleted {
+            WriteKind::Delete => match records.remove(address)? {
+                Replaced::Absent => outcomes.push(WriteOutcome::Absent),
+                Replaced::Malformed => return Err(records.malformed(namespace, key)),
+                Replaced::Record(old) => {
+                    outcomes.push(WriteOutcome::Deleted {
+                        version: old.version,
+                    });
+                    ops.push(Resolved {
+                        address,
+                        namespace,
+                        key,
+                        kind: ResolvedKind::Delete {
                             version: old.version,
-                        });
-                        ops.push(Resolved {
-                            address,
-                            namespace,
-                            key,
-                            kind: ResolvedKind::Delete {
-                                version: old.version,
-                            },
-                        });
-                    }
+                        },
+                    });
                 }
-            }
+            },
         }
     }
     if ops.is_empty() {
@@ -745,54 +681,14 @@ fn resolve<'r>(
     })
 }
 
-/// The metadata of a stored record, `None` if absent.
-fn stored_meta(
-    table: &Table<&[u8], &[u8]>,
-    address: &[u8],
-    path: &std::path::Path,
-    namespace: &str,
-    key: &str,
-) -> Result<Option<Meta>> {
-    match table
-        .get(address)
-        .map_err(db_error(path, "read a record"))?
-    {
-        None => Ok(None),
-        Some(guard) => schema::decode_record(guard.value())
-            .map(|(meta, _)| Some(meta))
-            .ok_or_else(|| malformed_record(path, namespace, key)),
-    }
-}
-
-/// A stored record whose header cannot be read.
-pub(crate) fn malformed_record(path: &std::path::Path, namespace: &str, key: &str) -> Error {
-    Error::Database {
-        op: "read a record",
-        path: path.to_owned(),
-        hint: "the stored record is malformed; run `statelog check`",
-        source: format!(
-            "the record {}/{} has a malformed header",
-            Shown::new(namespace),
-            Shown::new(key)
-        )
-        .into(),
-    }
-}
-
-fn apply(
-    table: &mut Table<&[u8], &[u8]>,
-    ops: &[Resolved<'_>],
-    scratch: &mut Vec<u8>,
-) -> std::result::Result<(), redb::StorageError> {
+fn apply(records: &mut Records<'_>, ops: &[Resolved<'_>]) -> Result<()> {
     for op in ops {
         match &op.kind {
             ResolvedKind::Put { meta, value } => {
-                scratch.clear();
-                schema::encode_record(meta, value, scratch);
-                table.insert(op.address, scratch.as_slice())?;
+                records.put(op.address, meta, value)?;
             }
             ResolvedKind::Delete { .. } => {
-                table.remove(op.address)?;
+                records.remove(op.address)?;
             }
         }
     }
@@ -891,16 +787,4 @@ fn to_log_op<'r>(op: &Resolved<'r>, base: bool) -> LogOp<'r> {
             version: *version,
         }),
     }
-}
-
-/// The error and its sources, one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -16,12 +16,9 @@
 
 use std::path::Path;
 
-use redb::ReadableDatabase;
 use serde::{Deserialize, Serialize};
 
-use super::db_error;
 use super::open::{self, DB_FILE, ID_FILE, LOCK_FILE, LOG_DIR};
-use super::schema::{self, META};
 use crate::error::{Error, Result};
 use crate::fs::{self, Fs};
 use crate::log::catalog;
@@ -270,7 +267,7 @@ pub(crate) fn evidence(fs: &dyn Fs, path: &Path, options: &Options) -> Result<Ev
     if fs
         .exists(&db_path)
         .map_err(|e| Error::io("look for", &db_path, e))?
-        && let Some(id) = db_store_id(fs, &db_path, options)
+        && let Some(id) = crate::db::file::read_store_id(fs, &db_path, options)
     {
         seen.push(("the state database".to_owned(), id));
     }
@@ -302,17 +299,4 @@ pub(crate) fn evidence(fs: &dyn Fs, path: &Path, options: &Options) -> Result<Ev
         sources.push("the state database".to_owned());
     }
     Ok(Evidence { store_id, sources })
-}
-
-/// The store id in the state database's metadata, read without writing the
-/// file; `None` when it cannot be read.
-fn db_store_id(fs: &dyn Fs, db_path: &Path, options: &Options) -> Option<StoreId> {
-    let db = open::open_database_unwritten(fs, db_path, options).ok()?;
-    let txn = db
-        .begin_read()
-        .map_err(db_error(db_path, "begin a read"))
-        .ok()?;
-    let meta = txn.open_table(META).ok()?;
-    let value = meta.get(schema::META_STORE_ID).ok()??;
-    value.value().try_into().ok()
 }

@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 
 use super::commit::Committer;
-use super::open::{DB_FILE, Opened};
-use super::read::{self, LocalView};
+use super::open::Opened;
+use super::read::LocalView;
 use super::request::{BaseLoad, Outcome, Request};
 use super::{Counters, Recovery, Shared, Stats, background};
 use crate::access::{Backend, ReadRecord, ReadView, Reply, Stored};
@@ -38,22 +38,19 @@ impl Shared {
     /// One record as readers see it now.
     pub(crate) fn get(&self, address: &[u8]) -> Result<Option<Stored>> {
         self.check_open()?;
-        read::get(&self.visible.get(), &self.db_path, address)
+        self.visible.get().get(address)
     }
 
     /// One record as readers see it now, lent to `read`.
     pub(crate) fn get_with(&self, address: &[u8], read: ReadRecord<'_>) -> Result<bool> {
         self.check_open()?;
-        read::get_with(&self.visible.get(), &self.db_path, address, read)
+        self.visible.get().get_with(address, read)
     }
 
     /// A view of the newest published revision, kept for as long as it is held.
     pub(crate) fn view(&self) -> Result<Arc<dyn ReadView>> {
         self.check_open()?;
-        Ok(Arc::new(LocalView::new(
-            self.visible.get(),
-            Arc::clone(&self.db_path),
-        )))
+        Ok(Arc::new(LocalView::new(self.visible.get())))
     }
 
     /// Commits through the group-commit queue.
@@ -135,12 +132,10 @@ impl Local {
     pub(crate) fn start(path: &Path, options: &Options, opened: Opened) -> Result<Arc<Local>> {
         let revision = opened.engine.applied.revision;
         let shared = Arc::new(Shared {
-            db_path: Arc::new(path.join(DB_FILE)),
             path: path.to_owned(),
             options: options.clone(),
             store_id: opened.store_id,
             visible: Arc::clone(&opened.engine.visible),
-            db: opened.db,
             engine: parking_lot::Mutex::new(opened.engine),
             committer: Committer::default(),
             counters: Counters::default(),

@@ -3,32 +3,26 @@
 //! process that holds the store: the group-commit queue and the state
 //! database.
 //!
-//! Only this module touches redb; no redb type appears in its public API.
+//! The state database is `db/`'s; no redb type appears here.
 
 mod background;
 mod backup;
 mod commit;
 mod engine;
 pub(crate) mod identity;
-pub(crate) mod inspect;
 pub(crate) mod local;
 pub(crate) mod open;
 mod read;
-pub(crate) mod rebuild;
-mod replay;
 pub(crate) mod request;
-pub(crate) mod schema;
 mod snapshot;
 mod stats;
 mod txn;
-mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
-use redb::{Database, ReadableDatabase};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -48,10 +42,10 @@ use crate::time::Timestamp;
 use crate::value::{self, RawValue, Versioned};
 
 pub use self::open::STORE_FORMAT_VERSION;
-pub use self::schema::Meta;
 pub use self::snapshot::{KeyRange, List, Snapshot};
 pub use self::stats::Stats;
 pub use self::txn::Tx;
+pub use crate::value::Meta;
 
 /// What a successful write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,12 +177,11 @@ pub(crate) struct Counters {
 /// the background thread and the server share.
 pub(crate) struct Shared {
     pub path: PathBuf,
-    pub db_path: Arc<PathBuf>,
     pub options: Options,
     pub store_id: StoreId,
-    /// What readers see (declared before `db`: dropped before it).
-    pub visible: Arc<view::Visible>,
-    pub db: Arc<Database>,
+    /// What readers see (declared before `engine`, which holds the state
+    /// database: dropped before it).
+    pub visible: Arc<crate::db::view::Visible>,
     pub engine: Mutex<Engine>,
     pub committer: Committer,
     pub counters: Counters,
@@ -203,76 +196,6 @@ pub(crate) struct Shared {
     pub serving: local::Serving,
     // Dropped last: the lock is released only after everything above is closed.
     _lock: Box<dyn LockGuard>,
-}
-
-/// Opens `table` of `db` in a read transaction of its own (the table keeps
-/// the transaction's snapshot alive); `op` names the table in errors.
-pub(crate) fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
-    db: &Database,
-    path: &Path,
-    table: redb::TableDefinition<'static, K, V>,
-    op: &'static str,
-) -> Result<redb::ReadOnlyTable<K, V>> {
-    db.begin_read()
-        .map_err(db_error(path, "begin a read"))?
-        .open_table(table)
-        .map_err(db_error(path, op))
-}
-
-/// Begins a state-database write whose commit is not durable on its own (a
-/// checkpoint makes it so); `op` names it in errors ("begin a write").
-pub(crate) fn begin_nondurable(
-    db: &Database,
-    path: &Path,
-    op: &'static str,
-) -> Result<redb::WriteTransaction> {
-    let mut txn = db.begin_write().map_err(db_error(path, op))?;
-    txn.set_durability(redb::Durability::None)
-        .map_err(db_error(path, "set the durability of a write"))?;
-    Ok(txn)
-}
-
-/// Runs `read`, which reads a state database that may be damaged. redb trusts
-/// the pages it reads and panics on some damage its checksums have not been
-/// asked to verify first (a page it cannot parse, an index past a page's end);
-/// such a panic is returned as a description of the damage, with redb's
-/// message, instead of unwinding into the caller. The last line of defence:
-/// the tools verify a copy's checksums before they walk it.
-pub(crate) fn contain_panic<T>(read: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_owned());
-        format!("the database library panicked while reading it: {message}")
-    })
-}
-
-/// Converts any redb error into [`Error::Database`] for `path`.
-pub(crate) fn db_error<E: Into<redb::Error>>(
-    path: &Path,
-    op: &'static str,
-) -> impl FnOnce(E) -> Error {
-    let path = path.to_owned();
-    move |e| {
-        let e: redb::Error = e.into();
-        let hint = match &e {
-            redb::Error::Corrupted(_) => {
-                "the file is damaged; `statelog repair` rebuilds it from the log when the log \
-                 reaches back to the store's first revision"
-            }
-            redb::Error::PreviousIo => "an earlier write failed; close and reopen the store",
-            redb::Error::Io(_) => "check the disk and its free space",
-            _ => "close and reopen the store; if this persists, run `statelog check`",
-        };
-        Error::Database {
-            op,
-            path,
-            hint,
-            source: Box::new(e),
-        }
-    }
 }
 
 impl Store {

@@ -11,22 +11,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use redb::Database;
 use serde::{Deserialize, Serialize};
 
-use super::db_error;
 use super::engine::Engine;
 use super::identity::{self, Leftovers};
-use super::replay::Replayer;
-use super::schema::{self, Applied, META, RECORDS, SCHEMA_VERSION};
-use crate::error::{Error, Result};
-use crate::fs::overlay::Overlay;
-use crate::fs::{self, BoxedBackend, Fs, LockError, LockGuard};
+use crate::db::schema::Applied;
+use crate::db::{self, Db, file};
+use crate::error::{self, Error, Result};
+use crate::fs::{self, Fs, LockError, LockGuard};
 use crate::log::Position;
 use crate::log::catalog;
-use crate::log::recovery::{self, Checkpoint, CutTail, Scanned, WriterSettings};
+use crate::log::recovery::{self, CutTail, WriterSettings};
 use crate::log::segment::{SEGMENT_HEADER_LEN, StoreId};
 use crate::options::Options;
 use crate::time::Timestamp;
@@ -53,7 +49,6 @@ struct IdFile {
 
 /// Everything `open` produces.
 pub(crate) struct Opened {
-    pub db: Arc<Database>,
     pub engine: Engine,
     pub store_id: StoreId,
     pub lock: Box<dyn LockGuard>,
@@ -108,8 +103,8 @@ pub(crate) fn open_with<T>(
         Ok(opened) => opened,
         // A full or read-only file system: the store can still be read (and
         // exported, and backed up elsewhere). Nothing is written from here on.
-        Err(e) if cannot_write(&e) => {
-            let reason = super::engine::error_chain(&e);
+        Err(e) if file::cannot_write(&e) => {
+            let reason = error::chain(&e);
             tracing::warn!(
                 store = %path.display(),
                 cause = %reason,
@@ -120,7 +115,6 @@ pub(crate) fn open_with<T>(
         Err(e) => return Err(e),
     };
     Ok(Ok(Opened {
-        db: opened.db,
         engine: opened.engine,
         store_id,
         lock,
@@ -129,21 +123,8 @@ pub(crate) fn open_with<T>(
     }))
 }
 
-/// Whether an error says the file system takes no writes (full, over quota,
-/// read-only), as opposed to damage or a failing disk.
-fn cannot_write(e: &Error) -> bool {
-    match e {
-        Error::Io { source, .. } => fs::cannot_write(source),
-        Error::Database { source, .. } => source
-            .downcast_ref::<redb::Error>()
-            .is_some_and(|e| matches!(e, redb::Error::Io(io) if fs::cannot_write(io))),
-        _ => false,
-    }
-}
-
 /// What [`open_store`] opened.
 struct Parts {
-    db: Arc<Database>,
     engine: Engine,
     replayed: u64,
     cut: Option<CutTail>,
@@ -173,23 +154,22 @@ fn open_store(
              log reaches back to the store's first revision",
         ));
     }
-    let fence = Arc::new(AtomicBool::new(false));
     let db = match read_only {
-        Some(_) => open_database_unwritten(fs_ref, &db_path, options)?,
-        None => open_database(fs_ref, &db_path, options, Arc::clone(&fence))?,
+        Some(_) => Db::open_unwritten(fs_ref, &db_path, options)?,
+        None => Db::open(fs_ref, &db_path, options)?,
     };
     // An open that fails writes nothing more: redb would make the replayed,
     // non-durable commits durable when the database is dropped.
     let fail = |e: Error| {
-        fence.store(true, std::sync::atomic::Ordering::Release);
+        db.fence();
         e
     };
     let log_dir = path.join(LOG_DIR);
     // A damaged file can make redb panic while the state is read and replayed
     // onto (what `verify_on_open` would have caught first): an error, not a
     // panic in the caller's process.
-    let replayed = super::contain_panic(|| replay_log(fs_ref, &db, &db_path, &log_dir, &store_id))
-        .map_err(|panicked| damaged(&db_path, panicked))
+    let replayed = db::contain_panic(|| db::replay::replay_log(fs_ref, &db, &log_dir, &store_id))
+        .map_err(|panicked| file::damaged(&db_path, panicked))
         .and_then(|replayed| replayed)
         .map_err(fail)?;
     let (durable, applied) = (replayed.durable, replayed.applied);
@@ -207,17 +187,7 @@ fn open_store(
     )
     .map_err(fail)?;
     let backed_up = replayed.backed_up;
-    let db = Arc::new(db);
-    let mut engine = Engine::new(
-        Arc::clone(&db),
-        db_path,
-        recovered.writer,
-        options.durability,
-        applied,
-        durable,
-        Arc::clone(&fence),
-    )
-    .map_err(fail)?;
+    let mut engine = Engine::new(db, recovered.writer, options.durability, applied, durable)?;
     engine.retention = options.retention;
     engine.clock = options.clock.clone();
     engine.backed_up = backed_up;
@@ -236,73 +206,9 @@ fn open_store(
         );
     }
     Ok(Parts {
-        db,
         engine,
         replayed: recovered.replayed,
         cut: recovered.cut,
-    })
-}
-
-/// The state database brought up to the end of the log, as opening a store
-/// does it, before the log is changed.
-pub(crate) struct Replayed {
-    /// The durable checkpoint the state database held.
-    pub durable: Applied,
-    /// The state reached.
-    pub applied: Applied,
-    /// What the log held.
-    pub scanned: Scanned,
-    /// The last revision a backup copied.
-    pub backed_up: Option<u64>,
-}
-
-/// Every check opening a store makes of its state database and log, and the
-/// replay: reads the metadata of `db` (of store `store_id`), replays the log in
-/// `log_dir` from its checkpoint onto it (in a non-durable transaction), checks
-/// that the log ends at the state's revision and that the state can be read.
-/// Changes no file of the log: `open` then cuts a torn tail and appends, and
-/// `check` runs this on a copy of the state database, so that it finds
-/// whatever would keep the store from opening.
-///
-/// # Errors
-/// What `open` fails with for a damaged state database or log.
-pub(crate) fn replay_log(
-    fs: &dyn Fs,
-    db: &Database,
-    db_path: &Path,
-    log_dir: &Path,
-    store_id: &StoreId,
-) -> Result<Replayed> {
-    let durable = read_meta(db, db_path, store_id)?;
-    let checkpoint = Checkpoint {
-        revision: durable.revision,
-        position: durable.position,
-    };
-    let mut replayer = Replayer::new(db, db_path, durable);
-    let scanned = recovery::scan(fs, log_dir, store_id, checkpoint, |parts, end| {
-        replayer.apply(parts, end)
-    })?;
-    let applied = replayer.finish()?;
-    if scanned.last_revision() != applied.revision {
-        return Err(Error::corrupt(
-            db_path,
-            0,
-            format!(
-                "the state database is at revision {} but the log ends at revision {}; the log \
-                 lost commits the state has: restore a backup, or keep the state with \
-                 `statelog repair` (it starts a new log from it)",
-                applied.revision,
-                scanned.last_revision()
-            ),
-        ));
-    }
-    let backed_up = read_backed_up(db, db_path)?;
-    super::view::View::open(db, db_path, applied)?;
-    Ok(Replayed {
-        durable,
-        applied,
-        scanned,
-        backed_up,
     })
 }
 
@@ -443,53 +349,13 @@ pub(crate) fn prepare_store(fs: &dyn Fs, path: &Path) -> Result<(StoreId, Timest
         },
         time: now,
     };
-    create_database(fs, &db_path, &store_id, applied)?;
+    file::create(fs, &db_path, &store_id, applied)?;
     // The first segment is created by recovery, which starts an empty log.
     fs.create_dir_all(&log_dir)
         .map_err(|e| Error::io("create", &log_dir, e))?;
     fs.sync_dir(path)
         .map_err(|e| Error::io("sync the store directory", path, e))?;
     Ok((store_id, now))
-}
-
-/// Creates the state database `db_path` of store `store_id`, empty, with the
-/// schema version, the store id and `applied`, durably.
-pub(crate) fn create_database(
-    fs: &dyn Fs,
-    db_path: &Path,
-    store_id: &StoreId,
-    applied: Applied,
-) -> Result<()> {
-    let backend = fs
-        .db_backend(db_path)
-        .map_err(|e| Error::io("create", db_path, e))?;
-    let db = redb::Builder::new()
-        .create_with_backend(BoxedBackend(backend, Arc::default()))
-        .map_err(db_error(db_path, "create the state database"))?;
-    let mut txn = db
-        .begin_write()
-        .map_err(db_error(db_path, "initialise the state database"))?;
-    txn.set_quick_repair(true);
-    {
-        txn.open_table(RECORDS)
-            .map_err(db_error(db_path, "create the records table"))?;
-        let mut meta = txn
-            .open_table(META)
-            .map_err(db_error(db_path, "create the meta table"))?;
-        let schema = SCHEMA_VERSION.to_le_bytes();
-        let entries: [(&str, &[u8]); 3] = [
-            (schema::META_SCHEMA, &schema),
-            (schema::META_STORE_ID, store_id),
-            (schema::META_APPLIED, &applied.encode()),
-        ];
-        for (name, value) in entries {
-            meta.insert(name, value)
-                .map_err(db_error(db_path, "initialise the meta table"))?;
-        }
-    }
-    txn.commit()
-        .map_err(db_error(db_path, "initialise the state database"))?;
-    Ok(())
 }
 
 /// Writes the identity file of the store in `path`: the last step of creating
@@ -558,129 +424,4 @@ pub(crate) fn parse_store_id(text: &str) -> Option<StoreId> {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(id)
-}
-
-pub(crate) fn open_database(
-    fs: &dyn Fs,
-    db_path: &Path,
-    options: &Options,
-    fence: Arc<AtomicBool>,
-) -> Result<Database> {
-    let backend = fs
-        .db_backend(db_path)
-        .map_err(|e| Error::io("open", db_path, e))?;
-    open_backend(BoxedBackend(backend, fence), db_path, options)
-}
-
-/// Opens the state database without ever writing its file: what redb or a
-/// replay changes stays in memory ([`Overlay`]).
-pub(crate) fn open_database_unwritten(
-    fs: &dyn Fs,
-    db_path: &Path,
-    options: &Options,
-) -> Result<Database> {
-    let overlay = fs
-        .db_backend_read(db_path)
-        .and_then(Overlay::new)
-        .map_err(|e| Error::io("open", db_path, e))?;
-    open_backend(overlay, db_path, options)
-}
-
-fn open_backend(
-    backend: impl redb::StorageBackend,
-    db_path: &Path,
-    options: &Options,
-) -> Result<Database> {
-    let mut builder = redb::Builder::new();
-    builder.set_cache_size(options.cache_size);
-    builder.set_check_integrity_on_open(options.verify_on_open);
-    // redb may panic on a file it cannot make sense of; report that as damage
-    // instead of taking the caller down.
-    let opened = super::contain_panic(|| builder.create_with_backend(backend));
-    match opened {
-        Ok(Ok(db)) => Ok(db),
-        // Not damage: the disk is full or read-only (opening writes the header).
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-            if fs::cannot_write(&e) =>
-        {
-            Err(Error::io("open the state database", db_path, e))
-        }
-        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(Error::Busy {
-            path: db_path.to_owned(),
-            pid: None,
-            waited: std::time::Duration::ZERO,
-        }),
-        Ok(Err(redb::DatabaseError::UpgradeRequired(v))) => Err(Error::UnsupportedFormat {
-            path: db_path.to_owned(),
-            found: u64::from(v),
-            supported: 3,
-        }),
-        Ok(Err(e)) => Err(damaged(db_path, e.to_string())),
-        Err(panicked) => Err(damaged(db_path, panicked)),
-    }
-}
-
-fn damaged(db_path: &Path, what: String) -> Error {
-    Error::Database {
-        op: "open the state database",
-        path: db_path.to_owned(),
-        hint: "the file is damaged; `statelog repair` rebuilds it from the log when the log \
-               reaches back to the store's first revision, otherwise restore a backup",
-        source: what.into(),
-    }
-}
-
-/// The last revision a backup copied, if the store was ever backed up.
-pub(crate) fn read_backed_up(db: &Database, db_path: &Path) -> Result<Option<u64>> {
-    let meta = super::read_table(db, db_path, META, "open the meta table")?;
-    Ok(meta
-        .get(schema::META_BACKED_UP)
-        .map_err(db_error(db_path, "read the meta table"))?
-        .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes)))
-}
-
-pub(crate) fn read_meta(db: &Database, db_path: &Path, store_id: &StoreId) -> Result<Applied> {
-    let read = super::contain_panic(|| -> Result<_> {
-        let meta = super::read_table(db, db_path, META, "open the meta table")?;
-        let get = |name: &str| -> Result<Option<Vec<u8>>> {
-            Ok(meta
-                .get(name)
-                .map_err(db_error(db_path, "read the meta table"))?
-                .map(|v| v.value().to_vec()))
-        };
-        Ok((
-            get(schema::META_SCHEMA)?,
-            get(schema::META_STORE_ID)?,
-            get(schema::META_APPLIED)?,
-        ))
-    });
-    let (schema_bytes, id_bytes, applied_bytes) = match read {
-        Ok(result) => result?,
-        Err(panicked) => return Err(damaged(db_path, panicked)),
-    };
-    let schema = schema_bytes
-        .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
-        .ok_or_else(|| Error::corrupt(db_path, 0, "the state database has no schema version"))?;
-    if schema > SCHEMA_VERSION {
-        return Err(Error::UnsupportedFormat {
-            path: db_path.to_owned(),
-            found: schema,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if id_bytes.as_deref() != Some(store_id.as_slice()) {
-        return Err(Error::corrupt(
-            db_path,
-            0,
-            format!(
-                "the state database belongs to another store (this store's id is {}); it was \
-                 copied in from elsewhere",
-                catalog::hex(store_id)
-            ),
-        ));
-    }
-    applied_bytes
-        .as_deref()
-        .and_then(Applied::decode)
-        .ok_or_else(|| Error::corrupt(db_path, 0, "the state database has no applied revision"))
 }

@@ -1,10 +1,10 @@
 //! What a caller hands to the commit path, and what it gets back.
 
-use super::schema::Meta;
 use crate::error::{Error, KeyPart, Result, Shown};
 use crate::key;
 use crate::time::Timestamp;
 use crate::value;
+use crate::value::Meta;
 
 /// A precondition: the record at `address` must have version `expected` (0:
 /// absent) when the commit is applied.

@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::request::{Check, Request, Write, WriteKind};
-use super::schema::Meta;
 use super::snapshot::Snapshot;
 use crate::error::{Error, Result};
 use crate::key;
 use crate::time::Timestamp;
+use crate::value::Meta;
 use crate::value::{self, RawValue, Versioned};
 
 /// A transaction in progress, handed to the closure of
