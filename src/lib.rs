@@ -53,6 +53,7 @@ mod db;
 mod error;
 mod fs;
 mod key;
+mod layout;
 mod log;
 mod options;
 mod serve;

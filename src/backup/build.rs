@@ -12,13 +12,13 @@ use crate::db::replay::Replayer;
 use crate::db::schema::Applied;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, LockGuard};
+use crate::layout::{self, DB_FILE, LOG_DIR, creation};
 use crate::log::archive;
 use crate::log::catalog::SegmentInfo;
 use crate::log::segment::{SEGMENT_HEADER_LEN, StoreId};
 use crate::log::writer::LogWriter;
 use crate::log::{Position, reader};
 use crate::options::Options;
-use crate::store::open::{self, DB_FILE, LOG_DIR};
 use crate::time::Timestamp;
 
 /// Where a restore reads from: a backup's base and copied segments.
@@ -68,8 +68,8 @@ pub(crate) fn build_store(
     fs_ref
         .create_dir_all(target)
         .map_err(|e| Error::io("create", target, e))?;
-    let _lock: Box<dyn LockGuard> = open::take_lock(fs_ref, target, options)?;
-    let (store_id, created) = open::prepare_store(fs_ref, target)?;
+    let _lock: Box<dyn LockGuard> = layout::take_lock(fs_ref, target, options)?;
+    let (store_id, created) = creation::prepare_store(fs_ref, target)?;
     let db_path = target.join(DB_FILE);
     let log_dir = target.join(LOG_DIR);
     let base_revision = source.base.as_ref().map_or(0, |b| b.2);
@@ -176,7 +176,7 @@ pub(crate) fn build_store(
     db.checkpoint(&applied)?;
     drop(db);
     drop(log);
-    crate::store::identity::finish(fs_ref, target, &store_id, created)?;
+    creation::finish(fs_ref, target, &store_id, created)?;
     Ok(Built {
         store_id,
         revision: applied.revision,

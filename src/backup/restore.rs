@@ -26,10 +26,9 @@ use super::verify::{self, Verified};
 use super::{RestoreOptions, RestoreProgress, RestoreReport, Until};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, Nesting};
+use crate::layout::creation::{self, Leftovers};
+use crate::layout::{self, DB_FILE, ID_FILE};
 use crate::log::catalog;
-use crate::maintenance::stamp;
-use crate::store::identity::{self, Leftovers};
-use crate::store::open::{self, DB_FILE, ID_FILE};
 use crate::time::Timestamp;
 
 /// Restores the backup in `backup` into a new store in `target`, up to
@@ -199,7 +198,7 @@ fn prepare_target(fs: &dyn Fs, target: &Path, options: &RestoreOptions) -> Resul
             path: target.to_owned(),
             reason,
         };
-        return match identity::leftovers(fs, target)? {
+        return match creation::leftovers(fs, target)? {
             Leftovers::Nothing | Leftovers::Unfinished(_) => Ok(None),
             Leftovers::StoreFiles(files) => Err(refuse(format!(
                 "{}, or restore into another directory",
@@ -220,20 +219,8 @@ fn prepare_target(fs: &dyn Fs, target: &Path, options: &RestoreOptions) -> Resul
         });
     }
     // Nobody may be using the store being replaced.
-    let lock = open::take_lock(fs, target, &options.store)?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "store".to_owned());
-    let mut aside = target.with_file_name(format!("{name}.replaced-{}", stamp(Timestamp::now())));
-    let mut n = 1;
-    while fs
-        .exists(&aside)
-        .map_err(|e| Error::io("look for", &aside, e))?
-    {
-        n += 1;
-        aside = target.with_file_name(format!("{name}.replaced-{}-{n}", stamp(Timestamp::now())));
-    }
+    let lock = layout::take_lock(fs, target, &options.store)?;
+    let aside = layout::replaced_name(fs, target)?;
     fs.rename(target, &aside)
         .map_err(|e| Error::io("move the store being replaced aside", target, e))?;
     drop(lock);

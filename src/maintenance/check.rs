@@ -39,11 +39,11 @@ use crate::db::schema::Applied;
 use crate::db::{Db, contain_panic, rebuild, replay};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
+use crate::layout::{DB_FILE, ID_FILE, LOG_DIR};
 use crate::log::catalog;
 use crate::log::segment::StoreId;
 use crate::log::survey::{self, Survey};
 use crate::options::Options;
-use crate::store::open::{DB_FILE, ID_FILE, LOG_DIR};
 use crate::time::Timestamp;
 
 /// Options of [`check`].
@@ -242,7 +242,7 @@ pub fn check(path: impl AsRef<Path>, options: &CheckOptions) -> Result<CheckRepo
         return check_backup(path, options);
     }
     let tool = tool_options(options.lock_timeout);
-    let (store_id, _lock, lost_identity) = super::lock_store(&fs, path, &tool)?;
+    let (store_id, _lock, lost_identity) = super::identity::lock_store(&fs, path, &tool)?;
     let scratch = Scratch::new(options.scratch_dir.as_deref(), "check")?;
     let mut report =
         inspect_store(&fs, path, &store_id, &tool, &scratch, options.compare_state)?.report;

@@ -16,9 +16,9 @@ use serde::Serialize;
 use crate::db;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
+use crate::layout::{self, DB_FILE, LOG_DIR};
 use crate::log::archive;
 use crate::options::Options;
-use crate::store::open::{self, DB_FILE, LOG_DIR};
 
 /// What [`compact`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,7 +64,7 @@ pub fn compact(path: impl AsRef<Path>, options: &Options) -> Result<CompactRepor
     let revision = store.revision();
     store.close()?;
 
-    let _lock = open::take_lock(&fs, path, &options)?;
+    let _lock = layout::take_lock(&fs, path, &options)?;
     db::compact::compact(&fs, &db_path, &options)?;
     let state_bytes_after = archive::file_len(&fs, &db_path)?;
     let log_dir = path.join(LOG_DIR);

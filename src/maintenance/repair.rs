@@ -31,21 +31,21 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::Problem;
 use super::check::{DbState, inspect_store, tool_options};
 use super::scratch::Scratch;
-use super::{Problem, stamp};
 use crate::db::Db;
 use crate::db::rebuild;
 use crate::db::schema::Applied;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
+use crate::layout::{self, DB_FILE, ID_FILE, LOG_DIR, identity};
 use crate::log::archive;
 use crate::log::catalog::{self, SegmentInfo};
 use crate::log::seal;
 use crate::log::segment::{self, SEGMENT_HEADER_LEN, StoreId};
 use crate::log::survey::{self, Survey};
 use crate::options::Options;
-use crate::store::open::{self, DB_FILE, ID_FILE, LOG_DIR};
 use crate::time::Timestamp;
 
 /// Options of [`repair`].
@@ -154,16 +154,8 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
     let real: Arc<dyn Fs> = Arc::new(RealFs);
     let fs = real.as_ref();
     let tool = tool_options(options.lock_timeout);
-    let (store_id, lock, lost_identity) = super::lock_store(fs, path, &tool)?;
-    let mut aside = path.join(format!("repair-{}", stamp(Timestamp::now())));
-    let mut n = 1;
-    while fs
-        .exists(&aside)
-        .map_err(|e| Error::io("look for", &aside, e))?
-    {
-        n += 1;
-        aside = path.join(format!("repair-{}-{n}", stamp(Timestamp::now())));
-    }
+    let (store_id, lock, lost_identity) = super::identity::lock_store(fs, path, &tool)?;
+    let aside = layout::repair_dir(fs, path)?;
     let mut found = Vec::new();
     let mut actions = Vec::new();
     let mut moved = Vec::new();
@@ -185,7 +177,7 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
             ));
             moved.push(to);
         }
-        open::write_id_file(fs, path, &store_id, Timestamp::now())?;
+        identity::write(fs, path, &store_id, Timestamp::now())?;
         actions.push(format!(
             "rebuilt the identity file {} (store id {}, read from {})",
             id_path.display(),

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::open::LOG_DIR;
 use super::{Shared, Store};
 use crate::backup::manifest::{
     self, BACKUP_LOG_DIR, BaseEntry, LOCK_FILE, MANIFEST_FILE, Manifest, SegmentEntry, invalid,
@@ -33,6 +32,7 @@ use crate::backup::{BackupOptions, BackupProgress, BackupReport};
 use crate::db::rebuild;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, Nesting};
+use crate::layout::{self, LOG_DIR};
 use crate::log::archive;
 use crate::log::catalog::{self, SegmentInfo};
 use crate::log::segment;
@@ -157,7 +157,7 @@ impl Shared {
         create_destination(fs, dest)?;
         // Backups of other stores or from other processes take turns too; what
         // the directory holds is read under its lock.
-        let _dest_lock = super::open::lock_dir(fs, dest, LOCK_FILE, shared.options.lock_timeout)?;
+        let _dest_lock = layout::lock_dir(fs, dest, LOCK_FILE, shared.options.lock_timeout)?;
         let existing = read_destination(fs, dest, &store_hex)?;
         if existing.is_none() {
             remove_leftovers(fs, dest)?;

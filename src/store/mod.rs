@@ -9,7 +9,6 @@ mod background;
 mod backup;
 mod commit;
 mod engine;
-pub(crate) mod identity;
 pub(crate) mod local;
 pub(crate) mod open;
 mod read;
@@ -41,10 +40,10 @@ use crate::options::Options;
 use crate::time::Timestamp;
 use crate::value::{self, RawValue, Versioned};
 
-pub use self::open::STORE_FORMAT_VERSION;
 pub use self::snapshot::{KeyRange, List, Snapshot};
 pub use self::stats::Stats;
 pub use self::txn::Tx;
+pub use crate::layout::STORE_FORMAT_VERSION;
 pub use crate::value::Meta;
 
 /// What a successful write did.
