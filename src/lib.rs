@@ -50,6 +50,7 @@
 mod access;
 mod counter;
 mod db;
+mod engine;
 mod error;
 mod fs;
 mod key;

@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backup::{BackupOptions, BackupReport};
+use crate::engine::open::{self, Lock};
 use crate::error::{Error, Result};
 use crate::fs::LockError;
 use crate::layout::LOCK_FILE;
 use crate::log::retention;
 use crate::options::Options;
-use crate::store::open::{self, Lock};
 use crate::store::request::{BaseLoad, Outcome, Request};
 use crate::store::{Recovery, Stats};
 use crate::time::Timestamp;

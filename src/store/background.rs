@@ -76,26 +76,15 @@ pub(crate) fn run(shared: Arc<Shared>) {
 
 /// Syncs what was written to the log, without holding the engine during the sync.
 fn flush(shared: &Shared) {
-    let (file, revision) = {
-        let engine = shared.engine.lock();
-        if engine.poisoned.is_some() {
-            return;
-        }
-        (engine.log.active_file(), engine.log.last_revision())
+    let Some((file, revision)) = shared.engine.lock().unsynced() else {
+        return;
     };
     if revision <= shared.synced_revision.load(Ordering::Acquire) {
         return;
     }
-    match file.sync_data() {
-        Ok(()) => {
-            shared.synced_revision.fetch_max(revision, Ordering::AcqRel);
-            // Later records carry the new watermark, which is what lets recovery
-            // tell damage to synced data from a torn tail.
-            shared.engine.lock().log.note_synced(revision);
-        }
-        Err(e) => {
-            let error = crate::Error::io("sync the log segment", shared.path.join("log"), e);
-            shared.engine.lock().poison(&error);
-        }
+    let synced = file.sync_data();
+    if synced.is_ok() {
+        shared.synced_revision.fetch_max(revision, Ordering::AcqRel);
     }
+    shared.engine.lock().flushed(revision, synced);
 }

@@ -43,7 +43,7 @@ struct Unpin<'a>(&'a Shared);
 
 impl Drop for Unpin<'_> {
     fn drop(&mut self) {
-        self.0.engine.lock().backup_pin = None;
+        self.0.engine.lock().unpin_backup();
     }
 }
 
@@ -167,29 +167,20 @@ impl Shared {
         // The consistent point: everything up to `revision` is durable in the log.
         let (applied, txn, needed) = {
             let mut engine = shared.engine.lock();
-            engine.check_poisoned()?;
-            if let Err(e) = engine.log.sync() {
-                engine.poison(&e);
-                return Err(e);
-            }
-            let applied = engine.applied;
+            let point = engine.backup_point(existing.is_none())?;
+            let applied = point.applied;
             shared
                 .synced_revision
                 .fetch_max(applied.revision, Ordering::AcqRel);
-            let txn = match (&existing, applied.revision) {
-                (None, r) if r > 0 => Some(engine.db_snapshot()?),
-                _ => None,
-            };
-            let end = engine.log.position();
             let needed = match &existing {
                 None => Vec::new(),
                 Some(m) => {
                     let segments = catalog::list(fs, &log_dir, &shared.store_id)?;
-                    needed_segments(dest, m, &segments, applied.revision, end)?
+                    needed_segments(dest, m, &segments, applied.revision, point.end)?
                 }
             };
-            engine.backup_pin = needed.first().map(|n| n.segment.first_revision);
-            (applied, txn, needed)
+            engine.pin_backup(needed.first().map(|n| n.segment.first_revision));
+            (applied, point.snapshot, needed)
         };
         let _unpin = Unpin(shared);
 

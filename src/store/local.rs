@@ -11,12 +11,12 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 
 use super::commit::Committer;
-use super::open::Opened;
-use super::read::LocalView;
 use super::request::{BaseLoad, Outcome, Request};
 use super::{Counters, Recovery, Shared, Stats, background};
 use crate::access::{Backend, ReadRecord, ReadView, Reply, Stored};
 use crate::backup::{BackupOptions, BackupReport};
+use crate::engine::open::Opened;
+use crate::engine::read::LocalView;
 use crate::error::{Error, Result};
 use crate::log::retention;
 use crate::options::Options;
@@ -81,10 +81,10 @@ impl Shared {
 
     /// The engine's counters (those of a handle are zero here).
     pub(crate) fn stats(&self) -> Stats {
-        let engine = self.engine.lock();
+        let engine = self.engine.lock().counts();
         Stats {
-            revision: engine.applied.revision,
-            checkpoint_revision: engine.checkpointed.revision,
+            revision: engine.revision,
+            checkpoint_revision: engine.checkpoint_revision,
             commits: engine.commits,
             conflicts: 0,
             retries: 0,
@@ -99,7 +99,7 @@ impl Shared {
 
     /// Why the store is open read-only, if it is.
     pub(crate) fn read_only(&self) -> Option<String> {
-        self.engine.lock().read_only.clone()
+        self.engine.lock().read_only()
     }
 
     /// Log retention now.
@@ -130,12 +130,12 @@ impl Local {
     /// Starts holding an opened store: the background thread and, when
     /// [`Options::serve`] allows, the server.
     pub(crate) fn start(path: &Path, options: &Options, opened: Opened) -> Result<Arc<Local>> {
-        let revision = opened.engine.applied.revision;
+        let revision = opened.engine.revision();
         let shared = Arc::new(Shared {
             path: path.to_owned(),
             options: options.clone(),
             store_id: opened.store_id,
-            visible: Arc::clone(&opened.engine.visible),
+            visible: opened.engine.visible(),
             engine: parking_lot::Mutex::new(opened.engine),
             committer: Committer::default(),
             counters: Counters::default(),
@@ -242,14 +242,7 @@ impl Backend for Local {
         if let Some(thread) = self.background.lock().take() {
             let _ = thread.join();
         }
-        let mut engine = shared.engine.lock();
-        let result = if engine.poisoned.is_some() {
-            Ok(false)
-        } else {
-            engine.checkpoint()
-        };
-        engine.close();
-        result.map(|_| ())
+        shared.engine.lock().close()
     }
 
     fn is_holder(&self) -> bool {

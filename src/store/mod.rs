@@ -8,10 +8,7 @@
 mod background;
 mod backup;
 mod commit;
-mod engine;
 pub(crate) mod local;
-pub(crate) mod open;
-mod read;
 pub(crate) mod request;
 mod snapshot;
 mod stats;
@@ -26,11 +23,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::commit::Committer;
-use self::engine::Engine;
 use self::request::{
     BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
 };
 use crate::access::{self, Backend, Fault, Reply};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fs::LockGuard;
 use crate::key;

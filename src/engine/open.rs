@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::engine::Engine;
+use super::{Engine, Recovered};
 use crate::db::{self, Db, file};
 use crate::error::{self, Error, Result};
 use crate::fs::{Fs, LockGuard};
@@ -154,16 +154,19 @@ fn open_store(
         read_only.is_some(),
     )
     .map_err(fail)?;
-    let backed_up = replayed.backed_up;
-    let mut engine = Engine::new(db, recovered.writer, options.durability, applied, durable)?;
-    engine.retention = options.retention;
-    engine.clock = options.clock.clone();
-    engine.backed_up = backed_up;
-    let read_only = read_only.is_some_and(|why| {
-        engine.read_only = Some(why);
-        true
-    });
-    if recovered.replayed > 0 && !read_only {
+    let writable = read_only.is_none();
+    let mut engine = Engine::new(
+        db,
+        recovered.writer,
+        options,
+        Recovered {
+            applied,
+            checkpointed: durable,
+            backed_up: replayed.backed_up,
+            read_only,
+        },
+    )?;
+    if recovered.replayed > 0 && writable {
         // Make the replay durable now, so a crash right after opening does not
         // replay it again.
         engine.checkpoint()?;
