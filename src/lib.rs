@@ -57,6 +57,7 @@ mod key;
 mod layout;
 mod log;
 mod options;
+mod remote;
 mod serve;
 mod store;
 mod time;

@@ -1,35 +1,34 @@
 //! The ways of reaching a store: a [`Backend`] does what a [`Store`] is asked,
-//! whatever is behind it. Today there are two: `store::local::Local`, the
-//! embedded engine (this process holds the store), and [`remote::Remote`], a
-//! client of the process that holds it. [`reach`] picks one when a store is
-//! opened: it takes the store's lock if it can, and otherwise connects to the
-//! holder.
+//! whatever is behind it, and a [`ReadView`] is one consistent read of it.
+//! Today there are two backends: `store::local::Local`, the embedded engine
+//! (this process holds the store), and `remote::Remote`, a client of the
+//! process that holds it; `store::reach` picks one when a store is opened.
 //!
-//! **Boundary:** nothing here names redb, a log segment or a socket; a backend
-//! receives and returns the engine's plain request types (`store::request`)
-//! and [`Error`]s. What a backend cannot do says so with
-//! [`Error::Unsupported`].
+//! This module also holds what backends speak: the requests of the commit
+//! path and their outcomes (`request`), the store's counters ([`Stats`]), and
+//! a backup run's options and report (`backup`).
+//!
+//! **Boundary:** nothing here names redb, a log segment or a socket, and this
+//! module depends on no way of reaching a store: a backend for another kind
+//! of store (etcd) implements the traits with these types and returns
+//! [`Error::Unsupported`] for what it cannot do.
 //!
 //! [`Store`]: crate::Store
 
-pub(crate) mod remote;
+mod backup;
+pub(crate) mod request;
+mod stats;
 
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use crate::backup::{BackupOptions, BackupReport};
-use crate::engine::open::{self, Lock};
+pub use self::backup::{BackupOptions, BackupProgress, BackupReport};
+use self::request::{BaseLoad, Outcome, Request};
+pub use self::stats::Stats;
 use crate::error::{Error, Result};
-use crate::fs::LockError;
-use crate::layout::LOCK_FILE;
-use crate::log::retention;
-use crate::options::Options;
-use crate::store::request::{BaseLoad, Outcome, Request};
-use crate::store::{Recovery, Stats};
 use crate::time::Timestamp;
-pub(crate) use crate::value::{Entry, Meta, Stored};
+use crate::value::{Entry, Meta, Stored};
 
 /// What a point read hands each record to: its metadata and value bytes
 /// (borrowed, so a backend that can lend them does not copy them).
@@ -114,13 +113,6 @@ pub(crate) trait Backend: Send + Sync {
     fn stats(&self) -> Reply<Stats>;
     /// An online backup into `dest` (an absolute path).
     fn backup(&self, dest: &Path, options: &BackupOptions) -> Reply<BackupReport>;
-    /// Runs log retention now (maintenance of a store this process holds).
-    fn retain(&self) -> Reply<retention::Outcome> {
-        Err(Fault::Failed(Error::Unsupported {
-            what: "log retention".to_owned(),
-            reason: "only the process holding the store runs it".to_owned(),
-        }))
-    }
     /// Releases what this backend holds; later calls fail with
     /// [`Error::Closed`].
     fn close(&self) -> Result<()>;
@@ -129,84 +121,4 @@ pub(crate) trait Backend: Send + Sync {
     /// Why the store is open read-only, if it is (its file system took no
     /// writes when it was opened).
     fn read_only(&self) -> Option<String>;
-}
-
-/// A store reached by [`reach`].
-pub(crate) struct Reached {
-    pub backend: Arc<dyn Backend>,
-    /// The store id, 32 hex digits.
-    pub store_id: String,
-    /// What opening it here had to recover (nothing when reached remotely).
-    pub recovery: Recovery,
-}
-
-/// Reaches the store at `path`: takes its lock and opens it here (creating it
-/// when allowed), or, while another process holds it, connects to that
-/// process (unless [`Options::remote`] forbids it), polling with jittered
-/// pauses until [`Options::lock_timeout`]; then [`Error::Busy`] names the
-/// holder.
-pub(crate) fn reach(path: &Path, options: &Options) -> Result<Reached> {
-    let start = Instant::now();
-    let mut pause = Duration::from_micros(200);
-    let mut warned = false;
-    let opened = open::open_with(path, options, |fs, dir| {
-        loop {
-            let held = match fs.try_lock(&dir.join(LOCK_FILE)) {
-                Ok(guard) => return Ok(Lock::Taken(guard)),
-                Err(LockError::Held(pid)) => pid,
-                // Another user's store: this process cannot hold it, but may be
-                // served by its holder.
-                Err(LockError::Io(e))
-                    if e.kind() == std::io::ErrorKind::PermissionDenied && options.remote =>
-                {
-                    if let Some(remote) = remote::connect(fs, dir, options, start)? {
-                        return Ok(Lock::Other(remote));
-                    }
-                    return Err(Error::io("lock", dir.join(LOCK_FILE), e));
-                }
-                Err(LockError::Io(e)) => return Err(Error::io("lock", dir.join(LOCK_FILE), e)),
-            };
-            if options.remote
-                && let Some(remote) = remote::connect(fs, dir, options, start)?
-            {
-                return Ok(Lock::Other(remote));
-            }
-            let waited = start.elapsed();
-            if waited >= options.lock_timeout {
-                return Err(Error::Busy {
-                    path: dir.to_owned(),
-                    pid: held,
-                    waited,
-                });
-            }
-            if !warned && waited >= Duration::from_secs(1) {
-                tracing::warn!(store = %dir.display(), holder = ?held, "waiting for the store");
-                warned = true;
-            }
-            // Random pauses keep many waiting processes from polling in step.
-            let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64));
-            std::thread::sleep((pause / 2 + jitter).min(options.lock_timeout - waited));
-            pause = (pause * 2).min(Duration::from_millis(8));
-        }
-    })?;
-    match opened {
-        Ok(opened) => {
-            let store_id = crate::log::catalog::hex(&opened.store_id);
-            let recovery = Recovery {
-                replayed: opened.replayed,
-                cut: opened.cut.clone(),
-            };
-            let backend = crate::store::local::Local::start(path, options, opened)?;
-            Ok(Reached {
-                backend,
-                store_id,
-                recovery,
-            })
-        }
-        Err(remote) => Ok(Reached {
-            store_id: remote.store_id().to_owned(),
-            backend: Arc::new(remote),
-            recovery: Recovery::default(),
-        }),
-    }
 }

@@ -103,6 +103,14 @@ pub(crate) fn segment_file(first_revision: u64) -> String {
 }
 
 impl Manifest {
+    /// The entry of the segment starting at `first_revision`, if the backup
+    /// holds it.
+    pub(crate) fn entry(&self, first_revision: u64) -> Option<&SegmentEntry> {
+        self.segments
+            .iter()
+            .find(|e| e.first_revision == first_revision)
+    }
+
     /// The manifest of an empty backup of store `store_id`.
     pub(crate) fn new(store_id: String, now: Timestamp) -> Manifest {
         Manifest {

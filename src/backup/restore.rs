@@ -24,6 +24,7 @@ use std::time::Instant;
 use super::build::{self, Source};
 use super::verify::{self, Verified};
 use super::{RestoreOptions, RestoreProgress, RestoreReport, Until};
+use crate::engine;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, Nesting};
 use crate::layout::creation::{self, Leftovers};
@@ -64,9 +65,7 @@ pub fn restore(
     let Some(verified) = verified.filter(|_| problems.is_empty()) else {
         let first = problems.first();
         return Err(Error::InvalidBackup {
-            path: first
-                .and_then(|p| p.file.clone())
-                .unwrap_or_else(|| backup.to_owned()),
+            path: first.map_or_else(|| backup.to_owned(), |p| p.file.clone()),
             reason: problems
                 .iter()
                 .map(|p| p.to_string())
@@ -99,9 +98,9 @@ pub fn restore(
     };
     let built = build::build_store(&fs, target, &store_options, &source, &mut progress)?;
     // Prove it opens where the restore says it stopped.
-    let store = crate::Store::open(target, store_options.remote(false).serve(false))?;
-    let opened = store.revision();
-    store.close()?;
+    let held = engine::open::hold(target, &store_options)?;
+    let opened = held.engine.revision();
+    held.close()?;
     if opened != built.revision {
         return Err(Error::corrupt(
             target.join(DB_FILE),

@@ -14,7 +14,6 @@ use crate::log::archive;
 use crate::log::catalog::{self, SegmentInfo};
 use crate::log::reader::{self, Position, Tail};
 use crate::log::segment::{SEGMENT_HEADER_LEN, StoreId};
-use crate::maintenance::Problem;
 use crate::time::Timestamp;
 
 /// A backup as its manifest describes it.
@@ -44,11 +43,34 @@ pub(crate) struct Verified {
     pub notes: Vec<String>,
 }
 
-fn problem(file: &Path, offset: Option<u64>, what: impl Into<String>, action: &str) -> Problem {
-    Problem {
-        file: Some(file.to_owned()),
+/// One thing wrong with a backup: where, what, and what to do about it
+/// (`check` reports it as a `Problem`; `restore` refuses with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Finding {
+    /// The file concerned.
+    pub file: PathBuf,
+    /// The byte offset in it, if known.
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub what: String,
+    /// What to do about it.
+    pub action: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.offset {
+            Some(offset) => write!(f, "{} at byte {offset}: ", self.file.display())?,
+            None => write!(f, "{}: ", self.file.display())?,
+        }
+        write!(f, "{} ({})", self.what, self.action)
+    }
+}
+
+fn problem(file: &Path, offset: Option<u64>, what: impl Into<String>, action: &str) -> Finding {
+    Finding {
+        file: file.to_owned(),
         offset,
-        namespace: None,
         what: what.into(),
         action: action.to_owned(),
     }
@@ -65,7 +87,7 @@ pub(crate) fn verify(
     fs: &dyn Fs,
     dir: &Path,
     until: Until,
-) -> Result<(Option<Verified>, Vec<Problem>)> {
+) -> Result<(Option<Verified>, Vec<Finding>)> {
     let mut problems = Vec::new();
     let manifest = match Manifest::read_with(fs, dir) {
         Ok(m) => m,

@@ -3,12 +3,12 @@
 
 use super::Engine;
 use super::batch::{Resolved, ResolvedKind, encode_parts};
+use crate::access::request::{BaseLoad, BaseRecord};
 use crate::counter;
 use crate::db::schema::Applied;
 use crate::db::write::Records;
 use crate::error::{Error, KeyPart, Result, Shown};
 use crate::key;
-use crate::store::request::{BaseLoad, BaseRecord};
 
 impl Engine {
     /// Loads a snapshot into an empty store as one base commit at its

@@ -25,6 +25,7 @@
 use std::borrow::Cow;
 
 use super::Engine;
+use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
 use crate::counter;
 use crate::db::schema::Applied;
 use crate::db::write::{Batch, Records, Replaced};
@@ -33,7 +34,6 @@ use crate::key;
 use crate::log::record::{self, DeleteOp, LogOp, LogRecord, PutOp};
 use crate::log::{Position, frame};
 use crate::options::Durability;
-use crate::store::request::{Outcome, Request, WriteKind, WriteOutcome};
 use crate::time::Timestamp;
 use crate::value::Meta;
 

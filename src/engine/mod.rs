@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub(crate) use self::checkpoint::BackupPoint;
 use crate::db::Db;
 use crate::db::schema::Applied;
 use crate::db::view::Visible;

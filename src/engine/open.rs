@@ -10,7 +10,7 @@ use crate::db::{self, Db, file};
 use crate::error::{self, Error, Result};
 use crate::fs::{Fs, LockGuard};
 use crate::layout::creation::{self, classify_directory, create_dirs_durably, create_store};
-use crate::layout::{DB_FILE, LOG_DIR, identity};
+use crate::layout::{self, DB_FILE, LOG_DIR, identity};
 use crate::log::recovery::{self, CutTail, WriterSettings};
 use crate::log::segment::StoreId;
 use crate::options::Options;
@@ -22,6 +22,27 @@ pub(crate) struct Opened {
     pub lock: Box<dyn LockGuard>,
     pub replayed: u64,
     pub cut: Option<CutTail>,
+}
+
+impl Opened {
+    /// Closes the engine (a final checkpoint), then releases the lock.
+    pub(crate) fn close(mut self) -> Result<()> {
+        self.engine.close()
+    }
+}
+
+/// Opens the store in `path` in this process, waiting for its lock up to the
+/// options' lock timeout and never reaching a holder instead: what the tools
+/// do that need the store to themselves (compacting it, proving that a
+/// restored or repaired store opens).
+pub(crate) fn hold(path: &Path, options: &Options) -> Result<Opened> {
+    let opened = open_with::<std::convert::Infallible>(path, options, |fs, dir| {
+        Ok(Lock::Taken(layout::take_lock(fs, dir, options)?))
+    })?;
+    Ok(match opened {
+        Ok(opened) => opened,
+        Err(never) => match never {},
+    })
 }
 
 /// What the lock step of [`open_with`] came to.

@@ -806,7 +806,8 @@ pub fn check_backup(path: impl AsRef<Path>, options: &CheckOptions) -> Result<Ch
     let path = path.as_ref();
     let started = Instant::now();
     let fs: Arc<dyn Fs> = Arc::new(RealFs);
-    let (verified, mut problems) = backup::verify::verify(fs.as_ref(), path, Until::End)?;
+    let (verified, findings) = backup::verify::verify(fs.as_ref(), path, Until::End)?;
+    let mut problems: Vec<Problem> = findings.into_iter().map(Problem::from).collect();
     let mut notes = Vec::new();
     let mut log = LogReport::default();
     let mut state = None;

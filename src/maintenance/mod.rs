@@ -55,6 +55,18 @@ pub struct Problem {
     pub action: String,
 }
 
+impl From<crate::backup::verify::Finding> for Problem {
+    fn from(f: crate::backup::verify::Finding) -> Problem {
+        Problem {
+            file: Some(f.file),
+            offset: f.offset,
+            namespace: None,
+            what: f.what,
+            action: f.action,
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.file, self.offset) {

@@ -37,6 +37,7 @@ use super::scratch::Scratch;
 use crate::db::Db;
 use crate::db::rebuild;
 use crate::db::schema::Applied;
+use crate::engine;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
 use crate::layout::{self, DB_FILE, ID_FILE, LOG_DIR, identity};
@@ -295,10 +296,10 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
         report.aside = Some(aside);
     }
     drop(lock);
-    match crate::Store::open(path, tool.remote(false).serve(false)) {
-        Ok(store) => {
-            report.revision = store.revision();
-            store.close()?;
+    match engine::open::hold(path, &tool) {
+        Ok(held) => {
+            report.revision = held.engine.revision();
+            held.close()?;
         }
         Err(e) => report.unrepaired.push(Problem {
             file: Some(path.to_owned()),

@@ -6,12 +6,10 @@
 //! The state database is `db/`'s; no redb type appears here.
 
 mod background;
-mod backup;
 mod commit;
 pub(crate) mod local;
-pub(crate) mod request;
+mod reach;
 mod snapshot;
-mod stats;
 mod txn;
 
 use std::path::{Path, PathBuf};
@@ -22,24 +20,20 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use self::commit::Committer;
-use self::request::{
+use crate::access::request::{
     BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
 };
-use crate::access::{self, Backend, Fault, Reply};
-use crate::engine::Engine;
+use crate::access::{Backend, BackupOptions, BackupReport, Fault, Reply};
 use crate::error::{Error, Result};
-use crate::fs::LockGuard;
 use crate::key;
 use crate::log::CutTail;
-use crate::log::segment::StoreId;
 use crate::options::Options;
 use crate::time::Timestamp;
 use crate::value::{self, RawValue, Versioned};
 
 pub use self::snapshot::{KeyRange, List, Snapshot};
-pub use self::stats::Stats;
 pub use self::txn::Tx;
+pub use crate::access::Stats;
 pub use crate::layout::STORE_FORMAT_VERSION;
 pub use crate::value::Meta;
 
@@ -164,36 +158,6 @@ enum Reach {
     },
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub checkpoints: AtomicU64,
-}
-
-/// The state of a store this process holds: what the engine, the committer,
-/// the background thread and the server share.
-pub(crate) struct Shared {
-    pub path: PathBuf,
-    pub options: Options,
-    pub store_id: StoreId,
-    /// What readers see (declared before `engine`, which holds the state
-    /// database: dropped before it).
-    pub visible: Arc<crate::db::view::Visible>,
-    pub engine: Mutex<Engine>,
-    pub committer: Committer,
-    pub counters: Counters,
-    pub background: background::Signal,
-    /// The last revision known to be synced (Relaxed mode).
-    pub synced_revision: AtomicU64,
-    pub recovery: Recovery,
-    pub closed: AtomicBool,
-    /// Held by a running backup: backups of one store take turns.
-    pub backup_lock: Mutex<()>,
-    /// Connections and pinned snapshots of the processes served.
-    pub serving: local::Serving,
-    // Dropped last: the lock is released only after everything above is closed.
-    _lock: Box<dyn LockGuard>,
-}
-
 impl Store {
     /// Opens the store in directory `path`, creating it if it does not exist
     /// (unless [`Options::create`] says not to).
@@ -231,7 +195,7 @@ impl Store {
     /// created) and [`Error::Database`].
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref().to_owned();
-        let reached = access::reach(&path, &options)?;
+        let reached = reach::reach(&path, &options)?;
         let reach = if reached.backend.is_holder() {
             Reach::Held(reached.backend)
         } else {
@@ -318,7 +282,7 @@ impl Store {
         if current.read().0 != generation {
             return Ok(());
         }
-        let reached = access::reach(&self.handle.path, &self.handle.options)?;
+        let reached = reach::reach(&self.handle.path, &self.handle.options)?;
         if reached.store_id != self.handle.id {
             let _ = reached.backend.close();
             return Err(Error::Disconnected {
@@ -839,6 +803,58 @@ impl Store {
         self.call(|b| b.checkpoint())
     }
 
+    /// Backs the store up into the directory `dest`, online: writers go on
+    /// meanwhile (they wait at most for one log sync).
+    ///
+    /// The first run into a directory writes a base (one consistent snapshot
+    /// of the state, as a segment file holding one base commit) and a
+    /// `MANIFEST`. Later runs into the same directory are incremental: they
+    /// copy only the log written since (new segments, and the new end of the
+    /// last one), so the backup holds every revision from its base on and
+    /// `restore` can stop at any of them. See `DESIGN.md`, "Backups, restore,
+    /// check and repair".
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = statelog::Store::open(dir.path().join("state"), Default::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let first = store.backup(dir.path().join("backup"))?;
+    /// store.put("jobs", "build", &"running")?;
+    /// let next = store.backup(dir.path().join("backup"))?;
+    /// assert!(first.full && !next.full);
+    /// assert_eq!(next.revision, 2);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
+    /// Through a holder (another process holds the store), the holder writes
+    /// the backup, so only a process of the holder's own user may ask for one
+    /// ([`Error::Refused`] otherwise); `dest` is taken relative to this
+    /// process's working directory.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBackup`] if `dest` is a backup of another store, was
+    /// damaged, or holds a history that diverged from this store's, or if the
+    /// store no longer holds the log the backup needs (log retention removed
+    /// it; back up into a new directory); [`Error::TargetNotEmpty`] if `dest`
+    /// holds other files; [`Error::Corrupt`] if the log being copied is
+    /// damaged; [`Error::Io`], [`Error::Database`]; [`Error::Refused`].
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        self.backup_with(dest, &BackupOptions::default())
+    }
+
+    /// [`backup`](Self::backup) with options (a progress callback).
+    ///
+    /// # Errors
+    /// As [`backup`](Self::backup).
+    pub fn backup_with(
+        &self,
+        dest: impl AsRef<Path>,
+        options: &BackupOptions,
+    ) -> Result<BackupReport> {
+        let dest = dest.as_ref();
+        self.call(|b| b.backup(dest, options))
+    }
+
     /// What opening had to do to recover (nothing after a clean close, and
     /// nothing for a handle that reached the store through its holder).
     pub fn recovery(&self) -> &Recovery {
@@ -884,12 +900,6 @@ impl Store {
             Reach::Held(_) => true,
             Reach::Served { current, .. } => current.read().1.is_holder(),
         }
-    }
-
-    /// Runs log retention now (it also runs after every checkpoint); only in
-    /// the process holding the store.
-    pub(crate) fn apply_retention(&self) -> Result<crate::log::retention::Outcome> {
-        self.call(|b| b.retain())
     }
 
     /// Closes the handle and refuses further use through any clone of it.

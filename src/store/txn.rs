@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::request::{Check, Request, Write, WriteKind};
 use super::snapshot::Snapshot;
+use crate::access::request::{Check, Request, Write, WriteKind};
 use crate::error::{Error, Result};
 use crate::key;
 use crate::time::Timestamp;
