@@ -19,6 +19,7 @@
 mod check;
 mod compact;
 mod identity;
+mod inspect;
 mod rebase;
 mod repair;
 mod scratch;
