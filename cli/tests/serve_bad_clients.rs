@@ -4,6 +4,8 @@
 //! peer of another user. Each closes (or refuses) that one connection; the
 //! holder goes on serving everyone else.
 
+// The helpers of the library's tests, shared rather than copied.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{Read, Write};

@@ -5,7 +5,8 @@
 //! `statelog serve` process. Each must give the same results, versions,
 //! revisions and errors.
 
-#[path = "../common/mod.rs"]
+// The helpers of the library's tests, shared rather than copied.
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 mod behaviour;

@@ -15,6 +15,8 @@
 //! `STATELOG_KILL_SEED=<n>` fixes the kill delays (printed by every run; the
 //! timing of the processes still varies).
 
+// The helpers of the library's backup tests, shared rather than copied.
+#[path = "../../tests/backup_common/mod.rs"]
 mod backup_common;
 #[path = "cli/mod.rs"]
 mod cli;

@@ -1,7 +1,7 @@
 //! Single-operation costs of the engine: durable put, point get, optimistic
 //! update, each in both durability modes where it matters.
 //!
-//! Run: `cargo bench --bench engine`.
+//! Run: `cargo bench -p statelog-bench --bench engine`.
 
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 
 #[path = "cli/mod.rs"]
 mod cli;
+// The helpers of the library's tests, shared rather than copied.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};

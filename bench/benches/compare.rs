@@ -2,15 +2,16 @@
 //! pick instead (redb, SQLite, a JSON file with a lock), on the same disk, the
 //! same record shape and the same workloads, in one run, printed as one table.
 //!
-//! Run: `cargo bench --bench compare` (a few minutes), or
-//! `STATELOG_BENCH_QUICK=1 cargo bench --bench compare` (under a minute).
+//! Run: `cargo bench -p statelog-bench --bench compare` (a few minutes), or
+//! `STATELOG_BENCH_QUICK=1 cargo bench -p statelog-bench --bench compare` (under a minute).
 //! Settings (environment): `STATELOG_BENCH_SECS` per timed repetition,
 //! `STATELOG_BENCH_REPS`, `STATELOG_BENCH_READ_KEYS` (W3), `STATELOG_BENCH_BULK`
 //! and `STATELOG_BENCH_BATCH` (W4), `STATELOG_BENCH_ENGINES` and
 //! `STATELOG_BENCH_WORKLOADS` (comma-separated filters), `STATELOG_BENCH_DIR`
 //! (where data goes; default: the target's tmp directory, on the checkout's disk).
 
-#[path = "compare/common.rs"]
+// The helpers the library's benchmarks use too, shared rather than copied.
+#[path = "../../benches/common/mod.rs"]
 mod common;
 #[path = "compare/engines.rs"]
 mod engines;
