@@ -72,6 +72,19 @@ pub use store::{
 pub use time::{ParseTimestampError, Timestamp};
 pub use value::{MAX_DEPTH, MAX_VALUE_LEN, RawValue, Versioned};
 
+/// The log format (segment header and frames) this build writes; it reads
+/// this one and every one before. With [`STORE_FORMAT_VERSION`],
+/// [`SCHEMA_VERSION`], [`snapshot::FORMAT_VERSION`],
+/// [`backup::BACKUP_FORMAT_VERSION`] and [`PROTOCOL_VERSION`], what a build
+/// says it reads and writes (the command line's `--version` shows them).
+pub const LOG_FORMAT_VERSION: u32 = log::segment::LOG_FORMAT_VERSION;
+/// The schema of the state database (its redb tables and record encoding)
+/// this build writes and reads.
+pub const SCHEMA_VERSION: u64 = store::schema::SCHEMA_VERSION;
+/// The protocol this build speaks on a holder's socket with other processes
+/// (see [`Options::serve`]).
+pub const PROTOCOL_VERSION: u32 = wire::message::PROTOCOL_VERSION;
+
 pub mod backup;
 pub mod maintenance;
 pub mod snapshot;

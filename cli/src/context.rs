@@ -5,7 +5,6 @@
 //! commands, durable before `Store` returns) and one close. The store's lock
 //! serialises invocations; the close's checkpoint keeps the next open short.
 
-use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -15,13 +14,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 use statelog::{Options, Shown, Store};
 
-use crate::cli::GlobalArgs;
+use crate::cli::{STORE_ENV, Settings};
 use crate::exit;
-
-/// The environment variable naming the store when `--store` is not given.
-pub const STORE_ENV: &str = "STATELOG_STORE";
-/// The store when neither `--store` nor the environment names one.
-pub const DEFAULT_STORE: &str = ".statelog";
+use crate::output::SHAPE;
 
 /// How long an open waits before saying so on a terminal.
 const NOTICE_AFTER: Duration = Duration::from_secs(1);
@@ -51,26 +46,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(global: &GlobalArgs) -> Ctx {
-        let env = std::env::var_os(STORE_ENV).filter(|v| !v.is_empty());
-        let (store, store_from) = match (&global.store, env) {
-            (Some(path), _) => (path.clone(), "given by --store"),
-            (None, Some(path)) => (PathBuf::from(path), "given by $STATELOG_STORE"),
-            (None, None) => (
-                PathBuf::from(OsString::from(DEFAULT_STORE)),
-                "the default, as neither --store nor $STATELOG_STORE is set",
-            ),
-        };
+    pub fn new(settings: Settings) -> Ctx {
         Ctx {
-            store,
-            store_from,
-            wait: if global.no_wait {
-                Duration::ZERO
-            } else {
-                global.wait
-            },
-            json: global.json,
-            quiet: global.quiet,
+            store: settings.store,
+            store_from: settings.store_from.describe(),
+            wait: settings.wait,
+            json: settings.json,
+            quiet: settings.quiet,
         }
     }
 
@@ -102,7 +84,7 @@ impl Ctx {
     /// takes more than a second (another process has it): a silent pause of up
     /// to `--wait` would look like a hang.
     pub fn waiting<T>(&self, open: impl FnOnce() -> T) -> T {
-        if self.quiet || self.wait <= NOTICE_AFTER || !io::stderr().is_terminal() {
+        if self.quiet || self.json || self.wait <= NOTICE_AFTER || !io::stderr().is_terminal() {
             return open();
         }
         let (done, wait) = mpsc::channel::<()>();
@@ -225,15 +207,26 @@ impl Ctx {
             .context("cannot write to stdout")
     }
 
-    /// Writes one compact JSON document and a newline to stdout.
+    /// Writes one compact JSON document and a newline to stdout, with its
+    /// shape version first.
     pub fn print_json(&self, doc: &impl Serialize) -> anyhow::Result<()> {
         let text = serde_json::to_string(doc).context("cannot render the JSON output")?;
-        self.print(text)
+        self.print(with_shape(&text))
     }
 
     /// True when stdout is a terminal (output for people: aligned, shortened).
     pub fn stdout_is_terminal(&self) -> bool {
         io::stdout().is_terminal()
+    }
+}
+
+/// A JSON object with `"shape"` added as its first member (the documents'
+/// values are embedded JSON text, which serde's flattening cannot carry).
+pub fn with_shape(object: &str) -> String {
+    match object.strip_prefix('{') {
+        Some("}") => format!("{{\"shape\":{SHAPE}}}"),
+        Some(rest) => format!("{{\"shape\":{SHAPE},{rest}"),
+        None => object.to_owned(),
     }
 }
 

@@ -15,8 +15,13 @@
 use std::fmt;
 use std::io;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
+use serde::Serialize;
 use statelog::Shown;
+
+use crate::errors::ErrorDoc;
+use crate::output::SHAPE;
 
 /// What an invocation ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,13 +97,30 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Prints `err` on stderr (one line, then one line per cause) and returns its
-/// exit code. A broken pipe ends the program quietly and successfully, as
-/// other Unix filters do: whatever was asked for was done before the output
-/// was cut.
+/// Whether errors and warnings are JSON (`--json`): set once, at the start.
+static JSON: OnceLock<bool> = OnceLock::new();
+
+/// Makes errors and warnings JSON objects from now on.
+pub fn set_json(json: bool) {
+    let _ = JSON.set(json);
+}
+
+fn json() -> bool {
+    JSON.get().copied().unwrap_or(false)
+}
+
+/// Prints `err` on stderr (one line, then one line per cause; with `--json`
+/// one JSON object) and returns its exit code. A broken pipe ends the
+/// program quietly and successfully, as other Unix filters do: whatever was
+/// asked for was done before the output was cut.
 pub fn report(err: &anyhow::Error) -> Code {
     if is_broken_pipe(err) {
         return Code::Ok;
+    }
+    let code = code_of(err);
+    if json() {
+        print_json_line(&ErrorDoc::new(err, code));
+        return code;
     }
     // Messages show user text through `Shown` where they put it in; escaping
     // each whole line again keeps any text that came another way (an
@@ -112,15 +134,74 @@ pub fn report(err: &anyhow::Error) -> Code {
         ));
     }
     print_stderr(&text);
-    code_of(err)
+    code
 }
 
-/// Prints a warning on stderr (things that did not stop the command).
+/// Reports a usage error (a bad command line; clap's message, or ours), exit
+/// 2. `text` is the whole message, its first line starting with `error:`.
+pub fn usage(text: &str, json: bool) -> Code {
+    if json {
+        // clap's text: the message (perhaps over several lines), a blank
+        // line, tips, the usage line, a pointer to --help.
+        let message: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        let message = message.join(" ");
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        let usage = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Usage: "))
+            .map(str::to_owned);
+        print_json_line(&ErrorDoc::usage(message, usage));
+    } else {
+        let prefix = if text.starts_with("error:") {
+            "statelog: "
+        } else {
+            ""
+        };
+        print_stderr(&format!("{prefix}{text}"));
+    }
+    Code::Usage
+}
+
+#[derive(Serialize)]
+struct WarningDoc {
+    shape: u32,
+    warning: WarningBody,
+}
+
+#[derive(Serialize)]
+struct WarningBody {
+    message: String,
+}
+
+/// Prints a warning on stderr (things that did not stop the command); with
+/// `--json`, one JSON object.
 pub fn warn(message: impl fmt::Display) {
+    if json() {
+        print_json_line(&WarningDoc {
+            shape: SHAPE,
+            warning: WarningBody {
+                message: message.to_string(),
+            },
+        });
+        return;
+    }
     print_stderr(&format!(
         "statelog: warning: {}\n",
         Shown::whole(&message.to_string())
     ));
+}
+
+/// One JSON object and a newline on stderr.
+fn print_json_line(doc: &impl Serialize) {
+    // These documents hold only strings, numbers and maps: they serialise.
+    if let Ok(mut line) = serde_json::to_string(doc) {
+        line.push('\n');
+        print_stderr(&line);
+    }
 }
 
 /// Writes to stderr; nothing more can be done if stderr is gone.

@@ -1,5 +1,10 @@
-//! The shapes of `--json` output that several commands share, and values as
-//! JSON text.
+//! The shapes of `--json` output that several commands share, values as JSON
+//! text, and numbers for people.
+//!
+//! Every document a command prints is a type of the command line's own
+//! (never a library struct, whose fields may change with the library), and
+//! carries `"shape": SHAPE` as its first member. Durations are whole
+//! milliseconds, under the name `duration`.
 //!
 //! Values are rendered by the library's snapshot mapping
 //! ([`statelog::RawValue::to_json`]), so what `get` prints is what `export`
@@ -10,6 +15,30 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::value::RawValue as JsonText;
 use statelog::{RawValue, Versioned};
+
+/// The version of the documents' shapes: raised when a member is renamed,
+/// removed or changes its meaning (adding one does not raise it).
+pub const SHAPE: u32 = 1;
+
+/// A duration as the documents give it: whole milliseconds.
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A size for people: "512 bytes", "1.5 KiB", "5.0 MiB".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
 
 /// A value as compact JSON, ready to embed in a document.
 pub fn json_text(value: &RawValue) -> anyhow::Result<Box<JsonText>> {
@@ -76,6 +105,28 @@ pub struct WriteDoc<'a> {
     pub value: Option<Box<JsonText>>,
 }
 
+/// One problem `check` found or `repair` met: where, what, what to do.
+#[derive(Debug, Serialize)]
+pub struct ProblemDoc {
+    pub file: Option<String>,
+    pub offset: Option<u64>,
+    pub namespace: Option<String>,
+    pub what: String,
+    pub action: String,
+}
+
+impl ProblemDoc {
+    pub fn new(p: &statelog::maintenance::Problem) -> ProblemDoc {
+        ProblemDoc {
+            file: p.file.as_ref().map(|f| f.display().to_string()),
+            offset: p.offset,
+            namespace: p.namespace.clone(),
+            what: p.what.clone(),
+            action: p.action.clone(),
+        }
+    }
+}
+
 /// Shortens `text` to `max` characters for a one-line display.
 pub fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -119,5 +170,12 @@ mod tests {
         assert_eq!(shorten("héllo world", 5), "héll…");
         assert_eq!(plural(1, "record", "records"), "1 record");
         assert_eq!(plural(0, "record", "records"), "0 records");
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(512), "512 bytes");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 << 20), "5.0 MiB");
     }
 }

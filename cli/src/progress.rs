@@ -1,5 +1,6 @@
-//! Progress bars for long commands (export, import): drawn on stderr when it
-//! is a terminal, and not at all when it is piped or `--quiet` is given.
+//! Progress bars for long commands (export, import, backup, restore): drawn
+//! on stderr when it is a terminal, and not at all when it is piped or
+//! `--quiet` is given.
 
 use std::io::{self, IsTerminal};
 use std::time::Duration;
@@ -8,47 +9,58 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::context::Ctx;
 
-/// Whether to draw: stderr is a terminal, and the command's own output does
-/// not go to the same terminal (where the bar would scribble over it).
-fn wanted(ctx: &Ctx, output_on_stdout: bool) -> bool {
-    !ctx.quiet && io::stderr().is_terminal() && !(output_on_stdout && io::stdout().is_terminal())
+/// Where the command's own output goes, which decides whether a bar may be
+/// drawn: not on a terminal its output also goes to, where it would
+/// scribble over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// To stdout (an export without `--out`).
+    Stdout,
+    /// Elsewhere, or a short summary after the bar is gone.
+    Elsewhere,
 }
 
-fn style(template: &str, fallback: ProgressStyle) -> ProgressStyle {
-    ProgressStyle::with_template(template).unwrap_or(fallback)
+/// A bar (over `total` when known, else a spinner) with `template`, or a
+/// hidden one when nothing should be drawn.
+pub fn bar(ctx: &Ctx, output: Output, total: Option<u64>, template: &str) -> ProgressBar {
+    let shared_terminal = output == Output::Stdout && io::stdout().is_terminal();
+    if ctx.quiet || !io::stderr().is_terminal() || shared_terminal {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    let fallback = if total.is_some() {
+        ProgressStyle::default_bar()
+    } else {
+        ProgressStyle::default_spinner()
+    };
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or(fallback));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
 }
 
 /// An export's progress: records written (in the message, from the
 /// library's callback) and bytes written (the position, from the output).
-pub fn export(ctx: &Ctx, output_on_stdout: bool) -> ProgressBar {
-    if !wanted(ctx, output_on_stdout) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(style(
+pub fn export(ctx: &Ctx, output: Output) -> ProgressBar {
+    let bar = bar(
+        ctx,
+        output,
+        None,
         "{spinner} exporting: {msg}, {bytes} ({bytes_per_sec}, {elapsed})",
-        ProgressStyle::default_spinner(),
-    ));
+    );
     bar.set_message(records(0));
-    bar.enable_steady_tick(Duration::from_millis(100));
     bar
 }
 
 /// An import's progress: a bar over the input's bytes when its length is
 /// known (a file), else a spinner; records read go in the message.
 pub fn import(ctx: &Ctx, total: Option<u64>) -> ProgressBar {
-    if !wanted(ctx, false) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
     let template = if total.is_some() {
         "importing: {msg} {wide_bar} {bytes}/{total_bytes}"
     } else {
         "{spinner} importing: {msg}, {bytes} ({bytes_per_sec}, {elapsed})"
     };
-    bar.set_style(style(template, ProgressStyle::default_bar()));
+    let bar = bar(ctx, Output::Elsewhere, total, template);
     bar.set_message(records(0));
-    bar.enable_steady_tick(Duration::from_millis(100));
     bar
 }
 

@@ -724,11 +724,6 @@ fn export_writes_every_format_to_stdout_or_a_file() {
         std::fs::read_to_string(s.dir.path().join("keep.json")).unwrap(),
         "old"
     );
-    s.fails(
-        &["export", "-o", "no/such/dir/x.json"],
-        1,
-        &["cannot create"],
-    );
     assert_eq!(s.run(&["export", "--format", "yaml"]).code, 2);
 }
 
@@ -813,7 +808,7 @@ fn import_restores_and_merges_snapshots() {
     );
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
-        run.json(),
+        run.doc(),
         json!({"file": "stdin", "format": "md", "mode": "restore", "records": 2,
         "written": 2, "unchanged": 0, "revision": 3, "applied": true, "conflicts": []})
     );
@@ -858,10 +853,10 @@ fn import_restores_and_merges_snapshots() {
         let run = s.run(&["--json", "import", "edited.json", "--check-versions"]);
         assert_eq!(run.code, 3);
         assert_eq!(
-            run.json()["conflicts"],
+            run.doc()["conflicts"],
             json!([{"namespace": "jobs", "key": "j1", "expected": 2, "actual": 3}])
         );
-        assert_eq!(run.json()["applied"], false);
+        assert_eq!(run.doc()["applied"], false);
     });
     let doc = s.json(&[
         "import",

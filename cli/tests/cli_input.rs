@@ -156,6 +156,8 @@ fn messages_show_what_the_user_gave_escaped_and_shortened() {
     let mut cmd = Command::new(BIN);
     cmd.arg("--store").arg(&path).args(["get", "jobs", "k"]);
     check_shown(&run_of(cmd.output().unwrap()), "--store");
+    // A file where the directory would go: the export fails naming both.
+    std::fs::write(s.dir.path().join(&bad[..200]), b"").unwrap();
     let out = s.dir.path().join(&bad[..200]).join("file.json");
     check_shown(
         &s.run(&["export", "--out", out.to_str().unwrap()]),

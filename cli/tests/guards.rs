@@ -153,7 +153,12 @@ fn deleting_the_lock_file_does_not_let_a_second_user_in() {
     );
     holder.wait_for(holder.last + 20);
     let run = |args: &[&str]| {
-        let mut all = vec!["--store", store.to_str().unwrap(), "--no-wait"];
+        // `restore` takes no --store: its store is its TARGET.
+        let mut all = if args[0] == "restore" {
+            vec!["--no-wait"]
+        } else {
+            vec!["--store", store.to_str().unwrap(), "--no-wait"]
+        };
         all.extend_from_slice(args);
         let out = std::process::Command::new(cli::BIN)
             .args(&all)

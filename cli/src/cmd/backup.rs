@@ -9,19 +9,21 @@
 //! other files, 1 when it is a backup of another store or has diverged.
 //! `--json` prints `{"destination", "store_id", "full", "base_revision",
 //! "revision", "time", "base_records", "bytes_copied", "log_bytes_copied",
-//! "segments_copied", "backup_bytes", "seconds"}`.
+//! "segments_copied", "backup_bytes", "duration"}` (duration in ms).
 
-use std::io::{self, IsTerminal};
 use std::path::PathBuf;
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use statelog::backup::BackupOptions;
 
 use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
-use crate::output::plural;
+use crate::output::{bytes, millis, plural};
+use crate::progress::{self, Output};
+
+pub const EXAMPLES: &str = r#"Examples:
+  statelog backup /backups/state         # the first run: a base; later runs: the new log
+  statelog check --backup /backups/state"#;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,20 +45,7 @@ struct BackupDoc {
     log_bytes_copied: u64,
     segments_copied: usize,
     backup_bytes: u64,
-    seconds: f64,
-}
-
-/// A progress bar on stderr when it is a terminal (and not `--quiet`).
-pub fn bar(ctx: &Ctx, total: Option<u64>, template: &str) -> ProgressBar {
-    if ctx.quiet || !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(100));
-    bar
+    duration: u64,
 }
 
 /// Library errors that mean "not here": exit 3, like other failed
@@ -68,20 +57,20 @@ pub fn refused(e: statelog::Error) -> anyhow::Error {
     }
 }
 
-/// A size, for people.
-pub fn mb(bytes: u64) -> String {
-    indicatif::HumanBytes(bytes).to_string()
-}
-
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
-    let bar = bar(ctx, None, "{spinner} backing up: {msg} ({elapsed})");
+    let bar = progress::bar(
+        ctx,
+        Output::Elsewhere,
+        None,
+        "{spinner} backing up: {msg} ({elapsed})",
+    );
     let progress = bar.clone();
     let options = BackupOptions::new().progress(move |p| {
         progress.set_message(if p.bytes_to_copy > 0 {
             format!(
                 "{} of {} of log copied",
-                mb(p.bytes_copied),
-                mb(p.bytes_to_copy)
+                bytes(p.bytes_copied),
+                bytes(p.bytes_to_copy)
             )
         } else {
             format!("{} records in the base", indicatif::HumanCount(p.records))
@@ -103,7 +92,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
             log_bytes_copied: report.log_bytes_copied,
             segments_copied: report.segments_copied,
             backup_bytes: report.backup_bytes,
-            seconds: report.duration.as_secs_f64(),
+            duration: millis(report.duration),
         };
         if ctx.json {
             ctx.print_json(&doc)?;
@@ -113,7 +102,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
                 report.revision,
                 doc.destination,
                 plural(report.base_records, "record", "records"),
-                mb(report.base_bytes)
+                bytes(report.base_bytes)
             ))?;
         } else {
             ctx.say(format!(
@@ -121,11 +110,11 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
                  holds revisions {} to {} in {}",
                 report.revision,
                 doc.destination,
-                mb(report.log_bytes_copied),
+                bytes(report.log_bytes_copied),
                 plural(report.segments_copied as u64, "segment", "segments"),
                 report.base_revision,
                 report.revision,
-                mb(report.backup_bytes)
+                bytes(report.backup_bytes)
             ))?;
         }
         Ok(Code::Ok)

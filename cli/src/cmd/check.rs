@@ -14,11 +14,18 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use statelog::maintenance::{CheckOptions, CheckReport, Compared, check, check_backup};
+use statelog::maintenance::{
+    CheckOptions, CheckReport, CheckedKind, Compared, IntegrityOutcome, check, check_backup,
+};
 
 use crate::context::Ctx;
 use crate::exit::Code;
-use crate::output::plural;
+use crate::output::{ProblemDoc, bytes, millis, plural};
+
+pub const EXAMPLES: &str = r#"Examples:
+  statelog check                         # exit 1, saying where, on any problem
+  statelog check --quick                 # without comparing the state with the log
+  statelog check --backup /backups/state"#;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,10 +42,147 @@ pub struct Args {
 }
 
 #[derive(Serialize)]
-struct CheckDoc<'a> {
+struct CheckDoc {
     ok: bool,
-    #[serde(flatten)]
-    report: &'a CheckReport,
+    path: String,
+    kind: &'static str,
+    store_id: Option<String>,
+    problems: Vec<ProblemDoc>,
+    notes: Vec<String>,
+    log: LogDoc,
+    state: Option<StateDoc>,
+    duration: u64,
+}
+
+#[derive(Serialize)]
+struct LogDoc {
+    segments: usize,
+    bytes: u64,
+    first_revision: Option<u64>,
+    last_revision: u64,
+    commits: u64,
+    reaches_start: bool,
+}
+
+#[derive(Serialize)]
+struct StateDoc {
+    revision: u64,
+    time: String,
+    records: u64,
+    integrity: IntegrityDoc,
+    compared: ComparedDoc,
+    namespaces: Vec<NamespaceDoc>,
+}
+
+/// redb's integrity check: `result` is `passed`, `repairable`, `failed`
+/// (with `detail`) or `not_run`.
+#[derive(Serialize)]
+struct IntegrityDoc {
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+/// How the state was compared with the log: `how` is `full`, `partial` or
+/// `not_compared`, with that case's members.
+#[derive(Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+enum ComparedDoc {
+    Full {
+        revision: u64,
+    },
+    Partial {
+        from_revision: u64,
+        revision: u64,
+        verified: u64,
+    },
+    NotCompared {
+        reason: String,
+    },
+}
+
+#[derive(Serialize)]
+struct NamespaceDoc {
+    namespace: String,
+    records: u64,
+    digest: String,
+    log_digest: Option<String>,
+    differing: u64,
+}
+
+fn doc(report: &CheckReport) -> CheckDoc {
+    let log = &report.log;
+    CheckDoc {
+        ok: report.is_ok(),
+        path: report.path.display().to_string(),
+        kind: match report.kind {
+            CheckedKind::Store => "store",
+            CheckedKind::Backup => "backup",
+        },
+        store_id: report.store_id.clone(),
+        problems: report.problems.iter().map(ProblemDoc::new).collect(),
+        notes: report.notes.clone(),
+        log: LogDoc {
+            segments: log.segments,
+            bytes: log.bytes,
+            first_revision: log.first_revision,
+            last_revision: log.last_revision,
+            commits: log.commits,
+            reaches_start: log.reaches_start,
+        },
+        state: report.state.as_ref().map(|state| StateDoc {
+            revision: state.revision,
+            time: state.time.clone(),
+            records: state.records,
+            integrity: match &state.integrity {
+                IntegrityOutcome::Passed => IntegrityDoc {
+                    result: "passed",
+                    detail: None,
+                },
+                IntegrityOutcome::Repairable => IntegrityDoc {
+                    result: "repairable",
+                    detail: None,
+                },
+                IntegrityOutcome::Failed(detail) => IntegrityDoc {
+                    result: "failed",
+                    detail: Some(detail.clone()),
+                },
+                IntegrityOutcome::NotRun => IntegrityDoc {
+                    result: "not_run",
+                    detail: None,
+                },
+            },
+            compared: match &state.compared {
+                Compared::Full { revision } => ComparedDoc::Full {
+                    revision: *revision,
+                },
+                Compared::Partial {
+                    from_revision,
+                    revision,
+                    verified,
+                } => ComparedDoc::Partial {
+                    from_revision: *from_revision,
+                    revision: *revision,
+                    verified: *verified,
+                },
+                Compared::NotCompared { reason } => ComparedDoc::NotCompared {
+                    reason: reason.clone(),
+                },
+            },
+            namespaces: state
+                .namespaces
+                .iter()
+                .map(|ns| NamespaceDoc {
+                    namespace: ns.namespace.clone(),
+                    records: ns.records,
+                    digest: ns.digest.clone(),
+                    log_digest: ns.log_digest.clone(),
+                    differing: ns.differing,
+                })
+                .collect(),
+        }),
+        duration: millis(report.duration),
+    }
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
@@ -65,23 +209,18 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
         Code::Error
     };
     if ctx.json {
-        ctx.print_json(&CheckDoc {
-            ok: report.is_ok(),
-            report: &report,
-        })?;
+        ctx.print_json(&doc(&report))?;
         return Ok(code);
     }
     let what = match report.kind {
-        statelog::maintenance::CheckedKind::Store => "store",
-        statelog::maintenance::CheckedKind::Backup => "backup",
+        CheckedKind::Store => "store",
+        CheckedKind::Backup => "backup",
     };
     let mut lines = vec![format!("checked the {what} at {}", report.path.display())];
     let log = &report.log;
     let start = match (report.kind, log.reaches_start) {
-        (statelog::maintenance::CheckedKind::Backup, false) => " (from the base)",
-        (statelog::maintenance::CheckedKind::Store, false) => {
-            " (older revisions were removed by log retention)"
-        }
+        (CheckedKind::Backup, false) => " (from the base)",
+        (CheckedKind::Store, false) => " (older revisions were removed by log retention)",
         _ => "",
     };
     // A backup whose manifest could not be read has nothing to summarise.
@@ -89,7 +228,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
         lines.push(format!(
             "  log: {} ({}), revisions {} to {}{start}",
             plural(log.segments as u64, "segment", "segments"),
-            super::backup::mb(log.bytes),
+            bytes(log.bytes),
             log.first_revision.unwrap_or(0),
             log.last_revision,
         ));

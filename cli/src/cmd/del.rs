@@ -13,6 +13,10 @@ use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
 use statelog::Shown;
 
+pub const EXAMPLES: &str = r#"Examples:
+  statelog del jobs job42
+  statelog del jobs job42 --if-version 3"#;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Namespace

@@ -4,10 +4,12 @@
 //!
 //! Writes to stdout, or to FILE atomically (a temporary file beside it,
 //! synced, then renamed: a dashboard reading FILE never sees half an export).
-//! The format defaults to FILE's extension, else JSON. With `--out`, a summary
-//! follows on stdout (`--json`: `{"format", "out", "revision", "namespaces",
-//! "records", "bytes"}`). The store is opened with a small page cache, so a
-//! large export does not fill memory.
+//! A missing directory of FILE is created first (and the summary says so);
+//! errors name FILE, never the temporary file. The format defaults to FILE's
+//! extension, else JSON. With `--out`, a summary follows on stdout (`--json`:
+//! `{"format", "out", "created_dir", "revision", "namespaces", "records",
+//! "bytes"}`). The store is opened with a small page cache, so a large export
+//! does not fill memory.
 
 use std::fs::File;
 use std::io::Write;
@@ -21,7 +23,7 @@ use statelog::{Shown, Store};
 use crate::context::{Access, Ctx};
 use crate::exit::Code;
 use crate::output::plural;
-use crate::progress;
+use crate::progress::{self, Output};
 
 /// The snapshot formats, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +70,12 @@ pub fn format_of(path: &Path) -> Option<Format> {
         .and_then(Format::from_extension)
 }
 
+pub const EXAMPLES: &str = r#"Examples:
+  statelog export --out state.json                      # atomically; format from the extension
+  statelog export --format md --ns jobs --out dashboard/STATUS.md
+  statelog export --ns jobs --out dashboard/index.html  # a page to filter and sort
+  statelog export --format jsonl | gzip > state.jsonl.gz"#;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The format [default: from --out's extension, else json]
@@ -83,7 +91,8 @@ pub struct Args {
     /// fields, comma-separated [default: the values' scalar fields]
     #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
     pub columns: Vec<String>,
-    /// Write to FILE (atomically) instead of stdout
+    /// Write to FILE (atomically) instead of stdout; its directory is created
+    /// if missing
     #[arg(long, short, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
@@ -92,6 +101,8 @@ pub struct Args {
 struct ExportDoc<'a> {
     format: &'static str,
     out: &'a str,
+    /// The directory created for `out`, if it was missing.
+    created_dir: Option<String>,
     revision: u64,
     namespaces: u64,
     records: u64,
@@ -115,7 +126,14 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     if !args.columns.is_empty() {
         options = options.columns(Columns::Named(args.columns.clone()));
     }
-    let bar = progress::export(ctx, out.is_none());
+    let bar = progress::export(
+        ctx,
+        if out.is_none() {
+            Output::Stdout
+        } else {
+            Output::Elsewhere
+        },
+    );
     let counter = bar.clone();
     options = options.progress(move |done| counter.set_message(progress::records(done)));
 
@@ -124,24 +142,32 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
             Some(path) => {
                 write_atomically(path, |file| export(store, bar.wrap_write(file), &options))
             }
-            None => export(store, bar.wrap_write(std::io::stdout().lock()), &options),
+            None => export(store, bar.wrap_write(std::io::stdout().lock()), &options)
+                .map(|summary| (summary, None)),
         };
         bar.finish_and_clear();
-        let summary = result?;
+        let (summary, created) = result?;
         let Some(path) = &out else {
             return Ok(Code::Ok);
         };
-        let shown = path.display().to_string();
         if ctx.json {
             ctx.print_json(&ExportDoc {
                 format: FormatArg::name(format),
-                out: &shown,
+                out: &path.display().to_string(),
+                created_dir: created.map(|d| d.display().to_string()),
                 revision: summary.header.revision,
                 namespaces: summary.namespaces,
                 records: summary.records,
                 bytes: summary.bytes,
             })?;
         } else {
+            let shown = Shown::path(path);
+            if let Some(dir) = &created {
+                ctx.say(format!(
+                    "created the directory {} for {shown}",
+                    Shown::path(dir)
+                ))?;
+            }
             ctx.say(format!(
                 "exported {} in {} at revision {} to {shown} ({} bytes)",
                 plural(summary.records, "record", "records"),
@@ -162,36 +188,52 @@ fn export(
     snapshot::export(store, out, options).context("the export failed")
 }
 
-/// Runs `write` on a temporary file beside `path`, syncs it and renames it
-/// over `path`; on failure removes it and leaves `path` as it was.
+/// Runs `write` on a temporary file beside `path`, syncs it, renames it over
+/// `path` and syncs the directory; on failure removes it and leaves `path` as
+/// it was. A missing directory of `path` is created first; it is returned.
+/// Errors name `path` (the temporary file is ours, not the user's).
 fn write_atomically<T>(
     path: &Path,
     write: impl FnOnce(&mut File) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+) -> anyhow::Result<(T, Option<PathBuf>)> {
+    let shown = Shown::path(path);
     let name = path
         .file_name()
-        .with_context(|| format!("--out {} names no file", Shown::path(path)))?;
+        .with_context(|| format!("--out {shown} names no file"))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let created = if dir.exists() {
+        None
+    } else {
+        std::fs::create_dir_all(&dir).with_context(|| {
+            format!(
+                "cannot create the directory {} for --out {shown}",
+                Shown::path(&dir)
+            )
+        })?;
+        Some(dir.clone())
+    };
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    let tmp = dir.join(tmp_name);
     let result = (|| {
-        let mut file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", Shown::path(&tmp)))?;
+        let mut file = File::create(&tmp)
+            .with_context(|| format!("cannot write {shown} (in {})", Shown::path(&dir)))?;
         let value = write(&mut file)?;
         file.sync_all()
-            .with_context(|| format!("cannot sync {}", Shown::path(&tmp)))?;
-        std::fs::rename(&tmp, path).with_context(|| {
-            format!(
-                "cannot rename {} to {}",
-                Shown::path(&tmp),
-                Shown::path(path)
-            )
-        })?;
+            .with_context(|| format!("cannot write {shown}: the sync failed"))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {shown}"))?;
+        // The rename is durable once the directory is synced.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
         Ok(value)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result
+    result.map(|value| (value, created))
 }

@@ -21,6 +21,12 @@ use crate::fields::{self, FieldPath};
 use crate::output::{self, RecordDoc};
 use statelog::Shown;
 
+pub const EXAMPLES: &str = r#"Examples:
+  statelog get jobs job42                # the value, indented JSON
+  statelog get jobs job42 --field status # running (raw: no quotes)
+  statelog get jobs job42 --meta         # with version, revisions and time
+  statelog get jobs job42 --json | jq .version"#;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Namespace

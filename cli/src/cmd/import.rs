@@ -56,6 +56,12 @@ pub enum NormalizeArg {
     DotsToHyphens,
 }
 
+pub const EXAMPLES: &str = r#"Examples:
+  statelog import state.json                            # merge: ordinary writes, one commit
+  statelog import STATUS.md --check-versions            # refuse records changed since the export
+  statelog --store new init && statelog --store new import state.json --mode restore
+  statelog import sync_state.json --legacy --ns sync --normalize lower,strip-www"#;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The file to read, or - for stdin

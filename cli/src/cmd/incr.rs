@@ -13,6 +13,11 @@ use crate::exit::Code;
 use crate::fields::{self, FieldPath, Number};
 use crate::output::{self, WriteDoc};
 
+pub const EXAMPLES: &str = r#"Examples:
+  statelog incr jobs job42 retries       # 1, 2, ... never lost, never doubled
+  statelog incr stats totals bytes 4096
+  statelog incr budget team-a spent -2.5"#;
+
 #[derive(Debug, clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct Args {

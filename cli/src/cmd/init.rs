@@ -8,6 +8,11 @@ use statelog::{Shown, Store};
 use crate::context::{Access, Ctx};
 use crate::exit::Code;
 
+pub const EXAMPLES: &str = r#"Examples:
+  statelog init                          # ./.statelog
+  statelog --store /var/lib/jobs/state init -q
+  STATELOG_STORE=/var/lib/jobs/state statelog init"#;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 

@@ -17,12 +17,17 @@ use anyhow::Context as _;
 use serde::Serialize;
 use statelog::{KeyRange, Snapshot};
 
-use crate::context::{Access, Ctx};
+use crate::context::{Access, Ctx, with_shape};
 use crate::exit::Code;
 use crate::output::{self, RecordDoc};
 
 /// Width a terminal table is fitted into.
 const TABLE_WIDTH: usize = 120;
+
+pub const EXAMPLES: &str = r#"Examples:
+  statelog list                          # the namespaces and their record counts
+  statelog list jobs --prefix 2026-03-
+  statelog list jobs --keys | while read -r job; do echo "$job"; done"#;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -74,12 +79,11 @@ fn namespaces(ctx: &Ctx, snapshot: &Snapshot) -> anyhow::Result<Vec<u8>> {
         docs.push(NamespaceDoc { namespace, records });
     }
     if ctx.json {
-        let mut out = serde_json::to_vec(&NamespacesDoc {
+        let doc = serde_json::to_string(&NamespacesDoc {
             revision: snapshot.revision()?,
             namespaces: docs,
         })?;
-        out.push(b'\n');
-        return Ok(out);
+        return Ok(format!("{}\n", with_shape(&doc)).into_bytes());
     }
     if docs.is_empty() {
         return Ok(quiet_or(ctx, "the store holds no records\n"));
@@ -118,8 +122,8 @@ fn records(ctx: &Ctx, snapshot: &Snapshot, ns: &str, args: &Args) -> anyhow::Res
     let mut out = Vec::new();
     if ctx.json {
         let head = serde_json::json!({"namespace": ns, "revision": snapshot.revision()?});
-        let head = serde_json::to_string(&head)?;
-        // `{"namespace":..,"revision":..` then the records.
+        let head = with_shape(&serde_json::to_string(&head)?);
+        // `{"shape":..,"namespace":..,"revision":..` then the records.
         write!(
             out,
             "{},\"{}\":[",

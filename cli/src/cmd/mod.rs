@@ -9,6 +9,7 @@
 mod backup;
 mod check;
 mod compact;
+mod completions;
 mod del;
 mod export;
 mod get;
@@ -16,6 +17,7 @@ mod import;
 mod incr;
 mod init;
 mod list;
+mod man;
 mod patch;
 mod repair;
 mod restore;
@@ -26,69 +28,109 @@ mod stats;
 use clap::Subcommand;
 use statelog::{RawValue, Shown, Store};
 
+use crate::cli::{StoreGlobals, WaitGlobals};
 use crate::context::Ctx;
 use crate::exit::{Code, fail};
 use crate::fields;
+
+/// A command's own arguments, and the global flags it takes.
+#[derive(Debug, clap::Args)]
+pub struct With<A: clap::Args, G: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    /// Read from the matches by `Settings::resolve`, which also needs to know
+    /// where each came from (the command line or the environment).
+    #[command(flatten)]
+    #[allow(dead_code)]
+    pub global: G,
+}
+
+/// The commands that open the store, with their global flags.
+type S<A> = With<A, StoreGlobals>;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a store (here ./.statelog, or --store DIR); nothing happens if
     /// it exists
-    Init(init::Args),
+    #[command(after_help = init::EXAMPLES)]
+    Init(S<init::Args>),
     /// Print a record's value as JSON (or one field, raw, with --field)
-    Get(get::Args),
+    #[command(after_help = get::EXAMPLES)]
+    Get(S<get::Args>),
     /// Replace a record's value with JSON (an argument, or - for stdin)
-    Set(set::Args),
+    #[command(after_help = set::EXAMPLES)]
+    Set(S<set::Args>),
     /// Set fields of a record: status=running progress=50 meta.host=node7
-    Patch(patch::Args),
+    #[command(after_help = patch::EXAMPLES)]
+    Patch(S<patch::Args>),
     /// Add to a numeric field (1 unless BY is given) and print the new number
-    Incr(incr::Args),
+    #[command(after_help = incr::EXAMPLES, allow_negative_numbers = true)]
+    Incr(S<incr::Args>),
     /// Delete a record
-    Del(del::Args),
+    #[command(after_help = del::EXAMPLES)]
+    Del(S<del::Args>),
     /// List a namespace's records (or, without NS, the namespaces)
-    List(list::Args),
+    #[command(after_help = list::EXAMPLES)]
+    List(S<list::Args>),
     /// Show the store's revision, namespaces, record counts and size
-    Stats(stats::Args),
-    /// Write the store as JSON, JSON Lines or Markdown
-    Export(export::Args),
+    #[command(after_help = stats::EXAMPLES)]
+    Stats(S<stats::Args>),
+    /// Write the store as JSON, JSON Lines, Markdown or HTML
+    #[command(after_help = export::EXAMPLES)]
+    Export(S<export::Args>),
     /// Read a snapshot (or a legacy JSON state file) into the store
-    Import(import::Args),
+    #[command(after_help = import::EXAMPLES)]
+    Import(S<import::Args>),
     /// Back the store up into DEST, online (later runs copy only the new log)
-    Backup(backup::Args),
+    #[command(after_help = backup::EXAMPLES)]
+    Backup(S<backup::Args>),
     /// Create a store from a backup, up to its end, a revision or a time
-    Restore(restore::Args),
+    #[command(after_help = restore::EXAMPLES)]
+    Restore(With<restore::Args, WaitGlobals>),
     /// Verify the store (or --backup DIR) without changing it; exit 1 on
     /// problems
-    Check(check::Args),
+    #[command(after_help = check::EXAMPLES)]
+    Check(S<check::Args>),
     /// Repair a damaged store: keep what is intact, move the rest aside
-    Repair(repair::Args),
+    #[command(after_help = repair::EXAMPLES)]
+    Repair(S<repair::Args>),
     /// Checkpoint, drop old log segments (retention) and compact the state
     /// database
-    Compact(compact::Args),
+    #[command(after_help = compact::EXAMPLES)]
+    Compact(S<compact::Args>),
     /// Hold the store and serve every other process that opens it, until
     /// SIGINT or SIGTERM (then finish what is in flight, checkpoint, exit 0)
-    Serve(serve::Args),
+    #[command(after_help = serve::EXAMPLES)]
+    Serve(S<serve::Args>),
+    /// Print a completion script for a shell (bash, zsh, fish, ...)
+    #[command(after_help = completions::EXAMPLES)]
+    Completions(completions::Args),
+    /// Print the manual page (roff), or write one per command into a directory
+    #[command(after_help = man::EXAMPLES)]
+    Man(man::Args),
 }
 
 impl Command {
     pub fn run(self, ctx: &Ctx) -> anyhow::Result<Code> {
         match self {
-            Command::Init(args) => init::run(args, ctx),
-            Command::Get(args) => get::run(args, ctx),
-            Command::Set(args) => set::run(args, ctx),
-            Command::Patch(args) => patch::run(args, ctx),
-            Command::Incr(args) => incr::run(args, ctx),
-            Command::Del(args) => del::run(args, ctx),
-            Command::List(args) => list::run(args, ctx),
-            Command::Stats(args) => stats::run(args, ctx),
-            Command::Export(args) => export::run(args, ctx),
-            Command::Import(args) => import::run(args, ctx),
-            Command::Backup(args) => backup::run(args, ctx),
-            Command::Restore(args) => restore::run(args, ctx),
-            Command::Check(args) => check::run(args, ctx),
-            Command::Repair(args) => repair::run(args, ctx),
-            Command::Compact(args) => compact::run(args, ctx),
-            Command::Serve(args) => serve::run(args, ctx),
+            Command::Init(w) => init::run(w.args, ctx),
+            Command::Get(w) => get::run(w.args, ctx),
+            Command::Set(w) => set::run(w.args, ctx),
+            Command::Patch(w) => patch::run(w.args, ctx),
+            Command::Incr(w) => incr::run(w.args, ctx),
+            Command::Del(w) => del::run(w.args, ctx),
+            Command::List(w) => list::run(w.args, ctx),
+            Command::Stats(w) => stats::run(w.args, ctx),
+            Command::Export(w) => export::run(w.args, ctx),
+            Command::Import(w) => import::run(w.args, ctx),
+            Command::Backup(w) => backup::run(w.args, ctx),
+            Command::Restore(w) => restore::run(w.args, ctx),
+            Command::Check(w) => check::run(w.args, ctx),
+            Command::Repair(w) => repair::run(w.args, ctx),
+            Command::Compact(w) => compact::run(w.args, ctx),
+            Command::Serve(w) => serve::run(w.args, ctx),
+            Command::Completions(args) => completions::run(args),
+            Command::Man(args) => man::run(args),
         }
     }
 }

@@ -15,15 +15,16 @@ use crate::exit::{Code, fail};
 use crate::fields::{self, FieldPath};
 use crate::output::{self, WriteDoc};
 
-const EXAMPLES: &str = "\
-Values: true, false, null; JSON numbers (50, -1.5, 1e3); a JSON string in double quotes;
-anything else is text as written (running, node7, 007). Quote to force a string:
+pub const EXAMPLES: &str = r#"Values: true, false, null; JSON numbers (50, -1.5, 1e3); a JSON string in double quotes;
+anything else is text as written (running, node7, 007). Quote to force a string.
+A backslash makes the next character of a field name literal.
+
+Examples:
   statelog patch jobs job42 status=running progress=50 meta.host=node7
-  statelog patch jobs job42 'code=\"50\"' --json-field 'cfg={\"retries\": 3}'
-A backslash makes the next character of a field name literal: 'pages.index\\.md=done'.";
+  statelog patch jobs job42 'code="50"' --json-field 'cfg={"retries": 3}'
+  statelog patch pages site 'pages.index\.md=done'"#;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Namespace
     pub namespace: String,

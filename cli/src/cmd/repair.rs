@@ -14,16 +14,68 @@
 
 use std::path::PathBuf;
 
-use statelog::maintenance::{Lost, RepairOptions, repair};
+use serde::Serialize;
+use statelog::maintenance::{Lost, RepairOptions, RepairReport, repair};
 
 use crate::context::Ctx;
 use crate::exit::Code;
+use crate::output::{ProblemDoc, millis};
+
+pub const EXAMPLES: &str = r#"Examples:
+  statelog check || statelog repair"#;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Where scratch files go [default: the system's temporary directory]
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct RepairDoc {
+    path: String,
+    store_id: String,
+    found: Vec<ProblemDoc>,
+    actions: Vec<String>,
+    aside: Option<String>,
+    moved: Vec<String>,
+    lost: LostDoc,
+    revision: u64,
+    unrepaired: Vec<ProblemDoc>,
+    duration: u64,
+}
+
+/// Which revisions were lost: `kind` is `nothing`, `revisions` (with `from`
+/// and `to`) or `unknown` (with `after`).
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum LostDoc {
+    Nothing,
+    Revisions { from: u64, to: u64 },
+    Unknown { after: u64 },
+}
+
+fn doc(report: &RepairReport) -> RepairDoc {
+    RepairDoc {
+        path: report.path.display().to_string(),
+        store_id: report.store_id.clone(),
+        found: report.found.iter().map(ProblemDoc::new).collect(),
+        actions: report.actions.clone(),
+        aside: report.aside.as_ref().map(|p| p.display().to_string()),
+        moved: report
+            .moved
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        lost: match report.lost {
+            Lost::Nothing => LostDoc::Nothing,
+            Lost::Revisions { from, to } => LostDoc::Revisions { from, to },
+            Lost::Unknown { after } => LostDoc::Unknown { after },
+        },
+        revision: report.revision,
+        unrepaired: report.unrepaired.iter().map(ProblemDoc::new).collect(),
+        duration: millis(report.duration),
+    }
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
@@ -43,7 +95,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
         Code::Error
     };
     if ctx.json {
-        ctx.print_json(&report)?;
+        ctx.print_json(&doc(&report))?;
         return Ok(code);
     }
     let mut lines = Vec::new();

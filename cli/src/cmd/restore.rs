@@ -6,11 +6,11 @@
 //! The whole backup is checked before TARGET is touched; a damaged backup is
 //! refused (exit 1, naming the file). TARGET must be new or empty (exit 3
 //! otherwise); with `--overwrite` a store there is moved aside to
-//! `TARGET.replaced-<time>`, never deleted. `--store` is not used. A progress
-//! bar (commits replayed, MB/s, time left) is drawn on a terminal. `--json`
-//! prints `{"target", "store_id", "backup_store_id", "base_revision",
-//! "base_records", "revision", "time", "commits_replayed", "replaced",
-//! "seconds"}`.
+//! `TARGET.replaced-<time>`, never deleted. It takes no `--store`: its store
+//! is TARGET. A progress bar (commits replayed, MB/s, time left) is drawn on
+//! a terminal. `--json` prints `{"target", "store_id", "backup_store_id",
+//! "base_revision", "base_records", "revision", "time", "commits_replayed",
+//! "replaced", "duration"}` (duration in ms).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -20,10 +20,16 @@ use serde::Serialize;
 use statelog::backup::{RestoreOptions, Until, restore};
 use statelog::{Options, Timestamp};
 
-use super::backup::{bar, refused};
+use super::backup::refused;
 use crate::context::Ctx;
 use crate::exit::Code;
-use crate::output::plural;
+use crate::output::{millis, plural};
+use crate::progress::{self, Output};
+
+pub const EXAMPLES: &str = r#"Examples:
+  statelog restore /backups/state /srv/state-new
+  statelog restore /backups/state /tmp/at-10 --to-time 2026-03-01T10:00:00Z
+  statelog restore /backups/state /srv/state --to-revision 1200 --overwrite"#;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,7 +44,7 @@ pub struct Args {
     /// 2026-03-01T10:00:00Z)
     #[arg(long, value_name = "T", value_parser = parse_time)]
     pub to_time: Option<Timestamp>,
-    /// Replace a store in TARGET; it is moved aside to TARGET.replaced-<time>,
+    /// Replace a store in TARGET; it is moved aside to TARGET.replaced-TIME,
     /// not deleted
     #[arg(long)]
     pub overwrite: bool,
@@ -60,7 +66,7 @@ struct RestoreDoc {
     time: String,
     commits_replayed: u64,
     replaced: Option<String>,
-    seconds: f64,
+    duration: u64,
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
@@ -69,8 +75,9 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
         (None, Some(t)) => Until::Time(t),
         (None, None) => Until::End,
     };
-    let bar = bar(
+    let bar = progress::bar(
         ctx,
+        Output::Elsewhere,
         None,
         "restoring: {pos}/{len} commits {wide_bar} {msg} ({eta} left)",
     );
@@ -105,7 +112,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
         time: report.time.to_string(),
         commits_replayed: report.commits_replayed,
         replaced: report.replaced.as_ref().map(|p| p.display().to_string()),
-        seconds: report.duration.as_secs_f64(),
+        duration: millis(report.duration),
     };
     if ctx.json {
         ctx.print_json(&doc)?;
@@ -119,7 +126,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
         doc.target,
         report.base_revision,
         plural(report.commits_replayed, "commit", "commits"),
-        doc.seconds
+        report.duration.as_secs_f64()
     ))?;
     if let Some(replaced) = &doc.replaced {
         ctx.say(format!("the store that was there is now in {replaced}"))?;

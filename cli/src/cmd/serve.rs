@@ -18,6 +18,11 @@ use statelog::Store;
 use crate::context::{Access, Ctx};
 use crate::exit::Code;
 
+pub const EXAMPLES: &str = r#"Examples:
+  statelog serve &                       # until SIGINT or SIGTERM
+  statelog incr jobs n c                 # works through it
+  kill %1"#;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 

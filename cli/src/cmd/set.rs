@@ -15,6 +15,12 @@ use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
 use crate::output::WriteDoc;
 
+pub const EXAMPLES: &str = r#"Examples:
+  statelog set config pipeline '{"window": 7}'
+  statelog set config pipeline '{"window": 8}' --if-version 1 || echo "someone changed it"
+  statelog set runs nightly '{"owner": "ci-7"}' --create-only
+  jq .config settings.json | statelog set config pipeline -"#;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Namespace

@@ -13,7 +13,11 @@ use serde::Serialize;
 
 use crate::context::{Access, Ctx};
 use crate::exit::Code;
-use crate::output::plural;
+use crate::output::{bytes, plural};
+
+pub const EXAMPLES: &str = r#"Examples:
+  statelog stats
+  statelog stats --json | jq .revision"#;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -81,7 +85,7 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
                 plural(n.records, "record", "records")
             ));
         }
-        text.push_str(&format!("disk       {}", human_bytes(doc.disk_bytes)));
+        text.push_str(&format!("disk       {}", bytes(doc.disk_bytes)));
         if doc.replayed_on_open > 0 {
             text.push_str(&format!(
                 "\nrecovery   replayed {} after an unclean shutdown",
@@ -110,30 +114,4 @@ fn dir_size(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} bytes");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_bytes;
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human_bytes(512), "512 bytes");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 << 20), "5.0 MiB");
-    }
 }

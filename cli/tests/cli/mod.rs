@@ -31,6 +31,12 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"))
     }
+
+    /// stdout parsed as one `--json` document, which must carry the shape
+    /// version first; the document without it.
+    pub fn doc(&self) -> serde_json::Value {
+        without_shape(&self.stdout)
+    }
 }
 
 /// A scratch directory with a store path in it (not created until `init`).
@@ -70,6 +76,19 @@ impl Scratch {
         cmd
     }
 
+    /// Runs the binary with `args` alone, in the scratch directory (for
+    /// `restore`, which takes no `--store`).
+    pub fn run_without_store(&self, args: &[&str]) -> Run {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("STATELOG_STORE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run statelog");
+        Run::from(out)
+    }
+
     /// Runs the binary with `args`.
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.command(args).output().expect("run statelog"))
@@ -104,13 +123,14 @@ impl Scratch {
         run.stdout
     }
 
-    /// Runs with `--json` and returns the document.
+    /// Runs with `--json` and returns the document (checked to carry the
+    /// shape version, which is left out).
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut with = vec!["--json"];
         with.extend_from_slice(args);
         let run = self.run(&with);
         assert_eq!(run.code, 0, "statelog {with:?} failed: {run:?}");
-        run.json()
+        run.doc()
     }
 
     /// Runs, asserts exit code `code` and an error message on stderr that
@@ -144,6 +164,22 @@ impl Scratch {
         assert_eq!(before.1, after.1, "the store's state changed");
         assert!(before.0 == after.0, "the store's log or identity changed");
     }
+}
+
+/// The shape version every `--json` document carries.
+pub const SHAPE: u64 = 1;
+
+/// One line of `--json` output: its shape version must be the first member
+/// and [`SHAPE`]; the document without it.
+pub fn without_shape(line: &str) -> serde_json::Value {
+    assert!(
+        line.starts_with(&format!("{{\"shape\":{SHAPE}")),
+        "a --json document without its shape version first: {line}"
+    );
+    let mut doc: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {line}"));
+    doc.as_object_mut().expect("an object").remove("shape");
+    doc
 }
 
 /// Asserts a failed run: its exit code, and stderr starting with the error
