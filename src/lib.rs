@@ -96,3 +96,9 @@ pub use async_store::AsyncStore;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
+
+// The README's Rust examples, compiled and run as doctests (its other blocks
+// run in cli/tests/readme.rs and python/tests/test_readme.py).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
