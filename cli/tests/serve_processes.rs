@@ -452,7 +452,13 @@ fn a_stopped_holder_makes_clients_give_up_naming_it() {
     // nothing was sent twice.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let after = client.get::<i32>("jobs", "j").unwrap().unwrap();
+        // A holder just woken may take longer than the client's short wait to
+        // answer on a loaded machine: that is Busy again, not a failure.
+        let after = match client.get::<i32>("jobs", "j") {
+            Ok(after) => after.unwrap(),
+            Err(Error::Busy { .. }) if Instant::now() < deadline => continue,
+            Err(e) => panic!("reading after the holder resumed: {e:?}"),
+        };
         if after.version == 2 {
             assert_eq!(after.value, 2);
             break;
