@@ -265,6 +265,85 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// No member of the etcd cluster answered within the time allowed (every
+    /// endpoint was tried). A write was not applied.
+    #[error("cannot reach etcd at {endpoints} to {op} ({reason}); check that the cluster is \
+        running and reachable from here, or raise the timeout")]
+    Unreachable {
+        /// The endpoints tried, comma-separated.
+        endpoints: String,
+        /// What was being done.
+        op: &'static str,
+        /// The last failure seen.
+        reason: String,
+    },
+
+    /// A write reached etcd but its answer did not come back (the connection
+    /// broke, the member lost its leader, or the request timed out inside the
+    /// cluster): it may or may not have been applied.
+    #[error("the outcome of {op} on etcd at {endpoint} is unknown ({reason}); read what it \
+        wrote to find out before retrying")]
+    OutcomeUnknown {
+        /// The member the request went to.
+        endpoint: String,
+        /// What was being done.
+        op: &'static str,
+        /// What broke.
+        reason: String,
+    },
+
+    /// A commit exceeds a limit of the etcd cluster (operations per
+    /// transaction, request size, or the database quota). Nothing was written.
+    #[error("{what} exceeds etcd's {limit}; nothing was written; {hint}")]
+    LimitExceeded {
+        /// The limit, named as etcd's option (`--max-txn-ops`, `--max-request-bytes`,
+        /// `--quota-backend-bytes`).
+        limit: &'static str,
+        /// What exceeded it, with the figures.
+        what: String,
+        /// How to get under it or raise it.
+        hint: String,
+    },
+
+    /// A read or watch asked for a revision that etcd no longer keeps: its
+    /// history was compacted past it.
+    #[error("revision {requested} is no longer available: etcd compacted its history{}; \
+        read again from the current revision", describe_compacted(*.compacted))]
+    Compacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The revision the history was compacted to, when etcd said.
+        compacted: Option<u64>,
+    },
+
+    /// etcd refused the credentials, or the user may not do what was asked.
+    #[error("etcd at {endpoint} refused {what}: {reason}")]
+    AccessDenied {
+        /// The member that refused.
+        endpoint: String,
+        /// What was refused.
+        what: String,
+        /// etcd's reason, and what to do.
+        reason: String,
+    },
+
+    /// etcd answered with an error not covered by another variant.
+    #[error("etcd at {endpoint} failed to {op}: {message} (gRPC status {code})")]
+    Remote {
+        /// The member that answered.
+        endpoint: String,
+        /// What was being done.
+        op: &'static str,
+        /// The gRPC status code.
+        code: String,
+        /// etcd's message.
+        message: String,
+    },
+}
+
+fn describe_compacted(compacted: Option<u64>) -> String {
+    compacted.map_or_else(String::new, |c| format!(" up to revision {c}"))
 }
 
 fn describe_place(line: u64, column: Option<u64>, section: Option<&str>) -> String {

@@ -11,7 +11,7 @@ pub(crate) mod inspect;
 pub(crate) mod open;
 pub(crate) mod rebuild;
 mod replay;
-mod request;
+pub(crate) mod request;
 pub(crate) mod schema;
 mod snapshot;
 mod stats;

@@ -11,3 +11,11 @@ pub mod sim;
 
 pub use crate::fs::{FileHandle, Fs, LockError, LockGuard, OpenMode, RealFs};
 pub use crate::log::{Position, frame, record, segment};
+
+/// The etcd client and the mapping of a store onto etcd (feature `etcd`), for
+/// the etcd tests and benchmark until stores open on etcd through the public
+/// API.
+#[cfg(feature = "etcd")]
+pub mod etcd {
+    pub use crate::etcd::*;
+}
