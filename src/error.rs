@@ -268,8 +268,10 @@ pub enum Error {
 
     /// No member of the etcd cluster answered within the time allowed (every
     /// endpoint was tried). A write was not applied.
-    #[error("cannot reach etcd at {endpoints} to {op} ({reason}); check that the cluster is \
-        running and reachable from here, or raise the timeout")]
+    #[error(
+        "cannot reach etcd at {endpoints} to {op} ({reason}); check that the cluster is \
+        running and reachable from here, or raise the timeout"
+    )]
     Unreachable {
         /// The endpoints tried, comma-separated.
         endpoints: String,
@@ -282,8 +284,10 @@ pub enum Error {
     /// A write reached etcd but its answer did not come back (the connection
     /// broke, the member lost its leader, or the request timed out inside the
     /// cluster): it may or may not have been applied.
-    #[error("the outcome of {op} on etcd at {endpoint} is unknown ({reason}); read what it \
-        wrote to find out before retrying")]
+    #[error(
+        "the outcome of {op} on etcd at {endpoint} is unknown ({reason}); read what it \
+        wrote to find out before retrying"
+    )]
     OutcomeUnknown {
         /// The member the request went to.
         endpoint: String,

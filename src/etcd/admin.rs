@@ -15,7 +15,8 @@ impl Client {
             name: name.to_owned(),
             password: password.to_owned(),
         };
-        let _: proto::HeaderOnly = self.call("add a user", path::USER_ADD, request, Retry::Write)?;
+        let _: proto::HeaderOnly =
+            self.call("add a user", path::USER_ADD, request, Retry::Write)?;
         Ok(())
     }
 
@@ -27,7 +28,8 @@ impl Client {
         let request = proto::AuthRoleAddRequest {
             name: name.to_owned(),
         };
-        let _: proto::HeaderOnly = self.call("add a role", path::ROLE_ADD, request, Retry::Write)?;
+        let _: proto::HeaderOnly =
+            self.call("add a role", path::ROLE_ADD, request, Retry::Write)?;
         Ok(())
     }
 

@@ -367,10 +367,12 @@ fn endpoint(address: &str, options: &ClientOptions) -> Result<Endpoint> {
         if let Some((cert, key)) = &tls.identity_pem {
             config = config.identity(Identity::from_pem(cert, key));
         }
-        endpoint = endpoint.tls_config(config).map_err(|e| Error::InvalidOption {
-            name: "tls",
-            reason: format!("the TLS settings cannot be used: {e}"),
-        })?;
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| Error::InvalidOption {
+                name: "tls",
+                reason: format!("the TLS settings cannot be used: {e}"),
+            })?;
     }
     Ok(endpoint)
 }
@@ -474,9 +476,7 @@ impl Conn {
                                 continue;
                             }
                             Class::NotSent => errors::describe(&status),
-                            Class::Transient if retry == Retry::Safe => {
-                                errors::describe(&status)
-                            }
+                            Class::Transient if retry == Retry::Safe => errors::describe(&status),
                             Class::Transient => {
                                 // Whatever happens next, this member is suspect.
                                 self.fail_over(member);

@@ -189,20 +189,47 @@ mod tests {
     fn etcd_messages_are_classified() {
         let status = |code, message: &str| tonic::Status::new(code, message);
         use tonic::Code::*;
-        assert_eq!(classify(&status(Unavailable, "etcdserver: leader changed")), Class::Transient);
-        assert_eq!(classify(&status(Unavailable, "etcdserver: request timed out")), Class::Transient);
-        assert_eq!(classify(&status(Unauthenticated, INVALID_TOKEN)), Class::BadToken);
-        assert_eq!(classify(&status(InvalidArgument, OLD_AUTH_REVISION)), Class::BadToken);
-        assert_eq!(classify(&status(ResourceExhausted, TOO_MANY_REQUESTS)), Class::NotSent);
-        assert_eq!(classify(&status(InvalidArgument, TOO_MANY_OPS)), Class::Final);
+        assert_eq!(
+            classify(&status(Unavailable, "etcdserver: leader changed")),
+            Class::Transient
+        );
+        assert_eq!(
+            classify(&status(Unavailable, "etcdserver: request timed out")),
+            Class::Transient
+        );
+        assert_eq!(
+            classify(&status(Unauthenticated, INVALID_TOKEN)),
+            Class::BadToken
+        );
+        assert_eq!(
+            classify(&status(InvalidArgument, OLD_AUTH_REVISION)),
+            Class::BadToken
+        );
+        assert_eq!(
+            classify(&status(ResourceExhausted, TOO_MANY_REQUESTS)),
+            Class::NotSent
+        );
+        assert_eq!(
+            classify(&status(InvalidArgument, TOO_MANY_OPS)),
+            Class::Final
+        );
         assert_eq!(classify(&status(ResourceExhausted, NO_SPACE)), Class::Final);
-        assert_eq!(classify(&status(PermissionDenied, PERMISSION_DENIED)), Class::Final);
-        assert_eq!(classify(&status(Unknown, "transport error")), Class::Transient);
-        let connect = tonic::Status::from_error(Box::new(tonic::ConnectError(
-            "connection refused".into(),
-        )));
+        assert_eq!(
+            classify(&status(PermissionDenied, PERMISSION_DENIED)),
+            Class::Final
+        );
+        assert_eq!(
+            classify(&status(Unknown, "transport error")),
+            Class::Transient
+        );
+        let connect =
+            tonic::Status::from_error(Box::new(tonic::ConnectError("connection refused".into())));
         assert_eq!(classify(&connect), Class::NotSent);
-        assert!(describe(&connect).contains("connection refused"), "{}", describe(&connect));
+        assert!(
+            describe(&connect).contains("connection refused"),
+            "{}",
+            describe(&connect)
+        );
     }
 
     #[test]
@@ -218,7 +245,11 @@ mod tests {
         let e = to_error(tonic::Status::resource_exhausted(NO_SPACE), "h:1", "write");
         assert!(e.to_string().contains("--quota-backend-bytes"), "{e}");
         assert!(e.to_string().contains("alarm disarm"), "{e}");
-        let e = to_error(tonic::Status::permission_denied(PERMISSION_DENIED), "h:1", "write");
+        let e = to_error(
+            tonic::Status::permission_denied(PERMISSION_DENIED),
+            "h:1",
+            "write",
+        );
         assert!(matches!(e, Error::AccessDenied { .. }), "{e}");
     }
 }

@@ -43,7 +43,9 @@ impl Layout {
             reason: format!("the store prefix {prefix:?} cannot be used: {reason}"),
         };
         if prefix.is_empty() {
-            return Err(refuse("it is empty; name one, as in etcd://HOST:PORT/PREFIX".into()));
+            return Err(refuse(
+                "it is empty; name one, as in etcd://HOST:PORT/PREFIX".into(),
+            ));
         }
         if prefix.len() > MAX_PREFIX_LEN {
             return Err(refuse(format!(
@@ -52,7 +54,9 @@ impl Layout {
             )));
         }
         if let Some(at) = key::first_control(prefix) {
-            return Err(refuse(format!("it contains a control character at byte {at}")));
+            return Err(refuse(format!(
+                "it contains a control character at byte {at}"
+            )));
         }
         Ok(Layout {
             prefix: prefix.to_owned(),

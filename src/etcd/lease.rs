@@ -129,10 +129,17 @@ async fn renew_once(
         .map_err(|e| tonic::Status::from_error(Box::new(e)))?;
     let mut request = tonic::Request::new(tokio_stream::once(proto::LeaseKeepAliveRequest { id }));
     add_token(&mut request, token.as_deref());
-    let codec = tonic_prost::ProstCodec::<proto::LeaseKeepAliveRequest, proto::LeaseKeepAliveResponse>::default();
+    let codec = tonic_prost::ProstCodec::<
+        proto::LeaseKeepAliveRequest,
+        proto::LeaseKeepAliveResponse,
+    >::default();
     let call = async {
         let mut stream = grpc
-            .streaming(request, PathAndQuery::from_static(path::LEASE_KEEP_ALIVE), codec)
+            .streaming(
+                request,
+                PathAndQuery::from_static(path::LEASE_KEEP_ALIVE),
+                codec,
+            )
             .await?
             .into_inner();
         match stream.message().await? {
@@ -142,6 +149,8 @@ async fn renew_once(
     };
     match tokio::time::timeout(conn.request_timeout, call).await {
         Ok(result) => result,
-        Err(_) => Err(tonic::Status::deadline_exceeded("no answer to a lease renewal")),
+        Err(_) => Err(tonic::Status::deadline_exceeded(
+            "no answer to a lease renewal",
+        )),
     }
 }

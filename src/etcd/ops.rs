@@ -95,7 +95,12 @@ impl EtcdStore {
     ///
     /// # Errors
     /// [`Error::InvalidKey`]; [`Error::Compacted`]; the connection errors.
-    pub fn get(&self, namespace: &str, key: &str, revision: u64) -> Result<Option<Versioned<RawValue>>> {
+    pub fn get(
+        &self,
+        namespace: &str,
+        key: &str,
+        revision: u64,
+    ) -> Result<Option<Versioned<RawValue>>> {
         let etcd_key = self.layout.record(namespace, key)?;
         let response = self.client.range(proto::RangeRequest {
             key: etcd_key,
@@ -226,7 +231,10 @@ impl EtcdStore {
 
     /// For each write skipped when unchanged: the record it would leave as it
     /// is (its metadata and MessagePack value), or `None` when absent.
-    fn read_unchanged(&self, request: &Request) -> Result<BTreeMap<Vec<u8>, Option<(Meta, Vec<u8>)>>> {
+    fn read_unchanged(
+        &self,
+        request: &Request,
+    ) -> Result<BTreeMap<Vec<u8>, Option<(Meta, Vec<u8>)>>> {
         let mut out = BTreeMap::new();
         for write in &request.writes {
             if let WriteKind::Put {
@@ -262,7 +270,11 @@ impl EtcdStore {
         for check in &request.checks {
             let key = self.layout.record_of_address(&check.address);
             compares.push(match check.modified {
-                Some(m) => compare(&key, proto::CompareTarget::Mod, proto::TargetUnion::ModRevision(to_i64(m))),
+                Some(m) => compare(
+                    &key,
+                    proto::CompareTarget::Mod,
+                    proto::TargetUnion::ModRevision(to_i64(m)),
+                ),
                 None => compare(
                     &key,
                     proto::CompareTarget::Version,
@@ -292,7 +304,10 @@ impl EtcdStore {
                             continue;
                         }
                     }
-                    writes.push(PlannedWrite::Put { key, value: value.clone() });
+                    writes.push(PlannedWrite::Put {
+                        key,
+                        value: value.clone(),
+                    });
                 }
                 WriteKind::Delete => writes.push(PlannedWrite::Delete { key }),
             }
@@ -497,7 +512,8 @@ fn foreign_address(address: &[u8]) -> Error {
 }
 
 fn to_versioned(namespace: &str, key: &str, kv: &proto::KeyValue) -> Result<Versioned<RawValue>> {
-    let (updated, value) = record::decode(&kv.value).ok_or_else(|| record::foreign(namespace, key))?;
+    let (updated, value) =
+        record::decode(&kv.value).ok_or_else(|| record::foreign(namespace, key))?;
     Ok(Versioned::new(
         RawValue::from_trusted(value.to_vec()),
         record::meta(kv, updated),
@@ -535,7 +551,10 @@ pub struct RecordWatch {
 
 impl RecordWatch {
     /// Waits up to `timeout` for the next batch of changes.
-    pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Option<Result<Vec<RecordEvent>>> {
+    pub fn next_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Option<Result<Vec<RecordEvent>>> {
         let batch = self.watch.next_timeout(timeout)?;
         Some(batch.and_then(|batch| {
             batch
@@ -613,7 +632,13 @@ impl Commit {
     ///
     /// # Errors
     /// [`Error::InvalidKey`].
-    pub fn expect(mut self, namespace: &str, key: &str, version: u64, mod_revision: Option<u64>) -> Result<Commit> {
+    pub fn expect(
+        mut self,
+        namespace: &str,
+        key: &str,
+        version: u64,
+        mod_revision: Option<u64>,
+    ) -> Result<Commit> {
         self.request.checks.push(Check {
             address: key::encode(namespace, key)?,
             expected: version,
@@ -626,7 +651,13 @@ impl Commit {
     ///
     /// # Errors
     /// [`Error::InvalidKey`].
-    pub fn put(mut self, namespace: &str, key: &str, value: RawValue, skip_unchanged: bool) -> Result<Commit> {
+    pub fn put(
+        mut self,
+        namespace: &str,
+        key: &str,
+        value: RawValue,
+        skip_unchanged: bool,
+    ) -> Result<Commit> {
         self.request.writes.push(Write {
             address: key::encode(namespace, key)?,
             kind: WriteKind::Put {

@@ -114,18 +114,19 @@ impl WatchTask {
             let end = match self.conn.token(member, stale_token).await {
                 Ok(token) => {
                     let generation = token.as_ref().map_or(0, |t| t.1);
-                    match self.stream(member, token.map(|t| t.0), &mut last_good).await {
+                    match self
+                        .stream(member, token.map(|t| t.0), &mut last_good)
+                        .await
+                    {
                         Err(status) if errors::classify(&status) == Class::BadToken => {
                             stale_token = generation;
                             End::Broken(errors::describe(&status))
                         }
                         Err(status) if errors::classify(&status) == Class::Final => {
                             let address = &self.conn.members[member].address;
-                            let _ = self.sender.send(Err(errors::to_error(
-                                status,
-                                address,
-                                "watch",
-                            )));
+                            let _ = self
+                                .sender
+                                .send(Err(errors::to_error(status, address, "watch")));
                             End::Done
                         }
                         Err(status) => End::Broken(errors::describe(&status)),

@@ -49,7 +49,11 @@ fn authentication_admits_the_user_on_its_prefix_only_and_renews_its_token() {
     let layout = Layout::new("ci/sync-state").unwrap();
     cluster.enable_auth(&layout, "runner", "runner-secret");
 
-    let store = store_with(&cluster, "ci/sync-state", credentials("runner", "runner-secret"));
+    let store = store_with(
+        &cluster,
+        "ci/sync-state",
+        credentials("runner", "runner-secret"),
+    );
     write(&store, "a").unwrap();
     assert!(store.get("ns", "a", 0).unwrap().is_some());
     std::thread::sleep(Duration::from_secs(3));
@@ -67,7 +71,11 @@ fn authentication_admits_the_user_on_its_prefix_only_and_renews_its_token() {
     assert!(e.to_string().contains("give a user and password"), "{e}");
 
     // The role covers this store's prefix, not a neighbour's.
-    let neighbour = store_with(&cluster, "ci/sync-stat", credentials("runner", "runner-secret"));
+    let neighbour = store_with(
+        &cluster,
+        "ci/sync-stat",
+        credentials("runner", "runner-secret"),
+    );
     let e = write(&neighbour, "c").unwrap_err();
     assert!(matches!(e, Error::AccessDenied { .. }), "{e}");
     assert!(e.to_string().contains("readwrite"), "{e}");
@@ -76,45 +84,98 @@ fn authentication_admits_the_user_on_its_prefix_only_and_renews_its_token() {
 
 /// Writes a CA, a server certificate for 127.0.0.1 and a client certificate
 /// with the openssl command (P-256 keys, valid for a day).
-fn make_certificates(dir: &Path) -> (ServerTls, std::path::PathBuf, std::path::PathBuf) {
+fn make_certificates(dir: &Path) -> ServerTls {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
             .current_dir(dir)
             .output()
             .expect("run openssl (the TLS test uses the openssl command)");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[&["req", "-x509"][..], &key, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=statelog test CA"]].concat());
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n").unwrap();
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &key,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=statelog test CA",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
     for name in ["server", "client"] {
-        run(&[&["req"][..], &key, &["-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={name}")]].concat());
         run(&[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", &format!("{name}.pem"), "-days", "1", "-extfile",
+            &["req"][..],
+            &key,
+            &[
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "1",
+            "-extfile",
             &format!("{name}.ext"),
         ]);
     }
-    (
-        ServerTls {
-            ca: dir.join("ca.pem"),
-            cert: dir.join("server.pem"),
-            key: dir.join("server.key"),
-        },
-        dir.join("client.pem"),
-        dir.join("client.key"),
-    )
+    ServerTls {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+    }
 }
 
 #[test]
 fn tls_with_a_client_certificate() {
     let certs = tempfile::tempdir().unwrap();
-    let (server, client_cert, client_key) = make_certificates(certs.path());
+    let server = make_certificates(certs.path());
     let ca = std::fs::read(&server.ca).unwrap();
-    let identity = Some((std::fs::read(&client_cert).unwrap(), std::fs::read(&client_key).unwrap()));
-    let mut cluster = Cluster::start(
+    let identity = Some((
+        std::fs::read(&server.client_cert).unwrap(),
+        std::fs::read(&server.client_key).unwrap(),
+    ));
+    let cluster = Cluster::start(
         1,
         Settings {
             tls: Some(server),
@@ -126,7 +187,6 @@ fn tls_with_a_client_certificate() {
         identity_pem: identity.clone(),
         domain: None,
     };
-    cluster.wait_ready_with(0, None, Some(tls.clone()));
     let connect = |tls: TlsOptions| {
         let client = Client::new(&ClientOptions {
             tls: Some(tls),
@@ -150,10 +210,13 @@ fn tls_with_a_client_certificate() {
         "x",
     )
     .unwrap_err();
-    assert!(matches!(e, Error::Unreachable { .. } | Error::OutcomeUnknown { .. }), "{e}");
+    assert!(
+        matches!(e, Error::Unreachable { .. } | Error::OutcomeUnknown { .. }),
+        "{e}"
+    );
     // A CA that did not sign the server's certificate is not trusted.
     let other = tempfile::tempdir().unwrap();
-    let (foreign, _, _) = make_certificates(other.path());
+    let foreign = make_certificates(other.path());
     let e = write(
         &connect(TlsOptions {
             ca_pem: std::fs::read(&foreign.ca).unwrap(),

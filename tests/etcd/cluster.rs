@@ -95,7 +95,10 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
         let status = child.wait().expect("wait for a client process");
         let lines = lines.join().expect("the reader thread");
         let errors = errors.join().expect("the reader thread");
-        assert!(status.success(), "a client process failed ({status}):\n{errors}");
+        assert!(
+            status.success(),
+            "a client process failed ({status}):\n{errors}"
+        );
         for line in lines {
             let mut parts = line.split_whitespace();
             let (kind, marker) = (parts.next(), parts.next().map(str::to_owned));
@@ -108,7 +111,10 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
     }
 
     let check = store(cluster.endpoints());
-    let counter = check.get("counters", "c", 0).unwrap().expect("the counter exists");
+    let counter = check
+        .get("counters", "c", 0)
+        .unwrap()
+        .expect("the counter exists");
     let count = counter.value.decode::<u64>().unwrap();
     let mut markers = BTreeSet::new();
     check
@@ -123,12 +129,22 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
         acked.len(),
         unknown.len()
     );
-    assert!(acked.len() >= PROCESSES * 20, "too few increments to tell anything");
-    assert_eq!(count, markers.len() as u64, "the counter equals the increments that applied");
+    assert!(
+        acked.len() >= PROCESSES * 20,
+        "too few increments to tell anything"
+    );
+    assert_eq!(
+        count,
+        markers.len() as u64,
+        "the counter equals the increments that applied"
+    );
     assert_eq!(counter.version, count, "one version per increment");
     let lost: Vec<_> = acked.difference(&markers).collect();
     assert!(lost.is_empty(), "acknowledged increments lost: {lost:?}");
-    let phantom: Vec<_> = markers.iter().filter(|m| !acked.contains(*m) && !unknown.contains(*m)).collect();
+    let phantom: Vec<_> = markers
+        .iter()
+        .filter(|m| !acked.contains(*m) && !unknown.contains(*m))
+        .collect();
     assert!(phantom.is_empty(), "increments nobody made: {phantom:?}");
     assert_eq!(count as usize, acked.len() + unknown_applied);
 }
@@ -137,7 +153,12 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
 /// `@@ack <marker>` or `@@unknown <marker>` for each increment it finished.
 fn child(arg: &str) {
     let mut parts = arg.split('|');
-    let endpoints: Vec<String> = parts.next().unwrap().split(',').map(str::to_owned).collect();
+    let endpoints: Vec<String> = parts
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     let process: usize = parts.next().unwrap().parse().unwrap();
     let stop = PathBuf::from(parts.next().unwrap());
     let store = store(endpoints);
@@ -152,12 +173,23 @@ fn child(arg: &str) {
                 Err(e) => panic!("read: {e}"),
             };
             let (n, version, modified) = match &current {
-                Some(r) => (r.value.decode::<u64>().unwrap(), r.version, Some(r.mod_revision)),
+                Some(r) => (
+                    r.value.decode::<u64>().unwrap(),
+                    r.version,
+                    Some(r.mod_revision),
+                ),
                 None => (0, 0, None),
             };
             let commit = Commit::new()
                 .expect("counters", "c", version, modified)
-                .and_then(|c| c.put("counters", "c", RawValue::from_value(&(n + 1)).unwrap(), false))
+                .and_then(|c| {
+                    c.put(
+                        "counters",
+                        "c",
+                        RawValue::from_value(&(n + 1)).unwrap(),
+                        false,
+                    )
+                })
                 .and_then(|c| c.put("markers", &marker, RawValue::from_value(&n).unwrap(), false))
                 .unwrap();
             match store.commit(commit) {

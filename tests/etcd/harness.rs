@@ -22,12 +22,14 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// Server-side TLS files.
+/// Server-side TLS files, and a client identity the harness itself uses.
 #[derive(Clone)]
 pub struct ServerTls {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 pub struct Member {
@@ -154,7 +156,12 @@ impl Cluster {
     }
 
     /// A client of member `i` alone (no failover), with these settings.
-    pub fn member_client(&self, i: usize, credentials: Option<Credentials>, tls: Option<TlsOptions>) -> Client {
+    pub fn member_client(
+        &self,
+        i: usize,
+        credentials: Option<Credentials>,
+        tls: Option<TlsOptions>,
+    ) -> Client {
         Client::new(&ClientOptions {
             endpoints: vec![self.members[i].endpoint()],
             credentials,
@@ -191,7 +198,12 @@ impl Cluster {
         self.wait_ready_with(i, None, None);
     }
 
-    pub fn wait_ready_with(&mut self, i: usize, credentials: Option<Credentials>, tls: Option<TlsOptions>) {
+    pub fn wait_ready_with(
+        &mut self,
+        i: usize,
+        credentials: Option<Credentials>,
+        tls: Option<TlsOptions>,
+    ) {
         let tls = tls.or_else(|| self.settings.tls.as_ref().map(client_tls));
         let client = self.member_client(i, credentials, tls);
         let start = Instant::now();
@@ -204,7 +216,10 @@ impl Cluster {
             match client.status_of(0) {
                 Ok(status) if status.leader != 0 => return,
                 _ if start.elapsed() > START_TIMEOUT => {
-                    panic!("etcd member {i} did not become ready in {START_TIMEOUT:?}:\n{}", self.log_tail(i))
+                    panic!(
+                        "etcd member {i} did not become ready in {START_TIMEOUT:?}:\n{}",
+                        self.log_tail(i)
+                    )
                 }
                 _ => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -243,7 +258,10 @@ impl Cluster {
                     return i;
                 }
             }
-            assert!(start.elapsed() < START_TIMEOUT, "no leader within {START_TIMEOUT:?}");
+            assert!(
+                start.elapsed() < START_TIMEOUT,
+                "no leader within {START_TIMEOUT:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -266,9 +284,13 @@ impl Cluster {
         admin.user_grant_role("root", "root").expect("grant root");
         admin.role_add("statelog").expect("add a role");
         let (start, end) = layout.everything();
-        admin.role_grant_readwrite("statelog", &start, &end).expect("grant the prefix");
+        admin
+            .role_grant_readwrite("statelog", &start, &end)
+            .expect("grant the prefix");
         admin.user_add(user, password).expect("add the user");
-        admin.user_grant_role(user, "statelog").expect("grant the role");
+        admin
+            .user_grant_role(user, "statelog")
+            .expect("grant the role");
         admin.auth_enable().expect("enable authentication");
     }
 }
@@ -284,7 +306,10 @@ impl Drop for Cluster {
 pub fn client_tls(tls: &ServerTls) -> TlsOptions {
     TlsOptions {
         ca_pem: std::fs::read(&tls.ca).expect("read the CA"),
-        identity_pem: None,
+        identity_pem: Some((
+            std::fs::read(&tls.client_cert).expect("read the client certificate"),
+            std::fs::read(&tls.client_key).expect("read the client key"),
+        )),
         domain: None,
     }
 }

@@ -39,7 +39,11 @@ fn increment(store: &EtcdStore, ns: &str, key: &str) -> u64 {
         attempts += 1;
         let current = store.get(ns, key, 0).unwrap();
         let (n, version, modified) = match &current {
-            Some(r) => (r.value.decode::<u64>().unwrap(), r.version, Some(r.mod_revision)),
+            Some(r) => (
+                r.value.decode::<u64>().unwrap(),
+                r.version,
+                Some(r.mod_revision),
+            ),
             None => (0, 0, None),
         };
         let commit = Commit::new()
@@ -61,20 +65,30 @@ fn versions_and_revisions_come_from_etcd() {
     let s = store(&cluster, "meta-test");
     let first = put(&s, "tasks", "t1", "queued");
     let r = s.get("tasks", "t1", 0).unwrap().unwrap();
-    assert_eq!((r.version, r.create_revision, r.mod_revision), (1, first, first));
+    assert_eq!(
+        (r.version, r.create_revision, r.mod_revision),
+        (1, first, first)
+    );
     assert_eq!(r.value.decode::<String>().unwrap(), "queued");
     let second = put(&s, "tasks", "t1", "running");
     assert!(second > first);
     let r = s.get("tasks", "t1", 0).unwrap().unwrap();
-    assert_eq!((r.version, r.create_revision, r.mod_revision), (2, first, second));
+    assert_eq!(
+        (r.version, r.create_revision, r.mod_revision),
+        (2, first, second)
+    );
     // The read at the first revision still sees the first value.
     let old = s.get("tasks", "t1", first).unwrap().unwrap();
     assert_eq!(old.value.decode::<String>().unwrap(), "queued");
     assert!(s.revision().unwrap() >= second);
     // A delete, then a re-create starts again at version 1.
-    let outcome = s.commit(Commit::new().delete("tasks", "t1").unwrap()).unwrap();
+    let outcome = s
+        .commit(Commit::new().delete("tasks", "t1").unwrap())
+        .unwrap();
     assert_eq!(outcome.writes, [WriteResult::Deleted { version: 2 }]);
-    let outcome = s.commit(Commit::new().delete("tasks", "t1").unwrap()).unwrap();
+    let outcome = s
+        .commit(Commit::new().delete("tasks", "t1").unwrap())
+        .unwrap();
     assert_eq!(outcome.writes, [WriteResult::Absent]);
     assert_eq!(outcome.revision, None, "deleting nothing takes no revision");
     let third = put(&s, "tasks", "t1", "again");
@@ -101,7 +115,9 @@ fn put_if_changed_leaves_an_equal_value_alone() {
     let outcome = s
         .commit(Commit::new().put("ns", "k", raw(8), true).unwrap())
         .unwrap();
-    assert!(matches!(outcome.writes[0], WriteResult::Put { changed: true, meta } if meta.version == 2));
+    assert!(
+        matches!(outcome.writes[0], WriteResult::Put { changed: true, meta } if meta.version == 2)
+    );
 }
 
 #[test]
@@ -167,7 +183,15 @@ fn a_transaction_conflict_names_the_key_and_versions_and_writes_nothing() {
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(s.revision().unwrap(), before, "nothing was written");
-    assert_eq!(s.get("accounts", "a", 0).unwrap().unwrap().value.decode::<i64>().unwrap(), 10);
+    assert_eq!(
+        s.get("accounts", "a", 0)
+            .unwrap()
+            .unwrap()
+            .value
+            .decode::<i64>()
+            .unwrap(),
+        10
+    );
     assert!(s.get("accounts", "new", 0).unwrap().is_none());
     // Absence is checked too.
     put(&s, "accounts", "new", 5);
@@ -178,7 +202,11 @@ fn a_transaction_conflict_names_the_key_and_versions_and_writes_nothing() {
         .unwrap();
     assert!(matches!(
         s.commit(commit),
-        Err(Error::Conflict { expected: 0, actual: 1, .. })
+        Err(Error::Conflict {
+            expected: 0,
+            actual: 1,
+            ..
+        })
     ));
 }
 
@@ -192,7 +220,9 @@ fn a_listing_is_one_snapshot_across_pages() {
         let mut commit = Commit::new();
         for i in 0..100 {
             let n = batch * 100 + i;
-            commit = commit.put("items", &format!("k{n:05}"), raw(n), false).unwrap();
+            commit = commit
+                .put("items", &format!("k{n:05}"), raw(n), false)
+                .unwrap();
         }
         s.commit(commit).unwrap();
     }
@@ -204,7 +234,8 @@ fn a_listing_is_one_snapshot_across_pages() {
     for n in 0..50 {
         put(&s, "items", &format!("k{n:05}"), 9999);
     }
-    s.commit(Commit::new().delete("items", "k01199").unwrap()).unwrap();
+    s.commit(Commit::new().delete("items", "k01199").unwrap())
+        .unwrap();
     let mut seen = Vec::new();
     let revision = s
         .list("items", "", at, |r| {
@@ -244,7 +275,8 @@ fn a_watch_delivers_every_change_from_a_revision_and_reports_compaction() {
     let first = put(&s, "jobs", "a", 1);
     put(&s, "jobs", "b", 2);
     put(&other, "jobs", "a", "elsewhere");
-    s.commit(Commit::new().delete("jobs", "a").unwrap()).unwrap();
+    s.commit(Commit::new().delete("jobs", "a").unwrap())
+        .unwrap();
     let mut watch = s.watch(first);
     let mut events = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -261,7 +293,10 @@ fn a_watch_delivers_every_change_from_a_revision_and_reports_compaction() {
     assert_eq!(events[0].revision, first);
     // New writes arrive too.
     let later = put(&s, "jobs", "c", 3);
-    let batch = watch.next_timeout(Duration::from_secs(10)).expect("an event").unwrap();
+    let batch = watch
+        .next_timeout(Duration::from_secs(10))
+        .expect("an event")
+        .unwrap();
     assert_eq!(batch[0].revision, later);
     match &batch[0].change {
         RecordChange::Put(r) => assert_eq!(r.value.decode::<u64>().unwrap(), 3),
@@ -272,13 +307,18 @@ fn a_watch_delivers_every_change_from_a_revision_and_reports_compaction() {
     s.client().compact(later).unwrap();
     let mut watch = s.watch(first);
     match watch.next_timeout(Duration::from_secs(10)) {
-        Some(Err(Error::Compacted { requested, compacted })) => {
+        Some(Err(Error::Compacted {
+            requested,
+            compacted,
+        })) => {
             assert_eq!((requested, compacted), (first, Some(later)));
         }
         other => panic!("expected a compaction error, got {other:?}"),
     }
     match s.get("jobs", "b", first) {
-        Err(e @ Error::Compacted { .. }) => assert!(e.to_string().contains(&first.to_string()), "{e}"),
+        Err(e @ Error::Compacted { .. }) => {
+            assert!(e.to_string().contains(&first.to_string()), "{e}")
+        }
         other => panic!("expected a compaction error, got {other:?}"),
     }
 }
@@ -357,7 +397,16 @@ fn commits_over_etcds_limits_are_refused_whole_and_name_the_limit() {
         commit = commit.put("many", &format!("k{i}"), raw(i), false).unwrap();
     }
     let e = s.commit(commit).unwrap_err();
-    assert!(matches!(e, Error::LimitExceeded { limit: "--max-txn-ops", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::LimitExceeded {
+                limit: "--max-txn-ops",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("129 writes"), "{e}");
     // Refused by the server, whose limit is lower than the client assumes.
     let mut commit = Commit::new();
@@ -365,11 +414,31 @@ fn commits_over_etcds_limits_are_refused_whole_and_name_the_limit() {
         commit = commit.put("many", &format!("k{i}"), raw(i), false).unwrap();
     }
     let e = s.commit(commit).unwrap_err();
-    assert!(matches!(e, Error::LimitExceeded { limit: "--max-txn-ops", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::LimitExceeded {
+                limit: "--max-txn-ops",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Too large for the server.
     let big = raw(serde_bytes::ByteBuf::from(vec![7u8; 100_000]));
-    let e = s.commit(Commit::new().put("big", "v", big.clone(), false).unwrap()).unwrap_err();
-    assert!(matches!(e, Error::LimitExceeded { limit: "--max-request-bytes", .. }), "{e}");
+    let e = s
+        .commit(Commit::new().put("big", "v", big.clone(), false).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::LimitExceeded {
+                limit: "--max-request-bytes",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // A client told the server's limits refuses before sending.
     let told = EtcdStore::new(
         cluster.client(),
@@ -379,7 +448,9 @@ fn commits_over_etcds_limits_are_refused_whole_and_name_the_limit() {
             max_request_bytes: 65536,
         },
     );
-    let e = told.commit(Commit::new().put("big", "v", big, false).unwrap()).unwrap_err();
+    let e = told
+        .commit(Commit::new().put("big", "v", big, false).unwrap())
+        .unwrap_err();
     assert!(e.to_string().contains("--max-request-bytes"), "{e}");
     assert!(e.to_string().contains("nothing was written"), "{e}");
     assert_eq!(s.revision().unwrap(), before, "nothing was written");
@@ -387,7 +458,11 @@ fn commits_over_etcds_limits_are_refused_whole_and_name_the_limit() {
     let chunk = raw(serde_bytes::ByteBuf::from(vec![1u8; 60_000]));
     let mut quota_error = None;
     for i in 0..400 {
-        match told.commit(Commit::new().put("fill", &format!("k{i}"), chunk.clone(), false).unwrap()) {
+        match told.commit(
+            Commit::new()
+                .put("fill", &format!("k{i}"), chunk.clone(), false)
+                .unwrap(),
+        ) {
             Ok(_) => {}
             Err(e) => {
                 quota_error = Some(e);
@@ -396,6 +471,15 @@ fn commits_over_etcds_limits_are_refused_whole_and_name_the_limit() {
         }
     }
     let e = quota_error.expect("the quota was reached");
-    assert!(matches!(e, Error::LimitExceeded { limit: "--quota-backend-bytes", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::LimitExceeded {
+                limit: "--quota-backend-bytes",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("alarm disarm"), "{e}");
 }
