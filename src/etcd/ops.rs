@@ -31,6 +31,10 @@ use crate::store::schema::Meta;
 use crate::time::Timestamp;
 use crate::value::{RawValue, Versioned};
 
+/// For each write skipped when unchanged: the record it would leave as it is
+/// (metadata and MessagePack value), or `None` when absent.
+type Unchanged = BTreeMap<Vec<u8>, Option<(Meta, Vec<u8>)>>;
+
 /// Records per page of a listing.
 const PAGE: i64 = 500;
 /// How often a commit with unchanged-value writes is rebuilt when one of the
@@ -231,10 +235,7 @@ impl EtcdStore {
 
     /// For each write skipped when unchanged: the record it would leave as it
     /// is (its metadata and MessagePack value), or `None` when absent.
-    fn read_unchanged(
-        &self,
-        request: &Request,
-    ) -> Result<BTreeMap<Vec<u8>, Option<(Meta, Vec<u8>)>>> {
+    fn read_unchanged(&self, request: &Request) -> Result<Unchanged> {
         let mut out = BTreeMap::new();
         for write in &request.writes {
             if let WriteKind::Put {
@@ -260,11 +261,7 @@ impl EtcdStore {
         Ok(out)
     }
 
-    fn build_txn(
-        &self,
-        request: &Request,
-        unchanged: &BTreeMap<Vec<u8>, Option<(Meta, Vec<u8>)>>,
-    ) -> Result<PlannedTxn> {
+    fn build_txn(&self, request: &Request, unchanged: &Unchanged) -> Result<PlannedTxn> {
         let mut compares = Vec::new();
         let mut compared = Vec::new();
         for check in &request.checks {
@@ -428,7 +425,7 @@ fn actual_versions(response: &proto::TxnResponse) -> BTreeMap<Vec<u8>, (u64, u64
 /// What each write of a successful transaction did, in request order.
 fn outcome(
     request: &Request,
-    unchanged: &BTreeMap<Vec<u8>, Option<(Meta, Vec<u8>)>>,
+    unchanged: &Unchanged,
     response: &proto::TxnResponse,
     revision: u64,
     now: Timestamp,
