@@ -9,7 +9,7 @@
 //! the previous key-value for the new metadata, the conflict branch). Both
 //! share one client (one HTTP/2 connection) among their writers, as a store
 //! handle would. Rounds alternate between the two; each figure is the median
-//! of the rounds.
+//! of the rounds, which alternate in order.
 //!
 //! `cargo bench --features etcd --bench etcd` (needs `etcd` on PATH).
 //! `STATELOG_BENCH_SECS` sets the seconds per measurement (default 3).
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use statelog::testkit::etcd::{Client, Commit, EtcdStore, Layout, Limits, proto};
 use statelog::{Error, RawValue};
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 4;
 
 fn main() {
     let secs: u64 = std::env::var("STATELOG_BENCH_SECS")
@@ -36,27 +36,49 @@ fn main() {
         "etcd {}",
         cluster.client().status_of(0).expect("status").version
     );
-    println!("| writers | plain etcd client (updates/s) | statelog on etcd (updates/s) | ratio |");
+    println!(
+        "| writers | plain etcd client (updates/s, median and range) | statelog on etcd (updates/s) | ratio of medians |"
+    );
     println!("| ---: | ---: | ---: | ---: |");
     for writers in [1usize, 16] {
         let mut plain = Vec::new();
         let mut mapped = Vec::new();
         for round in 0..ROUNDS {
             let client = cluster.client();
-            plain.push(measure(writers, secs, |w, stop, done| {
-                plain_writer(&client, &format!("bench-plain/{round}/{w}"), stop, done)
-            }));
             let store = EtcdStore::new(
                 cluster.client(),
                 Layout::new(&format!("bench-statelog-{round}")).expect("a prefix"),
                 Limits::default(),
             );
-            mapped.push(measure(writers, secs, |w, stop, done| {
-                statelog_writer(&store, &format!("c{w}"), stop, done)
-            }));
+            let run_plain = || {
+                measure(writers, secs, |w, stop, done| {
+                    plain_writer(&client, &format!("bench-plain/{round}/{w}"), stop, done)
+                })
+            };
+            let run_mapped = || {
+                measure(writers, secs, |w, stop, done| {
+                    statelog_writer(&store, &format!("c{w}"), stop, done)
+                })
+            };
+            // Alternate which goes first, so neither always meets the
+            // fresher (or the busier) server.
+            if round % 2 == 0 {
+                plain.push(run_plain());
+                mapped.push(run_mapped());
+            } else {
+                mapped.push(run_mapped());
+                plain.push(run_plain());
+            }
         }
         let (p, s) = (median(&mut plain), median(&mut mapped));
-        println!("| {writers} | {p:.0} | {s:.0} | {:.2} |", s / p);
+        println!(
+            "| {writers} | {p:.0} ({:.0}–{:.0}) | {s:.0} ({:.0}–{:.0}) | {:.2} |",
+            plain[0],
+            plain[ROUNDS - 1],
+            mapped[0],
+            mapped[ROUNDS - 1],
+            s / p
+        );
     }
 }
 
