@@ -2,13 +2,18 @@
 //! snapshots, and commits as one etcd transaction that compares what was read.
 //!
 //! A commit ([`Request`], the embedded store's own) becomes one `Txn`:
-//! - compares: each check's version (`VERSION == expected`, which also holds
-//!   for an absent key at 0), or, when the check names the write that was
-//!   read, its modification revision (`MOD == modified`, which fixes the
-//!   version too); for a write that is skipped when unchanged, the
-//!   modification revision of the value it was compared with;
+//! - compares: the store's identity key still the one the handle opened
+//!   (`MOD == identity`); each check's version (`VERSION == expected`, which
+//!   also holds for an absent key at 0), or, when the check names the write
+//!   that was read, its modification revision (`MOD == modified`, which fixes
+//!   the version too); for a write that may change nothing (a put skipped
+//!   when unchanged, a delete), the state it was read in (`MOD ==` the read,
+//!   or `VERSION == 0` when absent);
 //! - success: a put (with the previous key-value, for the new metadata) or a
-//!   delete per write;
+//!   delete per write that changes something, and the put of the store's
+//!   `last` key (the commit time): its modification revision is the store's
+//!   revision. A commit that changes nothing sends no write and takes no
+//!   revision, as in the embedded store;
 //! - failure: a keys-only range of every compared key, so a conflict reports
 //!   the actual version from the same atomic step.
 //!
@@ -16,6 +21,7 @@
 //! either sent whole or refused whole.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use prost::Message;
 
@@ -28,18 +34,19 @@ use crate::error::{Error, Result};
 use crate::key;
 use crate::store::request::{Check, Outcome, Request, Write, WriteKind, WriteOutcome};
 use crate::store::schema::Meta;
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 use crate::value::{RawValue, Versioned};
 
-/// For each write skipped when unchanged: the record it would leave as it is
-/// (metadata and MessagePack value), or `None` when absent.
-type Unchanged = BTreeMap<Vec<u8>, Option<(Meta, Vec<u8>)>>;
+/// For each write that may change nothing (a put skipped when unchanged, a
+/// delete): the record as read before the commit (metadata and MessagePack
+/// value), or `None` when absent.
+type Current = BTreeMap<Vec<u8>, Option<(Meta, Vec<u8>)>>;
 
 /// Records per page of a listing.
-const PAGE: i64 = 500;
-/// How often a commit with unchanged-value writes is rebuilt when one of the
-/// values it compared changed meanwhile (not a conflict of the caller's).
-const UNCHANGED_ROUNDS: u32 = 32;
+pub(crate) const PAGE: i64 = 500;
+/// How often a commit is rebuilt when a record read for it (not one of the
+/// caller's checks) changed meanwhile.
+const REBUILD_ROUNDS: u32 = 32;
 
 /// A record read from etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,12 +59,29 @@ pub struct EtcdRecord {
     pub record: Versioned<RawValue>,
 }
 
+/// Where a store stands: its last commit, and the etcd revision it was read
+/// at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// The store's revision: the etcd revision of its last commit (0: none).
+    pub revision: u64,
+    /// That commit's time (the epoch without one).
+    pub time: Timestamp,
+    /// The cluster's revision when it was read: reading at it shows the same
+    /// state of this store as reading at `revision`.
+    pub read_at: u64,
+}
+
 /// A statelog store kept in etcd under one prefix.
 #[derive(Debug, Clone)]
 pub struct EtcdStore {
     client: Client,
     layout: Layout,
     limits: Limits,
+    /// The modification revision of the store's identity key, which every
+    /// commit compares (`None`: not checked, for stores made without one).
+    identity: Option<u64>,
+    clock: Clock,
 }
 
 impl EtcdStore {
@@ -68,7 +92,17 @@ impl EtcdStore {
             client,
             layout,
             limits,
+            identity: None,
+            clock: Clock::default(),
         }
+    }
+
+    /// Commits compare the identity key's modification revision with
+    /// `revision`; commit times come from `clock`.
+    pub(crate) fn opened(mut self, identity: u64, clock: Clock) -> EtcdStore {
+        self.identity = Some(identity);
+        self.clock = clock;
+        self
     }
 
     /// The client.
@@ -81,18 +115,50 @@ impl EtcdStore {
         &self.layout
     }
 
-    /// The cluster's current revision (it counts every write to the cluster,
-    /// under any prefix).
+    /// The modification revision of the identity key commits compare.
+    pub(crate) fn identity(&self) -> Option<u64> {
+        self.identity
+    }
+
+    /// The limits commits are checked against.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// What errors name as the store.
+    pub(crate) fn label(&self) -> PathBuf {
+        self.client.conn().label.clone()
+    }
+
+    /// The store's revision: the etcd revision of its last commit (etcd's
+    /// revision counts every write to the cluster, under any prefix; this
+    /// counts the store's). 0 for a store without commits.
     ///
     /// # Errors
     /// The connection errors.
     pub fn revision(&self) -> Result<u64> {
+        Ok(self.head()?.revision)
+    }
+
+    /// The store's last commit and the cluster's revision, read together.
+    pub(crate) fn head(&self) -> Result<Head> {
         let response = self.client.range(proto::RangeRequest {
-            key: self.layout.meta("store"),
-            count_only: true,
+            key: self.layout.meta("last"),
             ..Default::default()
         })?;
-        Ok(header_revision(response.header.as_ref()))
+        let read_at = header_revision(response.header.as_ref());
+        Ok(match response.kvs.first() {
+            None => Head {
+                revision: 0,
+                time: Timestamp::EPOCH,
+                read_at,
+            },
+            Some(kv) => Head {
+                revision: u64::try_from(kv.mod_revision).unwrap_or(0),
+                time: record::decode(&kv.value).map_or(Timestamp::EPOCH, |(t, _)| t),
+                read_at,
+            },
+        })
     }
 
     /// Reads one record, at `revision` (0: the latest).
@@ -114,6 +180,31 @@ impl EtcdStore {
         match response.kvs.first() {
             None => Ok(None),
             Some(kv) => Ok(Some(to_versioned(namespace, key, kv)?)),
+        }
+    }
+
+    /// One record by its encoded address, at `revision` (0: the latest): its
+    /// metadata and MessagePack value.
+    pub(crate) fn get_address(
+        &self,
+        address: &[u8],
+        revision: u64,
+    ) -> Result<Option<(Meta, Vec<u8>)>> {
+        let response = self.client.range(proto::RangeRequest {
+            key: self.layout.record_of_address(address),
+            revision: to_i64(revision),
+            ..Default::default()
+        })?;
+        match response.kvs.into_iter().next() {
+            None => Ok(None),
+            Some(kv) => {
+                let (updated, _) =
+                    record::decode(&kv.value).ok_or_else(|| foreign_address(address))?;
+                let meta = record::meta(&kv, updated);
+                let mut value = kv.value;
+                value.drain(..record::HEADER_LEN);
+                Ok(Some((meta, value)))
+            }
         }
     }
 
@@ -194,21 +285,46 @@ impl EtcdStore {
     /// [`Error::LimitExceeded`] before anything is sent when the transaction
     /// would exceed etcd's limits (or when etcd refuses it as too large, or its
     /// database is full): nothing is written; [`Error::OutcomeUnknown`] when the
-    /// answer was lost; the connection errors.
+    /// answer was lost; [`Error::NotAStore`] when the store was removed or
+    /// replaced since it was opened; the connection errors.
     pub(crate) fn commit_request(&self, request: &Request) -> Result<Outcome> {
         let mut round = 0;
         loop {
             round += 1;
-            let unchanged = self.read_unchanged(request)?;
-            let txn = self.build_txn(request, &unchanged)?;
-            let now = Timestamp::now();
-            let txn = txn.stamped(now);
+            let current = self.read_current(request)?;
+            let txn = self.build_txn(request, &current)?;
+            let now = self.clock.now();
+            let txn = txn.stamped(now, &self.layout);
+            if txn.request.success.is_empty() {
+                // Nothing to change: the checks still must hold now.
+                if txn.request.compare.is_empty() {
+                    return Ok(outcome(request, &current, &[], 0, now));
+                }
+            }
             let response = self.client.txn(txn.request)?;
             let revision = header_revision(response.header.as_ref());
             if response.succeeded {
-                return Ok(outcome(request, &unchanged, &response, revision, now));
+                return Ok(outcome(
+                    request,
+                    &current,
+                    &response.responses,
+                    revision,
+                    now,
+                ));
             }
             let actual = actual_versions(&response);
+            if let Some(identity) = self.identity {
+                let key = self.layout.meta("store");
+                if actual.get(&key).map(|a| a.1) != Some(identity) {
+                    return Err(Error::NotAStore {
+                        path: self.label(),
+                        reason: "the store this handle opened is gone: its prefix was emptied \
+                                 or another store was created there since; nothing was \
+                                 written. Open it again"
+                            .into(),
+                    });
+                }
+            }
             for check in &request.checks {
                 let (version, modified) = actual
                     .get(&self.layout.record_of_address(&check.address))
@@ -222,10 +338,10 @@ impl EtcdStore {
                     return Err(conflict(&check.address, check.expected, version));
                 }
             }
-            // Only a value compared for an unchanged-value write moved: read
-            // it again and rebuild.
-            if round >= UNCHANGED_ROUNDS {
-                let (address, current) = unchanged.iter().next().map_or((&[][..], 0), |(a, c)| {
+            // Only a record read for a write that may change nothing moved:
+            // read it again and rebuild.
+            if round >= REBUILD_ROUNDS {
+                let (address, current) = current.iter().next().map_or((&[][..], 0), |(a, c)| {
                     (a.as_slice(), c.as_ref().map_or(0, |c| c.0.version))
                 });
                 return Err(conflict(address, current, current + 1));
@@ -233,37 +349,34 @@ impl EtcdStore {
         }
     }
 
-    /// For each write skipped when unchanged: the record it would leave as it
-    /// is (its metadata and MessagePack value), or `None` when absent.
-    fn read_unchanged(&self, request: &Request) -> Result<Unchanged> {
+    /// For each write that may change nothing (a put skipped when unchanged,
+    /// a delete): the record as it is now, or `None` when absent.
+    fn read_current(&self, request: &Request) -> Result<Current> {
         let mut out = BTreeMap::new();
         for write in &request.writes {
-            if let WriteKind::Put {
-                skip_unchanged: true,
-                ..
-            } = &write.kind
-            {
-                let response = self.client.range(proto::RangeRequest {
-                    key: self.layout.record_of_address(&write.address),
-                    ..Default::default()
-                })?;
-                let current = match response.kvs.first() {
-                    None => None,
-                    Some(kv) => {
-                        let (updated, value) = record::decode(&kv.value)
-                            .ok_or_else(|| foreign_address(&write.address))?;
-                        Some((record::meta(kv, updated), value.to_vec()))
-                    }
-                };
-                out.insert(write.address.clone(), current);
+            let may_change_nothing = match &write.kind {
+                WriteKind::Put { skip_unchanged, .. } => *skip_unchanged,
+                WriteKind::Delete => true,
+            };
+            if may_change_nothing {
+                out.insert(write.address.clone(), self.get_address(&write.address, 0)?);
             }
         }
         Ok(out)
     }
 
-    fn build_txn(&self, request: &Request, unchanged: &Unchanged) -> Result<PlannedTxn> {
+    fn build_txn(&self, request: &Request, current: &Current) -> Result<PlannedTxn> {
         let mut compares = Vec::new();
         let mut compared = Vec::new();
+        if let Some(identity) = self.identity {
+            let key = self.layout.meta("store");
+            compares.push(compare(
+                &key,
+                proto::CompareTarget::Mod,
+                proto::TargetUnion::ModRevision(to_i64(identity)),
+            ));
+            compared.push(key);
+        }
         for check in &request.checks {
             let key = self.layout.record_of_address(&check.address);
             compares.push(match check.modified {
@@ -283,30 +396,42 @@ impl EtcdStore {
         let mut writes = Vec::new();
         for write in &request.writes {
             let key = self.layout.record_of_address(&write.address);
+            if let Some(read) = current.get(&write.address) {
+                // Valid only while the record is still as it was read.
+                if !compared.contains(&key) {
+                    compares.push(match read {
+                        Some((meta, _)) => compare(
+                            &key,
+                            proto::CompareTarget::Mod,
+                            proto::TargetUnion::ModRevision(to_i64(meta.mod_revision)),
+                        ),
+                        None => compare(
+                            &key,
+                            proto::CompareTarget::Version,
+                            proto::TargetUnion::Version(0),
+                        ),
+                    });
+                    compared.push(key.clone());
+                }
+            }
             match &write.kind {
-                WriteKind::Put {
-                    value,
-                    skip_unchanged,
-                } => {
-                    if *skip_unchanged
-                        && let Some(Some((meta, current))) = unchanged.get(&write.address)
+                WriteKind::Put { value, .. } => {
+                    if let Some(Some((_, stored))) = current.get(&write.address)
+                        && stored == value
                     {
-                        // Leave it only if it is still the write compared with.
-                        let target = proto::TargetUnion::ModRevision(to_i64(meta.mod_revision));
-                        if !compared.contains(&key) {
-                            compares.push(compare(&key, proto::CompareTarget::Mod, target));
-                            compared.push(key.clone());
-                        }
-                        if current == value {
-                            continue;
-                        }
+                        continue;
                     }
                     writes.push(PlannedWrite::Put {
                         key,
                         value: value.clone(),
                     });
                 }
-                WriteKind::Delete => writes.push(PlannedWrite::Delete { key }),
+                WriteKind::Delete => {
+                    if let Some(None) = current.get(&write.address) {
+                        continue;
+                    }
+                    writes.push(PlannedWrite::Delete { key });
+                }
             }
         }
         let failure: Vec<proto::RequestOp> = compared
@@ -328,7 +453,7 @@ impl EtcdStore {
             writes,
         };
         // Sized with the update times in place (fixed width).
-        let sized = planned.clone().stamped(Timestamp::EPOCH);
+        let sized = planned.clone().stamped(Timestamp::EPOCH, &self.layout);
         self.limits.check(
             sized.request.compare.len(),
             sized.request.success.len(),
@@ -363,7 +488,9 @@ enum PlannedWrite {
 }
 
 impl PlannedTxn {
-    fn stamped(mut self, now: Timestamp) -> PlannedTxn {
+    /// The success ops with `now` as the update time: the writes, then the
+    /// store's `last` key (only when something is written).
+    fn stamped(mut self, now: Timestamp, layout: &Layout) -> PlannedTxn {
         self.request.success = self
             .writes
             .iter()
@@ -385,11 +512,25 @@ impl PlannedTxn {
                 }),
             })
             .collect();
+        if !self.writes.is_empty() {
+            self.request.success.push(proto::RequestOp {
+                request: Some(proto::Request::Put(proto::PutRequest {
+                    key: layout.meta("last"),
+                    value: record::encode(now, &[]),
+                    lease: 0,
+                    prev_kv: false,
+                })),
+            });
+        }
         self
     }
 }
 
-fn compare(key: &[u8], target: proto::CompareTarget, value: proto::TargetUnion) -> proto::Compare {
+pub(crate) fn compare(
+    key: &[u8],
+    target: proto::CompareTarget,
+    value: proto::TargetUnion,
+) -> proto::Compare {
     proto::Compare {
         result: proto::CompareResult::Equal as i32,
         target: target as i32,
@@ -399,7 +540,7 @@ fn compare(key: &[u8], target: proto::CompareTarget, value: proto::TargetUnion) 
     }
 }
 
-fn header_revision(header: Option<&proto::ResponseHeader>) -> u64 {
+pub(crate) fn header_revision(header: Option<&proto::ResponseHeader>) -> u64 {
     header.map_or(0, |h| u64::try_from(h.revision).unwrap_or(0))
 }
 
@@ -425,24 +566,20 @@ fn actual_versions(response: &proto::TxnResponse) -> BTreeMap<Vec<u8>, (u64, u64
 /// What each write of a successful transaction did, in request order.
 fn outcome(
     request: &Request,
-    unchanged: &Unchanged,
-    response: &proto::TxnResponse,
+    current: &Current,
+    responses: &[proto::ResponseOp],
     revision: u64,
     now: Timestamp,
 ) -> Outcome {
-    let mut responses = response.responses.iter();
+    let mut responses = responses.iter();
     let mut changed_any = false;
     let writes = request
         .writes
         .iter()
         .map(|write| match &write.kind {
-            WriteKind::Put {
-                value,
-                skip_unchanged,
-            } => {
-                if *skip_unchanged
-                    && let Some(Some((meta, current))) = unchanged.get(&write.address)
-                    && current == value
+            WriteKind::Put { value, .. } => {
+                if let Some(Some((meta, stored))) = current.get(&write.address)
+                    && stored == value
                 {
                     return WriteOutcome::Put {
                         meta: *meta,
@@ -473,17 +610,22 @@ fn outcome(
                     changed: true,
                 }
             }
-            WriteKind::Delete => match responses.next().and_then(|r| r.response.as_ref()) {
-                Some(proto::Response::DeleteRange(deleted)) if deleted.deleted > 0 => {
-                    changed_any = true;
-                    let version = deleted
-                        .prev_kvs
-                        .first()
-                        .map_or(0, |kv| u64::try_from(kv.version).unwrap_or(0));
-                    WriteOutcome::Deleted { version }
+            WriteKind::Delete => {
+                if let Some(None) = current.get(&write.address) {
+                    return WriteOutcome::Absent;
                 }
-                _ => WriteOutcome::Absent,
-            },
+                match responses.next().and_then(|r| r.response.as_ref()) {
+                    Some(proto::Response::DeleteRange(deleted)) if deleted.deleted > 0 => {
+                        changed_any = true;
+                        let version = deleted
+                            .prev_kvs
+                            .first()
+                            .map_or(0, |kv| u64::try_from(kv.version).unwrap_or(0));
+                        WriteOutcome::Deleted { version }
+                    }
+                    _ => WriteOutcome::Absent,
+                }
+            }
         })
         .collect();
     Outcome {
@@ -503,12 +645,16 @@ fn conflict(address: &[u8], expected: u64, actual: u64) -> Error {
     }
 }
 
-fn foreign_address(address: &[u8]) -> Error {
+pub(crate) fn foreign_address(address: &[u8]) -> Error {
     let (namespace, key) = key::decode(address).unwrap_or(("", ""));
     record::foreign(namespace, key)
 }
 
-fn to_versioned(namespace: &str, key: &str, kv: &proto::KeyValue) -> Result<Versioned<RawValue>> {
+pub(crate) fn to_versioned(
+    namespace: &str,
+    key: &str,
+    kv: &proto::KeyValue,
+) -> Result<Versioned<RawValue>> {
     let (updated, value) =
         record::decode(&kv.value).ok_or_else(|| record::foreign(namespace, key))?;
     Ok(Versioned::new(

@@ -13,3 +13,4 @@ mod auth;
 mod cluster;
 mod harness;
 mod kv;
+mod store;
