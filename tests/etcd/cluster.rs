@@ -1,12 +1,14 @@
 //! A three-member cluster on loopback: four client processes increment one
-//! counter by compare-and-swap while one member is killed (SIGKILL) and
-//! restarted, and then the leader. The final count must equal the number of
-//! increments that applied, and every acknowledged one must be among them.
+//! counter through the public API (`Store::open("etcd://...")`, a
+//! transaction) while one member is killed (SIGKILL) and restarted, and then
+//! the leader. The final count must equal the number of increments that
+//! applied, and every acknowledged one must be among them.
 //!
-//! etcd gives no idempotency: a write whose answer was lost may or may not
-//! have applied. So every increment also writes a marker key of its own in
-//! the same transaction; a marker is present exactly when its increment
-//! applied, which tells the checker what became of each unknown outcome.
+//! etcd gives no idempotency: a commit whose answer was lost
+//! (`Error::OutcomeUnknown`) may or may not have applied. So every increment
+//! also writes a marker key of its own in the same transaction; a marker is
+//! present exactly when its increment applied, which tells the checker what
+//! became of each unknown outcome.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -14,8 +16,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use statelog::testkit::etcd::{Client, ClientOptions, Commit, EtcdStore, Layout, Limits};
-use statelog::{Error, RawValue};
+use statelog::{Error, EtcdOptions, Options, Store};
 
 use crate::common;
 use crate::harness::{Cluster, Settings};
@@ -26,16 +27,14 @@ const PREFIX: &str = "cluster-counter";
 /// Each child stops by itself after this long, whatever happens.
 const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
-fn store(endpoints: Vec<String>) -> EtcdStore {
-    let client = Client::new(&ClientOptions {
-        endpoints,
-        connect_timeout: Some(Duration::from_millis(300)),
-        request_timeout: Some(Duration::from_secs(3)),
-        failover_timeout: Some(Duration::from_secs(30)),
-        ..ClientOptions::default()
-    })
-    .expect("a client");
-    EtcdStore::new(client, Layout::new(PREFIX).unwrap(), Limits::default())
+fn open(endpoints: &str) -> Store {
+    let options = Options::default().etcd(
+        EtcdOptions::new()
+            .connect_timeout(Duration::from_millis(300))
+            .request_timeout(Duration::from_secs(3))
+            .failover_timeout(Duration::from_secs(30)),
+    );
+    Store::open(format!("etcd://{endpoints}/{PREFIX}"), options).expect("open the store")
 }
 
 #[test]
@@ -47,6 +46,8 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
     let mut cluster = Cluster::start(3, Settings::default());
     let stop = cluster.dir().join("stop");
     let endpoints = cluster.endpoints().join(",");
+    // Created once, before the clients race to create it.
+    open(&endpoints).close().unwrap();
     let mut children = Vec::new();
     for p in 0..PROCESSES {
         let arg = format!("{endpoints}|{p}|{}", stop.display());
@@ -110,19 +111,17 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
         }
     }
 
-    let check = store(cluster.endpoints());
+    let check = open(&endpoints);
     let counter = check
-        .get("counters", "c", 0)
+        .get::<u64>("counters", "c")
         .unwrap()
         .expect("the counter exists");
-    let count = counter.value.decode::<u64>().unwrap();
-    let mut markers = BTreeSet::new();
-    check
-        .list("markers", "", 0, |r| {
-            markers.insert(r.key);
-            Ok(())
-        })
-        .unwrap();
+    let count = counter.value;
+    let markers: BTreeSet<String> = check
+        .list_raw("markers", ..)
+        .unwrap()
+        .map(|item| item.unwrap().0)
+        .collect();
     let unknown_applied = unknown.intersection(&markers).count();
     println!(
         "{} acknowledged, {} unknown ({unknown_applied} of them applied), counter {count}",
@@ -153,46 +152,22 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
 /// `@@ack <marker>` or `@@unknown <marker>` for each increment it finished.
 fn child(arg: &str) {
     let mut parts = arg.split('|');
-    let endpoints: Vec<String> = parts
-        .next()
-        .unwrap()
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let endpoints = parts.next().unwrap().to_owned();
     let process: usize = parts.next().unwrap().parse().unwrap();
     let stop = PathBuf::from(parts.next().unwrap());
-    let store = store(endpoints);
+    let store = open(&endpoints);
     let start = Instant::now();
     let mut i = 0u64;
     while !stop.exists() && start.elapsed() < CHILD_LIMIT {
         let marker = format!("p{process}-{i:06}");
         loop {
-            let current = match store.get("counters", "c", 0) {
-                Ok(current) => current,
-                Err(e @ Error::Unreachable { .. }) => panic!("no member answered a read: {e}"),
-                Err(e) => panic!("read: {e}"),
-            };
-            let (n, version, modified) = match &current {
-                Some(r) => (
-                    r.value.decode::<u64>().unwrap(),
-                    r.version,
-                    Some(r.mod_revision),
-                ),
-                None => (0, 0, None),
-            };
-            let commit = Commit::new()
-                .expect("counters", "c", version, modified)
-                .and_then(|c| {
-                    c.put(
-                        "counters",
-                        "c",
-                        RawValue::from_value(&(n + 1)).unwrap(),
-                        false,
-                    )
-                })
-                .and_then(|c| c.put("markers", &marker, RawValue::from_value(&n).unwrap(), false))
-                .unwrap();
-            match store.commit(commit) {
+            let result = store.transaction(|tx| {
+                let n: u64 = tx.get("counters", "c")?.map_or(0, |r| r.value);
+                tx.put("counters", "c", &(n + 1))?;
+                tx.put("markers", &marker, &n)?;
+                Ok::<_, Error>(())
+            });
+            match result {
                 Ok(_) => {
                     println!("@@ack {marker}");
                     break;
@@ -201,9 +176,10 @@ fn child(arg: &str) {
                     println!("@@unknown {marker}");
                     break;
                 }
-                // Lost the race, or no member took it (not sent): try again.
+                // Lost the race more often than the retry policy allows:
+                // nothing was written, go again.
                 Err(Error::Conflict { .. }) => {}
-                Err(e @ Error::Unreachable { .. }) => panic!("no member answered a write: {e}"),
+                Err(e @ Error::Unreachable { .. }) => panic!("no member answered: {e}"),
                 Err(e) => panic!("increment: {e}"),
             }
         }

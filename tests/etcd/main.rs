@@ -14,3 +14,4 @@ mod cluster;
 mod harness;
 mod kv;
 mod store;
+mod sync_state;
