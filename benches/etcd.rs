@@ -1,15 +1,15 @@
-//! statelog's compare-and-swap updates on etcd against a plain etcd client
-//! doing the same updates, in the same run, on one local etcd member.
+//! statelog's updates on etcd against a plain etcd client doing the same
+//! compare-and-swap updates, in the same run, on one local etcd member.
 //!
 //! Each writer updates a counter of its own: read it, then write the next
 //! value only if it is still the write that was read (a `Txn` comparing the
 //! modification revision). "plain" sends exactly that with the raw client (a
-//! counter as 8 bytes, no metadata); "statelog" goes through the mapping
-//! (`EtcdStore::get` and `commit`: MessagePack value with its update time,
-//! the previous key-value for the new metadata, the conflict branch). Both
-//! share one client (one HTTP/2 connection) among their writers, as a store
-//! handle would. Rounds alternate between the two; each figure is the median
-//! of the rounds, which alternate in order.
+//! counter as 8 bytes, no metadata); "statelog" is `Store::update` on a store
+//! opened at an `etcd://` address (MessagePack value with its update time,
+//! the previous key-value for the new metadata, the store's identity
+//! compare and `last` key, the conflict branch). Both share one client (one
+//! HTTP/2 connection) among their writers: a store handle is one. Rounds
+//! alternate which side goes first; each figure is the median of the rounds.
 //!
 //! `cargo bench --features etcd --bench etcd` (needs `etcd` on PATH).
 //! `STATELOG_BENCH_SECS` sets the seconds per measurement (default 3).
@@ -21,8 +21,8 @@ mod harness;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use statelog::testkit::etcd::{Client, Commit, EtcdStore, Layout, Limits, proto};
-use statelog::{Error, RawValue};
+use statelog::testkit::etcd::{Client, proto};
+use statelog::{EtcdOptions, Options, Store};
 
 const ROUNDS: usize = 4;
 
@@ -45,11 +45,12 @@ fn main() {
         let mut mapped = Vec::new();
         for round in 0..ROUNDS {
             let client = cluster.client();
-            let store = EtcdStore::new(
-                cluster.client(),
-                Layout::new(&format!("bench-statelog-{round}")).expect("a prefix"),
-                Limits::default(),
+            let address = format!(
+                "etcd://{}/bench-statelog-{writers}-{round}",
+                cluster.endpoints().join(",")
             );
+            let store = Store::open(address, Options::default().etcd(EtcdOptions::new()))
+                .expect("open the store on etcd");
             let run_plain = || {
                 measure(writers, secs, |w, stop, done| {
                     plain_writer(&client, &format!("bench-plain/{round}/{w}"), stop, done)
@@ -151,34 +152,13 @@ fn plain_writer(client: &Client, key: &str, stop: &AtomicBool, done: &AtomicU64)
     }
 }
 
-fn statelog_writer(store: &EtcdStore, key: &str, stop: &AtomicBool, done: &AtomicU64) {
+fn statelog_writer(store: &Store, key: &str, stop: &AtomicBool, done: &AtomicU64) {
     while !stop.load(Ordering::Relaxed) {
-        let current = store.get("counters", key, 0).expect("read");
-        let (n, version, modified) = match &current {
-            Some(r) => (
-                r.value.decode::<u64>().expect("a counter"),
-                r.version,
-                Some(r.mod_revision),
-            ),
-            None => (0, 0, None),
-        };
-        let commit = Commit::new()
-            .expect("counters", key, version, modified)
-            .and_then(|c| {
-                c.put(
-                    "counters",
-                    key,
-                    RawValue::from_value(&(n + 1)).expect("encode"),
-                    false,
-                )
+        store
+            .update("counters", key, |n: Option<u64>| -> statelog::Result<u64> {
+                Ok(n.unwrap_or(0) + 1)
             })
-            .expect("a commit");
-        match store.commit(commit) {
-            Ok(_) => {
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(Error::Conflict { .. }) => {}
-            Err(e) => panic!("update: {e}"),
-        }
+            .expect("update");
+        done.fetch_add(1, Ordering::Relaxed);
     }
 }
