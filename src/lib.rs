@@ -50,6 +50,11 @@
 mod access;
 mod counter;
 mod error;
+// Stores on etcd; the raw client and mapping are public only through the
+// test kit (for the etcd tests and benchmark).
+#[cfg(feature = "etcd")]
+#[cfg_attr(not(feature = "testkit"), allow(dead_code, unused_imports))]
+mod etcd;
 mod fs;
 mod key;
 mod log;
@@ -62,6 +67,8 @@ mod wire;
 
 pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
 pub use error::{Error, KeyPart, Result, Shown};
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdOptions;
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
 pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};

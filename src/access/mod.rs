@@ -1,9 +1,11 @@
 //! The ways of reaching a store: a [`Backend`] does what a [`Store`] is asked,
-//! whatever is behind it. Today there are two: `store::local::Local`, the
-//! embedded engine (this process holds the store), and [`remote::Remote`], a
-//! client of the process that holds it. [`reach`] picks one when a store is
-//! opened: it takes the store's lock if it can, and otherwise connects to the
-//! holder.
+//! whatever is behind it. There are three: `store::local::Local`, the
+//! embedded engine (this process holds the store), [`remote::Remote`], a
+//! client of the process that holds it, and (feature `etcd`)
+//! `etcd::backend::EtcdBackend`, a store kept in an etcd cluster. [`reach`]
+//! picks one when a store is opened: an `etcd://` address goes to etcd;
+//! for a directory it takes the store's lock if it can, and otherwise
+//! connects to the holder.
 //!
 //! **Boundary:** nothing here names redb, a log segment or a socket; a backend
 //! receives and returns the engine's plain request types (`store::request`)
@@ -145,6 +147,25 @@ pub(crate) trait Backend: Send + Sync {
     fn read_only(&self) -> Option<String>;
 }
 
+/// How a store's path names a store on etcd: `etcd://HOST:PORT[,...]/PREFIX`.
+pub(crate) const ETCD_SCHEME: &str = "etcd://";
+
+/// The address of a store on etcd, when `path` is one.
+pub(crate) fn etcd_address(path: &Path) -> Option<&str> {
+    path.to_str().filter(|p| p.starts_with(ETCD_SCHEME))
+}
+
+/// The error for an `etcd://` address in a build without the feature.
+#[cfg(not(feature = "etcd"))]
+pub(crate) fn etcd_not_built() -> Error {
+    Error::Unsupported {
+        what: "a store on etcd".to_owned(),
+        reason: "this statelog was built without its `etcd` feature; build it with \
+                 `--features etcd` (the command line has it)"
+            .to_owned(),
+    }
+}
+
 /// A store reached by [`reach`].
 pub(crate) struct Reached {
     pub backend: Arc<dyn Backend>,
@@ -160,6 +181,15 @@ pub(crate) struct Reached {
 /// pauses until [`Options::lock_timeout`]; then [`Error::Busy`] names the
 /// holder.
 pub(crate) fn reach(path: &Path, options: &Options) -> Result<Reached> {
+    if let Some(address) = etcd_address(path) {
+        #[cfg(feature = "etcd")]
+        return crate::etcd::backend::reach(address, options);
+        #[cfg(not(feature = "etcd"))]
+        return Err({
+            let _ = address;
+            etcd_not_built()
+        });
+    }
     let start = Instant::now();
     let mut pause = Duration::from_micros(200);
     let mut warned = false;

@@ -6,7 +6,7 @@
 //! Only this module touches redb; no redb type appears in its public API.
 
 mod background;
-mod backup;
+pub(crate) mod backup;
 mod commit;
 mod engine;
 pub(crate) mod identity;
@@ -313,7 +313,9 @@ impl Store {
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref().to_owned();
         let reached = access::reach(&path, &options)?;
-        let reach = if reached.backend.is_holder() {
+        // A store this process holds, or one on etcd, keeps its backend for
+        // the handle's life; a holder elsewhere may go away and be replaced.
+        let reach = if reached.backend.is_holder() || access::etcd_address(&path).is_some() {
             Reach::Held(reached.backend)
         } else {
             Reach::Served {
@@ -962,7 +964,7 @@ impl Store {
     /// A handle may take the store over when its holder goes away.
     pub fn is_holder(&self) -> bool {
         match &self.handle.reach {
-            Reach::Held(_) => true,
+            Reach::Held(backend) => backend.is_holder(),
             Reach::Served { current, .. } => current.read().1.is_holder(),
         }
     }
