@@ -12,7 +12,7 @@
 //! Run: `cargo bench --bench recovery`; `STATELOG_BENCH_QUICK=1` for a smoke
 //! run (20,000 records, 10,000 commits).
 
-#[path = "compare/common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 use std::time::Instant;

@@ -15,7 +15,7 @@
 //! `STATELOG_BENCH_COLD=1` drops the page cache before each reopen (root only),
 //! as after a reboot rather than a killed process.
 
-#[path = "compare/common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};

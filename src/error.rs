@@ -288,32 +288,37 @@ pub enum Error {
         value: u64,
     },
 
-    /// A commit (or a restore) was sent to the process holding the store, which
-    /// went away or stopped answering before it said whether the commit was
-    /// applied. It may or may not have been. Nothing is retried for you: read
-    /// what it would have written before doing it again (an increment must not
-    /// count twice). The command line exits with 6.
-    #[error("the outcome of a commit to {} is unknown: {} holds the store and {} \
-        before answering; read what the commit writes to find out whether it was applied \
-        before retrying it", Shown::path(.path), describe_holder(*.pid), Shown::whole(.reason))]
+    /// A commit (or a restore) was sent, and what would have said whether it
+    /// was applied never came: the process holding the store went away or
+    /// stopped answering, or (a store on etcd) the member it went to failed,
+    /// lost its leader or timed out. It may or may not have been applied.
+    /// Nothing is retried for you: read what it would have written before
+    /// doing it again (an increment must not count twice). The command line
+    /// exits with 6.
+    #[error("the outcome of a commit to {} is unknown: {}; read what the commit writes to \
+        find out whether it was applied before retrying it", Shown::path(.path),
+        Shown::whole(.reason))]
     OutcomeUnknown {
-        /// The store directory.
+        /// The store: its directory, or its `etcd://` address.
         path: PathBuf,
-        /// The process id of the holder, when known.
+        /// The process id of the holder, when known (`None` on etcd).
         pid: Option<u32>,
-        /// What happened ("went away", "did not answer within 30 s").
+        /// What happened, naming who: "process 12 holds the store and went
+        /// away before answering", "etcd member 10.0.0.2:2379 failed ...".
         reason: String,
     },
 
-    /// The process holding the store refused this one: another user the store
-    /// directory does not grant access, another protocol version, too many
-    /// connections, or an operation the holder performs only for its own user.
-    #[error("{} holds {} and refused this process: {}", describe_holder(*.pid),
-        Shown::path(.path), Shown::whole(.reason))]
+    /// The process holding the store, or the etcd cluster holding it, refused
+    /// this one: another user the store directory does not grant access,
+    /// another protocol version, too many connections, an operation the
+    /// holder performs only for its own user; on etcd, wrong or missing
+    /// credentials, or a user without permission on the store's prefix.
+    #[error("{} refused this process: {}", describe_refuser(.path, *.pid),
+        Shown::whole(.reason))]
     Refused {
-        /// The store directory.
+        /// The store: its directory, or its `etcd://` address.
         path: PathBuf,
-        /// The process id of the holder, when known.
+        /// The process id of the holder, when known (`None` on etcd).
         pid: Option<u32>,
         /// Why, and what to do.
         reason: String,
@@ -354,6 +359,61 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// No member of the etcd cluster answered within the time allowed (every
+    /// endpoint was tried). A write was not applied.
+    #[error("cannot reach etcd at {} to {op} ({}); check that the cluster is running and \
+        reachable from here, or raise the timeout", Shown::new(.endpoints), Shown::whole(.reason))]
+    Unreachable {
+        /// The endpoints tried, comma-separated.
+        endpoints: String,
+        /// What was being done.
+        op: &'static str,
+        /// The last failure seen.
+        reason: String,
+    },
+
+    /// A commit exceeds a limit of the etcd cluster (operations per
+    /// transaction, request size, or the database quota). Nothing was written.
+    #[error("{what} exceeds etcd's {limit}; nothing was written; {hint}")]
+    LimitExceeded {
+        /// The limit, named as etcd's option (`--max-txn-ops`, `--max-request-bytes`,
+        /// `--quota-backend-bytes`).
+        limit: &'static str,
+        /// What exceeded it, with the figures.
+        what: String,
+        /// How to get under it or raise it.
+        hint: String,
+    },
+
+    /// A read or watch asked for a revision that etcd no longer keeps: its
+    /// history was compacted past it.
+    #[error("revision {requested} is no longer available: etcd compacted its history{}; \
+        read again from the current revision", describe_compacted(*.compacted))]
+    Compacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The revision the history was compacted to, when etcd said.
+        compacted: Option<u64>,
+    },
+
+    /// etcd answered with an error not covered by another variant.
+    #[error("etcd at {} failed to {op}: {} (gRPC status {code})", Shown::new(.endpoint),
+        Shown::whole(.message))]
+    Remote {
+        /// The member that answered.
+        endpoint: String,
+        /// What was being done.
+        op: &'static str,
+        /// The gRPC status code.
+        code: String,
+        /// etcd's message.
+        message: String,
+    },
+}
+
+fn describe_compacted(compacted: Option<u64>) -> String {
+    compacted.map_or_else(String::new, |c| format!(" up to revision {c}"))
 }
 
 fn describe_place(line: u64, column: Option<u64>, section: Option<&str>) -> String {
@@ -395,7 +455,16 @@ fn retry_hint(attempts: u32) -> String {
     }
 }
 
-fn describe_holder(pid: Option<u32>) -> String {
+/// Who refused: the holder of a store directory, or the store (an etcd
+/// cluster's address names itself).
+fn describe_refuser(path: &Path, pid: Option<u32>) -> String {
+    match pid {
+        Some(_) => format!("{} holds {} and", describe_holder(pid), Shown::path(path)),
+        None => Shown::path(path).to_string(),
+    }
+}
+
+pub(crate) fn describe_holder(pid: Option<u32>) -> String {
     match pid {
         Some(pid) if pid == std::process::id() => {
             format!("another handle in this process (pid {pid})")

@@ -50,7 +50,7 @@ pub(crate) fn validate(part: KeyPart, text: &str) -> Result<()> {
 /// U+001F, U+007F, U+0080 to U+009F). Scans bytes, not chars: in UTF-8 the C1
 /// controls are exactly the pairs 0xC2 0x80..=0x9F, and no other character
 /// contains a byte below 0x20 or 0x7F.
-fn first_control(text: &str) -> Option<usize> {
+pub(crate) fn first_control(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     bytes.iter().enumerate().find_map(|(at, &b)| {
         let c1 = b == 0xC2 && bytes.get(at + 1).is_some_and(|n| (0x80..=0x9F).contains(n));

@@ -52,6 +52,11 @@ mod counter;
 mod db;
 mod engine;
 mod error;
+// Stores on etcd; the raw client and mapping are public only through the
+// test kit (for the etcd tests and benchmark).
+#[cfg(feature = "etcd")]
+#[cfg_attr(not(feature = "testkit"), allow(dead_code, unused_imports))]
+mod etcd;
 mod fs;
 mod key;
 mod layout;
@@ -66,6 +71,8 @@ mod wire;
 
 pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
 pub use error::{Error, KeyPart, Result, Shown};
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdOptions;
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
 pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};
@@ -75,6 +82,19 @@ pub use store::{
 };
 pub use time::{ParseTimestampError, Timestamp};
 pub use value::{MAX_DEPTH, MAX_VALUE_LEN, RawValue, Versioned};
+
+/// The log format (segment header and frames) this build writes; it reads
+/// this one and every one before. With [`STORE_FORMAT_VERSION`],
+/// [`SCHEMA_VERSION`], [`snapshot::FORMAT_VERSION`],
+/// [`backup::BACKUP_FORMAT_VERSION`] and [`PROTOCOL_VERSION`], what a build
+/// says it reads and writes (the command line's `--version` shows them).
+pub const LOG_FORMAT_VERSION: u32 = log::segment::LOG_FORMAT_VERSION;
+/// The schema of the state database (its redb tables and record encoding)
+/// this build writes and reads.
+pub const SCHEMA_VERSION: u64 = db::schema::SCHEMA_VERSION;
+/// The protocol this build speaks on a holder's socket with other processes
+/// (see [`Options::serve`]).
+pub const PROTOCOL_VERSION: u32 = wire::message::PROTOCOL_VERSION;
 
 pub mod backup;
 pub mod maintenance;
@@ -87,3 +107,9 @@ pub use async_store::AsyncStore;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
+
+// The README's Rust examples, compiled and run as doctests (its other blocks
+// run in cli/tests/readme.rs and python/tests/test_readme.py).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -186,6 +186,9 @@ pub struct Options {
     pub(crate) remote: bool,
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) clock: Clock,
+    /// How to reach a store on etcd (`None`: from the environment).
+    #[cfg(feature = "etcd")]
+    pub(crate) etcd: Option<crate::etcd::EtcdOptions>,
 }
 
 impl Default for Options {
@@ -205,6 +208,8 @@ impl Default for Options {
             remote: true,
             fs: Arc::new(RealFs),
             clock: Clock::default(),
+            #[cfg(feature = "etcd")]
+            etcd: None,
         }
     }
 }
@@ -317,6 +322,19 @@ impl Options {
     /// [`lock_timeout`](Self::lock_timeout) are this handle's.
     pub fn remote(mut self, remote: bool) -> Self {
         self.remote = remote;
+        self
+    }
+
+    /// How to reach a store on etcd (feature `etcd`): credentials, TLS,
+    /// timeouts and the cluster's limits. Used when the path given to
+    /// [`Store::open`](crate::Store::open) is an `etcd://` address; without
+    /// it, [`EtcdOptions::from_env`](crate::EtcdOptions::from_env) is used.
+    /// Of the other options, a store on etcd uses `create`, `retry` and (for
+    /// backups) `lock_timeout`; the engine's (durability, checkpoints,
+    /// retention, segments, cache, serving) do not apply.
+    #[cfg(feature = "etcd")]
+    pub fn etcd(mut self, etcd: crate::etcd::EtcdOptions) -> Self {
+        self.etcd = Some(etcd);
         self
     }
 

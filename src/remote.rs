@@ -266,7 +266,10 @@ impl Link {
             (RecvError::Timeout, true) => Fault::Failed(Error::OutcomeUnknown {
                 path: self.path.clone(),
                 pid,
-                reason: format!("did not answer within {:.1} s", self.wait.as_secs_f64()),
+                reason: unanswered_by(
+                    pid,
+                    &format!("did not answer within {:.1} s", self.wait.as_secs_f64()),
+                ),
             }),
             (RecvError::Malformed(why), false) => Fault::Failed(Error::Disconnected {
                 path: self.path.clone(),
@@ -276,16 +279,25 @@ impl Link {
             (RecvError::Malformed(why), true) => Fault::Failed(Error::OutcomeUnknown {
                 path: self.path.clone(),
                 pid,
-                reason: format!("sent an answer that cannot be read ({why})"),
+                reason: unanswered_by(pid, &format!("sent an answer that cannot be read ({why})")),
             }),
             (e, false) => Fault::Resend(format!("the holder went away ({e})")),
             (e, true) => Fault::Failed(Error::OutcomeUnknown {
                 path: self.path.clone(),
                 pid,
-                reason: format!("went away ({e})"),
+                reason: unanswered_by(pid, &format!("went away ({e})")),
             }),
         }
     }
+}
+
+/// The reason of an [`Error::OutcomeUnknown`]: who holds the store and what
+/// it did instead of answering.
+fn unanswered_by(pid: Option<u32>, what: &str) -> String {
+    format!(
+        "{} holds the store and {what} before answering",
+        crate::error::describe_holder(pid)
+    )
 }
 
 /// The final answer to a request.

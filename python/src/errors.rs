@@ -293,6 +293,48 @@ pub(crate) fn to_py(py: Python<'_>, error: Error) -> PyErr {
                 ("strerror", obj(py, source.to_string())),
             ],
         ),
+        Error::Unsupported { what, reason } => raise(
+            py,
+            "UnsupportedError",
+            text,
+            &[("what", obj(py, what)), ("reason", obj(py, reason))],
+        ),
+        Error::Unreachable {
+            endpoints,
+            op,
+            reason,
+        } => raise(
+            py,
+            "UnreachableError",
+            text,
+            &[
+                ("endpoints", obj(py, endpoints)),
+                ("op", obj(py, *op)),
+                ("reason", obj(py, reason)),
+            ],
+        ),
+        Error::LimitExceeded { limit, what, hint } => raise(
+            py,
+            "LimitExceededError",
+            text,
+            &[
+                ("limit", obj(py, *limit)),
+                ("what", obj(py, what)),
+                ("hint", obj(py, hint)),
+            ],
+        ),
+        Error::Compacted {
+            requested,
+            compacted,
+        } => raise(
+            py,
+            "CompactedError",
+            text,
+            &[
+                ("requested", obj(py, *requested)),
+                ("compacted", obj(py, *compacted)),
+            ],
+        ),
         // A variant added to the library later: the base class, with its text.
         _ => raise(py, "StatelogError", text, &[]),
     }

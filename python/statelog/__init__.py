@@ -28,6 +28,7 @@ from ._async import AsyncStore
 from ._errors import (
     BusyError,
     ClosedError,
+    CompactedError,
     ConflictError,
     CorruptError,
     DatabaseError,
@@ -40,6 +41,7 @@ from ._errors import (
     InvalidSnapshotError,
     InvalidValueError,
     IoError,
+    LimitExceededError,
     NotAStoreError,
     NotEmptyError,
     OutcomeUnknownError,
@@ -49,6 +51,8 @@ from ._errors import (
     StatelogError,
     TargetNotEmptyError,
     TooLargeError,
+    UnreachableError,
+    UnsupportedError,
     UnsupportedFormatError,
 )
 from ._native import (
@@ -93,6 +97,10 @@ __all__ = [
     "BusyError",
     "OutcomeUnknownError",
     "RefusedError",
+    "UnsupportedError",
+    "UnreachableError",
+    "LimitExceededError",
+    "CompactedError",
     "IoError",
     "DatabaseError",
     "PoisonedError",

@@ -23,6 +23,10 @@ __all__ = [
     "BusyError",
     "OutcomeUnknownError",
     "RefusedError",
+    "UnsupportedError",
+    "UnreachableError",
+    "LimitExceededError",
+    "CompactedError",
     "IoError",
     "DatabaseError",
     "PoisonedError",
@@ -144,11 +148,48 @@ class OutcomeUnknownError(StatelogError):
 
 class RefusedError(StatelogError):
     """The process holding the store refused this one (another user the store
-    directory does not grant access, another protocol version)."""
+    directory does not grant access, another protocol version); for a store
+    on etcd, the cluster refused the credentials or the user has no
+    permission on the store's prefix (``pid`` is then None)."""
 
     path: str
     pid: Optional[int]  #: the holder's process id, when known
     reason: str
+
+
+class UnsupportedError(StatelogError):
+    """The operation does not apply to the way the store is reached (a
+    checkpoint of a store on etcd, ...); the message says what to do
+    instead."""
+
+    what: str
+    reason: str
+
+
+class UnreachableError(StatelogError):
+    """No member of the etcd cluster answered in time (every endpoint was
+    tried). A write was not applied."""
+
+    endpoints: str
+    op: str
+    reason: str
+
+
+class LimitExceededError(StatelogError):
+    """A commit exceeds a limit of the etcd cluster (operations per
+    transaction, request size, its database quota). Nothing was written."""
+
+    limit: str  #: etcd's option: "--max-txn-ops", "--max-request-bytes", ...
+    what: str
+    hint: str
+
+
+class CompactedError(StatelogError):
+    """A snapshot's revision is no longer kept: etcd compacted its history
+    past it. Read again from a new snapshot."""
+
+    requested: int
+    compacted: Optional[int]
 
 
 class _OSErrorText:

@@ -1,8 +1,9 @@
 //! The ways of reaching a store: a [`Backend`] does what a [`Store`] is asked,
 //! whatever is behind it, and a [`ReadView`] is one consistent read of it.
-//! Today there are two backends: `store::local::Local`, the embedded engine
-//! (this process holds the store), and `remote::Remote`, a client of the
-//! process that holds it; `store::reach` picks one when a store is opened.
+//! There are three backends: `store::local::Local`, the embedded engine
+//! (this process holds the store), `remote::Remote`, a client of the process
+//! that holds it, and (feature `etcd`) `etcd::backend::EtcdBackend`, a store
+//! kept in an etcd cluster; `store::reach` picks one when a store is opened.
 //!
 //! This module also holds what backends speak: the requests of the commit
 //! path and their outcomes (`request`), the store's counters ([`Stats`]), and
@@ -121,4 +122,23 @@ pub(crate) trait Backend: Send + Sync {
     /// Why the store is open read-only, if it is (its file system took no
     /// writes when it was opened).
     fn read_only(&self) -> Option<String>;
+}
+
+/// How a store's path names a store on etcd: `etcd://HOST:PORT[,...]/PREFIX`.
+pub(crate) const ETCD_SCHEME: &str = "etcd://";
+
+/// The address of a store on etcd, when `path` is one.
+pub(crate) fn etcd_address(path: &Path) -> Option<&str> {
+    path.to_str().filter(|p| p.starts_with(ETCD_SCHEME))
+}
+
+/// The error for an `etcd://` address in a build without the feature.
+#[cfg(not(feature = "etcd"))]
+pub(crate) fn etcd_not_built() -> Error {
+    Error::Unsupported {
+        what: "a store on etcd".to_owned(),
+        reason: "this statelog was built without its `etcd` feature; build it with \
+                 `--features etcd` (the command line has it)"
+            .to_owned(),
+    }
 }

@@ -28,6 +28,8 @@
 //! restore, check and repair".
 
 pub(crate) mod build;
+#[cfg(feature = "etcd")]
+mod etcd;
 pub(crate) mod manifest;
 mod restore;
 pub(crate) mod run;

@@ -59,6 +59,15 @@ pub fn restore(
     let started = Instant::now();
     let backup = backup.as_ref();
     let target = target.as_ref();
+    if let Some(address) = crate::access::etcd_address(target) {
+        #[cfg(feature = "etcd")]
+        return super::etcd::restore(backup, address, options);
+        #[cfg(not(feature = "etcd"))]
+        return Err({
+            let _ = address;
+            crate::access::etcd_not_built()
+        });
+    }
     let fs = Arc::clone(&options.store.fs);
     refuse_nested(fs.as_ref(), backup, target)?;
     let (verified, problems) = verify::verify(fs.as_ref(), backup, options.until)?;

@@ -414,7 +414,7 @@ fn refuse_nested(fs: &dyn Fs, dest: &Path, store: &Path) -> Result<()> {
 }
 
 /// Creates the destination (and makes its entry durable) if it is missing.
-fn create_destination(fs: &dyn Fs, dest: &Path) -> Result<()> {
+pub(crate) fn create_destination(fs: &dyn Fs, dest: &Path) -> Result<()> {
     if !fs
         .exists(dest)
         .map_err(|e| Error::io("look for", dest, e))?
@@ -430,7 +430,11 @@ fn create_destination(fs: &dyn Fs, dest: &Path) -> Result<()> {
 
 /// Checks the destination: reads its manifest if it is a backup (which must be
 /// of this store); refuses any other content.
-fn read_destination(fs: &dyn Fs, dest: &Path, store_hex: &str) -> Result<Option<Manifest>> {
+pub(crate) fn read_destination(
+    fs: &dyn Fs,
+    dest: &Path,
+    store_hex: &str,
+) -> Result<Option<Manifest>> {
     let names = fs
         .read_dir(dest)
         .map_err(|e| Error::io("list the backup directory", dest, e))?;
@@ -471,7 +475,7 @@ fn read_destination(fs: &dyn Fs, dest: &Path, store_hex: &str) -> Result<Option<
 /// Removes what an interrupted first run left in `dest` (which holds nothing
 /// else, and no manifest): its base, copied segments and temporary manifest,
 /// which no manifest lists and the new run does not reuse.
-fn remove_leftovers(fs: &dyn Fs, dest: &Path) -> Result<()> {
+pub(crate) fn remove_leftovers(fs: &dyn Fs, dest: &Path) -> Result<()> {
     let log = dest.join(BACKUP_LOG_DIR);
     let mut files: Vec<std::path::PathBuf> = fs
         .read_dir(dest)
@@ -580,7 +584,7 @@ fn check_prefix(fs: &dyn Fs, source: &Path, copy: &Path, entry: &SegmentEntry) -
     Ok(())
 }
 
-fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
     fs.sync_dir(dir)
         .map_err(|e| Error::io("sync the directory", dir, e))
 }

@@ -196,7 +196,9 @@ impl Store {
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref().to_owned();
         let reached = reach::reach(&path, &options)?;
-        let reach = if reached.backend.is_holder() {
+        // A store this process holds, or one on etcd, keeps its backend for
+        // the handle's life; a holder elsewhere may go away and be replaced.
+        let reach = if reached.backend.is_holder() || crate::access::etcd_address(&path).is_some() {
             Reach::Held(reached.backend)
         } else {
             Reach::Served {
@@ -897,7 +899,7 @@ impl Store {
     /// A handle may take the store over when its holder goes away.
     pub fn is_holder(&self) -> bool {
         match &self.handle.reach {
-            Reach::Held(_) => true,
+            Reach::Held(backend) => backend.is_holder(),
             Reach::Served { current, .. } => current.read().1.is_holder(),
         }
     }

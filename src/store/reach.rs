@@ -1,7 +1,8 @@
 //! Reaching a store when it is opened (and again when its holder goes away):
 //! take its lock and hold it here ([`Local`]), or connect to the process that
-//! holds it ([`Remote`]). Another way of reaching a store (etcd) is one more
-//! [`Backend`] and one more arm here.
+//! holds it ([`Remote`]); an `etcd://` address goes to a store on etcd
+//! (feature `etcd`). Another way of reaching a store is one more [`Backend`]
+//! and one more arm here.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::Recovery;
 use super::local::Local;
-use crate::access::Backend;
+use crate::access::{self, Backend};
 use crate::engine::open::{self, Lock};
 use crate::error::{Error, Result};
 use crate::fs::LockError;
@@ -32,6 +33,22 @@ pub(crate) struct Reached {
 /// pauses until [`Options::lock_timeout`]; then [`Error::Busy`] names the
 /// holder.
 pub(crate) fn reach(path: &Path, options: &Options) -> Result<Reached> {
+    if let Some(address) = access::etcd_address(path) {
+        #[cfg(feature = "etcd")]
+        {
+            let (backend, store_id) = crate::etcd::backend::reach(address, options)?;
+            return Ok(Reached {
+                backend,
+                store_id,
+                recovery: Recovery::default(),
+            });
+        }
+        #[cfg(not(feature = "etcd"))]
+        return Err({
+            let _ = address;
+            access::etcd_not_built()
+        });
+    }
     let start = Instant::now();
     let mut pause = Duration::from_micros(200);
     let mut warned = false;

@@ -15,3 +15,11 @@ pub use crate::log::{Position, frame, record, segment};
 /// The protocol between a store's holder and other processes (frames and
 /// messages), for tests that play a misbehaving peer.
 pub use crate::wire::{frame as wire_frame, message as wire_message};
+
+/// The etcd client and the mapping of a store onto etcd (feature `etcd`), for
+/// the etcd tests and benchmark until stores open on etcd through the public
+/// API.
+#[cfg(feature = "etcd")]
+pub mod etcd {
+    pub use crate::etcd::*;
+}

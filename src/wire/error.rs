@@ -158,6 +158,28 @@ pub enum WireError {
         what: String,
         reason: String,
     },
+    // The errors of a store on etcd: no holder sends them today (a holder's
+    // store is its directory), but every variant has its wire form.
+    Unreachable {
+        endpoints: String,
+        op: String,
+        reason: String,
+    },
+    LimitExceeded {
+        limit: String,
+        what: String,
+        hint: String,
+    },
+    Compacted {
+        requested: u64,
+        compacted: Option<u64>,
+    },
+    Remote {
+        endpoint: String,
+        op: String,
+        code: String,
+        message: String,
+    },
 }
 
 fn path_to_wire(path: &Path, store: &Path) -> WirePath {
@@ -390,6 +412,38 @@ pub fn to_wire(e: &Error, store: &Path) -> WireError {
             what: what.clone(),
             reason: reason.clone(),
         },
+        Error::Unreachable {
+            endpoints,
+            op,
+            reason,
+        } => WireError::Unreachable {
+            endpoints: endpoints.clone(),
+            op: (*op).to_owned(),
+            reason: reason.clone(),
+        },
+        Error::LimitExceeded { limit, what, hint } => WireError::LimitExceeded {
+            limit: (*limit).to_owned(),
+            what: what.clone(),
+            hint: hint.clone(),
+        },
+        Error::Compacted {
+            requested,
+            compacted,
+        } => WireError::Compacted {
+            requested: *requested,
+            compacted: *compacted,
+        },
+        Error::Remote {
+            endpoint,
+            op,
+            code,
+            message,
+        } => WireError::Remote {
+            endpoint: endpoint.clone(),
+            op: (*op).to_owned(),
+            code: code.clone(),
+            message: message.clone(),
+        },
     }
 }
 
@@ -556,6 +610,38 @@ pub fn from_wire(e: WireError, store: &Path) -> Error {
             reason,
         },
         WireError::Unsupported { what, reason } => Error::Unsupported { what, reason },
+        WireError::Unreachable {
+            endpoints,
+            op,
+            reason,
+        } => Error::Unreachable {
+            endpoints,
+            op: intern(op),
+            reason,
+        },
+        WireError::LimitExceeded { limit, what, hint } => Error::LimitExceeded {
+            limit: intern(limit),
+            what,
+            hint,
+        },
+        WireError::Compacted {
+            requested,
+            compacted,
+        } => Error::Compacted {
+            requested,
+            compacted,
+        },
+        WireError::Remote {
+            endpoint,
+            op,
+            code,
+            message,
+        } => Error::Remote {
+            endpoint,
+            op: intern(op),
+            code,
+            message,
+        },
     }
 }
 

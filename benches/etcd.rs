@@ -1,0 +1,164 @@
+//! statelog's updates on etcd against a plain etcd client doing the same
+//! compare-and-swap updates, in the same run, on one local etcd member.
+//!
+//! Each writer updates a counter of its own: read it, then write the next
+//! value only if it is still the write that was read (a `Txn` comparing the
+//! modification revision). "plain" sends exactly that with the raw client (a
+//! counter as 8 bytes, no metadata); "statelog" is `Store::update` on a store
+//! opened at an `etcd://` address (MessagePack value with its update time,
+//! the previous key-value for the new metadata, the store's identity
+//! compare and `last` key, the conflict branch). Both share one client (one
+//! HTTP/2 connection) among their writers: a store handle is one. Rounds
+//! alternate which side goes first; each figure is the median of the rounds.
+//!
+//! `cargo bench --features etcd --bench etcd` (needs `etcd` on PATH).
+//! `STATELOG_BENCH_SECS` sets the seconds per measurement (default 3).
+
+#[path = "../tests/etcd/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use statelog::testkit::etcd::{Client, proto};
+use statelog::{EtcdOptions, Options, Store};
+
+const ROUNDS: usize = 4;
+
+fn main() {
+    let secs: u64 = std::env::var("STATELOG_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let cluster = harness::Cluster::single();
+    println!(
+        "etcd {}",
+        cluster.client().status_of(0).expect("status").version
+    );
+    println!(
+        "| writers | plain etcd client (updates/s, median and range) | statelog on etcd (updates/s) | ratio of medians |"
+    );
+    println!("| ---: | ---: | ---: | ---: |");
+    for writers in [1usize, 16] {
+        let mut plain = Vec::new();
+        let mut mapped = Vec::new();
+        for round in 0..ROUNDS {
+            let client = cluster.client();
+            let address = format!(
+                "etcd://{}/bench-statelog-{writers}-{round}",
+                cluster.endpoints().join(",")
+            );
+            let store = Store::open(address, Options::default().etcd(EtcdOptions::new()))
+                .expect("open the store on etcd");
+            let run_plain = || {
+                measure(writers, secs, |w, stop, done| {
+                    plain_writer(&client, &format!("bench-plain/{round}/{w}"), stop, done)
+                })
+            };
+            let run_mapped = || {
+                measure(writers, secs, |w, stop, done| {
+                    statelog_writer(&store, &format!("c{w}"), stop, done)
+                })
+            };
+            // Alternate which goes first, so neither always meets the
+            // fresher (or the busier) server.
+            if round % 2 == 0 {
+                plain.push(run_plain());
+                mapped.push(run_mapped());
+            } else {
+                mapped.push(run_mapped());
+                plain.push(run_plain());
+            }
+        }
+        let (p, s) = (median(&mut plain), median(&mut mapped));
+        println!(
+            "| {writers} | {p:.0} ({:.0}–{:.0}) | {s:.0} ({:.0}–{:.0}) | {:.2} |",
+            plain[0],
+            plain[ROUNDS - 1],
+            mapped[0],
+            mapped[ROUNDS - 1],
+            s / p
+        );
+    }
+}
+
+/// Updates per second of `writers` threads running `writer` for `secs`.
+fn measure(
+    writers: usize,
+    secs: u64,
+    writer: impl Fn(usize, &AtomicBool, &AtomicU64) + Sync,
+) -> f64 {
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for w in 0..writers {
+            let (writer, stop, done) = (&writer, &stop, &done);
+            scope.spawn(move || writer(w, stop, done));
+        }
+        std::thread::sleep(Duration::from_secs(secs));
+        stop.store(true, Ordering::Relaxed);
+    });
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn plain_writer(client: &Client, key: &str, stop: &AtomicBool, done: &AtomicU64) {
+    let key = key.as_bytes().to_vec();
+    while !stop.load(Ordering::Relaxed) {
+        let current = client
+            .range(proto::RangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            })
+            .expect("read");
+        let (n, modified) = current.kvs.first().map_or((0, 0), |kv| {
+            let n = kv
+                .value
+                .as_slice()
+                .try_into()
+                .map(u64::from_le_bytes)
+                .unwrap_or(0);
+            (n, kv.mod_revision)
+        });
+        let response = client
+            .txn(proto::TxnRequest {
+                compare: vec![proto::Compare {
+                    result: proto::CompareResult::Equal as i32,
+                    target: proto::CompareTarget::Mod as i32,
+                    key: key.clone(),
+                    target_union: Some(proto::TargetUnion::ModRevision(modified)),
+                    range_end: Vec::new(),
+                }],
+                success: vec![proto::RequestOp {
+                    request: Some(proto::Request::Put(proto::PutRequest {
+                        key: key.clone(),
+                        value: (n + 1).to_le_bytes().to_vec(),
+                        lease: 0,
+                        prev_kv: false,
+                    })),
+                }],
+                failure: Vec::new(),
+            })
+            .expect("update");
+        if response.succeeded {
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn statelog_writer(store: &Store, key: &str, stop: &AtomicBool, done: &AtomicU64) {
+    while !stop.load(Ordering::Relaxed) {
+        store
+            .update("counters", key, |n: Option<u64>| -> statelog::Result<u64> {
+                Ok(n.unwrap_or(0) + 1)
+            })
+            .expect("update");
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,359 @@
+//! The command line's grammar: the global flags here, each subcommand's own
+//! in its file under `cmd/`.
+//!
+//! Global flags are not clap globals: each subcommand takes the groups it
+//! uses (a [`StoreArgs`] for the store, [`WaitArgs`], [`OutputArgs`]), so its
+//! help lists exactly those, under their own heading, and a flag it would
+//! ignore is refused. The top level takes every group too, so that the flags
+//! may come before the command (`statelog --store DIR get ...`);
+//! [`Settings::resolve`] merges the two places.
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, Parser};
+
+use crate::cmd::Command;
+use statelog::Shown;
+
+/// The environment variable naming the store when `--store` is not given.
+pub const STORE_ENV: &str = "STATELOG_STORE";
+/// The environment variable giving `--wait` when it is not given.
+pub const WAIT_ENV: &str = "STATELOG_WAIT";
+/// The store when neither `--store` nor the environment names one.
+pub const DEFAULT_STORE: &str = ".statelog";
+/// How long to wait for the store when neither `--wait` nor the environment
+/// says.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// The heading of the global flags in every help.
+pub const GLOBAL_HEADING: &str = "Global options";
+
+const ABOUT: &str = "Safe shared state for shell scripts, CI jobs and cron: versioned records by \
+namespace and key, updated without lost updates, durable before each command exits.";
+
+const AFTER_HELP: &str = "\
+The store is --store DIR, else $STATELOG_STORE, else ./.statelog; `statelog init` creates it.
+Concurrent invocations wait for each other (up to --wait seconds, else $STATELOG_WAIT, else 30),
+or work through the process holding the store when it serves it (`statelog serve`, or a program).
+Global options go before or after the command; each command's help lists those it takes.
+
+Exit codes:
+  0  success
+  1  error (I/O, a missing or damaged store, invalid JSON, a value of the wrong shape)
+  2  usage (a bad command line, field expression or key)
+  3  conflict or failed precondition (--if-version, --create-only, import conflicts)
+  4  not found (the record, or the field of `get --field`)
+  5  busy: another process held the store for the whole --wait (or did not answer)
+  6  outcome unknown: the process holding the store went away with this command's commit
+     in flight; check the record before running the command again
+
+Examples:
+  statelog init
+  statelog patch jobs job42 status=running progress=50
+  statelog get jobs job42 --field status
+  statelog --json list jobs | jq '.records[].key'
+  statelog completions bash > ~/.local/share/bash-completion/completions/statelog";
+
+/// The version, with the on-disk and wire formats this build reads and
+/// writes (what decides whether two builds can share a store or a backup).
+pub static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (store layout {}, log format {}, state schema {}, snapshot format {}, backup format \
+         {}, wire protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        statelog::STORE_FORMAT_VERSION,
+        statelog::LOG_FORMAT_VERSION,
+        statelog::SCHEMA_VERSION,
+        statelog::snapshot::FORMAT_VERSION,
+        statelog::backup::BACKUP_FORMAT_VERSION,
+        statelog::PROTOCOL_VERSION,
+    )
+});
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "statelog",
+    version = VERSION.as_str(),
+    about = ABOUT,
+    after_help = AFTER_HELP,
+    max_term_width = 100,
+    subcommand_help_heading = "Commands",
+    // `alias sl='statelog --store A'` then `sl --store B ...`: the last wins.
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The command line's definition, as clap builds it (for parsing, help,
+/// completions and the man page).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Which store.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = GLOBAL_HEADING)]
+pub struct StoreArgs {
+    /// The store directory [default: ./.statelog]
+    #[arg(long, value_name = "DIR", env = STORE_ENV, hide_env_values = true)]
+    pub store: Option<PathBuf>,
+}
+
+/// How long to wait for the store.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = GLOBAL_HEADING)]
+pub struct WaitArgs {
+    /// Wait up to SECS for other statelog processes to release the store (or,
+    /// when one serves it, to answer), then fail with exit code 5
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = WAIT_ENV,
+        hide_env_values = true,
+        default_value = "30",
+        value_parser = parse_wait
+    )]
+    pub wait: Duration,
+
+    /// Do not wait for the store: fail at once with exit code 5 if another
+    /// process has it open and does not serve it
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// What to print.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = GLOBAL_HEADING)]
+pub struct OutputArgs {
+    /// Print one JSON document on stdout, and errors as one JSON object on
+    /// stderr (the shapes are in the README)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print nothing on success but what was asked for (values, exports);
+    /// errors still go to stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Show the library's events on stderr: -v what it does, -vv details,
+    /// -vvv everything ($RUST_LOG, if set, decides instead)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// A store and the waits, for the commands that open one.
+#[derive(Debug, Clone, Args)]
+pub struct StoreGlobals {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The waits alone, for `restore` (its store is its TARGET).
+#[derive(Debug, Clone, Args)]
+pub struct WaitGlobals {
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    // An empty $STATELOG_WAIT is as good as none.
+    if text.is_empty() {
+        return Ok(DEFAULT_WAIT);
+    }
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("\"{}\" is not a number of seconds", Shown::new(text)))?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!(
+            "{} is not from 0 to 86400 seconds",
+            Shown::new(text)
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// Where the store's path came from, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFrom {
+    Flag,
+    Env,
+    Default,
+}
+
+impl StoreFrom {
+    pub fn describe(self) -> &'static str {
+        match self {
+            StoreFrom::Flag => "given by --store",
+            StoreFrom::Env => "given by $STATELOG_STORE",
+            StoreFrom::Default => "the default, as neither --store nor $STATELOG_STORE is set",
+        }
+    }
+}
+
+/// The global settings of one invocation, from wherever they were given.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub store: PathBuf,
+    pub store_from: StoreFrom,
+    pub wait: Duration,
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl Settings {
+    /// Merges the flags given before the command (`top`) with those after it
+    /// (`sub`, the matches of the subcommand `name`): after the command wins
+    /// over before it, either over the environment, the environment over the
+    /// default. A flag given before a command that does not take it is a
+    /// usage error naming it.
+    pub fn resolve(top: &ArgMatches, name: &str, sub: &ArgMatches) -> Result<Settings, String> {
+        let definition = command();
+        let takes: Vec<String> = definition
+            .find_subcommand(name)
+            .map(|c| c.get_arguments().map(|a| a.get_id().to_string()).collect())
+            .unwrap_or_default();
+        let takes = |id: &str| takes.iter().any(|t| t == id);
+        for id in ["store", "wait", "no_wait", "json", "quiet", "verbose"] {
+            if !takes(id) && top.value_source(id) == Some(ValueSource::CommandLine) {
+                let flag = match id {
+                    "no_wait" => "--no-wait".to_owned(),
+                    id => format!("--{id}"),
+                };
+                return Err(format!(
+                    "`statelog {name}` does not take {flag}{}",
+                    if id == "store" && name == "restore" {
+                        ": it restores into TARGET"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        let sub = |id: &str| takes(id).then_some(sub);
+        let (store, store_from) = match pick::<PathBuf>(top, sub("store"), "store") {
+            Some((path, ValueSource::CommandLine)) => (path, StoreFrom::Flag),
+            Some((path, _)) if !path.as_os_str().is_empty() => (path, StoreFrom::Env),
+            _ => (PathBuf::from(DEFAULT_STORE), StoreFrom::Default),
+        };
+        let wait = pick::<Duration>(top, sub("wait"), "wait").map_or(DEFAULT_WAIT, |(w, _)| w);
+        let flag = |id: &str| flag(top, id) || sub(id).is_some_and(|m| flag(m, id));
+        let count = |m: Option<&ArgMatches>| {
+            m.and_then(|m| m.get_one::<u8>("verbose"))
+                .copied()
+                .unwrap_or(0)
+        };
+        Ok(Settings {
+            store,
+            store_from,
+            wait: if flag("no_wait") {
+                Duration::ZERO
+            } else {
+                wait
+            },
+            json: flag("json"),
+            quiet: flag("quiet"),
+            verbose: count(Some(top)).saturating_add(count(sub("verbose"))),
+        })
+    }
+}
+
+/// A flag's value from after the command if given there, else from before
+/// it, else from the environment (either place reads it), with its source.
+/// `sub` is `None` when the command does not take the flag.
+fn pick<T: Clone + Send + Sync + 'static>(
+    top: &ArgMatches,
+    sub: Option<&ArgMatches>,
+    id: &str,
+) -> Option<(T, ValueSource)> {
+    let get = |m: &ArgMatches| -> Option<(T, ValueSource)> {
+        let value = m.get_one::<T>(id)?.clone();
+        Some((value, m.value_source(id)?))
+    };
+    let after = sub.and_then(get);
+    let before = get(top);
+    let from = |v: &Option<(T, ValueSource)>, source: ValueSource| {
+        v.as_ref().is_some_and(|(_, s)| *s == source)
+    };
+    for source in [ValueSource::CommandLine, ValueSource::EnvVariable] {
+        if from(&after, source) {
+            return after;
+        }
+        if from(&before, source) {
+            return before;
+        }
+    }
+    None
+}
+
+fn flag(m: &ArgMatches, id: &str) -> bool {
+    m.get_one::<bool>(id).copied().unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn wait_takes_seconds() {
+        assert_eq!(parse_wait("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_wait(""), Ok(DEFAULT_WAIT));
+        assert!(parse_wait("-1").is_err());
+        assert!(parse_wait("soon").is_err());
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, String> {
+        let mut all = vec!["statelog"];
+        all.extend_from_slice(args);
+        let top = command()
+            .try_get_matches_from(all)
+            .map_err(|e| e.to_string())?;
+        let (name, sub) = top.subcommand().expect("a subcommand");
+        Settings::resolve(&top, name, sub)
+    }
+
+    #[test]
+    fn flags_after_the_command_win_over_flags_before_it() {
+        let s = settings(&[
+            "--store", "a", "--wait", "2", "get", "--store", "b", "n", "k",
+        ])
+        .unwrap();
+        assert_eq!(s.store, PathBuf::from("b"));
+        assert_eq!(s.store_from, StoreFrom::Flag);
+        assert_eq!(s.wait, Duration::from_secs(2));
+        let s = settings(&["-v", "--json", "stats", "-v", "--no-wait"]).unwrap();
+        assert!(s.json);
+        assert_eq!(s.verbose, 2);
+        assert_eq!(s.wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_flag_the_command_does_not_take_is_refused_before_it_too() {
+        let err = settings(&["--store", "a", "restore", "b", "t"]).unwrap_err();
+        assert!(err.contains("does not take --store"), "{err}");
+        assert!(settings(&["restore", "--store", "a", "b", "t"]).is_err());
+        assert!(settings(&["--json", "completions", "bash"]).is_err());
+    }
+}

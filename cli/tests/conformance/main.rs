@@ -1,0 +1,107 @@
+//! The conformance suite: one set of behaviours (the model test,
+//! compare-and-swap, update, transactions, list, snapshots, export and import,
+//! restore, backup and stats, errors) run against every way of reaching a
+//! store: embedded, through a holder in the same process, and through a
+//! `statelog serve` process. Each must give the same results, versions,
+//! revisions and errors.
+
+// The helpers of the library's tests, shared rather than copied.
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+
+mod behaviour;
+mod model;
+mod ways;
+
+use statelog::Options;
+
+/// One test per behaviour for a way of reaching a store.
+macro_rules! behaviours {
+    ($way:expr) => {
+        use super::*;
+
+        #[test]
+        fn compare_and_swap() {
+            behaviour::compare_and_swap(&$way);
+        }
+
+        #[test]
+        fn update() {
+            behaviour::update(&$way);
+        }
+
+        #[test]
+        fn transactions() {
+            behaviour::transactions(&$way);
+        }
+
+        #[test]
+        fn list() {
+            behaviour::list(&$way);
+        }
+
+        #[test]
+        fn snapshots() {
+            behaviour::snapshots(&$way);
+        }
+
+        #[test]
+        fn export_import() {
+            behaviour::export_import(&$way);
+        }
+
+        #[test]
+        fn restore_records() {
+            behaviour::restore_records(&$way);
+        }
+
+        #[test]
+        fn backup_and_stats() {
+            behaviour::backup_and_stats(&$way);
+        }
+
+        #[test]
+        fn errors() {
+            behaviour::errors(&$way);
+        }
+    };
+}
+
+mod embedded {
+    behaviours!(ways::Embedded);
+
+    #[test]
+    fn the_store_behaves_like_the_model() {
+        model::the_store_behaves_like_the_model(&ways::Embedded, Options::default(), 48);
+    }
+
+    #[test]
+    fn the_model_holds_across_segment_rotations() {
+        let options = Options::default().segment_size(4096).preallocate(0);
+        model::the_store_behaves_like_the_model(&ways::Embedded, options, 48);
+    }
+}
+
+mod in_process_holder {
+    behaviours!(ways::InProcessHolder);
+
+    #[test]
+    fn the_store_behaves_like_the_model() {
+        model::the_store_behaves_like_the_model(&ways::InProcessHolder, Options::default(), 32);
+    }
+
+    #[test]
+    fn the_model_holds_across_segment_rotations() {
+        let options = Options::default().segment_size(4096).preallocate(0);
+        model::the_store_behaves_like_the_model(&ways::InProcessHolder, options, 16);
+    }
+}
+
+mod serve_process {
+    behaviours!(ways::ServeProcess);
+
+    #[test]
+    fn the_store_behaves_like_the_model() {
+        model::the_store_behaves_like_the_model(&ways::ServeProcess, Options::default(), 16);
+    }
+}
