@@ -16,7 +16,7 @@ use crate::key;
 use crate::log::catalog::SegmentInfo;
 use crate::log::record::LogOp;
 use crate::log::segment::{SEGMENT_HEADER_LEN, StoreId};
-use crate::log::{Position, reader};
+use crate::log::{Position, archive, reader};
 use crate::options::Options;
 use crate::time::Timestamp;
 
@@ -92,20 +92,9 @@ pub(crate) fn copy_file(fs: &dyn Fs, from: &Path, to: &Path) -> Result<u64> {
     let len = src
         .len()
         .map_err(|e| Error::io("read the size of", from, e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < len {
-        let want = usize::try_from(len - at)
-            .unwrap_or(buf.len())
-            .min(buf.len());
-        let n = fs::read_full_at(src.as_ref(), &mut buf[..want], at)
-            .map_err(|e| Error::io("read", from, e))?;
-        if n == 0 {
-            break;
-        }
-        fs::write_all_at(dst.as_ref(), &buf[..n], at).map_err(|e| Error::io("write", to, e))?;
-        at += n as u64;
-    }
+    let at = archive::read_chunks(src.as_ref(), from, 0, len, |at, chunk| {
+        fs::write_all_at(dst.as_ref(), chunk, at).map_err(|e| Error::io("write", to, e))
+    })?;
     dst.sync_data().map_err(|e| Error::io("sync", to, e))?;
     Ok(at)
 }

@@ -20,9 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::access::request::{
-    BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
-};
+use crate::access::request::{BaseLoad, BaseRecord, Outcome, Request, WriteKind, WriteOutcome};
 use crate::access::{Backend, BackupOptions, BackupReport, Fault, Reply};
 use crate::error::{Error, Result};
 use crate::key;
@@ -503,24 +501,11 @@ impl Store {
         expected: Option<u64>,
         skip_unchanged: bool,
     ) -> Result<Committed> {
-        let checks = expected
-            .map(|expected| Check {
-                address: address.clone(),
-                expected,
-                modified: None,
-            })
-            .into_iter()
-            .collect();
-        let outcome = self.commit(&Arc::new(Request {
-            checks,
-            writes: vec![Write {
-                address,
-                kind: WriteKind::Put {
-                    value,
-                    skip_unchanged,
-                },
-            }],
-        }))?;
+        let kind = WriteKind::Put {
+            value,
+            skip_unchanged,
+        };
+        let outcome = self.commit(&Arc::new(Request::one(address, kind, expected, None)))?;
         match outcome.writes.first() {
             Some(WriteOutcome::Put { meta, changed }) => Ok(Committed {
                 revision: meta.mod_revision,
@@ -565,21 +550,8 @@ impl Store {
         expected: Option<u64>,
     ) -> Result<Option<Deleted>> {
         let address = key::encode(namespace, key)?;
-        let checks = expected
-            .map(|expected| Check {
-                address: address.clone(),
-                expected,
-                modified: None,
-            })
-            .into_iter()
-            .collect();
-        let outcome = self.commit(&Arc::new(Request {
-            checks,
-            writes: vec![Write {
-                address,
-                kind: WriteKind::Delete,
-            }],
-        }))?;
+        let request = Request::one(address, WriteKind::Delete, expected, None);
+        let outcome = self.commit(&Arc::new(request))?;
         match (outcome.revision, outcome.writes.first()) {
             (Some(revision), Some(WriteOutcome::Deleted { version })) => Ok(Some(Deleted {
                 revision,
@@ -610,56 +582,28 @@ impl Store {
         F: FnMut(Option<T>) -> Result<T, E>,
     {
         let address = key::encode(namespace, key)?;
-        let policy = self.handle.options.retry;
-        let mut attempt = 1;
-        loop {
+        self.with_retries(|| {
             let current: Option<Versioned<T>> = self.get(namespace, key)?;
             let expected = current.as_ref().map_or(0, |c| c.version);
             let modified = current.as_ref().map(|c| c.mod_revision);
             let next = f(current.map(|c| c.value))?;
             let bytes = value::encode(namespace, key, &next)?;
-            let request = Request {
-                checks: vec![Check {
-                    address: address.clone(),
-                    expected,
-                    modified,
-                }],
-                writes: vec![Write {
-                    address: address.clone(),
-                    kind: WriteKind::Put {
-                        value: bytes,
-                        skip_unchanged: false,
-                    },
-                }],
+            let kind = WriteKind::Put {
+                value: bytes,
+                skip_unchanged: false,
             };
+            let request = Request::one(address.clone(), kind, Some(expected), modified);
             match self.commit(&Arc::new(request)) {
                 Ok(outcome) => match outcome.writes.first() {
-                    Some(WriteOutcome::Put { meta, .. }) => return Ok(Versioned::new(next, *meta)),
-                    _ => return Err(internal("an update produced no put outcome").into()),
-                },
-                Err(Error::Conflict {
-                    namespace,
-                    key,
-                    expected,
-                    actual,
-                    ..
-                }) => {
-                    if attempt >= policy.max_attempts {
-                        return Err(Error::Conflict {
-                            namespace,
-                            key,
-                            expected,
-                            actual,
-                            attempts: attempt,
-                        }
-                        .into());
+                    Some(WriteOutcome::Put { meta, .. }) => {
+                        Ok(Attempt::Done(Versioned::new(next, *meta)))
                     }
-                }
-                Err(e) => return Err(e.into()),
+                    _ => Err(internal("an update produced no put outcome").into()),
+                },
+                Err(e @ Error::Conflict { .. }) => Ok(Attempt::Conflict(e)),
+                Err(e) => Err(e.into()),
             }
-            self.retry_pause(attempt);
-            attempt += 1;
-        }
+        })
     }
 
     /// Runs `f` as one all-or-nothing transaction: its reads come from one
@@ -691,10 +635,8 @@ impl Store {
         E: From<Error>,
         F: FnMut(&mut Tx) -> Result<T, E>,
     {
-        let policy = self.handle.options.retry;
-        let mut attempt = 1;
         let mut first_loss = None;
-        loop {
+        self.with_retries(|| {
             let generation = self.generation();
             let mut tx = Tx::new(self.snapshot()?);
             let result = f(&mut tx);
@@ -704,46 +646,53 @@ impl Store {
                 // store now.
                 self.give_up_after(&mut first_loss)?;
                 self.reach_again(generation)?;
-                continue;
+                return Ok(Attempt::Again);
             }
             let value = result?;
             if tx.is_read_only() {
-                return Ok(TxOutcome {
+                return Ok(Attempt::Done(TxOutcome {
                     value,
                     revision: None,
-                });
+                }));
             }
             // The snapshot goes before the commit (through a holder, its
             // connection is then free for the commit).
             let request = Arc::new(tx.into_request());
             match self.commit(&request) {
-                Ok(outcome) => {
-                    return Ok(TxOutcome {
-                        value,
-                        revision: outcome.revision,
-                    });
-                }
-                Err(Error::Conflict {
-                    namespace,
-                    key,
-                    expected,
-                    actual,
-                    ..
-                }) if attempt >= policy.max_attempts => {
-                    return Err(Error::Conflict {
-                        namespace,
-                        key,
-                        expected,
-                        actual,
-                        attempts: attempt,
-                    }
-                    .into());
-                }
-                Err(Error::Conflict { .. }) => {}
-                Err(e) => return Err(e.into()),
+                Ok(outcome) => Ok(Attempt::Done(TxOutcome {
+                    value,
+                    revision: outcome.revision,
+                })),
+                Err(e @ Error::Conflict { .. }) => Ok(Attempt::Conflict(e)),
+                Err(e) => Err(e.into()),
             }
-            self.retry_pause(attempt);
-            attempt += 1;
+        })
+    }
+
+    /// Runs `attempt` until it is done, pausing a random, growing time after
+    /// each conflict; after the retry policy's last attempt, the conflict
+    /// (with the number of attempts) is the answer.
+    fn with_retries<T, E: From<Error>>(
+        &self,
+        mut attempt: impl FnMut() -> Result<Attempt<T>, E>,
+    ) -> Result<T, E> {
+        let max_attempts = self.handle.options.retry.max_attempts;
+        let mut attempts = 1;
+        loop {
+            match attempt()? {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Again => continue,
+                Attempt::Conflict(mut conflict) => {
+                    if attempts >= max_attempts {
+                        if let Error::Conflict { attempts: n, .. } = &mut conflict {
+                            *n = attempts;
+                        }
+                        return Err(conflict.into());
+                    }
+                }
+            }
+            self.retry_pause(attempts);
+            attempts += 1;
         }
     }
 
@@ -944,4 +893,15 @@ fn internal(what: &str) -> Error {
     Error::Poisoned {
         cause: format!("internal error: {what}"),
     }
+}
+
+/// What one attempt of `update` or `transaction` came to.
+enum Attempt<T> {
+    /// Committed (or only read): the answer.
+    Done(T),
+    /// An [`Error::Conflict`]: try again, unless that was the last attempt.
+    Conflict(Error),
+    /// Nothing was done and no attempt is used up (the holder went away
+    /// under the snapshot): try again at once.
+    Again,
 }
