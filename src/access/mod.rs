@@ -2,7 +2,7 @@
 //! whatever is behind it, and a [`ReadView`] is one consistent read of it.
 //! There are three backends: `store::local::Local`, the embedded engine
 //! (this process holds the store), `remote::Remote`, a client of the process
-//! that holds it, and (feature `etcd`) `etcd::backend::EtcdBackend`, a store
+//! that holds it, and (feature `etcd`) `store::etcd::EtcdBackend`, a store
 //! kept in an etcd cluster; `store::reach` picks one when a store is opened.
 //!
 //! This module also holds what backends speak: the requests of the commit

@@ -23,7 +23,8 @@ pub(crate) fn restore(
 ) -> Result<RestoreReport> {
     let started = Instant::now();
     // Reach the cluster before the work of a local restore.
-    let target = Target::open(address, &options.store.clone().create(true))?;
+    let store = &options.store;
+    let target = Target::open(address, store.etcd.as_ref(), store.clock.clone())?;
     let scratch = scratch_dir();
     let result = restore_via(backup, &scratch, &target, options, started);
     if let Err(e) = std::fs::remove_dir_all(&scratch)

@@ -30,6 +30,8 @@
 pub(crate) mod build;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
+pub(crate) mod etcd_run;
 pub(crate) mod manifest;
 mod restore;
 pub(crate) mod run;

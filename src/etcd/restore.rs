@@ -17,14 +17,14 @@ use std::sync::Arc;
 
 use prost::Message;
 
+use super::EtcdOptions;
 use super::client::to_i64;
 use super::ops::{EtcdStore, compare, header_revision};
 use super::proto;
 use super::record;
 use crate::access::ReadView;
 use crate::error::{Error, Result};
-use crate::options::Options;
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 
 /// A store on etcd that a backup is restored into (`backup::restore` does
 /// the rest).
@@ -44,9 +44,9 @@ pub(crate) struct Loaded {
 }
 
 impl Target {
-    /// Reaches the store at `address` (creating it when `options` allow).
-    pub(crate) fn open(address: &str, options: &Options) -> Result<Target> {
-        let (store, store_id) = super::backend::open_store(address, options)?;
+    /// Reaches the store at `address`, creating it when it does not exist.
+    pub(crate) fn open(address: &str, etcd: Option<&EtcdOptions>, clock: Clock) -> Result<Target> {
+        let (store, store_id) = super::open_store(address, etcd, true, clock)?;
         Ok(Target { store, store_id })
     }
 

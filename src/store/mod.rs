@@ -7,6 +7,8 @@
 
 mod background;
 mod commit;
+#[cfg(feature = "etcd")]
+mod etcd;
 pub(crate) mod local;
 mod reach;
 mod snapshot;

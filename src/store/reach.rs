@@ -36,7 +36,7 @@ pub(crate) fn reach(path: &Path, options: &Options) -> Result<Reached> {
     if let Some(address) = access::etcd_address(path) {
         #[cfg(feature = "etcd")]
         {
-            let (backend, store_id) = crate::etcd::backend::reach(address, options)?;
+            let (backend, store_id) = super::etcd::reach(address, options)?;
             return Ok(Reached {
                 backend,
                 store_id,

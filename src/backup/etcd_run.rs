@@ -1,4 +1,4 @@
-//! Backups of a store on etcd: one consistent read of every record at one
+//! Backups of a store on etcd (feature `etcd`): one consistent read of every record at one
 //! revision, written as the base of an ordinary backup directory (the
 //! layout of "Backups, restore, check and repair" in DESIGN.md: a base
 //! segment and a `MANIFEST`, no log). `backup::restore` turns it into a local
@@ -12,13 +12,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::ops::EtcdStore;
-use super::view::EtcdView;
+use super::manifest::{self, BaseEntry, LOCK_FILE, Manifest, invalid};
+use super::run::{create_destination, read_destination, remove_leftovers, sync_dir};
 use crate::access::ReadView;
-use crate::backup::manifest::{self, BaseEntry, LOCK_FILE, Manifest, invalid};
-use crate::backup::run::{create_destination, read_destination, remove_leftovers, sync_dir};
-use crate::backup::{BackupOptions, BackupProgress, BackupReport};
+use crate::access::{BackupOptions, BackupProgress, BackupReport};
 use crate::error::{Error, Result};
+use crate::etcd::EtcdStore;
+use crate::etcd::view::EtcdView;
 use crate::fs::Fs;
 use crate::key;
 use crate::log::archive::{self, BaseWriter};
@@ -170,8 +170,9 @@ fn write_base(
         .range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
     for entry in entries {
         let entry = entry?;
-        let (namespace, key_text) = key::decode(&entry.address)
-            .ok_or_else(|| super::record::foreign(&String::from_utf8_lossy(&entry.address), ""))?;
+        let (namespace, key_text) = key::decode(&entry.address).ok_or_else(|| {
+            crate::etcd::record::foreign(&String::from_utf8_lossy(&entry.address), "")
+        })?;
         writer.put(archive::base_put(
             namespace,
             key_text,
