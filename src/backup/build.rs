@@ -118,58 +118,14 @@ pub(crate) fn build_store(
         base_records = read.records;
         read_bytes = *len;
     }
-    if let Some(first) = source.segments.first()
-        && source.until > base_revision
-    {
-        let offsets: Vec<u64> = source
-            .segments
-            .iter()
-            .scan(read_bytes, |sum, s| {
-                let at = *sum;
-                *sum += s.len;
-                Some(at)
-            })
-            .collect();
-        let until = source.until;
-        let end = reader::read_commits(
-            fs_ref,
-            &source.segments,
-            Position {
-                segment: first.first_revision,
-                offset: SEGMENT_HEADER_LEN as u64,
-            },
-            source.start_previous,
-            |parts, position| {
-                let Some(head) = parts.first() else {
-                    return Ok(true);
-                };
-                if head.revision <= base_revision {
-                    return Ok(true);
-                }
-                appender.commit(parts)?;
-                let index = source
-                    .segments
-                    .iter()
-                    .position(|s| s.first_revision == position.segment)
-                    .unwrap_or(0);
-                progress(
-                    appender.commits,
-                    offsets.get(index).copied().unwrap_or(0) + position.offset,
-                );
-                Ok(head.revision < until)
-            },
-        )?;
-        if end.last_revision < until {
-            return Err(Error::InvalidBackup {
-                path: first.path.clone(),
-                reason: format!(
-                    "the copied log ends at revision {} before revision {until}; run `statelog \
-                     check --backup` on it",
-                    end.last_revision
-                ),
-            });
-        }
-    }
+    append_log(
+        fs_ref,
+        source,
+        base_revision,
+        read_bytes,
+        &mut appender,
+        progress,
+    )?;
     let commits = appender.commits;
     let bytes = appender.bytes;
     let applied = appender.finish()?.unwrap_or(start);
@@ -185,4 +141,71 @@ pub(crate) fn build_store(
         base_records,
         bytes,
     })
+}
+
+/// Appends (and applies) the copied log's commits after the base, up to the
+/// stopping point; `read_bytes` is what the base took, for the progress.
+fn append_log(
+    fs: &dyn Fs,
+    source: &Source,
+    base_revision: u64,
+    read_bytes: u64,
+    appender: &mut Appender<'_>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    let Some(first) = source.segments.first() else {
+        return Ok(());
+    };
+    if source.until <= base_revision {
+        return Ok(());
+    }
+    let offsets: Vec<u64> = source
+        .segments
+        .iter()
+        .scan(read_bytes, |sum, s| {
+            let at = *sum;
+            *sum += s.len;
+            Some(at)
+        })
+        .collect();
+    let until = source.until;
+    let end = reader::read_commits(
+        fs,
+        &source.segments,
+        Position {
+            segment: first.first_revision,
+            offset: SEGMENT_HEADER_LEN as u64,
+        },
+        source.start_previous,
+        |parts, position| {
+            let Some(head) = parts.first() else {
+                return Ok(true);
+            };
+            if head.revision <= base_revision {
+                return Ok(true);
+            }
+            appender.commit(parts)?;
+            let index = source
+                .segments
+                .iter()
+                .position(|s| s.first_revision == position.segment)
+                .unwrap_or(0);
+            progress(
+                appender.commits,
+                offsets.get(index).copied().unwrap_or(0) + position.offset,
+            );
+            Ok(head.revision < until)
+        },
+    )?;
+    if end.last_revision < until {
+        return Err(Error::InvalidBackup {
+            path: first.path.clone(),
+            reason: format!(
+                "the copied log ends at revision {} before revision {until}; run `statelog \
+                 check --backup` on it",
+                end.last_revision
+            ),
+        });
+    }
+    Ok(())
 }
