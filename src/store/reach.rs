@@ -83,7 +83,14 @@ pub(crate) fn reach(path: &Path, options: &Options) -> Result<Reached> {
                 });
             }
             if !warned && waited >= Duration::from_secs(1) {
-                tracing::warn!(store = %dir.display(), holder = ?held, "waiting for the store");
+                // The target is the one this event always had, which
+                // `RUST_LOG` filters may name.
+                tracing::warn!(
+                    target: "statelog::access",
+                    store = %dir.display(),
+                    holder = ?held,
+                    "waiting for the store"
+                );
                 warned = true;
             }
             // Random pauses keep many waiting processes from polling in step.
