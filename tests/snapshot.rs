@@ -998,3 +998,72 @@ fn restore_keeps_the_commit_time_of_the_revision() {
     .unwrap();
     assert_eq!(copy.snapshot().unwrap().time().unwrap(), time);
 }
+
+/// Issue: a hand edit of a Markdown summary cell was ignored (`written: 0`).
+/// The table is generated from the sections: a cell that says something its
+/// section does not is refused with its line, in a merge and in a restore; a
+/// table left stale by an edit of the section is fine.
+#[test]
+fn an_edited_summary_cell_is_refused_never_ignored() {
+    let dir = common::store_dir();
+    let store = common::open(dir.path());
+    store
+        .put("tasks", "a", &json!({"status": "todo", "n": 3}))
+        .unwrap();
+    store.put("tasks", "b", &json!("plain")).unwrap();
+    let md = text(&export(&store, &ExportOptions::new(Format::Markdown)));
+    let row = md.lines().position(|l| l.starts_with("| a |")).unwrap() + 1;
+    for (edited, cell) in [
+        (md.replacen("| todo |", "| done |", 1), "\"status\""),
+        (md.replacen("| 3 |", "| 4 |", 1), "\"n\""),
+        (md.replacen("| a | 1 |", "| a | 7 |", 1), "\"version\""),
+        (md.replacen("| plain |", "| fancy |", 1), "\"(value)\""),
+    ] {
+        assert_ne!(edited, md);
+        let before = contents(&store);
+        for mode in [
+            CHECKED,
+            ImportMode::Merge {
+                check_versions: false,
+                skip_conflicts: false,
+            },
+        ] {
+            let err = snapshot::import(
+                &store,
+                edited.as_bytes(),
+                &ImportOptions::new(Format::Markdown, mode),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("summary table") && err.contains(cell), "{err}");
+            if cell != "\"(value)\"" {
+                assert!(err.contains(&format!("line {row}")), "{err}");
+            }
+        }
+        assert_eq!(
+            contents(&store),
+            before,
+            "a refused import changed the store"
+        );
+        let fresh = common::open(&dir.path().join(format!("fresh-{}", cell.len())));
+        let err = snapshot::import(
+            &fresh,
+            edited.as_bytes(),
+            &ImportOptions::new(Format::Markdown, ImportMode::Restore),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("summary table"), "{err}");
+        assert_eq!(fresh.revision(), 0);
+    }
+    // An edit of the section leaves the table stale: that is applied.
+    let edited = md.replacen("\"status\": \"todo\"", "\"status\": \"doing\"", 1);
+    let report = snapshot::import(
+        &store,
+        edited.as_bytes(),
+        &ImportOptions::new(Format::Markdown, CHECKED),
+    )
+    .unwrap();
+    assert_eq!((report.written, report.applied), (1, true));
+    let a: serde_json::Value = store.get("tasks", "a").unwrap().unwrap().value;
+    assert_eq!(a["status"], "doing");
+}

@@ -323,6 +323,14 @@ fn restore(store: &Store, checked: Checked) -> Result<ImportReport> {
     if header.revision == 0 {
         return Ok(report);
     }
+    // An empty store has nothing to tell a stale summary cell from an edited
+    // one: any cell that disagrees with its section is refused.
+    if let Some((parsed, cell)) = records
+        .iter()
+        .find_map(|p| p.stale_cells.first().map(|c| (p, c)))
+    {
+        cell.check(&parsed.record.key, None)?;
+    }
     store.restore_records(
         header.revision,
         header.time,
@@ -368,6 +376,24 @@ fn merge(
         for parsed in &records {
             let r = &parsed.record;
             let current = tx.snapshot().get_raw(&r.namespace, &r.key)?;
+            // A summary cell that disagrees with its section: compared with
+            // the store's record when that is still the snapshot's version (the
+            // record as exported). A stale record is a conflict anyway; written
+            // over without the check, its cells cannot be judged: refused.
+            let exported = current
+                .as_ref()
+                .filter(|c| c.version == r.meta.version)
+                .map(|c| SnapshotRecord {
+                    namespace: r.namespace.clone(),
+                    key: r.key.clone(),
+                    meta: c.meta(),
+                    value: c.value.clone(),
+                });
+            if exported.is_some() || !check_versions {
+                for cell in &parsed.stale_cells {
+                    cell.check(&r.key, exported.as_ref())?;
+                }
+            }
             if current.as_ref().is_some_and(|c| c.value == r.value) {
                 unchanged += 1;
                 continue;

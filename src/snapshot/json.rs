@@ -495,6 +495,7 @@ fn read_namespaces(r: &mut Reader<'_>, sink: &mut dyn FnMut(Parsed) -> Result<()
             sink(Parsed {
                 record,
                 at: Location::new(at, Some(section)),
+                stale_cells: Vec::new(),
             })?;
         }
     }
@@ -529,6 +530,7 @@ fn read_line(
     sink(Parsed {
         record,
         at: Location::new(at, Some(section)),
+        stale_cells: Vec::new(),
     })?;
     Ok(None)
 }

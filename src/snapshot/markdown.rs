@@ -42,7 +42,11 @@
 //! `json` block are what is read; the title and paragraphs are for people.
 //! When a namespace has a summary table, its first column must name the same
 //! keys as the sections below it, in the same order (a section renamed or
-//! deleted without its row is an error, not a silent change).
+//! deleted without its row is an error, not a silent change). Its other cells
+//! are generated, not read back: a cell that disagrees with its section is
+//! either stale (the section was edited) or edited by hand, and the import
+//! tells which by the store's record (`SummaryCell::check`), refusing a hand
+//! edit with its line rather than ignoring it.
 //! Headings and cells escape what Markdown would interpret (`\`, `` ` ``, `*`,
 //! `_` at word edges, `[`, `]`, `<`, `>`, `|`, `#`, `~`, `&`, `$`, and
 //! whitespace at either end as a character reference); unicode is kept.
@@ -396,6 +400,7 @@ enum Block {
     },
     Table {
         keys: Vec<(String, u64)>,
+        summary: Summary,
     },
     Code {
         info: Option<String>,
@@ -450,6 +455,7 @@ impl<'a> Doc<'a> {
                 },
                 Event::Start(Tag::Table(_)) => Block::Table {
                     keys: self.table_keys(inner)?,
+                    summary: self.summary(inner)?,
                 },
                 Event::Start(Tag::CodeBlock(kind)) => {
                     let info = match kind {
@@ -524,6 +530,31 @@ impl<'a> Doc<'a> {
         Ok(keys)
     }
 
+    /// A summary table's column names and the source text of its body cells.
+    fn summary(&self, inner: &[(Event<'a>, Range<usize>)]) -> Result<Summary> {
+        let mut summary = Summary::default();
+        let mut i = 0;
+        while i < inner.len() {
+            let end = block_end(inner, i);
+            let row = &inner[(i + 1).min(end)..end];
+            match inner[i].0 {
+                Event::Start(Tag::TableHead) => {
+                    for (range, _) in cells(row) {
+                        summary.columns.push(self.text[range].trim().to_owned());
+                    }
+                }
+                Event::Start(Tag::TableRow) => summary.rows.push(
+                    cells(row)
+                        .map(|(range, _)| self.text[range].trim().to_owned())
+                        .collect(),
+                ),
+                _ => {}
+            }
+            i = end + 1;
+        }
+        Ok(summary)
+    }
+
     /// The blocks, which must end with the end marker (dropped here) and
     /// hold no unclosed code block.
     fn blocks_to_end(&self) -> Result<Vec<(Block, u64)>> {
@@ -583,6 +614,7 @@ impl<'a> Doc<'a> {
                         name: text,
                         line,
                         table: None,
+                        summary: Summary::default(),
                         sections: Vec::new(),
                     });
                 }
@@ -590,9 +622,10 @@ impl<'a> Doc<'a> {
                     level: HeadingLevel::H3,
                     text: key,
                 } => read_section(namespace.as_mut(), key, line, &mut it, sink)?,
-                Block::Table { keys } => match namespace.as_mut() {
+                Block::Table { keys, summary } => match namespace.as_mut() {
                     Some(ns) if ns.table.is_none() && ns.sections.is_empty() => {
                         ns.table = Some(keys);
+                        ns.summary = summary;
                     }
                     _ => {
                         return Err(at_line(
@@ -737,17 +770,115 @@ fn read_section(
             ),
         ));
     }
-    ns.sections.push((key.clone(), line));
+    let record = SnapshotRecord {
+        namespace: ns.name.clone(),
+        key,
+        meta,
+        value,
+    };
+    let stale_cells = ns.stale_cells(&record, &section)?;
+    ns.sections.push((record.key.clone(), line));
     sink(Parsed {
-        record: SnapshotRecord {
-            namespace: ns.name.clone(),
-            key,
-            meta,
-            value,
-        },
+        record,
         at: Location::new(Place { line, column: None }, Some(section)),
+        stale_cells,
     })?;
     Ok(())
+}
+
+/// A summary-table cell that does not show what its record's section holds.
+#[derive(Debug, Clone)]
+pub(crate) struct SummaryCell {
+    line: u64,
+    section: String,
+    /// The cell's column (0 is the key), and its name as written.
+    index: usize,
+    column: String,
+    /// The cell as written in the file.
+    written: String,
+}
+
+impl SummaryCell {
+    /// What an export of `record` writes in this cell.
+    fn shown_for(&self, record: &SnapshotRecord) -> Result<String> {
+        let value = decode_value(record)?;
+        let shown = match (self.index, self.column.as_str(), &value) {
+            (1, _, _) => return Ok(record.meta.version.to_string()),
+            (2, _, _) => return Ok(short_time(record.meta.updated_at)),
+            (_, "(value)", v) if is_scalar(v) => Some(v),
+            // Column names are compared as written (escaped), as an export
+            // writes them.
+            (_, field, Value::Map(entries)) => entries
+                .iter()
+                .find(|(k, _)| {
+                    k.as_str()
+                        .map(|k| cell_text(k).trim().to_owned())
+                        .as_deref()
+                        == Some(field)
+                })
+                .map(|(_, v)| v),
+            _ => None,
+        };
+        // Cells are read trimmed, so they are compared trimmed.
+        match shown {
+            Some(v) => Ok(cell_text(&display(record, v)?).trim().to_owned()),
+            None => Ok(String::new()),
+        }
+    }
+
+    /// Accepts a cell that shows `current` (the store's record now: the
+    /// section was edited and the table is merely stale); refuses one edited
+    /// by hand, or any when there is no record to compare with (`None`).
+    pub(crate) fn check(&self, key: &str, current: Option<&SnapshotRecord>) -> Result<()> {
+        if let Some(current) = current
+            && self.shown_for(current)? == self.written
+        {
+            return Ok(());
+        }
+        let name = if self.column.is_empty() {
+            format!("column {}", self.index + 1)
+        } else {
+            quote(&self.column)
+        };
+        Err(at_line(
+            self.line,
+            Some(&self.section),
+            format!(
+                "the summary table's {name} cell of key {} was edited to {}, which its \
+                 section does not say; the table is generated from the sections and is not \
+                 read back: make the change in the ```json block (or the metadata list), \
+                 or delete the table",
+                quote(key),
+                quote(&self.written),
+            ),
+        ))
+    }
+}
+
+/// A summary table as read: its column names, and each body row's cells as
+/// written in the file (escaped, trimmed).
+#[derive(Debug, Default)]
+struct Summary {
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+/// The cells of a table row: each cell's source range and its inline events.
+fn cells<'e, 'a>(
+    row: &'e [(Event<'a>, Range<usize>)],
+) -> impl Iterator<Item = (Range<usize>, &'e [(Event<'a>, Range<usize>)])> + 'e {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < row.len() {
+            let end = block_end(row, i);
+            let start = i;
+            i = end + 1;
+            if let Event::Start(Tag::TableCell) = row[start].0 {
+                return Some((row[start].1.clone(), &row[(start + 1).min(end)..end]));
+            }
+        }
+        None
+    })
 }
 
 /// A namespace section being read.
@@ -755,10 +886,45 @@ struct Namespace {
     name: String,
     line: u64,
     table: Option<Vec<(String, u64)>>,
+    summary: Summary,
     sections: Vec<(String, u64)>,
 }
 
 impl Namespace {
+    /// The cells of a record's summary-table row that do not show what its
+    /// section holds. The table is generated from the sections and is not read
+    /// back, so such a cell is either stale (the section was edited: fine) or
+    /// edited by hand (which must not be ignored without a word); only the
+    /// store can tell, so the import decides ([`SummaryCell::check`]). A row
+    /// that names another key is `check_table`'s to report.
+    fn stale_cells(&self, record: &SnapshotRecord, section: &str) -> Result<Vec<SummaryCell>> {
+        let (Some(table), index) = (&self.table, self.sections.len()) else {
+            return Ok(Vec::new());
+        };
+        let (Some((row_key, row_line)), Some(row)) =
+            (table.get(index), self.summary.rows.get(index))
+        else {
+            return Ok(Vec::new());
+        };
+        if *row_key != record.key {
+            return Ok(Vec::new());
+        }
+        let mut stale = Vec::new();
+        for (index, written) in row.iter().enumerate().skip(1) {
+            let cell = SummaryCell {
+                line: *row_line,
+                section: section.to_owned(),
+                index,
+                column: self.summary.columns.get(index).cloned().unwrap_or_default(),
+                written: written.clone(),
+            };
+            if cell.shown_for(record)? != cell.written {
+                stale.push(cell);
+            }
+        }
+        Ok(stale)
+    }
+
     /// The summary table, if any, must list the section keys in order.
     fn check_table(&self) -> Result<()> {
         let Some(table) = &self.table else {

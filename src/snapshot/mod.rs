@@ -367,6 +367,9 @@ pub(crate) trait Adapter {
 pub(crate) struct Parsed {
     pub record: SnapshotRecord,
     pub at: Location,
+    /// Summary-table cells (Markdown) that do not show what the record's
+    /// section holds: the import decides (see `markdown::SummaryCell`).
+    pub stale_cells: Vec<markdown::SummaryCell>,
 }
 
 pub(crate) fn adapter(format: Format, columns: &Columns) -> Box<dyn Adapter> {
