@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
 T = TypeVar("T")
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: What the store holds: None, bool, int (64 bits), float, str, bytes, Ext,
+#: What the store holds: None, bool, int (to ±2^8191), float, str, bytes, Ext,
 #: and lists, tuples and dicts of these (dict keys of these types too).
 Value = Any
 
