@@ -58,7 +58,8 @@ class Deleted:
         """The version the record had."""
 
 class Ext:
-    """A MessagePack extension value (type code -128..127 and bytes)."""
+    """A MessagePack extension value (type code -128..127 and bytes); type
+    105 is the integers beyond 64 bits', which read as ``int``."""
 
     def __init__(self, code: int, data: bytes) -> None: ...
     @property
