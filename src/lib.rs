@@ -49,6 +49,8 @@
 
 mod access;
 mod counter;
+mod db;
+mod engine;
 mod error;
 // Stores on etcd; the raw client and mapping are public only through the
 // test kit (for the etcd tests and benchmark).
@@ -57,8 +59,10 @@ mod error;
 mod etcd;
 mod fs;
 mod key;
+mod layout;
 mod log;
 mod options;
+mod remote;
 mod serve;
 mod store;
 mod time;
@@ -87,7 +91,7 @@ pub use value::{MAX_DEPTH, MAX_VALUE_LEN, RawValue, Versioned};
 pub const LOG_FORMAT_VERSION: u32 = log::segment::LOG_FORMAT_VERSION;
 /// The schema of the state database (its redb tables and record encoding)
 /// this build writes and reads.
-pub const SCHEMA_VERSION: u64 = store::schema::SCHEMA_VERSION;
+pub const SCHEMA_VERSION: u64 = db::schema::SCHEMA_VERSION;
 /// The protocol this build speaks on a holder's socket with other processes
 /// (see [`Options::serve`]).
 pub const PROTOCOL_VERSION: u32 = wire::message::PROTOCOL_VERSION;
