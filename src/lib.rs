@@ -97,6 +97,7 @@ pub const SCHEMA_VERSION: u64 = db::schema::SCHEMA_VERSION;
 pub const PROTOCOL_VERSION: u32 = wire::message::PROTOCOL_VERSION;
 
 pub mod backup;
+pub mod bigint;
 pub mod maintenance;
 pub mod snapshot;
 

@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bigint;
 use crate::error::{Error, Result, Shown};
 use crate::time::Timestamp;
 
@@ -108,9 +109,9 @@ impl RawValue {
 
     /// Encodes a typed value the way the store does (MessagePack, named fields).
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> std::result::Result<RawValue, String> {
-        rmp_serde::to_vec_named(value)
-            .map(RawValue)
-            .map_err(|e| e.to_string())
+        let mut bytes = Vec::with_capacity(128);
+        write_named(&mut bytes, value)?;
+        Ok(RawValue(bytes))
     }
 
     /// The MessagePack bytes.
@@ -125,7 +126,7 @@ impl RawValue {
 
     /// Decodes into a typed value.
     pub fn decode<T: DeserializeOwned>(&self) -> std::result::Result<T, String> {
-        rmp_serde::from_slice(&self.0).map_err(|e| e.to_string())
+        read(&self.0)
     }
 
     pub(crate) fn from_trusted(bytes: Vec<u8>) -> RawValue {
@@ -209,6 +210,11 @@ pub(crate) fn check_msgpack(bytes: &[u8]) -> std::result::Result<(), String> {
         if string && std::str::from_utf8(body).is_err() {
             return Err(format!("the string at byte {start} is not valid UTF-8"));
         }
+        if matches!(marker, 0xc7..=0xc9 | 0xd4..=0xd8)
+            && body.first().map(|&t| t as i8) == Some(bigint::EXT_TYPE)
+        {
+            bigint::check(&body[1..]).map_err(|e| format!("at byte {start}: {e}"))?;
+        }
         // An array or map opens a level, empty or not: with `levels.len() - 1`
         // containers around it, this one is at depth `levels.len()`.
         let container = matches!(marker, 0x80..=0x9f | 0xdc..=0xdf);
@@ -236,10 +242,10 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     // Most values are small records: start with room for one, to skip the first
     // few reallocations of growing from nothing.
     let mut bytes = Vec::with_capacity(128);
-    rmp_serde::encode::write_named(&mut bytes, value).map_err(|e| Error::Encode {
+    write_named(&mut bytes, value).map_err(|message| Error::Encode {
         namespace: namespace.to_owned(),
         key: key.to_owned(),
-        message: e.to_string(),
+        message,
     })?;
     check_len(namespace, key, bytes.len())?;
     Ok(bytes)
@@ -262,12 +268,31 @@ pub(crate) fn check_len(namespace: &str, key: &str, len: usize) -> Result<()> {
 
 /// Decodes a stored value as `T`.
 pub(crate) fn decode<T: DeserializeOwned>(namespace: &str, key: &str, bytes: &[u8]) -> Result<T> {
-    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
+    read(bytes).map_err(|message| Error::Decode {
         namespace: namespace.to_owned(),
         key: key.to_owned(),
         type_name: std::any::type_name::<T>(),
-        message: e.to_string(),
+        message,
     })
+}
+
+/// MessagePack with named fields, `i128` and `u128` as stored integers
+/// (`bigint`).
+fn write_named<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> std::result::Result<(), String> {
+    let mut serializer = rmp_serde::Serializer::new(out).with_struct_map();
+    value
+        .serialize(bigint::serde::Ser(&mut serializer))
+        .map_err(|e| e.to_string())
+}
+
+/// The inverse of [`write_named`]: one value, nothing after it.
+fn read<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
+    let value = T::deserialize(bigint::serde::De(&mut deserializer)).map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -304,6 +329,108 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("tasks/t1"), "{text}");
         assert!(text.contains("Task"), "{text}");
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    enum Amount {
+        Whole(i128),
+        Pair(u128, i128),
+        Named { n: u128 },
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Wide {
+        signed: i128,
+        unsigned: u128,
+        maybe: Option<i128>,
+        list: Vec<i128>,
+        keyed: std::collections::BTreeMap<u128, i128>,
+        amounts: Vec<Amount>,
+    }
+
+    #[test]
+    fn i128_and_u128_are_plain_integers_when_they_fit_and_type_105_when_not() {
+        let small = encode("n", "k", &5i128).unwrap();
+        assert_eq!(small, [5]);
+        assert_eq!(encode("n", "k", &u128::from(u64::MAX)).unwrap()[0], 0xcf);
+        let big = encode("n", "k", &-(1i128 << 64)).unwrap();
+        assert_eq!(big, [0xc7, 9, 105, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]);
+        check_msgpack(&big).unwrap();
+        assert_eq!(decode::<i128>("n", "k", &big).unwrap(), -(1i128 << 64));
+        assert_eq!(decode::<i64>("n", "k", &small).unwrap(), 5);
+
+        let wide = Wide {
+            signed: i128::MIN,
+            unsigned: u128::MAX,
+            maybe: Some(-(1i128 << 100)),
+            list: vec![0, -1, i128::MAX, i128::from(i64::MIN) - 1],
+            keyed: [(u128::MAX, 1), (7, i128::MIN)].into_iter().collect(),
+            amounts: vec![
+                Amount::Whole(1i128 << 90),
+                Amount::Pair(1u128 << 127, -3),
+                Amount::Named { n: 1u128 << 64 },
+            ],
+        };
+        let bytes = encode("n", "k", &wide).unwrap();
+        check_msgpack(&bytes).unwrap();
+        assert_eq!(decode::<Wide>("n", "k", &bytes).unwrap(), wide);
+        let raw = RawValue::from_value(&wide).unwrap();
+        assert_eq!(raw.as_msgpack(), bytes.as_slice());
+        assert_eq!(raw.decode::<Wide>().unwrap(), wide);
+        // Readable without the Rust type: the same integers as a generic tree.
+        let tree = rmpv::decode::read_value(&mut bytes.as_slice()).unwrap();
+        assert_eq!(
+            tree["signed"],
+            rmpv::Value::Ext(105, i128::MIN.to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn integers_that_do_not_fit_the_type_asked_for_are_clear_errors() {
+        let too_big = encode("n", "k", &u128::MAX).unwrap();
+        let err = decode::<i128>("n", "k", &too_big).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "the integer 340282366920938463463374607431768211455 does not fit in an i128"
+            ),
+            "{err}"
+        );
+        let negative = encode("n", "k", &-1i64).unwrap();
+        let err = decode::<u128>("n", "k", &negative).unwrap_err().to_string();
+        assert!(
+            err.contains("the integer -1 does not fit in an u128"),
+            "{err}"
+        );
+        let err = decode::<u64>("n", "k", &too_big).unwrap_err().to_string();
+        assert!(err.contains("n/k"), "{err}");
+        let huge = [vec![0xc8, 0x01, 0x00, 105, 0x01], vec![0; 255]].concat();
+        check_msgpack(&huge).unwrap();
+        let err = decode::<i128>("n", "k", &huge).unwrap_err().to_string();
+        assert!(err.contains("does not fit in an i128"), "{err}");
+        // A damaged payload (it fits in 64 bits) is refused when read.
+        let damaged = [vec![0xc7, 9, 105, 0], vec![0xff; 8]].concat();
+        let err = decode::<i128>("n", "k", &damaged).unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
+        let err = check_msgpack(&damaged).unwrap_err();
+        assert!(
+            err.contains("at byte 0") && err.contains("fits in 64 bits"),
+            "{err}"
+        );
+        // Another extension type is not an integer.
+        let other = vec![0xd4, 7, 1];
+        let err = decode::<i128>("n", "k", &other).unwrap_err().to_string();
+        assert!(err.contains("extension value of type 7"), "{err}");
+    }
+
+    #[test]
+    fn i128_written_by_earlier_versions_as_16_bytes_still_reads() {
+        // rmp-serde alone writes an i128 as 16 bytes of binary.
+        let n = -(1i128 << 100) + 12_345;
+        let old = rmp_serde::to_vec_named(&n).unwrap();
+        assert_eq!(old[..2], [0xc4, 16]);
+        assert_eq!(decode::<i128>("n", "k", &old).unwrap(), n);
+        let old = rmp_serde::to_vec_named(&u128::MAX).unwrap();
+        assert_eq!(decode::<u128>("n", "k", &old).unwrap(), u128::MAX);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use statelog::snapshot::{self, ExportOptions, Format, ImportMode, ImportOptions};
-use statelog::{Options, Store};
+use statelog::{Options, RawValue, Store};
 
 const NS: &str = "values";
 
@@ -25,6 +25,52 @@ struct Integers {
     beyond_safe: u64,
     u64_max: u64,
     i64_min: i64,
+}
+
+/// Integers beyond 64 bits that Rust's 128-bit types hold.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct WideIntegers {
+    u64_max_plus_one: u128,
+    i64_min_minus_one: i128,
+    i128_max: i128,
+    i128_min: i128,
+    u128_max: u128,
+}
+
+fn wide_integers() -> WideIntegers {
+    WideIntegers {
+        u64_max_plus_one: 1 << 64,
+        i64_min_minus_one: i128::from(i64::MIN) - 1,
+        i128_max: i128::MAX,
+        i128_min: i128::MIN,
+        u128_max: u128::MAX,
+    }
+}
+
+/// 2^8191 - 1, -2^8191 and 2^200 + 1 as MessagePack, built here byte by byte
+/// from the format in DESIGN.md (extension type 105, minimal two's complement,
+/// big-endian) rather than by the code under test.
+fn wider_integers() -> Vec<u8> {
+    let ext = |payload: Vec<u8>| {
+        let mut out = if payload.len() < 256 {
+            vec![0xc7, payload.len() as u8]
+        } else {
+            [vec![0xc8], (payload.len() as u16).to_be_bytes().to_vec()].concat()
+        };
+        out.push(105);
+        out.extend(payload);
+        out
+    };
+    let largest = [vec![0x7f], vec![0xff; 1023]].concat();
+    let smallest = [vec![0x80], vec![0; 1023]].concat();
+    let two_200_plus_one = [vec![1], vec![0; 24], vec![1]].concat();
+    [
+        vec![0x93],
+        ext(largest),
+        ext(smallest),
+        ext(two_200_plus_one),
+    ]
+    .concat()
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -99,6 +145,9 @@ fn put_all(store: &Store) {
     store.put(NS, "dollar_key", &dollar).unwrap();
     store.put(NS, "empty", &empty()).unwrap();
     store.put(NS, "bools", &vec![true, false]).unwrap();
+    store.put(NS, "wide_integers", &wide_integers()).unwrap();
+    let wider = RawValue::from_msgpack(wider_integers()).unwrap();
+    store.put_raw(NS, "wider_integers", wider).unwrap();
 }
 
 fn unicode() -> String {
@@ -194,4 +243,10 @@ fn the_fixture_decodes_into_the_rust_values() {
     assert_eq!(dollar["$int"], "not an escape");
     assert_eq!(get::<Empty>(&store, "empty"), empty());
     assert_eq!(get::<Vec<bool>>(&store, "bools"), vec![true, false]);
+    assert_eq!(
+        get::<WideIntegers>(&store, "wide_integers"),
+        wide_integers()
+    );
+    let wider = store.get_raw(NS, "wider_integers").unwrap().unwrap().value;
+    assert_eq!(wider.as_msgpack(), wider_integers().as_slice());
 }

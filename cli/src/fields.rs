@@ -17,7 +17,7 @@
 use std::fmt;
 
 use rmpv::Value;
-use statelog::{RawValue, Shown};
+use statelog::{RawValue, Shown, bigint};
 
 /// A field path such as `meta.host`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub fn split_assignment(expr: &str) -> Result<(FieldPath, &str), String> {
 }
 
 /// The value `VALUE` of `FIELD=VALUE` stands for (see the module docs). The
-/// error (a malformed quoted string, a number beyond 64 bits) exits 1.
+/// error (a malformed quoted string, an integer beyond ±2^8191) exits 1.
 pub fn typed_value(text: &str) -> Result<Value, String> {
     match text {
         "true" => Ok(Value::Boolean(true)),
@@ -185,6 +185,9 @@ pub fn raw_text(value: &Value) -> Result<String, String> {
     match value {
         Value::String(s) if s.as_str().is_some() => Ok(s.as_str().unwrap_or_default().to_owned()),
         Value::Integer(i) => Ok(i.to_string()),
+        Value::Ext(bigint::EXT_TYPE, payload) => {
+            bigint::to_decimal(payload).map_err(|e| format!("the stored value is damaged: {e}"))
+        }
         other => encode(other)?.to_json(),
     }
 }
@@ -195,6 +198,7 @@ pub fn kind(value: &Value) -> &'static str {
         Value::Nil => "null",
         Value::Boolean(_) => "a boolean",
         Value::Integer(_) | Value::F32(_) | Value::F64(_) => "a number",
+        Value::Ext(bigint::EXT_TYPE, _) => "a number",
         Value::String(_) => "a string",
         Value::Binary(_) => "binary data",
         Value::Array(_) => "an array",
@@ -358,6 +362,12 @@ pub fn add(root: &mut Value, path: &FieldPath, by: Number) -> Result<Value, Stri
             }
             Value::F64(total)
         }
+        (Value::Ext(bigint::EXT_TYPE, _), _) => {
+            return Err(format!(
+                "cannot add to {path}: it holds an integer beyond 64 bits, and incr adds \
+                 within 64 bits only (-2^63 to 2^64 - 1); nothing was changed"
+            ));
+        }
         (other, _) => {
             return Err(format!(
                 "cannot add to {path}: it is {}, not a number",
@@ -468,6 +478,7 @@ mod tests {
             ("True", "\"True\""),
             ("NaN", "\"NaN\""),
             ("[1]", "\"[1]\""),
+            ("18446744073709551616", r#"{"$int":"18446744073709551616"}"#),
         ];
         for (text, expected) in cases {
             let value = typed_value(text).expect(text);
@@ -475,7 +486,7 @@ mod tests {
         }
         assert!(typed_value("\"open").is_err());
         assert!(typed_value("\"a\" \"b\"").is_err());
-        assert!(typed_value("18446744073709551616").is_err());
+        assert!(typed_value(&"9".repeat(2467)).is_err());
         assert!(typed_value("1e999").is_err());
     }
 
@@ -549,6 +560,12 @@ mod tests {
         assert!(e.contains("beyond the 64-bit integers"), "{e}");
         let mut min = parse_json(&format!(r#"{{"n": {}}}"#, i64::MIN)).expect("json");
         assert!(add(&mut min, &path("n"), Number::Int(-1)).is_err());
+        let mut huge = parse_json(r#"{"n": 18446744073709551616}"#).expect("json");
+        for by in [Number::Int(-1), Number::Float(0.5)] {
+            let e = add(&mut huge, &path("n"), by).unwrap_err();
+            assert!(e.contains("integer beyond 64 bits"), "{e}");
+        }
+        assert_eq!(json(&huge), r#"{"n":{"$int":"18446744073709551616"}}"#);
         for stored in [r#""5""#, "null", "true", "[1]", "{}"] {
             let mut v = parse_json(&format!(r#"{{"n": {stored}}}"#)).expect("json");
             let e = add(&mut v, &path("n"), Number::Int(1)).unwrap_err();
@@ -559,7 +576,7 @@ mod tests {
     #[test]
     fn raw_text_is_for_scripts() {
         let v = parse_json(
-            r#"["a b", 5, -7, {"$int": "18446744073709551615"}, 0.5, true, {"x": "y"}]"#,
+            r#"["a b", 5, -7, {"$int": "18446744073709551615"}, 0.5, true, {"x": "y"}, -340282366920938463463374607431768211457]"#,
         )
         .expect("json");
         let Value::Array(items) = v else {
@@ -578,7 +595,8 @@ mod tests {
                 "18446744073709551615",
                 "0.5",
                 "true",
-                r#"{"x":"y"}"#
+                r#"{"x":"y"}"#,
+                "-340282366920938463463374607431768211457"
             ]
         );
     }

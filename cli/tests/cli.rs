@@ -300,10 +300,11 @@ fn set_refuses_invalid_json_and_changes_nothing() {
             1,
             &["unknown escape"],
         );
+        let beyond = "9".repeat(2467);
         s.fails(
-            &["set", "jobs", "j1", "99999999999999999999"],
+            &["set", "jobs", "j1", &beyond],
             1,
-            &["64 bits"],
+            &["beyond the integers statelog stores"],
         );
         s.fails(&["set", "jobs", "j1", ""], 1, &["not valid JSON"]);
         let run = s.run_with_stdin(&["set", "jobs", "j1", "-"], "{\n  \"a\": [1,,2]\n}");
@@ -429,11 +430,8 @@ fn patch_refuses_bad_expressions_and_shapes_and_changes_nothing() {
             1,
             &["not one JSON string"],
         );
-        s.fails(
-            &["patch", "jobs", "j1", "n=99999999999999999999"],
-            1,
-            &["quote it"],
-        );
+        let beyond = format!("n={}", "9".repeat(2467));
+        s.fails(&["patch", "jobs", "j1", &beyond], 1, &["quote it"]);
         let run = s.run(&["patch", "jobs", "j1"]);
         assert_eq!(run.code, 2, "{run:?}");
         // Not created either.

@@ -6,12 +6,13 @@
 //! | Python | MessagePack |
 //! | --- | --- |
 //! | `None`, `bool`, `str` | nil, bool, string |
-//! | `int` from -2^63 to 2^64 - 1 | integer (beyond that: `EncodeError`) |
+//! | `int` from -2^63 to 2^64 - 1 | integer |
+//! | `int` beyond, to ±2^8191 | integer beyond 64 bits (extension type 105, `statelog::bigint`; beyond that: `EncodeError`) |
 //! | `float` (NaN and infinities too) | float 64 (a stored float 32 reads as `float`) |
 //! | `bytes`, `bytearray`, `memoryview` | binary (reads as `bytes`) |
 //! | `list`, `tuple` | array (reads as `list`; as `tuple` when it is a map key) |
 //! | `dict` | map, keys of any of these types, in insertion order |
-//! | `statelog.Ext(code, data)` | extension type |
+//! | `statelog.Ext(code, data)` | extension type (but 105, which is the integers') |
 //!
 //! Values are converted into an owned tree while the GIL is held, so that the
 //! store call itself runs without it.
@@ -22,6 +23,7 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
 };
 use rmpv::Value;
+use statelog::bigint;
 
 use crate::types::Ext;
 
@@ -105,6 +107,14 @@ fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> Converted<Value> {
     }
     if let Ok(ext) = obj.cast::<Ext>() {
         let ext = ext.get();
+        if ext.code == bigint::EXT_TYPE {
+            return Err(ConvertError::new(format!(
+                "statelog.Ext({}, ...): extension type {} is reserved for integers beyond \
+                 64 bits; store the int itself",
+                ext.code,
+                bigint::EXT_TYPE
+            )));
+        }
         return Ok(Value::Ext(ext.code, ext.data.clone()));
     }
     let nested = obj.is_instance_of::<PyList>()
@@ -157,21 +167,57 @@ fn int_value(obj: &Bound<'_, PyAny>) -> Converted<Value> {
         }
         Err(_) => {}
     }
-    match obj.extract::<u64>() {
-        Ok(n) => Ok(Value::from(n)),
-        Err(_) => {
-            let text = obj.str().map_or_else(|_| "?".to_owned(), |s| s.to_string());
-            let shown = if text.len() > 40 {
-                format!("{}…", &text[..40])
-            } else {
-                text
-            };
-            Err(ConvertError::new(format!(
-                "the integer {shown} does not fit in 64 bits (from -2^63 to 2^64 - 1), \
-                 the range of stored integers; store it as a str"
-            )))
-        }
+    if let Ok(n) = obj.extract::<u64>() {
+        return Ok(Value::from(n));
     }
+    big_int_value(obj).map_err(|e| ConvertError::new(format!("cannot store the integer: {e}")))?
+}
+
+/// An int beyond 64 bits: its two's complement bytes, big-endian, as short as
+/// they can be (`int.to_bytes`, linear in the length; decimal text would be
+/// quadratic, and Python limits it).
+fn big_int_value(obj: &Bound<'_, PyAny>) -> PyResult<Converted<Value>> {
+    let py = obj.py();
+    // A negative n takes as many bytes as ~n = -n - 1 does, plus the sign.
+    let magnitude = if obj.lt(0)? {
+        obj.call_method0("__invert__")?
+    } else {
+        obj.clone()
+    };
+    let bits: usize = magnitude.call_method0("bit_length")?.extract()?;
+    let len = bits / 8 + 1;
+    if len > bigint::MAX_LEN {
+        return Ok(Err(ConvertError::new(format!(
+            "the integer has {bits} bits, beyond the integers statelog stores \
+             (from -2^8191 to 2^8191 - 1); store it as bytes or a str"
+        ))));
+    }
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("signed", true)?;
+    let bytes: Vec<u8> = obj
+        .call_method("to_bytes", (len, "big"), Some(&kwargs))?
+        .extract()?;
+    Ok(bigint::check(&bytes)
+        .map(|()| Value::Ext(bigint::EXT_TYPE, bytes))
+        .map_err(ConvertError::new))
+}
+
+/// A stored integer beyond 64 bits as a Python int (`int.from_bytes`).
+fn big_int<'py>(py: Python<'py>, payload: &[u8]) -> Converted<Bound<'py, PyAny>> {
+    bigint::check(payload)
+        .map_err(|e| ConvertError::new(format!("the stored value is damaged: {e}")))?;
+    let kwargs = PyDict::new(py);
+    let int = py.get_type::<PyInt>();
+    kwargs
+        .set_item("signed", true)
+        .and_then(|()| {
+            int.call_method(
+                "from_bytes",
+                (PyBytes::new(py, payload), "big"),
+                Some(&kwargs),
+            )
+        })
+        .map_err(|e| ConvertError::new(e.to_string()))
 }
 
 /// Converts a stored value into a Python value.
@@ -203,6 +249,7 @@ fn to_python_as<'py>(py: Python<'py>, value: &Value, as_key: bool) -> Converted<
             None => return Err(ConvertError::new("a string is not valid UTF-8")),
         },
         Value::Binary(b) => PyBytes::new(py, b).into_any(),
+        Value::Ext(bigint::EXT_TYPE, payload) => big_int(py, payload)?,
         Value::Ext(code, data) => Bound::new(
             py,
             Ext {

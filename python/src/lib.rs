@@ -6,6 +6,7 @@
 //! code the store calls back (the functions of `update` and `transaction`)
 //! takes it again for the call.
 
+mod atfork;
 mod convert;
 mod errors;
 mod files;
@@ -30,5 +31,13 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_VALUE_LEN", statelog::MAX_VALUE_LEN)?;
     m.add("MAX_KEY_LEN", statelog::MAX_KEY_LEN)?;
     m.add("MAX_NAMESPACE_LEN", statelog::MAX_NAMESPACE_LEN)?;
+    // A forked child lets go of the parent's store files (atfork.rs).
+    let hook = wrap_pyfunction!(atfork::_after_fork_in_child, m)?;
+    let kwargs = pyo3::types::PyDict::new(m.py());
+    kwargs.set_item("after_in_child", &hook)?;
+    m.py()
+        .import("os")?
+        .call_method("register_at_fork", (), Some(&kwargs))?;
+    m.add_function(hook)?;
     Ok(())
 }

@@ -10,6 +10,7 @@ use rmpv::Value;
 use statelog::snapshot::{self, ImportOptions};
 use statelog::{Durability, Error, KeyRange, Options, RetryPolicy, Store};
 
+use crate::atfork;
 use crate::convert;
 use crate::errors::{self, Fork};
 use crate::files;
@@ -40,6 +41,9 @@ impl Drop for PyStore {
             if let Some(store) = self.store.get_mut().take() {
                 std::mem::forget(store);
             }
+        } else if self.store.get_mut().is_some() {
+            // Dropped open: the store closes with it.
+            Python::attach(|py| atfork::closed(py, &self.path));
         }
     }
 }
@@ -149,6 +153,7 @@ impl PyStore {
         };
         let options = options().map_err(|e| errors::to_py(py, e))?;
         let store = run(py, || Store::open(&path, options))?;
+        atfork::opened(py, &path);
         Ok(PyStore {
             store: Mutex::new(Some(store)),
             path,
@@ -475,6 +480,7 @@ impl PyStore {
         let Some(store) = self.store.lock().take() else {
             return Ok(());
         };
+        atfork::closed(py, &self.path);
         run(py, || store.close())
     }
 

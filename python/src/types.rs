@@ -180,7 +180,8 @@ impl Deleted {
 
 /// A MessagePack extension value: a type code from -128 to 127 and its bytes.
 /// Values written by other programs may hold them; statelog keeps them as they
-/// are.
+/// are. Type 105 is not one: it holds integers beyond 64 bits, which read as
+/// `int` (and an `Ext(105, ...)` cannot be stored).
 #[pyclass(frozen, eq, hash, module = "statelog")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct Ext {

@@ -78,7 +78,8 @@ class DecodeError(StatelogError):
 
 class EncodeError(StatelogError, ValueError):
     """A Python value cannot be stored: a type outside the mapping (see the
-    README), an int beyond 64 bits, nesting deeper than 256 levels."""
+    README), an int beyond -2^8191 to 2^8191 - 1, nesting deeper than 256
+    levels."""
 
     namespace: str
     key: str

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
 T = TypeVar("T")
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: What the store holds: None, bool, int (64 bits), float, str, bytes, Ext,
+#: What the store holds: None, bool, int (to ±2^8191), float, str, bytes, Ext,
 #: and lists, tuples and dicts of these (dict keys of these types too).
 Value = Any
 
@@ -58,7 +58,8 @@ class Deleted:
         """The version the record had."""
 
 class Ext:
-    """A MessagePack extension value (type code -128..127 and bytes)."""
+    """A MessagePack extension value (type code -128..127 and bytes); type
+    105 is the integers beyond 64 bits', which read as ``int``."""
 
     def __init__(self, code: int, data: bytes) -> None: ...
     @property

@@ -85,10 +85,14 @@ def test_encode(store):
         store.put("tasks", "t", {"when": object()})
     assert (e.value.namespace, e.value.key) == ("tasks", "t")
     assert "['when']" in e.value.message and "object" in e.value.message
-    with pytest.raises(statelog.EncodeError, match="64 bits"):
-        store.put("tasks", "t", [2**64])
-    with pytest.raises(statelog.EncodeError, match="64 bits"):
-        store.put("tasks", "t", -(2**63) - 1)
+    # Integers of any size up to 2^8191 are stored; beyond, an EncodeError.
+    with pytest.raises(statelog.EncodeError, match="8192 bits, beyond the integers"):
+        store.put("tasks", "t", [2**8191])
+    with pytest.raises(statelog.EncodeError, match="8192 bits, beyond the integers"):
+        store.put("tasks", "t", -(2**8191) - 1)
+    # Extension type 105 is the big integers': it cannot be written as an Ext.
+    with pytest.raises(statelog.EncodeError, match="reserved for integers beyond 64 bits"):
+        store.put("tasks", "t", statelog.Ext(105, bytes(9)))
     loop = []
     loop.append(loop)
     with pytest.raises(statelog.EncodeError, match="nests deeper"):

@@ -74,3 +74,52 @@ def test_async_store_after_fork_is_refused(store):
     os.waitpid(pid, 0)
     assert os.read(read, 4096).decode() == "refused"
     os.close(read)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_forked_child_does_not_keep_the_parents_store_locked(path):
+    """The child inherits the store's descriptors (its lock among them); once
+    the parent closes the store, another process must be able to open it
+    while the child still lives."""
+    import subprocess
+    import sys
+
+    store = statelog.Store(path)
+    store.put("tasks", "t", "parent")
+    release_read, release_write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        # The child: say it is up, then live until the parent lets it go.
+        os.close(release_write)
+        os.write(ready_write, b"up")
+        os.read(release_read, 1)
+        os._exit(0)
+    os.close(release_read)
+    os.close(ready_write)
+    try:
+        assert os.read(ready_read, 2) == b"up"
+        store.close()
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, statelog\n"
+                "with statelog.Store(sys.argv[1], lock_timeout=3.0) as s:\n"
+                "    s.put('tasks', 't', 'other')\n"
+                "    print(s.get('tasks', 't').version)\n",
+                path,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.strip() == "2"
+        # The child is still alive: nothing it holds kept the store.
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+    finally:
+        os.write(release_write, b"x")
+        os.close(release_write)
+        os.close(ready_read)
+        os.waitpid(pid, 0)

@@ -106,3 +106,97 @@ def test_mapping_details(store):
     assert math.isnan(roundtrip(float("nan")))
     # the full 64-bit range on both sides
     assert same(roundtrip([2**64 - 1, -(2**63)]), [2**64 - 1, -(2**63)])
+
+
+BIG = [
+    2**64,
+    -(2**63) - 1,
+    2**127 - 1,
+    -(2**127),
+    2**128 - 1,
+    2**128,
+    10**100,
+    -(10**100) + 1,
+    2**8191 - 1,
+    -(2**8191),
+]
+
+
+def test_big_ints_round_trip_exactly(store):
+    for i, n in enumerate(BIG):
+        store.put("big", str(i), n)
+        got = store.get("big", str(i)).value
+        assert type(got) is int and got == n, n
+    # Nested, as dict keys and values, in transactions and updates.
+    value = {2**100: [2**200, {"n": -(2**300)}], "x": (2**70, -(2**70))}
+    store.put("big", "nested", value)
+    assert same(store.get("big", "nested").value, {2**100: [2**200, {"n": -(2**300)}], "x": [2**70, -(2**70)]})
+    record = store.update("big", "counter", lambda old: (old or 2**64) * 3)
+    assert record.value == 3 * 2**64
+    # An int subclass is an int.
+    import enum
+
+    class Huge(enum.IntEnum):
+        N = 2**90
+
+    store.put("big", "enum", Huge.N)
+    assert store.get("big", "enum").value == 2**90
+
+
+def test_the_json_snapshot_holds_big_ints_exactly(store):
+    for i, n in enumerate(BIG):
+        store.put("big", str(i), n)
+    text = store.export_text()
+    records = json.loads(text)["namespaces"]["big"]
+    for i, n in enumerate(BIG):
+        # Beyond 2^53, as an escape that no float reader rounds.
+        assert records[str(i)]["value"] == {"$int": str(n)}
+    # Markdown too; both read back as the same ints.
+    for format in ("json", "jsonl", "markdown"):
+        text = store.export_text(format=format)
+        store.put("big", "0", 0)
+        store.import_text(text, format=format, mode="merge")
+        for i, n in enumerate(BIG):
+            assert store.get("big", str(i)).value == n
+
+
+def test_the_cli_and_python_agree_on_big_ints(path, cli):
+    run_cli(cli, path, "init", "-q")
+    for i, n in enumerate(BIG):
+        # A plain JSON literal of any size is read exactly, never as a float.
+        run_cli(cli, path, "set", "big", str(i), "-", stdin=str(n))
+        run_cli(cli, path, "patch", "fields", str(i), f"n={n}")
+    run_cli(cli, path, "patch", "fields", "0", "--json-field", f"more=[{2**200}, {{\"$int\": \"{-(2**70)}\"}}]")
+    with statelog.Store(path) as store:
+        for i, n in enumerate(BIG):
+            assert store.get("big", str(i)).value == n
+            assert store.get("fields", str(i)).value["n"] == n
+        assert store.get("fields", "0").value["more"] == [2**200, -(2**70)]
+        store.put("big", "python", {"n": 2**300, "list": [-(2**100)]})
+    # The command line prints what Python wrote: in full decimal for --field,
+    # as the snapshot mapping in JSON.
+    assert run_cli(cli, path, "get", "big", "python", "--field", "n").strip() == str(2**300)
+    shown = json.loads(run_cli(cli, path, "get", "big", "python", "--json"))
+    assert shown["value"] == {"n": {"$int": str(2**300)}, "list": [{"$int": str(-(2**100))}]}
+    # Export through the command line, import into a new store from Python.
+    exported = run_cli(cli, path, "export", "--format", "json")
+    with statelog.Store(path + "-copy") as copy:
+        copy.import_text(exported, mode="restore")
+        assert copy.get("big", "python").value == {"n": 2**300, "list": [-(2**100)]}
+        for i, n in enumerate(BIG):
+            assert copy.get("big", str(i)).value == n
+
+
+def test_incr_refuses_big_ints_clearly(path, cli):
+    with statelog.Store(path) as store:
+        store.put("c", "k", {"n": 2**64 - 1, "big": 2**100})
+    for field, message in (("n", "beyond the 64-bit integers"), ("big", "beyond 64 bits")):
+        result = subprocess.run(
+            [cli, "--store", path, "incr", "c", "k", field],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+    with statelog.Store(path) as store:
+        assert store.get("c", "k").value == {"n": 2**64 - 1, "big": 2**100}
+        assert store.get("c", "k").version == 1

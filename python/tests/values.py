@@ -32,6 +32,16 @@ VALUES = {
     "dollar_key": {"$int": "not an escape"},
     "empty": {"dict": {}, "list": [], "text": "", "none": None},
     "bools": [True, False],
+    # Beyond 64 bits: what i128 and u128 hold (typed in Rust) ...
+    "wide_integers": {
+        "u64_max_plus_one": 2**64,
+        "i64_min_minus_one": -(2**63) - 1,
+        "i128_max": 2**127 - 1,
+        "i128_min": -(2**127),
+        "u128_max": 2**128 - 1,
+    },
+    # ... and beyond: the largest and smallest integers stored, and 2^200 + 1.
+    "wider_integers": [2**8191 - 1, -(2**8191), 2**200 + 1],
 }
 
 

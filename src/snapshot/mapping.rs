@@ -9,7 +9,7 @@
 //!
 //! | MessagePack | JSON |
 //! | --- | --- |
-//! | integer beyond ±(2^53 − 1) | `{"$int": "18446744073709551615"}` |
+//! | integer beyond ±(2^53 − 1), also one beyond 64 bits (extension type 105, `bigint`) | `{"$int": "18446744073709551615"}` |
 //! | NaN, +∞, −∞ | `{"$float": "NaN"}`, `{"$float": "inf"}`, `{"$float": "-inf"}` |
 //! | binary | `{"$bin": "<base64, standard alphabet, padded>"}` |
 //! | extension type | `{"$ext": [<type, −128..127>, "<base64>"]}` |
@@ -20,7 +20,9 @@
 //! stored (a struct's fields in declaration order), so re-encoding gives the
 //! same MessagePack bytes. A 32-bit float is widened to 64 bits exactly and
 //! comes back as a 64-bit float (decoding it into an `f32` gives the same
-//! number); NaN payload bits are not kept.
+//! number); NaN payload bits are not kept. Integers are read exactly, written
+//! plainly or in `$int`, of any size up to `bigint::MAX_LEN`: never through an
+//! f64. An `$ext` of type 105 must be a canonical integer.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -32,7 +34,8 @@ use struson::reader::{
     JsonReader, JsonStreamReader, ReaderError, SyntaxErrorKind, UnexpectedStructureKind, ValueType,
 };
 
-use crate::error::{Shown, quote};
+use crate::bigint;
+use crate::error::quote;
 use crate::value::MAX_DEPTH;
 
 /// Largest integer magnitude a JSON reader that parses numbers as f64 holds
@@ -99,6 +102,11 @@ pub(crate) fn write_value(
         Value::Binary(bytes) => {
             let encoded = BASE64.encode(bytes);
             write_escape(b"$bin", pretty, out, |out| write_str(&encoded, out));
+        }
+        Value::Ext(bigint::EXT_TYPE, payload) => {
+            let text =
+                bigint::to_decimal(payload).map_err(|e| format!("the value is damaged: {e}"))?;
+            write_escape(b"$int", pretty, out, |out| write_str(&text, out));
         }
         Value::Ext(kind, bytes) => {
             let encoded = BASE64.encode(bytes);
@@ -541,15 +549,9 @@ pub(crate) fn parse_number(text: &str) -> Result<Value, String> {
                  write {{\"$float\": \"inf\"}} for infinity"
             )),
         }
-    } else if let Ok(n) = text.parse::<i64>() {
-        Ok(Value::from(n))
-    } else if let Ok(n) = text.parse::<u64>() {
-        Ok(Value::from(n))
     } else {
-        Err(format!(
-            "the integer {} does not fit in 64 bits (from -2^63 to 2^64 - 1)",
-            Shown::new(text)
-        ))
+        // Exactly, of any stored size: never through f64.
+        bigint::parse(text)
     }
 }
 
@@ -582,17 +584,8 @@ fn unescape(tag: &str, payload: Value) -> Result<Value, String> {
                     "the integer as a string, e.g. \"18446744073709551615\"",
                 ));
             };
-            let text = s.as_str().unwrap_or_default();
-            if let Ok(n) = text.parse::<i64>() {
-                Ok(Value::from(n))
-            } else if let Ok(n) = text.parse::<u64>() {
-                Ok(Value::from(n))
-            } else {
-                Err(format!(
-                    "{{\"$int\": {}}} is not an integer from -2^63 to 2^64 - 1",
-                    quote(text)
-                ))
-            }
+            bigint::parse(s.as_str().unwrap_or_default())
+                .map_err(|e| format!("{{\"$int\": ...}}: {e}"))
         }
         "$float" => match &payload {
             Value::String(s) if s.as_str() == Some("NaN") => Ok(Value::F64(f64::NAN)),
@@ -614,6 +607,14 @@ fn unescape(tag: &str, payload: Value) -> Result<Value, String> {
                         .and_then(|k| i8::try_from(k).ok())
                         .ok_or_else(|| want("an extension type from -128 to 127"))?;
                     let data = decode_base64(data.as_str().unwrap_or_default())?;
+                    if kind == bigint::EXT_TYPE {
+                        bigint::check(&data).map_err(|e| {
+                            format!(
+                                "{e}; extension type {kind} is reserved for integers beyond \
+                                 64 bits: write them as {{\"$int\": \"<decimal>\"}}"
+                            )
+                        })?;
+                    }
                     Ok(Value::Ext(kind, data))
                 }
                 _ => Err(want("[type, \"base64\"]")),
@@ -773,6 +774,34 @@ mod tests {
     }
 
     #[test]
+    fn integers_beyond_64_bits_are_exact_in_both_spellings() {
+        let two_64 = Value::Ext(105, vec![1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let below = Value::Ext(
+            105,
+            vec![0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        );
+        for (value, text) in [
+            (&two_64, "18446744073709551616"),
+            (&below, "-9223372036854775809"),
+        ] {
+            assert_eq!(json(value, false), format!(r#"{{"$int":"{text}"}}"#));
+            assert_eq!(&back(&json(value, true)), value);
+            // A plain literal reads exactly too, as does the `$ext` spelling.
+            assert_eq!(&back(text), value);
+        }
+        assert_eq!(back(r#"{"$ext": [105, "AQAAAAAAAAAA"]}"#), two_64);
+        // 2^53 + 1 and beyond: never rounded through f64.
+        assert_eq!(
+            back("9007199254740993"),
+            Value::from(9_007_199_254_740_993u64)
+        );
+        assert_eq!(
+            back("1180591620717411303425"),
+            Value::Ext(105, vec![0x40, 0, 0, 0, 0, 0, 0, 0, 1])
+        );
+    }
+
+    #[test]
     fn f32_is_widened_exactly() {
         let text = json(&Value::F32(0.1), false);
         assert_eq!(text, "0.10000000149011612");
@@ -804,9 +833,17 @@ mod tests {
         assert!(m.contains("-128 to 127"), "{m}");
         let (_, m) = bad(r#"{"$map": [[1]]}"#);
         assert!(m.contains("[key, value] pairs"), "{m}");
-        let (at, m) = bad("[\n 18446744073709551616]");
+        let (at, m) = bad(&format!("[\n {}]", "9".repeat(2467)));
         assert_eq!((at.line, at.column), (2, Some(2)));
-        assert!(m.contains("does not fit in 64 bits"), "{m}");
+        assert!(m.contains("beyond the integers statelog stores"), "{m}");
+        let (_, m) = bad(&format!(r#"{{"$int": "-{}"}}"#, "9".repeat(2467)));
+        assert!(m.contains("beyond the integers statelog stores"), "{m}");
+        // Extension type 105 holds canonical integers beyond 64 bits only.
+        let (_, m) = bad(r#"{"$ext": [105, "AAAAAAAAAAAB"]}"#);
+        assert!(m.contains("reserved for integers beyond 64 bits"), "{m}");
+        let mut out = Vec::new();
+        let err = write_value(&Value::Ext(105, vec![0; 9]), false, 0, &mut out).unwrap_err();
+        assert!(err.contains("damaged"), "{err}");
         let (_, m) = bad("1e999");
         assert!(m.contains("beyond the range"), "{m}");
         let (at, m) = bad("{\"a\": 1,\n \"a\": 2}");

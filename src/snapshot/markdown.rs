@@ -65,6 +65,7 @@ use super::{
     Adapter, Columns, FORMAT_VERSION, Header, Location, Output, Parsed, SnapshotRecord,
     decode_value, encode_value, read_error, write_json,
 };
+use crate::bigint;
 use crate::counter;
 use crate::error::{Error, Result, Shown, quote};
 use crate::store::Meta;
@@ -205,6 +206,7 @@ pub(super) fn is_scalar(v: &Value) -> bool {
             | Value::F32(_)
             | Value::F64(_)
             | Value::String(_)
+            | Value::Ext(bigint::EXT_TYPE, _)
     )
 }
 
@@ -274,6 +276,9 @@ pub(super) fn display(record: &SnapshotRecord, v: &Value) -> Result<String> {
     match v {
         Value::String(s) => Ok(s.as_str().unwrap_or_default().to_owned()),
         Value::Integer(i) => Ok(i.to_string()),
+        Value::Ext(bigint::EXT_TYPE, payload) if bigint::check(payload).is_ok() => {
+            Ok(bigint::to_decimal(payload).unwrap_or_default())
+        }
         Value::F64(f) if !f.is_finite() => Ok(f.to_string()),
         Value::F32(f) if !f.is_finite() => Ok(f.to_string()),
         _ => {

@@ -57,7 +57,8 @@ impl RawValue {
     }
 
     /// Parses one JSON value as a snapshot import does: integers without `.`
-    /// or exponent stay integers (they must fit in 64 bits), other numbers are
+    /// or exponent stay integers, exactly, of any size up to ±2^8191 (beyond
+    /// 64 bits as [`bigint`](crate::bigint) extension values), other numbers are
     /// 64-bit floats, objects keep their member order, and `$` escapes
     /// (`{"$int": "..."}`, `{"$bin": "..."}`, ...) are decoded. Nothing but
     /// whitespace may follow the value.
@@ -80,7 +81,7 @@ impl RawValue {
     /// # Errors
     /// For a problem in the text, a message starting with its line and column
     /// (`line 2, column 7: ...`, or `at the end of the input: ...`): invalid
-    /// JSON, a member name twice in one object, an integer beyond 64 bits, an
+    /// JSON, a member name twice in one object, an integer beyond ±2^8191, an
     /// unknown or malformed escape. For a value that reads but cannot be
     /// stored, a message starting with `the value`: nesting deeper than
     /// [`MAX_DEPTH`](crate::MAX_DEPTH) arrays and maps, or larger than
@@ -147,10 +148,16 @@ mod tests {
             ("{\"a\": 1", "line 1, column 8: the JSON ends early"),
             ("[1, 2] 3", "line 1, column 8"),
             ("{\"a\": 1, \"a\": 2}", "twice"),
-            ("18446744073709551616", "64 bits"),
             ("{\"$nope\": 1}", "unknown escape"),
             ("nul", "line 1"),
         ];
+        let beyond = format!("[0,\n{}]", "9".repeat(2467));
+        let err = RawValue::from_json(&beyond).unwrap_err();
+        assert!(
+            err.starts_with("line 2, column 1: the integer")
+                && err.contains("beyond the integers statelog stores"),
+            "{err}"
+        );
         for (text, expected) in cases {
             let err = RawValue::from_json(text).unwrap_err();
             assert!(err.contains(expected), "{text:?}: {err}");
