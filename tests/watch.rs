@@ -369,3 +369,109 @@ fn a_store_replayed_after_a_crash_rebuilds_the_history_of_the_replayed_commits()
     );
     assert_eq!(export(&store.snapshot_at_revision(1).unwrap()), before);
 }
+
+#[test]
+fn the_first_backup_carries_the_history_the_log_holds_and_restores_to_any_revision_of_it() {
+    use statelog::backup::{RestoreOptions, Until, restore};
+    let dir = temp_dir();
+    let store_dir = dir.path().join("store");
+    let store = Store::open(&store_dir, Options::default()).unwrap();
+    let mut exports = BTreeMap::new();
+    for i in 0..120u64 {
+        store
+            .put(
+                "jobs",
+                &format!("j{}", i % 7),
+                &serde_json::json!({"step": i}),
+            )
+            .unwrap();
+        exports.insert(store.revision(), export(&store.snapshot().unwrap()));
+    }
+    let report = store.backup(dir.path().join("backup")).unwrap();
+    assert_eq!(report.revision, 120);
+    for r in [1, 60, 119, 120] {
+        let target = dir.path().join(format!("at-{r}"));
+        let restored = restore(
+            dir.path().join("backup"),
+            &target,
+            &RestoreOptions::new().until(Until::Revision(r)),
+        )
+        .unwrap();
+        assert_eq!(restored.revision, r);
+        let at = Store::open(&target, Options::default()).unwrap();
+        assert_eq!(
+            export(&at.snapshot().unwrap()),
+            exports[&r],
+            "restored to {r}"
+        );
+    }
+    // The backup checks out, and later runs stay incremental.
+    let checked = statelog::maintenance::check_backup(
+        dir.path().join("backup"),
+        &statelog::maintenance::CheckOptions::default(),
+    )
+    .unwrap();
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    store.put("jobs", "late", &1).unwrap();
+    let second = store.backup(dir.path().join("backup")).unwrap();
+    assert!(!second.full);
+    assert_eq!(second.revision, 121);
+}
+
+#[test]
+fn after_retention_the_first_backup_starts_where_the_log_does() {
+    use statelog::backup::{RestoreOptions, Until, restore};
+    let dir = temp_dir();
+    let store_dir = dir.path().join("store");
+    let options = Options::default()
+        .segment_size(4 << 10)
+        .preallocate(0)
+        .retention(RetentionPolicy {
+            max_bytes: Some(16 << 10),
+            ..RetentionPolicy::default()
+        })
+        .checkpoint(CheckpointPolicy::manual());
+    let store = Store::open(&store_dir, options).unwrap();
+    let mut exports = BTreeMap::new();
+    for i in 0..600u64 {
+        store.put("r", &format!("k{}", i % 20), &i).unwrap();
+        exports.insert(store.revision(), export(&store.snapshot().unwrap()));
+    }
+    store.checkpoint().unwrap();
+    let first = store.stats().first_revision;
+    assert!(first > 1);
+    let report = store.backup(dir.path().join("backup")).unwrap();
+    assert_eq!(report.base_revision, first - 1);
+    for r in [first - 1, first, 600] {
+        let target = dir.path().join(format!("at-{r}"));
+        restore(
+            dir.path().join("backup"),
+            &target,
+            &RestoreOptions::new().until(Until::Revision(r)),
+        )
+        .unwrap();
+        let at = Store::open(&target, Options::default()).unwrap();
+        assert_eq!(
+            export(&at.snapshot().unwrap()),
+            exports[&r],
+            "restored to {r}"
+        );
+        // A restored store keeps the history it was restored with (its log
+        // starts with the base), and its first backup carries it on.
+        if r == 600 {
+            assert_eq!(at.stats().first_revision, first - 1);
+            at.put("r", "more", &1).unwrap();
+            let again = at.backup(dir.path().join("backup-of-restored")).unwrap();
+            assert_eq!(again.base_revision, first - 1);
+            let target = dir.path().join("again");
+            restore(
+                dir.path().join("backup-of-restored"),
+                &target,
+                &RestoreOptions::new().until(Until::Revision(first + 5)),
+            )
+            .unwrap();
+            let again = Store::open(&target, Options::default()).unwrap();
+            assert_eq!(export(&again.snapshot().unwrap()), exports[&(first + 5)]);
+        }
+    }
+}

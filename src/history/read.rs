@@ -49,21 +49,37 @@ impl Shared {
 
     /// A view of the store as it was at `at`.
     pub(crate) fn view_at(&self, at: At) -> Result<Arc<dyn ReadView>> {
+        let first = self.first_revision()?;
+        self.view_from(at, first, first)
+    }
+
+    /// A view of the store at `revision`, which may be older than the first
+    /// revision the log holds as long as the history index answers for it
+    /// (the base of a backup that carries the whole log).
+    pub(crate) fn view_for_base(&self, revision: u64) -> Result<Arc<dyn ReadView>> {
+        let (floor, first) = {
+            let engine = self.engine.lock();
+            (engine.history_from, self.first_revision_locked(&engine)?)
+        };
+        self.view_from(At::Revision(revision), floor.max(1), first)
+    }
+
+    /// A view at `at`, readable from `low` on (`first`: what errors name).
+    fn view_from(&self, at: At, low: u64, first: u64) -> Result<Arc<dyn ReadView>> {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let first = self.first_revision()?;
         // Published before the tables are read: they hold at least this.
         let visible = self.visible.get().applied();
         let head = visible.revision;
         let tables = self.past_tables()?;
         // An empty store's state (revision 0) is readable while the log
         // still begins at the first commit.
-        let readable = |r: u64| r >= first || (r == 0 && first <= 1);
+        let readable = |r: u64| r >= low || (r == 0 && low <= 1);
         let revision = match at {
             At::Revision(revision) => revision,
             At::Time(time) => {
-                let found = tables.revision_before(time, first.min(head), head)?;
+                let found = tables.revision_before(time, low.min(head), head)?;
                 let found_time = if found == head {
                     Some(visible.time)
                 } else {
@@ -71,7 +87,7 @@ impl Shared {
                 };
                 if found_time.is_some_and(|t| t < time) {
                     found
-                } else if first <= 1 {
+                } else if low <= 1 {
                     0
                 } else {
                     return Err(Error::Compacted {
