@@ -442,6 +442,17 @@ fn after_retention_the_first_backup_starts_where_the_log_does() {
     assert!(first > 1);
     let report = store.backup(dir.path().join("backup")).unwrap();
     assert_eq!(report.base_revision, first - 1);
+    // What the log no longer held, the backup cannot have either.
+    let err = restore(
+        dir.path().join("backup"),
+        dir.path().join("too-early"),
+        &RestoreOptions::new().until(Until::Revision(first - 2)),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("before the backup's base"),
+        "{err}"
+    );
     for r in [first - 1, first, 600] {
         let target = dir.path().join(format!("at-{r}"));
         restore(
