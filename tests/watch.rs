@@ -201,6 +201,15 @@ fn watching_from_before_what_retention_kept_is_compacted_naming_the_first_revisi
             other => panic!("expected Compacted, got {other:?}"),
         }
     }
+    // Through a holder, the same error.
+    let client = Store::open(dir.path(), Options::default()).unwrap();
+    assert!(!client.is_holder());
+    match client.watch(Watch::all().from(1)) {
+        Err(Error::Compacted { compacted, .. }) => assert_eq!(compacted, Some(first)),
+        other => panic!("expected Compacted through the holder, got {other:?}"),
+    }
+    assert_eq!(client.stats().first_revision, first);
+    drop(client);
     // From the first available revision on, everything is there.
     let mut revisions = Vec::new();
     for event in store
