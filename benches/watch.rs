@@ -1,7 +1,8 @@
 //! The change feed and the past:
 //!
-//! 1. commits per second of 4 writer threads (`put`, durable) with 0 and with
-//!    4 watchers of the whole store, interleaved repetitions (0, 4, 0, 4...);
+//! 1. commits per second of 4 writer threads (`put`; durable, then relaxed)
+//!    with 0 and with 4 watchers of the whole store, interleaved repetitions
+//!    (0, 4, 0, 4...);
 //! 2. commit-to-watcher latency: one writer commits one record at a time;
 //!    the time from the `put` call to the watcher receiving its revision
 //!    (p50, p99), beside the `put`'s own time;
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use statelog::{Options, Store, Watch, WatchEvent};
+use statelog::{Durability, Options, Store, Watch, WatchEvent};
 
 fn fresh(base: &Path, name: &str) -> PathBuf {
     let dir = base.join(name);
@@ -29,8 +30,8 @@ fn fresh(base: &Path, name: &str) -> PathBuf {
 }
 
 /// Commits per second of 4 writers while `watchers` watch everything.
-fn throughput(dir: &Path, watchers: usize, secs: Duration) -> f64 {
-    let store = Store::open(dir, Options::default()).expect("open");
+fn throughput(dir: &Path, watchers: usize, secs: Duration, durability: Durability) -> f64 {
+    let store = Store::open(dir, Options::default().durability(durability)).expect("open");
     let stop = Arc::new(AtomicBool::new(false));
     let watching: Vec<_> = (0..watchers)
         .map(|_| {
@@ -82,8 +83,8 @@ fn throughput(dir: &Path, watchers: usize, secs: Duration) -> f64 {
 }
 
 /// Latencies (µs) from `put` to the watcher's receipt, and of the `put`.
-fn latency(dir: &Path, commits: u64) -> (Vec<f64>, Vec<f64>) {
-    let store = Store::open(dir, Options::default()).expect("open");
+fn latency(dir: &Path, commits: u64, durability: Durability) -> (Vec<f64>, Vec<f64>) {
+    let store = Store::open(dir, Options::default().durability(durability)).expect("open");
     let starts: Arc<Mutex<Vec<Option<Instant>>>> =
         Arc::new(Mutex::new(vec![None; commits as usize + 2]));
     let mut watcher = store.watch(Watch::all()).expect("watch");
@@ -192,31 +193,39 @@ fn main() {
     std::fs::create_dir_all(&base).expect("bench dir");
     let secs = Duration::from_secs_f64(secs);
 
-    let mut without = Vec::new();
-    let mut with = Vec::new();
-    for rep in 0..reps {
-        without.push(throughput(&fresh(&base, &format!("t0-{rep}")), 0, secs));
-        with.push(throughput(&fresh(&base, &format!("t4-{rep}")), 4, secs));
-    }
+    let relaxed = Durability::Relaxed {
+        max_delay: Duration::from_millis(10),
+    };
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    println!(
-        "commits/s, 4 writers: 0 watchers {:.0} ({:?}), 4 watchers {:.0} ({:?}): ratio {:.3}",
-        mean(&without),
-        without.iter().map(|x| x.round()).collect::<Vec<_>>(),
-        mean(&with),
-        with.iter().map(|x| x.round()).collect::<Vec<_>>(),
-        mean(&with) / mean(&without)
-    );
-
-    let n = if quick { 1_000 } else { 5_000 };
-    let (mut to_watcher, mut puts) = latency(&fresh(&base, "latency"), n);
-    println!(
-        "commit-to-watcher latency over {n} commits: p50 {:.0} µs, p99 {:.0} µs (the put itself: p50 {:.0} µs, p99 {:.0} µs)",
-        percentile(&mut to_watcher, 0.5),
-        percentile(&mut to_watcher, 0.99),
-        percentile(&mut puts, 0.5),
-        percentile(&mut puts, 0.99)
-    );
+    for (name, durability) in [("sync", Durability::Sync), ("relaxed", relaxed)] {
+        let mut without = Vec::new();
+        let mut with = Vec::new();
+        for rep in 0..reps {
+            let dir = fresh(&base, &format!("t0-{rep}"));
+            without.push(throughput(&dir, 0, secs, durability));
+            let dir = fresh(&base, &format!("t4-{rep}"));
+            with.push(throughput(&dir, 4, secs, durability));
+        }
+        println!(
+            "{name}: commits/s, 4 writers: 0 watchers {:.0} ({:?}), 4 watchers {:.0} ({:?}): \
+             ratio {:.3}",
+            mean(&without),
+            without.iter().map(|x| x.round()).collect::<Vec<_>>(),
+            mean(&with),
+            with.iter().map(|x| x.round()).collect::<Vec<_>>(),
+            mean(&with) / mean(&without)
+        );
+        let n = if quick { 1_000 } else { 5_000 };
+        let (mut to_watcher, mut puts) = latency(&fresh(&base, "latency"), n, durability);
+        println!(
+            "{name}: commit-to-watcher latency over {n} commits: p50 {:.0} µs, p99 {:.0} µs \
+             (the put itself: p50 {:.0} µs, p99 {:.0} µs)",
+            percentile(&mut to_watcher, 0.5),
+            percentile(&mut to_watcher, 0.99),
+            percentile(&mut puts, 0.5),
+            percentile(&mut puts, 0.99)
+        );
+    }
 
     let sizes: &[u64] = if quick {
         &[10_000, 40_000]
