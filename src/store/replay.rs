@@ -59,6 +59,10 @@ struct Pending {
     state: Option<(Meta, Vec<u8>)>,
 }
 
+/// A version a chunk's commit superseded: address, metadata, value, and the
+/// revision and time that ended it.
+type Superseded = (Vec<u8>, Meta, Vec<u8>, u64, Timestamp);
+
 /// Applies commits to a state database, in revision order.
 pub(crate) struct Replayer<'db> {
     db: &'db Database,
@@ -66,9 +70,9 @@ pub(crate) struct Replayer<'db> {
     pending: HashMap<Vec<u8>, Pending>,
     pending_bytes: usize,
     pending_commits: u64,
-    /// Versions the chunk's commits superseded among themselves (address,
-    /// metadata, value, end, end time), for the history index.
-    superseded: Vec<(Vec<u8>, Meta, Vec<u8>, u64, Timestamp)>,
+    /// Versions the chunk's commits superseded among themselves, for the
+    /// history index.
+    superseded: Vec<Superseded>,
     /// The chunk's commits: revision, time, base.
     revisions: Vec<(u64, Timestamp, bool)>,
     /// The state reached by the commits seen so far (applied or pending).
