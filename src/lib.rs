@@ -103,7 +103,7 @@ pub mod snapshot;
 #[cfg(feature = "tokio")]
 pub mod async_store;
 #[cfg(feature = "tokio")]
-pub use async_store::AsyncStore;
+pub use async_store::{AsyncStore, AsyncWatcher};
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
