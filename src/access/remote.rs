@@ -497,6 +497,7 @@ impl Backend for Remote {
         Ok(Box::new(RemoteWatch {
             link: Arc::clone(link),
             channel: Some(channel),
+            // Until the holder's first message says where the watch starts.
             next: watch.from.map_or(0, |f| f.max(1)),
             progress: watch.progress,
             last_yield: Instant::now(),

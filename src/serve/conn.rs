@@ -347,6 +347,14 @@ impl Conn<'_> {
         if self.answer(Ok(m::Reply::Watching)).is_err() {
             return;
         }
+        // Where the watch starts, so that a client whose holder goes away
+        // before the first event knows where to resume.
+        let start = m::WatchFrame::Progress {
+            revision: events.next_revision().saturating_sub(1),
+        };
+        if self.channel.send(&Response::Watch(start)).is_err() {
+            return;
+        }
         for event in events {
             let response = match event {
                 Ok(event) => Response::Watch(convert::watch_event_to_wire(event)),

@@ -98,6 +98,11 @@ impl Shared {
 }
 
 impl LocalWatch {
+    /// The next revision it will deliver (or skip, out of scope).
+    pub(crate) fn next_revision(&self) -> u64 {
+        self.next
+    }
+
     /// Reads the next chunk of the catch-up from the log.
     fn read_log(&mut self) -> Result<()> {
         let Some(catch_up) = &self.catch_up else {
