@@ -11,6 +11,8 @@
 //!   in revision order), value `end` (u64 LE: the revision that replaced or
 //!   deleted it), `end_time` (i64 LE µs), then the stored record as it was
 //!   (`schema::encode_record`). The current version stays in `records`.
+//! - `history_ends`: `end` (big-endian) then the history key: the versions by
+//!   the revision that ended them, so retention prunes without a scan.
 //! - `revisions`: revision (u64) → commit time (i64 µs) and a flag byte (1: a
 //!   base commit), for the time of a past revision and `--at-time`.
 //!
@@ -76,6 +78,10 @@ pub(crate) fn record_versions(versions: Vec<view::Version>) -> Vec<RecordVersion
 
 /// Superseded versions (see the module's documentation).
 pub(crate) const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
+/// The history's keys by the revision that ended each version (`end`
+/// big-endian, then the history key), so that retention prunes the oldest
+/// without a scan.
+pub(crate) const ENDS: TableDefinition<&[u8], ()> = TableDefinition::new("history_ends");
 /// Commit times by revision.
 pub(crate) const REVISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revisions");
 /// Meta key: the first revision the history index can answer for.
@@ -138,6 +144,7 @@ pub(crate) fn decode_revision(bytes: &[u8]) -> Option<(Timestamp, bool)> {
 /// Writes history inside an open write transaction.
 pub(crate) struct Writer<'t> {
     history: Table<'t, &'static [u8], &'static [u8]>,
+    ends: Table<'t, &'static [u8], ()>,
     revisions: Table<'t, u64, &'static [u8]>,
     path: std::path::PathBuf,
     key: Vec<u8>,
@@ -150,6 +157,9 @@ impl<'t> Writer<'t> {
         Ok(Writer {
             history: txn
                 .open_table(HISTORY)
+                .map_err(db_error(path, "open the history table"))?,
+            ends: txn
+                .open_table(ENDS)
                 .map_err(db_error(path, "open the history table"))?,
             revisions: txn
                 .open_table(REVISIONS)
@@ -185,7 +195,62 @@ impl<'t> Writer<'t> {
         self.history
             .insert(self.key.as_slice(), self.value.as_slice())
             .map_err(db_error(&self.path, "write the history"))?;
+        self.value.clear();
+        self.value.extend_from_slice(&end.to_be_bytes());
+        self.value.extend_from_slice(&self.key);
+        self.ends
+            .insert(self.value.as_slice(), ())
+            .map_err(db_error(&self.path, "write the history"))?;
         Ok(())
+    }
+
+    /// Removes what reading at `floor` or later never needs: versions that
+    /// ended at or before it, and commit times before it; at most `limit`
+    /// versions (the rest go next time). Returns whether all went.
+    pub(crate) fn prune(&mut self, floor: u64, limit: usize) -> Result<bool> {
+        let mut high = floor.to_be_bytes().to_vec();
+        high.push(0xff);
+        let mut gone = Vec::new();
+        for item in self
+            .ends
+            .range::<&[u8]>(..high.as_slice())
+            .map_err(db_error(&self.path, "read the history"))?
+        {
+            let (key, _) = item.map_err(db_error(&self.path, "read the history"))?;
+            let key = key.value();
+            if key.len() < 8 || u64::from_be_bytes(key[..8].try_into().unwrap_or([0xff; 8])) > floor
+            {
+                break;
+            }
+            gone.push(key.to_vec());
+            if gone.len() >= limit {
+                break;
+            }
+        }
+        let all = gone.len() < limit;
+        for key in &gone {
+            self.history
+                .remove(&key[8..])
+                .map_err(db_error(&self.path, "prune the history"))?;
+            self.ends
+                .remove(key.as_slice())
+                .map_err(db_error(&self.path, "prune the history"))?;
+        }
+        let old: Vec<u64> = self
+            .revisions
+            .range(..floor)
+            .map_err(db_error(&self.path, "read the revisions table"))?
+            .take(limit)
+            .map(|item| item.map(|(k, _)| k.value()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_error(&self.path, "read the revisions table"))?;
+        let all = all && old.len() < limit;
+        for revision in old {
+            self.revisions
+                .remove(revision)
+                .map_err(db_error(&self.path, "prune the revisions table"))?;
+        }
+        Ok(all)
     }
 
     /// Like [`superseded`](Self::superseded), for a version known by its

@@ -454,14 +454,52 @@ impl Engine {
             pinned: self.backup_pin,
         };
         let fs = std::sync::Arc::clone(self.log.fs());
-        retention::apply(
+        let outcome = retention::apply(
             fs.as_ref(),
             self.log.dir(),
             self.log.store_id(),
             &self.retention,
             keep,
             Timestamp::now(),
-        )
+        )?;
+        if let Err(e) = self.prune_history() {
+            // The segments went; the history index keeps more than needed.
+            tracing::warn!(error = %e, "pruning the history index failed");
+        }
+        Ok(outcome)
+    }
+
+    /// Lets the history index go of what the log no longer holds: once the
+    /// log starts at S, reads go back to S - 1 at most (a backup's base).
+    /// Without a sync, like the batches (the next checkpoint makes it
+    /// durable; losing it only keeps more history). A large backlog goes a
+    /// bounded step at a time, behind later checkpoints.
+    fn prune_history(&mut self) -> Result<()> {
+        let files = crate::log::catalog::segment_files(self.log.fs().as_ref(), self.log.dir())?;
+        let Some(&(first, _)) = files.first() else {
+            return Ok(());
+        };
+        let floor = first.saturating_sub(1);
+        if floor <= self.history_from {
+            return Ok(());
+        }
+        let path = self.db_path.clone();
+        let txn = begin_nondurable(&self.db, &path, "begin pruning the history")?;
+        {
+            let mut history = crate::history::Writer::open(&txn, &path)?;
+            history.prune(floor, 100_000)?;
+            let mut meta = txn
+                .open_table(META)
+                .map_err(db_error(&path, "open the meta table"))?;
+            meta.insert(
+                crate::history::META_HISTORY_FROM,
+                floor.to_le_bytes().as_slice(),
+            )
+            .map_err(db_error(&path, "record where the history starts"))?;
+        }
+        txn.commit().map_err(db_error(&path, "prune the history"))?;
+        self.history_from = floor;
+        Ok(())
     }
 
     /// Records that a backup copied the log up to `revision`: retention then
