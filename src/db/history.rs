@@ -1,4 +1,4 @@
-//! The history index: every version a record had, so that the store can be
+//! The history index (see `history/`): every version a record had, so that the store can be
 //! read as it was at any revision it still holds, without reading the log.
 //!
 //! Two tables of the state database, written in the same transaction as the
@@ -22,59 +22,13 @@
 //! between namespace and key, so `address 0x00` ends an address and keeps
 //! address order.
 
-pub(crate) mod read;
-pub(crate) mod view;
-
-pub(crate) use read::At;
-
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
+use super::schema;
+use super::{Db, db_error};
 use crate::error::Result;
-use crate::store::Meta;
-use crate::store::db_error;
-use crate::store::schema;
 use crate::time::Timestamp;
-
-/// One version of a record's history: what a commit made of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordVersion {
-    /// The commit's revision.
-    pub revision: u64,
-    /// Its commit time.
-    pub time: Timestamp,
-    /// The record it wrote, with its metadata; `None` when it deleted it.
-    pub value: Option<crate::value::Versioned<crate::value::RawValue>>,
-}
-
-/// The versions a record's stored versions show, deletes included.
-pub(crate) fn record_versions(versions: Vec<view::Version>) -> Vec<RecordVersion> {
-    let mut out = Vec::with_capacity(versions.len());
-    let mut iter = versions.into_iter().peekable();
-    while let Some(v) = iter.next() {
-        let meta = v.stored.meta;
-        out.push(RecordVersion {
-            revision: meta.mod_revision,
-            time: meta.updated_at,
-            value: Some(crate::value::Versioned::new(
-                crate::value::RawValue::from_trusted(v.stored.value),
-                meta,
-            )),
-        });
-        if let Some((end, end_time)) = v.ended {
-            let replaced = iter
-                .peek()
-                .is_some_and(|next| next.stored.meta.mod_revision == end);
-            if !replaced {
-                out.push(RecordVersion {
-                    revision: end,
-                    time: end_time,
-                    value: None,
-                });
-            }
-        }
-    }
-    out
-}
+use crate::value::Meta;
 
 /// Superseded versions (see the module's documentation).
 pub(crate) const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
@@ -306,18 +260,9 @@ impl<'t> Writer<'t> {
 /// current revision `current`. Written without a sync when `write`: the
 /// next checkpoint makes it durable, and until then it is worked out again
 /// the same way.
-pub(crate) fn floor(
-    db: &redb::Database,
-    db_path: &std::path::Path,
-    current: u64,
-    write: bool,
-) -> Result<u64> {
-    let meta = crate::store::read_table(
-        db,
-        db_path,
-        crate::store::schema::META,
-        "open the meta table",
-    )?;
+pub(crate) fn floor(db: &Db, current: u64, write: bool) -> Result<u64> {
+    let db_path = db.path();
+    let meta = db.read_table(schema::META, "open the meta table")?;
     if let Some(v) = meta
         .get(META_HISTORY_FROM)
         .map_err(db_error(db_path, "read the meta table"))?
@@ -326,23 +271,21 @@ pub(crate) fn floor(
         return Ok(u64::from_le_bytes(bytes));
     }
     drop(meta);
-    let txn = crate::store::begin_nondurable(db, db_path, "begin a write")?;
+    let txn = db.begin_nondurable("begin a write")?;
     let floor = {
         let writer = Writer::open(&txn, db_path)?;
         let floor = writer.floor(current)?;
         drop(writer);
         let mut meta = txn
-            .open_table(crate::store::schema::META)
+            .open_table(schema::META)
             .map_err(db_error(db_path, "open the meta table"))?;
         meta.insert(META_HISTORY_FROM, floor.to_le_bytes().as_slice())
             .map_err(db_error(db_path, "record where the history starts"))?;
         // A statelog that does not keep the history index must not write to
         // this state database any more (the index would miss its writes).
         meta.insert(
-            crate::store::schema::META_SCHEMA,
-            crate::store::schema::SCHEMA_VERSION
-                .to_le_bytes()
-                .as_slice(),
+            schema::META_SCHEMA,
+            schema::SCHEMA_VERSION.to_le_bytes().as_slice(),
         )
         .map_err(db_error(db_path, "record the schema version"))?;
         floor
@@ -355,4 +298,24 @@ pub(crate) fn floor(
             .map_err(db_error(db_path, "record where the history starts"))?;
     }
     Ok(floor)
+}
+
+impl Db {
+    /// Lets the history index go of what reads at `floor` or later never
+    /// need (see [`Writer::prune`]) and records `floor` as where it starts,
+    /// without a sync.
+    pub(crate) fn prune_history(&self, floor: u64) -> Result<()> {
+        let path = self.path();
+        let txn = self.begin_nondurable("begin pruning the history")?;
+        {
+            let mut history = Writer::open(&txn, path)?;
+            history.prune(floor, 100_000)?;
+            let mut meta = txn
+                .open_table(schema::META)
+                .map_err(db_error(path, "open the meta table"))?;
+            meta.insert(META_HISTORY_FROM, floor.to_le_bytes().as_slice())
+                .map_err(db_error(path, "record where the history starts"))?;
+        }
+        txn.commit().map_err(db_error(path, "prune the history"))
+    }
 }
