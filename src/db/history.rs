@@ -1,4 +1,4 @@
-//! The history index (see `history/`): every version a record had, so that the store can be
+//! The history index: every version a record had, so that the store can be
 //! read as it was at any revision it still holds, without reading the log.
 //!
 //! Two tables of the state database, written in the same transaction as the
