@@ -67,8 +67,10 @@ mod serve;
 mod store;
 mod time;
 mod value;
+mod watch;
 mod wire;
 
+pub use access::past::RecordVersion;
 pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
 pub use error::{Error, KeyPart, Result, Shown};
 #[cfg(feature = "etcd")]
@@ -82,6 +84,7 @@ pub use store::{
 };
 pub use time::{ParseTimestampError, Timestamp};
 pub use value::{MAX_DEPTH, MAX_VALUE_LEN, RawValue, Versioned};
+pub use watch::{Change, DEFAULT_WATCH_BUFFER, Event, Watch, WatchEvent, Watcher};
 
 /// The log format (segment header and frames) this build writes; it reads
 /// this one and every one before. With [`STORE_FORMAT_VERSION`],
@@ -104,7 +107,7 @@ pub mod snapshot;
 #[cfg(feature = "tokio")]
 pub mod async_store;
 #[cfg(feature = "tokio")]
-pub use async_store::AsyncStore;
+pub use async_store::{AsyncStore, AsyncWatcher};
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

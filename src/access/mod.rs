@@ -17,6 +17,7 @@
 //! [`Store`]: crate::Store
 
 mod backup;
+pub(crate) mod past;
 pub(crate) mod request;
 mod stats;
 
@@ -114,6 +115,27 @@ pub(crate) trait Backend: Send + Sync {
     fn stats(&self) -> Reply<Stats>;
     /// An online backup into `dest` (an absolute path).
     fn backup(&self, dest: &Path, options: &BackupOptions) -> Reply<BackupReport>;
+    /// A watch (see [`crate::Watch`]).
+    fn watch(&self, _watch: &crate::watch::Watch) -> Reply<crate::watch::Events> {
+        Err(Fault::Failed(Error::Unsupported {
+            what: "watching a store".to_owned(),
+            reason: "this kind of store cannot be watched through statelog yet".to_owned(),
+        }))
+    }
+    /// A consistent view of the store as it was at a past revision or time.
+    fn snapshot_at(&self, _at: crate::access::past::At) -> Reply<Arc<dyn ReadView>> {
+        Err(Fault::Failed(Error::Unsupported {
+            what: "reading a store's past".to_owned(),
+            reason: "this kind of store keeps no history statelog can read yet".to_owned(),
+        }))
+    }
+    /// Every version of a record the store still holds, oldest first.
+    fn history(&self, _address: &[u8]) -> Reply<Vec<crate::access::past::RecordVersion>> {
+        Err(Fault::Failed(Error::Unsupported {
+            what: "a record's history".to_owned(),
+            reason: "this kind of store keeps no history statelog can read yet".to_owned(),
+        }))
+    }
     /// Releases what this backend holds; later calls fail with
     /// [`Error::Closed`].
     fn close(&self) -> Result<()>;

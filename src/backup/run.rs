@@ -60,6 +60,19 @@ pub(crate) trait Source {
     fn unpin(&self);
     /// The backup now holds the log up to `revision`.
     fn backed_up(&self, revision: u64) -> Result<()>;
+    /// The first revision the store's history index answers for, when it
+    /// keeps one: a first run then carries all the log the store holds, with
+    /// a base read from the index just before it.
+    fn history_from(&self) -> Option<u64> {
+        None
+    }
+    /// The store at a past revision, for such a base.
+    fn view_for_base(&self, revision: u64) -> Result<std::sync::Arc<dyn crate::access::ReadView>> {
+        Err(Error::Unsupported {
+            what: format!("reading the store at revision {revision}"),
+            reason: "this store keeps no history".to_owned(),
+        })
+    }
 }
 
 /// Clears the retention pin when the run ends, however it ends.
@@ -148,26 +161,26 @@ pub(crate) fn run(
     if existing.is_none() {
         remove_leftovers(fs, dest)?;
     }
-    let (point, needed) = consistent_point(source, dest, existing.as_ref())?;
+    let (point, needed, base_at) = consistent_point(source, dest, existing.as_ref())?;
     let _unpin = Unpin(source);
     let applied = point.applied;
     let manifest = existing
         .clone()
         .unwrap_or_else(|| Manifest::new(store_hex.clone(), Timestamp::now()));
     let mut run = Run::new(fs, dest, manifest, &needed, options);
-    let base = match point.snapshot {
-        Some(snapshot) => Some(run.write_base(snapshot, applied, source.store_id())?),
-        None => None,
+    let base = match (point.snapshot, base_at) {
+        (Some(snapshot), _) => Some(run.write_base(snapshot, applied, source.store_id())?),
+        (None, Some(revision)) if revision > 0 => {
+            let view = source.view_for_base(revision)?;
+            Some(run.write_base_from_view(view, source.store_id())?)
+        }
+        (None, _) => None,
     };
     let copied = run.copy_log(&needed)?;
     // What was copied must read as one unbroken log up to `revision`.
-    if let Some(m) = &existing
-        && copied.segments > 0
+    if copied.segments > 0
+        && let Some(from) = needed.first().map(|n| n.segment.first_revision)
     {
-        let from = needed
-            .first()
-            .map(|n| n.segment.first_revision)
-            .unwrap_or(m.last_revision);
         verify::check_copied_log(fs, dest, &run.manifest, from, applied.revision)?;
     }
     let manifest = run.finish(applied)?;
@@ -197,22 +210,43 @@ pub(crate) fn run(
 
 /// Step 2: the consistent point (everything up to its revision is durable
 /// in the log), and the store's segments this run copies, pinned.
+///
+/// A first run of a store that keeps a history index carries all the log the
+/// store holds: its base is the state just before the log's first commit (or
+/// the log's own base), read from the index, and every segment after it is
+/// copied; that base's revision is returned. Without the index, the base is
+/// a snapshot of the state at the consistent point.
 fn consistent_point(
     source: &dyn Source,
     dest: &Path,
     existing: Option<&Manifest>,
-) -> Result<(BackupPoint, Vec<Needed>)> {
+) -> Result<(BackupPoint, Vec<Needed>, Option<u64>)> {
     let fs = source.fs();
     let log_dir = source.dir().join(LOG_DIR);
     let mut needed = Vec::new();
-    let point = source.consistent_point(existing.is_none(), &mut |point| {
+    let mut base_at = None;
+    let history = match existing {
+        None => source.history_from(),
+        Some(_) => None,
+    };
+    let snapshot = existing.is_none() && history.is_none();
+    let point = source.consistent_point(snapshot, &mut |point| {
+        let head = point.applied.revision;
         if let Some(m) = existing {
             let segments = catalog::list(fs, &log_dir, source.store_id())?;
-            needed = needed_segments(dest, m, &segments, point.applied.revision, point.end)?;
+            needed = needed_segments(dest, m, &segments, head, point.end)?;
+        } else if let Some(floor) = history {
+            let segments = catalog::list(fs, &log_dir, source.store_id())?;
+            let log_first = segments.first().map_or(head + 1, |s| s.first_revision);
+            let base = log_first.saturating_sub(1).max(floor).min(head);
+            let mut from = Manifest::new(catalog::hex(source.store_id()), Timestamp::now());
+            from.last_revision = base;
+            needed = needed_segments(dest, &from, &segments, head, point.end)?;
+            base_at = Some(base);
         }
         Ok(needed.first().map(|n| n.segment.first_revision))
     })?;
-    Ok((point, needed))
+    Ok((point, needed, base_at))
 }
 
 impl<'a> Run<'a> {
@@ -283,6 +317,41 @@ impl<'a> Run<'a> {
             file: name,
             revision: applied.revision,
             time: applied.time.to_string(),
+            records: written.records,
+            bytes: written.bytes,
+            crc32: written.crc32,
+        });
+        Ok(written)
+    }
+
+    /// Step 3, first run of a store keeping a history index: the base,
+    /// written from a view of the store at the base's revision, read back,
+    /// and entered in the manifest.
+    fn write_base_from_view(
+        &mut self,
+        view: std::sync::Arc<dyn crate::access::ReadView>,
+        store_id: &StoreId,
+    ) -> Result<BaseWritten> {
+        let (fs, dest) = (self.fs, self.dest);
+        let (revision, time) = (view.revision(), view.time());
+        let name = manifest::base_file_name(revision);
+        let path = dest.join(&name);
+        self.unfinished.files.push((path.clone(), None));
+        let written = rebuild::write_base_from_view(fs, view, &path, store_id, &mut |records| {
+            self.progress(records, 0)
+        })?;
+        let read_back = archive::crc_prefix(fs, &path, written.bytes)?;
+        if read_back != written.crc32 {
+            return Err(invalid(
+                &path,
+                "the base reads back differently from what was written: check the backup disk",
+            ));
+        }
+        sync_dir(fs, dest)?;
+        self.manifest.base = Some(BaseEntry {
+            file: name,
+            revision,
+            time: time.to_string(),
             records: written.records,
             bytes: written.bytes,
             crc32: written.crc32,

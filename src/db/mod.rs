@@ -10,6 +10,8 @@
 //! - `replay`: applying log records (recovery, and the tools after it).
 //! - `rebuild`: state from log records outside the commit path (restore,
 //!   repair), and the state as a base segment (backups).
+//! - `history`, `past`: the history index (superseded versions, commit
+//!   times) and reading the store as it was at a past revision.
 //! - `inspect`: reading a possibly damaged database for `check`.
 //! - `compact`: redb's compaction of the file.
 //!
@@ -18,8 +20,10 @@
 
 pub(crate) mod compact;
 pub(crate) mod file;
+pub(crate) mod history;
 pub(crate) mod inspect;
 pub(crate) mod overlay;
+pub(crate) mod past;
 pub(crate) mod rebuild;
 pub(crate) mod replay;
 pub(crate) mod schema;

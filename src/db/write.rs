@@ -24,9 +24,14 @@ pub(crate) struct Batch {
     path: Arc<PathBuf>,
 }
 
-/// The records table inside an open [`Batch`].
+/// The records table inside an open [`Batch`], with the history index it
+/// keeps up to date: every version a write replaces or removes goes into it.
 pub(crate) struct Records<'b> {
     table: Table<'b, &'static [u8], &'static [u8]>,
+    history: super::history::Writer<'b>,
+    /// The revision and time of the commit being written (what a removal
+    /// ends a version at).
+    at: (u64, crate::time::Timestamp),
     path: &'b Path,
     scratch: &'b mut Vec<u8>,
 }
@@ -109,6 +114,8 @@ impl Batch {
             .map_err(db_error(&self.path, "open the records table"))?;
         Ok(Records {
             table,
+            history: super::history::Writer::open(&self.txn, &self.path)?,
+            at: (0, crate::time::Timestamp::EPOCH),
             path: &self.path,
             scratch,
         })
@@ -173,7 +180,22 @@ impl Records<'_> {
         malformed_record(self.path, namespace, key)
     }
 
-    /// Stores a record; returns what it replaced.
+    /// The writes that follow belong to the commit at `revision`, `time`.
+    pub(crate) fn at(&mut self, revision: u64, time: crate::time::Timestamp) {
+        self.at = (revision, time);
+    }
+
+    /// Records the commit at `revision` (written) in the history index.
+    pub(crate) fn committed(
+        &mut self,
+        revision: u64,
+        time: crate::time::Timestamp,
+        base: bool,
+    ) -> Result<()> {
+        self.history.revision(revision, time, base)
+    }
+
+    /// Stores a record; returns what it replaced (which the history keeps).
     pub(crate) fn put(&mut self, address: &[u8], meta: &Meta, value: &[u8]) -> Result<Replaced> {
         self.scratch.clear();
         schema::encode_record(meta, value, self.scratch);
@@ -181,15 +203,24 @@ impl Records<'_> {
             .table
             .insert(address, self.scratch.as_slice())
             .map_err(db_error(self.path, "write a record"))?;
+        if let Some(old) = &old {
+            self.history
+                .superseded(address, old.value(), meta.mod_revision, meta.updated_at)?;
+        }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
     }
 
-    /// Removes a record; returns what it removed.
+    /// Removes a record; returns what it removed (which the history keeps).
     pub(crate) fn remove(&mut self, address: &[u8]) -> Result<Replaced> {
         let old = self
             .table
             .remove(address)
             .map_err(db_error(self.path, "remove a record"))?;
+        if let Some(old) = &old {
+            let (revision, time) = self.at;
+            self.history
+                .superseded(address, old.value(), revision, time)?;
+        }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
     }
 

@@ -37,6 +37,7 @@ impl Engine {
                 return Err(Error::NotEmpty { revision: 0 });
             }
             apply(&mut records, &ops)?;
+            records.committed(revision, load.time, true)?;
         }
         let result = (|| {
             // The log takes the whole base in one step that a crash cannot
@@ -59,6 +60,8 @@ impl Engine {
             return Err(self.failed(e));
         }
         self.publish()?;
+        self.history_from = revision;
+        self.watchers.publish(revision, revision, &frames);
         self.checkpoint()?;
         Ok(revision)
     }

@@ -144,7 +144,7 @@ impl Engine {
         };
         let applied = self.append(&frames, span)?;
         self.make_durable(batch)?;
-        self.publish_batch(applied, span, frames.len() as u64)?;
+        self.publish_batch(applied, span, &frames)?;
         frames.clear();
         self.frames = frames;
         Ok(prepared.results)
@@ -196,11 +196,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Step 6: the batch's state becomes what readers see; the counters
-    /// count it.
-    fn publish_batch(&mut self, applied: Applied, span: Span, bytes: u64) -> Result<()> {
+    /// Step 6: the batch's state becomes what readers see, and watchers get
+    /// its frames (never waiting for them); the counters count it.
+    fn publish_batch(&mut self, applied: Applied, span: Span, frames: &[u8]) -> Result<()> {
+        let bytes = frames.len() as u64;
         self.applied = applied;
         self.publish()?;
+        self.watchers.publish(span.first, span.last, frames);
         let commits = span.last - span.first + 1;
         self.since_checkpoint.commits += commits;
         self.since_checkpoint.bytes += bytes;
@@ -238,6 +240,7 @@ fn prepare(
             continue;
         };
         let time = Timestamp::for_commit_after(previous_time, start.clock);
+        records.at(this_revision, time);
         match prepare_one(records, request, this_revision, time)? {
             Prepared::Failed(e) => results.push(Err(e)),
             Prepared::Noop(outcome) => results.push(Ok(outcome)),
@@ -246,6 +249,7 @@ fn prepare(
                 // cannot be encoded (impossible within the size limits) fails
                 // the whole batch, which then never commits.
                 encode_parts(&ops, this_revision, time, false, start.synced, frames)?;
+                records.committed(this_revision, time, false)?;
                 results.push(Ok(outcome));
                 previous_time = time;
                 last_revision = Some(this_revision);

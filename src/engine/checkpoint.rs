@@ -74,14 +74,19 @@ impl Engine {
             pinned: self.backup_pin,
         };
         let fs = std::sync::Arc::clone(self.log.fs());
-        retention::apply(
+        let outcome = retention::apply(
             fs.as_ref(),
             self.log.dir(),
             self.log.store_id(),
             &self.retention,
             keep,
             Timestamp::now(),
-        )
+        )?;
+        if let Err(e) = self.prune_history() {
+            // The segments went; the history index keeps more than needed.
+            tracing::warn!(error = %e, "pruning the history index failed");
+        }
+        Ok(outcome)
     }
 
     /// The consistent point of a backup run: syncs the log (in `Relaxed` mode

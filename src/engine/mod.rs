@@ -12,8 +12,12 @@
 mod base;
 mod batch;
 mod checkpoint;
+mod decode;
+mod history;
 pub(crate) mod open;
+pub(crate) mod past;
 pub(crate) mod read;
+pub(crate) mod watch;
 
 use std::io;
 use std::path::Path;
@@ -21,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub(crate) use self::checkpoint::BackupPoint;
+pub(crate) use self::history::WatchStart;
 use crate::db::Db;
 use crate::db::schema::Applied;
 use crate::db::view::Visible;
@@ -86,6 +91,10 @@ pub(crate) struct Engine {
     frames: Vec<u8>,
     /// A stored record being encoded (kept for reuse).
     scratch: Vec<u8>,
+    /// Watchers of the store: each acknowledged batch is handed to them.
+    watchers: Arc<crate::watch::hub::Hub>,
+    /// The first revision the history index answers for.
+    history_from: u64,
 }
 
 /// Where an opened store's state database and log stand (what recovery
@@ -100,6 +109,8 @@ pub(crate) struct Recovered {
     pub backed_up: Option<u64>,
     /// Why the store is open read-only, when its file system takes no writes.
     pub read_only: Option<String>,
+    /// The first revision the history index answers for.
+    pub history_from: u64,
 }
 
 /// The engine's counters, for `Stats`.
@@ -147,6 +158,8 @@ impl Engine {
             clock: options.clock.clone(),
             frames: Vec::new(),
             scratch: Vec::new(),
+            watchers: Arc::default(),
+            history_from: recovered.history_from,
         })
     }
 
@@ -215,6 +228,7 @@ impl Engine {
             self.checkpoint()
         };
         self.closed = true;
+        self.watchers.close("the store was closed");
         result.map(|_| ())
     }
 
@@ -282,6 +296,8 @@ impl Engine {
         if self.poisoned.is_none() {
             let cause = error::chain(&error);
             tracing::error!(cause = %cause, "the store stops accepting writes until reopened");
+            self.watchers
+                .close(&format!("the store stopped taking commits ({cause})"));
             self.poisoned = Some(cause);
         }
         error

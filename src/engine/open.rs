@@ -143,6 +143,9 @@ fn open_store(
              log reaches back to the store's first revision",
         ));
     }
+    // A log that lost its newest part is refused before the state database
+    // is opened: redb's own recovery of an unclean close writes to it.
+    recovery::check_end(fs_ref, &path.join(LOG_DIR), &store_id)?;
     let db = match read_only {
         Some(_) => Db::open_unwritten(fs_ref, &db_path, options)?,
         None => Db::open(fs_ref, &db_path, options)?,
@@ -176,6 +179,7 @@ fn open_store(
     )
     .map_err(fail)?;
     let writable = read_only.is_none();
+    let history_from = db::history::floor(&db, applied.revision, writable).map_err(fail)?;
     let mut engine = Engine::new(
         db,
         recovered.writer,
@@ -185,6 +189,7 @@ fn open_store(
             checkpointed: durable,
             backed_up: replayed.backed_up,
             read_only,
+            history_from,
         },
     )?;
     if recovered.replayed > 0 && writable {

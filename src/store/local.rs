@@ -28,6 +28,7 @@ use crate::log::catalog;
 use crate::log::segment::StoreId;
 use crate::options::{Durability, Options};
 use crate::serve::{Served, Server, Serving};
+use crate::value::Stored;
 
 /// Counters of the holder itself.
 #[derive(Debug, Default)]
@@ -61,7 +62,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -90,7 +91,10 @@ impl Shared {
 
     /// The engine's counters (those of a handle are zero here).
     fn stats(&self) -> Stats {
-        let engine = self.engine.lock().counts();
+        let (engine, first_revision) = {
+            let engine = self.engine.lock();
+            (engine.counts(), engine.first_revision().unwrap_or(0))
+        };
         Stats {
             revision: engine.revision,
             checkpoint_revision: engine.checkpoint_revision,
@@ -103,7 +107,42 @@ impl Shared {
             log_bytes: engine.log_bytes,
             clients: self.serving.clients.load(Ordering::Relaxed),
             pinned: self.serving.pinned.load(Ordering::Relaxed),
+            first_revision,
         }
+    }
+
+    /// One record as it was right after `revision`.
+    fn record_as_of(&self, address: &[u8], revision: u64) -> Result<Option<Stored>> {
+        let tables = self.engine.lock().past_tables()?;
+        tables.get(address, revision)
+    }
+
+    /// A view of the store as it was at `at`.
+    fn view_at(&self, at: crate::access::past::At) -> Result<Arc<dyn ReadView>> {
+        self.check_open()?;
+        let (first, tables) = {
+            let engine = self.engine.lock();
+            (engine.first_revision()?, engine.past_tables()?)
+        };
+        // Published before the tables were opened: they hold at least this.
+        let visible = self.visible.get().applied();
+        crate::engine::past::view_at(tables, visible, at, first, first)
+    }
+
+    /// A view at `revision` for a backup's base: older than the first
+    /// revision the log holds, as long as the history index answers for it.
+    fn view_for_base(&self, revision: u64) -> Result<Arc<dyn ReadView>> {
+        let (floor, first, tables) = {
+            let engine = self.engine.lock();
+            (
+                engine.history_from(),
+                engine.first_revision()?,
+                engine.past_tables()?,
+            )
+        };
+        let visible = self.visible.get().applied();
+        let at = crate::access::past::At::Revision(revision);
+        crate::engine::past::view_at(tables, visible, at, floor.max(1), first)
     }
 
     /// A backup run into `dest` (see [`Store::backup`](crate::Store::backup)).
@@ -206,6 +245,14 @@ impl Source for Shared {
 
     fn backed_up(&self, revision: u64) -> Result<()> {
         self.engine.lock().record_backup(revision)
+    }
+
+    fn history_from(&self) -> Option<u64> {
+        Some(self.engine.lock().history_from())
+    }
+
+    fn view_for_base(&self, revision: u64) -> Result<Arc<dyn ReadView>> {
+        Shared::view_for_base(self, revision)
     }
 }
 
@@ -334,6 +381,29 @@ impl Backend for Local {
         Ok(self.shared.backup(dest, options)?)
     }
 
+    fn watch(&self, watch: &crate::watch::Watch) -> Reply<crate::watch::Events> {
+        self.shared.check_open()?;
+        let start = self.shared.engine.lock().watch_start(watch.buffer)?;
+        let shared = Arc::clone(&self.shared);
+        let as_of: crate::engine::watch::AsOf =
+            Box::new(move |address, revision| shared.record_as_of(address, revision));
+        Ok(Box::new(crate::engine::watch::LocalWatch::new(
+            start, watch, as_of,
+        )?))
+    }
+
+    fn snapshot_at(&self, at: crate::access::past::At) -> Reply<Arc<dyn ReadView>> {
+        Ok(self.shared.view_at(at)?)
+    }
+
+    fn history(&self, address: &[u8]) -> Reply<Vec<crate::access::past::RecordVersion>> {
+        self.shared.check_open()?;
+        let tables = self.shared.engine.lock().past_tables()?;
+        Ok(crate::engine::past::record_versions(
+            tables.versions(address)?,
+        ))
+    }
+
     /// Stops serving (no new connections; requests in flight finish, the rest
     /// are refused unexecuted), then the background thread, then a final
     /// checkpoint. The lock goes when the last reference to the store's state
@@ -343,6 +413,12 @@ impl Backend for Local {
         if self.closing.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // Watches wait for commits, not for their connections: end them
+        // before the server joins its connections' threads.
+        shared
+            .engine
+            .lock()
+            .end_watches("the holder closed the store");
         if let Some(server) = self.server.lock().take() {
             server.stop();
         }
