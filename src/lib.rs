@@ -96,6 +96,9 @@ pub mod backup;
 pub mod maintenance;
 pub mod snapshot;
 
+#[cfg(feature = "web")]
+pub mod web;
+
 #[cfg(feature = "tokio")]
 pub mod async_store;
 #[cfg(feature = "tokio")]
