@@ -386,15 +386,28 @@ pub enum Error {
         hint: String,
     },
 
-    /// A read or watch asked for a revision that etcd no longer keeps: its
-    /// history was compacted past it.
-    #[error("revision {requested} is no longer available: etcd compacted its history{}; \
-        read again from the current revision", describe_compacted(*.compacted))]
+    /// A read or watch asked for a revision the store no longer keeps: log
+    /// retention removed it (an embedded store), or etcd compacted its
+    /// history past it.
+    #[error("revision {requested} is no longer available: the store's history was compacted{}; \
+        read or watch from a later revision", describe_compacted(*.compacted))]
     Compacted {
         /// The revision asked for.
         requested: u64,
-        /// The revision the history was compacted to, when etcd said.
+        /// The first revision still available, when known.
         compacted: Option<u64>,
+    },
+
+    /// A watch ended before its watcher dropped it: it fell too far behind
+    /// (its buffer filled), the store was closed, or its holder went away.
+    /// Watching again from `resume_from` misses nothing and repeats nothing.
+    #[error("the watch was cancelled: {}; watch again from revision {resume_from} to miss nothing",
+        Shown::whole(.reason))]
+    WatchCancelled {
+        /// The first revision the watcher did not get.
+        resume_from: u64,
+        /// Why.
+        reason: String,
     },
 
     /// etcd answered with an error not covered by another variant.
@@ -413,7 +426,9 @@ pub enum Error {
 }
 
 fn describe_compacted(compacted: Option<u64>) -> String {
-    compacted.map_or_else(String::new, |c| format!(" up to revision {c}"))
+    compacted.map_or_else(String::new, |c| {
+        format!(" (the first revision still available is {c})")
+    })
 }
 
 fn describe_place(line: u64, column: Option<u64>, section: Option<&str>) -> String {

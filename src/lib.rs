@@ -56,6 +56,7 @@ mod error;
 #[cfg_attr(not(feature = "testkit"), allow(dead_code, unused_imports))]
 mod etcd;
 mod fs;
+mod history;
 mod key;
 mod log;
 mod options;
@@ -63,12 +64,14 @@ mod serve;
 mod store;
 mod time;
 mod value;
+mod watch;
 mod wire;
 
 pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
 pub use error::{Error, KeyPart, Result, Shown};
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdOptions;
+pub use history::RecordVersion;
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
 pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};
@@ -78,6 +81,7 @@ pub use store::{
 };
 pub use time::{ParseTimestampError, Timestamp};
 pub use value::{MAX_DEPTH, MAX_VALUE_LEN, RawValue, Versioned};
+pub use watch::{Change, DEFAULT_WATCH_BUFFER, Event, Watch, WatchEvent, Watcher};
 
 /// The log format (segment header and frames) this build writes; it reads
 /// this one and every one before. With [`STORE_FORMAT_VERSION`],

@@ -50,6 +50,7 @@ Exit codes:
   5  busy: another process held the store for the whole --wait (or did not answer)
   6  outcome unknown: the process holding the store went away with this command's commit
      in flight; check the record before running the command again
+  7  timed out: `wait --until` did not see its condition hold within --timeout
 
 Examples:
   statelog init

@@ -190,6 +190,34 @@ impl Ctx {
         result
     }
 
+    /// Like [`with_store`](Self::with_store), for commands that keep the
+    /// store open for long (`watch`, `wait`): without a holder, this process
+    /// holds the store and serves the other invocations meanwhile, rather than
+    /// keeping them waiting for its lock.
+    pub fn with_holding_store<T>(
+        &self,
+        work: impl FnOnce(&Store) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let store = self
+            .waiting(|| {
+                Store::open(
+                    &self.store,
+                    self.options(Access::Records, false).serve(true),
+                )
+            })
+            .map_err(|e| self.open_error(e))?;
+        self.after_open(&store);
+        let result = work(&store);
+        if let Err(e) = store.close() {
+            exit::warn(format!(
+                "closing the store at {} failed (what was committed is durable and will be \
+                 replayed at the next open): {e}",
+                Shown::path(&self.store)
+            ));
+        }
+        result
+    }
+
     /// Writes human-readable text to stdout, unless `--quiet`.
     pub fn say(&self, text: impl AsRef<str>) -> anyhow::Result<()> {
         if self.quiet {

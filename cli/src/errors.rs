@@ -89,6 +89,7 @@ fn code_kind(code: Code) -> &'static str {
         Code::NotFound => "not_found",
         Code::Busy => "busy",
         Code::OutcomeUnknown => "outcome_unknown",
+        Code::TimedOut => "timed_out",
     }
 }
 
@@ -233,6 +234,20 @@ fn library(e: &statelog::Error) -> (String, Map<String, Value>) {
         E::SnapshotIo { op, source } => (
             "snapshot_io",
             json!({"op": op, "errno": source.raw_os_error()}),
+        ),
+        E::Compacted {
+            requested,
+            compacted,
+        } => (
+            "compacted",
+            json!({"requested": requested, "first_revision": compacted}),
+        ),
+        E::WatchCancelled {
+            resume_from,
+            reason,
+        } => (
+            "watch_cancelled",
+            json!({"resume_from": resume_from, "reason": reason}),
         ),
         // A kind this build does not know yet: its message says what it is.
         _ => ("error", json!({})),

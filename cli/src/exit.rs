@@ -33,6 +33,7 @@ pub enum Code {
     NotFound = 4,
     Busy = 5,
     OutcomeUnknown = 6,
+    TimedOut = 7,
 }
 
 impl From<Code> for ExitCode {

@@ -119,6 +119,7 @@ fn every_command_prints_its_documented_shape() {
             "namespaces",
             "disk_bytes",
             "replayed_on_open",
+            "first_revision",
         ],
     );
     let export = doc(&s, &["export", "--out", "state.json"]);

@@ -137,6 +137,27 @@ pub(crate) trait Backend: Send + Sync {
             reason: "only the process holding the store runs it".to_owned(),
         }))
     }
+    /// A watch (see [`crate::Watch`]).
+    fn watch(&self, _watch: &crate::watch::Watch) -> Reply<crate::watch::Events> {
+        Err(Fault::Failed(Error::Unsupported {
+            what: "watching a store".to_owned(),
+            reason: "this kind of store cannot be watched through statelog yet".to_owned(),
+        }))
+    }
+    /// A consistent view of the store as it was at a past revision or time.
+    fn snapshot_at(&self, _at: crate::history::At) -> Reply<Arc<dyn ReadView>> {
+        Err(Fault::Failed(Error::Unsupported {
+            what: "reading a store's past".to_owned(),
+            reason: "this kind of store keeps no history statelog can read yet".to_owned(),
+        }))
+    }
+    /// Every version of a record the store still holds, oldest first.
+    fn history(&self, _address: &[u8]) -> Reply<Vec<crate::history::RecordVersion>> {
+        Err(Fault::Failed(Error::Unsupported {
+            what: "a record's history".to_owned(),
+            reason: "this kind of store keeps no history statelog can read yet".to_owned(),
+        }))
+    }
     /// Releases what this backend holds; later calls fail with
     /// [`Error::Closed`].
     fn close(&self) -> Result<()>;

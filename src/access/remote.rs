@@ -320,6 +320,12 @@ fn receive_final(
             Response::Reply(reply) => return Ok(Final::Reply(reply)),
             Response::Failed(e) => return Ok(Final::Failed(e)),
             Response::NotExecuted { reason } => return Ok(Final::NotExecuted(reason)),
+            // Only a watch's connection carries these, after its answer.
+            Response::Watch(_) => {
+                return Err(RecvError::Malformed(
+                    "a watch's event where an answer was due".to_owned(),
+                ));
+            }
         }
     }
 }
@@ -422,28 +428,79 @@ impl Backend for Remote {
     }
 
     fn snapshot(&self) -> Reply<Arc<dyn ReadView>> {
+        self.pin(&m::Request::Pin)
+    }
+
+    fn snapshot_at(&self, at: crate::history::At) -> Reply<Arc<dyn ReadView>> {
+        let request = match at {
+            crate::history::At::Revision(revision) => m::Request::PinAt {
+                revision: Some(revision),
+                time: None,
+            },
+            crate::history::At::Time(time) => m::Request::PinAt {
+                revision: None,
+                time: Some(time.as_micros()),
+            },
+        };
+        self.pin(&request)
+    }
+
+    fn history(&self, address: &[u8]) -> Reply<Vec<crate::history::RecordVersion>> {
+        let request = m::Request::History {
+            address: serde_bytes::ByteBuf::from(address.to_vec()),
+        };
+        match self.link.exchange(&request, false, None)? {
+            m::Reply::History(versions) => convert::versions_from_wire(versions).map_err(|why| {
+                Fault::Failed(Error::Disconnected {
+                    path: self.link.path.clone(),
+                    pid: self.link.holder(),
+                    reason: format!("the holder sent a history that cannot be read ({why})"),
+                })
+            }),
+            other => Err(self.unexpected("a history request", &other)),
+        }
+    }
+
+    fn watch(&self, watch: &crate::watch::Watch) -> Reply<crate::watch::Events> {
         let link = &self.link;
-        let mut channel = link.take()?;
-        if let Err(e) = channel.send(&m::Request::Pin) {
+        // A connection of its own: the holder pushes the events on it.
+        if link.closed.load(Ordering::Acquire) {
+            return Err(Fault::Failed(Error::Closed));
+        }
+        let mut channel = match link.dial(link.wait) {
+            Ok(channel) => channel,
+            Err(Dial::Nobody) => {
+                return Err(Fault::Resend(
+                    "the store's holder no longer serves it".to_owned(),
+                ));
+            }
+            Err(Dial::Failed(e)) => return Err(Fault::Failed(e)),
+        };
+        let request = m::Request::Watch {
+            scope: convert::scope_to_wire(&watch.scope),
+            from: watch.from,
+            prev: watch.prev,
+            buffer: watch.buffer as u64,
+        };
+        if let Err(e) = channel.send(&request) {
             return Err(link.unsent(e, channel));
         }
         match receive_final(&mut channel, None) {
-            Ok(Final::Reply(m::Reply::Pinned { revision, time })) => Ok(Arc::new(RemoteView {
-                link: Arc::clone(link),
-                channel: Mutex::new(Some(channel)),
-                revision,
-                time: Timestamp::from_micros(time),
-                lost: AtomicBool::new(false),
-                last: Mutex::new(None),
-            })),
-            Ok(Final::Reply(other)) => Err(self.unexpected("a snapshot request", &other)),
+            Ok(Final::Reply(m::Reply::Watching)) => {}
+            Ok(Final::Reply(other)) => return Err(self.unexpected("a watch request", &other)),
             Ok(Final::Failed(e)) => {
-                link.give_back(channel);
-                Err(Fault::Failed(wire_error::from_wire(e, &link.path)))
+                return Err(Fault::Failed(wire_error::from_wire(e, &link.path)));
             }
-            Ok(Final::NotExecuted(reason)) => Err(Fault::Resend(reason)),
-            Err(e) => Err(link.unanswered(e, false)),
+            Ok(Final::NotExecuted(reason)) => return Err(Fault::Resend(reason)),
+            Err(e) => return Err(link.unanswered(e, false)),
         }
+        Ok(Box::new(RemoteWatch {
+            link: Arc::clone(link),
+            channel: Some(channel),
+            next: watch.from.map_or(0, |f| f.max(1)),
+            progress: watch.progress,
+            last_yield: Instant::now(),
+        }))
     }
 
     fn commit(&self, request: &Arc<Request>) -> Reply<Outcome> {
@@ -516,6 +573,109 @@ impl Backend for Remote {
 
     fn read_only(&self) -> Option<String> {
         self.link.read_only.lock().clone()
+    }
+}
+
+/// A watch running in the holder, its events read from a connection of its
+/// own.
+struct RemoteWatch {
+    link: Arc<Link>,
+    channel: Option<Channel>,
+    /// The next revision expected (0 until the first event says).
+    next: u64,
+    /// How often the caller wants progress.
+    progress: Option<Duration>,
+    last_yield: Instant,
+}
+
+impl RemoteWatch {
+    fn ended(&mut self, why: String) -> Option<Result<crate::watch::WatchEvent>> {
+        self.channel = None;
+        Some(Err(Error::WatchCancelled {
+            resume_from: self.next.max(1),
+            reason: format!(
+                "{} {why}",
+                crate::error::describe_holder(self.link.holder())
+            ),
+        }))
+    }
+}
+
+impl Iterator for RemoteWatch {
+    type Item = Result<crate::watch::WatchEvent>;
+
+    fn next(&mut self) -> Option<Result<crate::watch::WatchEvent>> {
+        use crate::watch::WatchEvent;
+        loop {
+            let channel = self.channel.as_mut()?;
+            let frame = match channel.receive::<Response>() {
+                Ok(Response::Watch(frame)) => frame,
+                Ok(Response::Failed(e)) => {
+                    self.channel = None;
+                    return Some(Err(wire_error::from_wire(e, &self.link.path)));
+                }
+                Ok(other) => {
+                    return self.ended(format!("sent {other:?} on a watch"));
+                }
+                Err(RecvError::Timeout) => {
+                    return self.ended(format!(
+                        "sent nothing for {:.1} s",
+                        self.link.wait.as_secs_f64()
+                    ));
+                }
+                Err(e) => return self.ended(format!("went away ({e})")),
+            };
+            let event = match convert::watch_event_from_wire(frame) {
+                Ok(event) => event,
+                Err(why) => {
+                    return self.ended(format!("sent an event that cannot be read ({why})"));
+                }
+            };
+            match &event {
+                WatchEvent::Change(change) => {
+                    self.next = change.revision + 1;
+                }
+                WatchEvent::Progress { revision } => {
+                    self.next = self.next.max(revision + 1);
+                    // The holder's progress keeps the connection alive; the
+                    // caller gets it only as often as asked.
+                    match self.progress {
+                        Some(every) if self.last_yield.elapsed() >= every => {}
+                        _ => continue,
+                    }
+                }
+            }
+            self.last_yield = Instant::now();
+            return Some(Ok(event));
+        }
+    }
+}
+
+impl Remote {
+    /// Pins a snapshot (now, or of the past) on a connection of its own.
+    fn pin(&self, request: &m::Request) -> Reply<Arc<dyn ReadView>> {
+        let link = &self.link;
+        let mut channel = link.take()?;
+        if let Err(e) = channel.send(request) {
+            return Err(link.unsent(e, channel));
+        }
+        match receive_final(&mut channel, None) {
+            Ok(Final::Reply(m::Reply::Pinned { revision, time })) => Ok(Arc::new(RemoteView {
+                link: Arc::clone(link),
+                channel: Mutex::new(Some(channel)),
+                revision,
+                time: Timestamp::from_micros(time),
+                lost: AtomicBool::new(false),
+                last: Mutex::new(None),
+            })),
+            Ok(Final::Reply(other)) => Err(self.unexpected("a snapshot request", &other)),
+            Ok(Final::Failed(e)) => {
+                link.give_back(channel);
+                Err(Fault::Failed(wire_error::from_wire(e, &link.path)))
+            }
+            Ok(Final::NotExecuted(reason)) => Err(Fault::Resend(reason)),
+            Err(e) => Err(link.unanswered(e, false)),
+        }
     }
 }
 

@@ -147,6 +147,17 @@ impl Conn<'_> {
                 self.unpin();
                 continue;
             }
+            if let Request::Watch {
+                scope,
+                from,
+                prev,
+                buffer,
+            } = request
+            {
+                // The connection is the watch's until it ends.
+                self.watch(scope, from, prev, buffer);
+                return;
+            }
             let response = if self.state.closing.load(Ordering::Acquire) {
                 Response::NotExecuted {
                     reason: "the holder is closing the store".to_owned(),
@@ -259,7 +270,93 @@ impl Conn<'_> {
             }
             Request::Stats => m::Reply::Stats(convert::stats_to_wire(&shared.stats())),
             Request::Backup { dest } => self.backup(convert::path_from_wire(dest))?,
+            Request::PinAt { revision, time } => {
+                let at = match (revision, time) {
+                    (Some(revision), _) => crate::history::At::Revision(revision),
+                    (None, Some(time)) => {
+                        crate::history::At::Time(crate::time::Timestamp::from_micros(time))
+                    }
+                    (None, None) => {
+                        return Err(Error::InvalidOption {
+                            name: "revision",
+                            reason: "a past snapshot needs a revision or a time".to_owned(),
+                        });
+                    }
+                };
+                let view = shared.view_at(at)?;
+                let reply = m::Reply::Pinned {
+                    revision: view.revision(),
+                    time: view.time().as_micros(),
+                };
+                if self.pinned.replace(view).is_none() {
+                    shared.serving.pinned.fetch_add(1, Ordering::Relaxed);
+                }
+                reply
+            }
+            Request::History { address } => {
+                let (namespace, key) =
+                    crate::key::decode(&address).ok_or_else(|| Error::InvalidKey {
+                        part: crate::KeyPart::Key,
+                        value: String::from_utf8_lossy(&address).into_owned(),
+                        reason: "not a valid address".to_owned(),
+                    })?;
+                crate::key::encode(namespace, key)?;
+                m::Reply::History(convert::versions_to_wire(crate::history::record_versions(
+                    shared.versions(&address)?,
+                )))
+            }
+            // Handled by `serve` before it gets here.
+            Request::Watch { .. } => m::Reply::Done,
         })
+    }
+
+    /// Runs a watch on this connection until it ends or the client goes
+    /// away: the holder's own watch, each event sent as it comes, and a
+    /// progress message whenever the watch is idle for a while, so that the
+    /// client knows the holder is there (its wait measures silence).
+    fn watch(&mut self, scope: m::WatchScope, from: Option<u64>, prev: bool, buffer: u64) {
+        let mut watch = crate::watch::Watch {
+            scope: convert::scope_from_wire(scope),
+            from,
+            prev,
+            buffer: usize::try_from(buffer)
+                .unwrap_or(usize::MAX)
+                .clamp(1, 1 << 20),
+            progress: Some(
+                (self.state.wait / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+            ),
+        };
+        if let Err(e) = watch.scope.check() {
+            let _ = self.answer(Err(e));
+            return;
+        }
+        if self.state.closing.load(Ordering::Acquire) {
+            let _ = self.channel.send(&Response::NotExecuted {
+                reason: "the holder is closing the store".to_owned(),
+            });
+            return;
+        }
+        let events = match self.state.shared.watch(&watch) {
+            Ok(events) => events,
+            Err(e) => {
+                let _ = self.answer(Err(e));
+                return;
+            }
+        };
+        watch.from = None;
+        if self.answer(Ok(m::Reply::Watching)).is_err() {
+            return;
+        }
+        for event in events {
+            let response = match event {
+                Ok(event) => Response::Watch(convert::watch_event_to_wire(event)),
+                Err(e) => Response::Failed(wire::error::to_wire(&e, self.store())),
+            };
+            let last = matches!(response, Response::Failed(_));
+            if self.channel.send(&response).is_err() || last {
+                return;
+            }
+        }
     }
 
     /// A backup run for the client, written by this process: only for a client

@@ -135,6 +135,13 @@ impl Server {
         for (stream, _) in connections.values() {
             let _ = stream.shutdown(Shutdown::Read);
         }
+        // Watches wait for commits, not for their connection: end them.
+        state
+            .shared
+            .engine
+            .lock()
+            .watchers
+            .close("the holder closed the store");
         for (_, (_, thread)) in connections {
             let _ = thread.join();
             state.shared.serving.clients.fetch_sub(1, Ordering::Relaxed);

@@ -23,9 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use redb::ReadableDatabase;
-
-use super::db_error;
 use super::open::LOG_DIR;
 use super::rebuild;
 use super::{Shared, Store};
@@ -168,7 +165,7 @@ impl Shared {
         let log_dir = shared.path.join(LOG_DIR);
 
         // The consistent point: everything up to `revision` is durable in the log.
-        let (applied, txn, needed) = {
+        let (applied, base_at, needed) = {
             let mut engine = shared.engine.lock();
             engine.check_poisoned()?;
             if let Err(e) = engine.log.sync() {
@@ -179,25 +176,38 @@ impl Shared {
             shared
                 .synced_revision
                 .fetch_max(applied.revision, Ordering::AcqRel);
-            let txn = match (&existing, applied.revision) {
-                (None, r) if r > 0 => Some(
-                    shared
-                        .db
-                        .begin_read()
-                        .map_err(db_error(&shared.db_path, "begin a read"))?,
-                ),
-                _ => None,
-            };
             let end = engine.log.position();
-            let needed = match &existing {
-                None => Vec::new(),
-                Some(m) => {
-                    let segments = catalog::list(fs, &log_dir, &shared.store_id)?;
-                    needed_segments(dest, m, &segments, applied.revision, end)?
+            let segments = catalog::list(fs, &log_dir, &shared.store_id)?;
+            // A first run carries all the history the store holds: a base
+            // just before the log's first commit (or at the log's own base,
+            // for a restored store), read from the history index, and every
+            // segment after it, so a restore reaches back as far as the
+            // store's own log does.
+            let base_at = match &existing {
+                Some(_) => None,
+                None => {
+                    let log_first = segments
+                        .first()
+                        .map_or(applied.revision + 1, |s| s.first_revision);
+                    Some(
+                        log_first
+                            .saturating_sub(1)
+                            .max(engine.history_from)
+                            .min(applied.revision),
+                    )
                 }
             };
+            let needed = match (&existing, base_at) {
+                (Some(m), _) => needed_segments(dest, m, &segments, applied.revision, end)?,
+                (None, Some(base)) => {
+                    let mut from = Manifest::new(store_hex.clone(), Timestamp::now());
+                    from.last_revision = base;
+                    needed_segments(dest, &from, &segments, applied.revision, end)?
+                }
+                (None, None) => Vec::new(),
+            };
             engine.backup_pin = needed.first().map(|n| n.segment.first_revision);
-            (applied, txn, needed)
+            (applied, base_at.filter(|b| *b > 0), needed)
         };
         let _unpin = Unpin(shared);
 
@@ -231,20 +241,16 @@ impl Shared {
         };
         // The base, on the first run.
         let mut base_written = None;
-        if let Some(txn) = txn {
-            let name = manifest::base_file_name(applied.revision);
+        if let Some(base_revision) = base_at {
+            let view = shared.view_for_base(base_revision)?;
+            let base_time = view.time();
+            let name = manifest::base_file_name(base_revision);
             let path = dest.join(&name);
             unfinished.files.push((path.clone(), None));
-            let written = rebuild::write_base(
-                fs,
-                &txn,
-                &shared.db_path,
-                &path,
-                &shared.store_id,
-                applied,
-                &mut |records| report_progress(records, 0),
-            )?;
-            drop(txn);
+            let written =
+                rebuild::write_base_from_view(fs, view, &path, &shared.store_id, &mut |records| {
+                    report_progress(records, 0)
+                })?;
             let read_back = archive::crc_prefix(fs, &path, written.bytes)?;
             if read_back != written.crc32 {
                 return Err(invalid(
@@ -256,8 +262,8 @@ impl Shared {
             sync_dir(fs, dest)?;
             manifest.base = Some(BaseEntry {
                 file: name,
-                revision: applied.revision,
-                time: applied.time.to_string(),
+                revision: base_revision,
+                time: base_time.to_string(),
                 records: written.records,
                 bytes: written.bytes,
                 crc32: written.crc32,
@@ -266,12 +272,7 @@ impl Shared {
         }
 
         // The log since the last run.
-        let copy_from = existing.as_ref().map(|m| {
-            needed
-                .first()
-                .map(|n| n.segment.first_revision)
-                .unwrap_or(m.last_revision)
-        });
+        let copy_from = needed.first().map(|n| n.segment.first_revision);
         let mut copied = 0u64;
         let mut segments_copied = 0usize;
         if !needed.is_empty() {

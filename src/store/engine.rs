@@ -92,6 +92,10 @@ pub(crate) struct Engine {
     pub clock: Clock,
     frames: Vec<u8>,
     scratch: Vec<u8>,
+    /// Watchers of the store: each acknowledged batch is handed to them.
+    pub watchers: Arc<crate::watch::hub::Hub>,
+    /// The first revision the history index can answer for.
+    pub history_from: u64,
 }
 
 /// One request's fate inside a batch, before the batch is durable.
@@ -154,6 +158,8 @@ impl Engine {
             clock: Clock::default(),
             frames: Vec::new(),
             scratch: Vec::new(),
+            watchers: Arc::default(),
+            history_from: 0,
         })
     }
 
@@ -213,6 +219,7 @@ impl Engine {
     /// Refuses every later commit (the store is being closed).
     pub(crate) fn close(&mut self) {
         self.closed = true;
+        self.watchers.close("the store was closed");
     }
 
     pub(crate) fn poison(&mut self, error: &Error) {
@@ -224,6 +231,8 @@ impl Engine {
         if self.poisoned.is_none() {
             let cause = error_chain(error);
             tracing::error!(cause = %cause, "the store stops accepting writes until reopened");
+            self.watchers
+                .close(&format!("the store stopped taking commits ({cause})"));
             self.poisoned = Some(cause);
         }
     }
@@ -278,6 +287,7 @@ impl Engine {
             let mut table = txn
                 .open_table(RECORDS)
                 .map_err(db_error(&path, "open the records table"))?;
+            let mut history = crate::history::Writer::open(&txn, &path)?;
             for request in requests {
                 let Some(this_revision) = revision else {
                     // The store's revision is exhausted: every write is refused
@@ -292,6 +302,7 @@ impl Engine {
                 let time = Timestamp::for_commit_after(previous_time, clock);
                 match resolve(
                     &mut table,
+                    &mut history,
                     request,
                     this_revision,
                     time,
@@ -305,6 +316,7 @@ impl Engine {
                         // that cannot be encoded (impossible within the size
                         // limits) fails the whole batch, which then never commits.
                         encode_commit(&ops, this_revision, time, synced, &mut frames)?;
+                        history.revision(this_revision, time, false)?;
                         results.push(Ok(outcome));
                         previous_time = time;
                         last_revision = Some(this_revision);
@@ -363,6 +375,8 @@ impl Engine {
         }
         self.applied = applied;
         self.publish()?;
+        self.watchers
+            .publish(first_revision, last_revision, &frames);
         self.since_checkpoint.commits += last_revision - first_revision + 1;
         self.since_checkpoint.bytes += frames.len() as u64;
         self.commits += last_revision - first_revision + 1;
@@ -555,6 +569,7 @@ impl Engine {
             }
             apply(&mut table, &ops, &mut self.scratch)
                 .map_err(db_error(&path, "write a record"))?;
+            crate::history::Writer::open(&txn, &path)?.revision(revision, load.time, true)?;
         }
         let result = (|| {
             // The log takes the whole base in one step that a crash cannot
@@ -585,6 +600,8 @@ impl Engine {
             return Err(e);
         }
         self.publish()?;
+        self.history_from = revision;
+        self.watchers.publish(revision, revision, &frames);
         self.checkpoint()?;
         Ok(revision)
     }
@@ -601,6 +618,7 @@ impl Engine {
 /// record it replaced; a delete learns what it removed from `remove`.
 fn resolve<'r>(
     table: &mut Table<&[u8], &[u8]>,
+    history: &mut crate::history::Writer<'_>,
     request: &'r Request,
     revision: u64,
     time: Timestamp,
@@ -678,10 +696,16 @@ fn resolve<'r>(
                 let mut meta = next(known.flatten())?;
                 scratch.clear();
                 schema::encode_record(&meta, value, scratch);
-                let replaced = table
+                let replaced = match table
                     .insert(address, scratch.as_slice())
                     .map_err(db_error(path, "write a record"))?
-                    .map(|old| schema::decode_record(old.value()).map(|(m, _)| m));
+                {
+                    None => None,
+                    Some(old) => {
+                        history.superseded(address, old.value(), revision, time)?;
+                        Some(schema::decode_record(old.value()).map(|(m, _)| m))
+                    }
+                };
                 if known.is_none() {
                     // A blind put: the record it replaced decides the version.
                     if let Some(old) = replaced {
@@ -706,10 +730,16 @@ fn resolve<'r>(
                 });
             }
             WriteKind::Delete => {
-                let removed = table
+                let removed = match table
                     .remove(address)
                     .map_err(db_error(path, "remove a record"))?
-                    .map(|old| schema::decode_record(old.value()).map(|(m, _)| m));
+                {
+                    None => None,
+                    Some(old) => {
+                        history.superseded(address, old.value(), revision, time)?;
+                        Some(schema::decode_record(old.value()).map(|(m, _)| m))
+                    }
+                };
                 match removed {
                     None => outcomes.push(WriteOutcome::Absent),
                     Some(old) => {

@@ -23,7 +23,7 @@ use crate::options::Options;
 use crate::serve::Server;
 
 impl Shared {
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -97,6 +97,7 @@ impl Shared {
             log_bytes: engine.log_bytes,
             clients: self.serving.clients.load(Ordering::Relaxed),
             pinned: self.serving.pinned.load(Ordering::Relaxed),
+            first_revision: self.first_revision_locked(&engine).unwrap_or(0),
         }
     }
 
@@ -228,6 +229,21 @@ impl Backend for Local {
 
     fn retain(&self) -> Reply<retention::Outcome> {
         Ok(self.shared.retain()?)
+    }
+
+    fn watch(&self, watch: &crate::watch::Watch) -> Reply<crate::watch::Events> {
+        self.shared.check_open()?;
+        Ok(Box::new(self.shared.watch(watch)?))
+    }
+
+    fn snapshot_at(&self, at: crate::history::At) -> Reply<Arc<dyn ReadView>> {
+        Ok(self.shared.view_at(at)?)
+    }
+
+    fn history(&self, address: &[u8]) -> Reply<Vec<crate::history::RecordVersion>> {
+        Ok(crate::history::record_versions(
+            self.shared.versions(address)?,
+        ))
     }
 
     /// Stops serving (no new connections; requests in flight finish, the rest

@@ -8,7 +8,7 @@
 mod background;
 pub(crate) mod backup;
 mod commit;
-mod engine;
+pub(crate) mod engine;
 pub(crate) mod identity;
 pub(crate) mod inspect;
 pub(crate) mod local;
@@ -462,6 +462,59 @@ impl Store {
     /// reaching it ([`Error::Busy`] when it does not answer).
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot::new(self.call(|b| b.snapshot())?))
+    }
+
+    /// A snapshot of the store as it was right after the commit at
+    /// `revision`: the same records, metadata and values a snapshot taken
+    /// then would have read, from the history the store still holds (see
+    /// [`Stats::first_revision`]).
+    ///
+    /// # Errors
+    /// [`Error::Compacted`] naming the first revision still available when
+    /// `revision` is older; [`Error::InvalidOption`] for a revision after the
+    /// current one; [`Error::Unsupported`] on etcd; what
+    /// [`snapshot`](Self::snapshot) returns.
+    pub fn snapshot_at_revision(&self, revision: u64) -> Result<Snapshot> {
+        Ok(Snapshot::new(self.call(|b| {
+            b.snapshot_at(crate::history::At::Revision(revision))
+        })?))
+    }
+
+    /// A snapshot of the store as the commits before `time` left it (the
+    /// same rule as a restore's `--to-time`).
+    ///
+    /// # Errors
+    /// As [`snapshot_at_revision`](Self::snapshot_at_revision).
+    pub fn snapshot_at_time(&self, time: Timestamp) -> Result<Snapshot> {
+        Ok(Snapshot::new(
+            self.call(|b| b.snapshot_at(crate::history::At::Time(time)))?,
+        ))
+    }
+
+    /// Every version of a record the store still holds, oldest first: each
+    /// commit that wrote or deleted it, with its revision, time and value.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`]; [`Error::Unsupported`] on etcd; the errors of
+    /// reaching the store.
+    pub fn history(&self, namespace: &str, key: &str) -> Result<Vec<crate::RecordVersion>> {
+        let address = crate::key::encode(namespace, key)?;
+        self.call(|b| b.history(&address))
+    }
+
+    /// Watches the store's commits (see [`Watch`](crate::Watch)): every
+    /// acknowledged commit touching the watch's records, whole, in revision
+    /// order, from its starting revision on. Works the same through a
+    /// holder; the watcher ends with an error saying where to resume when
+    /// the holder goes away.
+    ///
+    /// # Errors
+    /// [`Error::Compacted`] when the starting revision is older than the
+    /// log holds (naming the first one it does); [`Error::InvalidKey`];
+    /// [`Error::Unsupported`] on etcd; the errors of reaching the store.
+    pub fn watch(&self, watch: crate::Watch) -> Result<crate::Watcher> {
+        watch.scope.check()?;
+        Ok(crate::Watcher::new(self.call(|b| b.watch(&watch))?))
     }
 
     /// Runs `f` on one consistent snapshot.

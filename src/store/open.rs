@@ -221,6 +221,9 @@ fn open_store(
     engine.retention = options.retention;
     engine.clock = options.clock.clone();
     engine.backed_up = backed_up;
+    engine.history_from =
+        crate::history::floor(&db, &engine.db_path, applied.revision, read_only.is_none())
+            .map_err(fail)?;
     let read_only = read_only.is_some_and(|why| {
         engine.read_only = Some(why);
         true

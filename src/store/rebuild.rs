@@ -472,6 +472,41 @@ pub(crate) fn write_base(
     writer.finish()
 }
 
+/// Writes the records of `view` (a past revision's) as a base segment at
+/// `path`.
+pub(crate) fn write_base_from_view(
+    fs: &dyn Fs,
+    view: std::sync::Arc<dyn crate::access::ReadView>,
+    path: &Path,
+    store_id: &StoreId,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BaseWritten> {
+    let mut writer =
+        BaseWriter::create(fs, path, store_id, view.revision(), view.time().as_micros())?;
+    let mut count = 0;
+    let entries = view.range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
+    for entry in entries {
+        let entry = entry?;
+        let (namespace, key_text) = key::decode(&entry.address).unwrap_or(("?", "?"));
+        let meta = entry.meta;
+        writer.put(archive::base_put(
+            namespace,
+            key_text,
+            meta.version,
+            meta.create_revision,
+            meta.mod_revision,
+            meta.updated_at.as_micros(),
+            &entry.value,
+        ))?;
+        count += 1;
+        if count % 4096 == 0 {
+            progress(count);
+        }
+    }
+    progress(count);
+    writer.finish()
+}
+
 /// What [`rebase_log`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rebased {

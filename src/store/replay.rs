@@ -50,8 +50,11 @@ enum Expect {
 struct Pending {
     /// Checked against the stored record when the chunk is applied.
     expect: Expect,
-    /// Revision of the first operation, for messages.
+    /// Revision of the first operation, for messages (and the end of the
+    /// stored version it replaces, in the history).
     first_revision: u64,
+    /// Its commit time.
+    first_time: Timestamp,
     /// The state after the last operation: `None` once deleted.
     state: Option<(Meta, Vec<u8>)>,
 }
@@ -63,6 +66,11 @@ pub(crate) struct Replayer<'db> {
     pending: HashMap<Vec<u8>, Pending>,
     pending_bytes: usize,
     pending_commits: u64,
+    /// Versions the chunk's commits superseded among themselves (address,
+    /// metadata, value, end, end time), for the history index.
+    superseded: Vec<(Vec<u8>, Meta, Vec<u8>, u64, Timestamp)>,
+    /// The chunk's commits: revision, time, base.
+    revisions: Vec<(u64, Timestamp, bool)>,
     /// The state reached by the commits seen so far (applied or pending).
     applied: Applied,
     scratch: Vec<u8>,
@@ -76,6 +84,8 @@ impl<'db> Replayer<'db> {
             pending: HashMap::new(),
             pending_bytes: 0,
             pending_commits: 0,
+            superseded: Vec::new(),
+            revisions: Vec::new(),
             applied,
             scratch: Vec::new(),
         }
@@ -94,7 +104,7 @@ impl<'db> Replayer<'db> {
                 self.fold(op, revision, time, part.base)?;
             }
         }
-        self.commit_done(revision, time, end)
+        self.commit_done(revision, time, first.base, end)
     }
 
     /// Takes one part of a commit as it is read, so that a commit larger than
@@ -115,12 +125,19 @@ impl<'db> Replayer<'db> {
             }
             return Ok(());
         }
-        self.commit_done(revision, time, end)
+        self.commit_done(revision, time, part.base, end)
     }
 
     /// Counts a complete commit (at `revision`, the log continuing at `end`),
     /// and applies the chunk once it is full.
-    fn commit_done(&mut self, revision: u64, time: Timestamp, end: Position) -> Result<()> {
+    fn commit_done(
+        &mut self,
+        revision: u64,
+        time: Timestamp,
+        base: bool,
+        end: Position,
+    ) -> Result<()> {
+        self.revisions.push((revision, time, base));
         self.applied = Applied {
             revision,
             position: end,
@@ -171,7 +188,12 @@ impl<'db> Replayer<'db> {
                         return Err(self.diverged(revision, namespace, key, what));
                     }
                 }
-                pending.state = after;
+                if let Some((meta, value)) = std::mem::replace(&mut pending.state, after)
+                    && meta.mod_revision < revision
+                {
+                    self.pending_bytes += value.len() + address.len();
+                    self.superseded.push((address, meta, value, revision, time));
+                }
             }
             None => {
                 self.pending.insert(
@@ -179,6 +201,7 @@ impl<'db> Replayer<'db> {
                     Pending {
                         expect,
                         first_revision: revision,
+                        first_time: time,
                         state: after,
                     },
                 );
@@ -201,23 +224,42 @@ impl<'db> Replayer<'db> {
             let mut table = txn
                 .open_table(RECORDS)
                 .map_err(db_error(&path, "open the records table"))?;
+            let mut history = crate::history::Writer::open(&txn, &path)?;
+            for (revision, time, base) in self.revisions.drain(..) {
+                history.revision(revision, time, base)?;
+            }
+            self.superseded
+                .sort_unstable_by(|a, b| (&a.0, a.1.mod_revision).cmp(&(&b.0, b.1.mod_revision)));
+            for (address, meta, value, end, end_time) in self.superseded.drain(..) {
+                history.superseded_parts(&address, &meta, &value, end, end_time)?;
+            }
             for (address, pending) in entries {
                 // Write first and check the record it replaced: one B-tree walk per
                 // key. A mismatch returns before the transaction commits, so it is
                 // dropped and nothing of the chunk lands.
-                let replaced = match &pending.state {
+                let old = match &pending.state {
                     Some((meta, value)) => {
                         self.scratch.clear();
                         schema::encode_record(meta, value, &mut self.scratch);
                         table
                             .insert(address.as_slice(), self.scratch.as_slice())
                             .map_err(db_error(&path, "write a record"))?
-                            .map(|old| schema::decode_record(old.value()).map(|(m, _)| m))
                     }
                     None => table
                         .remove(address.as_slice())
-                        .map_err(db_error(&path, "remove a record"))?
-                        .map(|old| schema::decode_record(old.value()).map(|(m, _)| m)),
+                        .map_err(db_error(&path, "remove a record"))?,
+                };
+                let replaced = match old {
+                    None => None,
+                    Some(old) => {
+                        history.superseded(
+                            &address,
+                            old.value(),
+                            pending.first_revision,
+                            pending.first_time,
+                        )?;
+                        Some(schema::decode_record(old.value()).map(|(m, _)| m))
+                    }
                 };
                 let (namespace, key) = key::decode(&address).unwrap_or(("?", "?"));
                 let current = match replaced {

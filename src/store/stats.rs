@@ -31,4 +31,8 @@ pub struct Stats {
     /// Snapshots those connections have pinned now (each keeps an old
     /// revision of the state database alive until released).
     pub pinned: u64,
+    /// The first revision the store can still read back: watches may start
+    /// there and reads at a past revision may ask for it or any later one
+    /// (log retention moves it on). 0 when not known (a store on etcd).
+    pub first_revision: u64,
 }

@@ -238,6 +238,7 @@ pub fn stats_to_wire(stats: &Stats) -> m::Stats {
         log_bytes: stats.log_bytes,
         clients: stats.clients,
         pinned: stats.pinned,
+        first_revision: stats.first_revision,
     }
 }
 
@@ -256,6 +257,7 @@ pub fn stats_from_wire(stats: m::Stats) -> Stats {
         log_bytes: stats.log_bytes,
         clients: stats.clients,
         pinned: stats.pinned,
+        first_revision: stats.first_revision,
     }
 }
 
@@ -337,4 +339,133 @@ pub fn progress_from_wire(p: m::Progress) -> BackupProgress {
             bytes_to_copy,
         },
     }
+}
+
+/// A watch's scope to the wire.
+pub(crate) fn scope_to_wire(scope: &crate::watch::Scope) -> m::WatchScope {
+    use crate::watch::Scope;
+    match scope.clone() {
+        Scope::All => m::WatchScope::All,
+        Scope::Namespace(namespace) => m::WatchScope::Namespace { namespace },
+        Scope::Key(namespace, key) => m::WatchScope::Key { namespace, key },
+        Scope::Prefix(namespace, prefix) => m::WatchScope::Prefix { namespace, prefix },
+    }
+}
+
+/// A watch's scope from the wire.
+pub(crate) fn scope_from_wire(scope: m::WatchScope) -> crate::watch::Scope {
+    use crate::watch::Scope;
+    match scope {
+        m::WatchScope::All => Scope::All,
+        m::WatchScope::Namespace { namespace } => Scope::Namespace(namespace),
+        m::WatchScope::Key { namespace, key } => Scope::Key(namespace, key),
+        m::WatchScope::Prefix { namespace, prefix } => Scope::Prefix(namespace, prefix),
+    }
+}
+
+fn versioned_to_wire(v: crate::value::Versioned<crate::value::RawValue>) -> m::Record {
+    let meta = Meta {
+        version: v.version,
+        create_revision: v.create_revision,
+        mod_revision: v.mod_revision,
+        updated_at: v.updated_at,
+    };
+    m::Record {
+        meta: meta_to_wire(&meta),
+        value: ByteBuf::from(v.value.into_msgpack()),
+    }
+}
+
+fn versioned_from_wire(record: m::Record) -> crate::value::Versioned<crate::value::RawValue> {
+    let stored = stored_from_wire(record);
+    crate::value::Versioned::new(
+        crate::value::RawValue::from_trusted(stored.value),
+        stored.meta,
+    )
+}
+
+/// A watch's event to the wire.
+pub(crate) fn watch_event_to_wire(event: crate::watch::WatchEvent) -> m::WatchFrame {
+    match event {
+        crate::watch::WatchEvent::Progress { revision } => m::WatchFrame::Progress { revision },
+        crate::watch::WatchEvent::Change(change) => m::WatchFrame::Change {
+            revision: change.revision,
+            time: change.time.as_micros(),
+            events: change
+                .events
+                .into_iter()
+                .map(|e| m::WatchEvent {
+                    namespace: e.namespace,
+                    key: e.key,
+                    value: e.value.map(versioned_to_wire),
+                    deleted_version: e.deleted_version,
+                    prev: e.prev.map(versioned_to_wire),
+                })
+                .collect(),
+        },
+    }
+}
+
+/// A watch's event from the wire. The values came from the holder's own
+/// log and state database; they are checked as MessagePack all the same.
+pub(crate) fn watch_event_from_wire(
+    frame: m::WatchFrame,
+) -> Result<crate::watch::WatchEvent, String> {
+    Ok(match frame {
+        m::WatchFrame::Progress { revision } => crate::watch::WatchEvent::Progress { revision },
+        m::WatchFrame::Change {
+            revision,
+            time,
+            events,
+        } => {
+            let mut out = Vec::with_capacity(events.len());
+            for e in events {
+                for record in e.value.iter().chain(e.prev.iter()) {
+                    crate::value::check_msgpack(&record.value)?;
+                }
+                out.push(crate::watch::Event {
+                    namespace: e.namespace,
+                    key: e.key,
+                    value: e.value.map(versioned_from_wire),
+                    deleted_version: e.deleted_version,
+                    prev: e.prev.map(versioned_from_wire),
+                });
+            }
+            crate::watch::WatchEvent::Change(crate::watch::Change {
+                revision,
+                time: Timestamp::from_micros(time),
+                events: out,
+            })
+        }
+    })
+}
+
+/// A record's versions to the wire.
+pub(crate) fn versions_to_wire(versions: Vec<crate::history::RecordVersion>) -> Vec<m::Version> {
+    versions
+        .into_iter()
+        .map(|v| m::Version {
+            revision: v.revision,
+            time: v.time.as_micros(),
+            value: v.value.map(versioned_to_wire),
+        })
+        .collect()
+}
+
+/// A record's versions from the wire.
+pub(crate) fn versions_from_wire(
+    versions: Vec<m::Version>,
+) -> Result<Vec<crate::history::RecordVersion>, String> {
+    let mut out = Vec::with_capacity(versions.len());
+    for v in versions {
+        if let Some(record) = &v.value {
+            crate::value::check_msgpack(&record.value)?;
+        }
+        out.push(crate::history::RecordVersion {
+            revision: v.revision,
+            time: Timestamp::from_micros(v.time),
+            value: v.value.map(versioned_from_wire),
+        });
+    }
+    Ok(out)
 }

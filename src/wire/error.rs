@@ -180,6 +180,10 @@ pub enum WireError {
         code: String,
         message: String,
     },
+    WatchCancelled {
+        resume_from: u64,
+        reason: String,
+    },
 }
 
 fn path_to_wire(path: &Path, store: &Path) -> WirePath {
@@ -444,6 +448,13 @@ pub fn to_wire(e: &Error, store: &Path) -> WireError {
             code: code.clone(),
             message: message.clone(),
         },
+        Error::WatchCancelled {
+            resume_from,
+            reason,
+        } => WireError::WatchCancelled {
+            resume_from: *resume_from,
+            reason: reason.clone(),
+        },
     }
 }
 
@@ -641,6 +652,13 @@ pub fn from_wire(e: WireError, store: &Path) -> Error {
             op: intern(op),
             code,
             message,
+        },
+        WireError::WatchCancelled {
+            resume_from,
+            reason,
+        } => Error::WatchCancelled {
+            resume_from,
+            reason,
         },
     }
 }

@@ -174,6 +174,9 @@ pub struct Stats {
     /// Snapshots pinned by them.
     #[serde(default)]
     pub pinned: u64,
+    /// The first revision the store can read back.
+    #[serde(default)]
+    pub first_revision: u64,
 }
 
 /// What a backup run did (see [`crate::backup::BackupReport`]).
@@ -285,6 +288,106 @@ pub enum Request {
         /// The backup directory.
         dest: ByteBuf,
     },
+    /// Makes this connection a watch: answered by [`Reply::Watching`] (or
+    /// the error, such as a compacted starting revision), then
+    /// [`Response::Watch`] messages until the watch ends with
+    /// [`Response::Failed`]. The client ends it by closing the connection.
+    Watch {
+        /// What to watch.
+        scope: WatchScope,
+        /// The first revision wanted; `None`: the next commit.
+        from: Option<u64>,
+        /// Whether events carry the record's previous version.
+        prev: bool,
+        /// Batches the holder may queue for this watch.
+        buffer: u64,
+    },
+    /// Pins a snapshot of the past (a revision, or the commits before a
+    /// time in µs), like [`Request::Pin`]. Answer: [`Reply::Pinned`].
+    PinAt {
+        /// The revision.
+        revision: Option<u64>,
+        /// The time.
+        time: Option<i64>,
+    },
+    /// Every version of a record the store holds. Answer:
+    /// [`Reply::History`].
+    History {
+        /// The record.
+        address: ByteBuf,
+    },
+}
+
+/// What a watch covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WatchScope {
+    /// Every record.
+    All,
+    /// One namespace.
+    Namespace {
+        /// The namespace.
+        namespace: String,
+    },
+    /// One record.
+    Key {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
+    /// The keys of a namespace with a prefix.
+    Prefix {
+        /// The namespace.
+        namespace: String,
+        /// The prefix.
+        prefix: String,
+    },
+}
+
+/// One record written by a watched commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// The namespace.
+    pub namespace: String,
+    /// The key.
+    pub key: String,
+    /// What was written; `None`: deleted.
+    pub value: Option<Record>,
+    /// The version a delete removed.
+    pub deleted_version: u64,
+    /// The version before, when asked for.
+    pub prev: Option<Record>,
+}
+
+/// What a watch connection carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WatchFrame {
+    /// A commit's events in scope.
+    Change {
+        /// The revision.
+        revision: u64,
+        /// Its commit time (µs).
+        time: i64,
+        /// The events.
+        events: Vec<WatchEvent>,
+    },
+    /// Nothing in scope up to `revision` (also sent to show the holder is
+    /// there).
+    Progress {
+        /// The revision.
+        revision: u64,
+    },
+}
+
+/// One version of a record's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The commit's revision.
+    pub revision: u64,
+    /// Its time (µs).
+    pub time: i64,
+    /// What it wrote; `None`: it deleted the record.
+    pub value: Option<Record>,
 }
 
 /// A final answer's content.
@@ -327,6 +430,10 @@ pub enum Reply {
     Stats(Stats),
     /// A backup's report.
     Backup(BackupReport),
+    /// The watch runs: [`Response::Watch`] messages follow.
+    Watching,
+    /// A record's versions, oldest first.
+    History(Vec<Version>),
 }
 
 /// Progress of a long request (so the client's wait measures silence, not
@@ -359,6 +466,8 @@ pub enum Response {
         /// Why.
         reason: String,
     },
+    /// A watch's next message (not final: the watch goes on).
+    Watch(WatchFrame),
 }
 
 /// Encodes a message as MessagePack with named fields, appending to `out`.

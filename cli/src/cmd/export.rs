@@ -95,6 +95,8 @@ pub struct Args {
     /// if missing
     #[arg(long, short, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub at: super::past::AtArgs,
 }
 
 #[derive(Serialize)]
@@ -139,11 +141,16 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
 
     ctx.with_store(Access::Scan, |store| {
         let result = match &out {
-            Some(path) => {
-                write_atomically(path, |file| export(store, bar.wrap_write(file), &options))
-            }
-            None => export(store, bar.wrap_write(std::io::stdout().lock()), &options)
-                .map(|summary| (summary, None)),
+            Some(path) => write_atomically(path, |file| {
+                export(store, &args.at, bar.wrap_write(file), &options)
+            }),
+            None => export(
+                store,
+                &args.at,
+                bar.wrap_write(std::io::stdout().lock()),
+                &options,
+            )
+            .map(|summary| (summary, None)),
         };
         bar.finish_and_clear();
         let (summary, created) = result?;
@@ -182,10 +189,12 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
 
 fn export(
     store: &Store,
+    at: &super::past::AtArgs,
     out: impl Write,
     options: &ExportOptions,
 ) -> anyhow::Result<ExportSummary> {
-    snapshot::export(store, out, options).context("the export failed")
+    let snap = at.snapshot(store)?;
+    snapshot::export_snapshot(&snap, out, options).context("the export failed")
 }
 
 /// Runs `write` on a temporary file beside `path`, syncs it, renames it over

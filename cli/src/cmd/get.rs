@@ -25,7 +25,8 @@ pub const EXAMPLES: &str = r#"Examples:
   statelog get jobs job42                # the value, indented JSON
   statelog get jobs job42 --field status # running (raw: no quotes)
   statelog get jobs job42 --meta         # with version, revisions and time
-  statelog get jobs job42 --json | jq .version"#;
+  statelog get jobs job42 --json | jq .version
+  statelog get jobs job42 --at-revision 120  # as it was at revision 120"#;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,6 +40,8 @@ pub struct Args {
     /// Print only this field (a.b.c), strings without quotes; exit 4 if absent
     #[arg(long, value_name = "PATH", value_parser = FieldPath::parse, conflicts_with = "meta")]
     pub field: Option<FieldPath>,
+    #[command(flatten)]
+    pub at: super::past::AtArgs,
 }
 
 #[derive(Serialize)]
@@ -54,9 +57,13 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let (ns, key) = (args.namespace.as_str(), args.key.as_str());
     let shown = format!("{}/{}", Shown::new(ns), Shown::new(key));
     ctx.with_store(Access::Records, |store| {
-        let record = store
-            .get_raw(ns, key)?
-            .ok_or_else(|| fail(Code::NotFound, format!("{shown} does not exist")))?;
+        let record = if args.at.is_past() {
+            args.at.snapshot(store)?.get_raw(ns, key)?
+        } else {
+            store.get_raw(ns, key)?
+        };
+        let record =
+            record.ok_or_else(|| fail(Code::NotFound, format!("{shown} does not exist")))?;
         if let Some(path) = &args.field {
             let tree = fields::decode(&record.value).map_err(anyhow::Error::msg)?;
             let value = fields::lookup(&tree, path)

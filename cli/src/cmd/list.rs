@@ -39,6 +39,8 @@ pub struct Args {
     /// Print only the keys, one per line
     #[arg(long, requires = "namespace")]
     pub keys: bool,
+    #[command(flatten)]
+    pub at: super::past::AtArgs,
 }
 
 #[derive(Serialize)]
@@ -59,7 +61,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     // while read k; do statelog get jobs "$k"; done`) must not wait for a lock
     // held by a list blocked on a full pipe.
     let output = ctx.with_store(Access::Records, |store| {
-        let snapshot = store.snapshot()?;
+        let snapshot = args.at.snapshot(store)?;
         match &args.namespace {
             None => namespaces(ctx, &snapshot),
             Some(ns) => records(ctx, &snapshot, ns, &args),

@@ -13,17 +13,21 @@ mod completions;
 mod del;
 mod export;
 mod get;
+mod history;
 mod import;
 mod incr;
 mod init;
 mod list;
 mod man;
+mod past;
 mod patch;
 mod repair;
 mod restore;
 mod serve;
 mod set;
 mod stats;
+mod wait;
+mod watch;
 
 use clap::Subcommand;
 use statelog::{RawValue, Shown, Store};
@@ -102,6 +106,16 @@ pub enum Command {
     /// SIGINT or SIGTERM (then finish what is in flight, checkpoint, exit 0)
     #[command(after_help = serve::EXAMPLES)]
     Serve(S<serve::Args>),
+    /// Print every change to the store (a namespace, a record, a key prefix)
+    /// as it happens, or from a past revision; or run a command per change
+    #[command(after_help = watch::EXAMPLES)]
+    Watch(S<watch::Args>),
+    /// Wait until a record's field holds a value (exit 7 after --timeout)
+    #[command(after_help = wait::EXAMPLES)]
+    Wait(S<wait::Args>),
+    /// Print every version of a record the store still holds
+    #[command(after_help = history::EXAMPLES)]
+    History(S<history::Args>),
     /// Print a completion script for a shell (bash, zsh, fish, ...)
     #[command(after_help = completions::EXAMPLES)]
     Completions(completions::Args),
@@ -129,6 +143,9 @@ impl Command {
             Command::Repair(w) => repair::run(w.args, ctx),
             Command::Compact(w) => compact::run(w.args, ctx),
             Command::Serve(w) => serve::run(w.args, ctx),
+            Command::Watch(w) => watch::run(w.args, ctx),
+            Command::Wait(w) => wait::run(w.args, ctx),
+            Command::History(w) => history::run(w.args, ctx),
             Command::Completions(args) => completions::run(args),
             Command::Man(args) => man::run(args),
         }

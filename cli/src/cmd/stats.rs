@@ -2,7 +2,8 @@
 //!
 //! `--json` prints `{"store", "id", "revision", "checkpoint_revision",
 //! "records", "namespaces": [{"namespace", "records"}, ...], "disk_bytes",
-//! "replayed_on_open"}`. `disk_bytes` is the size of every file in the store
+//! "replayed_on_open", "first_revision"}`. `first_revision` is the first
+//! revision the store can still read back (`watch --rev`, `--at-revision`). `disk_bytes` is the size of every file in the store
 //! directory (log segments are preallocated in steps, so it grows in steps);
 //! `replayed_on_open` is what this open had to replay after an unclean
 //! shutdown.
@@ -38,6 +39,7 @@ struct StatsDoc {
     namespaces: Vec<NamespaceDoc>,
     disk_bytes: u64,
     replayed_on_open: u64,
+    first_revision: u64,
 }
 
 pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
@@ -58,6 +60,7 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
             namespaces,
             disk_bytes: dir_size(store.path()),
             replayed_on_open: stats.replayed_on_open,
+            first_revision: stats.first_revision,
         };
         if ctx.json {
             ctx.print_json(&doc)?;
@@ -85,6 +88,10 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
                 plural(n.records, "record", "records")
             ));
         }
+        text.push_str(&format!(
+            "history    from revision {} (watch, --at-revision)\n",
+            doc.first_revision
+        ));
         text.push_str(&format!("disk       {}", bytes(doc.disk_bytes)));
         if doc.replayed_on_open > 0 {
             text.push_str(&format!(

@@ -505,7 +505,9 @@ pub fn backup_and_stats(way: &dyn Way) {
         )
         .unwrap();
     assert!(first.full);
-    assert_eq!((first.revision, first.base_records), (20, 20));
+    // The whole log is there from revision 1: no base needed.
+    assert_eq!((first.revision, first.base_revision), (20, 0));
+    assert!(first.log_bytes_copied > 0);
     assert_eq!(first.destination, dest);
     store.put("jobs", "j0", &100).unwrap();
     let next = store.backup(&dest).unwrap();
@@ -649,4 +651,210 @@ pub fn errors(way: &dyn Way) {
             "no {variant} among {expected:#?}"
         );
     }
+}
+
+/// Watching and the past: events whole and in order (caught up from the log,
+/// then live), previous values, scopes; histories; snapshots at a revision
+/// and a time; what is refused.
+pub fn watch_and_history(way: &dyn Way) {
+    use statelog::{Watch, WatchEvent};
+    use std::time::Duration;
+    let dir = crate::common::store_dir();
+    let reached = open(way, &dir);
+    let store = reached.store();
+    let mut exports = Vec::new();
+    let export_now = |snapshot: &statelog::Snapshot| {
+        let mut out = Vec::new();
+        snapshot::export_snapshot(snapshot, &mut out, &ExportOptions::new(Format::Json)).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    for (i, status) in ["queued", "running", "done"].iter().enumerate() {
+        store
+            .put(
+                "jobs",
+                "build",
+                &Task {
+                    status: (*status).into(),
+                    progress: i as u32,
+                },
+            )
+            .unwrap();
+        exports.push(export_now(&store.snapshot().unwrap()));
+    }
+    store.put("jobs", "test", &Task::default()).unwrap();
+    store.delete("jobs", "test").unwrap();
+    exports.push(export_now(&store.snapshot().unwrap()));
+    let mut watcher = store
+        .watch(
+            Watch::namespace("jobs")
+                .from(2)
+                .prev(true)
+                .progress(Duration::from_millis(20)),
+        )
+        .unwrap();
+    // A commit made after the watch began arrives after the caught-up ones.
+    store
+        .put(
+            "jobs",
+            "build",
+            &Task {
+                status: "again".into(),
+                progress: 9,
+            },
+        )
+        .unwrap();
+    store.put("other", "x", &1).unwrap();
+    let mut seen = Vec::new();
+    for event in watcher.by_ref() {
+        match event.unwrap() {
+            WatchEvent::Change(change) => {
+                assert_eq!(change.events.len(), 1);
+                let e = &change.events[0];
+                let prev = e
+                    .prev
+                    .as_ref()
+                    .map(|p| p.value.decode::<Task>().unwrap().status);
+                seen.push((change.revision, e.key.clone(), e.is_delete(), prev));
+            }
+            WatchEvent::Progress { revision } => {
+                if revision >= 7 {
+                    break;
+                }
+            }
+        }
+    }
+    let s = |x: &str| Some(x.to_owned());
+    assert_eq!(
+        seen,
+        vec![
+            (2, "build".to_owned(), false, s("queued")),
+            (3, "build".to_owned(), false, s("running")),
+            (4, "test".to_owned(), false, None),
+            (5, "test".to_owned(), true, s("")),
+            (6, "build".to_owned(), false, s("done")),
+        ]
+    );
+    drop(watcher);
+    let history: Vec<(u64, Option<String>)> = store
+        .history("jobs", "build")
+        .unwrap()
+        .into_iter()
+        .map(|v| {
+            (
+                v.revision,
+                v.value.map(|v| v.value.decode::<Task>().unwrap().status),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            (1, s("queued")),
+            (2, s("running")),
+            (3, s("done")),
+            (6, s("again"))
+        ]
+    );
+    let deleted = store.history("jobs", "test").unwrap();
+    assert_eq!(deleted.len(), 2);
+    assert!(deleted[1].value.is_none());
+    assert_eq!(deleted[1].revision, 5);
+    for (r, expected) in [
+        (1u64, &exports[0]),
+        (2, &exports[1]),
+        (3, &exports[2]),
+        (5, &exports[3]),
+    ] {
+        assert_eq!(
+            &export_now(&store.snapshot_at_revision(r).unwrap()),
+            expected,
+            "at {r}"
+        );
+    }
+    let third = store.snapshot_at_revision(3).unwrap();
+    let time = third
+        .get::<Task>("jobs", "build")
+        .unwrap()
+        .unwrap()
+        .updated_at;
+    let before_third = store.snapshot_at_time(time).unwrap();
+    assert_eq!(before_third.revision().unwrap(), 2);
+    assert_eq!(store.stats().first_revision, 1);
+    // What is refused, the same way.
+    let err = store.snapshot_at_revision(99).unwrap_err();
+    assert!(matches!(err, Error::InvalidOption { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("after the store's current revision 7"),
+        "{err}"
+    );
+    let err = store.watch(Watch::key("jobs", "bad\nkey")).unwrap_err();
+    assert!(matches!(err, Error::InvalidKey { .. }), "{err:?}");
+}
+
+/// A watch through `statelog serve` whose holder is killed (SIGKILL) or
+/// closes (SIGTERM): the watcher ends with `WatchCancelled` naming the next
+/// revision it lacks, and a watch from there (the handle takes the store
+/// over, or reaches the new holder) misses nothing and repeats nothing.
+pub fn a_watch_outlives_its_holder(kill: bool) {
+    use statelog::{Watch, WatchEvent};
+    let dir = crate::common::store_dir();
+    let path = dir.path().join("store");
+    Store::open(&path, Options::default().serve(false))
+        .unwrap()
+        .close()
+        .unwrap();
+    let mut serve = crate::ways::start_serve(&path);
+    let store = Store::open(&path, Options::default()).unwrap();
+    assert!(!store.is_holder());
+    let mut watcher = store.watch(Watch::all().from(1)).unwrap();
+    for i in 0..5 {
+        store.put("jobs", &format!("j{i}"), &i).unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        if let WatchEvent::Change(c) = watcher.next().unwrap().unwrap() {
+            seen.push(c.revision);
+        }
+    }
+    if kill {
+        serve.kill().unwrap();
+        serve.wait().unwrap();
+    } else {
+        crate::ways::stop_serve(&mut serve);
+    }
+    let err = loop {
+        match watcher.next() {
+            Some(Ok(WatchEvent::Change(c))) => seen.push(c.revision),
+            Some(Ok(WatchEvent::Progress { .. })) => {}
+            Some(Err(e)) => break e,
+            None => panic!("the watch ended without saying where to resume"),
+        }
+    };
+    let Error::WatchCancelled { resume_from, .. } = &err else {
+        panic!("expected WatchCancelled, got {err:?}");
+    };
+    assert_eq!(*resume_from, 6, "{err}");
+    assert!(
+        err.to_string().contains("watch again from revision 6"),
+        "{err}"
+    );
+    // The handle reaches the store again (here it takes it over).
+    for i in 5..8 {
+        store.put("jobs", &format!("j{i}"), &i).unwrap();
+    }
+    let watcher = store
+        .watch(
+            Watch::all()
+                .from(*resume_from)
+                .progress(std::time::Duration::from_millis(20)),
+        )
+        .unwrap();
+    for event in watcher {
+        match event.unwrap() {
+            WatchEvent::Change(c) => seen.push(c.revision),
+            WatchEvent::Progress { .. } => break,
+        }
+    }
+    assert_eq!(seen, (1..=8).collect::<Vec<_>>());
 }

@@ -64,6 +64,11 @@ macro_rules! behaviours {
         fn errors() {
             behaviour::errors(&$way);
         }
+
+        #[test]
+        fn watch_and_history() {
+            behaviour::watch_and_history(&$way);
+        }
     };
 }
 
@@ -99,6 +104,16 @@ mod in_process_holder {
 
 mod serve_process {
     behaviours!(ways::ServeProcess);
+
+    #[test]
+    fn a_watch_outlives_a_killed_holder() {
+        behaviour::a_watch_outlives_its_holder(true);
+    }
+
+    #[test]
+    fn a_watch_outlives_a_closing_holder() {
+        behaviour::a_watch_outlives_its_holder(false);
+    }
 
     #[test]
     fn the_store_behaves_like_the_model() {

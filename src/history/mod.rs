@@ -1,0 +1,283 @@
+//! The history index: every version a record had, so that the store can be
+//! read as it was at any revision it still holds, without reading the log.
+//!
+//! Two tables of the state database, written in the same transaction as the
+//! writes they describe (by a batch, a replay, a restore), so they are
+//! exactly as durable as the records themselves and rebuilt with them from
+//! the log:
+//!
+//! - `history`: key `address 0x00 start` (start = the superseded version's
+//!   modify revision, u64 big-endian, so a record's versions are adjacent and
+//!   in revision order), value `end` (u64 LE: the revision that replaced or
+//!   deleted it), `end_time` (i64 LE µs), then the stored record as it was
+//!   (`schema::encode_record`). The current version stays in `records`.
+//! - `revisions`: revision (u64) → commit time (i64 µs) and a flag byte (1: a
+//!   base commit), for the time of a past revision and `--at-time`.
+//!
+//! The record as of revision R: the current one if its modify revision is at
+//! most R; otherwise the history entry with the largest start at most R, if
+//! its end is after R; otherwise none. Addresses contain no 0x00 but the one
+//! between namespace and key, so `address 0x00` ends an address and keeps
+//! address order.
+
+pub(crate) mod read;
+pub(crate) mod view;
+
+pub(crate) use read::At;
+
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use crate::error::Result;
+use crate::store::Meta;
+use crate::store::db_error;
+use crate::store::schema;
+use crate::time::Timestamp;
+
+/// One version of a record's history: what a commit made of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordVersion {
+    /// The commit's revision.
+    pub revision: u64,
+    /// Its commit time.
+    pub time: Timestamp,
+    /// The record it wrote, with its metadata; `None` when it deleted it.
+    pub value: Option<crate::value::Versioned<crate::value::RawValue>>,
+}
+
+/// The versions a record's stored versions show, deletes included.
+pub(crate) fn record_versions(versions: Vec<view::Version>) -> Vec<RecordVersion> {
+    let mut out = Vec::with_capacity(versions.len());
+    let mut iter = versions.into_iter().peekable();
+    while let Some(v) = iter.next() {
+        let meta = v.stored.meta;
+        out.push(RecordVersion {
+            revision: meta.mod_revision,
+            time: meta.updated_at,
+            value: Some(crate::value::Versioned::new(
+                crate::value::RawValue::from_trusted(v.stored.value),
+                meta,
+            )),
+        });
+        if let Some((end, end_time)) = v.ended {
+            let replaced = iter
+                .peek()
+                .is_some_and(|next| next.stored.meta.mod_revision == end);
+            if !replaced {
+                out.push(RecordVersion {
+                    revision: end,
+                    time: end_time,
+                    value: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Superseded versions (see the module's documentation).
+pub(crate) const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
+/// Commit times by revision.
+pub(crate) const REVISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revisions");
+/// Meta key: the first revision the history index can answer for.
+pub(crate) const META_HISTORY_FROM: &str = "history_from";
+
+/// The history key of `address`'s version written at `start`.
+pub(crate) fn key(address: &[u8], start: u64, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(address);
+    out.push(0);
+    out.extend_from_slice(&start.to_be_bytes());
+}
+
+/// Splits a history key into address and start.
+pub(crate) fn split_key(bytes: &[u8]) -> Option<(&[u8], u64)> {
+    let at = bytes.len().checked_sub(9)?;
+    if bytes[at] != 0 {
+        return None;
+    }
+    let start = u64::from_be_bytes(bytes[at + 1..].try_into().ok()?);
+    Some((&bytes[..at], start))
+}
+
+/// A superseded version: until when, and what it was.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Superseded<'a> {
+    pub end: u64,
+    pub end_time: Timestamp,
+    pub meta: Meta,
+    pub value: &'a [u8],
+}
+
+/// Decodes a history value; `None` if malformed.
+pub(crate) fn decode(bytes: &[u8]) -> Option<Superseded<'_>> {
+    let end = u64::from_le_bytes(bytes.get(0..8)?.try_into().ok()?);
+    let end_time = i64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+    let (meta, value) = schema::decode_record(bytes.get(16..)?)?;
+    Some(Superseded {
+        end,
+        end_time: Timestamp::from_micros(end_time),
+        meta,
+        value,
+    })
+}
+
+/// Encodes a revision's entry.
+fn revision_value(time: Timestamp, base: bool) -> [u8; 9] {
+    let mut out = [0u8; 9];
+    out[..8].copy_from_slice(&time.as_micros().to_le_bytes());
+    out[8] = u8::from(base);
+    out
+}
+
+/// Decodes a revision's entry: time and base flag.
+pub(crate) fn decode_revision(bytes: &[u8]) -> Option<(Timestamp, bool)> {
+    let time = i64::from_le_bytes(bytes.get(0..8)?.try_into().ok()?);
+    Some((Timestamp::from_micros(time), bytes.get(8) == Some(&1)))
+}
+
+/// Writes history inside an open write transaction.
+pub(crate) struct Writer<'t> {
+    history: Table<'t, &'static [u8], &'static [u8]>,
+    revisions: Table<'t, u64, &'static [u8]>,
+    path: std::path::PathBuf,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl<'t> Writer<'t> {
+    /// Opens the history tables of `txn` (creating them).
+    pub(crate) fn open(txn: &'t WriteTransaction, path: &std::path::Path) -> Result<Writer<'t>> {
+        Ok(Writer {
+            history: txn
+                .open_table(HISTORY)
+                .map_err(db_error(path, "open the history table"))?,
+            revisions: txn
+                .open_table(REVISIONS)
+                .map_err(db_error(path, "open the revisions table"))?,
+            path: path.to_owned(),
+            key: Vec::new(),
+            value: Vec::new(),
+        })
+    }
+
+    /// Records that the stored record `old` (as the records table held it)
+    /// of `address` was replaced or deleted at `end`. A version written at
+    /// `end` itself (twice in one commit) was never visible: not recorded.
+    pub(crate) fn superseded(
+        &mut self,
+        address: &[u8],
+        old: &[u8],
+        end: u64,
+        end_time: Timestamp,
+    ) -> Result<()> {
+        let Some((meta, _)) = schema::decode_record(old) else {
+            return Ok(());
+        };
+        if meta.mod_revision >= end {
+            return Ok(());
+        }
+        key(address, meta.mod_revision, &mut self.key);
+        self.value.clear();
+        self.value.extend_from_slice(&end.to_le_bytes());
+        self.value
+            .extend_from_slice(&end_time.as_micros().to_le_bytes());
+        self.value.extend_from_slice(old);
+        self.history
+            .insert(self.key.as_slice(), self.value.as_slice())
+            .map_err(db_error(&self.path, "write the history"))?;
+        Ok(())
+    }
+
+    /// Like [`superseded`](Self::superseded), for a version known by its
+    /// parts.
+    pub(crate) fn superseded_parts(
+        &mut self,
+        address: &[u8],
+        meta: &Meta,
+        value: &[u8],
+        end: u64,
+        end_time: Timestamp,
+    ) -> Result<()> {
+        let mut old = Vec::with_capacity(schema::RECORD_HEADER_LEN + value.len());
+        schema::encode_record(meta, value, &mut old);
+        self.superseded(address, &old, end, end_time)
+    }
+
+    /// Records a commit's time.
+    pub(crate) fn revision(&mut self, revision: u64, time: Timestamp, base: bool) -> Result<()> {
+        self.revisions
+            .insert(revision, revision_value(time, base).as_slice())
+            .map_err(db_error(&self.path, "write the revisions table"))?;
+        Ok(())
+    }
+
+    /// The first revision the index covers, from what it holds: the first
+    /// revision recorded (a base's own, or the one before an ordinary
+    /// commit's), else `current`.
+    pub(crate) fn floor(&self, current: u64) -> Result<u64> {
+        let first = self
+            .revisions
+            .first()
+            .map_err(db_error(&self.path, "read the revisions table"))?;
+        Ok(match first {
+            None => current,
+            Some((revision, value)) => {
+                let base = decode_revision(value.value()).is_some_and(|(_, base)| base);
+                if base {
+                    revision.value()
+                } else {
+                    revision.value() - 1
+                }
+            }
+        })
+    }
+}
+
+/// The first revision the history index of `db` answers for, recorded in
+/// its metadata. A state database without it (one an older statelog wrote,
+/// or a new one) gets it now from what the index holds: the first revision
+/// the index recorded (the one before, for an ordinary commit), else the
+/// current revision `current`. Written without a sync when `write`: the
+/// next checkpoint makes it durable, and until then it is worked out again
+/// the same way.
+pub(crate) fn floor(
+    db: &redb::Database,
+    db_path: &std::path::Path,
+    current: u64,
+    write: bool,
+) -> Result<u64> {
+    let meta = crate::store::read_table(
+        db,
+        db_path,
+        crate::store::schema::META,
+        "open the meta table",
+    )?;
+    if let Some(v) = meta
+        .get(META_HISTORY_FROM)
+        .map_err(db_error(db_path, "read the meta table"))?
+        && let Ok(bytes) = <[u8; 8]>::try_from(v.value())
+    {
+        return Ok(u64::from_le_bytes(bytes));
+    }
+    drop(meta);
+    let txn = crate::store::begin_nondurable(db, db_path, "begin a write")?;
+    let floor = {
+        let writer = Writer::open(&txn, db_path)?;
+        let floor = writer.floor(current)?;
+        drop(writer);
+        let mut meta = txn
+            .open_table(crate::store::schema::META)
+            .map_err(db_error(db_path, "open the meta table"))?;
+        meta.insert(META_HISTORY_FROM, floor.to_le_bytes().as_slice())
+            .map_err(db_error(db_path, "record where the history starts"))?;
+        floor
+    };
+    if write {
+        txn.commit()
+            .map_err(db_error(db_path, "record where the history starts"))?;
+    } else {
+        txn.abort()
+            .map_err(db_error(db_path, "record where the history starts"))?;
+    }
+    Ok(floor)
+}

@@ -1,0 +1,402 @@
+//! Reading the store as it was at a past revision (a [`ReadView`] over the
+//! records and history tables), and a record's versions.
+
+use std::iter::Peekable;
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use redb::{Database, ReadOnlyTable};
+
+use super::{HISTORY, REVISIONS, Superseded};
+use crate::access::{Entries, Entry, ReadView, Stored};
+use crate::error::{Error, Result};
+use crate::key;
+use crate::store::db_error;
+use crate::store::schema::{self, RECORDS};
+use crate::time::Timestamp;
+
+type Bytes = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// The tables a past read needs. Each opens a read transaction of its own,
+/// after revision R was published: whatever later commits they include, the
+/// answer for R is the same (a later write moves the version R saw into the
+/// history, with an end after R).
+pub(crate) struct Tables {
+    records: Bytes,
+    history: Option<Bytes>,
+    revisions: Option<ReadOnlyTable<u64, &'static [u8]>>,
+    db_path: Arc<PathBuf>,
+}
+
+fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
+    db: &Database,
+    db_path: &std::path::Path,
+    table: redb::TableDefinition<K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read().map_err(db_error(db_path, "begin a read"))?;
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(db_error(db_path, "open the history")(e)),
+    }
+}
+
+fn malformed(db_path: &std::path::Path, address: &[u8]) -> Error {
+    let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
+    crate::store::engine::malformed_record(db_path, namespace, key)
+}
+
+impl Tables {
+    pub(crate) fn open(db: &Database, db_path: Arc<PathBuf>) -> Result<Tables> {
+        Ok(Tables {
+            records: crate::store::read_table(db, &db_path, RECORDS, "open the records table")?,
+            history: open_optional(db, &db_path, HISTORY)?,
+            revisions: open_optional(db, &db_path, REVISIONS)?,
+            db_path,
+        })
+    }
+
+    /// The commit time of `revision`, if the index has it.
+    pub(crate) fn time_of(&self, revision: u64) -> Result<Option<Timestamp>> {
+        let Some(revisions) = &self.revisions else {
+            return Ok(None);
+        };
+        Ok(revisions
+            .get(revision)
+            .map_err(db_error(&self.db_path, "read the revisions table"))?
+            .and_then(|v| super::decode_revision(v.value()).map(|(t, _)| t)))
+    }
+
+    /// The last revision committed before `time`, within `low..=high`
+    /// (commit times rise with revisions: a binary search).
+    pub(crate) fn revision_before(&self, time: Timestamp, low: u64, high: u64) -> Result<u64> {
+        let (mut lo, mut hi) = (low, high);
+        // Invariant: every revision up to `lo` is before `time` or is `low`;
+        // every one after `hi` is not before it.
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            match self.time_of(mid)? {
+                Some(t) if t < time => lo = mid,
+                _ => hi = mid - 1,
+            }
+        }
+        Ok(lo)
+    }
+
+    /// `address` as of `revision`.
+    pub(crate) fn get(&self, address: &[u8], revision: u64) -> Result<Option<Stored>> {
+        if let Some(guard) = self
+            .records
+            .get(address)
+            .map_err(db_error(&self.db_path, "read a record"))?
+        {
+            let (meta, value) = schema::decode_record(guard.value())
+                .ok_or_else(|| malformed(&self.db_path, address))?;
+            if meta.mod_revision <= revision {
+                return Ok(Some(Stored {
+                    meta,
+                    value: value.to_vec(),
+                }));
+            }
+        }
+        let Some(history) = &self.history else {
+            return Ok(None);
+        };
+        let mut low = Vec::new();
+        let mut high = Vec::new();
+        super::key(address, 0, &mut low);
+        super::key(address, revision, &mut high);
+        let mut range = history
+            .range(low.as_slice()..=high.as_slice())
+            .map_err(db_error(&self.db_path, "read the history"))?;
+        let Some(last) = range.next_back() else {
+            return Ok(None);
+        };
+        let (_, value) = last.map_err(db_error(&self.db_path, "read the history"))?;
+        let entry =
+            super::decode(value.value()).ok_or_else(|| malformed(&self.db_path, address))?;
+        Ok((entry.end > revision).then(|| Stored {
+            meta: entry.meta,
+            value: entry.value.to_vec(),
+        }))
+    }
+
+    /// Every version `address` had that the index holds, oldest first: each
+    /// with when it ended (`None`: it is the current one).
+    pub(crate) fn versions(&self, address: &[u8]) -> Result<Vec<Version>> {
+        let mut out = Vec::new();
+        if let Some(history) = &self.history {
+            let mut low = Vec::new();
+            let mut high = Vec::new();
+            super::key(address, 0, &mut low);
+            super::key(address, u64::MAX, &mut high);
+            for item in history
+                .range(low.as_slice()..=high.as_slice())
+                .map_err(db_error(&self.db_path, "read the history"))?
+            {
+                let (_, value) = item.map_err(db_error(&self.db_path, "read the history"))?;
+                let e = super::decode(value.value())
+                    .ok_or_else(|| malformed(&self.db_path, address))?;
+                out.push(Version {
+                    stored: Stored {
+                        meta: e.meta,
+                        value: e.value.to_vec(),
+                    },
+                    ended: Some((e.end, e.end_time)),
+                });
+            }
+        }
+        if let Some(guard) = self
+            .records
+            .get(address)
+            .map_err(db_error(&self.db_path, "read a record"))?
+        {
+            let (meta, value) = schema::decode_record(guard.value())
+                .ok_or_else(|| malformed(&self.db_path, address))?;
+            // A record read after a version the history holds may be newer
+            // than the history's read: keep the order by revision.
+            if out
+                .last()
+                .is_none_or(|v| v.stored.meta.mod_revision < meta.mod_revision)
+            {
+                out.push(Version {
+                    stored: Stored {
+                        meta,
+                        value: value.to_vec(),
+                    },
+                    ended: None,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One version of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Version {
+    pub stored: Stored,
+    /// The revision and time that replaced or deleted it, if any.
+    pub ended: Option<(u64, Timestamp)>,
+}
+
+/// The store as of one past revision.
+pub(crate) struct AsOfView {
+    tables: Arc<Tables>,
+    revision: u64,
+    time: Timestamp,
+}
+
+impl AsOfView {
+    pub(crate) fn new(tables: Tables, revision: u64, time: Timestamp) -> AsOfView {
+        AsOfView {
+            tables: Arc::new(tables),
+            revision,
+            time,
+        }
+    }
+}
+
+fn history_bound(bound: &Bound<Vec<u8>>, start: bool) -> Bound<Vec<u8>> {
+    let with = |address: &[u8], tail: u8| {
+        let mut k = address.to_vec();
+        k.push(tail);
+        k
+    };
+    match (bound, start) {
+        (Bound::Unbounded, _) => Bound::Unbounded,
+        (Bound::Included(a), true) => Bound::Included(with(a, 0)),
+        (Bound::Excluded(a), true) => Bound::Included(with(a, 1)),
+        (Bound::Included(a), false) => Bound::Excluded(with(a, 1)),
+        (Bound::Excluded(a), false) => Bound::Excluded(with(a, 0)),
+    }
+}
+
+fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+type RawRange = redb::Range<'static, &'static [u8], &'static [u8]>;
+
+/// The records of a range as of a revision: the records table and the
+/// history merged in address order.
+struct PastEntries {
+    records: Peekable<RawRange>,
+    history: Option<Peekable<RawRange>>,
+    revision: u64,
+    db_path: Arc<PathBuf>,
+}
+
+impl PastEntries {
+    fn peek_record(&mut self) -> Result<Option<Vec<u8>>> {
+        match self.records.peek() {
+            None => Ok(None),
+            Some(Ok((k, _))) => Ok(Some(k.value().to_vec())),
+            Some(Err(_)) => match self.records.next() {
+                Some(Err(e)) => Err(db_error(&self.db_path, "list records")(e)),
+                _ => Ok(None),
+            },
+        }
+    }
+
+    fn peek_history(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(history) = &mut self.history else {
+            return Ok(None);
+        };
+        match history.peek() {
+            None => Ok(None),
+            Some(Ok((k, _))) => Ok(super::split_key(k.value()).map(|(a, _)| a.to_vec())),
+            Some(Err(_)) => match history.next() {
+                Some(Err(e)) => Err(db_error(&self.db_path, "read the history")(e)),
+                _ => Ok(None),
+            },
+        }
+    }
+
+    /// Consumes the history entries of `address`: the version in force at
+    /// the revision, if any.
+    fn history_of(&mut self, address: &[u8]) -> Result<Option<Entry>> {
+        let revision = self.revision;
+        let db_path = Arc::clone(&self.db_path);
+        let Some(history) = &mut self.history else {
+            return Ok(None);
+        };
+        let mut found: Option<Entry> = None;
+        loop {
+            let same = match history.peek() {
+                Some(Ok((k, _))) => super::split_key(k.value()).is_some_and(|(a, _)| a == address),
+                _ => false,
+            };
+            if !same {
+                return Ok(found);
+            }
+            let Some(item) = history.next() else {
+                return Ok(found);
+            };
+            let (k, v) = item.map_err(db_error(&db_path, "read the history"))?;
+            let Some((_, start)) = super::split_key(k.value()) else {
+                continue;
+            };
+            if start > revision {
+                continue;
+            }
+            let e: Superseded<'_> =
+                super::decode(v.value()).ok_or_else(|| malformed(&db_path, address))?;
+            found = (e.end > revision).then(|| Entry {
+                address: address.to_vec(),
+                meta: e.meta,
+                value: e.value.to_vec(),
+            });
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<Entry>> {
+        loop {
+            let record = self.peek_record()?;
+            let past = self.peek_history()?;
+            let (address, take_record, take_history) = match (record, past) {
+                (None, None) => return Ok(None),
+                (Some(r), None) => (r, true, false),
+                (None, Some(h)) => (h, false, true),
+                (Some(r), Some(h)) => match r.cmp(&h) {
+                    std::cmp::Ordering::Less => (r, true, false),
+                    std::cmp::Ordering::Greater => (h, false, true),
+                    std::cmp::Ordering::Equal => (r, true, true),
+                },
+            };
+            let mut current = None;
+            if take_record && let Some(item) = self.records.next() {
+                let (_, v) = item.map_err(db_error(&self.db_path, "list records"))?;
+                let (meta, value) = schema::decode_record(v.value())
+                    .ok_or_else(|| malformed(&self.db_path, &address))?;
+                if meta.mod_revision <= self.revision {
+                    current = Some(Entry {
+                        address: address.clone(),
+                        meta,
+                        value: value.to_vec(),
+                    });
+                }
+            }
+            let past = if take_history {
+                self.history_of(&address)?
+            } else {
+                None
+            };
+            if let Some(entry) = current.or(past) {
+                return Ok(Some(entry));
+            }
+        }
+    }
+}
+
+impl Iterator for PastEntries {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        self.step().transpose()
+    }
+}
+
+impl ReadView for AsOfView {
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn time(&self) -> Timestamp {
+        self.time
+    }
+
+    fn get(&self, address: &[u8]) -> Result<Option<Stored>> {
+        self.tables.get(address, self.revision)
+    }
+
+    fn range(self: Arc<Self>, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Entries> {
+        let db_path = Arc::clone(&self.tables.db_path);
+        let records = self
+            .tables
+            .records
+            .range::<&[u8]>((as_slice(&start), as_slice(&end)))
+            .map_err(db_error(&db_path, "list records"))?
+            .peekable();
+        let history = match &self.tables.history {
+            None => None,
+            Some(h) => {
+                let (s, e) = (history_bound(&start, true), history_bound(&end, false));
+                Some(
+                    h.range::<&[u8]>((as_slice(&s), as_slice(&e)))
+                        .map_err(db_error(&db_path, "read the history"))?
+                        .peekable(),
+                )
+            }
+        };
+        Ok(Box::new(PastEntries {
+            records,
+            history,
+            revision: self.revision,
+            db_path,
+        }))
+    }
+
+    fn namespaces(&self) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        let view = Arc::new(AsOfView {
+            tables: Arc::clone(&self.tables),
+            revision: self.revision,
+            time: self.time,
+        });
+        for entry in view.range(Bound::Unbounded, Bound::Unbounded)? {
+            let entry = entry?;
+            let (namespace, _) = key::decode(&entry.address).unwrap_or(("?", "?"));
+            if out.last().is_none_or(|last| last != namespace) {
+                out.push(namespace.to_owned());
+            }
+        }
+        Ok(out)
+    }
+}
