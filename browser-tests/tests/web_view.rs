@@ -186,15 +186,32 @@ async fn live_records_filter_sort_and_record_page() -> anyhow::Result<()> {
             .await?;
         let value: Value = browser.eval("return JSON.parse(document.getElementById('value').textContent);").await?;
         assert_eq!(value, jobs["job-0150"]);
-        cli.run(&["set", "jobs", "job-0150", r#"{"status": "done", "progress": 100, "host": "gpu-2"}"#])?;
+        // The new value replaces the shown one; the history gains a row
+        // saying what changed.
+        let mut changed = jobs["job-0150"].clone();
+        changed["status"] = json!("failed");
+        cli.run(&["set", "jobs", "job-0150", &changed.to_string()])?;
         browser
             .wait_until(
                 "the record's new value",
                 WAIT,
-                "return JSON.parse(document.getElementById('value').textContent).status === 'done';",
+                "return JSON.parse(document.getElementById('value').textContent).status === 'failed';",
                 "return document.getElementById('value').textContent;",
             )
             .await?;
+        let history: Vec<Vec<String>> = browser
+            .eval(
+                "return [...document.querySelectorAll('#history tbody tr')]\
+                 .map((r) => [...r.cells].map((c) => c.textContent));",
+            )
+            .await?;
+        assert_eq!(history.len(), 2, "{history:?}");
+        assert_eq!(history[0][2], "2");
+        assert_eq!(
+            history[0][3],
+            format!("status: {} \u{2192} failed", jobs["job-0150"]["status"].as_str().unwrap())
+        );
+        assert_eq!(history[1][3], "created");
         browser.screenshot("web_view_record").await?;
 
         browser.close().await?;

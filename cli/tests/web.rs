@@ -224,6 +224,44 @@ fn one_record_and_its_history() {
     assert_eq!(history.status, 200, "{history:?}");
     let history = history.json();
     assert_eq!(history["key"], key);
+    assert_eq!(history["total"], 3);
+    let versions: Vec<(Value, Value, Value)> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["revision"].clone(),
+                v["version"].clone(),
+                v["value"]["status"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            (json!(1), json!(1), json!("queued")),
+            (json!(2), json!(2), json!("running")),
+            (json!(3), json!(3), json!("done")),
+        ]
+    );
+    // The newest `limit` versions; a delete is a version too.
+    let last = get(
+        addr,
+        &format!("/api/v1/namespaces/{ns}/history/{}?limit=1", encode(key)),
+    )
+    .json();
+    assert_eq!(
+        (
+            last["total"].clone(),
+            last["versions"][0]["revision"].clone()
+        ),
+        (json!(3), json!(3))
+    );
+    s.ok(&["del", "odd ns", "other"]);
+    let deleted = get(addr, &format!("/api/v1/namespaces/{ns}/history/other")).json();
+    assert_eq!(deleted["versions"][1]["deleted"], true);
+    assert_eq!(deleted["versions"][1]["revision"], 5);
     let r = get(addr, &format!("/api/v1/namespaces/{ns}/history/never"));
     assert_eq!(r.status, 404, "{r:?}");
     bad_request(
@@ -447,7 +485,17 @@ fn a_hundred_event_streams_each_receive_a_commit() {
     let served = Served::start(&s, "127.0.0.1:0", &[], &[]);
     let addr = served.addr.clone();
     let clients = 100;
-    let ready = Arc::new(Barrier::new(clients + 1));
+    let ready = Arc::new(Barrier::new(clients + 2));
+    // One more stream, on another namespace: it sees only that one's commit.
+    let elsewhere = {
+        let addr = addr.clone();
+        let ready = Arc::clone(&ready);
+        std::thread::spawn(move || {
+            let mut events = Events::open(&addr, "?ns=other", &[]);
+            ready.wait();
+            events.next_change().expect("a change event")
+        })
+    };
     let threads: Vec<_> = (0..clients)
         .map(|_| {
             let addr = addr.clone();
@@ -468,9 +516,62 @@ fn a_hundred_event_streams_each_receive_a_commit() {
         assert_eq!(change.id, Some(revision.to_string()));
         let data = change.json();
         assert_eq!(data["revision"], revision);
+        assert_eq!(data["records"][0]["key"], "job-new");
+        assert_eq!(data["records"][0]["value"], json!({"status": "queued"}));
     }
+    s.ok(&["set", "other", "x", "1"]);
+    let other = elsewhere.join().expect("the other client");
+    assert_eq!(other.id, Some((revision + 1).to_string()));
+    assert_eq!(other.json()["records"][0]["namespace"], "other");
     let (status, out) = served.stop();
     assert!(status.success(), "{out}");
+}
+
+#[test]
+fn streams_resume_after_the_last_event_seen() {
+    let s = Scratch::with_store();
+    for i in 1..=5 {
+        s.ok(&["set", "jobs", &format!("j{i}"), &i.to_string()]);
+    }
+    s.ok(&["del", "jobs", "j1"]);
+    let served = Served::start(&s, "127.0.0.1:0", &[], &[]);
+    let addr = served.addr.as_str();
+    // As a reconnecting EventSource: after the last event seen.
+    let mut events = Events::open(addr, "?ns=jobs", &[("Last-Event-ID", "2")]);
+    let ids: Vec<String> = (0..4)
+        .map(|_| events.next_change().unwrap().id.unwrap())
+        .collect();
+    assert_eq!(ids, ["3", "4", "5", "6"]);
+    // From a revision, one key.
+    let mut events = Events::open(addr, "?ns=jobs&key=j1&from=1", &[]);
+    let first = events.next_change().unwrap().json();
+    assert_eq!(
+        (
+            first["revision"].clone(),
+            first["records"][0]["value"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    let deleted = events.next_change().unwrap().json();
+    assert_eq!(deleted["revision"], 6);
+    assert_eq!(
+        deleted["records"][0],
+        json!({"namespace": "jobs", "key": "j1", "deleted": true})
+    );
+    // A prefix, live.
+    let mut events = Events::open(addr, "?ns=jobs&prefix=k", &[]);
+    s.ok(&["set", "jobs", "j9", "9"]);
+    s.ok(&["set", "jobs", "k1", "1"]);
+    let change = events.next_change().unwrap().json();
+    assert_eq!(
+        (
+            change["revision"].clone(),
+            change["records"][0]["key"].clone()
+        ),
+        (json!(8), json!("k1"))
+    );
+    let (status, _) = served.stop();
+    assert!(status.success());
 }
 
 #[test]

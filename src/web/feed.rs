@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::value::{RawValue, Versioned};
+use crate::watch::{Watch, WatchEvent};
 
 /// What a stream of events covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,37 +87,49 @@ pub(crate) trait Feed: Send + Sync + 'static {
 /// The store's own change feed.
 pub(crate) struct StoreFeed(pub Arc<Store>);
 
-// Until the store has a change feed of its own: the revision, read every
-// 50 ms. Replaced by `Store::watch` and `Store::history`.
 impl Feed for StoreFeed {
-    fn events(&self, _scope: &Scope, _from: Option<u64>, tick: Duration) -> Result<Events> {
-        let store = Arc::clone(&self.0);
-        let mut seen = store.revision();
-        let mut quiet = Duration::ZERO;
-        let step = Duration::from_millis(50);
-        Ok(Box::new(std::iter::from_fn(move || {
-            loop {
-                std::thread::sleep(step);
-                let now = store.revision();
-                if now != seen {
-                    seen = now;
-                    quiet = Duration::ZERO;
-                    return Some(Ok(FeedEvent::Change {
-                        revision: now,
-                        time: Timestamp::now(),
-                        records: Vec::new(),
-                    }));
-                }
-                quiet += step;
-                if quiet >= tick {
-                    quiet = Duration::ZERO;
-                    return Some(Ok(FeedEvent::Progress { revision: now }));
-                }
-            }
+    fn events(&self, scope: &Scope, from: Option<u64>, tick: Duration) -> Result<Events> {
+        let mut watch = match scope {
+            Scope::All => Watch::all(),
+            Scope::Namespace(ns) => Watch::namespace(ns),
+            Scope::Key(ns, key) => Watch::key(ns, key),
+            Scope::Prefix(ns, prefix) => Watch::prefix(ns, prefix),
+        }
+        .progress(tick);
+        if let Some(from) = from {
+            watch = watch.from(from);
+        }
+        let watcher = self.0.watch(watch)?;
+        Ok(Box::new(watcher.map(|item| {
+            item.map(|event| match event {
+                WatchEvent::Change(change) => FeedEvent::Change {
+                    revision: change.revision,
+                    time: change.time,
+                    records: change
+                        .events
+                        .into_iter()
+                        .map(|e| Changed {
+                            namespace: e.namespace,
+                            key: e.key,
+                            value: e.value,
+                        })
+                        .collect(),
+                },
+                WatchEvent::Progress { revision } => FeedEvent::Progress { revision },
+            })
         })))
     }
 
-    fn history(&self, _namespace: &str, _key: &str) -> Result<Vec<PastVersion>> {
-        Ok(Vec::new())
+    fn history(&self, namespace: &str, key: &str) -> Result<Vec<PastVersion>> {
+        Ok(self
+            .0
+            .history(namespace, key)?
+            .into_iter()
+            .map(|v| PastVersion {
+                revision: v.revision,
+                time: v.time,
+                value: v.value,
+            })
+            .collect())
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! Events: `change` (id = revision; data: the commit's records in scope),
 //! `progress` (id = revision; nothing in scope changed up to it; at most
-//! every [`PROGRESS_EVERY`]) and `end` (the feed failed; data: why). A client
+//! every [`PROGRESS_EVERY`]) and `end` (the feed failed, as when the client
+//! fell too far behind; data: why, and the revision to resume from). A client
 //! that reconnects with `Last-Event-ID: R` resumes with revision R + 1, as
 //! browsers' `EventSource` does by itself.
 
@@ -43,7 +44,8 @@ const STACK: usize = 256 << 10;
 
 enum Message {
     Event(FeedEvent),
-    End(String),
+    /// The feed failed: why, and from which revision to watch again.
+    End(String, Option<u64>),
 }
 
 fn bad(parameter: &str, message: String) -> ApiError {
@@ -194,7 +196,11 @@ fn forward(events: super::feed::Events, sender: &mpsc::Sender<Message>, app: &Ap
             Ok(FeedEvent::Progress { .. }) if told.elapsed() < PROGRESS_EVERY => continue,
             Ok(event) => Message::Event(event),
             Err(e) => {
-                let _ = sender.blocking_send(Message::End(e.to_string()));
+                let resume_from = match &e {
+                    crate::Error::WatchCancelled { resume_from, .. } => Some(*resume_from),
+                    _ => None,
+                };
+                let _ = sender.blocking_send(Message::End(e.to_string(), resume_from));
                 return;
             }
         };
@@ -233,8 +239,8 @@ fn event(message: Message) -> Event {
             .event("progress")
             .id(revision.to_string())
             .data(json!({ "revision": revision }).to_string()),
-        Message::End(why) => Event::default()
+        Message::End(why, resume_from) => Event::default()
             .event("end")
-            .data(json!({ "error": why }).to_string()),
+            .data(json!({ "error": why, "resume_from": resume_from }).to_string()),
     }
 }
