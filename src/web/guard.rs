@@ -37,13 +37,10 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, request: Request, next: N
                 "this server needs its token: send `Authorization: Bearer TOKEN`, or open the \
                  page once as /?token=TOKEN",
             )),
-            Some((given, from_query)) if !same(given.as_bytes(), token.as_bytes()) => {
-                let _ = from_query;
-                Some(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "the token is wrong: give the one the server was started with",
-                ))
-            }
+            Some((given, _)) if !same(given.as_bytes(), token.as_bytes()) => Some(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the token is wrong: give the one the server was started with",
+            )),
             Some((_, from_query)) => {
                 if from_query {
                     set_cookie = Some(format!(
