@@ -31,7 +31,7 @@ fn job(i: usize) -> Value {
 
 /// Imports `records` into `namespace` through `statelog import --legacy`.
 fn import(cli: &Cli, dir: &Path, namespace: &str, records: &BTreeMap<String, Value>) {
-    let file = dir.join(format!("{namespace}.json"));
+    let file = dir.join("import.json");
     std::fs::write(&file, serde_json::to_vec(records).unwrap()).unwrap();
     cli.run(&[
         "import",
@@ -247,6 +247,118 @@ async fn front_page_lists_namespaces_live() -> anyhow::Result<()> {
             "on"
         );
         browser.screenshot("web_view_namespaces").await?;
+        browser.close().await?;
+        served.stop()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn hostile_names_keys_and_values_stay_text() -> anyhow::Result<()> {
+    bounded("the hostile-text test", TEST_LIMIT, async {
+        let dir = tempfile::tempdir()?;
+        let store = dir.path().join("store");
+        let cli = Cli::init(&store)?;
+        let namespace = "odd <ns> & \"more\"/?#";
+        let keys = [
+            "</script><script>window.pwned = 1</script>",
+            "<img src=x onerror=\"window.pwned = 2\">",
+            "a/b?c=d&e#f",
+            "&amp; stays as typed",
+            "日本語/é/🎉",
+        ];
+        let records: BTreeMap<String, Value> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let value = json!({
+                    "status": format!("<b>{i}</b></td><script>window.pwned = 3</script>"),
+                    "note": format!("<style>body {{ display: none }}</style>{k}"),
+                });
+                (k.to_string(), value)
+            })
+            .collect();
+        import(&cli, dir.path(), namespace, &records);
+        let served = Served::start(&store, &[])?;
+        let browser = Browser::start().await?;
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("ns", namespace)
+            .finish();
+        browser.goto(&format!("{}?{query}", served.url())).await?;
+        let sorted: Vec<String> = records.keys().cloned().collect();
+        wait_for_rows(&browser, "the hostile records", &sorted).await?;
+        browser.screenshot("web_view_hostile").await?;
+        assert_eq!(
+            browser
+                .eval::<Value>("return window.pwned ?? null;")
+                .await?,
+            Value::Null
+        );
+        assert_eq!(
+            browser
+                .eval::<usize>("return document.images.length;")
+                .await?,
+            0
+        );
+        assert_eq!(
+            browser
+                .eval::<usize>("return document.scripts.length;")
+                .await?,
+            1
+        );
+        let statuses = column(&browser, "status").await?;
+        let expected: Vec<String> = records
+            .values()
+            .map(|v| v["status"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(statuses, expected);
+        let nav: Vec<String> = browser
+            .eval(
+                "return [...document.querySelectorAll('#namespaces a')].map((a) => a.textContent);",
+            )
+            .await?;
+        assert_eq!(nav, [namespace]);
+
+        // Each key's link opens its record.
+        for key in keys {
+            let link = browser
+                .client()
+                .find_all(Locator::Css("#records tbody a"))
+                .await?;
+            let mut found = None;
+            for a in link {
+                if a.text().await? == key {
+                    found = Some(a);
+                }
+            }
+            found.expect("the key's link").click().await?;
+            let shown = serde_json::to_string(&serde_json::to_string(key)?)?;
+            browser
+                .wait_until(
+                    "the record page",
+                    WAIT,
+                    &format!(
+                        "const k = document.getElementById('key'); \
+                         return k !== null && JSON.stringify(k.textContent) === {shown} \
+                         && document.getElementById('value') !== null;"
+                    ),
+                    "return document.body.innerText;",
+                )
+                .await?;
+            let value: Value = browser
+                .eval("return JSON.parse(document.getElementById('value').textContent);")
+                .await?;
+            assert_eq!(value, records[key]);
+            assert_eq!(
+                browser
+                    .eval::<Value>("return window.pwned ?? null;")
+                    .await?,
+                Value::Null
+            );
+            browser.client().back().await?;
+            wait_for_rows(&browser, "the table again", &sorted).await?;
+        }
+
         browser.close().await?;
         served.stop()
     })
