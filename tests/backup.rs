@@ -36,7 +36,9 @@ fn a_backup_taken_while_four_threads_write_restores_exactly_the_store_at_its_rev
     }
     let first = store.backup(&backup_dir).unwrap();
     assert!(first.full);
-    assert_eq!((first.base_revision, first.revision), (50, 50));
+    // The store's log reaches back to revision 1: the first run copies it
+    // all, and needs no base.
+    assert_eq!((first.base_revision, first.revision), (0, 50));
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reports = std::thread::scope(|scope| {
@@ -116,8 +118,8 @@ fn a_backup_taken_while_four_threads_write_restores_exactly_the_store_at_its_rev
     let target = dir.path().join("restored");
     let report = restore(&backup_dir, &target, &RestoreOptions::new()).unwrap();
     assert_eq!(report.revision, last.revision);
-    assert_eq!(report.base_revision, 50);
-    assert_eq!(report.commits_replayed, last.revision - 50);
+    assert_eq!(report.base_revision, 0);
+    assert_eq!(report.commits_replayed, last.revision);
     assert_ne!(
         report.store_id, last.store_id,
         "a restored store is a new history"
@@ -176,17 +178,26 @@ fn incremental_backups_copy_only_the_new_log_and_restore_correctly() {
         .checkpoint(CheckpointPolicy::manual());
     let store = Store::open(&store_dir, options).unwrap();
     write(&store, 1, 200);
+    let at_first = segments(&store_dir);
     let first = store.backup(&backup_dir).unwrap();
     assert!(first.full);
-    assert_eq!((first.base_revision, first.revision), (200, 200));
-    assert_eq!(first.log_bytes_copied, 0, "the base holds everything");
-    assert_eq!(first.base_records, 40);
+    // The first run carries the whole log (it reaches back to revision 1),
+    // so a restore can go back to any revision of it: no base needed.
+    assert_eq!((first.base_revision, first.revision), (0, 200));
+    let whole: u64 = at_first.iter().map(|s| s.2).sum();
+    assert_eq!(first.log_bytes_copied, whole);
+    assert_eq!(first.base_records, 0);
 
     write(&store, 201, 500);
     // Copied: the segment holding revision 201 from its start, and every later one.
     let segs = segments(&store_dir);
     let from = segs.iter().rposition(|s| s.0 <= 201).unwrap();
-    let expected: u64 = segs[from..].iter().map(|s| s.2).sum();
+    let already: u64 = at_first
+        .iter()
+        .filter(|s| s.0 >= segs[from].0)
+        .map(|s| s.2)
+        .sum();
+    let expected: u64 = segs[from..].iter().map(|s| s.2).sum::<u64>() - already;
     let second = store.backup(&backup_dir).unwrap();
     assert!(!second.full);
     assert_eq!(second.revision, 500);
@@ -241,16 +252,16 @@ fn incremental_backups_copy_only_the_new_log_and_restore_correctly() {
         assert_eq!(report.revision, revision);
         assert_eq!(values(&target), (revision, expected_at(revision)));
     }
-    let err = restore(
+    // Before the first run's revision too: it carried the whole log.
+    let target = dir.path().join("before-the-first-run");
+    let report = restore(
         &backup_dir,
-        dir.path().join("too-early"),
+        &target,
         &RestoreOptions::new().until(Until::Revision(199)),
     )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("before the backup's base"),
-        "{err}"
-    );
+    .unwrap();
+    assert_eq!(report.revision, 199);
+    assert_eq!(values(&target), (199, expected_at(199)));
 }
 
 #[test]
@@ -418,10 +429,11 @@ fn retention_keeps_what_the_next_backup_needs_unless_told_otherwise() {
             let err = store.backup(&backup_dir).unwrap_err();
             assert!(matches!(err, Error::InvalidBackup { .. }), "{err}");
             assert!(err.to_string().contains("log retention removed"), "{err}");
-            // A backup into a new directory starts afresh.
+            // A backup into a new directory starts afresh: a base just
+            // before the first commit the log still holds, and that log.
             let report = store.backup(dir.path().join("backup2")).unwrap();
             assert!(report.full);
-            assert_eq!(report.base_revision, 700);
+            assert_eq!(report.base_revision, segs[0].0 - 1);
         }
     }
 }

@@ -201,6 +201,15 @@ fn watching_from_before_what_retention_kept_is_compacted_naming_the_first_revisi
             other => panic!("expected Compacted, got {other:?}"),
         }
     }
+    // Through a holder, the same error.
+    let client = Store::open(dir.path(), Options::default()).unwrap();
+    assert!(!client.is_holder());
+    match client.watch(Watch::all().from(1)) {
+        Err(Error::Compacted { compacted, .. }) => assert_eq!(compacted, Some(first)),
+        other => panic!("expected Compacted through the holder, got {other:?}"),
+    }
+    assert_eq!(client.stats().first_revision, first);
+    drop(client);
     // From the first available revision on, everything is there.
     let mut revisions = Vec::new();
     for event in store
@@ -442,6 +451,17 @@ fn after_retention_the_first_backup_starts_where_the_log_does() {
     assert!(first > 1);
     let report = store.backup(dir.path().join("backup")).unwrap();
     assert_eq!(report.base_revision, first - 1);
+    // What the log no longer held, the backup cannot have either.
+    let err = restore(
+        dir.path().join("backup"),
+        dir.path().join("too-early"),
+        &RestoreOptions::new().until(Until::Revision(first - 2)),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("before the backup's base"),
+        "{err}"
+    );
     for r in [first - 1, first, 600] {
         let target = dir.path().join(format!("at-{r}"));
         restore(

@@ -15,6 +15,9 @@ use statelog::{Options, Store};
 
 /// Every command, as `statelog help` lists them.
 const COMMANDS: &[&str] = &[
+    "watch",
+    "wait",
+    "history",
     "init",
     "get",
     "set",

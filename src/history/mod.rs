@@ -235,7 +235,8 @@ impl<'t> Writer<'t> {
 
 /// The first revision the history index of `db` answers for, recorded in
 /// its metadata. A state database without it (one an older statelog wrote,
-/// or a new one) gets it now from what the index holds: the first revision
+/// or a new one) gets it now, with the schema version that keeps older
+/// statelogs out, from what the index holds: the first revision
 /// the index recorded (the one before, for an ordinary commit), else the
 /// current revision `current`. Written without a sync when `write`: the
 /// next checkpoint makes it durable, and until then it is worked out again
@@ -270,6 +271,15 @@ pub(crate) fn floor(
             .map_err(db_error(db_path, "open the meta table"))?;
         meta.insert(META_HISTORY_FROM, floor.to_le_bytes().as_slice())
             .map_err(db_error(db_path, "record where the history starts"))?;
+        // A statelog that does not keep the history index must not write to
+        // this state database any more (the index would miss its writes).
+        meta.insert(
+            crate::store::schema::META_SCHEMA,
+            crate::store::schema::SCHEMA_VERSION
+                .to_le_bytes()
+                .as_slice(),
+        )
+        .map_err(db_error(db_path, "record the schema version"))?;
         floor
     };
     if write {

@@ -322,6 +322,24 @@ pub(crate) fn finish(
     })
 }
 
+/// The check of [`scan`] that needs no state database: whether the log lost
+/// its newest part (see `seal`). Opening runs it before it opens the state
+/// database, whose own crash recovery would otherwise write to it before the
+/// open is refused.
+///
+/// # Errors
+/// As [`scan`] for a newest segment that is missing or cut; `Io`.
+pub(crate) fn check_end(fs: &dyn Fs, dir: &Path, store_id: &StoreId) -> Result<()> {
+    let segments = catalog::list(fs, dir, store_id).map_err(with_repair_hint)?;
+    let Some(last) = segments.last() else {
+        return Ok(());
+    };
+    if seal::interrupted_rotation(fs, &segments)? {
+        return Ok(());
+    }
+    check_newest(fs, last)
+}
+
 /// Refuses a log that lost its newest part: its last segment is sealed (the
 /// segment after it is gone), or its tail was cut off (see `seal`).
 fn check_newest(fs: &dyn Fs, last: &SegmentInfo) -> Result<()> {

@@ -173,6 +173,9 @@ fn open_store(
              log reaches back to the store's first revision",
         ));
     }
+    // A log that lost its newest part is refused before the state database
+    // is opened: redb's own recovery of an unclean close writes to it.
+    recovery::check_end(fs_ref, &path.join(LOG_DIR), &store_id)?;
     let fence = Arc::new(AtomicBool::new(false));
     let db = match read_only {
         Some(_) => open_database_unwritten(fs_ref, &db_path, options)?,

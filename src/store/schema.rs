@@ -39,7 +39,7 @@ pub(crate) const META_APPLIED: &str = "applied";
 pub(crate) const META_BACKED_UP: &str = "backed_up";
 
 /// The schema of the state database this build writes and reads.
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+pub(crate) const SCHEMA_VERSION: u64 = 2;
 
 const RECORD_FORMAT: u8 = 1;
 const FORMAT_AT: usize = 0;
