@@ -55,6 +55,7 @@ impl From<Error> for ApiError {
         let status = match &e {
             Error::InvalidKey { .. } => StatusCode::BAD_REQUEST,
             Error::Compacted { .. } => StatusCode::GONE,
+            Error::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::Closed | Error::Disconnected { .. } | Error::Busy { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -22,6 +22,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::StreamExt as _;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -177,7 +178,6 @@ pub(crate) async fn watch(
                 _ = stop.changed() => None,
             }
         });
-    use futures_util::StreamExt as _;
     let stream = first.chain(rest);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(PROGRESS_EVERY))
