@@ -379,6 +379,32 @@ impl AsyncStore {
         self.run(|s| Ok(s.stats())).await
     }
 
+    /// Watches the store's commits; see [`Store::watch`]. Each
+    /// [`AsyncWatcher::next`] waits on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path(), Default::default()).await?;
+    /// use statelog::{Watch, WatchEvent};
+    /// store.put("jobs", "build", &"done").await?;
+    /// let mut watcher = store.watch(Watch::all().from(1)).await?;
+    /// let Some(Ok(WatchEvent::Change(change))) = watcher.next().await else { panic!() };
+    /// assert_eq!(change.revision, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Store::watch`].
+    pub async fn watch(&self, watch: crate::Watch) -> Result<AsyncWatcher> {
+        let watcher = self.run(move |s| s.watch(watch)).await?;
+        Ok(AsyncWatcher {
+            path: self.store.path().to_owned(),
+            inner: Some(watcher),
+        })
+    }
+
     /// Closes the store; see [`Store::close`].
     ///
     /// # Errors
@@ -386,5 +412,32 @@ impl AsyncStore {
     pub async fn close(self) -> Result<()> {
         let path = self.store.path().to_owned();
         blocking(&path, move || self.store.close()).await
+    }
+}
+
+/// A [`Watcher`](crate::Watcher) for async code: [`next`](Self::next) waits
+/// for the next event on tokio's blocking pool, never on a runtime thread.
+#[derive(Debug)]
+pub struct AsyncWatcher {
+    path: std::path::PathBuf,
+    /// Taken while a `next` runs (and gone if that was cancelled).
+    inner: Option<crate::Watcher>,
+}
+
+impl AsyncWatcher {
+    /// The next event; `None` once the watch ended (after its error).
+    pub async fn next(&mut self) -> Option<Result<crate::WatchEvent>> {
+        let mut watcher = self.inner.take()?;
+        let (watcher, event) = match blocking(&self.path, move || {
+            let event = watcher.next();
+            Ok::<_, Error>((watcher, event))
+        })
+        .await
+        {
+            Ok(pair) => pair,
+            Err(e) => return Some(Err(e)),
+        };
+        self.inner = Some(watcher);
+        event
     }
 }

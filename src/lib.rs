@@ -49,6 +49,8 @@
 
 mod access;
 mod counter;
+mod db;
+mod engine;
 mod error;
 // Stores on etcd; the raw client and mapping are public only through the
 // test kit (for the etcd tests and benchmark).
@@ -56,10 +58,11 @@ mod error;
 #[cfg_attr(not(feature = "testkit"), allow(dead_code, unused_imports))]
 mod etcd;
 mod fs;
-mod history;
 mod key;
+mod layout;
 mod log;
 mod options;
+mod remote;
 mod serve;
 mod store;
 mod time;
@@ -67,11 +70,11 @@ mod value;
 mod watch;
 mod wire;
 
+pub use access::past::RecordVersion;
 pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
 pub use error::{Error, KeyPart, Result, Shown};
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdOptions;
-pub use history::RecordVersion;
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
 pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};
@@ -91,7 +94,7 @@ pub use watch::{Change, DEFAULT_WATCH_BUFFER, Event, Watch, WatchEvent, Watcher}
 pub const LOG_FORMAT_VERSION: u32 = log::segment::LOG_FORMAT_VERSION;
 /// The schema of the state database (its redb tables and record encoding)
 /// this build writes and reads.
-pub const SCHEMA_VERSION: u64 = store::schema::SCHEMA_VERSION;
+pub const SCHEMA_VERSION: u64 = db::schema::SCHEMA_VERSION;
 /// The protocol this build speaks on a holder's socket with other processes
 /// (see [`Options::serve`]).
 pub const PROTOCOL_VERSION: u32 = wire::message::PROTOCOL_VERSION;
@@ -106,7 +109,7 @@ pub mod web;
 #[cfg(feature = "tokio")]
 pub mod async_store;
 #[cfg(feature = "tokio")]
-pub use async_store::AsyncStore;
+pub use async_store::{AsyncStore, AsyncWatcher};
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

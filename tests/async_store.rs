@@ -193,3 +193,30 @@ fn the_async_methods_reach_the_store() {
         store.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_watcher_waiting_for_a_commit_does_not_block_the_runtime() {
+    use statelog::{Watch, WatchEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let revision = one_thread().block_on(async {
+        let store = AsyncStore::open(dir.path().join("store"), Options::default())
+            .await
+            .unwrap();
+        // Progress after 2 s: a wait that held the thread would end with it.
+        let watch = Watch::key("jobs", "build").progress(Duration::from_secs(2));
+        let mut watcher = store.watch(watch).await.unwrap();
+        let waiting = tokio::spawn(async move {
+            match watcher.next().await {
+                Some(Ok(WatchEvent::Change(change))) => change.revision,
+                other => panic!("expected a change, got {other:?}"),
+            }
+        });
+        // Only this task commits: were the watcher's wait on the runtime's
+        // thread, this would run only after it, and the watcher would see
+        // progress instead of the change.
+        tokio::task::yield_now().await;
+        store.put("jobs", "build", &"done").await.unwrap();
+        waiting.await.unwrap()
+    });
+    assert_eq!(revision, 1);
+}

@@ -449,6 +449,20 @@ fn after_retention_the_first_backup_starts_where_the_log_does() {
     store.checkpoint().unwrap();
     let first = store.stats().first_revision;
     assert!(first > 1);
+    // The history index let go of what the log no longer holds: of a record
+    // written every 20 commits, the version in force just before `first`
+    // is the oldest left.
+    let versions = store.history("r", "k0").unwrap();
+    assert!(versions[0].revision < first, "{:?}", versions[0].revision);
+    assert!(
+        versions[0].revision + 20 >= first,
+        "older versions were kept"
+    );
+    assert!(versions[1].revision >= first);
+    assert_eq!(
+        export(&store.snapshot_at_revision(first).unwrap()),
+        exports[&first]
+    );
     let report = store.backup(dir.path().join("backup")).unwrap();
     assert_eq!(report.base_revision, first - 1);
     // What the log no longer held, the backup cannot have either.

@@ -30,11 +30,11 @@ use super::keys::Layout;
 use super::proto;
 use super::record::{self, Limits};
 use super::watch::Watch;
+use crate::access::request::{Check, Outcome, Request, Write, WriteKind, WriteOutcome};
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::request::{Check, Outcome, Request, Write, WriteKind, WriteOutcome};
-use crate::store::schema::Meta;
 use crate::time::{Clock, Timestamp};
+use crate::value::Meta;
 use crate::value::{RawValue, Versioned};
 
 /// For each write that may change nothing (a put skipped when unchanged, a

@@ -6,18 +6,17 @@
 //!   acknowledged the engine hands its log frames to the hub, which queues
 //!   them for each subscriber in a bounded buffer and never waits: a full
 //!   buffer cancels that subscriber, telling it where to resume.
-//! - `local.rs`: a watch in the process holding the store: it subscribes
-//!   first, then reads the log from the requested revision up to the
-//!   subscription's start (catch-up), then follows the hub; revisions are
-//!   deduplicated, so the switch has neither gap nor repeat.
-//! - `decode.rs`: log frames into [`Change`]s, and the scope's filter.
+//! - `engine/watch.rs`: a watch in the process holding the store: it
+//!   subscribes first, then reads the log from the requested revision up to
+//!   the subscription's start (catch-up), then follows the hub; revisions
+//!   are deduplicated, so the switch has neither gap nor repeat.
+//! - `engine/decode.rs`: log frames into [`Change`]s, and the scope's
+//!   filter.
 //!
 //! Through a holder the same stream runs in the holder and is pushed over a
 //! connection of its own (`serve/watch.rs`, `access/remote.rs`).
 
-pub(crate) mod decode;
 pub(crate) mod hub;
-pub(crate) mod local;
 
 use std::time::Duration;
 
@@ -95,6 +94,9 @@ pub struct Watch {
     pub(crate) prev: bool,
     pub(crate) buffer: usize,
     pub(crate) progress: Option<Duration>,
+    /// The first event is a progress naming the revision before the start
+    /// (for the holder's side of a remote watch).
+    pub(crate) announce: bool,
 }
 
 impl Watch {
@@ -105,6 +107,7 @@ impl Watch {
             prev: false,
             buffer: DEFAULT_WATCH_BUFFER,
             progress: None,
+            announce: false,
         }
     }
 

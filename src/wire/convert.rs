@@ -1,6 +1,6 @@
 //! Conversions between the wire's types and the engine's. What comes off the
 //! wire is untrusted: the holder checks every address and value of a request
-//! (`store::request`) before it reaches the engine.
+//! (`access::request`) before it reaches the engine.
 
 use std::ops::Bound as StdBound;
 use std::path::PathBuf;
@@ -9,14 +9,13 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 
 use super::message::{self as m};
-use crate::access::{Entry, Stored};
-use crate::backup::{BackupProgress, BackupReport};
-use crate::store::Meta;
-use crate::store::Stats;
-use crate::store::request::{
+
+use crate::access::request::{
     BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
 };
+use crate::access::{BackupProgress, BackupReport, Stats};
 use crate::time::Timestamp;
+use crate::value::{Entry, Meta, Stored};
 
 fn bytes(v: &[u8]) -> ByteBuf {
     ByteBuf::from(v.to_vec())
@@ -441,7 +440,9 @@ pub(crate) fn watch_event_from_wire(
 }
 
 /// A record's versions to the wire.
-pub(crate) fn versions_to_wire(versions: Vec<crate::history::RecordVersion>) -> Vec<m::Version> {
+pub(crate) fn versions_to_wire(
+    versions: Vec<crate::access::past::RecordVersion>,
+) -> Vec<m::Version> {
     versions
         .into_iter()
         .map(|v| m::Version {
@@ -455,13 +456,13 @@ pub(crate) fn versions_to_wire(versions: Vec<crate::history::RecordVersion>) -> 
 /// A record's versions from the wire.
 pub(crate) fn versions_from_wire(
     versions: Vec<m::Version>,
-) -> Result<Vec<crate::history::RecordVersion>, String> {
+) -> Result<Vec<crate::access::past::RecordVersion>, String> {
     let mut out = Vec::with_capacity(versions.len());
     for v in versions {
         if let Some(record) = &v.value {
             crate::value::check_msgpack(&record.value)?;
         }
-        out.push(crate::history::RecordVersion {
+        out.push(crate::access::past::RecordVersion {
             revision: v.revision,
             time: Timestamp::from_micros(v.time),
             value: v.value.map(versioned_from_wire),

@@ -817,6 +817,8 @@ pub fn a_watch_outlives_its_holder(kill: bool) {
             seen.push(c.revision);
         }
     }
+    // A watch of what comes next, that nothing reaches before its holder goes.
+    let mut idle = store.watch(Watch::all()).unwrap();
     if kill {
         serve.kill().unwrap();
         serve.wait().unwrap();
@@ -835,6 +837,10 @@ pub fn a_watch_outlives_its_holder(kill: bool) {
         panic!("expected WatchCancelled, got {err:?}");
     };
     assert_eq!(*resume_from, 6, "{err}");
+    match idle.next() {
+        Some(Err(Error::WatchCancelled { resume_from, .. })) => assert_eq!(resume_from, 6),
+        other => panic!("expected WatchCancelled for the idle watch, got {other:?}"),
+    }
     assert!(
         err.to_string().contains("watch again from revision 6"),
         "{err}"

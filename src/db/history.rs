@@ -1,4 +1,4 @@
-//! The history index: every version a record had, so that the store can be
+//! The history index (see `history/`): every version a record had, so that the store can be
 //! read as it was at any revision it still holds, without reading the log.
 //!
 //! Two tables of the state database, written in the same transaction as the
@@ -11,6 +11,8 @@
 //!   in revision order), value `end` (u64 LE: the revision that replaced or
 //!   deleted it), `end_time` (i64 LE µs), then the stored record as it was
 //!   (`schema::encode_record`). The current version stays in `records`.
+//! - `history_ends`: `end` (big-endian) then the history key: the versions by
+//!   the revision that ended them, so retention prunes without a scan.
 //! - `revisions`: revision (u64) → commit time (i64 µs) and a flag byte (1: a
 //!   base commit), for the time of a past revision and `--at-time`.
 //!
@@ -20,62 +22,20 @@
 //! between namespace and key, so `address 0x00` ends an address and keeps
 //! address order.
 
-pub(crate) mod read;
-pub(crate) mod view;
-
-pub(crate) use read::At;
-
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
+use super::schema;
+use super::{Db, db_error};
 use crate::error::Result;
-use crate::store::Meta;
-use crate::store::db_error;
-use crate::store::schema;
 use crate::time::Timestamp;
-
-/// One version of a record's history: what a commit made of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordVersion {
-    /// The commit's revision.
-    pub revision: u64,
-    /// Its commit time.
-    pub time: Timestamp,
-    /// The record it wrote, with its metadata; `None` when it deleted it.
-    pub value: Option<crate::value::Versioned<crate::value::RawValue>>,
-}
-
-/// The versions a record's stored versions show, deletes included.
-pub(crate) fn record_versions(versions: Vec<view::Version>) -> Vec<RecordVersion> {
-    let mut out = Vec::with_capacity(versions.len());
-    let mut iter = versions.into_iter().peekable();
-    while let Some(v) = iter.next() {
-        let meta = v.stored.meta;
-        out.push(RecordVersion {
-            revision: meta.mod_revision,
-            time: meta.updated_at,
-            value: Some(crate::value::Versioned::new(
-                crate::value::RawValue::from_trusted(v.stored.value),
-                meta,
-            )),
-        });
-        if let Some((end, end_time)) = v.ended {
-            let replaced = iter
-                .peek()
-                .is_some_and(|next| next.stored.meta.mod_revision == end);
-            if !replaced {
-                out.push(RecordVersion {
-                    revision: end,
-                    time: end_time,
-                    value: None,
-                });
-            }
-        }
-    }
-    out
-}
+use crate::value::Meta;
 
 /// Superseded versions (see the module's documentation).
 pub(crate) const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
+/// The history's keys by the revision that ended each version (`end`
+/// big-endian, then the history key), so that retention prunes the oldest
+/// without a scan.
+pub(crate) const ENDS: TableDefinition<&[u8], ()> = TableDefinition::new("history_ends");
 /// Commit times by revision.
 pub(crate) const REVISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revisions");
 /// Meta key: the first revision the history index can answer for.
@@ -138,6 +98,7 @@ pub(crate) fn decode_revision(bytes: &[u8]) -> Option<(Timestamp, bool)> {
 /// Writes history inside an open write transaction.
 pub(crate) struct Writer<'t> {
     history: Table<'t, &'static [u8], &'static [u8]>,
+    ends: Table<'t, &'static [u8], ()>,
     revisions: Table<'t, u64, &'static [u8]>,
     path: std::path::PathBuf,
     key: Vec<u8>,
@@ -150,6 +111,9 @@ impl<'t> Writer<'t> {
         Ok(Writer {
             history: txn
                 .open_table(HISTORY)
+                .map_err(db_error(path, "open the history table"))?,
+            ends: txn
+                .open_table(ENDS)
                 .map_err(db_error(path, "open the history table"))?,
             revisions: txn
                 .open_table(REVISIONS)
@@ -185,7 +149,62 @@ impl<'t> Writer<'t> {
         self.history
             .insert(self.key.as_slice(), self.value.as_slice())
             .map_err(db_error(&self.path, "write the history"))?;
+        self.value.clear();
+        self.value.extend_from_slice(&end.to_be_bytes());
+        self.value.extend_from_slice(&self.key);
+        self.ends
+            .insert(self.value.as_slice(), ())
+            .map_err(db_error(&self.path, "write the history"))?;
         Ok(())
+    }
+
+    /// Removes what reading at `floor` or later never needs: versions that
+    /// ended at or before it, and commit times before it; at most `limit`
+    /// versions (the rest go next time). Returns whether all went.
+    pub(crate) fn prune(&mut self, floor: u64, limit: usize) -> Result<bool> {
+        let mut high = floor.to_be_bytes().to_vec();
+        high.push(0xff);
+        let mut gone = Vec::new();
+        for item in self
+            .ends
+            .range::<&[u8]>(..high.as_slice())
+            .map_err(db_error(&self.path, "read the history"))?
+        {
+            let (key, _) = item.map_err(db_error(&self.path, "read the history"))?;
+            let key = key.value();
+            if key.len() < 8 || u64::from_be_bytes(key[..8].try_into().unwrap_or([0xff; 8])) > floor
+            {
+                break;
+            }
+            gone.push(key.to_vec());
+            if gone.len() >= limit {
+                break;
+            }
+        }
+        let all = gone.len() < limit;
+        for key in &gone {
+            self.history
+                .remove(&key[8..])
+                .map_err(db_error(&self.path, "prune the history"))?;
+            self.ends
+                .remove(key.as_slice())
+                .map_err(db_error(&self.path, "prune the history"))?;
+        }
+        let old: Vec<u64> = self
+            .revisions
+            .range(..floor)
+            .map_err(db_error(&self.path, "read the revisions table"))?
+            .take(limit)
+            .map(|item| item.map(|(k, _)| k.value()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_error(&self.path, "read the revisions table"))?;
+        let all = all && old.len() < limit;
+        for revision in old {
+            self.revisions
+                .remove(revision)
+                .map_err(db_error(&self.path, "prune the revisions table"))?;
+        }
+        Ok(all)
     }
 
     /// Like [`superseded`](Self::superseded), for a version known by its
@@ -241,18 +260,9 @@ impl<'t> Writer<'t> {
 /// current revision `current`. Written without a sync when `write`: the
 /// next checkpoint makes it durable, and until then it is worked out again
 /// the same way.
-pub(crate) fn floor(
-    db: &redb::Database,
-    db_path: &std::path::Path,
-    current: u64,
-    write: bool,
-) -> Result<u64> {
-    let meta = crate::store::read_table(
-        db,
-        db_path,
-        crate::store::schema::META,
-        "open the meta table",
-    )?;
+pub(crate) fn floor(db: &Db, current: u64, write: bool) -> Result<u64> {
+    let db_path = db.path();
+    let meta = db.read_table(schema::META, "open the meta table")?;
     if let Some(v) = meta
         .get(META_HISTORY_FROM)
         .map_err(db_error(db_path, "read the meta table"))?
@@ -261,23 +271,21 @@ pub(crate) fn floor(
         return Ok(u64::from_le_bytes(bytes));
     }
     drop(meta);
-    let txn = crate::store::begin_nondurable(db, db_path, "begin a write")?;
+    let txn = db.begin_nondurable("begin a write")?;
     let floor = {
         let writer = Writer::open(&txn, db_path)?;
         let floor = writer.floor(current)?;
         drop(writer);
         let mut meta = txn
-            .open_table(crate::store::schema::META)
+            .open_table(schema::META)
             .map_err(db_error(db_path, "open the meta table"))?;
         meta.insert(META_HISTORY_FROM, floor.to_le_bytes().as_slice())
             .map_err(db_error(db_path, "record where the history starts"))?;
         // A statelog that does not keep the history index must not write to
         // this state database any more (the index would miss its writes).
         meta.insert(
-            crate::store::schema::META_SCHEMA,
-            crate::store::schema::SCHEMA_VERSION
-                .to_le_bytes()
-                .as_slice(),
+            schema::META_SCHEMA,
+            schema::SCHEMA_VERSION.to_le_bytes().as_slice(),
         )
         .map_err(db_error(db_path, "record the schema version"))?;
         floor
@@ -290,4 +298,24 @@ pub(crate) fn floor(
             .map_err(db_error(db_path, "record where the history starts"))?;
     }
     Ok(floor)
+}
+
+impl Db {
+    /// Lets the history index go of what reads at `floor` or later never
+    /// need (see [`Writer::prune`]) and records `floor` as where it starts,
+    /// without a sync.
+    pub(crate) fn prune_history(&self, floor: u64) -> Result<()> {
+        let path = self.path();
+        let txn = self.begin_nondurable("begin pruning the history")?;
+        {
+            let mut history = Writer::open(&txn, path)?;
+            history.prune(floor, 100_000)?;
+            let mut meta = txn
+                .open_table(schema::META)
+                .map_err(db_error(path, "open the meta table"))?;
+            meta.insert(META_HISTORY_FROM, floor.to_le_bytes().as_slice())
+                .map_err(db_error(path, "record where the history starts"))?;
+        }
+        txn.commit().map_err(db_error(path, "prune the history"))
+    }
 }

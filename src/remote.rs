@@ -24,17 +24,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{Backend, Entries, Entry, Fault, ReadRecord, ReadView, Reply, Stored};
-use crate::backup::{BackupOptions, BackupReport};
+use crate::access::request::{BaseLoad, Outcome, Request};
+use crate::access::{
+    Backend, BackupOptions, BackupReport, Entries, Fault, ReadRecord, ReadView, Reply, Stats,
+};
 use crate::error::{Error, Result};
 use crate::fs::Fs;
+use crate::layout::{LOCK_FILE, identity};
 use crate::options::Options;
 use crate::serve::channel::{Channel, RecvError, SendError};
 use crate::serve::socket;
-use crate::store::Stats;
-use crate::store::open::{self, LOCK_FILE};
-use crate::store::request::{BaseLoad, Outcome, Request};
 use crate::time::Timestamp;
+use crate::value::{Entry, Stored};
 use crate::wire::message::{self as m, Response};
 use crate::wire::{convert, error as wire_error};
 
@@ -352,7 +353,7 @@ pub(crate) fn connect(
     options: &Options,
     started: Instant,
 ) -> Result<Option<Remote>> {
-    let store_id = match open::read_id_file(fs, dir) {
+    let store_id = match identity::read(fs, dir) {
         Ok(id) => crate::log::catalog::hex(&id),
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(Error::Refused {
@@ -431,13 +432,13 @@ impl Backend for Remote {
         self.pin(&m::Request::Pin)
     }
 
-    fn snapshot_at(&self, at: crate::history::At) -> Reply<Arc<dyn ReadView>> {
+    fn snapshot_at(&self, at: crate::access::past::At) -> Reply<Arc<dyn ReadView>> {
         let request = match at {
-            crate::history::At::Revision(revision) => m::Request::PinAt {
+            crate::access::past::At::Revision(revision) => m::Request::PinAt {
                 revision: Some(revision),
                 time: None,
             },
-            crate::history::At::Time(time) => m::Request::PinAt {
+            crate::access::past::At::Time(time) => m::Request::PinAt {
                 revision: None,
                 time: Some(time.as_micros()),
             },
@@ -445,7 +446,7 @@ impl Backend for Remote {
         self.pin(&request)
     }
 
-    fn history(&self, address: &[u8]) -> Reply<Vec<crate::history::RecordVersion>> {
+    fn history(&self, address: &[u8]) -> Reply<Vec<crate::access::past::RecordVersion>> {
         let request = m::Request::History {
             address: serde_bytes::ByteBuf::from(address.to_vec()),
         };
@@ -497,6 +498,7 @@ impl Backend for Remote {
         Ok(Box::new(RemoteWatch {
             link: Arc::clone(link),
             channel: Some(channel),
+            // Until the holder's first message says where the watch starts.
             next: watch.from.map_or(0, |f| f.max(1)),
             progress: watch.progress,
             last_yield: Instant::now(),

@@ -1,10 +1,10 @@
 //! What a caller hands to the commit path, and what it gets back.
 
-use super::schema::Meta;
 use crate::error::{Error, KeyPart, Result, Shown};
 use crate::key;
 use crate::time::Timestamp;
 use crate::value;
+use crate::value::Meta;
 
 /// A precondition: the record at `address` must have version `expected` (0:
 /// absent) when the commit is applied.
@@ -110,6 +110,28 @@ fn check_value(namespace: &str, key: &str, value: &[u8]) -> Result<()> {
 }
 
 impl Request {
+    /// One write to `address`; with `expected`, only if the record then has
+    /// that version (and, with `modified`, that modification revision).
+    pub(crate) fn one(
+        address: Vec<u8>,
+        kind: WriteKind,
+        expected: Option<u64>,
+        modified: Option<u64>,
+    ) -> Request {
+        let checks = expected
+            .map(|expected| Check {
+                address: address.clone(),
+                expected,
+                modified,
+            })
+            .into_iter()
+            .collect();
+        Request {
+            checks,
+            writes: vec![Write { address, kind }],
+        }
+    }
+
     /// Checks a request that came from another process, as the public API
     /// checks what it is given: valid addresses, valid values within the size
     /// limit, at most one write per address.

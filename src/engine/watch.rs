@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::decode;
-use super::hub::Hub;
-use super::hub::{Next, Subscriber};
-use super::{Change, Scope, Watch, WatchEvent};
+use crate::engine::WatchStart;
 use crate::error::{Error, Result};
 use crate::fs::Fs;
 use crate::key;
@@ -24,8 +22,9 @@ use crate::log::catalog;
 use crate::log::reader;
 use crate::log::segment::SEGMENT_HEADER_LEN;
 use crate::log::segment::StoreId;
-use crate::store::Shared;
-use crate::value::{RawValue, Versioned};
+use crate::value::{RawValue, Stored, Versioned};
+use crate::watch::hub::{Hub, Next, Subscriber};
+use crate::watch::{Change, Scope, Watch, WatchEvent};
 
 /// Commits read from the log per chunk of a catch-up, at most.
 const CATCH_UP_CHUNK: usize = 512;
@@ -39,59 +38,55 @@ struct CatchUp {
     until: u64,
 }
 
+/// Looks up a record (by address) as it was right after a revision.
+pub(crate) type AsOf = Box<dyn Fn(&[u8], u64) -> Result<Option<Stored>> + Send>;
+
 /// A watch of a store this process holds.
 pub(crate) struct LocalWatch {
-    shared: Arc<Shared>,
     hub: Arc<Hub>,
     subscriber: Arc<Subscriber>,
     scope: Scope,
-    prev: bool,
+    /// Where previous values come from, when asked for.
+    prev: Option<AsOf>,
     progress: Option<Duration>,
     /// The next revision to deliver.
     next: u64,
     catch_up: Option<CatchUp>,
     ready: VecDeque<Change>,
+    /// A progress event to send first (see `Watch::announce`).
+    announce: Option<u64>,
     ended: bool,
 }
 
-impl Shared {
-    /// Starts a watch (see [`Watch`]).
-    pub(crate) fn watch(self: &Arc<Self>, watch: &Watch) -> Result<LocalWatch> {
-        let engine = self.engine.lock();
-        engine.check_poisoned()?;
-        let head = engine.applied.revision;
-        let fs = Arc::clone(engine.log.fs());
-        let dir = engine.log.dir().to_owned();
-        let store_id = *engine.log.store_id();
-        let first = self.first_revision_locked(&engine)?;
+impl LocalWatch {
+    /// Starts a watch from its subscription (made under the engine's lock).
+    pub(crate) fn new(start: WatchStart, watch: &Watch, as_of: AsOf) -> Result<LocalWatch> {
         let next = match watch.from {
-            None => head + 1,
+            None => start.head + 1,
             Some(from) => from.max(1),
         };
-        if next < first && next <= head {
+        if next < start.first && next <= start.head {
+            start.hub.unsubscribe(&start.subscriber);
             return Err(Error::Compacted {
                 requested: next,
-                compacted: Some(first),
+                compacted: Some(start.first),
             });
         }
-        let subscriber = engine.watchers.subscribe(watch.buffer);
-        let hub = Arc::clone(&engine.watchers);
-        drop(engine);
         Ok(LocalWatch {
-            shared: Arc::clone(self),
-            hub,
-            subscriber,
+            hub: start.hub,
+            subscriber: start.subscriber,
             scope: watch.scope.clone(),
-            prev: watch.prev,
+            prev: watch.prev.then_some(as_of),
             progress: watch.progress,
             next,
-            catch_up: (next <= head).then_some(CatchUp {
-                fs,
-                dir,
-                store_id,
-                until: head,
+            catch_up: (next <= start.head).then_some(CatchUp {
+                fs: start.fs,
+                dir: start.dir,
+                store_id: start.store_id,
+                until: start.head,
             }),
             ready: VecDeque::new(),
+            announce: watch.announce.then_some(next - 1),
             ended: false,
         })
     }
@@ -166,12 +161,10 @@ impl LocalWatch {
         if change.events.is_empty() {
             return Ok(());
         }
-        if self.prev {
+        if let Some(as_of) = &self.prev {
             for event in &mut change.events {
                 let address = key::encode_unchecked(&event.namespace, &event.key);
-                event.prev = self
-                    .shared
-                    .record_as_of(&address, change.revision - 1)?
+                event.prev = as_of(&address, change.revision - 1)?
                     .map(|s| Versioned::new(RawValue::from_trusted(s.value), s.meta));
             }
         }
@@ -180,6 +173,9 @@ impl LocalWatch {
     }
 
     fn step(&mut self) -> Result<Option<WatchEvent>> {
+        if let Some(revision) = self.announce.take() {
+            return Ok(Some(WatchEvent::Progress { revision }));
+        }
         loop {
             if let Some(change) = self.ready.pop_front() {
                 return Ok(Some(WatchEvent::Change(change)));

@@ -1,12 +1,12 @@
 //! Log records into [`Change`]s.
 
-use super::{Change, Event, Scope};
 use crate::error::{Error, Result};
 use crate::log::frame::{self, Decoded};
 use crate::log::record::{self, LogOp, LogRecord};
-use crate::store::Meta;
 use crate::time::Timestamp;
+use crate::value::Meta;
 use crate::value::{RawValue, Versioned};
+use crate::watch::{Change, Event, Scope};
 
 /// The commits in a batch's frames, each as its parts.
 pub(crate) fn commits(frames: &[u8]) -> Result<Vec<Vec<LogRecord<'_>>>> {

@@ -1,20 +1,20 @@
-//! Reading the store as it was at a past revision (a [`ReadView`] over the
-//! records and history tables), and a record's versions.
+//! Reading the store as it was at a past revision (see `history.rs`): a
+//! record as of a revision, ranges of records as of one, a record's versions.
 
 use std::iter::Peekable;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use redb::{Database, ReadOnlyTable};
+use redb::ReadOnlyTable;
 
-use super::{HISTORY, REVISIONS, Superseded};
-use crate::access::{Entries, Entry, ReadView, Stored};
+use super::history::{self, HISTORY, REVISIONS, Superseded};
+use super::schema::{self, RECORDS};
+use super::{Db, db_error, malformed_record};
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::db_error;
-use crate::store::schema::{self, RECORDS};
 use crate::time::Timestamp;
+use crate::value::{Entry, Stored};
 
 type Bytes = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
@@ -30,12 +30,15 @@ pub(crate) struct Tables {
 }
 
 fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
-    db: &Database,
-    db_path: &std::path::Path,
+    db: &Db,
     table: redb::TableDefinition<K, V>,
 ) -> Result<Option<ReadOnlyTable<K, V>>> {
     use redb::ReadableDatabase;
-    let txn = db.begin_read().map_err(db_error(db_path, "begin a read"))?;
+    let db_path = db.path();
+    let txn = db
+        .database
+        .begin_read()
+        .map_err(db_error(db_path, "begin a read"))?;
     match txn.open_table(table) {
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -45,16 +48,16 @@ fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
 
 fn malformed(db_path: &std::path::Path, address: &[u8]) -> Error {
     let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
-    crate::store::engine::malformed_record(db_path, namespace, key)
+    malformed_record(db_path, namespace, key)
 }
 
 impl Tables {
-    pub(crate) fn open(db: &Database, db_path: Arc<PathBuf>) -> Result<Tables> {
+    pub(crate) fn open(db: &Db) -> Result<Tables> {
         Ok(Tables {
-            records: crate::store::read_table(db, &db_path, RECORDS, "open the records table")?,
-            history: open_optional(db, &db_path, HISTORY)?,
-            revisions: open_optional(db, &db_path, REVISIONS)?,
-            db_path,
+            records: db.read_table(RECORDS, "open the records table")?,
+            history: open_optional(db, HISTORY)?,
+            revisions: open_optional(db, REVISIONS)?,
+            db_path: db.shared_path(),
         })
     }
 
@@ -66,7 +69,7 @@ impl Tables {
         Ok(revisions
             .get(revision)
             .map_err(db_error(&self.db_path, "read the revisions table"))?
-            .and_then(|v| super::decode_revision(v.value()).map(|(t, _)| t)))
+            .and_then(|v| history::decode_revision(v.value()).map(|(t, _)| t)))
     }
 
     /// The last revision committed before `time`, within `low..=high`
@@ -106,8 +109,8 @@ impl Tables {
         };
         let mut low = Vec::new();
         let mut high = Vec::new();
-        super::key(address, 0, &mut low);
-        super::key(address, revision, &mut high);
+        history::key(address, 0, &mut low);
+        history::key(address, revision, &mut high);
         let mut range = history
             .range(low.as_slice()..=high.as_slice())
             .map_err(db_error(&self.db_path, "read the history"))?;
@@ -116,7 +119,7 @@ impl Tables {
         };
         let (_, value) = last.map_err(db_error(&self.db_path, "read the history"))?;
         let entry =
-            super::decode(value.value()).ok_or_else(|| malformed(&self.db_path, address))?;
+            history::decode(value.value()).ok_or_else(|| malformed(&self.db_path, address))?;
         Ok((entry.end > revision).then(|| Stored {
             meta: entry.meta,
             value: entry.value.to_vec(),
@@ -130,14 +133,14 @@ impl Tables {
         if let Some(history) = &self.history {
             let mut low = Vec::new();
             let mut high = Vec::new();
-            super::key(address, 0, &mut low);
-            super::key(address, u64::MAX, &mut high);
+            history::key(address, 0, &mut low);
+            history::key(address, u64::MAX, &mut high);
             for item in history
                 .range(low.as_slice()..=high.as_slice())
                 .map_err(db_error(&self.db_path, "read the history"))?
             {
                 let (_, value) = item.map_err(db_error(&self.db_path, "read the history"))?;
-                let e = super::decode(value.value())
+                let e = history::decode(value.value())
                     .ok_or_else(|| malformed(&self.db_path, address))?;
                 out.push(Version {
                     stored: Stored {
@@ -182,23 +185,6 @@ pub(crate) struct Version {
     pub ended: Option<(u64, Timestamp)>,
 }
 
-/// The store as of one past revision.
-pub(crate) struct AsOfView {
-    tables: Arc<Tables>,
-    revision: u64,
-    time: Timestamp,
-}
-
-impl AsOfView {
-    pub(crate) fn new(tables: Tables, revision: u64, time: Timestamp) -> AsOfView {
-        AsOfView {
-            tables: Arc::new(tables),
-            revision,
-            time,
-        }
-    }
-}
-
 fn history_bound(bound: &Bound<Vec<u8>>, start: bool) -> Bound<Vec<u8>> {
     let with = |address: &[u8], tail: u8| {
         let mut k = address.to_vec();
@@ -226,7 +212,7 @@ type RawRange = redb::Range<'static, &'static [u8], &'static [u8]>;
 
 /// The records of a range as of a revision: the records table and the
 /// history merged in address order.
-struct PastEntries {
+pub(crate) struct PastEntries {
     records: Peekable<RawRange>,
     history: Option<Peekable<RawRange>>,
     revision: u64,
@@ -251,7 +237,7 @@ impl PastEntries {
         };
         match history.peek() {
             None => Ok(None),
-            Some(Ok((k, _))) => Ok(super::split_key(k.value()).map(|(a, _)| a.to_vec())),
+            Some(Ok((k, _))) => Ok(history::split_key(k.value()).map(|(a, _)| a.to_vec())),
             Some(Err(_)) => match history.next() {
                 Some(Err(e)) => Err(db_error(&self.db_path, "read the history")(e)),
                 _ => Ok(None),
@@ -270,7 +256,9 @@ impl PastEntries {
         let mut found: Option<Entry> = None;
         loop {
             let same = match history.peek() {
-                Some(Ok((k, _))) => super::split_key(k.value()).is_some_and(|(a, _)| a == address),
+                Some(Ok((k, _))) => {
+                    history::split_key(k.value()).is_some_and(|(a, _)| a == address)
+                }
                 _ => false,
             };
             if !same {
@@ -280,14 +268,14 @@ impl PastEntries {
                 return Ok(found);
             };
             let (k, v) = item.map_err(db_error(&db_path, "read the history"))?;
-            let Some((_, start)) = super::split_key(k.value()) else {
+            let Some((_, start)) = history::split_key(k.value()) else {
                 continue;
             };
             if start > revision {
                 continue;
             }
             let e: Superseded<'_> =
-                super::decode(v.value()).ok_or_else(|| malformed(&db_path, address))?;
+                history::decode(v.value()).ok_or_else(|| malformed(&db_path, address))?;
             found = (e.end > revision).then(|| Entry {
                 address: address.to_vec(),
                 meta: e.meta,
@@ -343,28 +331,22 @@ impl Iterator for PastEntries {
     }
 }
 
-impl ReadView for AsOfView {
-    fn revision(&self) -> u64 {
-        self.revision
-    }
-
-    fn time(&self) -> Timestamp {
-        self.time
-    }
-
-    fn get(&self, address: &[u8]) -> Result<Option<Stored>> {
-        self.tables.get(address, self.revision)
-    }
-
-    fn range(self: Arc<Self>, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Entries> {
-        let db_path = Arc::clone(&self.tables.db_path);
+impl Tables {
+    /// The records from `start` to `end` as of `revision`, in address order,
+    /// streamed.
+    pub(crate) fn range(
+        &self,
+        revision: u64,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+    ) -> Result<PastEntries> {
+        let db_path = Arc::clone(&self.db_path);
         let records = self
-            .tables
             .records
             .range::<&[u8]>((as_slice(&start), as_slice(&end)))
             .map_err(db_error(&db_path, "list records"))?
             .peekable();
-        let history = match &self.tables.history {
+        let history = match &self.history {
             None => None,
             Some(h) => {
                 let (s, e) = (history_bound(&start, true), history_bound(&end, false));
@@ -375,28 +357,11 @@ impl ReadView for AsOfView {
                 )
             }
         };
-        Ok(Box::new(PastEntries {
+        Ok(PastEntries {
             records,
             history,
-            revision: self.revision,
+            revision,
             db_path,
-        }))
-    }
-
-    fn namespaces(&self) -> Result<Vec<String>> {
-        let mut out: Vec<String> = Vec::new();
-        let view = Arc::new(AsOfView {
-            tables: Arc::clone(&self.tables),
-            revision: self.revision,
-            time: self.time,
-        });
-        for entry in view.range(Bound::Unbounded, Bound::Unbounded)? {
-            let entry = entry?;
-            let (namespace, _) = key::decode(&entry.address).unwrap_or(("?", "?"));
-            if out.last().is_none_or(|last| last != namespace) {
-                out.push(namespace.to_owned());
-            }
-        }
-        Ok(out)
+        })
     }
 }
