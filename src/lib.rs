@@ -104,6 +104,9 @@ pub mod bigint;
 pub mod maintenance;
 pub mod snapshot;
 
+#[cfg(feature = "web")]
+pub mod web;
+
 #[cfg(feature = "tokio")]
 pub mod async_store;
 #[cfg(feature = "tokio")]

@@ -6,7 +6,8 @@
 //! dropping a [`Browser`] (a failed assertion, a timeout) kills whatever is
 //! left. Every wait is bounded. [`Cli`] runs the `statelog` binary against a
 //! store, and [`Browser::screenshot`] saves PNGs under
-//! `target/browser-screenshots/`, where CI keeps them.
+//! `target/browser-screenshots/`, where CI keeps them. [`Served`] runs
+//! `statelog serve --http` for the live web view.
 //!
 //! The binaries: `STATELOG_BIN` (else `target/debug/statelog`; build it first
 //! with `cargo build`), `CHROMIUM` (else `/usr/bin/chromium`) and
@@ -21,9 +22,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+
+mod serve;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+pub use serve::Served;
 
 /// Chromium's flags: headless, and nothing that reaches for the network (this
 /// machine's network is closed, and Chromium stalls on refused connections

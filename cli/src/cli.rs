@@ -22,6 +22,8 @@ use statelog::Shown;
 pub const STORE_ENV: &str = "STATELOG_STORE";
 /// The environment variable giving `--wait` when it is not given.
 pub const WAIT_ENV: &str = "STATELOG_WAIT";
+/// The environment variable giving `serve --http-token`.
+pub const HTTP_TOKEN_ENV: &str = "STATELOG_HTTP_TOKEN";
 /// The store when neither `--store` nor the environment names one.
 pub const DEFAULT_STORE: &str = ".statelog";
 /// How long to wait for the store when neither `--wait` nor the environment

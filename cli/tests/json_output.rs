@@ -318,10 +318,11 @@ fn serve_prints_its_events_with_the_shape() {
         .unwrap();
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
     let started = without_shape(&lines.next().unwrap().unwrap());
+    assert_eq!(started["http"], Value::Null);
     assert_members(
         "serve: started",
         &started,
-        &["event", "store", "id", "pid", "revision"],
+        &["event", "store", "id", "pid", "revision", "http"],
     );
     // SAFETY: kill with a valid pid and signal number.
     assert_eq!(unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) }, 0);

@@ -343,7 +343,7 @@ const TOOLS: &str = "<div id=\"tools\" hidden><label>Filter \
 /// the root, set in the head before any row is parsed), a row is displayed
 /// only once the script marks it `on`: the browser lays out one page of rows,
 /// not the whole table.
-const STYLE: &str = r#":root { color-scheme: light dark; font: 14px/1.45 system-ui, sans-serif; }
+pub(crate) const STYLE: &str = r#":root { color-scheme: light dark; font: 14px/1.45 system-ui, sans-serif; }
 body { margin: 0; padding: 0 1.5em 2em; }
 h1 { font-size: 1.4em; margin: .6em 0 .2em; }
 h2 { font-size: 1.15em; margin: 1.2em 0 .2em; }

@@ -35,11 +35,11 @@
 //! value mapping are described in `DESIGN.md` ("Snapshots: JSON and
 //! Markdown").
 
-mod html;
+pub(crate) mod html;
 mod import;
 mod json;
 mod legacy;
-mod mapping;
+pub(crate) mod mapping;
 mod markdown;
 mod raw_json;
 mod source;
