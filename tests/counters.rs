@@ -68,6 +68,10 @@ fn replace_field(text: &str, from: u64, to: u64) -> (String, u64) {
                 assert_eq!(line_no, 0, "{from} is on two lines");
                 line_no = i as u64 + 1;
                 line.replace(&from, &to.to_string())
+            } else if line.starts_with('|') {
+                // A Markdown summary row shows the same numbers (an import
+                // refuses a row that disagrees with its section).
+                line.replace(&format!("| {from} |"), &format!("| {to} |"))
             } else {
                 line.to_owned()
             }
