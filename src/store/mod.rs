@@ -182,6 +182,16 @@ impl Store {
     /// written (a replay stays in memory), reads work, and every change fails
     /// with [`Error::ReadOnly`] (see [`read_only`](Self::read_only)).
     ///
+    /// # Examples
+    /// ```
+    /// use statelog::{Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path().join("state"), Options::default())?;
+    /// assert!(store.is_holder());
+    /// assert_eq!(store.revision(), 0);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Busy`] if another process holds the store, does not serve it
     /// (or does not answer) and does not release it in time;
@@ -314,11 +324,29 @@ impl Store {
     }
 
     /// The store's directory.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = statelog::Store::open(dir.path().join("state"), Default::default())?;
+    /// assert_eq!(store.path(), dir.path().join("state"));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.handle.path
     }
 
     /// The store's id: 32 hex digits chosen when it was created.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let id = store.id();
+    /// assert_eq!(id.len(), 32);
+    /// assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     pub fn id(&self) -> String {
         self.handle.id.clone()
     }
@@ -328,6 +356,16 @@ impl Store {
     /// Through a holder this asks it; if that fails, the error is logged
     /// (`tracing`) and 0 returned: use [`snapshot`](Self::snapshot) and
     /// [`Snapshot::revision`] to see the error.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// assert_eq!(store.revision(), 0);
+    /// store.put("jobs", "build", &"queued")?;
+    /// assert_eq!(store.revision(), 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     pub fn revision(&self) -> u64 {
         match self.call(|b| b.revision()) {
             Ok(revision) => revision,
@@ -340,6 +378,20 @@ impl Store {
 
     /// A consistent snapshot for reading; see [`Snapshot`].
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let snapshot = store.snapshot()?;
+    /// store.put("jobs", "build", &"running")?;
+    /// // The snapshot still reads the store as it was when it was taken.
+    /// let old = snapshot.get::<String>("jobs", "build")?.unwrap();
+    /// assert_eq!(old.value, "queued");
+    /// assert_eq!(snapshot.revision()?, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Closed`], [`Error::Database`]; through a holder, the errors of
     /// reaching it ([`Error::Busy`] when it does not answer).
@@ -351,6 +403,17 @@ impl Store {
     /// `revision`: the same records, metadata and values a snapshot taken
     /// then would have read, from the history the store still holds (see
     /// [`Stats::first_revision`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// store.put("jobs", "build", &"running")?;
+    /// let then = store.snapshot_at_revision(1)?;
+    /// assert_eq!(then.get::<String>("jobs", "build")?.unwrap().value, "queued");
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Compacted`] naming the first revision still available when
@@ -366,6 +429,17 @@ impl Store {
     /// A snapshot of the store as the commits before `time` left it (the
     /// same rule as a restore's `--to-time`).
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let now = statelog::Timestamp::now();
+    /// let then = store.snapshot_at_time(now)?;
+    /// assert_eq!(then.revision()?, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`snapshot_at_revision`](Self::snapshot_at_revision).
     pub fn snapshot_at_time(&self, time: Timestamp) -> Result<Snapshot> {
@@ -376,6 +450,19 @@ impl Store {
 
     /// Every version of a record the store still holds, oldest first: each
     /// commit that wrote or deleted it, with its revision, time and value.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// store.delete("jobs", "build")?;
+    /// let versions = store.history("jobs", "build")?;
+    /// assert_eq!(versions.len(), 2);
+    /// assert_eq!(versions[0].revision, 1);
+    /// assert!(versions[1].value.is_none()); // the delete
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidKey`]; [`Error::Unsupported`] on etcd; the errors of
@@ -391,6 +478,19 @@ impl Store {
     /// holder; the watcher ends with an error saying where to resume when
     /// the holder goes away.
     ///
+    /// # Examples
+    /// ```
+    /// use statelog::{Watch, WatchEvent};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let mut watcher = store.watch(Watch::namespace("jobs").from(1))?;
+    /// let Some(Ok(WatchEvent::Change(change))) = watcher.next() else { panic!() };
+    /// assert_eq!(change.revision, 1);
+    /// assert_eq!(change.events[0].key, "build");
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Compacted`] when the starting revision is older than the
     /// log holds (naming the first one it does); [`Error::InvalidKey`];
@@ -402,6 +502,23 @@ impl Store {
 
     /// Runs `f` on one consistent snapshot.
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("accounts", "a", &10)?;
+    /// store.put("accounts", "b", &5)?;
+    /// let total = store.read(|snapshot| {
+    ///     let mut total = 0;
+    ///     for record in snapshot.list::<i64>("accounts", ..)? {
+    ///         total += record?.1.value;
+    ///     }
+    ///     Ok(total)
+    /// })?;
+    /// assert_eq!(total, 15);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// What `f` returns, or what [`snapshot`](Self::snapshot) returns.
     pub fn read<R>(&self, f: impl FnOnce(&Snapshot) -> Result<R>) -> Result<R> {
@@ -409,6 +526,17 @@ impl Store {
     }
 
     /// Reads a record as `T`.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let job = store.get::<String>("jobs", "build")?.unwrap();
+    /// assert_eq!((job.value.as_str(), job.version), ("queued", 1));
+    /// assert!(store.get::<String>("jobs", "test")?.is_none());
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidKey`]; [`Error::Decode`] naming the record if its value is
@@ -431,6 +559,16 @@ impl Store {
 
     /// Reads a record without decoding its value.
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let raw = store.get_raw("jobs", "build")?.unwrap();
+    /// assert_eq!(raw.value.decode::<String>().unwrap(), "queued");
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidKey`].
     pub fn get_raw(&self, namespace: &str, key: &str) -> Result<Option<Versioned<RawValue>>> {
@@ -448,6 +586,22 @@ impl Store {
     /// Streams a namespace's records in key order (all, a range, or a prefix;
     /// see [`KeyRange`]), from one snapshot.
     ///
+    /// # Examples
+    /// ```
+    /// use statelog::KeyRange;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// for (key, state) in [("a1", "queued"), ("a2", "done"), ("b1", "queued")] {
+    ///     store.put("jobs", key, &state)?;
+    /// }
+    /// let keys: Vec<String> = store
+    ///     .list::<String>("jobs", KeyRange::prefix("a"))?
+    ///     .map(|record| record.map(|(key, _)| key))
+    ///     .collect::<statelog::Result<_>>()?;
+    /// assert_eq!(keys, ["a1", "a2"]);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidKey`] for a bad namespace.
     pub fn list<T: DeserializeOwned>(
@@ -460,6 +614,19 @@ impl Store {
 
     /// Like [`list`](Self::list), without decoding values.
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// for record in store.list_raw("jobs", ..)? {
+    ///     let (key, raw) = record?;
+    ///     assert_eq!(key, "build");
+    ///     assert_eq!(raw.value.decode::<String>().unwrap(), "queued");
+    /// }
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidKey`] for a bad namespace.
     pub fn list_raw(&self, namespace: &str, range: impl Into<KeyRange>) -> Result<List<RawValue>> {
@@ -468,6 +635,16 @@ impl Store {
 
     /// The namespaces that hold records.
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// store.put("users", "ann", &"admin")?;
+    /// assert_eq!(store.namespaces()?, ["jobs", "users"]);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Database`].
     pub fn namespaces(&self) -> Result<Vec<String>> {
@@ -475,6 +652,17 @@ impl Store {
     }
 
     /// Writes a value, whatever the record's current version.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let first = store.put("jobs", "build", &"queued")?;
+    /// let second = store.put("jobs", "build", &"running")?;
+    /// assert_eq!((second.revision, second.version), (2, 2));
+    /// assert!(first.changed && second.changed);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidKey`], [`Error::Encode`], [`Error::TooLarge`],
@@ -494,6 +682,17 @@ impl Store {
     /// Writes a value unless it equals the stored one byte for byte; then nothing
     /// is written (no new version, no log record) and `changed` is false.
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let same = store.put_if_changed("jobs", "build", &"queued")?;
+    /// assert!(!same.changed);
+    /// assert_eq!((same.revision, same.version), (1, 1));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`put`](Self::put).
     pub fn put_if_changed<T: Serialize + ?Sized>(
@@ -509,6 +708,16 @@ impl Store {
 
     /// Writes a value given as MessagePack.
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let value = statelog::RawValue::from_value(&[1, 2, 3]).unwrap();
+    /// store.put_raw("lists", "small", value)?;
+    /// assert_eq!(store.get::<Vec<u8>>("lists", "small")?.unwrap().value, [1, 2, 3]);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`put`](Self::put).
     pub fn put_raw(&self, namespace: &str, key: &str, value: RawValue) -> Result<Committed> {
@@ -519,6 +728,16 @@ impl Store {
     }
 
     /// Creates a record that must not exist yet.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.create("users", "ann", &"admin")?;
+    /// let again = store.create("users", "ann", &"guest");
+    /// assert!(matches!(again, Err(statelog::Error::Conflict { expected: 0, actual: 1, .. })));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Conflict`] (with `expected` 0) if it exists; as [`put`](Self::put).
@@ -533,6 +752,18 @@ impl Store {
 
     /// Writes a value only if the record has version `expected` (0: does not
     /// exist).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let first = store.put("jobs", "build", &"queued")?;
+    /// store.compare_and_swap("jobs", "build", first.version, &"running")?;
+    /// // A second writer that read the same version loses.
+    /// let stale = store.compare_and_swap("jobs", "build", first.version, &"failed");
+    /// assert!(matches!(stale, Err(statelog::Error::Conflict { expected: 1, actual: 2, .. })));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Conflict`] with the expected and actual versions; as
@@ -574,6 +805,17 @@ impl Store {
     /// Removes a record. Returns `None` if it did not exist (then nothing is
     /// written).
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let deleted = store.delete("jobs", "build")?.unwrap();
+    /// assert_eq!((deleted.revision, deleted.version), (2, 1));
+    /// assert!(store.delete("jobs", "build")?.is_none());
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidKey`], and the I/O errors of a commit.
     pub fn delete(&self, namespace: &str, key: &str) -> Result<Option<Deleted>> {
@@ -581,6 +823,18 @@ impl Store {
     }
 
     /// Removes a record only if it has version `expected`.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// store.put("jobs", "build", &"running")?;
+    /// assert!(store.compare_and_delete("jobs", "build", 1).is_err());
+    /// store.compare_and_delete("jobs", "build", 2)?;
+    /// assert!(store.get::<String>("jobs", "build")?.is_none());
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Conflict`] if it has another version or does not exist; as
@@ -625,6 +879,17 @@ impl Store {
     ///
     /// `f` may run several times; an error from it ends the update at once.
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let count = store.update("counters", "visits", |old: Option<u64>| -> statelog::Result<u64> {
+    ///     Ok(old.unwrap_or(0) + 1)
+    /// })?;
+    /// assert_eq!((count.value, count.version), (1, 1));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// What `f` returns; [`Error::Conflict`] after the last attempt;
     /// [`Error::Decode`] if the stored value is not a `T`; as [`put`](Self::put).
@@ -667,6 +932,7 @@ impl Store {
     /// to the retry policy's attempts). An error returned by `f` aborts without
     /// writing anything.
     ///
+    /// # Examples
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let store = statelog::Store::open(dir.path(), Default::default()).unwrap();
@@ -768,6 +1034,24 @@ impl Store {
     /// versions and revisions; the store's revision becomes `revision`. This is
     /// how a snapshot is restored exactly. All records commit or none do.
     ///
+    /// # Examples
+    /// ```
+    /// use statelog::{Meta, RawValue, RestoreRecord, Timestamp};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let time = Timestamp::now();
+    /// let record = RestoreRecord {
+    ///     namespace: "jobs".into(),
+    ///     key: "build".into(),
+    ///     meta: Meta { version: 3, create_revision: 7, mod_revision: 9, updated_at: time },
+    ///     value: RawValue::from_value(&"done").unwrap(),
+    /// };
+    /// store.restore_records(9, time, [record])?;
+    /// assert_eq!(store.revision(), 9);
+    /// assert_eq!(store.get::<String>("jobs", "build")?.unwrap().version, 3);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::NotEmpty`] if the store has any commit; [`Error::InvalidOption`]
     /// for metadata that does not fit `revision`, or a revision or version
@@ -802,6 +1086,16 @@ impl Store {
     /// Makes the state database durable at the current revision now, so that a
     /// restart has no log to replay. Runs on its own by the checkpoint policy.
     ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// store.checkpoint()?;
+    /// assert_eq!(store.stats().checkpoint_revision, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Poisoned`], [`Error::ReadOnly`], [`Error::Database`],
     /// [`Error::Io`].
@@ -820,6 +1114,12 @@ impl Store {
     /// `restore` can stop at any of them. See `DESIGN.md`, "Backups, restore,
     /// check and repair".
     ///
+    /// Through a holder (another process holds the store), the holder writes
+    /// the backup, so only a process of the holder's own user may ask for one
+    /// ([`Error::Refused`] otherwise); `dest` is taken relative to this
+    /// process's working directory.
+    ///
+    /// # Examples
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = statelog::Store::open(dir.path().join("state"), Default::default())?;
@@ -831,11 +1131,6 @@ impl Store {
     /// assert_eq!(next.revision, 2);
     /// # Ok::<(), statelog::Error>(())
     /// ```
-    ///
-    /// Through a holder (another process holds the store), the holder writes
-    /// the backup, so only a process of the holder's own user may ask for one
-    /// ([`Error::Refused`] otherwise); `dest` is taken relative to this
-    /// process's working directory.
     ///
     /// # Errors
     /// [`Error::InvalidBackup`] if `dest` is a backup of another store, was
@@ -850,6 +1145,18 @@ impl Store {
 
     /// [`backup`](Self::backup) with options (a progress callback).
     ///
+    /// # Examples
+    /// ```
+    /// use statelog::backup::BackupOptions;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let options = BackupOptions::new().progress(|p| tracing::debug!(copied = p.bytes_copied, "backing up"));
+    /// let report = store.backup_with(dir.path().join("backup"), &options)?;
+    /// assert!(report.full);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`backup`](Self::backup).
     pub fn backup_with(
@@ -863,6 +1170,16 @@ impl Store {
 
     /// What opening had to do to recover (nothing after a clean close, and
     /// nothing for a handle that reached the store through its holder).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// // A store closed cleanly has nothing to recover.
+    /// assert_eq!(store.recovery().replayed, 0);
+    /// assert!(store.recovery().cut.is_none());
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     pub fn recovery(&self) -> &Recovery {
         &self.handle.recovery
     }
@@ -873,6 +1190,14 @@ impl Store {
     /// [`Error::ReadOnly`]. Open it again once the disk takes writes. Through a
     /// holder: why the holder has it read-only (as it said when this handle
     /// connected).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// assert!(store.read_only().is_none());
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     pub fn read_only(&self) -> Option<String> {
         match &self.handle.reach {
             Reach::Held(backend) => backend.read_only(),
@@ -885,6 +1210,16 @@ impl Store {
     ///
     /// Through a holder this asks it; if that fails, the error is logged
     /// (`tracing`) and only this handle's counters are filled in.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let stats = store.stats();
+    /// assert_eq!((stats.revision, stats.commits), (1, 1));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         let mut stats = match self.call(|b| b.stats()) {
             Ok(stats) => stats,
@@ -901,6 +1236,15 @@ impl Store {
     /// True when this process holds the store (it opened the store's files);
     /// false when the handle works through another process that holds it.
     /// A handle may take the store over when its holder goes away.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// // The first process to open a store holds it.
+    /// assert!(store.is_holder());
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     pub fn is_holder(&self) -> bool {
         match &self.handle.reach {
             Reach::Held(backend) => backend.is_holder(),
@@ -916,6 +1260,16 @@ impl Store {
     /// is dropped (at once, if this was the only one). Through a holder: closes
     /// the connections. Dropping every clone without calling `close` closes
     /// too, but cannot report an error.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let other = store.clone();
+    /// store.close()?;
+    /// assert!(matches!(other.put("jobs", "build", &"queued"), Err(statelog::Error::Closed)));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// The final checkpoint's error, if any; nothing acknowledged is lost by it.
