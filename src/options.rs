@@ -171,6 +171,7 @@ impl RetentionPolicy {
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) lock_timeout: Duration,

@@ -10,6 +10,7 @@ use crate::time::Timestamp;
 
 /// Progress of a backup run, for a progress bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackupProgress {
     /// Records written into the base so far (first run only).
     pub records: u64,
@@ -23,6 +24,7 @@ type BackupCallback = Arc<dyn Fn(&BackupProgress) + Send + Sync>;
 
 /// Options of [`Store::backup_with`](crate::Store::backup_with).
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct BackupOptions {
     pub(crate) progress: Option<BackupCallback>,
 }
@@ -50,6 +52,7 @@ impl BackupOptions {
 
 /// What a backup run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackupReport {
     /// The backup directory.
     pub destination: PathBuf,

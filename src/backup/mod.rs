@@ -63,6 +63,7 @@ pub enum Until {
 
 /// Progress of a restore, for a progress bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RestoreProgress {
     /// Commits replayed so far (the base counts as one).
     pub commits: u64,
@@ -78,6 +79,7 @@ type RestoreCallback = Arc<dyn Fn(&RestoreProgress) + Send + Sync>;
 
 /// Options of [`restore`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RestoreOptions {
     pub(crate) until: Until,
     pub(crate) overwrite: bool,
@@ -143,6 +145,7 @@ impl RestoreOptions {
 
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RestoreReport {
     /// The new store.
     pub target: PathBuf,

@@ -47,6 +47,7 @@ use crate::options::Options;
 
 /// Options of [`check`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CheckOptions {
     pub(crate) scratch_dir: Option<PathBuf>,
     pub(crate) lock_timeout: Duration,
@@ -103,6 +104,7 @@ pub enum CheckedKind {
 
 /// The log, as far as it was read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LogReport {
     /// Segment files.
     pub segments: usize,
@@ -161,6 +163,7 @@ pub enum Compared {
 
 /// One namespace of the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct NamespaceReport {
     /// The namespace.
     pub namespace: String,
@@ -177,6 +180,7 @@ pub struct NamespaceReport {
 
 /// The state database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct StateReport {
     /// The checkpoint revision it records.
     pub revision: u64,
@@ -194,6 +198,7 @@ pub struct StateReport {
 
 /// What [`check`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct CheckReport {
     /// What was checked.
     pub path: PathBuf,

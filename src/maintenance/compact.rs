@@ -22,6 +22,7 @@ use crate::{db, engine};
 
 /// What [`compact`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct CompactReport {
     /// The store's revision.
     pub revision: u64,

@@ -53,6 +53,7 @@ use crate::time::Timestamp;
 
 /// Options of [`repair`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RepairOptions {
     pub(crate) scratch_dir: Option<PathBuf>,
     pub(crate) lock_timeout: Duration,
@@ -112,6 +113,7 @@ pub enum Lost {
 
 /// What [`repair`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RepairReport {
     /// The store.
     pub path: PathBuf,

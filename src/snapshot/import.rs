@@ -44,6 +44,7 @@ pub enum ImportMode {
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ImportOptions {
     pub(crate) format: Format,
     pub(crate) mode: ImportMode,
@@ -85,6 +86,7 @@ pub struct ImportConflict {
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "an import can stop at conflicts without writing; check `applied` and `conflicts`"]
+#[non_exhaustive]
 pub struct ImportReport {
     /// The snapshot's header.
     pub header: Header,

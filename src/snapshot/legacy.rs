@@ -114,6 +114,7 @@ impl fmt::Debug for KeyNormalizer {
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LegacyOptions {
     namespace: String,
     normalizer: KeyNormalizer,
@@ -173,6 +174,7 @@ pub struct Collision {
 /// What a legacy import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a legacy import stops at key collisions unless merging; check `applied`"]
+#[non_exhaustive]
 pub struct LegacyReport {
     /// Members in the file.
     pub members: u64,

@@ -213,6 +213,7 @@ impl fmt::Debug for Progress {
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ExportOptions {
     pub(crate) format: Format,
     pub(crate) namespaces: Option<Vec<String>>,
@@ -262,6 +263,7 @@ impl ExportOptions {
 
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExportSummary {
     /// The snapshot's header.
     pub header: Header,

@@ -39,6 +39,7 @@ pub use crate::value::Meta;
 
 /// What a successful write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Committed {
     /// The revision of the commit; for a write skipped as unchanged, the revision
     /// that last wrote the record.
@@ -51,6 +52,7 @@ pub struct Committed {
 
 /// What a successful delete did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Deleted {
     /// The revision of the commit.
     pub revision: u64,
@@ -60,6 +62,7 @@ pub struct Deleted {
 
 /// The result of [`Store::transaction`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TxOutcome<T> {
     /// What the closure returned.
     pub value: T,
@@ -69,6 +72,7 @@ pub struct TxOutcome<T> {
 
 /// What opening the store had to do to recover from an unclean shutdown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Recovery {
     /// Commits replayed from the log into the state database.
     pub replayed: u64,
