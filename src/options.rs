@@ -27,6 +27,7 @@ pub enum Durability {
 
 /// How `update` and `transaction` retry after losing a race.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; then the call returns [`Error::Conflict`].
     pub max_attempts: u32,
@@ -47,6 +48,24 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Attempts in all, the first included.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Upper bound of the random wait after the first conflict.
+    pub fn initial_backoff(mut self, wait: Duration) -> Self {
+        self.initial_backoff = wait;
+        self
+    }
+
+    /// The most the wait bound grows to.
+    pub fn max_backoff(mut self, wait: Duration) -> Self {
+        self.max_backoff = wait;
+        self
+    }
+
     /// The wait before attempt `attempt + 1` after `attempt` conflicts: uniformly
     /// random ("full jitter") below an exponentially growing bound.
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
@@ -65,6 +84,7 @@ impl RetryPolicy {
 /// A checkpoint is a durable commit of the state database that records the last
 /// applied revision. It runs when any bound is reached (and on close).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckpointPolicy {
     /// Commits since the last checkpoint.
     pub commits: u64,
@@ -85,6 +105,24 @@ impl CheckpointPolicy {
             log_bytes: u64::MAX,
             interval: Duration::MAX,
         }
+    }
+
+    /// Checkpoint after this many commits.
+    pub fn commits(mut self, commits: u64) -> Self {
+        self.commits = commits;
+        self
+    }
+
+    /// Checkpoint after this many bytes of log.
+    pub fn log_bytes(mut self, bytes: u64) -> Self {
+        self.log_bytes = bytes;
+        self
+    }
+
+    /// Checkpoint this long after the last one, when anything was committed.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
     }
 }
 
@@ -116,13 +154,11 @@ impl Default for CheckpointPolicy {
 ///
 /// ```
 /// use statelog::{Options, RetentionPolicy};
-/// let options = Options::default().retention(RetentionPolicy {
-///     max_segments: Some(8),
-///     ..RetentionPolicy::default()
-/// });
+/// let options = Options::default().retention(RetentionPolicy::default().max_segments(Some(8)));
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetentionPolicy {
     /// At most this many sealed segments behind the checkpoint. Default: no limit.
     pub max_segments: Option<usize>,
@@ -157,6 +193,33 @@ impl RetentionPolicy {
             max_age: None,
             keep_until_backed_up: true,
         }
+    }
+
+    /// Keeps at most this many sealed segments behind the checkpoint (`None`:
+    /// no limit).
+    pub fn max_segments(mut self, segments: Option<usize>) -> Self {
+        self.max_segments = segments;
+        self
+    }
+
+    /// Keeps at most this many bytes of sealed segments behind the checkpoint
+    /// (`None`: no limit).
+    pub fn max_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Removes a segment once it was sealed this long ago (`None`: no limit).
+    pub fn max_age(mut self, age: Option<Duration>) -> Self {
+        self.max_age = age;
+        self
+    }
+
+    /// Whether to keep every segment holding a revision the last backup did
+    /// not copy.
+    pub fn keep_until_backed_up(mut self, keep: bool) -> Self {
+        self.keep_until_backed_up = keep;
+        self
     }
 }
 

@@ -320,10 +320,7 @@ fn the_log_stays_bounded_by_the_retention_policy_and_keeps_the_checkpoint_segmen
     let dir = temp_dir();
     let store_dir = dir.path().join("store");
     // The default policy's limit is in bytes; scaled down here.
-    let retention = RetentionPolicy {
-        max_bytes: Some(24 << 10),
-        ..RetentionPolicy::default()
-    };
+    let retention = RetentionPolicy::default().max_bytes(Some(24 << 10));
     assert!(
         RetentionPolicy::default().max_bytes.is_some(),
         "the default bounds the log"
@@ -332,11 +329,12 @@ fn the_log_stays_bounded_by_the_retention_policy_and_keeps_the_checkpoint_segmen
         .segment_size(4 << 10)
         .preallocate(0)
         .retention(retention)
-        .checkpoint(CheckpointPolicy {
-            commits: 50,
-            log_bytes: u64::MAX,
-            interval: Duration::from_secs(3600),
-        });
+        .checkpoint(
+            CheckpointPolicy::default()
+                .commits(50)
+                .log_bytes(u64::MAX)
+                .interval(Duration::from_secs(3600)),
+        );
     let store = Store::open(&store_dir, options.clone()).unwrap();
     let mut most = 0;
     for i in 1..=2000u64 {
@@ -388,12 +386,9 @@ fn retention_keeps_what_the_next_backup_needs_unless_told_otherwise() {
         let dir = temp_dir();
         let store_dir = dir.path().join("store");
         let backup_dir = dir.path().join("backup");
-        let retention = RetentionPolicy {
-            max_segments: Some(1),
-            max_bytes: None,
-            max_age: None,
-            keep_until_backed_up: keep,
-        };
+        let retention = RetentionPolicy::keep_all()
+            .max_segments(Some(1))
+            .keep_until_backed_up(keep);
         let options = Options::default()
             .segment_size(4 << 10)
             .preallocate(0)
@@ -441,12 +436,7 @@ fn retention_keeps_what_the_next_backup_needs_unless_told_otherwise() {
 #[test]
 fn retention_by_age_removes_segments_sealed_long_enough_ago() {
     let dir = temp_dir();
-    let retention = RetentionPolicy {
-        max_segments: None,
-        max_bytes: None,
-        max_age: Some(Duration::from_millis(300)),
-        keep_until_backed_up: true,
-    };
+    let retention = RetentionPolicy::keep_all().max_age(Some(Duration::from_millis(300)));
     let options = Options::default()
         .segment_size(4 << 10)
         .preallocate(0)

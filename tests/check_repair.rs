@@ -121,10 +121,7 @@ fn a_healthy_store_checks_out_and_check_changes_nothing() {
     // A store whose log retention removed the start: what the log still
     // covers is compared, and the report says so.
     let trimmed = dir.path().join("trimmed");
-    let options = small_segments().retention(RetentionPolicy {
-        max_segments: Some(2),
-        ..RetentionPolicy::default()
-    });
+    let options = small_segments().retention(RetentionPolicy::default().max_segments(Some(2)));
     let store = Store::open(&trimmed, options).unwrap();
     write(&store, 1, 300);
     store.close().unwrap();
@@ -428,10 +425,7 @@ fn a_log_damaged_before_the_checkpoint_is_re_based_on_the_state_and_nothing_is_l
 fn a_state_database_that_cannot_be_rebuilt_is_left_alone_and_reported() {
     let dir = temp_dir();
     let store_dir = dir.path().join("store");
-    let options = small_segments().retention(RetentionPolicy {
-        max_segments: Some(1),
-        ..RetentionPolicy::default()
-    });
+    let options = small_segments().retention(RetentionPolicy::default().max_segments(Some(1)));
     let store = Store::open(&store_dir, options).unwrap();
     write(&store, 1, 300);
     let state = dump(&store);

@@ -40,11 +40,12 @@ const CYCLES_PER_STORE: u64 = 11;
 fn variant_options(variant: &str) -> Options {
     let options = Options::default().lock_timeout(Duration::from_secs(20));
     match variant {
-        "checkpoints" => options.checkpoint(CheckpointPolicy {
-            commits: 3,
-            log_bytes: 2048,
-            interval: Duration::from_millis(5),
-        }),
+        "checkpoints" => options.checkpoint(
+            CheckpointPolicy::default()
+                .commits(3)
+                .log_bytes(2048)
+                .interval(Duration::from_millis(5)),
+        ),
         "rotation" => options.segment_size(4096).preallocate(4096),
         "relaxed" => options.durability(Durability::Relaxed {
             max_delay: Duration::from_millis(2),

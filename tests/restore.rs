@@ -188,10 +188,7 @@ fn backup_with_history(dir: &Path) -> (PathBuf, Dump) {
     let options = Options::default()
         .segment_size(4 << 10)
         .preallocate(0)
-        .retention(statelog::RetentionPolicy {
-            max_segments: Some(1),
-            ..statelog::RetentionPolicy::default()
-        });
+        .retention(statelog::RetentionPolicy::default().max_segments(Some(1)));
     let store = Store::open(dir.join("store"), options).unwrap();
     let backup = dir.join("backup");
     let mut rng = fastrand::Rng::with_seed(3);

@@ -177,10 +177,7 @@ fn watching_from_before_what_retention_kept_is_compacted_naming_the_first_revisi
     let options = Options::default()
         .segment_size(4 << 10)
         .preallocate(0)
-        .retention(RetentionPolicy {
-            max_bytes: Some(16 << 10),
-            ..RetentionPolicy::default()
-        })
+        .retention(RetentionPolicy::default().max_bytes(Some(16 << 10)))
         .checkpoint(CheckpointPolicy::manual());
     let store = Store::open(dir.path(), options).unwrap();
     for i in 0..1000u64 {
@@ -435,10 +432,7 @@ fn after_retention_the_first_backup_starts_where_the_log_does() {
     let options = Options::default()
         .segment_size(4 << 10)
         .preallocate(0)
-        .retention(RetentionPolicy {
-            max_bytes: Some(16 << 10),
-            ..RetentionPolicy::default()
-        })
+        .retention(RetentionPolicy::default().max_bytes(Some(16 << 10)))
         .checkpoint(CheckpointPolicy::manual());
     let store = Store::open(&store_dir, options).unwrap();
     let mut exports = BTreeMap::new();

@@ -142,10 +142,7 @@ impl PyStore {
                 .remote(remote)
                 .lock_timeout(seconds("lock_timeout", lock_timeout)?)
                 .durability(durability)
-                .retry(RetryPolicy {
-                    max_attempts,
-                    ..RetryPolicy::default()
-                });
+                .retry(RetryPolicy::default().max_attempts(max_attempts));
             if let Some(bytes) = cache_size {
                 options = options.cache_size(bytes);
             }

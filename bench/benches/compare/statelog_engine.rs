@@ -29,12 +29,12 @@ pub fn options(mode: Mode) -> Options {
     };
     // For experiments only: statelog's defaults unless these are set.
     let options = match std::env::var("STATELOG_BENCH_CHECKPOINT_COMMITS") {
-        Ok(n) => options.checkpoint(CheckpointPolicy {
-            commits: n
-                .parse()
-                .expect("STATELOG_BENCH_CHECKPOINT_COMMITS: a number"),
-            ..CheckpointPolicy::default()
-        }),
+        Ok(n) => options.checkpoint(
+            CheckpointPolicy::default().commits(
+                n.parse()
+                    .expect("STATELOG_BENCH_CHECKPOINT_COMMITS: a number"),
+            ),
+        ),
         Err(_) => options,
     };
     match std::env::var("STATELOG_BENCH_CACHE_MIB") {
