@@ -82,6 +82,17 @@ impl AsyncStore {
     /// Opens (or creates) the store in `path`; see [`Store::open`]. Waiting
     /// for another handle's lock happens on the blocking pool.
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use statelog::{AsyncStore, Options};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = AsyncStore::open(dir.path().join("state"), Options::default()).await?;
+    /// assert_eq!(store.revision(), 0);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::open`].
     pub async fn open(path: impl AsRef<Path>, options: Options) -> Result<AsyncStore> {
@@ -93,6 +104,19 @@ impl AsyncStore {
     }
 
     /// The blocking handle, for code that runs on a thread of its own.
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// let blocking = store.store().clone();
+    /// let revision = std::thread::spawn(move || blocking.revision()).join().unwrap();
+    /// assert_eq!(revision, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -101,6 +125,7 @@ impl AsyncStore {
     /// operations without an async method here (exports, imports, restores,
     /// maintenance).
     ///
+    /// # Examples
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// # let dir = tempfile::tempdir().unwrap();
@@ -131,11 +156,34 @@ impl AsyncStore {
 
     /// The revision of the last commit readers can see (no I/O: it is not a
     /// future).
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// assert_eq!(store.revision(), 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn revision(&self) -> u64 {
         self.store.revision()
     }
 
     /// Reads a record as `T`; see [`Store::get`].
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// let job = store.get::<String>("jobs", "build").await?.unwrap();
+    /// assert_eq!((job.value.as_str(), job.version), ("queued", 1));
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`Store::get`].
@@ -153,6 +201,18 @@ impl AsyncStore {
 
     /// Reads a record without decoding its value; see [`Store::get_raw`].
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// let raw = store.get_raw("jobs", "build").await?.unwrap();
+    /// assert_eq!(raw.value.decode::<String>().unwrap(), "queued");
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::get_raw`].
     pub async fn get_raw(
@@ -166,6 +226,20 @@ impl AsyncStore {
 
     /// Collects a namespace's records in key order, from one snapshot; see
     /// [`Store::list`].
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "a1", "queued").await?;
+    /// store.put("jobs", "b1", "done").await?;
+    /// let jobs = store.list::<String>("jobs", statelog::KeyRange::prefix("a")).await?;
+    /// assert_eq!(jobs.len(), 1);
+    /// assert_eq!(jobs[0].0, "a1");
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`Store::list`], and [`Error::Decode`] for a value that is not a `T`.
@@ -184,6 +258,20 @@ impl AsyncStore {
 
     /// Runs `f` on one consistent snapshot; see [`Store::read`].
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("accounts", "a", 10).await?;
+    /// let a = store
+    ///     .read(|snapshot| Ok(snapshot.get::<i64>("accounts", "a")?.map_or(0, |r| r.value)))
+    ///     .await?;
+    /// assert_eq!(a, 10);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// What `f` returns, or what [`Store::snapshot`] returns.
     pub async fn read<R, F>(&self, f: F) -> Result<R>
@@ -196,6 +284,17 @@ impl AsyncStore {
 
     /// The namespaces that hold records.
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// assert_eq!(store.namespaces().await?, ["jobs"]);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::namespaces`].
     pub async fn namespaces(&self) -> Result<Vec<String>> {
@@ -203,6 +302,17 @@ impl AsyncStore {
     }
 
     /// Writes a value whatever the record's version; see [`Store::put`].
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// let committed = store.put("jobs", "build", "queued").await?;
+    /// assert_eq!((committed.revision, committed.version), (1, 1));
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`Store::put`].
@@ -222,6 +332,18 @@ impl AsyncStore {
     /// Writes a value unless it equals the stored one; see
     /// [`Store::put_if_changed`].
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// let same = store.put_if_changed("jobs", "build", "queued").await?;
+    /// assert!(!same.changed);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::put`].
     pub async fn put_if_changed<T>(
@@ -240,6 +362,18 @@ impl AsyncStore {
 
     /// Writes a value given as MessagePack; see [`Store::put_raw`].
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// let value = statelog::RawValue::from_value(&[1, 2, 3]).unwrap();
+    /// store.put_raw("lists", "small", value).await?;
+    /// assert_eq!(store.get::<Vec<u8>>("lists", "small").await?.unwrap().value, [1, 2, 3]);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::put`].
     pub async fn put_raw(
@@ -253,6 +387,17 @@ impl AsyncStore {
     }
 
     /// Creates a record that must not exist yet; see [`Store::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.create("users", "ann", "admin").await?;
+    /// assert!(store.create("users", "ann", "guest").await.is_err());
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`Store::create`].
@@ -271,6 +416,19 @@ impl AsyncStore {
 
     /// Writes a value only if the record has version `expected`; see
     /// [`Store::compare_and_swap`].
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// let first = store.put("jobs", "build", "queued").await?;
+    /// store.compare_and_swap("jobs", "build", first.version, "running").await?;
+    /// let stale = store.compare_and_swap("jobs", "build", first.version, "failed").await;
+    /// assert!(matches!(stale, Err(statelog::Error::Conflict { .. })));
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`Store::compare_and_swap`].
@@ -291,6 +449,18 @@ impl AsyncStore {
 
     /// Removes a record; see [`Store::delete`].
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// assert_eq!(store.delete("jobs", "build").await?.unwrap().version, 1);
+    /// assert!(store.delete("jobs", "build").await?.is_none());
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::delete`].
     pub async fn delete(
@@ -304,6 +474,18 @@ impl AsyncStore {
 
     /// Removes a record only if it has version `expected`; see
     /// [`Store::compare_and_delete`].
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// assert!(store.compare_and_delete("jobs", "build", 2).await.is_err());
+    /// store.compare_and_delete("jobs", "build", 1).await?;
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`Store::compare_and_delete`].
@@ -320,6 +502,21 @@ impl AsyncStore {
 
     /// Read, modify, write without losing updates; see [`Store::update`].
     /// `f` runs on the blocking pool, once per attempt.
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// let count = store
+    ///     .update("counters", "visits", |old: Option<u64>| -> statelog::Result<u64> {
+    ///         Ok(old.unwrap_or(0) + 1)
+    ///     })
+    ///     .await?;
+    /// assert_eq!(count.value, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`Store::update`].
@@ -342,6 +539,25 @@ impl AsyncStore {
     /// Runs `f` as one all-or-nothing transaction, re-run on conflict; see
     /// [`Store::transaction`]. `f` runs on the blocking pool.
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("accounts", "a", 10).await?;
+    /// let moved = store
+    ///     .transaction(|tx| {
+    ///         let a: i64 = tx.get("accounts", "a")?.map_or(0, |r| r.value);
+    ///         tx.put("accounts", "a", &(a - 3))?;
+    ///         tx.put("accounts", "b", &3)?;
+    ///         Ok::<_, statelog::Error>(3)
+    ///     })
+    ///     .await?;
+    /// assert_eq!(moved.revision, Some(2));
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::transaction`].
     pub async fn transaction<T, E, F>(&self, f: F) -> std::result::Result<TxOutcome<T>, E>
@@ -356,6 +572,18 @@ impl AsyncStore {
 
     /// An online backup into `dest`; see [`Store::backup`].
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// let report = store.backup(dir.path().join("backup")).await?;
+    /// assert!(report.full);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::backup`].
     pub async fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
@@ -365,6 +593,18 @@ impl AsyncStore {
 
     /// Makes the state durable now; see [`Store::checkpoint`].
     ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// store.checkpoint().await?;
+    /// assert_eq!(store.stats().await?.checkpoint_revision, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::checkpoint`].
     pub async fn checkpoint(&self) -> Result<()> {
@@ -372,6 +612,17 @@ impl AsyncStore {
     }
 
     /// Counters of this handle; see [`Store::stats`].
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.put("jobs", "build", "queued").await?;
+    /// assert_eq!(store.stats().await?.commits, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// Only if the runtime is shutting down.
@@ -382,6 +633,7 @@ impl AsyncStore {
     /// Watches the store's commits; see [`Store::watch`]. Each
     /// [`AsyncWatcher::next`] waits on the blocking pool.
     ///
+    /// # Examples
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// # let dir = tempfile::tempdir().unwrap();
@@ -406,6 +658,16 @@ impl AsyncStore {
     }
 
     /// Closes the store; see [`Store::close`].
+    ///
+    /// # Examples
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::AsyncStore::open(dir.path().join("state"), Default::default()).await?;
+    /// store.close().await?;
+    /// # Ok::<(), statelog::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`Store::close`].
