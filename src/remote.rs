@@ -495,14 +495,39 @@ impl Backend for Remote {
             Ok(Final::NotExecuted(reason)) => return Err(Fault::Resend(reason)),
             Err(e) => return Err(link.unanswered(e, false)),
         }
-        Ok(Box::new(RemoteWatch {
+        let mut remote = RemoteWatch {
             link: Arc::clone(link),
             channel: Some(channel),
             // Until the holder's first message says where the watch starts.
             next: watch.from.map_or(0, |f| f.max(1)),
             progress: watch.progress,
             last_yield: Instant::now(),
-        }))
+            pending: None,
+        };
+        if watch.from.is_none() {
+            // A watch of what comes next learns where that is before it is
+            // handed out (the holder's first message), so that a holder gone
+            // at any later point still leaves it knowing where to resume.
+            // Without that message the watch never started: like any
+            // unanswered request, it goes again (to whoever holds the store).
+            let first = match remote.channel.as_mut().map(|c| c.receive::<Response>()) {
+                Some(Ok(Response::Watch(frame))) => frame,
+                Some(Ok(Response::Failed(e))) => {
+                    return Err(Fault::Failed(wire_error::from_wire(e, &link.path)));
+                }
+                Some(Ok(other)) => {
+                    return Err(Fault::Failed(Error::Disconnected {
+                        path: link.path.clone(),
+                        pid: link.holder(),
+                        reason: format!("the holder started a watch with {other:?}"),
+                    }));
+                }
+                Some(Err(e)) => return Err(link.unanswered(e, false)),
+                None => return Err(Fault::Resend("the watch's connection closed".to_owned())),
+            };
+            remote.pending = Some(first);
+        }
+        Ok(Box::new(remote))
     }
 
     fn commit(&self, request: &Arc<Request>) -> Reply<Outcome> {
@@ -588,6 +613,8 @@ struct RemoteWatch {
     /// How often the caller wants progress.
     progress: Option<Duration>,
     last_yield: Instant,
+    /// The first message, read before the watch was handed out.
+    pending: Option<m::WatchFrame>,
 }
 
 impl RemoteWatch {
@@ -610,7 +637,11 @@ impl Iterator for RemoteWatch {
         use crate::watch::WatchEvent;
         loop {
             let channel = self.channel.as_mut()?;
-            let frame = match channel.receive::<Response>() {
+            let received = match self.pending.take() {
+                Some(frame) => Ok(Response::Watch(frame)),
+                None => channel.receive::<Response>(),
+            };
+            let frame = match received {
                 Ok(Response::Watch(frame)) => frame,
                 Ok(Response::Failed(e)) => {
                     self.channel = None;

@@ -214,6 +214,9 @@ fn admit(state: &Arc<State>, stream: UnixStream) {
     let id = registry.next;
     registry.next += 1;
     let for_thread = Arc::clone(state);
+    // Counted before the thread can welcome the client, so that a client
+    // that was welcomed is always counted.
+    state.served.serving.clients.fetch_add(1, Ordering::Relaxed);
     let spawned = std::thread::Builder::new()
         .name("statelog-client".to_owned())
         .stack_size(CONNECTION_STACK)
@@ -226,8 +229,10 @@ fn admit(state: &Arc<State>, stream: UnixStream) {
     match spawned {
         Ok(thread) => {
             registry.open.insert(id, (for_registry, thread));
-            state.served.serving.clients.fetch_add(1, Ordering::Relaxed);
         }
-        Err(e) => tracing::warn!(error = %e, "cannot start a thread for a connection"),
+        Err(e) => {
+            state.served.serving.clients.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "cannot start a thread for a connection");
+        }
     }
 }
