@@ -48,6 +48,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod access;
+mod coord;
 mod counter;
 mod error;
 // Stores on etcd; the raw client and mapping are public only through the
@@ -65,6 +66,10 @@ mod time;
 mod value;
 mod wire;
 
+pub use coord::api::{Batch, BatchOutcome, Lease, LeaseInfo, LockGrant, LockInfo, WriteResult};
+pub use coord::leases::{MAX_LEASE_TTL, MIN_LEASE_TTL};
+pub use coord::patch::Patch;
+pub use coord::{DEFAULT_IDEMPOTENCY_RETENTION, MAX_IDEMPOTENCY_KEY_LEN};
 pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
 pub use error::{Error, KeyPart, Result, Shown};
 #[cfg(feature = "etcd")]

@@ -97,6 +97,9 @@ impl Backend for EtcdBackend {
     }
 
     fn commit(&self, request: &Arc<Request>) -> Reply<Outcome> {
+        if crate::coord::needs_expansion(request) {
+            return Err(Fault::Failed(no_coordination()));
+        }
         let outcome = self.store.commit_request(request)?;
         if outcome.revision.is_some() {
             self.commits.fetch_add(1, Ordering::Relaxed);
@@ -159,5 +162,16 @@ impl std::fmt::Debug for EtcdBackend {
         f.debug_struct("EtcdBackend")
             .field("store", &self.label())
             .finish_non_exhaustive()
+    }
+}
+
+/// What a store on etcd answers to patches, fences, revision preconditions,
+/// idempotency keys, leases and locks (not mapped yet: etcd has leases and
+/// transactions to map them onto).
+pub(crate) fn no_coordination() -> crate::Error {
+    crate::Error::Unsupported {
+        what: "patches, fences, revision preconditions, idempotency keys, leases and locks"
+            .to_owned(),
+        reason: "stores on etcd do not have them yet; use a store directory".to_owned(),
     }
 }

@@ -259,6 +259,38 @@ impl Conn<'_> {
             }
             Request::Stats => m::Reply::Stats(convert::stats_to_wire(&shared.stats())),
             Request::Backup { dest } => self.backup(convert::path_from_wire(dest))?,
+            Request::CommitWith {
+                checks,
+                writes,
+                coord,
+            } => {
+                let request =
+                    convert::commit_with_from_wire(checks, writes, coord).map_err(|reason| {
+                        Error::InvalidOption {
+                            name: "patch",
+                            reason,
+                        }
+                    })?;
+                request.check_untrusted()?;
+                convert::outcome_with_to_wire(shared.commit(Arc::new(request))?)
+            }
+            Request::LeaseGrant { ttl_micros, holder } => {
+                m::Reply::Lease(shared.lease_grant(Duration::from_micros(ttl_micros), &holder)?)
+            }
+            Request::LeaseKeepAlive { lease } => m::Reply::Alive(
+                u64::try_from(shared.lease_keep_alive(lease)?.as_micros()).unwrap_or(u64::MAX),
+            ),
+            Request::LeaseRevoke { lease } => m::Reply::LeaseEnded(shared.lease_revoke(lease)?),
+            Request::LeaseRemaining => m::Reply::Remaining(
+                shared
+                    .lease_remaining()
+                    .into_iter()
+                    .map(|(lease, left)| m::Remaining {
+                        lease,
+                        micros: u64::try_from(left.as_micros()).unwrap_or(u64::MAX),
+                    })
+                    .collect(),
+            ),
         })
     }
 

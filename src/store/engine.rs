@@ -31,6 +31,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, Table};
 use super::schema::{self, Applied, META, Meta, RECORDS};
 use super::view::{View, Visible};
 use super::{begin_nondurable, db_error, request::*};
+use crate::coord::{self, Expansion};
 use crate::counter;
 use crate::error::{Error, Result, Shown};
 use crate::key;
@@ -290,6 +291,33 @@ impl Engine {
                     continue;
                 };
                 let time = Timestamp::for_commit_after(previous_time, clock);
+                // Coordination and patches are evaluated here, against the
+                // state as this batch left it (`coord::expand`).
+                let expanded;
+                let remembered;
+                let request: &Request = if coord::needs_expansion(request) {
+                    let expansion = {
+                        let mut read = |address: &[u8]| read_record(&table, address, &path);
+                        coord::expand(request, this_revision, time, &mut read)?
+                    };
+                    match expansion {
+                        Expansion::Failed(e) => {
+                            results.push(Err(e));
+                            continue;
+                        }
+                        Expansion::Replay(outcome) => {
+                            results.push(Ok(outcome));
+                            continue;
+                        }
+                        Expansion::Ready(ready) => {
+                            expanded = Some(ready);
+                            expanded.as_ref().map_or(request, |e| &e.request)
+                        }
+                    }
+                } else {
+                    expanded = None;
+                    request
+                };
                 match resolve(
                     &mut table,
                     request,
@@ -299,8 +327,36 @@ impl Engine {
                     &mut self.scratch,
                 )? {
                     Prepared::Failed(e) => results.push(Err(e)),
-                    Prepared::Noop(outcome) => results.push(Ok(outcome)),
-                    Prepared::Write { ops, outcome } => {
+                    Prepared::Noop(outcome) => results.push(Ok(match &expanded {
+                        Some(e) => e.finish(outcome),
+                        None => outcome,
+                    })),
+                    Prepared::Write { mut ops, outcome } => {
+                        let outcome = match &expanded {
+                            None => outcome,
+                            Some(e) => {
+                                let outcome = e.finish(outcome);
+                                // The idempotency key is recorded in the commit
+                                // that uses it, with the caller's outcome.
+                                if let Some(write) = e.remember_write(&outcome)? {
+                                    remembered = Request {
+                                        writes: vec![write],
+                                        ..Request::default()
+                                    };
+                                    if let Prepared::Write { ops: more, .. } = resolve(
+                                        &mut table,
+                                        &remembered,
+                                        this_revision,
+                                        time,
+                                        &path,
+                                        &mut self.scratch,
+                                    )? {
+                                        ops.extend(more);
+                                    }
+                                }
+                                outcome
+                            }
+                        };
                         // The writes are in the open transaction already. A commit
                         // that cannot be encoded (impossible within the size
                         // limits) fails the whole batch, which then never commits.
@@ -705,6 +761,12 @@ fn resolve<'r>(
                     kind: ResolvedKind::Put { meta, value },
                 });
             }
+            WriteKind::Patch { .. } => {
+                // `coord::expand` turns every patch into a put first.
+                return Ok(Prepared::Failed(Error::Poisoned {
+                    cause: "internal error: a patch reached the engine unevaluated".to_owned(),
+                }));
+            }
             WriteKind::Delete => {
                 let removed = table
                     .remove(address)
@@ -734,6 +796,8 @@ fn resolve<'r>(
         return Ok(Prepared::Noop(Outcome {
             revision: None,
             writes: outcomes,
+            patched: Vec::new(),
+            replayed: false,
         }));
     }
     Ok(Prepared::Write {
@@ -741,8 +805,30 @@ fn resolve<'r>(
         outcome: Outcome {
             revision: Some(revision),
             writes: outcomes,
+            patched: Vec::new(),
+            replayed: false,
         },
     })
+}
+
+/// A stored record as the open transaction sees it, `None` if absent.
+fn read_record(
+    table: &Table<&[u8], &[u8]>,
+    address: &[u8],
+    path: &std::path::Path,
+) -> Result<Option<(Meta, Vec<u8>)>> {
+    match table
+        .get(address)
+        .map_err(db_error(path, "read a record"))?
+    {
+        None => Ok(None),
+        Some(guard) => {
+            let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
+            schema::decode_record(guard.value())
+                .map(|(meta, value)| Some((meta, value.to_vec())))
+                .ok_or_else(|| malformed_record(path, namespace, key))
+        }
+    }
 }
 
 /// The metadata of a stored record, `None` if absent.

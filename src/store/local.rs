@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -17,6 +18,7 @@ use super::request::{BaseLoad, Outcome, Request};
 use super::{Counters, Recovery, Shared, Stats, background};
 use crate::access::{Backend, ReadRecord, ReadView, Reply, Stored};
 use crate::backup::{BackupOptions, BackupReport};
+use crate::coord;
 use crate::error::{Error, Result};
 use crate::log::retention;
 use crate::options::Options;
@@ -59,7 +61,58 @@ impl Shared {
     /// Commits through the group-commit queue.
     pub(crate) fn commit(&self, request: Arc<Request>) -> Result<Outcome> {
         self.check_open()?;
+        if let Some(lease) = request.coord.lease_in_use() {
+            // A lease whose time is up is refused before its end is committed.
+            self.leases.check_alive(lease)?;
+        }
         self.committer.commit(self, request)
+    }
+
+    /// A new lease of `ttl`, taken by `holder` (a description for `locks`).
+    pub(crate) fn lease_grant(&self, ttl: Duration, holder: &str) -> Result<u64> {
+        coord::leases::check_ttl(ttl)?;
+        let id = loop {
+            let id = fastrand::u64(1..);
+            if !self.leases.remaining().contains_key(&id) {
+                break id;
+            }
+        };
+        let request = Request {
+            coord: coord::CoordRequest {
+                lease_op: Some(coord::LeaseOp::Grant {
+                    id,
+                    ttl,
+                    holder: holder.to_owned(),
+                }),
+                ..coord::CoordRequest::default()
+            },
+            ..Request::default()
+        };
+        self.commit(Arc::new(request))?;
+        self.leases.start(id, ttl);
+        Ok(id)
+    }
+
+    /// Keeps a lease alive for its TTL from now.
+    pub(crate) fn lease_keep_alive(&self, id: u64) -> Result<Duration> {
+        self.check_open()?;
+        self.leases.keep_alive(id)
+    }
+
+    /// Ends a lease now; the revision of its end (`None`: it had ended).
+    pub(crate) fn lease_revoke(&self, id: u64) -> Result<Option<u64>> {
+        self.check_open()?;
+        self.leases.forget(id);
+        match self.commit(Arc::new(coord::leases::end_request(id))) {
+            Ok(outcome) => Ok(outcome.revision),
+            Err(Error::LeaseExpired { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What is left of each lease's time.
+    pub(crate) fn lease_remaining(&self) -> std::collections::HashMap<u64, Duration> {
+        self.leases.remaining()
     }
 
     /// Loads a base into the empty store.
@@ -124,6 +177,7 @@ pub(crate) struct Serving {
 /// The store held by this process.
 pub(crate) struct Local {
     shared: Arc<Shared>,
+    lease_thread: Mutex<Option<JoinHandle<()>>>,
     background: Mutex<Option<JoinHandle<()>>>,
     server: Mutex<Option<Server>>,
     closing: AtomicBool,
@@ -153,8 +207,10 @@ impl Local {
             closed: AtomicBool::new(false),
             backup_lock: Mutex::new(()),
             serving: Serving::default(),
+            leases: coord::leases::Leases::default(),
             _lock: opened.lock,
         });
+        coord::leases::load(&shared)?;
         let thread = {
             let for_thread = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -162,8 +218,16 @@ impl Local {
                 .spawn(move || background::run(for_thread))
                 .map_err(|e| Error::io("start the background thread for", &shared.path, e))?
         };
+        let lease_thread = {
+            let for_thread = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("statelog-leases".to_owned())
+                .spawn(move || coord::leases::run(for_thread))
+                .map_err(|e| Error::io("start the lease thread for", &shared.path, e))?
+        };
         let local = Arc::new(Local {
             shared: Arc::clone(&shared),
+            lease_thread: Mutex::new(Some(lease_thread)),
             background: Mutex::new(Some(thread)),
             server: Mutex::new(None),
             closing: AtomicBool::new(false),
@@ -230,6 +294,22 @@ impl Backend for Local {
         Ok(self.shared.retain()?)
     }
 
+    fn lease_grant(&self, ttl: Duration, holder: &str) -> Reply<u64> {
+        Ok(self.shared.lease_grant(ttl, holder)?)
+    }
+
+    fn lease_keep_alive(&self, id: u64) -> Reply<Duration> {
+        Ok(self.shared.lease_keep_alive(id)?)
+    }
+
+    fn lease_revoke(&self, id: u64) -> Reply<Option<u64>> {
+        Ok(self.shared.lease_revoke(id)?)
+    }
+
+    fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
+        Ok(self.shared.lease_remaining().into_iter().collect())
+    }
+
     /// Stops serving (no new connections; requests in flight finish, the rest
     /// are refused unexecuted), then the background thread, then a final
     /// checkpoint. The lock goes when the last reference to the store's state
@@ -241,6 +321,10 @@ impl Backend for Local {
         }
         if let Some(server) = self.server.lock().take() {
             server.stop();
+        }
+        shared.leases.stop();
+        if let Some(thread) = self.lease_thread.lock().take() {
+            let _ = thread.join();
         }
         shared.closed.store(true, Ordering::Release);
         shared.background.stop();

@@ -26,6 +26,7 @@ mod view;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase};
@@ -158,6 +159,8 @@ struct Handle {
     conflicts: AtomicU64,
     retries: AtomicU64,
     closed: AtomicBool,
+    /// Same-key `update`s of this process take turns.
+    keylocks: crate::coord::keylocks::KeyLocks,
 }
 
 /// The backend a handle uses.
@@ -201,6 +204,8 @@ pub(crate) struct Shared {
     pub backup_lock: Mutex<()>,
     /// Connections and pinned snapshots of the processes served.
     pub serving: local::Serving,
+    /// The clocks of the store's leases (`coord::leases`).
+    pub leases: crate::coord::leases::Leases,
     // Dropped last: the lock is released only after everything above is closed.
     _lock: Box<dyn LockGuard>,
 }
@@ -333,6 +338,7 @@ impl Store {
                 conflicts: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
+                keylocks: Default::default(),
             }),
         })
     }
@@ -347,7 +353,7 @@ impl Store {
     /// Runs `op` on the backend. Through a holder, a request the holder never
     /// executed (it went away or is closing) is sent again once the store is
     /// reached again; anything else is the answer.
-    fn call<T>(&self, mut op: impl FnMut(&dyn Backend) -> Reply<T>) -> Result<T> {
+    pub(crate) fn call<T>(&self, mut op: impl FnMut(&dyn Backend) -> Reply<T>) -> Result<T> {
         self.check_open()?;
         let mut first_failure = None;
         loop {
@@ -428,6 +434,11 @@ impl Store {
             Reach::Held(_) => 0,
             Reach::Served { current, .. } => current.read().0,
         }
+    }
+
+    /// The options the store was opened with.
+    pub(crate) fn options(&self) -> &Options {
+        &self.handle.options
     }
 
     /// The store's directory.
@@ -637,6 +648,7 @@ impl Store {
                     skip_unchanged,
                 },
             }],
+            ..Request::default()
         }))?;
         match outcome.writes.first() {
             Some(WriteOutcome::Put { meta, changed }) => Ok(Committed {
@@ -696,6 +708,7 @@ impl Store {
                 address,
                 kind: WriteKind::Delete,
             }],
+            ..Request::default()
         }))?;
         match (outcome.revision, outcome.writes.first()) {
             (Some(revision), Some(WriteOutcome::Deleted { version })) => Ok(Some(Deleted {
@@ -728,6 +741,13 @@ impl Store {
     {
         let address = key::encode(namespace, key)?;
         let policy = self.handle.options.retry;
+        // Same-key updates of this process queue here rather than collide.
+        let wait = self
+            .handle
+            .options
+            .lock_timeout
+            .max(Duration::from_secs(10));
+        let _turn = self.handle.keylocks.turn(&address, wait);
         let mut attempt = 1;
         loop {
             let current: Option<Versioned<T>> = self.get(namespace, key)?;
@@ -748,6 +768,7 @@ impl Store {
                         skip_unchanged: false,
                     },
                 }],
+                ..Request::default()
             };
             match self.commit(&Arc::new(request)) {
                 Ok(outcome) => match outcome.writes.first() {
@@ -869,7 +890,7 @@ impl Store {
         std::thread::sleep(self.handle.options.retry.backoff(attempt));
     }
 
-    fn commit(&self, request: &Arc<Request>) -> Result<Outcome> {
+    pub(crate) fn commit(&self, request: &Arc<Request>) -> Result<Outcome> {
         let result = self.call(|b| b.commit(request));
         if let Err(Error::Conflict { .. }) = &result {
             self.handle.conflicts.fetch_add(1, Ordering::Relaxed);

@@ -50,7 +50,7 @@ struct Synced {
 /// The content of document `d` in round `r`: some documents change each
 /// round.
 fn content(d: usize, r: usize) -> String {
-    let generation = (0..=r).filter(|&r| r == 0 || (d + r) % 3 == 0).count();
+    let generation = (0..=r).filter(|&r| r == 0 || (d + r).is_multiple_of(3)).count();
     format!("document {d}, generation {generation}\n")
 }
 
@@ -73,7 +73,11 @@ fn runners_upload_each_content_once_and_lose_none() {
     for n in 0..RUNNERS {
         let work = dir.path().join(format!("runner-{n}"));
         std::fs::create_dir_all(&work).unwrap();
-        let arg = format!("{address}|{}|{}|runner-{n}", remote.display(), dir.path().display());
+        let arg = format!(
+            "{address}|{}|{}|runner-{n}",
+            remote.display(),
+            dir.path().display()
+        );
         let child = common::child_command(TEST, "runner", &arg)
             .current_dir(&work)
             .stdout(Stdio::null())
@@ -123,7 +127,9 @@ fn runners_upload_each_content_once_and_lose_none() {
         let parts: Vec<&str> = line.split(' ').collect();
         match parts.as_slice() {
             ["upload", file, h, _id] => {
-                *uploads.entry(((*file).to_owned(), (*h).to_owned())).or_default() += 1
+                *uploads
+                    .entry(((*file).to_owned(), (*h).to_owned()))
+                    .or_default() += 1
             }
             ["delete", id] => assert!(deleted.insert((*id).to_owned()), "deleted twice: {id}"),
             _ => panic!("a bad log line: {line:?}"),
@@ -135,7 +141,10 @@ fn runners_upload_each_content_once_and_lose_none() {
         })
         .collect();
     let duplicated: Vec<_> = uploads.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicated.is_empty(), "uploaded more than once: {duplicated:?}");
+    assert!(
+        duplicated.is_empty(),
+        "uploaded more than once: {duplicated:?}"
+    );
     let uploaded: BTreeSet<_> = uploads.keys().cloned().collect();
     assert_eq!(uploaded, expected, "every content uploaded, nothing else");
 
@@ -149,7 +158,11 @@ fn runners_upload_each_content_once_and_lose_none() {
             live.insert(name);
         }
     }
-    assert_eq!(live.len(), DOCUMENTS, "one remote document per file: {live:?}");
+    assert_eq!(
+        live.len(),
+        DOCUMENTS,
+        "one remote document per file: {live:?}"
+    );
     for d in 0..DOCUMENTS {
         let file = format!("doc-{d:02}.md");
         let state = store.get::<Synced>("docs", &file).unwrap().unwrap().value;
@@ -157,7 +170,10 @@ fn runners_upload_each_content_once_and_lose_none() {
         assert!(!state.uploading, "{file}: {state:?}");
         assert_eq!(state.hash, hash(latest.as_bytes()), "{file}");
         let id = state.document_id.expect("a document id");
-        assert!(live.contains(&id), "{file}: {id} is not in the remote store");
+        assert!(
+            live.contains(&id),
+            "{file}: {id} is not in the remote store"
+        );
         assert_eq!(std::fs::read_to_string(remote.join(&id)).unwrap(), latest);
     }
     println!(
