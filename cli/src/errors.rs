@@ -89,6 +89,7 @@ fn code_kind(code: Code) -> &'static str {
         Code::NotFound => "not_found",
         Code::Busy => "busy",
         Code::OutcomeUnknown => "outcome_unknown",
+        Code::KeyReused => "idempotency_key_reused",
     }
 }
 
@@ -233,6 +234,45 @@ fn library(e: &statelog::Error) -> (String, Map<String, Value>) {
         E::SnapshotIo { op, source } => (
             "snapshot_io",
             json!({"op": op, "errno": source.raw_os_error()}),
+        ),
+        E::PatchFailed {
+            namespace,
+            key,
+            message,
+        } => (
+            "patch_failed",
+            json!({"namespace": namespace, "key": key, "message": message}),
+        ),
+        E::RevisionMismatch {
+            namespace,
+            key,
+            expected,
+            actual,
+        } => (
+            "revision_mismatch",
+            json!({"namespace": namespace, "key": key, "expected": expected, "actual": actual}),
+        ),
+        E::Fenced {
+            lock,
+            token,
+            current,
+        } => (
+            "fenced",
+            json!({"lock": lock, "token": token, "current": current}),
+        ),
+        E::LockHeld {
+            lock,
+            token,
+            holder,
+            waited,
+        } => (
+            "lock_held",
+            json!({"lock": lock, "token": token, "holder": holder, "waited": millis(waited)}),
+        ),
+        E::LeaseExpired { lease } => ("lease_expired", json!({"lease": format!("{lease:016x}")})),
+        E::IdempotencyKeyReused { key, first } => (
+            "idempotency_key_reused",
+            json!({"key": key, "first": first}),
         ),
         // A kind this build does not know yet: its message says what it is.
         _ => ("error", json!({})),

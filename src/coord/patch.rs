@@ -271,9 +271,29 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// What a value is, with a short rendering, for messages: `a string
+/// ("running")`, `null`.
+fn describe(value: &Value) -> String {
+    if let Value::Nil = value {
+        return "null".to_owned();
+    }
+    let mut bytes = Vec::new();
+    let text = rmpv::encode::write_value(&mut bytes, value)
+        .ok()
+        .and_then(|()| RawValue::from_msgpack(bytes).ok())
+        .and_then(|raw| raw.to_json().ok())
+        .unwrap_or_else(|| "?".to_owned());
+    let short: String = if text.chars().count() > 40 {
+        text.chars().take(39).chain(['…']).collect()
+    } else {
+        text
+    };
+    format!("{} ({})", kind(value), Shown::new(&short))
+}
+
 fn shown_path(path: &[String]) -> String {
     if path.is_empty() {
-        "the value".to_owned()
+        "the record's value".to_owned()
     } else {
         format!("field {}", Shown::new(&path.join(".")))
     }
@@ -336,7 +356,7 @@ fn apply_one(root: &mut Value, op: &PatchOp) -> std::result::Result<(), String> 
                 return Err(format!(
                     "cannot append to {}: it is {}, not an array",
                     shown_path(&op.path),
-                    kind(slot)
+                    describe(slot)
                 ));
             };
             if op.kind == OpKind::Append || !items.contains(&operand) {
@@ -368,7 +388,7 @@ fn slot<'a>(
                 "cannot reach {}: {} is {}, not an object",
                 shown_path(path),
                 shown_path(&path[..i]),
-                kind(at)
+                describe(at)
             ));
         };
         let index = match entries.iter().position(|(k, _)| k.as_str() == Some(name)) {
@@ -417,7 +437,7 @@ fn merge(target: &mut Value, object: Value, path: &[String]) -> std::result::Res
         return Err(format!(
             "cannot merge into {}: it is {}, not an object",
             shown_path(path),
-            kind(target)
+            describe(target)
         ));
     };
     for (name, value) in members {
@@ -491,7 +511,7 @@ fn add(
             (None, _) => Err(format!(
                 "cannot add to {}: it is {}, not a number",
                 shown_path(path),
-                kind(current)
+                describe(current)
             )),
             (_, None) => Err(format!("add needs a number, not {}", kind(by))),
         },

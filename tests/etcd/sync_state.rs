@@ -50,7 +50,9 @@ struct Synced {
 /// The content of document `d` in round `r`: some documents change each
 /// round.
 fn content(d: usize, r: usize) -> String {
-    let generation = (0..=r).filter(|&r| r == 0 || (d + r).is_multiple_of(3)).count();
+    let generation = (0..=r)
+        .filter(|&r| r == 0 || (d + r).is_multiple_of(3))
+        .count();
     format!("document {d}, generation {generation}\n")
 }
 

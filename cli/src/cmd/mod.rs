@@ -26,12 +26,10 @@ mod set;
 mod stats;
 
 use clap::Subcommand;
-use statelog::{RawValue, Shown, Store};
 
 use crate::cli::{StoreGlobals, WaitGlobals};
 use crate::context::Ctx;
-use crate::exit::{Code, fail};
-use crate::fields;
+use crate::exit::Code;
 
 /// A command's own arguments, and the global flags it takes.
 #[derive(Debug, clap::Args)]
@@ -133,52 +131,4 @@ impl Command {
             Command::Man(args) => man::run(args),
         }
     }
-}
-
-/// A record edited by [`edit_record`].
-pub struct Edited<R> {
-    /// Its new version.
-    pub version: u64,
-    /// The revision of the edit (the store's revision when nothing changed).
-    pub revision: u64,
-    /// Its new value.
-    pub value: RawValue,
-    /// What the edit returned.
-    pub result: R,
-}
-
-/// Reads a record's value as a tree, lets `edit` change it and writes it
-/// back, as one optimistic transaction re-run on a conflict (so concurrent
-/// edits of different fields keep each other's changes). A missing record
-/// starts as an empty object. When `edit` refuses (its message says why), the
-/// command fails with exit 1 and nothing is written.
-pub fn edit_record<R>(
-    store: &Store,
-    ns: &str,
-    key: &str,
-    mut edit: impl FnMut(&mut rmpv::Value) -> Result<R, String>,
-) -> anyhow::Result<Edited<R>> {
-    let shown = format!("{}/{}", Shown::new(ns), Shown::new(key));
-    let refused = |m: String| fail(Code::Error, format!("{shown} was not changed: {m}"));
-    let outcome = store.transaction(|tx| -> anyhow::Result<_> {
-        let current = tx.snapshot().get_raw(ns, key)?;
-        let expected = current.as_ref().map_or(0, |r| r.version);
-        tx.expect_version(ns, key, expected)?;
-        let mut tree = match &current {
-            Some(record) => fields::decode(&record.value).map_err(anyhow::Error::msg)?,
-            None => rmpv::Value::Map(Vec::new()),
-        };
-        let result = edit(&mut tree).map_err(refused)?;
-        let raw = fields::encode(&tree).map_err(refused)?;
-        tx.put_raw(ns, key, raw.clone())?;
-        // A record at the highest version cannot be written; the commit says so.
-        Ok((expected.saturating_add(1), raw, result))
-    })?;
-    let (version, value, result) = outcome.value;
-    Ok(Edited {
-        version,
-        revision: outcome.revision.unwrap_or_else(|| store.revision()),
-        value,
-        result,
-    })
 }
