@@ -280,6 +280,10 @@ impl Batch {
 /// A lease: ends when revoked or when not kept alive within its TTL, and with
 /// it the locks it holds and the records bound to it. Kept by the process
 /// holding the store, on its monotonic clock.
+///
+/// It holds a clone of the [`Store`] handle: the process lets go of the
+/// store's files once the store and its leases are all dropped. Dropping a
+/// lease does not end it (its TTL does).
 #[derive(Debug, Clone)]
 pub struct Lease {
     store: Store,

@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex};
 use super::{CoordRequest, LeaseOp, LeaseRecord};
 use crate::error::{Error, Result};
 use crate::store::Shared;
-use crate::store::request::Request;
+use crate::store::request::{Check, Request, Write, WriteKind};
 
 /// The shortest TTL accepted.
 pub const MIN_LEASE_TTL: Duration = Duration::from_millis(100);
@@ -115,9 +115,9 @@ impl Leases {
         self.wake.notify_all();
     }
 
-    /// Waits for the next deadline; returns the leases whose time is up
-    /// (forgotten here), or `None` when told to stop.
-    fn next_expired(&self) -> Option<Vec<u64>> {
+    /// Waits for the next deadline, or `until`; returns the leases whose
+    /// time is up (forgotten here; perhaps none), or `None` when told to stop.
+    fn next_expired(&self, until: Instant) -> Option<Vec<u64>> {
         let mut state = self.state.lock();
         loop {
             if state.stop {
@@ -130,18 +130,19 @@ impl Leases {
                 .filter(|(_, c)| c.deadline <= now)
                 .map(|(id, _)| *id)
                 .collect();
-            if !expired.is_empty() {
+            if !expired.is_empty() || now >= until {
                 for id in &expired {
                     state.leases.remove(id);
                 }
                 return Some(expired);
             }
-            match state.leases.values().map(|c| c.deadline).min() {
-                Some(next) => {
-                    self.wake.wait_until(&mut state, next);
-                }
-                None => self.wake.wait(&mut state),
-            }
+            let next = state
+                .leases
+                .values()
+                .map(|c| c.deadline)
+                .min()
+                .map_or(until, |d| d.min(until));
+            self.wake.wait_until(&mut state, next);
         }
     }
 }
@@ -181,9 +182,15 @@ pub(crate) fn load(shared: &Shared) -> Result<()> {
     Ok(())
 }
 
-/// Ends leases as their time runs out, until [`Leases::stop`].
+/// How often expired idempotency keys are pruned (and once when a holder
+/// opens the store).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Ends leases as their time runs out, and prunes expired idempotency keys,
+/// until [`Leases::stop`].
 pub(crate) fn run(shared: Arc<Shared>) {
-    while let Some(expired) = shared.leases.next_expired() {
+    let mut prune_at = Instant::now() + PRUNE_EVERY;
+    while let Some(expired) = shared.leases.next_expired(prune_at) {
         for id in expired {
             match shared.commit(Arc::new(end_request(id))) {
                 Ok(outcome) => {
@@ -195,5 +202,51 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 }
             }
         }
+        if Instant::now() >= prune_at {
+            prune(&shared);
+            prune_at = Instant::now() + PRUNE_EVERY;
+        }
+    }
+}
+
+/// Deletes the idempotency keys whose time is up, in one commit (each only
+/// if unchanged since it was read).
+pub(crate) fn prune(shared: &Shared) {
+    let result = (|| -> Result<Option<u64>> {
+        let view = shared.view()?;
+        let now = shared.options.clock.now().as_micros();
+        let start = crate::key::namespace_start(super::IDEMPOTENCY, "");
+        let end = crate::key::namespace_end(super::IDEMPOTENCY);
+        let mut request = Request::default();
+        for entry in view.range(
+            std::ops::Bound::Included(start),
+            std::ops::Bound::Excluded(end),
+        )? {
+            let entry = entry?;
+            let expired = super::records::IdempotencyRecord::decode(&entry.value)
+                .is_ok_and(|r| r.expires <= now);
+            if expired {
+                request.checks.push(Check {
+                    address: entry.address.clone(),
+                    expected: entry.meta.version,
+                    modified: Some(entry.meta.mod_revision),
+                });
+                request.writes.push(Write {
+                    address: entry.address,
+                    kind: WriteKind::Delete,
+                });
+            }
+        }
+        if request.writes.is_empty() {
+            return Ok(None);
+        }
+        Ok(shared.commit(Arc::new(request))?.revision)
+    })();
+    match result {
+        Ok(Some(revision)) => tracing::debug!(revision, "pruned expired idempotency keys"),
+        Ok(None) => {}
+        // A key renewed meanwhile: the next round takes the others.
+        Err(Error::Conflict { .. }) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot prune expired idempotency keys"),
     }
 }

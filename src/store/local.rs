@@ -211,6 +211,9 @@ impl Local {
             _lock: opened.lock,
         });
         coord::leases::load(&shared)?;
+        if shared.read_only().is_none() {
+            coord::leases::prune(&shared);
+        }
         let thread = {
             let for_thread = Arc::clone(&shared);
             std::thread::Builder::new()

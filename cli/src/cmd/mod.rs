@@ -17,6 +17,8 @@ mod import;
 mod incr;
 mod init;
 mod list;
+mod lock;
+mod locks;
 mod man;
 mod patch;
 mod repair;
@@ -67,6 +69,13 @@ pub enum Command {
     /// Delete a record
     #[command(after_help = del::EXAMPLES)]
     Del(S<del::Args>),
+    /// Run a command holding a lock (a lease kept alive while it runs; its
+    /// fencing token in $STATELOG_LOCK_TOKEN)
+    #[command(after_help = lock::EXAMPLES)]
+    Lock(S<lock::Args>),
+    /// List the locks held and the leases, with their holder and age
+    #[command(after_help = locks::EXAMPLES)]
+    Locks(S<locks::Args>),
     /// List a namespace's records (or, without NS, the namespaces)
     #[command(after_help = list::EXAMPLES)]
     List(S<list::Args>),
@@ -117,6 +126,8 @@ impl Command {
             Command::Patch(w) => patch::run(w.args, ctx),
             Command::Incr(w) => incr::run(w.args, ctx),
             Command::Del(w) => del::run(w.args, ctx),
+            Command::Lock(w) => lock::run(w.args, ctx),
+            Command::Locks(w) => locks::run(w.args, ctx),
             Command::List(w) => list::run(w.args, ctx),
             Command::Stats(w) => stats::run(w.args, ctx),
             Command::Export(w) => export::run(w.args, ctx),
