@@ -7,7 +7,7 @@ mod cli;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use cli::{BIN, Scratch, check_failure};

@@ -162,10 +162,10 @@ fn hold(
     done.store(true, Ordering::Release);
     signals::wake(forwarder);
     let _ = keeper.join();
-    if !lost.load(Ordering::Acquire) {
-        if let Err(e) = lease.unlock(&grant) {
-            exit::warn(format!("giving back lock {shown} failed: {e}"));
-        }
+    if !lost.load(Ordering::Acquire)
+        && let Err(e) = lease.unlock(&grant)
+    {
+        exit::warn(format!("giving back lock {shown} failed: {e}"));
     }
     if let Err(e) = lease.revoke() {
         exit::warn(format!(
