@@ -115,7 +115,7 @@ impl PatchOp {
 ///     .add(&["stages_done"], 1)
 ///     .append_unique(&["hosts"], &"node7");
 /// let done = store.patch("jobs", "j1", &patch)?;
-/// assert_eq!(done.value.to_json()?, r#"{"status":"running","stages_done":1,"hosts":["node7"]}"#);
+/// assert_eq!(done.value.to_json().unwrap(), r#"{"status":"running","stages_done":1,"hosts":["node7"]}"#);
 /// # Ok::<(), statelog::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
