@@ -7,7 +7,8 @@
 //! increments.
 //!
 //! `cargo bench -p statelog-bench --bench hot_record` (`HOT_SECS` seconds per
-//! cell, default 3; `HOT_THREADS`, default `1,8,64`).
+//! cell, default 3; `HOT_THREADS`, default `1,8,64`). Data goes under the
+//! target directory's `tmp/` (or `STATELOG_BENCH_DIR`), deleted at the end.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,30 +33,44 @@ fn secs() -> Duration {
     )
 }
 
-/// Runs `op` on `threads` threads for `time`; returns operations a second.
+/// Runs `op` on `threads` threads for a warm-up of a fifth of `time`, then
+/// for `time`; returns operations a second (of the timed part) and the
+/// operations done in all.
 fn run(threads: usize, time: Duration, op: impl Fn(usize) + Sync) -> (f64, u64) {
-    let stop = AtomicBool::new(false);
-    let done = AtomicU64::new(0);
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for t in 0..threads {
-            let (stop, done, op) = (&stop, &done, &op);
-            scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    op(t);
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-        std::thread::sleep(time);
-        stop.store(true, Ordering::Relaxed);
-    });
-    let n = done.load(Ordering::Relaxed);
-    (n as f64 / start.elapsed().as_secs_f64(), n)
+    let timed = |time: Duration| {
+        let stop = AtomicBool::new(false);
+        let done = AtomicU64::new(0);
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let (stop, done, op) = (&stop, &done, &op);
+                scope.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        op(t);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            std::thread::sleep(time);
+            stop.store(true, Ordering::Relaxed);
+        });
+        let n = done.load(Ordering::Relaxed);
+        (n as f64 / start.elapsed().as_secs_f64(), n)
+    };
+    let (_, warm) = timed(time / 5);
+    let (rate, n) = timed(time);
+    (rate, warm + n)
+}
+
+fn scratch() -> tempfile::TempDir {
+    let root = std::env::var("STATELOG_BENCH_DIR")
+        .unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_owned());
+    std::fs::create_dir_all(&root).expect("the bench directory");
+    tempfile::tempdir_in(root).expect("tempdir")
 }
 
 fn statelog_patch(threads: usize, time: Duration) -> f64 {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = scratch();
     let store = Store::open(dir.path(), Options::default()).expect("open");
     let patch = Patch::new().add(&["n"], 1);
     let (rate, n) = run(threads, time, |_| {
@@ -68,7 +83,7 @@ fn statelog_patch(threads: usize, time: Duration) -> f64 {
 }
 
 fn statelog_update(threads: usize, time: Duration) -> f64 {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = scratch();
     let store = Store::open(dir.path(), Options::default()).expect("open");
     let (rate, n) = run(threads, time, |_| {
         store
@@ -92,7 +107,7 @@ fn connect(path: &std::path::Path) -> Connection {
 }
 
 fn sqlite(threads: usize, time: Duration) -> f64 {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = scratch();
     let path = dir.path().join("hot.sqlite");
     connect(&path)
         .execute_batch(
