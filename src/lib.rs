@@ -50,6 +50,8 @@
 mod access;
 mod coord;
 mod counter;
+mod db;
+mod engine;
 mod error;
 // Stores on etcd; the raw client and mapping are public only through the
 // test kit (for the etcd tests and benchmark).
@@ -58,18 +60,19 @@ mod error;
 mod etcd;
 mod fs;
 mod key;
+mod layout;
 mod log;
 mod options;
+mod remote;
 mod serve;
 mod store;
 mod time;
 mod value;
 mod wire;
 
-pub use coord::api::{Batch, BatchOutcome, Lease, LeaseInfo, LockGrant, LockInfo, WriteResult};
+pub use access::coord::{DEFAULT_IDEMPOTENCY_RETENTION, MAX_IDEMPOTENCY_KEY_LEN};
 pub use coord::leases::{MAX_LEASE_TTL, MIN_LEASE_TTL};
 pub use coord::patch::Patch;
-pub use coord::{DEFAULT_IDEMPOTENCY_RETENTION, MAX_IDEMPOTENCY_KEY_LEN};
 pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
 pub use error::{Error, KeyPart, Result, Shown};
 #[cfg(feature = "etcd")]
@@ -77,6 +80,9 @@ pub use etcd::EtcdOptions;
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
 pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};
+pub use store::coordination::{
+    Batch, BatchOutcome, Lease, LeaseInfo, LockGrant, LockInfo, WriteResult,
+};
 pub use store::{
     Committed, Deleted, KeyRange, List, Meta, Recovery, RestoreRecord, STORE_FORMAT_VERSION,
     Snapshot, Stats, Store, Tx, TxOutcome,
@@ -92,7 +98,7 @@ pub use value::{MAX_DEPTH, MAX_VALUE_LEN, RawValue, Versioned};
 pub const LOG_FORMAT_VERSION: u32 = log::segment::LOG_FORMAT_VERSION;
 /// The schema of the state database (its redb tables and record encoding)
 /// this build writes and reads.
-pub const SCHEMA_VERSION: u64 = store::schema::SCHEMA_VERSION;
+pub const SCHEMA_VERSION: u64 = db::schema::SCHEMA_VERSION;
 /// The protocol this build speaks on a holder's socket with other processes
 /// (see [`Options::serve`]).
 pub const PROTOCOL_VERSION: u32 = wire::message::PROTOCOL_VERSION;

@@ -210,7 +210,7 @@ impl Default for Options {
             remote: true,
             fs: Arc::new(RealFs),
             clock: Clock::default(),
-            idempotency_retention: crate::coord::DEFAULT_IDEMPOTENCY_RETENTION,
+            idempotency_retention: crate::access::coord::DEFAULT_IDEMPOTENCY_RETENTION,
             #[cfg(feature = "etcd")]
             etcd: None,
         }

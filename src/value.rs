@@ -1,11 +1,11 @@
 //! Values: how typed values become MessagePack and back, and the types that carry
-//! a value together with its metadata.
+//! a value together with its metadata ([`Meta`], [`Versioned`]; `Stored` and
+//! `Entry`, a record as a backend reads it).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result, Shown};
-use crate::store::schema::Meta;
 use crate::time::Timestamp;
 
 /// Largest encoded value accepted, in bytes.
@@ -14,6 +14,34 @@ pub const MAX_VALUE_LEN: usize = 16 << 20;
 /// Deepest nesting of arrays and maps accepted in a raw value: 256 arrays or
 /// maps inside one another (an empty one counts) pass, 257 do not.
 pub const MAX_DEPTH: usize = 256;
+
+/// The metadata every record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Meta {
+    /// 1 when created, +1 on every write; starts again at 1 after a delete.
+    pub version: u64,
+    /// The revision that created the record.
+    pub create_revision: u64,
+    /// The revision that last wrote it.
+    pub mod_revision: u64,
+    /// When it was last written (the commit time).
+    pub updated_at: Timestamp,
+}
+
+/// A record as a backend reads it: metadata and value (MessagePack).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub meta: Meta,
+    pub value: Vec<u8>,
+}
+
+/// A record of a range, with its encoded address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub address: Vec<u8>,
+    pub meta: Meta,
+    pub value: Vec<u8>,
+}
 
 /// A value together with the metadata of the record that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

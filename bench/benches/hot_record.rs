@@ -100,9 +100,12 @@ fn statelog_update(threads: usize, time: Duration) -> f64 {
 
 fn connect(path: &std::path::Path) -> Connection {
     let conn = Connection::open(path).expect("open sqlite");
-    conn.busy_timeout(Duration::from_secs(60)).expect("busy timeout");
-    conn.pragma_update(None, "journal_mode", "WAL").expect("WAL");
-    conn.pragma_update(None, "synchronous", "FULL").expect("FULL");
+    conn.busy_timeout(Duration::from_secs(60))
+        .expect("busy timeout");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("WAL");
+    conn.pragma_update(None, "synchronous", "FULL")
+        .expect("FULL");
     conn
 }
 

@@ -1,55 +1,41 @@
 //! The ways of reaching a store: a [`Backend`] does what a [`Store`] is asked,
-//! whatever is behind it. There are three: `store::local::Local`, the
-//! embedded engine (this process holds the store), [`remote::Remote`], a
-//! client of the process that holds it, and (feature `etcd`)
-//! `etcd::backend::EtcdBackend`, a store kept in an etcd cluster. [`reach`]
-//! picks one when a store is opened: an `etcd://` address goes to etcd;
-//! for a directory it takes the store's lock if it can, and otherwise
-//! connects to the holder.
+//! whatever is behind it, and a [`ReadView`] is one consistent read of it.
+//! There are three backends: `store::local::Local`, the embedded engine
+//! (this process holds the store), `remote::Remote`, a client of the process
+//! that holds it, and (feature `etcd`) `store::etcd::EtcdBackend`, a store
+//! kept in an etcd cluster; `store::reach` picks one when a store is opened.
 //!
-//! **Boundary:** nothing here names redb, a log segment or a socket; a backend
-//! receives and returns the engine's plain request types (`store::request`)
-//! and [`Error`]s. What a backend cannot do says so with
-//! [`Error::Unsupported`].
+//! This module also holds what backends speak: the requests of the commit
+//! path and their outcomes (`request`), the store's counters ([`Stats`]), and
+//! a backup run's options and report (`backup`).
+//!
+//! **Boundary:** nothing here names redb, a log segment or a socket, and this
+//! module depends on no way of reaching a store: a backend for another kind
+//! of store (etcd) implements the traits with these types and returns
+//! [`Error::Unsupported`] for what it cannot do.
 //!
 //! [`Store`]: crate::Store
 
-pub(crate) mod remote;
+mod backup;
+pub(crate) mod coord;
+pub(crate) mod request;
+mod stats;
 
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::backup::{BackupOptions, BackupReport};
+pub use self::backup::{BackupOptions, BackupProgress, BackupReport};
+use self::request::{BaseLoad, Outcome, Request};
+pub use self::stats::Stats;
 use crate::error::{Error, Result};
-use crate::fs::LockError;
-use crate::log::retention;
-use crate::options::Options;
-use crate::store::Meta;
-use crate::store::open::{self, LOCK_FILE, Lock};
-use crate::store::request::{BaseLoad, Outcome, Request};
-use crate::store::{Recovery, Stats};
 use crate::time::Timestamp;
+use crate::value::{Entry, Meta, Stored};
 
 /// What a point read hands each record to: its metadata and value bytes
 /// (borrowed, so a backend that can lend them does not copy them).
 pub(crate) type ReadRecord<'a> = &'a mut dyn FnMut(Meta, &[u8]) -> Result<()>;
-
-/// A record as read: metadata and value (MessagePack).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Stored {
-    pub meta: Meta,
-    pub value: Vec<u8>,
-}
-
-/// A record of a range, with its encoded address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub address: Vec<u8>,
-    pub meta: Meta,
-    pub value: Vec<u8>,
-}
 
 /// Records of a range, in address order.
 pub(crate) type Entries = Box<dyn Iterator<Item = Result<Entry>> + Send + Sync>;
@@ -130,13 +116,6 @@ pub(crate) trait Backend: Send + Sync {
     fn stats(&self) -> Reply<Stats>;
     /// An online backup into `dest` (an absolute path).
     fn backup(&self, dest: &Path, options: &BackupOptions) -> Reply<BackupReport>;
-    /// Runs log retention now (maintenance of a store this process holds).
-    fn retain(&self) -> Reply<retention::Outcome> {
-        Err(Fault::Failed(Error::Unsupported {
-            what: "log retention".to_owned(),
-            reason: "only the process holding the store runs it".to_owned(),
-        }))
-    }
     /// A new lease of `ttl` taken by `holder` (a description); its id.
     fn lease_grant(&self, ttl: Duration, holder: &str) -> Reply<u64> {
         let _ = (ttl, holder);
@@ -190,94 +169,5 @@ pub(crate) fn etcd_not_built() -> Error {
         reason: "this statelog was built without its `etcd` feature; build it with \
                  `--features etcd` (the command line has it)"
             .to_owned(),
-    }
-}
-
-/// A store reached by [`reach`].
-pub(crate) struct Reached {
-    pub backend: Arc<dyn Backend>,
-    /// The store id, 32 hex digits.
-    pub store_id: String,
-    /// What opening it here had to recover (nothing when reached remotely).
-    pub recovery: Recovery,
-}
-
-/// Reaches the store at `path`: takes its lock and opens it here (creating it
-/// when allowed), or, while another process holds it, connects to that
-/// process (unless [`Options::remote`] forbids it), polling with jittered
-/// pauses until [`Options::lock_timeout`]; then [`Error::Busy`] names the
-/// holder.
-pub(crate) fn reach(path: &Path, options: &Options) -> Result<Reached> {
-    if let Some(address) = etcd_address(path) {
-        #[cfg(feature = "etcd")]
-        return crate::etcd::backend::reach(address, options);
-        #[cfg(not(feature = "etcd"))]
-        return Err({
-            let _ = address;
-            etcd_not_built()
-        });
-    }
-    let start = Instant::now();
-    let mut pause = Duration::from_micros(200);
-    let mut warned = false;
-    let opened = open::open_with(path, options, |fs, dir| {
-        loop {
-            let held = match fs.try_lock(&dir.join(LOCK_FILE)) {
-                Ok(guard) => return Ok(Lock::Taken(guard)),
-                Err(LockError::Held(pid)) => pid,
-                // Another user's store: this process cannot hold it, but may be
-                // served by its holder.
-                Err(LockError::Io(e))
-                    if e.kind() == std::io::ErrorKind::PermissionDenied && options.remote =>
-                {
-                    if let Some(remote) = remote::connect(fs, dir, options, start)? {
-                        return Ok(Lock::Other(remote));
-                    }
-                    return Err(Error::io("lock", dir.join(LOCK_FILE), e));
-                }
-                Err(LockError::Io(e)) => return Err(Error::io("lock", dir.join(LOCK_FILE), e)),
-            };
-            if options.remote
-                && let Some(remote) = remote::connect(fs, dir, options, start)?
-            {
-                return Ok(Lock::Other(remote));
-            }
-            let waited = start.elapsed();
-            if waited >= options.lock_timeout {
-                return Err(Error::Busy {
-                    path: dir.to_owned(),
-                    pid: held,
-                    waited,
-                });
-            }
-            if !warned && waited >= Duration::from_secs(1) {
-                tracing::warn!(store = %dir.display(), holder = ?held, "waiting for the store");
-                warned = true;
-            }
-            // Random pauses keep many waiting processes from polling in step.
-            let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64));
-            std::thread::sleep((pause / 2 + jitter).min(options.lock_timeout - waited));
-            pause = (pause * 2).min(Duration::from_millis(8));
-        }
-    })?;
-    match opened {
-        Ok(opened) => {
-            let store_id = crate::log::catalog::hex(&opened.store_id);
-            let recovery = Recovery {
-                replayed: opened.replayed,
-                cut: opened.cut.clone(),
-            };
-            let backend = crate::store::local::Local::start(path, options, opened)?;
-            Ok(Reached {
-                backend,
-                store_id,
-                recovery,
-            })
-        }
-        Err(remote) => Ok(Reached {
-            store_id: remote.store_id().to_owned(),
-            backend: Arc::new(remote),
-            recovery: Recovery::default(),
-        }),
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::counter::MAX_REVISION;
 use crate::error::{Error, Result};
 use crate::fs::{self, Fs};
-use crate::log::segment;
+use crate::log::{catalog, segment};
 use crate::time::Timestamp;
 
 /// The manifest's file name in a backup directory.
@@ -103,6 +103,14 @@ pub(crate) fn segment_file(first_revision: u64) -> String {
 }
 
 impl Manifest {
+    /// The entry of the segment starting at `first_revision`, if the backup
+    /// holds it.
+    pub(crate) fn entry(&self, first_revision: u64) -> Option<&SegmentEntry> {
+        self.segments
+            .iter()
+            .find(|e| e.first_revision == first_revision)
+    }
+
     /// The manifest of an empty backup of store `store_id`.
     pub(crate) fn new(store_id: String, now: Timestamp) -> Manifest {
         Manifest {
@@ -166,7 +174,7 @@ impl Manifest {
                 supported: u64::from(BACKUP_FORMAT_VERSION),
             });
         }
-        if parse_store_id(&self.store_id).is_none() {
+        if catalog::parse_hex(&self.store_id).is_none() {
             return Err(invalid(
                 path,
                 format!("the store id {:?} is not 32 hex digits", self.store_id),
@@ -248,7 +256,7 @@ impl Manifest {
 
     /// The store id as bytes.
     pub(crate) fn store_id_bytes(&self) -> Option<segment::StoreId> {
-        parse_store_id(&self.store_id)
+        catalog::parse_hex(&self.store_id)
     }
 
     /// Total bytes of the files the backup holds.
@@ -271,18 +279,6 @@ impl Manifest {
 fn parse_time(path: &Path, text: &str) -> Result<Timestamp> {
     text.parse()
         .map_err(|e| invalid(path, format!("it holds a bad time: {e}")))
-}
-
-/// Parses 32 hex digits.
-pub(crate) fn parse_store_id(text: &str) -> Option<segment::StoreId> {
-    if text.len() != 32 {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    for (i, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(id)
 }
 
 pub(crate) fn invalid(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {

@@ -27,8 +27,14 @@
 //! The layout, the manifest and the rules are in `DESIGN.md`, "Backups,
 //! restore, check and repair".
 
+pub(crate) mod build;
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(feature = "etcd")]
+pub(crate) mod etcd_run;
 pub(crate) mod manifest;
 mod restore;
+pub(crate) mod run;
 pub(crate) mod verify;
 
 use std::path::PathBuf;
@@ -39,6 +45,7 @@ pub use self::manifest::{
     BACKUP_FORMAT, BACKUP_FORMAT_VERSION, BaseEntry, MANIFEST_FILE, Manifest, SegmentEntry,
 };
 pub use self::restore::restore;
+pub use crate::access::{BackupOptions, BackupProgress, BackupReport};
 use crate::options::Options;
 use crate::time::Timestamp;
 
@@ -52,77 +59,6 @@ pub enum Until {
     Revision(u64),
     /// Every commit made before this time (commits at or after it are left out).
     Time(Timestamp),
-}
-
-/// Progress of a backup run, for a progress bar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackupProgress {
-    /// Records written into the base so far (first run only).
-    pub records: u64,
-    /// Log bytes copied so far.
-    pub bytes_copied: u64,
-    /// Log bytes this run copies in all.
-    pub bytes_to_copy: u64,
-}
-
-type BackupCallback = Arc<dyn Fn(&BackupProgress) + Send + Sync>;
-
-/// Options of [`Store::backup_with`](crate::Store::backup_with).
-#[derive(Clone, Default)]
-pub struct BackupOptions {
-    pub(crate) progress: Option<BackupCallback>,
-}
-
-impl std::fmt::Debug for BackupOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackupOptions")
-            .field("progress", &self.progress.is_some())
-            .finish()
-    }
-}
-
-impl BackupOptions {
-    /// The defaults: no progress callback.
-    pub fn new() -> BackupOptions {
-        BackupOptions::default()
-    }
-
-    /// Calls `f` as the run proceeds (from the thread running the backup).
-    pub fn progress(mut self, f: impl Fn(&BackupProgress) + Send + Sync + 'static) -> Self {
-        self.progress = Some(Arc::new(f));
-        self
-    }
-}
-
-/// What a backup run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupReport {
-    /// The backup directory.
-    pub destination: PathBuf,
-    /// The store's id.
-    pub store_id: String,
-    /// True for the first run into the directory, which wrote the base.
-    pub full: bool,
-    /// The revision of the backup's base (0: the store had no commit then).
-    pub base_revision: u64,
-    /// The last revision the backup now holds.
-    pub revision: u64,
-    /// Its commit time.
-    pub time: Timestamp,
-    /// Records in the base written by this run (0 for an incremental run).
-    pub base_records: u64,
-    /// Bytes of the base written by this run.
-    pub base_bytes: u64,
-    /// Log segments this run copied or extended.
-    pub segments_copied: usize,
-    /// Bytes this run wrote into the backup (base and log).
-    pub bytes_copied: u64,
-    /// Of those, log bytes.
-    pub log_bytes_copied: u64,
-    /// Bytes the backup holds in all.
-    pub backup_bytes: u64,
-    /// How long the run took.
-    pub duration: Duration,
 }
 
 /// Progress of a restore, for a progress bar.

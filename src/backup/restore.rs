@@ -21,15 +21,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::build::{self, Source};
 use super::verify::{self, Verified};
 use super::{RestoreOptions, RestoreProgress, RestoreReport, Until};
+use crate::engine;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, Nesting};
+use crate::layout::creation::{self, Leftovers};
+use crate::layout::{self, DB_FILE, ID_FILE};
 use crate::log::catalog;
-use crate::maintenance::stamp;
-use crate::store::identity::{self, Leftovers};
-use crate::store::open::{self, DB_FILE, ID_FILE};
-use crate::store::rebuild::{self, Source};
 use crate::time::Timestamp;
 
 /// Restores the backup in `backup` into a new store in `target`, up to
@@ -61,7 +61,7 @@ pub fn restore(
     let target = target.as_ref();
     if let Some(address) = crate::access::etcd_address(target) {
         #[cfg(feature = "etcd")]
-        return crate::etcd::restore::restore(backup, address, options);
+        return super::etcd::restore(backup, address, options);
         #[cfg(not(feature = "etcd"))]
         return Err({
             let _ = address;
@@ -74,9 +74,7 @@ pub fn restore(
     let Some(verified) = verified.filter(|_| problems.is_empty()) else {
         let first = problems.first();
         return Err(Error::InvalidBackup {
-            path: first
-                .and_then(|p| p.file.clone())
-                .unwrap_or_else(|| backup.to_owned()),
+            path: first.map_or_else(|| backup.to_owned(), |p| p.file.clone()),
             reason: problems
                 .iter()
                 .map(|p| p.to_string())
@@ -107,11 +105,11 @@ pub fn restore(
             });
         }
     };
-    let built = rebuild::build_store(&fs, target, &store_options, &source, &mut progress)?;
+    let built = build::build_store(&fs, target, &store_options, &source, &mut progress)?;
     // Prove it opens where the restore says it stopped.
-    let store = crate::Store::open(target, store_options.remote(false).serve(false))?;
-    let opened = store.revision();
-    store.close()?;
+    let held = engine::open::hold(target, &store_options)?;
+    let opened = held.engine.revision();
+    held.close()?;
     if opened != built.revision {
         return Err(Error::corrupt(
             target.join(DB_FILE),
@@ -208,7 +206,7 @@ fn prepare_target(fs: &dyn Fs, target: &Path, options: &RestoreOptions) -> Resul
             path: target.to_owned(),
             reason,
         };
-        return match identity::leftovers(fs, target)? {
+        return match creation::leftovers(fs, target)? {
             Leftovers::Nothing | Leftovers::Unfinished(_) => Ok(None),
             Leftovers::StoreFiles(files) => Err(refuse(format!(
                 "{}, or restore into another directory",
@@ -229,20 +227,8 @@ fn prepare_target(fs: &dyn Fs, target: &Path, options: &RestoreOptions) -> Resul
         });
     }
     // Nobody may be using the store being replaced.
-    let lock = open::take_lock(fs, target, &options.store)?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "store".to_owned());
-    let mut aside = target.with_file_name(format!("{name}.replaced-{}", stamp(Timestamp::now())));
-    let mut n = 1;
-    while fs
-        .exists(&aside)
-        .map_err(|e| Error::io("look for", &aside, e))?
-    {
-        n += 1;
-        aside = target.with_file_name(format!("{name}.replaced-{}-{n}", stamp(Timestamp::now())));
-    }
+    let lock = layout::take_lock(fs, target, &options.store)?;
+    let aside = layout::replaced_name(fs, target)?;
     fs.rename(target, &aside)
         .map_err(|e| Error::io("move the store being replaced aside", target, e))?;
     drop(lock);

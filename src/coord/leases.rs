@@ -15,9 +15,22 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::{CoordRequest, LeaseOp, LeaseRecord};
+use crate::access::ReadView;
+use crate::access::request::{Check, Outcome, Request, Write, WriteKind};
 use crate::error::{Error, Result};
-use crate::store::Shared;
-use crate::store::request::{Check, Request, Write, WriteKind};
+use crate::time::Timestamp;
+
+/// What the lease thread needs of the process holding the store.
+pub(crate) trait Holder {
+    /// Commits through the group-commit queue.
+    fn commit(&self, request: Request) -> Result<Outcome>;
+    /// The newest published view.
+    fn view(&self) -> Result<Arc<dyn ReadView>>;
+    /// The lease clocks.
+    fn leases(&self) -> &Leases;
+    /// The store's clock (for idempotency keys' expiry).
+    fn now(&self) -> Timestamp;
+}
 
 /// The shortest TTL accepted.
 pub const MIN_LEASE_TTL: Duration = Duration::from_millis(100);
@@ -147,6 +160,21 @@ impl Leases {
     }
 }
 
+/// The request that begins lease `id`.
+pub(crate) fn grant_request(id: u64, ttl: Duration, holder: &str) -> Request {
+    Request {
+        coord: CoordRequest {
+            lease_op: Some(LeaseOp::Grant {
+                id,
+                ttl,
+                holder: holder.to_owned(),
+            }),
+            ..CoordRequest::default()
+        },
+        ..Request::default()
+    }
+}
+
 /// The request that ends lease `id`.
 pub(crate) fn end_request(id: u64) -> Request {
     Request {
@@ -159,7 +187,7 @@ pub(crate) fn end_request(id: u64) -> Request {
 }
 
 /// Starts the clocks of the leases the store holds (after it was opened).
-pub(crate) fn load(shared: &Shared) -> Result<()> {
+pub(crate) fn load(shared: &dyn Holder) -> Result<()> {
     let view = shared.view()?;
     let start = crate::key::namespace_start(super::LEASES, "");
     let end = crate::key::namespace_end(super::LEASES);
@@ -176,7 +204,7 @@ pub(crate) fn load(shared: &Shared) -> Result<()> {
         };
         let record = LeaseRecord::decode(&entry.value)?;
         shared
-            .leases
+            .leases()
             .start(id, Duration::from_millis(record.ttl_ms));
     }
     Ok(())
@@ -188,11 +216,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Ends leases as their time runs out, and prunes expired idempotency keys,
 /// until [`Leases::stop`].
-pub(crate) fn run(shared: Arc<Shared>) {
+pub(crate) fn run(shared: &dyn Holder) {
     let mut prune_at = Instant::now() + PRUNE_EVERY;
-    while let Some(expired) = shared.leases.next_expired(prune_at) {
+    while let Some(expired) = shared.leases().next_expired(prune_at) {
         for id in expired {
-            match shared.commit(Arc::new(end_request(id))) {
+            match shared.commit(end_request(id)) {
                 Ok(outcome) => {
                     tracing::info!(lease = %super::lease_key(id), revision = ?outcome.revision, "a lease expired");
                 }
@@ -203,7 +231,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
             }
         }
         if Instant::now() >= prune_at {
-            prune(&shared);
+            prune(shared);
             prune_at = Instant::now() + PRUNE_EVERY;
         }
     }
@@ -211,10 +239,10 @@ pub(crate) fn run(shared: Arc<Shared>) {
 
 /// Deletes the idempotency keys whose time is up, in one commit (each only
 /// if unchanged since it was read).
-pub(crate) fn prune(shared: &Shared) {
+pub(crate) fn prune(shared: &dyn Holder) {
     let result = (|| -> Result<Option<u64>> {
         let view = shared.view()?;
-        let now = shared.options.clock.now().as_micros();
+        let now = shared.now().as_micros();
         let start = crate::key::namespace_start(super::IDEMPOTENCY, "");
         let end = crate::key::namespace_end(super::IDEMPOTENCY);
         let mut request = Request::default();
@@ -240,7 +268,7 @@ pub(crate) fn prune(shared: &Shared) {
         if request.writes.is_empty() {
             return Ok(None);
         }
-        Ok(shared.commit(Arc::new(request))?.revision)
+        Ok(shared.commit(request)?.revision)
     })();
     match result {
         Ok(Some(revision)) => tracing::debug!(revision, "pruned expired idempotency keys"),

@@ -9,99 +9,9 @@
 use rmpv::Value;
 use serde::Serialize;
 
+use crate::access::coord::{OpKind, PatchOp};
 use crate::error::{Error, Result, Shown};
 use crate::value::{self, RawValue};
-
-/// What one operation of a patch does, and where (`path`: field names from
-/// the top of the value; empty for the value itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PatchOp {
-    pub kind: OpKind,
-    pub path: Vec<String>,
-    /// The operand (MessagePack): the value to set, append or merge, or the
-    /// number to add; `None` for a removal.
-    pub value: Option<Vec<u8>>,
-}
-
-/// The operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpKind {
-    /// Set the field (creating missing objects on the way).
-    Set,
-    /// Remove the field (nothing when it is missing).
-    Remove,
-    /// Add a number to the field (a missing field counts as 0).
-    Add,
-    /// Append to the array in the field (a missing field becomes an array).
-    Append,
-    /// Append unless an equal element is in the array already.
-    AppendUnique,
-    /// Merge an object into the object in the field: members are set, and
-    /// objects inside both are merged in turn.
-    Merge,
-}
-
-impl OpKind {
-    /// The operation's name, on the wire and in messages.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            OpKind::Set => "set",
-            OpKind::Remove => "remove",
-            OpKind::Add => "add",
-            OpKind::Append => "append",
-            OpKind::AppendUnique => "append-unique",
-            OpKind::Merge => "merge",
-        }
-    }
-
-    /// The operation called `name`.
-    pub(crate) fn from_name(name: &str) -> Option<OpKind> {
-        [
-            OpKind::Set,
-            OpKind::Remove,
-            OpKind::Add,
-            OpKind::Append,
-            OpKind::AppendUnique,
-            OpKind::Merge,
-        ]
-        .into_iter()
-        .find(|k| k.name() == name)
-    }
-}
-
-impl PatchOp {
-    /// The operand, if any.
-    pub(crate) fn value(&self) -> Option<&[u8]> {
-        self.value.as_deref()
-    }
-
-    /// Checks an operation that came from outside the process: the operand an
-    /// operation needs, and a valid path.
-    pub(crate) fn check(&self) -> std::result::Result<(), String> {
-        if self.path.iter().any(String::is_empty) {
-            return Err("a field name in a patch's path is empty".to_owned());
-        }
-        match (self.kind, &self.value) {
-            (OpKind::Remove, None) => {
-                if self.path.is_empty() {
-                    return Err("a patch cannot remove the whole value (delete the record)".into());
-                }
-                Ok(())
-            }
-            (OpKind::Remove, Some(_)) => Err("a removal takes no value".to_owned()),
-            (_, None) => Err(format!("{} needs a value", self.kind.name())),
-            (OpKind::Add, Some(v)) => match decode(v)? {
-                Value::Integer(_) | Value::F32(_) | Value::F64(_) => Ok(()),
-                other => Err(format!("add needs a number, not {}", kind(&other))),
-            },
-            (OpKind::Merge, Some(v)) => match decode(v)? {
-                Value::Map(_) => Ok(()),
-                other => Err(format!("merge needs an object, not {}", kind(&other))),
-            },
-            (_, Some(v)) => decode(v).map(|_| ()),
-        }
-    }
-}
 
 /// A patch: field operations applied in order, at commit, to the record's
 /// value at that moment. A missing record starts as an empty object.
@@ -558,7 +468,7 @@ mod tests {
         .expect("applies");
         assert_eq!(
             out,
-            r#"{"keep":[1,2.5],"status":"running","n":-3,"log":["a","b"],"meta":{"host":"h","deep":{"x":1,"y":2}}}"#
+            r#"{"keep":[1,2.5],"status":"running","n":-3,"log":["a","b"],"meta":{"deep":{"x":1,"y":2},"host":"h"}}"#
         );
     }
 
@@ -575,7 +485,7 @@ mod tests {
             &Patch::new().add(&["n"], 1),
         )
         .expect("u64 holds it");
-        assert_eq!(out, r#"{"n":9223372036854775808}"#);
+        assert_eq!(out, r#"{"n":{"$int":"9223372036854775808"}}"#);
         let out = run(Some(r#"{"n": 1}"#), &Patch::new().add(&["n"], 0.5)).expect("float");
         assert_eq!(out, r#"{"n":1.5}"#);
         let e = run(

@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::access::request::{Outcome, WriteOutcome};
 use crate::error::{Error, Result};
-use crate::store::Meta;
-use crate::store::request::{Outcome, WriteOutcome};
 use crate::time::Timestamp;
+use crate::value::Meta;
 
 fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
     rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {

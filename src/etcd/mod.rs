@@ -13,19 +13,16 @@
 //!   [`Limits`].
 //! - `ops.rs`: [`EtcdStore`], statelog's reads and commits as etcd ranges and
 //!   transactions.
-//! - `backend.rs`: a store on etcd as the access layer's `Backend` (what
-//!   `Store::open("etcd://...")` returns); `view.rs`: its snapshots (reads at
-//!   one etcd revision); `identity.rs`: the store's identity key;
-//!   `options.rs`: [`EtcdOptions`] and the `etcd://` address; `backup.rs`,
-//!   `restore.rs`: backups as a base at one revision, and their restore into
-//!   etcd.
+//! - `view.rs`: snapshots (reads at one etcd revision); `identity.rs`: the
+//!   store's identity key; `options.rs`: [`EtcdOptions`] and the `etcd://`
+//!   address; `restore.rs`: loading a restored backup's records.
 //!
+//! The store as a `Backend` is `store/etcd.rs`, and its backups are
+//! `backup/etcd_run.rs` and `backup/etcd.rs`: this module depends on neither.
 //! See "Stores on etcd" in DESIGN.md. **Boundary:** nothing outside this
 //! module sees a tonic, prost or tokio type.
 
 mod admin;
-pub(crate) mod backend;
-mod backup;
 mod client;
 mod errors;
 mod identity;
@@ -34,9 +31,9 @@ mod lease;
 mod ops;
 mod options;
 pub mod proto;
-mod record;
+pub(crate) mod record;
 pub(crate) mod restore;
-mod view;
+pub(crate) mod view;
 mod watch;
 
 pub use client::{Client, ClientOptions, Credentials, TlsOptions};
@@ -51,4 +48,30 @@ pub use options::{
     EtcdOptions,
 };
 pub use record::Limits;
+
+use self::client::Client as EtcdClient;
+use self::options::Address;
+use crate::error::Result;
+use crate::time::Clock;
 pub use watch::{Watch, WatchBatch};
+
+/// Opens the store at `address` (`etcd://...`): reads its identity, creating
+/// the store when `options` allow. Returns the store and its id.
+pub(crate) fn open_store(
+    address: &str,
+    etcd: Option<&EtcdOptions>,
+    create: bool,
+    clock: Clock,
+) -> Result<(EtcdStore, String)> {
+    let etcd = match etcd {
+        Some(etcd) => etcd.clone(),
+        None => EtcdOptions::from_env()?,
+    };
+    let parsed = Address::parse(address)?;
+    let label = parsed.to_path();
+    let client = EtcdClient::labelled(&etcd.client_options(parsed.endpoints.clone())?, &label)?;
+    let identity = identity::open(&client, &parsed.layout, &label, create)?;
+    let store =
+        EtcdStore::new(client, parsed.layout, etcd.limits()).opened(identity.revision, clock);
+    Ok((store, identity.store_id))
+}

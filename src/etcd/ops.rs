@@ -30,11 +30,11 @@ use super::keys::Layout;
 use super::proto;
 use super::record::{self, Limits};
 use super::watch::Watch;
+use crate::access::request::{Check, Outcome, Request, Write, WriteKind, WriteOutcome};
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::request::{Check, Outcome, Request, Write, WriteKind, WriteOutcome};
-use crate::store::schema::Meta;
 use crate::time::{Clock, Timestamp};
+use crate::value::Meta;
 use crate::value::{RawValue, Versioned};
 
 /// For each write that may change nothing (a put skipped when unchanged, a
@@ -416,7 +416,7 @@ impl EtcdStore {
                 }
             }
             match &write.kind {
-                WriteKind::Patch { .. } => return Err(super::backend::no_coordination()),
+                WriteKind::Patch { .. } => return Err(crate::coord::not_on_etcd()),
                 WriteKind::Put { value, .. } => {
                     if let Some(Some((_, stored))) = current.get(&write.address)
                         && stored == value

@@ -13,8 +13,8 @@
 //! record was written.
 
 use crate::error::{Error, Result};
-use crate::store::schema::Meta;
 use crate::time::Timestamp;
+use crate::value::Meta;
 
 const FORMAT: u8 = 1;
 /// Bytes before the MessagePack value.

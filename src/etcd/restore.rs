@@ -1,7 +1,7 @@
-//! Restoring a backup into a store on etcd: the backup is restored as usual
-//! into a scratch directory (every check of `backup::restore`, the stopping
-//! point), then its records are loaded into the store under the prefix in one
-//! etcd transaction, values and update times kept. etcd assigns versions and
+//! Restoring a backup into a store on etcd: `backup::restore` restores it as
+//! usual into a scratch directory (every check, the stopping point), then
+//! this loads its records into the store under the prefix in one etcd
+//! transaction, values and update times kept. etcd assigns versions and
 //! revisions, so the records start again at version 1 (or go on from the
 //! version a replaced record had) at the load's revision: the same as a merge
 //! import of the backup's state into an empty store.
@@ -12,94 +12,72 @@
 //! transaction also deletes the records the backup lacks, and applies only if
 //! the store did not change since they were listed.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use prost::Message;
 
+use super::EtcdOptions;
 use super::client::to_i64;
 use super::ops::{EtcdStore, compare, header_revision};
 use super::proto;
 use super::record;
-use crate::backup::{RestoreOptions, RestoreReport};
+use crate::access::ReadView;
 use crate::error::{Error, Result};
-use crate::options::Options;
-use crate::store::Store;
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 
-/// Restores `backup` into the store on etcd at `address`.
-pub(crate) fn restore(
-    backup: &Path,
-    address: &str,
-    options: &RestoreOptions,
-) -> Result<RestoreReport> {
-    let started = Instant::now();
-    // Reach the cluster before the work of a local restore.
-    let (store, store_id) =
-        super::backend::open_store(address, &options.store.clone().create(true))?;
-    let scratch = scratch_dir();
-    let result = restore_via(backup, &scratch, &store, &store_id, options, started);
-    if let Err(e) = std::fs::remove_dir_all(&scratch)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(
-            dir = %scratch.display(),
-            error = %e,
-            "the restore's scratch directory could not be removed; delete it"
-        );
+/// A store on etcd that a backup is restored into (`backup::restore` does
+/// the rest).
+pub(crate) struct Target {
+    store: EtcdStore,
+    store_id: String,
+}
+
+/// What loading the records did.
+pub(crate) struct Loaded {
+    /// The etcd revision of the load.
+    pub revision: u64,
+    /// Its time.
+    pub time: Timestamp,
+    /// The records written.
+    pub records: u64,
+}
+
+impl Target {
+    /// Reaches the store at `address`, creating it when it does not exist.
+    pub(crate) fn open(address: &str, etcd: Option<&EtcdOptions>, clock: Clock) -> Result<Target> {
+        let (store, store_id) = super::open_store(address, etcd, true, clock)?;
+        Ok(Target { store, store_id })
     }
-    result
-}
 
-fn scratch_dir() -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "statelog-restore-{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ))
-}
+    /// The store as errors and reports name it.
+    pub(crate) fn label(&self) -> PathBuf {
+        self.store.label()
+    }
 
-fn restore_via(
-    backup: &Path,
-    scratch: &Path,
-    store: &EtcdStore,
-    store_id: &str,
-    options: &RestoreOptions,
-    started: Instant,
-) -> Result<RestoreReport> {
-    let local_options = Options::default().serve(false).remote(false);
-    let mut scratch_restore = options.clone().overwrite(false);
-    scratch_restore.store = local_options.clone();
-    let local = crate::backup::restore(backup, scratch, &scratch_restore)?;
-    let copy = Store::open(scratch, local_options.create(false))?;
-    let loaded = load(store, &copy, options.overwrite);
-    copy.close()?;
-    let (revision, time, records) = loaded?;
-    let mut notes = local.notes;
-    notes.push(format!(
-        "loaded {records} records at etcd revision {revision}: etcd assigns versions and \
-         revisions, so the backup's (up to revision {}) were not kept",
-        local.revision
-    ));
-    Ok(RestoreReport {
-        target: store.label(),
-        store_id: store_id.to_owned(),
-        backup_store_id: local.backup_store_id,
-        base_revision: local.base_revision,
-        base_records: local.base_records,
-        revision,
-        time,
-        commits_replayed: local.commits_replayed,
-        log_bytes: 0,
-        replaced: None,
-        notes,
-        duration: started.elapsed(),
-    })
+    /// The store id, 32 hex digits.
+    pub(crate) fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    /// Loads every record `records` shows into the store in one transaction.
+    pub(crate) fn load(&self, records: Arc<dyn ReadView>, overwrite: bool) -> Result<Loaded> {
+        let (revision, time, records) = load(&self.store, records, overwrite)?;
+        Ok(Loaded {
+            revision,
+            time,
+            records,
+        })
+    }
 }
 
 /// Loads every record of `copy` into `store` in one transaction; returns the
 /// revision, its time and the number of records.
-fn load(store: &EtcdStore, copy: &Store, overwrite: bool) -> Result<(u64, Timestamp, u64)> {
+fn load(
+    store: &EtcdStore,
+    copy: Arc<dyn ReadView>,
+    overwrite: bool,
+) -> Result<(u64, Timestamp, u64)> {
     let layout = store.layout();
     let head = store.head()?;
     let (records_start, records_end) = layout.records();
@@ -113,22 +91,19 @@ fn load(store: &EtcdStore, copy: &Store, overwrite: bool) -> Result<(u64, Timest
     }
     let now = Timestamp::now();
     let mut success = Vec::new();
-    let snapshot = copy.snapshot()?;
-    for namespace in snapshot.namespaces()? {
-        for item in snapshot.list_raw(&namespace, ..)? {
-            let (key, record) = item?;
-            let etcd_key = layout.record(&namespace, &key)?;
-            existing.remove(&etcd_key);
-            let updated = record.updated_at;
-            success.push(proto::RequestOp {
-                request: Some(proto::Request::Put(proto::PutRequest {
-                    key: etcd_key,
-                    value: record::encode(updated, record.value.as_msgpack()),
-                    lease: 0,
-                    prev_kv: false,
-                })),
-            });
-        }
+    let entries = copy.range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
+    for entry in entries {
+        let entry = entry?;
+        let etcd_key = layout.record_of_address(&entry.address);
+        existing.remove(&etcd_key);
+        success.push(proto::RequestOp {
+            request: Some(proto::Request::Put(proto::PutRequest {
+                key: etcd_key,
+                value: record::encode(entry.meta.updated_at, &entry.value),
+                lease: 0,
+                prev_kv: false,
+            })),
+        });
     }
     let records = success.len() as u64;
     for key in existing {

@@ -10,10 +10,11 @@ use super::client::to_i64;
 use super::ops::{EtcdStore, Head, PAGE, foreign_address};
 use super::proto;
 use super::record;
-use crate::access::{Entries, Entry, ReadView, Stored};
+use crate::access::{Entries, ReadView};
 use crate::error::{Error, Result};
 use crate::key;
 use crate::time::Timestamp;
+use crate::value::{Entry, Stored};
 
 /// One consistent read of a store on etcd.
 pub(crate) struct EtcdView {

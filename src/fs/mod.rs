@@ -6,7 +6,6 @@
 //! loss) and injects short writes, ENOSPC and EIO. Keeping the boundary this
 //! narrow is what makes those tests possible.
 
-pub(crate) mod overlay;
 mod real;
 
 use std::fmt::Debug;
@@ -85,8 +84,8 @@ pub trait Fs: Send + Sync + Debug + 'static {
     /// A storage backend for the state database at `path`, created if missing.
     fn db_backend(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>>;
     /// A storage backend for the existing state database at `path` that is only
-    /// read (see [`Overlay`](overlay::Overlay)); it may refuse writes. By
-    /// default the same as [`db_backend`](Self::db_backend).
+    /// read (the state database then keeps every change in memory); it may
+    /// refuse writes. By default the same as [`db_backend`](Self::db_backend).
     fn db_backend_read(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
         self.db_backend(path)
     }
@@ -261,95 +260,5 @@ pub(crate) fn lock_with_timeout(
             }
             Err(e) => return Err((e, start.elapsed())),
         }
-    }
-}
-
-/// Lets a boxed backend be handed to redb, which takes one by value.
-///
-/// The fence (the second field), once raised, makes the backend refuse every
-/// change. The engine raises it when it is poisoned: redb makes its pending
-/// non-durable commits durable when the database is dropped, and after a failed
-/// log sync those commits may include some the durable log does not have; the
-/// state database must never get ahead of the log (invariant 4).
-#[derive(Debug)]
-pub(crate) struct BoxedBackend(
-    pub(crate) Box<dyn redb::StorageBackend>,
-    pub(crate) Arc<std::sync::atomic::AtomicBool>,
-);
-
-impl BoxedBackend {
-    fn check_fence(&self) -> Result<(), io::Error> {
-        if self.1.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(io::Error::other(
-                "the store refuses writes after an earlier failure; reopen it",
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl redb::StorageBackend for BoxedBackend {
-    fn len(&self) -> Result<u64, io::Error> {
-        self.0.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        self.0.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        self.check_fence()?;
-        self.0.set_len(len)
-    }
-    fn sync_data(&self) -> Result<(), io::Error> {
-        self.check_fence()?;
-        self.0.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        self.check_fence()?;
-        self.0.write(offset, data)
-    }
-    fn close(&self) -> Result<(), io::Error> {
-        self.0.close()
-    }
-    fn try_lock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.0.try_lock_range(start, end)
-    }
-    fn try_lock_shared_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.0.try_lock_shared_range(start, end)
-    }
-    fn lock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.0.lock_range(start, end)
-    }
-    fn lock_shared_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.0.lock_shared_range(start, end)
-    }
-    fn unlock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.0.unlock_range(start, end)
-    }
-    fn query_lock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.0.query_lock_range(start, end)
     }
 }

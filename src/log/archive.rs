@@ -34,25 +34,47 @@ pub(crate) fn crc_prefix(fs: &dyn Fs, path: &Path, len: u64) -> Result<u32> {
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open", path, e))?;
     let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; COPY_CHUNK];
-    let mut at = 0;
-    while at < len {
-        let want = usize::try_from(len - at)
-            .unwrap_or(COPY_CHUNK)
-            .min(COPY_CHUNK);
-        let n = fs::read_full_at(file.as_ref(), &mut buf[..want], at)
-            .map_err(|e| Error::io("read", path, e))?;
-        hasher.update(&buf[..n]);
-        at += n as u64;
-        if n < want {
-            return Err(Error::corrupt(
-                path,
-                at,
-                format!("the file ends at byte {at}, before the {len} bytes expected"),
-            ));
-        }
+    let at = read_chunks(file.as_ref(), path, 0, len, |_, chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })?;
+    if at < len {
+        return Err(Error::corrupt(
+            path,
+            at,
+            format!("the file ends at byte {at}, before the {len} bytes expected"),
+        ));
     }
     Ok(hasher.finalize())
+}
+
+/// Reads bytes `from..to` of `file` (at `path`) a chunk at a time, handing
+/// each to `each` with its offset. Returns where it stopped: `to`, or sooner
+/// where the file ends (after handing over the short last chunk).
+pub(crate) fn read_chunks(
+    file: &dyn FileHandle,
+    path: &Path,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<u64> {
+    let mut buf = vec![0u8; COPY_CHUNK];
+    let mut at = from;
+    while at < to {
+        let want = usize::try_from(to - at)
+            .unwrap_or(COPY_CHUNK)
+            .min(COPY_CHUNK);
+        let n =
+            fs::read_full_at(file, &mut buf[..want], at).map_err(|e| Error::io("read", path, e))?;
+        if n > 0 {
+            each(at, &buf[..n])?;
+        }
+        at += n as u64;
+        if n < want {
+            break;
+        }
+    }
+    Ok(at)
 }
 
 /// The size of a file.
@@ -99,27 +121,17 @@ pub(crate) fn copy_range(
     } else {
         crc32fast::Hasher::new_with_initial(crc_before)
     };
-    let mut buf = vec![0u8; COPY_CHUNK];
-    let mut at = from;
-    while at < to {
-        let want = usize::try_from(to - at)
-            .unwrap_or(COPY_CHUNK)
-            .min(COPY_CHUNK);
-        let n = fs::read_full_at(input.as_ref(), &mut buf[..want], at)
-            .map_err(|e| Error::io("read", src, e))?;
-        if n < want {
-            return Err(Error::corrupt(
-                src,
-                at + n as u64,
-                format!(
-                    "the segment ended at byte {} while {to} bytes were being copied",
-                    at + n as u64
-                ),
-            ));
-        }
-        fs::write_all_at(output.as_ref(), &buf[..n], at).map_err(|e| Error::io("write", dst, e))?;
-        hasher.update(&buf[..n]);
-        at += n as u64;
+    let end = read_chunks(input.as_ref(), src, from, to, |at, chunk| {
+        fs::write_all_at(output.as_ref(), chunk, at).map_err(|e| Error::io("write", dst, e))?;
+        hasher.update(chunk);
+        Ok(())
+    })?;
+    if end < to {
+        return Err(Error::corrupt(
+            src,
+            end,
+            format!("the segment ended at byte {end} while {to} bytes were being copied"),
+        ));
     }
     output.sync_data().map_err(|e| Error::io("sync", dst, e))?;
     Ok(hasher.finalize())
@@ -477,21 +489,9 @@ pub(crate) fn cut_into(fs: &dyn Fs, path: &Path, offset: u64, aside: &Path) -> R
     let dst = fs
         .open(&to, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &to, e))?;
-    let mut buf = vec![0u8; COPY_CHUNK];
-    let mut at = offset;
-    while at < len {
-        let want = usize::try_from(len - at)
-            .unwrap_or(COPY_CHUNK)
-            .min(COPY_CHUNK);
-        let n = fs::read_full_at(src.as_ref(), &mut buf[..want], at)
-            .map_err(|e| Error::io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        fs::write_all_at(dst.as_ref(), &buf[..n], at - offset)
-            .map_err(|e| Error::io("write", &to, e))?;
-        at += n as u64;
-    }
+    read_chunks(src.as_ref(), path, offset, len, |at, chunk| {
+        fs::write_all_at(dst.as_ref(), chunk, at - offset).map_err(|e| Error::io("write", &to, e))
+    })?;
     // IMPORTANT: the copy is durable before the segment loses the bytes.
     dst.sync_data().map_err(|e| Error::io("sync", &to, e))?;
     fs.sync_dir(aside)

@@ -118,6 +118,18 @@ pub fn hex(id: &StoreId) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A store id from its 32 hex digits (as [`hex`] writes them).
+pub(crate) fn parse_hex(text: &str) -> Option<StoreId> {
+    if text.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -280,233 +280,293 @@ pub(crate) fn read_commits(
                 ),
             )
         })?;
-    let mut last_revision = previous_revision;
-    let mut end = start;
-    let mut stopped = false;
+    let mut commits = Commits {
+        last_revision: previous_revision,
+        end: start,
+        stopped: false,
+    };
     let last_index = segments.len() - 1;
     for (index, seg) in segments.iter().enumerate().skip(first) {
         let from = if index == first {
             start.offset.max(SEGMENT_HEADER_LEN as u64)
         } else {
+            commits.enter(seg)?;
             SEGMENT_HEADER_LEN as u64
         };
-        if index != first {
-            // A new segment must start exactly at the next revision.
-            if seg.first_revision != last_revision + 1 && last_revision != 0 {
-                return Err(Error::corrupt(
-                    &seg.path,
-                    28,
-                    format!(
-                        "the segment starts at revision {} but the log before it ends at \
-                         revision {last_revision}: revisions are missing",
-                        seg.first_revision
-                    ),
-                ));
-            }
-            end = Position {
-                segment: seg.first_revision,
-                offset: SEGMENT_HEADER_LEN as u64,
-            };
+        let read = commits.read_segment(fs, seg, from, &mut visit)?;
+        if commits.stopped {
+            return Ok(commits.ended(Tail::Clean));
         }
+        if index == last_index {
+            return Ok(commits.ended(read.tail));
+        }
+        read.check_sealed(seg)?;
+    }
+    Ok(commits.ended(Tail::Clean))
+}
+
+/// Where a read of the log stands between segments.
+struct Commits {
+    /// Revision of the last complete commit read.
+    last_revision: u64,
+    /// Just after the last complete commit.
+    end: Position,
+    /// Whether the visitor stopped the read.
+    stopped: bool,
+}
+
+/// How one segment's frames ended.
+struct SegmentRead {
+    tail: Tail,
+    /// The scan stopped exactly at the end of the file.
+    ended_exactly: bool,
+    /// Where it stopped.
+    stop_at: u64,
+}
+
+/// The commit being read in one segment.
+struct InSegment<'s> {
+    seg: &'s SegmentInfo,
+    /// The parts read so far of a commit not yet complete.
+    parts: Vec<LogRecord<'static>>,
+    /// Where that commit's first part starts.
+    parts_start: u64,
+    /// A seal was read: it must be the last frame.
+    sealed: bool,
+}
+
+impl Commits {
+    /// A new segment must start exactly at the next revision.
+    fn enter(&mut self, seg: &SegmentInfo) -> Result<()> {
+        if seg.first_revision != self.last_revision + 1 && self.last_revision != 0 {
+            return Err(Error::corrupt(
+                &seg.path,
+                28,
+                format!(
+                    "the segment starts at revision {} but the log before it ends at revision \
+                     {}: revisions are missing",
+                    seg.first_revision, self.last_revision
+                ),
+            ));
+        }
+        self.end = Position {
+            segment: seg.first_revision,
+            offset: SEGMENT_HEADER_LEN as u64,
+        };
+        Ok(())
+    }
+
+    fn ended(&self, tail: Tail) -> LogEnd {
+        LogEnd {
+            last_revision: self.last_revision,
+            end: self.end,
+            tail,
+            stopped: self.stopped,
+        }
+    }
+
+    /// Reads the commits of one segment from `from`, handing each complete
+    /// one to `visit`; says how the segment ended.
+    fn read_segment(
+        &mut self,
+        fs: &dyn Fs,
+        seg: &SegmentInfo,
+        from: u64,
+        visit: &mut impl FnMut(&[LogRecord<'_>], Position) -> Result<Flow>,
+    ) -> Result<SegmentRead> {
         let file = fs
             .open(&seg.path, OpenMode::Read)
             .map_err(|e| Error::io("open", &seg.path, e))?;
-        let mut parts: Vec<LogRecord<'static>> = Vec::new();
-        let mut parts_start = end.offset;
-        let seg_first = seg.first_revision;
-        let mut sealed = false;
+        let mut inside = InSegment {
+            seg,
+            parts: Vec::new(),
+            parts_start: self.end.offset,
+            sealed: false,
+        };
         let (stop, stop_at) = scan_frames(
             file.as_ref(),
             &seg.path,
             seg.len,
             from,
-            |at, next, payload| {
-                if sealed {
-                    return Err(Error::corrupt(
-                        &seg.path,
-                        at,
-                        "a frame follows the segment's seal, which must be its last",
-                    ));
-                }
-                if let Some(successor) = record::decode_seal(payload) {
-                    if !parts.is_empty() || successor != last_revision + 1 {
-                        return Err(Error::corrupt(
-                            &seg.path,
-                            at,
-                            format!(
-                                "the segment's seal names revision {successor} as the next \
-                                 segment's first, but the segment ends {}",
-                                if parts.is_empty() {
-                                    format!("at revision {last_revision}")
-                                } else {
-                                    "inside a commit".to_owned()
-                                }
-                            ),
-                        ));
-                    }
-                    sealed = true;
-                    return Ok(true);
-                }
-                let record = record::decode(payload).map_err(|e| {
-                    Error::corrupt(&seg.path, at, format!("the record does not decode: {e}"))
-                })?;
-                record.check().map_err(|e| {
-                    Error::corrupt(&seg.path, at, format!("the record is invalid: {e}"))
-                })?;
-                let expected = if let Some(p) = parts.first() {
-                    p.revision
-                } else if last_revision == 0 && record.base {
-                    record.revision
-                } else {
-                    last_revision + 1
-                };
-                if record.revision != expected {
-                    return Err(Error::corrupt(
-                        &seg.path,
-                        at,
-                        format!(
-                            "the record has revision {} where revision {expected} was expected",
-                            record.revision
-                        ),
-                    ));
-                }
-                if let Some(p) = parts.first()
-                    && p.base != record.base
-                {
-                    return Err(Error::corrupt(
-                        &seg.path,
-                        at,
-                        "the parts of one commit disagree on whether it is a base record",
-                    ));
-                }
-                if record.base && parts.is_empty() && last_revision != 0 {
-                    return Err(Error::corrupt(
-                        &seg.path,
-                        at,
-                        format!(
-                            "a base record (the first commit of a restored store) follows revision \
-                         {last_revision}"
-                        ),
-                    ));
-                }
-                if parts.is_empty() && last_revision == 0 && seg_first != record.revision {
-                    return Err(Error::corrupt(
-                        &seg.path,
-                        at,
-                        format!(
-                            "the first record has revision {} but the segment is named for {seg_first}",
-                            record.revision
-                        ),
-                    ));
-                }
-                if parts.is_empty() {
-                    parts_start = at;
-                }
-                if record.more {
-                    parts.push(into_owned(record));
-                    return Ok(true);
-                }
-                let position = Position {
-                    segment: seg.first_revision,
-                    offset: next,
-                };
-                let go_on = if parts.is_empty() {
-                    visit(std::slice::from_ref(&record), position)?
-                } else {
-                    parts.push(into_owned(record));
-                    let go_on = visit(&parts, position)?;
-                    parts.clear();
-                    go_on
-                };
-                last_revision = expected;
-                end = position;
-                if !go_on {
-                    stopped = true;
-                }
-                Ok(go_on)
-            },
+            |at, next, payload| self.frame(&mut inside, at, next, payload, visit),
         )?;
-        if stopped {
-            return Ok(LogEnd {
-                last_revision,
-                end,
+        if self.stopped {
+            return Ok(SegmentRead {
                 tail: Tail::Clean,
-                stopped,
+                ended_exactly: false,
+                stop_at,
             });
         }
-        let incomplete_from = if parts.is_empty() {
-            stop_at
+        let incomplete = !inside.parts.is_empty();
+        let at = if incomplete {
+            inside.parts_start
         } else {
-            parts_start
+            stop_at
+        };
+        let damaged = |problem: &str| Tail::Damaged {
+            at,
+            damage_at: stop_at,
+            problem: problem.to_owned(),
         };
         let ended_exactly = stop == FrameStop::End;
         let tail = match stop {
-            FrameStop::End if parts.is_empty() => Tail::Clean,
-            FrameStop::End => Tail::Damaged {
-                at: incomplete_from,
-                damage_at: stop_at,
-                problem: "the last commit's final part is missing".to_owned(),
-            },
+            FrameStop::End if !incomplete => Tail::Clean,
+            FrameStop::End => damaged("the last commit's final part is missing"),
             FrameStop::Zero => {
                 if !rest_is_zero(file.as_ref(), &seg.path, stop_at, seg.len)? {
-                    Tail::Damaged {
-                        at: incomplete_from,
-                        damage_at: stop_at,
-                        problem: "non-zero bytes follow zero bytes after the last frame".to_owned(),
-                    }
-                } else if parts.is_empty() {
+                    damaged("non-zero bytes follow zero bytes after the last frame")
+                } else if !incomplete {
                     Tail::Clean
                 } else {
-                    Tail::Damaged {
-                        at: incomplete_from,
-                        damage_at: stop_at,
-                        problem: "the last commit's final part is missing".to_owned(),
-                    }
+                    damaged("the last commit's final part is missing")
                 }
             }
-            FrameStop::Damaged(problem) => Tail::Damaged {
-                at: incomplete_from,
-                damage_at: stop_at,
-                problem,
-            },
+            FrameStop::Damaged(problem) => damaged(&problem),
         };
-        if index != last_index {
-            // Sealed segments end exactly after a complete commit; a zero-filled
-            // remainder is left by a crash while a segment was being sealed.
-            match tail {
-                Tail::Clean if ended_exactly => {}
-                Tail::Clean => {
-                    return Err(Error::corrupt(
-                        &seg.path,
-                        stop_at,
-                        "a sealed segment has zero bytes after its last frame",
-                    ));
-                }
-                Tail::Damaged {
-                    damage_at, problem, ..
-                } => {
-                    return Err(Error::corrupt(
-                        &seg.path,
-                        damage_at,
-                        format!("{problem} (in a sealed segment, so this is not a torn write)"),
-                    ));
-                }
-            }
+        Ok(SegmentRead {
+            tail,
+            ended_exactly,
+            stop_at,
+        })
+    }
+
+    /// One frame of a segment: a seal, or a part of a commit; a commit's last
+    /// part hands the whole commit to `visit`. Returns whether to go on.
+    fn frame(
+        &mut self,
+        inside: &mut InSegment<'_>,
+        at: u64,
+        next: u64,
+        payload: &[u8],
+        visit: &mut impl FnMut(&[LogRecord<'_>], Position) -> Result<Flow>,
+    ) -> Result<bool> {
+        let path = &inside.seg.path;
+        if inside.sealed {
+            return Err(Error::corrupt(
+                path,
+                at,
+                "a frame follows the segment's seal, which must be its last",
+            ));
+        }
+        if let Some(successor) = record::decode_seal(payload) {
+            self.check_seal(inside, at, successor)?;
+            inside.sealed = true;
+            return Ok(true);
+        }
+        let record = record::decode(payload)
+            .map_err(|e| Error::corrupt(path, at, format!("the record does not decode: {e}")))?;
+        record
+            .check()
+            .map_err(|e| Error::corrupt(path, at, format!("the record is invalid: {e}")))?;
+        let expected = self.check_record(inside, at, &record)?;
+        if inside.parts.is_empty() {
+            inside.parts_start = at;
+        }
+        if record.more {
+            inside.parts.push(into_owned(record));
+            return Ok(true);
+        }
+        let position = Position {
+            segment: inside.seg.first_revision,
+            offset: next,
+        };
+        let go_on = if inside.parts.is_empty() {
+            visit(std::slice::from_ref(&record), position)?
         } else {
-            return Ok(LogEnd {
-                last_revision,
-                end,
-                tail,
-                stopped,
-            });
+            inside.parts.push(into_owned(record));
+            let go_on = visit(&inside.parts, position)?;
+            inside.parts.clear();
+            go_on
+        };
+        self.last_revision = expected;
+        self.end = position;
+        if !go_on {
+            self.stopped = true;
+        }
+        Ok(go_on)
+    }
+
+    /// A seal must follow a complete commit and name the next revision.
+    fn check_seal(&self, inside: &InSegment<'_>, at: u64, successor: u64) -> Result<()> {
+        if inside.parts.is_empty() && successor == self.last_revision + 1 {
+            return Ok(());
+        }
+        Err(Error::corrupt(
+            &inside.seg.path,
+            at,
+            format!(
+                "the segment's seal names revision {successor} as the next segment's first, but \
+                 the segment ends {}",
+                if inside.parts.is_empty() {
+                    format!("at revision {}", self.last_revision)
+                } else {
+                    "inside a commit".to_owned()
+                }
+            ),
+        ))
+    }
+
+    /// A record must have the revision that follows (a base record at any
+    /// revision, as the log's first commit), agree with the other parts of its
+    /// commit, and (as a segment's first record in an empty store) be the
+    /// revision the segment is named for. Returns its revision.
+    fn check_record(&self, inside: &InSegment<'_>, at: u64, record: &LogRecord<'_>) -> Result<u64> {
+        let (path, last_revision) = (&inside.seg.path, self.last_revision);
+        let expected = if let Some(p) = inside.parts.first() {
+            p.revision
+        } else if last_revision == 0 && record.base {
+            record.revision
+        } else {
+            last_revision + 1
+        };
+        let wrong = if record.revision != expected {
+            format!(
+                "the record has revision {} where revision {expected} was expected",
+                record.revision
+            )
+        } else if inside.parts.first().is_some_and(|p| p.base != record.base) {
+            "the parts of one commit disagree on whether it is a base record".to_owned()
+        } else if record.base && inside.parts.is_empty() && last_revision != 0 {
+            format!(
+                "a base record (the first commit of a restored store) follows revision \
+                 {last_revision}"
+            )
+        } else if inside.parts.is_empty()
+            && last_revision == 0
+            && inside.seg.first_revision != record.revision
+        {
+            format!(
+                "the first record has revision {} but the segment is named for {}",
+                record.revision, inside.seg.first_revision
+            )
+        } else {
+            return Ok(expected);
+        };
+        Err(Error::corrupt(path, at, wrong))
+    }
+}
+
+impl SegmentRead {
+    /// Sealed segments end exactly after a complete commit (or their seal);
+    /// a zero-filled remainder is left by a crash while a segment was being
+    /// sealed.
+    fn check_sealed(self, seg: &SegmentInfo) -> Result<()> {
+        match self.tail {
+            Tail::Clean if self.ended_exactly => Ok(()),
+            Tail::Clean => Err(Error::corrupt(
+                &seg.path,
+                self.stop_at,
+                "a sealed segment has zero bytes after its last frame",
+            )),
+            Tail::Damaged {
+                damage_at, problem, ..
+            } => Err(Error::corrupt(
+                &seg.path,
+                damage_at,
+                format!("{problem} (in a sealed segment, so this is not a torn write)"),
+            )),
         }
     }
-    Ok(LogEnd {
-        last_revision,
-        end,
-        tail: Tail::Clean,
-        stopped,
-    })
 }
 
 fn segment_path_hint(segments: &[SegmentInfo], first_revision: u64) -> std::path::PathBuf {

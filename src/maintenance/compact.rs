@@ -1,8 +1,8 @@
 //! `compact`: a checkpoint, the log retention policy, and redb's own
 //! compaction of the state database file.
 //!
-//! redb compacts only through `&mut Database`, which no open store can give
-//! (the engine and readers share the database), so this opens the store,
+//! redb compacts only with the database to itself, which no open store can
+//! give (the engine and readers share the database), so this opens the store,
 //! checkpoints, applies retention and closes it, then takes the store's lock
 //! itself and compacts the file. Compaction moves pages, not data: a commit
 //! another process made in between (it would have to get the lock first) is
@@ -15,11 +15,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
+use crate::layout::{self, DB_FILE, LOG_DIR};
 use crate::log::archive;
 use crate::options::Options;
-use crate::store::open::{self, DB_FILE, LOG_DIR};
-use crate::store::rebuild;
-use crate::store::{contain_panic, db_error};
+use crate::{db, engine};
 
 /// What [`compact`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,46 +55,18 @@ pub fn compact(path: impl AsRef<Path>, options: &Options) -> Result<CompactRepor
     let path = path.as_ref();
     let fs = RealFs;
     // This process must hold the store itself (it compacts the file after).
-    let options = options.clone().create(false).remote(false).serve(false);
+    let options = options.clone().create(false);
     let db_path = path.join(DB_FILE);
     let state_bytes_before = archive::file_len(&fs, &db_path)?;
-    let store = crate::Store::open(path, options.clone())?;
-    store.checkpoint()?;
-    let outcome = store.apply_retention()?;
-    let revision = store.revision();
-    store.close()?;
+    let mut held = engine::open::hold(path, &options)?;
+    held.engine.check_writable()?;
+    held.engine.checkpoint()?;
+    let outcome = held.engine.retain()?;
+    let revision = held.engine.revision();
+    held.close()?;
 
-    let _lock = open::take_lock(&fs, path, &options)?;
-    let mut db = rebuild::open_db(&fs, &db_path, &options)?;
-    // Compaction reads every page; on damage the open did not see, redb may
-    // panic: an error naming the file, like any other damage.
-    let compacted = contain_panic(|| -> Result<()> {
-        // Each pass moves what it can; redb says when nothing more moved.
-        for _ in 0..8 {
-            match db.compact() {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    return Err(db_error(&db_path, "compact the state database")(
-                        redb::Error::from(e),
-                    ));
-                }
-            }
-        }
-        drop(db);
-        Ok(())
-    });
-    match compacted {
-        Ok(done) => done?,
-        Err(panicked) => {
-            return Err(Error::Database {
-                op: "compact the state database",
-                path: path.join(DB_FILE),
-                hint: "the file is damaged; run `statelog check`, then `statelog repair`",
-                source: panicked.into(),
-            });
-        }
-    }
+    let _lock = layout::take_lock(&fs, path, &options)?;
+    db::compact::compact(&fs, &db_path, &options)?;
     let state_bytes_after = archive::file_len(&fs, &db_path)?;
     let log_dir = path.join(LOG_DIR);
     let mut log_bytes = 0;

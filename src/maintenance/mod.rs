@@ -18,6 +18,9 @@
 
 mod check;
 mod compact;
+mod identity;
+mod inspect;
+mod rebase;
 mod repair;
 mod scratch;
 
@@ -32,7 +35,6 @@ pub use self::check::{
 };
 pub use self::compact::{CompactReport, compact};
 pub use self::repair::{Lost, RepairOptions, RepairReport, repair};
-use crate::time::Timestamp;
 
 /// Serializes a report's duration as whole milliseconds.
 fn millis<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -54,6 +56,18 @@ pub struct Problem {
     pub action: String,
 }
 
+impl From<crate::backup::verify::Finding> for Problem {
+    fn from(f: crate::backup::verify::Finding) -> Problem {
+        Problem {
+            file: Some(f.file),
+            offset: f.offset,
+            namespace: None,
+            what: f.what,
+            action: f.action,
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.file, self.offset) {
@@ -65,120 +79,5 @@ impl fmt::Display for Problem {
             write!(f, "namespace {ns}: ")?;
         }
         write!(f, "{} ({})", self.what, self.action)
-    }
-}
-
-/// The store id of the store in `path`; [`Error::NotAStore`](crate::Error::NotAStore)
-/// when there is none.
-pub(crate) fn store_id_of(
-    fs: &dyn crate::fs::Fs,
-    path: &std::path::Path,
-) -> crate::Result<crate::log::segment::StoreId> {
-    let id = path.join(crate::store::open::ID_FILE);
-    if !fs
-        .exists(&id)
-        .map_err(|e| crate::Error::io("look for", &id, e))?
-    {
-        return Err(crate::Error::NotAStore {
-            path: path.to_owned(),
-            reason: format!(
-                "there is no {} file (it is not a store, or its creation never finished)",
-                crate::store::open::ID_FILE
-            ),
-        });
-    }
-    crate::store::open::read_id_file(fs, path)
-}
-
-/// A store whose identity file is missing or unreadable, and the id its files
-/// agree on.
-pub(crate) struct LostIdentity {
-    /// Why `STATELOG` could not be used.
-    pub why: String,
-    /// The id, and where it was read.
-    pub evidence: crate::store::identity::Evidence,
-}
-
-impl LostIdentity {
-    /// The problem, as `check` and `repair` report it, for the store in `path`.
-    pub(crate) fn problem(&self, path: &std::path::Path) -> Problem {
-        Problem {
-            file: Some(path.join(crate::store::open::ID_FILE)),
-            offset: None,
-            namespace: None,
-            what: format!(
-                "the store's identity file is {}; the store's files name store id {} ({})",
-                self.why,
-                crate::log::catalog::hex(&self.evidence.store_id),
-                self.evidence.sources.join(" and ")
-            ),
-            action: "`statelog repair` rebuilds it from them".to_owned(),
-        }
-    }
-}
-
-/// Takes the lock of the store in `path` for a tool, with its id. When the
-/// identity file is missing or unreadable but the store's files agree on a
-/// store id, that id and what was wrong (the file is left as it is).
-///
-/// # Errors
-/// [`Error::NotAStore`](crate::Error::NotAStore) when `path` holds no store
-/// (nor the files of one); [`Error::Busy`](crate::Error::Busy).
-pub(crate) fn lock_store(
-    fs: &dyn crate::fs::Fs,
-    path: &std::path::Path,
-    options: &crate::Options,
-) -> crate::Result<(
-    crate::log::segment::StoreId,
-    Box<dyn crate::fs::LockGuard>,
-    Option<LostIdentity>,
-)> {
-    let why = match store_id_of(fs, path) {
-        Ok(id) => {
-            let lock = crate::store::open::take_lock(fs, path, options)?;
-            return Ok((id, lock, None));
-        }
-        Err(crate::Error::NotAStore { reason, .. }) if fs.exists(path).unwrap_or(false) => reason,
-        Err(e) => return Err(e),
-    };
-    // Only a directory holding a store's files gets a lock file.
-    crate::store::identity::evidence(fs, path, options)?;
-    let lock = crate::store::open::take_lock(fs, path, options)?;
-    let evidence = crate::store::identity::evidence(fs, path, options)?;
-    let why = if fs
-        .exists(&path.join(crate::store::open::ID_FILE))
-        .unwrap_or(false)
-    {
-        format!("unreadable ({why})")
-    } else {
-        "missing".to_owned()
-    };
-    Ok((
-        evidence.store_id,
-        lock,
-        Some(LostIdentity { why, evidence }),
-    ))
-}
-
-/// A time as a compact name part: `20260102T030405Z`.
-pub(crate) fn stamp(t: Timestamp) -> String {
-    let text = t.to_string();
-    let mut out: String = text
-        .chars()
-        .take(19)
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    out.push('Z');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamps_are_names() {
-        let t: Timestamp = "2026-01-02T03:04:05.000006Z".parse().unwrap();
-        assert_eq!(stamp(t), "20260102T030405Z");
     }
 }

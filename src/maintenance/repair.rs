@@ -31,20 +31,24 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::check::{DbState, inspect_store, tool_options};
+use super::Problem;
+use super::check::tool_options;
+use super::identity::LostIdentity;
+use super::inspect::{DbState, Inspection, inspect_store};
 use super::scratch::Scratch;
-use super::{Problem, stamp};
+use crate::db::Db;
+use crate::db::rebuild;
+use crate::db::schema::Applied;
+use crate::engine;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
+use crate::layout::{self, DB_FILE, ID_FILE, LOG_DIR, identity};
 use crate::log::archive;
 use crate::log::catalog::{self, SegmentInfo};
 use crate::log::seal;
 use crate::log::segment::{self, SEGMENT_HEADER_LEN, StoreId};
 use crate::log::survey::{self, Survey};
 use crate::options::Options;
-use crate::store::open::{self, DB_FILE, ID_FILE, LOG_DIR};
-use crate::store::rebuild;
-use crate::store::schema::Applied;
 use crate::time::Timestamp;
 
 /// Options of [`repair`].
@@ -153,159 +157,224 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
     let real: Arc<dyn Fs> = Arc::new(RealFs);
     let fs = real.as_ref();
     let tool = tool_options(options.lock_timeout);
-    let (store_id, lock, lost_identity) = super::lock_store(fs, path, &tool)?;
-    let mut aside = path.join(format!("repair-{}", stamp(Timestamp::now())));
-    let mut n = 1;
-    while fs
-        .exists(&aside)
-        .map_err(|e| Error::io("look for", &aside, e))?
-    {
-        n += 1;
-        aside = path.join(format!("repair-{}-{n}", stamp(Timestamp::now())));
-    }
-    let mut found = Vec::new();
-    let mut actions = Vec::new();
-    let mut moved = Vec::new();
-    if let Some(lost) = &lost_identity {
-        found.push(lost.problem(path));
-        let id_path = path.join(ID_FILE);
-        if fs
-            .exists(&id_path)
-            .map_err(|e| Error::io("look for", &id_path, e))?
-        {
-            fs.create_dir_all(&aside)
-                .map_err(|e| Error::io("create", &aside, e))?;
-            let to = aside.join(ID_FILE);
-            fs.rename(&id_path, &to)
-                .map_err(|e| Error::io("move aside", &id_path, e))?;
-            actions.push(format!(
-                "moved the damaged identity file aside to {}",
-                to.display()
-            ));
-            moved.push(to);
-        }
-        open::write_id_file(fs, path, &store_id, Timestamp::now())?;
-        actions.push(format!(
-            "rebuilt the identity file {} (store id {}, read from {})",
-            id_path.display(),
-            catalog::hex(&store_id),
-            lost.evidence.sources.join(" and ")
-        ));
-    }
-    let scratch = Scratch::new(options.scratch_dir.as_deref(), "repair")?;
-    let inspection = inspect_store(fs, path, &store_id, &tool, &scratch, true)?;
-    drop(scratch);
-    found.extend(inspection.report.problems.iter().cloned());
+    let (store_id, lock, lost_identity) = super::identity::lock_store(fs, path, &tool)?;
+    let aside = layout::repair_dir(fs, path)?;
     let mut report = RepairReport {
         path: path.to_owned(),
         store_id: catalog::hex(&store_id),
-        found,
-        actions,
+        found: Vec::new(),
+        actions: Vec::new(),
         aside: None,
-        moved,
+        moved: Vec::new(),
         lost: Lost::Nothing,
         revision: 0,
         unrepaired: Vec::new(),
         duration: Duration::ZERO,
     };
-    let survey = &inspection.survey;
-    let intact = survey.last_revision();
-    let db_path = path.join(DB_FILE);
+    if let Some(lost) = &lost_identity {
+        rebuild_identity(fs, path, &store_id, lost, &aside, &mut report)?;
+    }
+    let scratch = Scratch::new(options.scratch_dir.as_deref(), "repair")?;
+    let inspection = inspect_store(fs, path, &store_id, &tool, &scratch, true)?;
+    drop(scratch);
+    report
+        .found
+        .extend(inspection.report.problems.iter().cloned());
+    let repair = Repair {
+        fs: real,
+        path,
+        store_id: &store_id,
+        tool: &tool,
+        aside: &aside,
+    };
     if report.found.is_empty() {
         report.actions.push("nothing to repair".to_owned());
     } else if inspection.report.problems.is_empty() {
         // Only the identity file was lost.
     } else {
+        repair.fix(&inspection, &mut report)?;
+    }
+    if !report.moved.is_empty() {
+        report.aside = Some(aside.clone());
+    }
+    drop(lock);
+    prove_opens(path, &tool, &mut report)?;
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// What a repair works on.
+struct Repair<'a> {
+    fs: Arc<dyn Fs>,
+    path: &'a Path,
+    store_id: &'a StoreId,
+    tool: &'a Options,
+    /// Where what is moved aside goes.
+    aside: &'a Path,
+}
+
+impl Repair<'_> {
+    /// Decides from the inspection what to do (the table in the module
+    /// documentation) and does it.
+    fn fix(&self, inspection: &Inspection, report: &mut RepairReport) -> Result<()> {
+        let survey = &inspection.survey;
         match &inspection.db {
             DbState::Healthy {
                 applied,
                 matches: true,
-            } if applied.revision > intact => {
-                rebase(
-                    real.clone(),
-                    path,
-                    &store_id,
-                    &tool,
-                    survey,
-                    applied,
-                    &aside,
-                    &mut report,
-                )?;
-            }
-            DbState::Healthy { matches: true, .. } => {
+            } if applied.revision > survey.last_revision() => rebase(
+                Arc::clone(&self.fs),
+                self.path,
+                self.store_id,
+                self.tool,
+                survey,
+                applied,
+                self.aside,
+                report,
+            ),
+            DbState::Healthy {
+                applied,
+                matches: true,
+            } => self.fix_with_healthy_state(inspection, applied, report),
+            damaged if survey.complete => {
+                let fs = self.fs.as_ref();
                 if survey.damage.is_some() || survey.lost_newest.is_some() {
-                    cut_log(fs, survey, &aside, &mut report)?;
-                    reopen_end(fs, path, survey, &aside, &mut report)?;
-                } else if !inspection.position_ok
-                    && let (Some(position), DbState::Healthy { applied, .. }) =
-                        (inspection.position_in_log, &inspection.db)
-                {
-                    let fixed = Applied {
-                        position,
-                        ..*applied
-                    };
-                    rebuild::set_checkpoint(fs, &db_path, &tool, &fixed)?;
-                    report.actions.push(format!(
-                        "pointed the checkpoint (revision {}) at byte {} of segment {}, where \
-                         the log has it",
-                        applied.revision, position.offset, position.segment
-                    ));
-                } else if let Some(why) = &inspection.does_not_open {
-                    // Nothing more specific was found: the log is whole, and a
-                    // state rebuilt from all of it leaves open nothing to replay.
-                    let found = DbState::Unusable(format!("the store did not open with it: {why}"));
-                    if survey.complete {
-                        rebuild_state(fs, path, &store_id, &tool, &found, &aside, &mut report)?;
-                    } else {
-                        report.unrepaired.push(Problem {
-                            file: Some(path.to_owned()),
-                            offset: None,
-                            namespace: None,
-                            what: format!(
-                                "the store does not open ({why}), and the log starts at revision \
-                                 {} (log retention removed its start), so the state cannot be \
-                                 rebuilt from the log",
-                                survey.start_previous + 1
-                            ),
-                            action: "restore a backup (`statelog restore`)".to_owned(),
-                        });
-                    }
+                    cut_log(fs, survey, self.aside, report)?;
+                    reopen_end(fs, self.path, survey, self.aside, report)?;
                 }
+                rebuild_state(
+                    fs,
+                    self.path,
+                    self.store_id,
+                    self.tool,
+                    damaged,
+                    self.aside,
+                    report,
+                )
             }
-            damaged => {
-                if survey.complete {
-                    if survey.damage.is_some() || survey.lost_newest.is_some() {
-                        cut_log(fs, survey, &aside, &mut report)?;
-                        reopen_end(fs, path, survey, &aside, &mut report)?;
-                    }
-                    rebuild_state(fs, path, &store_id, &tool, damaged, &aside, &mut report)?;
-                } else {
-                    report.unrepaired.push(Problem {
-                        file: Some(db_path.clone()),
-                        offset: None,
-                        namespace: None,
-                        what: format!(
-                            "the state database cannot be trusted, and the log starts at \
-                             revision {} (log retention removed its start), so it cannot be \
-                             rebuilt from the log",
-                            survey.start_previous + 1
-                        ),
-                        action: "restore a backup (`statelog restore`)".to_owned(),
-                    });
-                }
+            _ => {
+                report.unrepaired.push(Problem {
+                    file: Some(self.path.join(DB_FILE)),
+                    offset: None,
+                    namespace: None,
+                    what: format!(
+                        "the state database cannot be trusted, and the log starts at revision {} \
+                         (log retention removed its start), so it cannot be rebuilt from the \
+                         log",
+                        survey.start_previous + 1
+                    ),
+                    action: "restore a backup (`statelog restore`)".to_owned(),
+                });
+                Ok(())
             }
         }
     }
-    if report.moved.is_empty() {
-        report.aside = None;
-    } else {
-        report.aside = Some(aside);
+
+    /// The state database is healthy and matches the log: the log's end is
+    /// repaired, the checkpoint pointed at the log, or (nothing more specific
+    /// found, and the store does not open) the state rebuilt.
+    fn fix_with_healthy_state(
+        &self,
+        inspection: &Inspection,
+        applied: &Applied,
+        report: &mut RepairReport,
+    ) -> Result<()> {
+        let (fs, survey) = (self.fs.as_ref(), &inspection.survey);
+        if survey.damage.is_some() || survey.lost_newest.is_some() {
+            cut_log(fs, survey, self.aside, report)?;
+            return reopen_end(fs, self.path, survey, self.aside, report);
+        }
+        if !inspection.position_ok
+            && let Some(position) = inspection.position_in_log
+        {
+            let fixed = Applied {
+                position,
+                ..*applied
+            };
+            rebuild::set_checkpoint(fs, &self.path.join(DB_FILE), self.tool, &fixed)?;
+            report.actions.push(format!(
+                "pointed the checkpoint (revision {}) at byte {} of segment {}, where the log \
+                 has it",
+                applied.revision, position.offset, position.segment
+            ));
+            return Ok(());
+        }
+        let Some(why) = &inspection.does_not_open else {
+            return Ok(());
+        };
+        // Nothing more specific was found: the log is whole, and a state
+        // rebuilt from all of it leaves open nothing to replay.
+        if survey.complete {
+            let found = DbState::Unusable(format!("the store did not open with it: {why}"));
+            return rebuild_state(
+                fs,
+                self.path,
+                self.store_id,
+                self.tool,
+                &found,
+                self.aside,
+                report,
+            );
+        }
+        report.unrepaired.push(Problem {
+            file: Some(self.path.to_owned()),
+            offset: None,
+            namespace: None,
+            what: format!(
+                "the store does not open ({why}), and the log starts at revision {} (log \
+                 retention removed its start), so the state cannot be rebuilt from the log",
+                survey.start_previous + 1
+            ),
+            action: "restore a backup (`statelog restore`)".to_owned(),
+        });
+        Ok(())
     }
-    drop(lock);
-    match crate::Store::open(path, tool.remote(false).serve(false)) {
-        Ok(store) => {
-            report.revision = store.revision();
-            store.close()?;
+}
+
+/// Rebuilds a lost identity file from the store id the store's files agree
+/// on; an unreadable one is moved aside first.
+fn rebuild_identity(
+    fs: &dyn Fs,
+    path: &Path,
+    store_id: &StoreId,
+    lost: &LostIdentity,
+    aside: &Path,
+    report: &mut RepairReport,
+) -> Result<()> {
+    report.found.push(lost.problem(path));
+    let id_path = path.join(ID_FILE);
+    if fs
+        .exists(&id_path)
+        .map_err(|e| Error::io("look for", &id_path, e))?
+    {
+        fs.create_dir_all(aside)
+            .map_err(|e| Error::io("create", aside, e))?;
+        let to = aside.join(ID_FILE);
+        fs.rename(&id_path, &to)
+            .map_err(|e| Error::io("move aside", &id_path, e))?;
+        report.actions.push(format!(
+            "moved the damaged identity file aside to {}",
+            to.display()
+        ));
+        report.moved.push(to);
+    }
+    identity::write(fs, path, store_id, Timestamp::now())?;
+    report.actions.push(format!(
+        "rebuilt the identity file {} (store id {}, read from {})",
+        id_path.display(),
+        catalog::hex(store_id),
+        lost.evidence.sources.join(" and ")
+    ));
+    Ok(())
+}
+
+/// Repair ends by opening the store once: the revision it opens at, or why
+/// it still does not open.
+fn prove_opens(path: &Path, tool: &Options, report: &mut RepairReport) -> Result<()> {
+    match engine::open::hold(path, tool) {
+        Ok(held) => {
+            report.revision = held.engine.revision();
+            held.close()?;
         }
         Err(e) => report.unrepaired.push(Problem {
             file: Some(path.to_owned()),
@@ -315,8 +384,7 @@ pub fn repair(path: impl AsRef<Path>, options: &RepairOptions) -> Result<RepairR
             action: "restore a backup; keep the store directory for analysis".to_owned(),
         }),
     }
-    report.duration = started.elapsed();
-    Ok(report)
+    Ok(())
 }
 
 /// Keeps the log up to its last intact commit; moves the rest aside.
@@ -553,8 +621,8 @@ fn rebase(
     let staging = aside.join("new-log");
     let old = segments_from(fs_ref, &survey.files, applied.position.segment, store_id)?;
     let rebased = {
-        let db = rebuild::open_db(fs_ref, &db_path, options)?;
-        rebuild::rebase_log(&fs, &db, &db_path, store_id, options, &old, &staging)?
+        let db = Db::open(fs_ref, &db_path, options)?;
+        super::rebase::rebase_log(&fs, &db, store_id, options, &old, &staging)?
     };
     report.actions.push(format!(
         "wrote a new log: the state database's state at its checkpoint (revision {}) as a base \

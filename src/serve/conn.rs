@@ -1,5 +1,5 @@
 //! One connection of another process: the handshake, then its requests, one
-//! at a time, each run through the holder's engine ([`Shared`]) and answered.
+//! at a time, each run through the holder's backend and answered.
 //!
 //! Input is untrusted: a message that is not a valid frame, is too large, is
 //! cut off, or does not decode closes this connection (after an error message
@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use super::State;
 use super::channel::{Channel, RecvError, SendError};
 use super::socket;
-use crate::access::ReadView;
-use crate::backup::BackupOptions;
+use crate::access::{Backend, BackupOptions, Fault, ReadView, Reply};
 use crate::error::Error;
-use crate::log::catalog;
+use crate::value::Stored;
 use crate::wire::message::{self as m, Request, Response};
 use crate::wire::{self, convert};
 
@@ -46,12 +45,12 @@ pub(super) fn refuse_at_once(stream: UnixStream, reason: String) {
 /// Serves one connection until it ends; `refusal` when the peer may not use
 /// the store.
 pub(super) fn run(state: &Arc<State>, stream: UnixStream, refusal: Option<String>) {
-    let _ = stream.set_write_timeout(Some(state.wait));
+    let _ = stream.set_write_timeout(Some(state.served.wait));
     // The hello must come within the wait, like the rest of any message.
-    let _ = stream.set_read_timeout(Some(state.wait));
+    let _ = stream.set_read_timeout(Some(state.served.wait));
     let mut conn = Conn {
         state,
-        channel: Channel::new(stream, Some(state.wait)),
+        channel: Channel::new(stream, Some(state.served.wait)),
         pinned: None,
     };
     if conn.handshake(refusal) {
@@ -70,7 +69,13 @@ struct Conn<'s> {
 
 impl Conn<'_> {
     fn store(&self) -> &Path {
-        &self.state.shared.path
+        &self.state.served.path
+    }
+
+    /// The holder's backend (gone only once the store is closed, after every
+    /// connection ended).
+    fn backend(&self) -> Result<Arc<dyn Backend>, Error> {
+        self.state.served.backend.upgrade().ok_or(Error::Closed)
     }
 
     /// Reads the client's hello and answers it; true when requests follow.
@@ -89,7 +94,7 @@ impl Conn<'_> {
             // Closing without an answer: the client waits for the next holder.
             return false;
         }
-        let ours = catalog::hex(&self.state.shared.store_id);
+        let ours = self.state.served.store_id.clone();
         let refusal = refusal.or_else(|| {
             if hello.version != m::PROTOCOL_VERSION {
                 Some(format!(
@@ -118,7 +123,7 @@ impl Conn<'_> {
                 version: m::PROTOCOL_VERSION,
                 store_id: ours,
                 pid: std::process::id(),
-                read_only: self.state.shared.read_only(),
+                read_only: self.backend().ok().and_then(|b| b.read_only()),
             },
         };
         if let Some(reason) = &refusal {
@@ -175,7 +180,7 @@ impl Conn<'_> {
     fn unpin(&mut self) {
         if self.pinned.take().is_some() {
             self.state
-                .shared
+                .served
                 .serving
                 .pinned
                 .fetch_sub(1, Ordering::Relaxed);
@@ -191,20 +196,29 @@ impl Conn<'_> {
     }
 
     fn execute(&mut self, request: Request) -> Result<m::Reply, Error> {
-        let shared = &self.state.shared;
+        let backend = self.backend()?;
         Ok(match request {
-            Request::Revision => m::Reply::Revision(shared.revision()),
+            Request::Revision => m::Reply::Revision(answer(backend.revision())?),
             Request::Get { address } => {
-                m::Reply::Record(shared.get(&address)?.map(convert::stored_to_wire))
+                let mut found = None;
+                answer(backend.get(&address, &mut |meta, value| {
+                    found = Some(Stored {
+                        meta,
+                        value: value.to_vec(),
+                    });
+                    Ok(())
+                }))?;
+                m::Reply::Record(found.map(convert::stored_to_wire))
             }
             Request::Pin => {
-                let view = shared.view()?;
+                let view = answer(backend.snapshot())?;
                 let reply = m::Reply::Pinned {
                     revision: view.revision(),
                     time: view.time().as_micros(),
                 };
                 if self.pinned.replace(view).is_none() {
-                    shared.serving.pinned.fetch_add(1, Ordering::Relaxed);
+                    let serving = &self.state.served.serving;
+                    serving.pinned.fetch_add(1, Ordering::Relaxed);
                 }
                 reply
             }
@@ -242,7 +256,7 @@ impl Conn<'_> {
             Request::Commit { checks, writes } => {
                 let request = convert::commit_from_wire(checks, writes);
                 request.check_untrusted()?;
-                convert::outcome_to_wire(shared.commit(Arc::new(request))?)
+                convert::outcome_to_wire(answer(backend.commit(&Arc::new(request)))?)
             }
             Request::Restore {
                 revision,
@@ -251,14 +265,14 @@ impl Conn<'_> {
             } => {
                 let mut load = convert::restore_from_wire(revision, time, records);
                 load.sort_and_check(true)?;
-                m::Reply::Restored(shared.restore(&load)?)
+                m::Reply::Restored(answer(backend.restore(&load))?)
             }
             Request::Checkpoint => {
-                shared.checkpoint()?;
+                answer(backend.checkpoint())?;
                 m::Reply::Done
             }
-            Request::Stats => m::Reply::Stats(convert::stats_to_wire(&shared.stats())),
-            Request::Backup { dest } => self.backup(convert::path_from_wire(dest))?,
+            Request::Stats => m::Reply::Stats(convert::stats_to_wire(&answer(backend.stats())?)),
+            Request::Backup { dest } => self.backup(&backend, convert::path_from_wire(dest))?,
             Request::CommitWith {
                 checks,
                 writes,
@@ -272,18 +286,20 @@ impl Conn<'_> {
                         }
                     })?;
                 request.check_untrusted()?;
-                convert::outcome_with_to_wire(shared.commit(Arc::new(request))?)
+                convert::outcome_with_to_wire(answer(backend.commit(&Arc::new(request)))?)
             }
-            Request::LeaseGrant { ttl_micros, holder } => {
-                m::Reply::Lease(shared.lease_grant(Duration::from_micros(ttl_micros), &holder)?)
-            }
+            Request::LeaseGrant { ttl_micros, holder } => m::Reply::Lease(answer(
+                backend.lease_grant(Duration::from_micros(ttl_micros), &holder),
+            )?),
             Request::LeaseKeepAlive { lease } => m::Reply::Alive(
-                u64::try_from(shared.lease_keep_alive(lease)?.as_micros()).unwrap_or(u64::MAX),
+                u64::try_from(answer(backend.lease_keep_alive(lease))?.as_micros())
+                    .unwrap_or(u64::MAX),
             ),
-            Request::LeaseRevoke { lease } => m::Reply::LeaseEnded(shared.lease_revoke(lease)?),
+            Request::LeaseRevoke { lease } => {
+                m::Reply::LeaseEnded(answer(backend.lease_revoke(lease))?)
+            }
             Request::LeaseRemaining => m::Reply::Remaining(
-                shared
-                    .lease_remaining()
+                answer(backend.lease_remaining())?
                     .into_iter()
                     .map(|(lease, left)| m::Remaining {
                         lease,
@@ -296,7 +312,11 @@ impl Conn<'_> {
 
     /// A backup run for the client, written by this process: only for a client
     /// of the holder's own user, which could write the files itself.
-    fn backup(&mut self, dest: std::path::PathBuf) -> Result<m::Reply, Error> {
+    fn backup(
+        &mut self,
+        backend: &Arc<dyn Backend>,
+        dest: std::path::PathBuf,
+    ) -> Result<m::Reply, Error> {
         let holder = socket::effective_uid();
         let peer = socket::peer(self.channel.stream()).ok();
         if peer.as_ref().map(|p| p.uid) != Some(holder) {
@@ -335,7 +355,18 @@ impl Conn<'_> {
                 let _ = socket::send_all(stream, buf);
             }
         });
-        let report = self.state.shared.backup(&dest, &options)?;
+        let report = answer(backend.backup(&dest, &options))?;
         Ok(m::Reply::Backup(convert::backup_report_to_wire(&report)))
     }
+}
+
+/// The holder's answer: its backend never asks for a request to be sent
+/// again (that is for clients of a holder).
+fn answer<T>(reply: Reply<T>) -> Result<T, Error> {
+    reply.map_err(|fault| match fault {
+        Fault::Failed(e) => e,
+        Fault::Resend(why) => Error::Poisoned {
+            cause: format!("internal error: the engine asked to resend: {why}"),
+        },
+    })
 }

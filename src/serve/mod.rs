@@ -1,7 +1,8 @@
 //! Serving a store to other processes: the process that holds a store listens
 //! on a Unix socket in the store directory (`socket.rs`) and runs every
-//! request of another process through its own engine, as its own threads do
-//! (`conn.rs`): commits join its group commit, reads its published views.
+//! request of another process through its own backend (the embedded engine),
+//! as its own threads do (`conn.rs`): commits join its group commit, reads
+//! its published views.
 //!
 //! One thread per connection (small stacks; at most [`MAX_CONNECTIONS`], the
 //! rest refused with a message), and one accepting. Stopping ([`Server::stop`],
@@ -18,15 +19,16 @@ pub(crate) mod socket;
 use std::collections::HashMap;
 use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::access::Backend;
 use crate::error::{Error, Result};
-use crate::store::Shared;
 
 /// Connections served at once; more are refused.
 pub(crate) const MAX_CONNECTIONS: usize = 4096;
@@ -34,12 +36,34 @@ pub(crate) const MAX_CONNECTIONS: usize = 4096;
 /// runs them through the engine.
 const CONNECTION_STACK: usize = 1 << 20;
 
-/// What the accepting thread and the connection threads share.
-pub(crate) struct State {
-    pub shared: Arc<Shared>,
-    pub access: socket::Access,
+/// What the server reports about the processes it serves.
+#[derive(Debug, Default)]
+pub(crate) struct Serving {
+    /// Open connections.
+    pub clients: AtomicU64,
+    /// Snapshots they pinned.
+    pub pinned: AtomicU64,
+}
+
+/// The store a server serves.
+pub(crate) struct Served {
+    /// What every request runs through: the holder's own backend. Weak, so
+    /// that serving never keeps the store open.
+    pub backend: Weak<dyn Backend>,
+    /// The store's directory.
+    pub path: PathBuf,
+    /// The store's id, 32 hex digits.
+    pub store_id: String,
     /// How long either side waits for the other (`Options::response_wait`).
     pub wait: Duration,
+    /// What the server reports.
+    pub serving: Arc<Serving>,
+}
+
+/// What the accepting thread and the connection threads share.
+pub(crate) struct State {
+    pub served: Served,
+    pub access: socket::Access,
     /// Set when the holder stops serving: requests read from now on are
     /// refused unexecuted.
     pub closing: AtomicBool,
@@ -66,7 +90,7 @@ impl State {
     /// Forgets a connection whose thread is ending.
     fn forget(&self, id: u64) {
         if self.connections.lock().open.remove(&id).is_some() {
-            self.shared.serving.clients.fetch_sub(1, Ordering::Relaxed);
+            self.served.serving.clients.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -84,8 +108,8 @@ impl Server {
     ///
     /// # Errors
     /// [`Error::Io`] when the socket cannot be created.
-    pub(crate) fn start(shared: Arc<Shared>) -> Result<Server> {
-        let path = shared.path.clone();
+    pub(crate) fn start(served: Served) -> Result<Server> {
+        let path = served.path.clone();
         let failed = |e| {
             Error::io(
                 "create the socket that serves other processes (Options::serve(false) turns \
@@ -98,8 +122,7 @@ impl Server {
         let listener = socket::bind(&path, &access).map_err(failed)?;
         let for_thread = listener.try_clone().map_err(failed)?;
         let state = Arc::new(State {
-            wait: shared.options.response_wait(),
-            shared,
+            served,
             access,
             closing: AtomicBool::new(false),
             connections: Mutex::new(Registry::default()),
@@ -126,7 +149,7 @@ impl Server {
         if let Some(thread) = self.accepting.take() {
             let _ = thread.join();
         }
-        socket::remove(&state.shared.path);
+        socket::remove(&state.served.path);
         let connections = {
             let mut registry = state.connections.lock();
             registry.stopped = true;
@@ -137,7 +160,7 @@ impl Server {
         }
         for (_, (_, thread)) in connections {
             let _ = thread.join();
-            state.shared.serving.clients.fetch_sub(1, Ordering::Relaxed);
+            state.served.serving.clients.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -203,7 +226,7 @@ fn admit(state: &Arc<State>, stream: UnixStream) {
     match spawned {
         Ok(thread) => {
             registry.open.insert(id, (for_registry, thread));
-            state.shared.serving.clients.fetch_add(1, Ordering::Relaxed);
+            state.served.serving.clients.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => tracing::warn!(error = %e, "cannot start a thread for a connection"),
     }

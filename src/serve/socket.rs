@@ -19,10 +19,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-/// The socket's name in the store directory.
-pub(crate) const SOCKET_FILE: &str = "statelog.sock";
-/// Where a new socket is bound before it is renamed into place.
-const BINDING_FILE: &str = "statelog.sock.tmp";
+use crate::layout::{SOCKET_BINDING_FILE as BINDING_FILE, SOCKET_FILE};
+
 /// Longest path a socket address holds (108 bytes with the final NUL).
 const MAX_SOCKET_PATH: usize = 107;
 

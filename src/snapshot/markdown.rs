@@ -524,7 +524,9 @@ impl<'a> Doc<'a> {
         Ok(keys)
     }
 
-    fn read(&self, sink: &mut dyn FnMut(Parsed) -> Result<()>) -> Result<Header> {
+    /// The blocks, which must end with the end marker (dropped here) and
+    /// hold no unclosed code block.
+    fn blocks_to_end(&self) -> Result<Vec<(Block, u64)>> {
         let mut blocks = self.blocks()?;
         if let Some((_, line)) = blocks
             .iter()
@@ -551,46 +553,18 @@ impl<'a> Doc<'a> {
                 ));
             }
         }
-        let mut it = blocks
+        Ok(blocks)
+    }
+
+    fn read(&self, sink: &mut dyn FnMut(Parsed) -> Result<()>) -> Result<Header> {
+        let blocks = self.blocks_to_end()?;
+        let mut it: Blocks = blocks
             .into_iter()
             .filter(|(b, _)| !matches!(b, Block::Html { .. }))
+            .collect::<Vec<_>>()
+            .into_iter()
             .peekable();
-        let header = match (it.next(), it.next()) {
-            (
-                Some((
-                    Block::Heading {
-                        level: HeadingLevel::H1,
-                        ..
-                    },
-                    _,
-                )),
-                Some((Block::List { items }, line)),
-            ) => read_header(&items, line)?,
-            (
-                Some((
-                    Block::Heading {
-                        level: HeadingLevel::H1,
-                        ..
-                    },
-                    line,
-                )),
-                _,
-            ) => {
-                return Err(at_line(
-                    line + 1,
-                    None,
-                    "the title must be followed by the header list (- format: ..., - version: \
-                     ..., - revision: ..., - time: ...)",
-                ));
-            }
-            (first, _) => {
-                return Err(at_line(
-                    first.map_or(0, |(_, line)| line),
-                    None,
-                    "a Markdown snapshot starts with a `# ` title line and the header list",
-                ));
-            }
-        };
+        let header = read_title(&mut it)?;
         // Paragraphs for people may follow, up to the first namespace.
         while let Some((Block::Paragraph, _)) = it.peek() {
             it.next();
@@ -615,80 +589,7 @@ impl<'a> Doc<'a> {
                 Block::Heading {
                     level: HeadingLevel::H3,
                     text: key,
-                } => {
-                    let Some(ns) = namespace.as_mut() else {
-                        return Err(at_line(
-                            line,
-                            None,
-                            format!(
-                                "the record section {} is not under a `## namespace` heading",
-                                quote(&key)
-                            ),
-                        ));
-                    };
-                    let section = format!("section {} / {key}", ns.name);
-                    let meta = match it.next() {
-                        Some((Block::List { items }, list_line)) => {
-                            read_meta(&items, list_line, &section)?
-                        }
-                        other => {
-                            return Err(at_line(
-                                other.map_or(line, |(_, l)| l),
-                                Some(&section),
-                                "the section must start with its metadata list (- version: N, \
-                                 - created: revision N, - modified: revision N, - updated: TIME)",
-                            ));
-                        }
-                    };
-                    let value = match it.next() {
-                        Some((
-                            Block::Code {
-                                info: Some(info),
-                                content,
-                                content_line,
-                                ..
-                            },
-                            _,
-                        )) if info == "json" => read_block(&content, content_line, &section)?,
-                        other => {
-                            return Err(at_line(
-                                other.map_or(line, |(_, l)| l),
-                                Some(&section),
-                                "the section has no ```json block with the value after its \
-                                 metadata list",
-                            ));
-                        }
-                    };
-                    if let Some((block, next_line)) = it.peek()
-                        && !matches!(
-                            block,
-                            Block::Heading {
-                                level: HeadingLevel::H2 | HeadingLevel::H3,
-                                ..
-                            }
-                        )
-                    {
-                        return Err(at_line(
-                            *next_line,
-                            Some(&section),
-                            format!(
-                                "found {} in a record section, which holds only its metadata \
-                                 list and one ```json block",
-                                describe(block)
-                            ),
-                        ));
-                    }
-                    ns.sections.push((key.clone(), line));
-                    sink(Parsed {
-                        record: SnapshotRecord {
-                            namespace: ns.name.clone(),
-                            key,
-                            meta,
-                            value,
-                        },
-                        at: Location::new(Place { line, column: None }, Some(section)),
-                    })?;
-                }
+                } => read_section(namespace.as_mut(), key, line, &mut it, sink)?,
                 Block::Table { keys } => match namespace.as_mut() {
                     Some(ns) if ns.table.is_none() && ns.sections.is_empty() => {
                         ns.table = Some(keys);
@@ -725,6 +626,128 @@ impl<'a> Doc<'a> {
         }
         Ok(header)
     }
+}
+
+/// The blocks of a snapshot after its end marker is checked and its HTML
+/// comments dropped.
+type Blocks = std::iter::Peekable<std::vec::IntoIter<(Block, u64)>>;
+
+/// The title and the header list under it.
+fn read_title(it: &mut Blocks) -> Result<Header> {
+    match (it.next(), it.next()) {
+        (
+            Some((
+                Block::Heading {
+                    level: HeadingLevel::H1,
+                    ..
+                },
+                _,
+            )),
+            Some((Block::List { items }, line)),
+        ) => read_header(&items, line),
+        (
+            Some((
+                Block::Heading {
+                    level: HeadingLevel::H1,
+                    ..
+                },
+                line,
+            )),
+            _,
+        ) => Err(at_line(
+            line + 1,
+            None,
+            "the title must be followed by the header list (- format: ..., - version: \
+             ..., - revision: ..., - time: ...)",
+        )),
+        (first, _) => Err(at_line(
+            first.map_or(0, |(_, line)| line),
+            None,
+            "a Markdown snapshot starts with a `# ` title line and the header list",
+        )),
+    }
+}
+
+/// A record section (`### key`, at `line`): its metadata list and its
+/// ```json block, handed to `sink`.
+fn read_section(
+    namespace: Option<&mut Namespace>,
+    key: String,
+    line: u64,
+    it: &mut Blocks,
+    sink: &mut dyn FnMut(Parsed) -> Result<()>,
+) -> Result<()> {
+    let Some(ns) = namespace else {
+        return Err(at_line(
+            line,
+            None,
+            format!(
+                "the record section {} is not under a `## namespace` heading",
+                quote(&key)
+            ),
+        ));
+    };
+    let section = format!("section {} / {key}", ns.name);
+    let meta = match it.next() {
+        Some((Block::List { items }, list_line)) => read_meta(&items, list_line, &section)?,
+        other => {
+            return Err(at_line(
+                other.map_or(line, |(_, l)| l),
+                Some(&section),
+                "the section must start with its metadata list (- version: N, \
+                     - created: revision N, - modified: revision N, - updated: TIME)",
+            ));
+        }
+    };
+    let value = match it.next() {
+        Some((
+            Block::Code {
+                info: Some(info),
+                content,
+                content_line,
+                ..
+            },
+            _,
+        )) if info == "json" => read_block(&content, content_line, &section)?,
+        other => {
+            return Err(at_line(
+                other.map_or(line, |(_, l)| l),
+                Some(&section),
+                "the section has no ```json block with the value after its \
+                     metadata list",
+            ));
+        }
+    };
+    if let Some((block, next_line)) = it.peek()
+        && !matches!(
+            block,
+            Block::Heading {
+                level: HeadingLevel::H2 | HeadingLevel::H3,
+                ..
+            }
+        )
+    {
+        return Err(at_line(
+            *next_line,
+            Some(&section),
+            format!(
+                "found {} in a record section, which holds only its metadata \
+                     list and one ```json block",
+                describe(block)
+            ),
+        ));
+    }
+    ns.sections.push((key.clone(), line));
+    sink(Parsed {
+        record: SnapshotRecord {
+            namespace: ns.name.clone(),
+            key,
+            meta,
+            value,
+        },
+        at: Location::new(Place { line, column: None }, Some(section)),
+    })?;
+    Ok(())
 }
 
 /// A namespace section being read.

@@ -1,14 +1,11 @@
-//! The background thread of a store: syncs the log in `Relaxed` mode and runs
-//! checkpoints when they are due.
+//! The background thread of a store this process holds: it wakes every tick,
+//! or sooner when a checkpoint is wanted, and does the holder's background
+//! work (in `Relaxed` mode, syncing the log; checkpoints when they are due:
+//! `store/local.rs`).
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-
-use super::Shared;
-use crate::options::Durability;
 
 #[derive(Debug, Default)]
 struct State {
@@ -40,62 +37,20 @@ impl Signal {
     }
 }
 
-/// Runs until [`Signal::stop`].
-pub(crate) fn run(shared: Arc<Shared>) {
-    let options = &shared.options;
-    let tick = match options.durability {
-        Durability::Relaxed { max_delay } => max_delay,
-        _ => options.checkpoint.interval.min(Duration::from_secs(1)),
-    };
+/// Runs `work` every `tick`, or sooner when a checkpoint is wanted, until
+/// [`Signal::stop`].
+pub(crate) fn run(signal: &Signal, tick: Duration, mut work: impl FnMut()) {
     loop {
         {
-            let mut state = shared.background.state.lock();
+            let mut state = signal.state.lock();
             if !state.stop && !state.checkpoint_wanted {
-                shared.background.wake.wait_for(&mut state, tick);
+                signal.wake.wait_for(&mut state, tick);
             }
             if state.stop {
                 return;
             }
             state.checkpoint_wanted = false;
         }
-        if matches!(options.durability, Durability::Relaxed { .. }) {
-            flush(&shared);
-        }
-        let mut engine = shared.engine.lock();
-        if engine.checkpoint_due(&options.checkpoint) {
-            match engine.checkpoint() {
-                Ok(true) => {
-                    shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "checkpoint failed"),
-            }
-        }
-    }
-}
-
-/// Syncs what was written to the log, without holding the engine during the sync.
-fn flush(shared: &Shared) {
-    let (file, revision) = {
-        let engine = shared.engine.lock();
-        if engine.poisoned.is_some() {
-            return;
-        }
-        (engine.log.active_file(), engine.log.last_revision())
-    };
-    if revision <= shared.synced_revision.load(Ordering::Acquire) {
-        return;
-    }
-    match file.sync_data() {
-        Ok(()) => {
-            shared.synced_revision.fetch_max(revision, Ordering::AcqRel);
-            // Later records carry the new watermark, which is what lets recovery
-            // tell damage to synced data from a torn tail.
-            shared.engine.lock().log.note_synced(revision);
-        }
-        Err(e) => {
-            let error = crate::Error::io("sync the log segment", shared.path.join("log"), e);
-            shared.engine.lock().poison(&error);
-        }
+        work();
     }
 }

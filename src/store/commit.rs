@@ -17,10 +17,8 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::Shared;
-use super::request::{Outcome, Request};
+use crate::access::request::{Outcome, Request};
 use crate::error::Result;
-use crate::options::Durability;
 
 /// Counts what the committer does, for [`Stats`](crate::Stats).
 #[derive(Debug, Default)]
@@ -48,6 +46,15 @@ struct Queue {
     leading: bool,
 }
 
+/// What the leader runs a batch through: the engine.
+pub(crate) trait Leader {
+    /// Commits a batch; one result per request, in order.
+    fn run_batch(&self, requests: &[&Request]) -> Vec<Result<Outcome>>;
+    /// Whether a batch costs a sync (`Durability::Sync`): then the leader
+    /// wakes its callers before passing the leadership on.
+    fn syncs(&self) -> bool;
+}
+
 /// The group-commit queue of one store.
 #[derive(Debug, Default)]
 pub(crate) struct Committer {
@@ -57,7 +64,7 @@ pub(crate) struct Committer {
 
 impl Committer {
     /// Commits `request` (possibly together with others) and returns its result.
-    pub(crate) fn commit(&self, shared: &Shared, request: Arc<Request>) -> Result<Outcome> {
+    pub(crate) fn commit(&self, leader: &impl Leader, request: Arc<Request>) -> Result<Outcome> {
         let slot = Arc::new(Slot {
             request,
             state: Mutex::new(State::Waiting),
@@ -83,7 +90,7 @@ impl Committer {
                 }
             }
         }
-        self.lead(shared);
+        self.lead(leader);
         let mut state = slot.state.lock();
         match std::mem::replace(&mut *state, State::Waiting) {
             State::Done(result) => result,
@@ -93,25 +100,18 @@ impl Committer {
     }
 
     /// Runs one batch: everything queued now (our own request included).
-    fn lead(&self, shared: &Shared) {
+    fn lead(&self, leader: &impl Leader) {
         let batch = std::mem::take(&mut self.queue.lock().pending);
         let requests: Vec<&Request> = batch.iter().map(|slot| &*slot.request).collect();
-        let (results, checkpoint_due) = {
-            let mut engine = shared.engine.lock();
-            let results = engine.commit_batch(&requests);
-            (results, engine.checkpoint_due(&shared.options.checkpoint))
-        };
+        let results = leader.run_batch(&requests);
         self.counters
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if checkpoint_due {
-            shared.background.want_checkpoint();
-        }
         // Who goes first, the next batch or this batch's callers? When a batch
         // costs a sync, waking this batch's callers first lets them queue up
         // again and join the next batch (measured: larger batches, more commits
         // per second). Without a sync, starting the next batch at once wins.
-        if shared.options.durability == Durability::Sync {
+        if leader.syncs() {
             self.deliver(batch, results);
             self.pass_leadership();
         } else {

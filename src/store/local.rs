@@ -1,9 +1,10 @@
 //! The embedded engine as a [`Backend`]: this process holds the store (its
-//! lock, its files), commits through the group-commit queue, and, unless told
-//! not to, serves other processes (`serve/`), whose requests run through the
-//! same methods of [`Shared`].
+//! lock, its files), commits through the group-commit queue, runs the
+//! background thread, and, unless told not to, serves other processes
+//! (`serve/`), whose requests run through this same backend.
 
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -11,18 +12,56 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::commit::Committer;
-use super::open::{DB_FILE, Opened};
-use super::read::{self, LocalView};
-use super::request::{BaseLoad, Outcome, Request};
-use super::{Counters, Recovery, Shared, Stats, background};
-use crate::access::{Backend, ReadRecord, ReadView, Reply, Stored};
-use crate::backup::{BackupOptions, BackupReport};
+use super::Recovery;
+use super::background;
+use super::commit::{Committer, Leader};
+use crate::access::request::{BaseLoad, Outcome, Request};
+use crate::access::{Backend, BackupOptions, BackupReport, ReadRecord, ReadView, Reply, Stats};
+use crate::backup::run::{self, Source};
 use crate::coord;
+use crate::db::view::Visible;
+use crate::engine::open::Opened;
+use crate::engine::read::LocalView;
+use crate::engine::{BackupPoint, Engine};
 use crate::error::{Error, Result};
-use crate::log::retention;
-use crate::options::Options;
-use crate::serve::Server;
+use crate::fs::{Fs, LockGuard};
+use crate::log::catalog;
+use crate::log::segment::StoreId;
+use crate::options::{Durability, Options};
+use crate::serve::{Served, Server, Serving};
+
+/// Counters of the holder itself.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub checkpoints: AtomicU64,
+}
+
+/// The state of a store this process holds: what the engine, the committer,
+/// the background thread and the backend share.
+pub(super) struct Shared {
+    pub path: PathBuf,
+    pub options: Options,
+    pub store_id: StoreId,
+    /// What readers see (declared before `engine`, which holds the state
+    /// database: dropped before it).
+    pub visible: Arc<Visible>,
+    pub engine: Mutex<Engine>,
+    pub committer: Committer,
+    pub counters: Counters,
+    pub background: background::Signal,
+    /// The last revision known to be synced (Relaxed mode).
+    pub synced_revision: AtomicU64,
+    pub recovery: Recovery,
+    pub closed: AtomicBool,
+    /// Held by a running backup: backups of one store take turns.
+    pub backup_lock: Mutex<()>,
+    /// Connections and pinned snapshots of the processes served.
+    pub serving: Arc<Serving>,
+    /// The clocks of the store's leases (`coord::leases`).
+    pub leases: coord::leases::Leases,
+    // Dropped last: the lock is released only after everything above is closed.
+    _lock: Box<dyn LockGuard>,
+}
 
 impl Shared {
     fn check_open(&self) -> Result<()> {
@@ -32,44 +71,18 @@ impl Shared {
         Ok(())
     }
 
-    /// The revision readers see now.
-    pub(crate) fn revision(&self) -> u64 {
-        self.visible.get().applied().revision
-    }
-
-    /// One record as readers see it now.
-    pub(crate) fn get(&self, address: &[u8]) -> Result<Option<Stored>> {
-        self.check_open()?;
-        read::get(&self.visible.get(), &self.db_path, address)
-    }
-
-    /// One record as readers see it now, lent to `read`.
-    pub(crate) fn get_with(&self, address: &[u8], read: ReadRecord<'_>) -> Result<bool> {
-        self.check_open()?;
-        read::get_with(&self.visible.get(), &self.db_path, address, read)
-    }
-
-    /// A view of the newest published revision, kept for as long as it is held.
-    pub(crate) fn view(&self) -> Result<Arc<dyn ReadView>> {
-        self.check_open()?;
-        Ok(Arc::new(LocalView::new(
-            self.visible.get(),
-            Arc::clone(&self.db_path),
-        )))
-    }
-
-    /// Commits through the group-commit queue.
-    pub(crate) fn commit(&self, request: Arc<Request>) -> Result<Outcome> {
+    /// Commits through the group-commit queue; a lease whose time is up is
+    /// refused (for new locks and bindings) before its end is committed.
+    fn commit(&self, request: Arc<Request>) -> Result<Outcome> {
         self.check_open()?;
         if let Some(lease) = request.coord.lease_in_use() {
-            // A lease whose time is up is refused before its end is committed.
             self.leases.check_alive(lease)?;
         }
         self.committer.commit(self, request)
     }
 
     /// A new lease of `ttl`, taken by `holder` (a description for `locks`).
-    pub(crate) fn lease_grant(&self, ttl: Duration, holder: &str) -> Result<u64> {
+    fn lease_grant(&self, ttl: Duration, holder: &str) -> Result<u64> {
         coord::leases::check_ttl(ttl)?;
         let id = loop {
             let id = fastrand::u64(1..);
@@ -77,30 +90,13 @@ impl Shared {
                 break id;
             }
         };
-        let request = Request {
-            coord: coord::CoordRequest {
-                lease_op: Some(coord::LeaseOp::Grant {
-                    id,
-                    ttl,
-                    holder: holder.to_owned(),
-                }),
-                ..coord::CoordRequest::default()
-            },
-            ..Request::default()
-        };
-        self.commit(Arc::new(request))?;
+        self.commit(Arc::new(coord::leases::grant_request(id, ttl, holder)))?;
         self.leases.start(id, ttl);
         Ok(id)
     }
 
-    /// Keeps a lease alive for its TTL from now.
-    pub(crate) fn lease_keep_alive(&self, id: u64) -> Result<Duration> {
-        self.check_open()?;
-        self.leases.keep_alive(id)
-    }
-
     /// Ends a lease now; the revision of its end (`None`: it had ended).
-    pub(crate) fn lease_revoke(&self, id: u64) -> Result<Option<u64>> {
+    fn lease_revoke(&self, id: u64) -> Result<Option<u64>> {
         self.check_open()?;
         self.leases.forget(id);
         match self.commit(Arc::new(coord::leases::end_request(id))) {
@@ -110,13 +106,8 @@ impl Shared {
         }
     }
 
-    /// What is left of each lease's time.
-    pub(crate) fn lease_remaining(&self) -> std::collections::HashMap<u64, Duration> {
-        self.leases.remaining()
-    }
-
     /// Loads a base into the empty store.
-    pub(crate) fn restore(&self, load: &BaseLoad) -> Result<u64> {
+    fn restore(&self, load: &BaseLoad) -> Result<u64> {
         self.check_open()?;
         let mut engine = self.engine.lock();
         let revision = engine.restore_base(load)?;
@@ -125,7 +116,7 @@ impl Shared {
     }
 
     /// A checkpoint now.
-    pub(crate) fn checkpoint(&self) -> Result<()> {
+    fn checkpoint(&self) -> Result<()> {
         self.check_open()?;
         let mut engine = self.engine.lock();
         engine.check_writable()?;
@@ -136,11 +127,11 @@ impl Shared {
     }
 
     /// The engine's counters (those of a handle are zero here).
-    pub(crate) fn stats(&self) -> Stats {
-        let engine = self.engine.lock();
+    fn stats(&self) -> Stats {
+        let engine = self.engine.lock().counts();
         Stats {
-            revision: engine.applied.revision,
-            checkpoint_revision: engine.checkpointed.revision,
+            revision: engine.revision,
+            checkpoint_revision: engine.checkpoint_revision,
             commits: engine.commits,
             conflicts: 0,
             retries: 0,
@@ -153,25 +144,126 @@ impl Shared {
         }
     }
 
-    /// Why the store is open read-only, if it is.
-    pub(crate) fn read_only(&self) -> Option<String> {
-        self.engine.lock().read_only.clone()
-    }
-
-    /// Log retention now.
-    pub(crate) fn retain(&self) -> Result<retention::Outcome> {
+    /// A backup run into `dest` (see [`Store::backup`](crate::Store::backup)).
+    fn backup(&self, dest: &Path, options: &BackupOptions) -> Result<BackupReport> {
         self.check_open()?;
-        self.engine.lock().retain()
+        let _one_at_a_time = self.backup_lock.lock();
+        run::run(self, dest, options)
     }
 }
 
-/// What the server reports about the processes it serves.
-#[derive(Debug, Default)]
-pub(crate) struct Serving {
-    /// Open connections.
-    pub clients: AtomicU64,
-    /// Snapshots they pinned.
-    pub pinned: AtomicU64,
+impl Shared {
+    /// What the background thread does each time it wakes: in `Relaxed`
+    /// mode, syncs the log; then a checkpoint if one is due.
+    fn background_work(&self) {
+        let options = &self.options;
+        if matches!(options.durability, Durability::Relaxed { .. }) {
+            self.flush();
+        }
+        let mut engine = self.engine.lock();
+        if engine.checkpoint_due(&options.checkpoint) {
+            match engine.checkpoint() {
+                Ok(true) => {
+                    self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+            }
+        }
+    }
+
+    /// Syncs what was written to the log, without holding the engine during
+    /// the sync.
+    fn flush(&self) {
+        let Some((file, revision)) = self.engine.lock().unsynced() else {
+            return;
+        };
+        if revision <= self.synced_revision.load(Ordering::Acquire) {
+            return;
+        }
+        let synced = file.sync_data();
+        if synced.is_ok() {
+            self.synced_revision.fetch_max(revision, Ordering::AcqRel);
+        }
+        self.engine.lock().flushed(revision, synced);
+    }
+}
+
+impl coord::leases::Holder for Shared {
+    fn commit(&self, request: Request) -> Result<Outcome> {
+        Shared::commit(self, Arc::new(request))
+    }
+
+    fn view(&self) -> Result<Arc<dyn ReadView>> {
+        self.check_open()?;
+        Ok(Arc::new(LocalView::new(self.visible.get())))
+    }
+
+    fn leases(&self) -> &coord::leases::Leases {
+        &self.leases
+    }
+
+    fn now(&self) -> crate::time::Timestamp {
+        self.options.clock.now()
+    }
+}
+
+impl Leader for Shared {
+    fn run_batch(&self, requests: &[&Request]) -> Vec<Result<Outcome>> {
+        let (results, checkpoint_due) = {
+            let mut engine = self.engine.lock();
+            let results = engine.commit_batch(requests);
+            (results, engine.checkpoint_due(&self.options.checkpoint))
+        };
+        if checkpoint_due {
+            self.background.want_checkpoint();
+        }
+        results
+    }
+
+    fn syncs(&self) -> bool {
+        self.options.durability == Durability::Sync
+    }
+}
+
+impl Source for Shared {
+    fn dir(&self) -> &Path {
+        &self.path
+    }
+
+    fn store_id(&self) -> &StoreId {
+        &self.store_id
+    }
+
+    fn fs(&self) -> &dyn Fs {
+        self.options.fs.as_ref()
+    }
+
+    fn lock_timeout(&self) -> Duration {
+        self.options.lock_timeout
+    }
+
+    fn consistent_point(
+        &self,
+        snapshot: bool,
+        pin: &mut dyn FnMut(&BackupPoint) -> Result<Option<u64>>,
+    ) -> Result<BackupPoint> {
+        let mut engine = self.engine.lock();
+        let point = engine.backup_point(snapshot)?;
+        self.synced_revision
+            .fetch_max(point.applied.revision, Ordering::AcqRel);
+        let first = pin(&point)?;
+        engine.pin_backup(first);
+        Ok(point)
+    }
+
+    fn unpin(&self) {
+        self.engine.lock().unpin_backup();
+    }
+
+    fn backed_up(&self, revision: u64) -> Result<()> {
+        self.engine.lock().record_backup(revision)
+    }
 }
 
 /// The store held by this process.
@@ -187,15 +279,13 @@ impl Local {
     /// Starts holding an opened store: the background thread and, when
     /// [`Options::serve`] allows, the server.
     pub(crate) fn start(path: &Path, options: &Options, opened: Opened) -> Result<Arc<Local>> {
-        let revision = opened.engine.applied.revision;
+        let revision = opened.engine.revision();
         let shared = Arc::new(Shared {
-            db_path: Arc::new(path.join(DB_FILE)),
             path: path.to_owned(),
             options: options.clone(),
             store_id: opened.store_id,
-            visible: Arc::clone(&opened.engine.visible),
-            db: opened.db,
-            engine: parking_lot::Mutex::new(opened.engine),
+            visible: opened.engine.visible(),
+            engine: Mutex::new(opened.engine),
             committer: Committer::default(),
             counters: Counters::default(),
             background: background::Signal::default(),
@@ -206,27 +296,35 @@ impl Local {
             },
             closed: AtomicBool::new(false),
             backup_lock: Mutex::new(()),
-            serving: Serving::default(),
+            serving: Arc::default(),
             leases: coord::leases::Leases::default(),
             _lock: opened.lock,
         });
-        coord::leases::load(&shared)?;
-        if shared.read_only().is_none() {
-            coord::leases::prune(&shared);
+        coord::leases::load(shared.as_ref())?;
+        if shared.engine.lock().read_only().is_none() {
+            coord::leases::prune(shared.as_ref());
         }
-        let thread = {
-            let for_thread = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("statelog-background".to_owned())
-                .spawn(move || background::run(for_thread))
-                .map_err(|e| Error::io("start the background thread for", &shared.path, e))?
-        };
         let lease_thread = {
             let for_thread = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("statelog-leases".to_owned())
-                .spawn(move || coord::leases::run(for_thread))
+                .spawn(move || coord::leases::run(for_thread.as_ref()))
                 .map_err(|e| Error::io("start the lease thread for", &shared.path, e))?
+        };
+        let thread = {
+            let for_thread = Arc::clone(&shared);
+            let tick = match options.durability {
+                Durability::Relaxed { max_delay } => max_delay,
+                _ => options.checkpoint.interval.min(Duration::from_secs(1)),
+            };
+            std::thread::Builder::new()
+                .name("statelog-background".to_owned())
+                .spawn(move || {
+                    background::run(&for_thread.background, tick, || {
+                        for_thread.background_work()
+                    })
+                })
+                .map_err(|e| Error::io("start the background thread for", &shared.path, e))?
         };
         let local = Arc::new(Local {
             shared: Arc::clone(&shared),
@@ -236,15 +334,23 @@ impl Local {
             closing: AtomicBool::new(false),
         });
         if options.serve {
-            match Server::start(Arc::clone(&shared)) {
+            let backend: Arc<dyn Backend> = local.clone();
+            let served = Served {
+                backend: Arc::downgrade(&backend),
+                path: path.to_owned(),
+                store_id: catalog::hex(&shared.store_id),
+                wait: options.response_wait(),
+                serving: Arc::clone(&shared.serving),
+            };
+            match Server::start(served) {
                 Ok(server) => *local.server.lock() = Some(server),
                 // A store open read-only (its file system takes no writes)
                 // may have no room for a socket either: it is still read here.
-                Err(e) if shared.read_only().is_some() => {
+                Err(e) if local.read_only().is_some() => {
                     tracing::warn!(error = %e, "a read-only store is not served to other processes");
                 }
                 Err(e) => {
-                    let _ = local.close();
+                    let _ = Backend::close(local.as_ref());
                     return Err(e);
                 }
             }
@@ -262,19 +368,38 @@ impl Local {
 impl Backend for Local {
     fn revision(&self) -> Reply<u64> {
         self.shared.check_open()?;
-        Ok(self.shared.revision())
+        Ok(self.shared.visible.get().applied().revision)
     }
 
     fn get(&self, address: &[u8], read: ReadRecord<'_>) -> Reply<bool> {
-        Ok(self.shared.get_with(address, read)?)
+        self.shared.check_open()?;
+        Ok(self.shared.visible.get().get_with(address, read)?)
     }
 
     fn snapshot(&self) -> Reply<Arc<dyn ReadView>> {
-        Ok(self.shared.view()?)
+        self.shared.check_open()?;
+        Ok(Arc::new(LocalView::new(self.shared.visible.get())))
     }
 
     fn commit(&self, request: &Arc<Request>) -> Reply<Outcome> {
         Ok(self.shared.commit(Arc::clone(request))?)
+    }
+
+    fn lease_grant(&self, ttl: Duration, holder: &str) -> Reply<u64> {
+        Ok(self.shared.lease_grant(ttl, holder)?)
+    }
+
+    fn lease_keep_alive(&self, id: u64) -> Reply<Duration> {
+        self.shared.check_open()?;
+        Ok(self.shared.leases.keep_alive(id)?)
+    }
+
+    fn lease_revoke(&self, id: u64) -> Reply<Option<u64>> {
+        Ok(self.shared.lease_revoke(id)?)
+    }
+
+    fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
+        Ok(self.shared.leases.remaining().into_iter().collect())
     }
 
     fn restore(&self, load: &BaseLoad) -> Reply<u64> {
@@ -291,26 +416,6 @@ impl Backend for Local {
 
     fn backup(&self, dest: &Path, options: &BackupOptions) -> Reply<BackupReport> {
         Ok(self.shared.backup(dest, options)?)
-    }
-
-    fn retain(&self) -> Reply<retention::Outcome> {
-        Ok(self.shared.retain()?)
-    }
-
-    fn lease_grant(&self, ttl: Duration, holder: &str) -> Reply<u64> {
-        Ok(self.shared.lease_grant(ttl, holder)?)
-    }
-
-    fn lease_keep_alive(&self, id: u64) -> Reply<Duration> {
-        Ok(self.shared.lease_keep_alive(id)?)
-    }
-
-    fn lease_revoke(&self, id: u64) -> Reply<Option<u64>> {
-        Ok(self.shared.lease_revoke(id)?)
-    }
-
-    fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
-        Ok(self.shared.lease_remaining().into_iter().collect())
     }
 
     /// Stops serving (no new connections; requests in flight finish, the rest
@@ -334,14 +439,7 @@ impl Backend for Local {
         if let Some(thread) = self.background.lock().take() {
             let _ = thread.join();
         }
-        let mut engine = shared.engine.lock();
-        let result = if engine.poisoned.is_some() {
-            Ok(false)
-        } else {
-            engine.checkpoint()
-        };
-        engine.close();
-        result.map(|_| ())
+        shared.engine.lock().close()
     }
 
     fn is_holder(&self) -> bool {
@@ -349,7 +447,7 @@ impl Backend for Local {
     }
 
     fn read_only(&self) -> Option<String> {
-        self.shared.read_only()
+        self.shared.engine.lock().read_only()
     }
 }
 

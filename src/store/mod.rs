@@ -3,25 +3,17 @@
 //! process that holds the store: the group-commit queue and the state
 //! database.
 //!
-//! Only this module touches redb; no redb type appears in its public API.
+//! The state database is `db/`'s; no redb type appears here.
 
 mod background;
-pub(crate) mod backup;
 mod commit;
-mod engine;
-pub(crate) mod identity;
-pub(crate) mod inspect;
+pub(crate) mod coordination;
+#[cfg(feature = "etcd")]
+mod etcd;
 pub(crate) mod local;
-pub(crate) mod open;
-mod read;
-pub(crate) mod rebuild;
-mod replay;
-pub(crate) mod request;
-pub(crate) mod schema;
+mod reach;
 mod snapshot;
-mod stats;
 mod txn;
-mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,30 +21,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use redb::{Database, ReadableDatabase};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use self::commit::Committer;
-use self::engine::Engine;
-use self::request::{
-    BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
-};
-use crate::access::{self, Backend, Fault, Reply};
+use crate::access::request::{BaseLoad, BaseRecord, Outcome, Request, WriteKind, WriteOutcome};
+use crate::access::{Backend, BackupOptions, BackupReport, Fault, Reply};
 use crate::error::{Error, Result};
-use crate::fs::LockGuard;
 use crate::key;
 use crate::log::CutTail;
-use crate::log::segment::StoreId;
 use crate::options::Options;
 use crate::time::Timestamp;
 use crate::value::{self, RawValue, Versioned};
 
-pub use self::open::STORE_FORMAT_VERSION;
-pub use self::schema::Meta;
 pub use self::snapshot::{KeyRange, List, Snapshot};
-pub use self::stats::Stats;
 pub use self::txn::Tx;
+pub use crate::access::Stats;
+pub use crate::layout::STORE_FORMAT_VERSION;
+pub use crate::value::Meta;
 
 /// What a successful write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,109 +162,6 @@ enum Reach {
     },
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub checkpoints: AtomicU64,
-}
-
-/// The state of a store this process holds: what the engine, the committer,
-/// the background thread and the server share.
-pub(crate) struct Shared {
-    pub path: PathBuf,
-    pub db_path: Arc<PathBuf>,
-    pub options: Options,
-    pub store_id: StoreId,
-    /// What readers see (declared before `db`: dropped before it).
-    pub visible: Arc<view::Visible>,
-    pub db: Arc<Database>,
-    pub engine: Mutex<Engine>,
-    pub committer: Committer,
-    pub counters: Counters,
-    pub background: background::Signal,
-    /// The last revision known to be synced (Relaxed mode).
-    pub synced_revision: AtomicU64,
-    pub recovery: Recovery,
-    pub closed: AtomicBool,
-    /// Held by a running backup: backups of one store take turns.
-    pub backup_lock: Mutex<()>,
-    /// Connections and pinned snapshots of the processes served.
-    pub serving: local::Serving,
-    /// The clocks of the store's leases (`coord::leases`).
-    pub leases: crate::coord::leases::Leases,
-    // Dropped last: the lock is released only after everything above is closed.
-    _lock: Box<dyn LockGuard>,
-}
-
-/// Opens `table` of `db` in a read transaction of its own (the table keeps
-/// the transaction's snapshot alive); `op` names the table in errors.
-pub(crate) fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
-    db: &Database,
-    path: &Path,
-    table: redb::TableDefinition<'static, K, V>,
-    op: &'static str,
-) -> Result<redb::ReadOnlyTable<K, V>> {
-    db.begin_read()
-        .map_err(db_error(path, "begin a read"))?
-        .open_table(table)
-        .map_err(db_error(path, op))
-}
-
-/// Begins a state-database write whose commit is not durable on its own (a
-/// checkpoint makes it so); `op` names it in errors ("begin a write").
-pub(crate) fn begin_nondurable(
-    db: &Database,
-    path: &Path,
-    op: &'static str,
-) -> Result<redb::WriteTransaction> {
-    let mut txn = db.begin_write().map_err(db_error(path, op))?;
-    txn.set_durability(redb::Durability::None)
-        .map_err(db_error(path, "set the durability of a write"))?;
-    Ok(txn)
-}
-
-/// Runs `read`, which reads a state database that may be damaged. redb trusts
-/// the pages it reads and panics on some damage its checksums have not been
-/// asked to verify first (a page it cannot parse, an index past a page's end);
-/// such a panic is returned as a description of the damage, with redb's
-/// message, instead of unwinding into the caller. The last line of defence:
-/// the tools verify a copy's checksums before they walk it.
-pub(crate) fn contain_panic<T>(read: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_owned());
-        format!("the database library panicked while reading it: {message}")
-    })
-}
-
-/// Converts any redb error into [`Error::Database`] for `path`.
-pub(crate) fn db_error<E: Into<redb::Error>>(
-    path: &Path,
-    op: &'static str,
-) -> impl FnOnce(E) -> Error {
-    let path = path.to_owned();
-    move |e| {
-        let e: redb::Error = e.into();
-        let hint = match &e {
-            redb::Error::Corrupted(_) => {
-                "the file is damaged; `statelog repair` rebuilds it from the log when the log \
-                 reaches back to the store's first revision"
-            }
-            redb::Error::PreviousIo => "an earlier write failed; close and reopen the store",
-            redb::Error::Io(_) => "check the disk and its free space",
-            _ => "close and reopen the store; if this persists, run `statelog check`",
-        };
-        Error::Database {
-            op,
-            path,
-            hint,
-            source: Box::new(e),
-        }
-    }
-}
-
 impl Store {
     /// Opens the store in directory `path`, creating it if it does not exist
     /// (unless [`Options::create`] says not to).
@@ -317,10 +199,10 @@ impl Store {
     /// created) and [`Error::Database`].
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref().to_owned();
-        let reached = access::reach(&path, &options)?;
+        let reached = reach::reach(&path, &options)?;
         // A store this process holds, or one on etcd, keeps its backend for
         // the handle's life; a holder elsewhere may go away and be replaced.
-        let reach = if reached.backend.is_holder() || access::etcd_address(&path).is_some() {
+        let reach = if reached.backend.is_holder() || crate::access::etcd_address(&path).is_some() {
             Reach::Held(reached.backend)
         } else {
             Reach::Served {
@@ -407,7 +289,7 @@ impl Store {
         if current.read().0 != generation {
             return Ok(());
         }
-        let reached = access::reach(&self.handle.path, &self.handle.options)?;
+        let reached = reach::reach(&self.handle.path, &self.handle.options)?;
         if reached.store_id != self.handle.id {
             let _ = reached.backend.close();
             return Err(Error::Disconnected {
@@ -631,25 +513,11 @@ impl Store {
         expected: Option<u64>,
         skip_unchanged: bool,
     ) -> Result<Committed> {
-        let checks = expected
-            .map(|expected| Check {
-                address: address.clone(),
-                expected,
-                modified: None,
-            })
-            .into_iter()
-            .collect();
-        let outcome = self.commit(&Arc::new(Request {
-            checks,
-            writes: vec![Write {
-                address,
-                kind: WriteKind::Put {
-                    value,
-                    skip_unchanged,
-                },
-            }],
-            ..Request::default()
-        }))?;
+        let kind = WriteKind::Put {
+            value,
+            skip_unchanged,
+        };
+        let outcome = self.commit(&Arc::new(Request::one(address, kind, expected, None)))?;
         match outcome.writes.first() {
             Some(WriteOutcome::Put { meta, changed }) => Ok(Committed {
                 revision: meta.mod_revision,
@@ -694,22 +562,8 @@ impl Store {
         expected: Option<u64>,
     ) -> Result<Option<Deleted>> {
         let address = key::encode(namespace, key)?;
-        let checks = expected
-            .map(|expected| Check {
-                address: address.clone(),
-                expected,
-                modified: None,
-            })
-            .into_iter()
-            .collect();
-        let outcome = self.commit(&Arc::new(Request {
-            checks,
-            writes: vec![Write {
-                address,
-                kind: WriteKind::Delete,
-            }],
-            ..Request::default()
-        }))?;
+        let request = Request::one(address, WriteKind::Delete, expected, None);
+        let outcome = self.commit(&Arc::new(request))?;
         match (outcome.revision, outcome.writes.first()) {
             (Some(revision), Some(WriteOutcome::Deleted { version })) => Ok(Some(Deleted {
                 revision,
@@ -740,7 +594,6 @@ impl Store {
         F: FnMut(Option<T>) -> Result<T, E>,
     {
         let address = key::encode(namespace, key)?;
-        let policy = self.handle.options.retry;
         // Same-key updates of this process queue here rather than collide.
         let wait = self
             .handle
@@ -748,56 +601,28 @@ impl Store {
             .lock_timeout
             .max(Duration::from_secs(10));
         let _turn = self.handle.keylocks.turn(&address, wait);
-        let mut attempt = 1;
-        loop {
+        self.with_retries(|| {
             let current: Option<Versioned<T>> = self.get(namespace, key)?;
             let expected = current.as_ref().map_or(0, |c| c.version);
             let modified = current.as_ref().map(|c| c.mod_revision);
             let next = f(current.map(|c| c.value))?;
             let bytes = value::encode(namespace, key, &next)?;
-            let request = Request {
-                checks: vec![Check {
-                    address: address.clone(),
-                    expected,
-                    modified,
-                }],
-                writes: vec![Write {
-                    address: address.clone(),
-                    kind: WriteKind::Put {
-                        value: bytes,
-                        skip_unchanged: false,
-                    },
-                }],
-                ..Request::default()
+            let kind = WriteKind::Put {
+                value: bytes,
+                skip_unchanged: false,
             };
+            let request = Request::one(address.clone(), kind, Some(expected), modified);
             match self.commit(&Arc::new(request)) {
                 Ok(outcome) => match outcome.writes.first() {
-                    Some(WriteOutcome::Put { meta, .. }) => return Ok(Versioned::new(next, *meta)),
-                    _ => return Err(internal("an update produced no put outcome").into()),
-                },
-                Err(Error::Conflict {
-                    namespace,
-                    key,
-                    expected,
-                    actual,
-                    ..
-                }) => {
-                    if attempt >= policy.max_attempts {
-                        return Err(Error::Conflict {
-                            namespace,
-                            key,
-                            expected,
-                            actual,
-                            attempts: attempt,
-                        }
-                        .into());
+                    Some(WriteOutcome::Put { meta, .. }) => {
+                        Ok(Attempt::Done(Versioned::new(next, *meta)))
                     }
-                }
-                Err(e) => return Err(e.into()),
+                    _ => Err(internal("an update produced no put outcome").into()),
+                },
+                Err(e @ Error::Conflict { .. }) => Ok(Attempt::Conflict(e)),
+                Err(e) => Err(e.into()),
             }
-            self.retry_pause(attempt);
-            attempt += 1;
-        }
+        })
     }
 
     /// Runs `f` as one all-or-nothing transaction: its reads come from one
@@ -829,10 +654,8 @@ impl Store {
         E: From<Error>,
         F: FnMut(&mut Tx) -> Result<T, E>,
     {
-        let policy = self.handle.options.retry;
-        let mut attempt = 1;
         let mut first_loss = None;
-        loop {
+        self.with_retries(|| {
             let generation = self.generation();
             let mut tx = Tx::new(self.snapshot()?);
             let result = f(&mut tx);
@@ -842,46 +665,53 @@ impl Store {
                 // store now.
                 self.give_up_after(&mut first_loss)?;
                 self.reach_again(generation)?;
-                continue;
+                return Ok(Attempt::Again);
             }
             let value = result?;
             if tx.is_read_only() {
-                return Ok(TxOutcome {
+                return Ok(Attempt::Done(TxOutcome {
                     value,
                     revision: None,
-                });
+                }));
             }
             // The snapshot goes before the commit (through a holder, its
             // connection is then free for the commit).
             let request = Arc::new(tx.into_request());
             match self.commit(&request) {
-                Ok(outcome) => {
-                    return Ok(TxOutcome {
-                        value,
-                        revision: outcome.revision,
-                    });
-                }
-                Err(Error::Conflict {
-                    namespace,
-                    key,
-                    expected,
-                    actual,
-                    ..
-                }) if attempt >= policy.max_attempts => {
-                    return Err(Error::Conflict {
-                        namespace,
-                        key,
-                        expected,
-                        actual,
-                        attempts: attempt,
-                    }
-                    .into());
-                }
-                Err(Error::Conflict { .. }) => {}
-                Err(e) => return Err(e.into()),
+                Ok(outcome) => Ok(Attempt::Done(TxOutcome {
+                    value,
+                    revision: outcome.revision,
+                })),
+                Err(e @ Error::Conflict { .. }) => Ok(Attempt::Conflict(e)),
+                Err(e) => Err(e.into()),
             }
-            self.retry_pause(attempt);
-            attempt += 1;
+        })
+    }
+
+    /// Runs `attempt` until it is done, pausing a random, growing time after
+    /// each conflict; after the retry policy's last attempt, the conflict
+    /// (with the number of attempts) is the answer.
+    fn with_retries<T, E: From<Error>>(
+        &self,
+        mut attempt: impl FnMut() -> Result<Attempt<T>, E>,
+    ) -> Result<T, E> {
+        let max_attempts = self.handle.options.retry.max_attempts;
+        let mut attempts = 1;
+        loop {
+            match attempt()? {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Again => continue,
+                Attempt::Conflict(mut conflict) => {
+                    if attempts >= max_attempts {
+                        if let Error::Conflict { attempts: n, .. } = &mut conflict {
+                            *n = attempts;
+                        }
+                        return Err(conflict.into());
+                    }
+                }
+            }
+            self.retry_pause(attempts);
+            attempts += 1;
         }
     }
 
@@ -943,6 +773,58 @@ impl Store {
         self.call(|b| b.checkpoint())
     }
 
+    /// Backs the store up into the directory `dest`, online: writers go on
+    /// meanwhile (they wait at most for one log sync).
+    ///
+    /// The first run into a directory writes a base (one consistent snapshot
+    /// of the state, as a segment file holding one base commit) and a
+    /// `MANIFEST`. Later runs into the same directory are incremental: they
+    /// copy only the log written since (new segments, and the new end of the
+    /// last one), so the backup holds every revision from its base on and
+    /// `restore` can stop at any of them. See `DESIGN.md`, "Backups, restore,
+    /// check and repair".
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = statelog::Store::open(dir.path().join("state"), Default::default())?;
+    /// store.put("jobs", "build", &"queued")?;
+    /// let first = store.backup(dir.path().join("backup"))?;
+    /// store.put("jobs", "build", &"running")?;
+    /// let next = store.backup(dir.path().join("backup"))?;
+    /// assert!(first.full && !next.full);
+    /// assert_eq!(next.revision, 2);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
+    /// Through a holder (another process holds the store), the holder writes
+    /// the backup, so only a process of the holder's own user may ask for one
+    /// ([`Error::Refused`] otherwise); `dest` is taken relative to this
+    /// process's working directory.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBackup`] if `dest` is a backup of another store, was
+    /// damaged, or holds a history that diverged from this store's, or if the
+    /// store no longer holds the log the backup needs (log retention removed
+    /// it; back up into a new directory); [`Error::TargetNotEmpty`] if `dest`
+    /// holds other files; [`Error::Corrupt`] if the log being copied is
+    /// damaged; [`Error::Io`], [`Error::Database`]; [`Error::Refused`].
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        self.backup_with(dest, &BackupOptions::default())
+    }
+
+    /// [`backup`](Self::backup) with options (a progress callback).
+    ///
+    /// # Errors
+    /// As [`backup`](Self::backup).
+    pub fn backup_with(
+        &self,
+        dest: impl AsRef<Path>,
+        options: &BackupOptions,
+    ) -> Result<BackupReport> {
+        let dest = dest.as_ref();
+        self.call(|b| b.backup(dest, options))
+    }
+
     /// What opening had to do to recover (nothing after a clean close, and
     /// nothing for a handle that reached the store through its holder).
     pub fn recovery(&self) -> &Recovery {
@@ -990,12 +872,6 @@ impl Store {
         }
     }
 
-    /// Runs log retention now (it also runs after every checkpoint); only in
-    /// the process holding the store.
-    pub(crate) fn apply_retention(&self) -> Result<crate::log::retention::Outcome> {
-        self.call(|b| b.retain())
-    }
-
     /// Closes the handle and refuses further use through any clone of it.
     /// In the process holding the store: stops serving other processes
     /// (requests in flight finish; the others are refused unexecuted, and
@@ -1036,4 +912,15 @@ fn internal(what: &str) -> Error {
     Error::Poisoned {
         cause: format!("internal error: {what}"),
     }
+}
+
+/// What one attempt of `update` or `transaction` came to.
+enum Attempt<T> {
+    /// Committed (or only read): the answer.
+    Done(T),
+    /// An [`Error::Conflict`]: try again, unless that was the last attempt.
+    Conflict(Error),
+    /// Nothing was done and no attempt is used up (the holder went away
+    /// under the snapshot): try again at once.
+    Again,
 }

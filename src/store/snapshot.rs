@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::access::{Entries, ReadView, Stored};
+use crate::access::{Entries, ReadView};
 use crate::error::{KeyPart, Result};
 use crate::key;
 use crate::time::Timestamp;
+use crate::value::Stored;
 use crate::value::{self, RawValue, Versioned};
 
 /// Which keys of a namespace to list: all, a range, or those with a prefix.

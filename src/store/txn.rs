@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::request::{Check, Request, Write, WriteKind};
-use super::schema::Meta;
 use super::snapshot::Snapshot;
+use crate::access::request::{Check, Request, Write, WriteKind};
 use crate::error::{Error, Result};
 use crate::key;
 use crate::time::Timestamp;
+use crate::value::Meta;
 use crate::value::{self, RawValue, Versioned};
 
 /// A transaction in progress, handed to the closure of

@@ -163,7 +163,7 @@ pub fn classify(path: &Path) -> Target {
         .is_some_and(|d| d == "log");
     if in_log && (name.ends_with(".log") || name.ends_with(".log.tmp")) {
         Target::Log
-    } else if name == "state.redb" {
+    } else if name == crate::layout::DB_FILE {
         Target::Db
     } else {
         Target::Other

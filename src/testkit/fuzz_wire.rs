@@ -51,7 +51,7 @@ fn check_request(request: Request) {
                 // Patches that pass the checks apply to anything without
                 // panicking: to nothing, and to their own operands.
                 for write in &request.writes {
-                    if let crate::store::request::WriteKind::Patch { ops, .. } = &write.kind {
+                    if let crate::access::request::WriteKind::Patch { ops, .. } = &write.kind {
                         let _ = crate::coord::patch::apply("n", "k", None, ops);
                         for value in ops.iter().filter_map(|op| op.value()) {
                             let _ = crate::coord::patch::apply("n", "k", Some(value), ops);

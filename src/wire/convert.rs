@@ -1,6 +1,6 @@
 //! Conversions between the wire's types and the engine's. What comes off the
 //! wire is untrusted: the holder checks every address and value of a request
-//! (`store::request`) before it reaches the engine.
+//! (`access::request`) before it reaches the engine.
 
 use std::ops::Bound as StdBound;
 use std::path::PathBuf;
@@ -9,16 +9,15 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 
 use super::message::{self as m};
-use crate::access::{Entry, Stored};
-use crate::backup::{BackupProgress, BackupReport};
+use crate::access::coord::{OpKind as PatchKind, PatchOp};
 use crate::coord;
-use crate::coord::patch::{OpKind as PatchKind, PatchOp};
-use crate::store::Meta;
-use crate::store::Stats;
-use crate::store::request::{
+
+use crate::access::request::{
     BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
 };
+use crate::access::{BackupProgress, BackupReport, Stats};
 use crate::time::Timestamp;
+use crate::value::{Entry, Meta, Stored};
 
 fn bytes(v: &[u8]) -> ByteBuf {
     ByteBuf::from(v.to_vec())

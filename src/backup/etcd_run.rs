@@ -1,4 +1,4 @@
-//! Backups of a store on etcd: one consistent read of every record at one
+//! Backups of a store on etcd (feature `etcd`): one consistent read of every record at one
 //! revision, written as the base of an ordinary backup directory (the
 //! layout of "Backups, restore, check and repair" in DESIGN.md: a base
 //! segment and a `MANIFEST`, no log). `backup::restore` turns it into a local
@@ -12,16 +12,16 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::ops::EtcdStore;
-use super::view::EtcdView;
+use super::manifest::{self, BaseEntry, LOCK_FILE, Manifest, invalid};
+use super::run::{create_destination, read_destination, remove_leftovers, sync_dir};
 use crate::access::ReadView;
-use crate::backup::manifest::{self, BaseEntry, LOCK_FILE, Manifest, invalid};
-use crate::backup::{BackupOptions, BackupProgress, BackupReport};
+use crate::access::{BackupOptions, BackupProgress, BackupReport};
 use crate::error::{Error, Result};
+use crate::etcd::EtcdStore;
+use crate::etcd::view::EtcdView;
 use crate::fs::Fs;
 use crate::key;
 use crate::log::archive::{self, BaseWriter};
-use crate::store::backup::{create_destination, read_destination, remove_leftovers, sync_dir};
 use crate::time::Timestamp;
 
 /// A backup run of `store` (id `store_hex`) into `dest`.
@@ -34,14 +34,14 @@ pub(crate) fn run(
     options: &BackupOptions,
 ) -> Result<BackupReport> {
     let started = Instant::now();
-    let store_id = manifest::parse_store_id(store_hex).ok_or_else(|| Error::NotAStore {
+    let store_id = crate::log::catalog::parse_hex(store_hex).ok_or_else(|| Error::NotAStore {
         path: store.label(),
         reason: format!(
             "its identity names the store id {store_hex:?}, which is not 32 hex digits"
         ),
     })?;
     create_destination(fs, dest)?;
-    let _dest_lock = crate::store::open::lock_dir(fs, dest, LOCK_FILE, lock_timeout)?;
+    let _dest_lock = crate::layout::lock_dir(fs, dest, LOCK_FILE, lock_timeout)?;
     let existing = read_destination(fs, dest, store_hex)?;
     if let Some(m) = &existing
         && !m.segments.is_empty()
@@ -170,8 +170,9 @@ fn write_base(
         .range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
     for entry in entries {
         let entry = entry?;
-        let (namespace, key_text) = key::decode(&entry.address)
-            .ok_or_else(|| super::record::foreign(&String::from_utf8_lossy(&entry.address), ""))?;
+        let (namespace, key_text) = key::decode(&entry.address).ok_or_else(|| {
+            crate::etcd::record::foreign(&String::from_utf8_lossy(&entry.address), "")
+        })?;
         writer.put(archive::base_put(
             namespace,
             key_text,

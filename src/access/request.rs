@@ -1,10 +1,10 @@
 //! What a caller hands to the commit path, and what it gets back.
 
-use super::schema::Meta;
 use crate::error::{Error, KeyPart, Result, Shown};
 use crate::key;
 use crate::time::Timestamp;
 use crate::value;
+use crate::value::Meta;
 
 /// A precondition: the record at `address` must have version `expected` (0:
 /// absent) when the commit is applied.
@@ -42,7 +42,7 @@ pub(crate) enum WriteKind {
     /// records the resulting value. With `skip_unchanged`, a result identical
     /// to the stored value is not written.
     Patch {
-        ops: Vec<crate::coord::patch::PatchOp>,
+        ops: Vec<super::coord::PatchOp>,
         skip_unchanged: bool,
     },
 }
@@ -55,7 +55,7 @@ pub(crate) struct Request {
     pub writes: Vec<Write>,
     /// Leases, locks, fences, revision preconditions and idempotency
     /// (`coord/`), evaluated at commit; empty for most requests.
-    pub coord: crate::coord::CoordRequest,
+    pub coord: super::coord::CoordRequest,
 }
 
 /// What became of each write of a committed request.
@@ -126,6 +126,29 @@ fn check_value(namespace: &str, key: &str, value: &[u8]) -> Result<()> {
 }
 
 impl Request {
+    /// One write to `address`; with `expected`, only if the record then has
+    /// that version (and, with `modified`, that modification revision).
+    pub(crate) fn one(
+        address: Vec<u8>,
+        kind: WriteKind,
+        expected: Option<u64>,
+        modified: Option<u64>,
+    ) -> Request {
+        let checks = expected
+            .map(|expected| Check {
+                address: address.clone(),
+                expected,
+                modified,
+            })
+            .into_iter()
+            .collect();
+        Request {
+            checks,
+            writes: vec![Write { address, kind }],
+            coord: super::coord::CoordRequest::default(),
+        }
+    }
+
     /// Checks a request that came from another process, as the public API
     /// checks what it is given: valid addresses, valid values within the size
     /// limit, at most one write per address.

@@ -6,19 +6,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
-use super::db_error;
-use super::open;
-use super::rebuild;
 use super::schema::{self, Applied, RECORDS};
-use crate::error::{Error, Result};
+use super::{Db, contain_panic, db_error, file};
+use crate::error::{self, Error, Result};
 use crate::fs::{self, Fs, OpenMode};
 use crate::key;
 use crate::log::catalog::SegmentInfo;
 use crate::log::record::LogOp;
 use crate::log::segment::{SEGMENT_HEADER_LEN, StoreId};
-use crate::log::{Position, reader};
+use crate::log::{Position, archive, reader};
 use crate::options::Options;
 use crate::time::Timestamp;
 
@@ -32,7 +30,7 @@ const SAMPLES: usize = 5;
 /// What opening a copy of the state database found.
 pub(crate) struct DbCopy {
     /// The copy, open (`None` if it could not be opened).
-    pub db: Option<Database>,
+    pub db: Option<Db>,
     /// Why it could not be opened, or why its metadata is unusable.
     pub open_error: Option<String>,
     /// redb's integrity check: `Ok(true)` passed, `Ok(false)` failed but redb
@@ -58,20 +56,20 @@ pub(crate) fn open_copy(
         integrity: None,
         applied: None,
     };
-    let mut db = match rebuild::open_db(fs, copy, options) {
+    let mut db = match Db::open(fs, copy, options) {
         Ok(db) => db,
         Err(e) => {
-            out.open_error = Some(super::engine::error_chain(&e));
+            out.open_error = Some(error::chain(&e));
             return Ok(out);
         }
     };
-    let checked = super::contain_panic(|| db.check_integrity());
+    let checked = contain_panic(|| db.database.check_integrity());
     out.integrity = Some(match checked {
         Ok(Ok(clean)) => Ok(clean),
         Ok(Err(e)) => Err(e.to_string()),
         Err(panicked) => Err(panicked),
     });
-    match open::read_meta(&db, copy, store_id) {
+    match db.read_meta(store_id) {
         Ok(applied) => out.applied = Some(applied),
         Err(e) => out.open_error = Some(e.to_string()),
     }
@@ -94,20 +92,9 @@ pub(crate) fn copy_file(fs: &dyn Fs, from: &Path, to: &Path) -> Result<u64> {
     let len = src
         .len()
         .map_err(|e| Error::io("read the size of", from, e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < len {
-        let want = usize::try_from(len - at)
-            .unwrap_or(buf.len())
-            .min(buf.len());
-        let n = fs::read_full_at(src.as_ref(), &mut buf[..want], at)
-            .map_err(|e| Error::io("read", from, e))?;
-        if n == 0 {
-            break;
-        }
-        fs::write_all_at(dst.as_ref(), &buf[..n], at).map_err(|e| Error::io("write", to, e))?;
-        at += n as u64;
-    }
+    let at = archive::read_chunks(src.as_ref(), from, 0, len, |at, chunk| {
+        fs::write_all_at(dst.as_ref(), chunk, at).map_err(|e| Error::io("write", to, e))
+    })?;
     dst.sync_data().map_err(|e| Error::io("sync", to, e))?;
     Ok(at)
 }
@@ -230,14 +217,10 @@ fn next_record<'a>(
 
 /// Compares every record of `state` with the state `rebuilt` by replaying the
 /// whole log: both walked in key order, a digest per namespace on each side.
-pub(crate) fn compare_full(
-    state: &Database,
-    state_path: &Path,
-    rebuilt: &Database,
-    rebuilt_path: &Path,
-) -> Result<Comparison> {
-    let a_table = super::read_table(state, state_path, RECORDS, "open the records table")?;
-    let b_table = super::read_table(rebuilt, rebuilt_path, RECORDS, "open the records table")?;
+pub(crate) fn compare_full(state: &Db, rebuilt: &Db) -> Result<Comparison> {
+    let (state_path, rebuilt_path) = (state.path(), rebuilt.path());
+    let a_table = state.read_table(RECORDS, "open the records table")?;
+    let b_table = rebuilt.read_table(RECORDS, "open the records table")?;
     let mut a_iter = a_table
         .iter()
         .map_err(db_error(state_path, "read the records"))?;
@@ -326,7 +309,7 @@ pub(crate) fn fold_partial(
     chain: &[SegmentInfo],
     start_previous: u64,
     up_to: u64,
-) -> Result<(Database, Option<Position>)> {
+) -> Result<(Db, Option<Position>)> {
     let start = Applied {
         revision: start_previous,
         position: Position {
@@ -342,12 +325,12 @@ pub(crate) fn fold_partial(
         fs.remove_file(scratch)
             .map_err(|e| Error::io("replace", scratch, e))?;
     }
-    open::create_database(fs, scratch, store_id, start)?;
-    let db = rebuild::open_db(fs, scratch, options)?;
+    file::create(fs, scratch, store_id, start)?;
+    let db = Db::open(fs, scratch, options)?;
     let mut pending: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut position = None;
     let flush = |pending: &mut BTreeMap<Vec<u8>, Vec<u8>>| -> Result<()> {
-        let txn = super::begin_nondurable(&db, scratch, "begin a write")?;
+        let txn = db.begin_nondurable("begin a write")?;
         {
             let mut table = txn
                 .open_table(TOUCHED)
@@ -372,7 +355,7 @@ pub(crate) fn fold_partial(
                     let address = key::encode_unchecked(namespace, key_text);
                     let stored = match op {
                         LogOp::Put(p) => {
-                            let meta = schema::Meta {
+                            let meta = crate::value::Meta {
                                 version: p.version,
                                 create_revision: p.created,
                                 mod_revision: p.modified.unwrap_or(head.revision),
@@ -403,16 +386,11 @@ pub(crate) fn fold_partial(
 /// Compares the state with the keys a partial log wrote: each must hold what
 /// the log last wrote (or be absent after a delete), and every record the
 /// state says was written at or after `from_revision` must be one of them.
-pub(crate) fn compare_partial(
-    state: &Database,
-    state_path: &Path,
-    touched: &Database,
-    touched_path: &Path,
-    from_revision: u64,
-) -> Result<Comparison> {
+pub(crate) fn compare_partial(state: &Db, touched: &Db, from_revision: u64) -> Result<Comparison> {
+    let (state_path, touched_path) = (state.path(), touched.path());
     let mut out = Comparison::default();
-    let a_table = super::read_table(state, state_path, RECORDS, "open the records table")?;
-    let b_table = super::read_table(touched, touched_path, TOUCHED, "open the scratch table")?;
+    let a_table = state.read_table(RECORDS, "open the records table")?;
+    let b_table = touched.read_table(TOUCHED, "open the scratch table")?;
     let mut digests = Digests::default();
     for item in a_table
         .iter()

@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::patch::Patch;
-use super::{
+use super::Store;
+use crate::access::request::{Check, Request, Write, WriteKind, WriteOutcome};
+use crate::coord::patch::Patch;
+use crate::coord::{
     CoordRequest, Fence, IDEMPOTENCY, Idempotency, LEASES, LOCKS, LeaseRecord, LockOp, LockRecord,
     RevisionCheck, check_idempotency_key, check_lock_name,
 };
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::request::{Check, Request, Write, WriteKind, WriteOutcome};
-use crate::store::{Meta, Store};
 use crate::time::Timestamp;
+use crate::value::Meta;
 use crate::value::{self, RawValue, Versioned};
 
 /// Writes committed together, at one revision, with what they depend on:
@@ -541,7 +542,7 @@ impl Store {
     /// # Errors
     /// As [`grant_lease`](Self::grant_lease).
     pub fn grant_lease_as(&self, ttl: Duration, holder: &str) -> Result<Lease> {
-        super::leases::check_ttl(ttl)?;
+        crate::coord::leases::check_ttl(ttl)?;
         let id = self.call(|b| b.lease_grant(ttl, holder))?;
         Ok(Lease {
             store: self.clone(),
@@ -596,7 +597,9 @@ impl Store {
             .collect();
         self.internal_records(LEASES)?
             .into_iter()
-            .filter_map(|(key, meta, value)| super::lease_id(&key).map(|id| (id, meta, value)))
+            .filter_map(|(key, meta, value)| {
+                crate::coord::lease_id(&key).map(|id| (id, meta, value))
+            })
             .map(|(id, _, value)| {
                 let record = LeaseRecord::decode(&value)?;
                 Ok(LeaseInfo {

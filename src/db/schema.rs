@@ -25,6 +25,7 @@ use redb::TableDefinition;
 use crate::counter::{MAX_REVISION, MAX_VERSION};
 use crate::log::Position;
 use crate::time::Timestamp;
+use crate::value::Meta;
 
 /// Records by address.
 pub(crate) const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
@@ -49,19 +50,6 @@ const MODIFIED_AT: usize = 17;
 const UPDATED_AT: usize = 25;
 /// Bytes before the value in a stored record.
 pub(crate) const RECORD_HEADER_LEN: usize = 33;
-
-/// The metadata every record carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Meta {
-    /// 1 when created, +1 on every write; starts again at 1 after a delete.
-    pub version: u64,
-    /// The revision that created the record.
-    pub create_revision: u64,
-    /// The revision that last wrote it.
-    pub mod_revision: u64,
-    /// When it was last written (the commit time).
-    pub updated_at: Timestamp,
-}
 
 fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))

@@ -1,53 +1,37 @@
-//! A store on etcd as a [`Backend`]: what the [`Store`](crate::Store) facade
-//! asks, mapped onto the etcd client. No process holds such a store: every
+//! A store on etcd (feature `etcd`) as a [`Backend`], beside `local.rs`: what
+//! the [`Store`](crate::Store) facade asks, mapped onto `etcd/`'s client and
+//! operations. No process holds such a store: every
 //! handle talks to the cluster, and the cluster orders the commits.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::client::Client;
-use super::identity;
-use super::ops::EtcdStore;
-use super::options::{Address, EtcdOptions};
-use super::view::EtcdView;
-use crate::access::{Backend, Fault, Reached, ReadRecord, ReadView, Reply};
+use crate::access::request::{BaseLoad, Outcome, Request};
+use crate::access::{Backend, Fault, ReadRecord, ReadView, Reply, Stats};
 use crate::backup::{BackupOptions, BackupReport};
 use crate::error::{Error, Result};
+use crate::etcd::view::EtcdView;
+use crate::etcd::{EtcdStore, open_store};
 use crate::options::Options;
-use crate::store::request::{BaseLoad, Outcome, Request};
-use crate::store::{Recovery, Stats};
 
-/// Opens the store at `address` (`etcd://...`): reads its identity, creating
-/// the store when `options` allow. Returns the store and its id.
-pub(crate) fn open_store(address: &str, options: &Options) -> Result<(EtcdStore, String)> {
-    let etcd = match &options.etcd {
-        Some(etcd) => etcd.clone(),
-        None => EtcdOptions::from_env()?,
-    };
-    let parsed = Address::parse(address)?;
-    let label = parsed.to_path();
-    let client = Client::labelled(&etcd.client_options(parsed.endpoints.clone())?, &label)?;
-    let identity = identity::open(&client, &parsed.layout, &label, options.create)?;
-    let store = EtcdStore::new(client, parsed.layout, etcd.limits())
-        .opened(identity.revision, options.clock.clone());
-    Ok((store, identity.store_id))
-}
-
-/// [`open_store`] as the way [`Store::open`](crate::Store::open) reaches it.
-pub(crate) fn reach(address: &str, options: &Options) -> Result<Reached> {
-    let (store, store_id) = open_store(address, options)?;
-    Ok(Reached {
-        backend: Arc::new(EtcdBackend {
-            store,
-            store_id: store_id.clone(),
-            fs: Arc::clone(&options.fs),
-            lock_timeout: options.lock_timeout,
-            commits: AtomicU64::new(0),
-        }),
-        store_id,
-        recovery: Recovery::default(),
-    })
+/// The store at `address` (`etcd://...`) as the way [`Store::open`](crate::Store::open) reaches it:
+/// the backend and the store id.
+pub(crate) fn reach(address: &str, options: &Options) -> Result<(Arc<dyn Backend>, String)> {
+    let (store, store_id) = open_store(
+        address,
+        options.etcd.as_ref(),
+        options.create,
+        options.clock.clone(),
+    )?;
+    let backend = Arc::new(EtcdBackend {
+        store,
+        store_id: store_id.clone(),
+        fs: Arc::clone(&options.fs),
+        lock_timeout: options.lock_timeout,
+        commits: AtomicU64::new(0),
+    });
+    Ok((backend, store_id))
 }
 
 /// The [`Backend`] of a store on etcd.
@@ -98,7 +82,7 @@ impl Backend for EtcdBackend {
 
     fn commit(&self, request: &Arc<Request>) -> Reply<Outcome> {
         if crate::coord::needs_expansion(request) {
-            return Err(Fault::Failed(no_coordination()));
+            return Err(Fault::Failed(crate::coord::not_on_etcd()));
         }
         let outcome = self.store.commit_request(request)?;
         if outcome.revision.is_some() {
@@ -134,7 +118,7 @@ impl Backend for EtcdBackend {
     }
 
     fn backup(&self, dest: &Path, options: &BackupOptions) -> Reply<BackupReport> {
-        Ok(super::backup::run(
+        Ok(crate::backup::etcd_run::run(
             &self.store,
             &self.store_id,
             self.fs.as_ref(),
@@ -162,16 +146,5 @@ impl std::fmt::Debug for EtcdBackend {
         f.debug_struct("EtcdBackend")
             .field("store", &self.label())
             .finish_non_exhaustive()
-    }
-}
-
-/// What a store on etcd answers to patches, fences, revision preconditions,
-/// idempotency keys, leases and locks (not mapped yet: etcd has leases and
-/// transactions to map them onto).
-pub(crate) fn no_coordination() -> crate::Error {
-    crate::Error::Unsupported {
-        what: "patches, fences, revision preconditions, idempotency keys, leases and locks"
-            .to_owned(),
-        reason: "stores on etcd do not have them yet; use a store directory".to_owned(),
     }
 }

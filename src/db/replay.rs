@@ -15,17 +15,18 @@
 //! tail is written once.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
-use redb::Database;
-
-use super::db_error;
-use super::schema::{self, Applied, META, Meta, RECORDS};
+use super::schema::{self, Applied, META, RECORDS};
+use super::{Db, db_error, malformed_record};
 use crate::error::{Error, Result};
+use crate::fs::Fs;
 use crate::key;
 use crate::log::Position;
 use crate::log::record::{LogOp, LogRecord};
+use crate::log::recovery::{self, Checkpoint, Scanned};
+use crate::log::segment::StoreId;
 use crate::time::Timestamp;
+use crate::value::Meta;
 
 /// A chunk is applied once it holds this many commits...
 const CHUNK_COMMITS: u64 = 100_000;
@@ -58,8 +59,7 @@ struct Pending {
 
 /// Applies commits to a state database, in revision order.
 pub(crate) struct Replayer<'db> {
-    db: &'db Database,
-    path: PathBuf,
+    db: &'db Db,
     pending: HashMap<Vec<u8>, Pending>,
     pending_bytes: usize,
     pending_commits: u64,
@@ -69,10 +69,9 @@ pub(crate) struct Replayer<'db> {
 }
 
 impl<'db> Replayer<'db> {
-    pub(crate) fn new(db: &'db Database, path: &Path, applied: Applied) -> Replayer<'db> {
+    pub(crate) fn new(db: &'db Db, applied: Applied) -> Replayer<'db> {
         Replayer {
             db,
-            path: path.to_owned(),
             pending: HashMap::new(),
             pending_bytes: 0,
             pending_commits: 0,
@@ -193,14 +192,14 @@ impl<'db> Replayer<'db> {
         if self.pending.is_empty() && self.pending_commits == 0 {
             return Ok(());
         }
-        let path = self.path.clone();
-        let txn = super::begin_nondurable(self.db, &path, "begin replay")?;
+        let path = self.db.path();
+        let txn = self.db.begin_nondurable("begin replay")?;
         let mut entries: Vec<(Vec<u8>, Pending)> = self.pending.drain().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         {
             let mut table = txn
                 .open_table(RECORDS)
-                .map_err(db_error(&path, "open the records table"))?;
+                .map_err(db_error(path, "open the records table"))?;
             for (address, pending) in entries {
                 // Write first and check the record it replaced: one B-tree walk per
                 // key. A mismatch returns before the transaction commits, so it is
@@ -211,19 +210,19 @@ impl<'db> Replayer<'db> {
                         schema::encode_record(meta, value, &mut self.scratch);
                         table
                             .insert(address.as_slice(), self.scratch.as_slice())
-                            .map_err(db_error(&path, "write a record"))?
+                            .map_err(db_error(path, "write a record"))?
                             .map(|old| schema::decode_record(old.value()).map(|(m, _)| m))
                     }
                     None => table
                         .remove(address.as_slice())
-                        .map_err(db_error(&path, "remove a record"))?
+                        .map_err(db_error(path, "remove a record"))?
                         .map(|old| schema::decode_record(old.value()).map(|(m, _)| m)),
                 };
                 let (namespace, key) = key::decode(&address).unwrap_or(("?", "?"));
                 let current = match replaced {
                     Some(Some(meta)) => Some(meta),
                     Some(None) => {
-                        return Err(super::engine::malformed_record(&path, namespace, key));
+                        return Err(malformed_record(path, namespace, key));
                     }
                     None => None,
                 };
@@ -233,12 +232,12 @@ impl<'db> Replayer<'db> {
             }
             let mut meta = txn
                 .open_table(META)
-                .map_err(db_error(&path, "open the meta table"))?;
+                .map_err(db_error(path, "open the meta table"))?;
             meta.insert(schema::META_APPLIED, self.applied.encode().as_slice())
-                .map_err(db_error(&path, "record the applied revision"))?;
+                .map_err(db_error(path, "record the applied revision"))?;
         }
         txn.commit()
-            .map_err(db_error(&path, "commit replayed records"))?;
+            .map_err(db_error(path, "commit replayed records"))?;
         self.pending_bytes = 0;
         self.pending_commits = 0;
         Ok(())
@@ -246,7 +245,7 @@ impl<'db> Replayer<'db> {
 
     fn diverged(&self, revision: u64, namespace: &str, key: &str, what: String) -> Error {
         Error::corrupt(
-            &self.path,
+            self.db.path(),
             0,
             format!(
                 "the log's commit at revision {revision} {what} for {namespace}/{key}: the log does \
@@ -261,6 +260,68 @@ impl<'db> Replayer<'db> {
         self.flush()?;
         Ok(self.applied)
     }
+}
+
+/// The state database brought up to the end of the log, as opening a store
+/// does it, before the log is changed.
+pub(crate) struct Replayed {
+    /// The durable checkpoint the state database held.
+    pub durable: Applied,
+    /// The state reached.
+    pub applied: Applied,
+    /// What the log held.
+    pub scanned: Scanned,
+    /// The last revision a backup copied.
+    pub backed_up: Option<u64>,
+}
+
+/// Every check opening a store makes of its state database and log, and the
+/// replay: reads the metadata of `db` (of store `store_id`), replays the log in
+/// `log_dir` from its checkpoint onto it (in a non-durable transaction), checks
+/// that the log ends at the state's revision and that the state can be read.
+/// Changes no file of the log: `open` then cuts a torn tail and appends, and
+/// `check` runs this on a copy of the state database, so that it finds
+/// whatever would keep the store from opening.
+///
+/// # Errors
+/// What `open` fails with for a damaged state database or log.
+pub(crate) fn replay_log(
+    fs: &dyn Fs,
+    db: &Db,
+    log_dir: &std::path::Path,
+    store_id: &StoreId,
+) -> Result<Replayed> {
+    let durable = db.read_meta(store_id)?;
+    let checkpoint = Checkpoint {
+        revision: durable.revision,
+        position: durable.position,
+    };
+    let mut replayer = Replayer::new(db, durable);
+    let scanned = recovery::scan(fs, log_dir, store_id, checkpoint, |parts, end| {
+        replayer.apply(parts, end)
+    })?;
+    let applied = replayer.finish()?;
+    if scanned.last_revision() != applied.revision {
+        return Err(Error::corrupt(
+            db.path(),
+            0,
+            format!(
+                "the state database is at revision {} but the log ends at revision {}; the log \
+                 lost commits the state has: restore a backup, or keep the state with \
+                 `statelog repair` (it starts a new log from it)",
+                applied.revision,
+                scanned.last_revision()
+            ),
+        ));
+    }
+    let backed_up = db.read_backed_up()?;
+    db.view(applied)?;
+    Ok(Replayed {
+        durable,
+        applied,
+        scanned,
+        backed_up,
+    })
 }
 
 /// Whether an operation's requirement holds for the record's current metadata

@@ -1,5 +1,5 @@
-//! What a directory without an identity file (`STATELOG`) holds, and what may
-//! be done with it.
+//! Creating a store, and what a directory without an identity file
+//! (`STATELOG`) holds: what may be done with it.
 //!
 //! A creation (a new store, or a restore building one) first writes a marker,
 //! `CREATING`, naming the store id it is about to create; then the state
@@ -16,21 +16,17 @@
 
 use std::path::Path;
 
-use redb::ReadableDatabase;
 use serde::{Deserialize, Serialize};
 
-use super::db_error;
-use super::open::{self, DB_FILE, ID_FILE, LOCK_FILE, LOG_DIR};
-use super::schema::{self, META};
+use super::{CREATING_FILE, DB_FILE, ID_FILE, LOCK_FILE, LOG_DIR, identity, is_repair_dir};
+use crate::db::{self, schema::Applied};
 use crate::error::{Error, Result};
 use crate::fs::{self, Fs};
+use crate::log::Position;
 use crate::log::catalog;
-use crate::log::segment::{self, StoreId};
-use crate::options::Options;
+use crate::log::segment::{self, SEGMENT_HEADER_LEN, StoreId};
 use crate::time::Timestamp;
 
-/// The marker of a creation in progress.
-pub(crate) const CREATING_FILE: &str = "CREATING";
 const MARKER_FORMAT: &str = "statelog-creating";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,7 +86,7 @@ pub(crate) fn leftovers(fs: &dyn Fs, path: &Path) -> Result<Leftovers> {
                 && (n.starts_with(ID_FILE) || n.starts_with(CREATING_FILE)) => {}
             DB_FILE => building.push(DB_FILE.to_owned()),
             LOG_DIR => log_files(fs, &path.join(LOG_DIR), marker, &mut data, &mut building)?,
-            n if n.starts_with("repair-") => data.push(format!("{n}/")),
+            n if is_repair_dir(n) => data.push(format!("{n}/")),
             other => return Ok(Leftovers::Other(other.to_owned())),
         }
     }
@@ -152,7 +148,7 @@ fn read_marker(fs: &dyn Fs, path: &Path) -> Option<StoreId> {
     if marker.format != MARKER_FORMAT {
         return None;
     }
-    open::parse_store_id(&marker.store_id)
+    catalog::parse_hex(&marker.store_id)
 }
 
 /// Clears what an unfinished creation left (see [`Leftovers::Unfinished`]):
@@ -211,7 +207,7 @@ pub(crate) fn finish(
     store_id: &StoreId,
     created: Timestamp,
 ) -> Result<()> {
-    open::write_id_file(fs, path, store_id, created)?;
+    identity::write(fs, path, store_id, created)?;
     remove_stale_marker(fs, path)
 }
 
@@ -230,89 +226,119 @@ pub(crate) fn remove_stale_marker(fs: &dyn Fs, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The store id a store's files agree on, for rebuilding a lost identity file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Evidence {
-    /// The id.
-    pub store_id: StoreId,
-    /// Where it was read: "3 log segment headers", "the state database".
-    pub sources: Vec<String>,
+/// Creates `path` and any missing parents, and syncs the directory holding each
+/// new one: otherwise a power loss can take the whole store directory (and every
+/// commit in it) back, however carefully the files inside were synced.
+pub(crate) fn create_dirs_durably(fs: &dyn Fs, path: &Path) -> Result<()> {
+    let mut created = Vec::new();
+    let mut at = path;
+    while !fs
+        .exists(at)
+        .map_err(|e| Error::io("look for the directory", at, e))?
+    {
+        created.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    fs.create_dir_all(path)
+        .map_err(|e| Error::io("create the store directory", path, e))?;
+    for dir in created.iter().rev() {
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        fs.sync_dir(parent)
+            .map_err(|e| Error::io("sync the directory", parent, e))?;
+    }
+    Ok(())
 }
 
-/// Reads the store id from every segment header in `path`'s log and from the
-/// state database's metadata (without writing it). Refuses when they
-/// disagree, when nothing names one, or when the directory is an unfinished
-/// creation rather than a store.
-pub(crate) fn evidence(fs: &dyn Fs, path: &Path, options: &Options) -> Result<Evidence> {
+/// Whether the directory holds a store (false: a store may be created in
+/// it); an error when it holds something else, or a store's files without
+/// its identity file (never cleared: see `identity`).
+pub(crate) fn classify_directory(fs: &dyn Fs, path: &Path, create: bool) -> Result<bool> {
+    if identity::exists(fs, path)? {
+        return Ok(true);
+    }
+    let reason = match leftovers(fs, path)? {
+        Leftovers::Nothing | Leftovers::Unfinished(_) if create => return Ok(false),
+        Leftovers::Nothing => format!("there is no {ID_FILE} file (create the store first)"),
+        Leftovers::Unfinished(_) => format!(
+            "its creation, or a restore into it, did not finish ({} is there): run the restore \
+             again, or create the store anew",
+            CREATING_FILE
+        ),
+        Leftovers::StoreFiles(files) => Leftovers::describe_store_files(&files),
+        Leftovers::Other(other) => format!(
+            "it holds other files ({other:?} among them) but no {ID_FILE} file; choose an empty \
+             or new directory"
+        ),
+    };
+    Err(Error::NotAStore {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+/// Creates a new, empty store. Runs under the lock.
+pub(crate) fn create_store(fs: &dyn Fs, path: &Path) -> Result<()> {
+    let (store_id, now) = prepare_store(fs, path)?;
+    finish(fs, path, &store_id, now)
+}
+
+/// Everything of creating a store but the identity file: clears what an
+/// unfinished creation left (and refuses anything else), draws a new store
+/// id, marks the creation as begun, creates and initialises the state database
+/// and the log directory. Runs under the lock. Until [`finish`] the
+/// directory is not a store (a restore builds a store's contents in between).
+pub(crate) fn prepare_store(fs: &dyn Fs, path: &Path) -> Result<(StoreId, Timestamp)> {
+    // Only what a marked, unfinished creation wrote is cleared: a directory
+    // holding anything else of a store (a store that lost its identity file)
+    // is never emptied.
     let refuse = |reason: String| Error::NotAStore {
         path: path.to_owned(),
         reason,
     };
-    if let Leftovers::Unfinished(_) = leftovers(fs, path)? {
-        return Err(refuse(format!(
-            "it is what a store creation or restore left when it did not finish ({CREATING_FILE} \
-             is there): run the restore again, or `statelog init` for a new empty store"
-        )));
-    }
-    let mut seen: Vec<(String, StoreId)> = Vec::new();
-    let log_dir = path.join(LOG_DIR);
-    if fs
-        .exists(&log_dir)
-        .map_err(|e| Error::io("look for", &log_dir, e))?
-    {
-        for (_, file) in catalog::segment_files(fs, &log_dir)? {
-            if let Ok(header) = catalog::read_header(fs, &file) {
-                seen.push((format!("log segment {}", file.display()), header.store_id));
-            }
+    match leftovers(fs, path)? {
+        Leftovers::Nothing => {}
+        Leftovers::Unfinished(_) => clear_unfinished(fs, path)?,
+        Leftovers::StoreFiles(files) => {
+            return Err(refuse(Leftovers::describe_store_files(&files)));
+        }
+        Leftovers::Other(other) => {
+            return Err(refuse(format!(
+                "it holds other files ({other:?} among them) but no {ID_FILE} file; choose an \
+                 empty or new directory"
+            )));
         }
     }
     let db_path = path.join(DB_FILE);
-    if fs
-        .exists(&db_path)
-        .map_err(|e| Error::io("look for", &db_path, e))?
-        && let Some(id) = db_store_id(fs, &db_path, options)
-    {
-        seen.push(("the state database".to_owned(), id));
-    }
-    let Some((_, store_id)) = seen.first().cloned() else {
-        return Err(refuse(format!(
-            "there is no {ID_FILE} file, and no log segment or state database names a store id \
-             to rebuild it from"
-        )));
+    let log_dir = path.join(LOG_DIR);
+    let mut store_id: StoreId = [0; 16];
+    getrandom::fill(&mut store_id).map_err(|e| {
+        Error::io(
+            "draw a random store id for",
+            path,
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    let now = Timestamp::now();
+    begin(fs, path, &store_id, now)?;
+    let applied = Applied {
+        revision: 0,
+        position: Position {
+            segment: 1,
+            offset: SEGMENT_HEADER_LEN as u64,
+        },
+        time: now,
     };
-    if let Some((other, id)) = seen.iter().find(|(_, id)| *id != store_id) {
-        return Err(refuse(format!(
-            "there is no {ID_FILE} file, and its files name different stores ({} says {}, {} \
-             says {}): move the foreign files out, then run `statelog repair` again",
-            seen[0].0,
-            catalog::hex(&store_id),
-            other,
-            catalog::hex(id)
-        )));
-    }
-    let segments = seen.iter().filter(|(s, _)| s.starts_with("log")).count();
-    let mut sources = Vec::new();
-    if segments > 0 {
-        sources.push(format!(
-            "{segments} log segment header{}",
-            if segments == 1 { "" } else { "s" }
-        ));
-    }
-    if seen.iter().any(|(s, _)| s == "the state database") {
-        sources.push("the state database".to_owned());
-    }
-    Ok(Evidence { store_id, sources })
-}
-
-/// The store id in the state database's metadata, read without writing the
-/// file; `None` when it cannot be read.
-fn db_store_id(fs: &dyn Fs, db_path: &Path, options: &Options) -> Option<StoreId> {
-    let db = open::open_database_unwritten(fs, db_path, options).ok()?;
-    let txn = db
-        .begin_read()
-        .map_err(db_error(db_path, "begin a read"))
-        .ok()?;
-    let meta = txn.open_table(META).ok()?;
-    let value = meta.get(schema::META_STORE_ID).ok()??;
-    value.value().try_into().ok()
+    db::file::create(fs, &db_path, &store_id, applied)?;
+    // The first segment is created by recovery, which starts an empty log.
+    fs.create_dir_all(&log_dir)
+        .map_err(|e| Error::io("create", &log_dir, e))?;
+    fs.sync_dir(path)
+        .map_err(|e| Error::io("sync the store directory", path, e))?;
+    Ok((store_id, now))
 }

@@ -24,17 +24,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{Backend, Entries, Entry, Fault, ReadRecord, ReadView, Reply, Stored};
-use crate::backup::{BackupOptions, BackupReport};
+use crate::access::request::{BaseLoad, Outcome, Request};
+use crate::access::{
+    Backend, BackupOptions, BackupReport, Entries, Fault, ReadRecord, ReadView, Reply, Stats,
+};
 use crate::error::{Error, Result};
 use crate::fs::Fs;
+use crate::layout::{LOCK_FILE, identity};
 use crate::options::Options;
 use crate::serve::channel::{Channel, RecvError, SendError};
 use crate::serve::socket;
-use crate::store::Stats;
-use crate::store::open::{self, LOCK_FILE};
-use crate::store::request::{BaseLoad, Outcome, Request};
 use crate::time::Timestamp;
+use crate::value::{Entry, Stored};
 use crate::wire::message::{self as m, Response};
 use crate::wire::{convert, error as wire_error};
 
@@ -346,7 +347,7 @@ pub(crate) fn connect(
     options: &Options,
     started: Instant,
 ) -> Result<Option<Remote>> {
-    let store_id = match open::read_id_file(fs, dir) {
+    let store_id = match identity::read(fs, dir) {
         Ok(id) => crate::log::catalog::hex(&id),
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(Error::Refused {

@@ -1,0 +1,211 @@
+//! What readers see: the published view of the state database.
+//!
+//! The engine applies a batch to redb with a non-durable commit *before* its
+//! log sync returns (so that the commit's CPU work overlaps the disk write), and
+//! redb would show that commit to any new read transaction at once. Readers
+//! therefore never begin read transactions of their own: they share the
+//! [`View`] the engine publishes once a batch is acknowledged (after its sync in
+//! `Sync` mode), and a reader can never observe a state that a crash could take
+//! back. A view also carries the revision and commit time it shows, so the state
+//! database need not record them on every commit.
+
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use redb::ReadOnlyTable;
+
+use super::schema::{self, Applied, RECORDS};
+use super::{Db, db_error, malformed_record};
+use crate::error::Result;
+use crate::key;
+use crate::value::{Entry, Meta, Stored};
+
+/// One read transaction of the state database, opened when its revision
+/// became visible, shared by every reader until the next one replaces it.
+pub(crate) struct View {
+    /// Opened in its own read transaction, whose snapshot it keeps alive.
+    records: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    applied: Applied,
+    path: Arc<PathBuf>,
+}
+
+impl Db {
+    /// Opens a view of what the database holds now, which must be the state
+    /// at `applied`.
+    pub(crate) fn view(&self, applied: Applied) -> Result<Arc<View>> {
+        let records = self.read_table(RECORDS, "open the records table")?;
+        Ok(Arc::new(View {
+            records,
+            applied,
+            path: self.shared_path(),
+        }))
+    }
+}
+
+impl View {
+    /// The last commit the view includes.
+    pub(crate) fn applied(&self) -> Applied {
+        self.applied
+    }
+
+    /// One record.
+    pub(crate) fn get(&self, address: &[u8]) -> Result<Option<Stored>> {
+        let mut out = None;
+        self.get_with(address, &mut |meta, value| {
+            out = Some(Stored {
+                meta,
+                value: value.to_vec(),
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// One record, lent to `read` straight from the database's page (no
+    /// copy); false if absent.
+    pub(crate) fn get_with(
+        &self,
+        address: &[u8],
+        read: &mut dyn FnMut(Meta, &[u8]) -> Result<()>,
+    ) -> Result<bool> {
+        let Some(guard) = self
+            .records
+            .get(address)
+            .map_err(db_error(&self.path, "read a record"))?
+        else {
+            return Ok(false);
+        };
+        let (meta, bytes) = schema::decode_record(guard.value()).ok_or_else(|| {
+            let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
+            malformed_record(&self.path, namespace, key)
+        })?;
+        read(meta, bytes)?;
+        Ok(true)
+    }
+
+    /// A record's version, 0 when absent.
+    pub(crate) fn version(&self, address: &[u8]) -> Result<u64> {
+        Ok(self
+            .records
+            .get(address)
+            .map_err(db_error(&self.path, "read a record"))?
+            .map_or(0, |v| schema::record_version(v.value())))
+    }
+
+    /// The records from `start` to `end`, in address order, streamed (the
+    /// range keeps the view's read transaction alive).
+    pub(crate) fn range(&self, start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> Result<Entries> {
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_slice(start), as_slice(end));
+        let range = self
+            .records
+            .range::<&[u8]>(bounds)
+            .map_err(db_error(&self.path, "list records"))?;
+        Ok(Entries {
+            range,
+            path: Arc::clone(&self.path),
+        })
+    }
+
+    /// The namespaces holding records, in order.
+    pub(crate) fn namespaces(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let mut range = self
+                .records
+                .range::<&[u8]>(from.as_slice()..)
+                .map_err(db_error(&self.path, "list namespaces"))?;
+            let Some(first) = range.next() else { break };
+            let (address, _) = first.map_err(db_error(&self.path, "list namespaces"))?;
+            let Some((namespace, _)) = key::decode(address.value()) else {
+                break;
+            };
+            from = key::namespace_end(namespace);
+            out.push(namespace.to_owned());
+        }
+        Ok(out)
+    }
+
+    /// How many records lie between `start` and `end`.
+    pub(crate) fn count(&self, start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> Result<u64> {
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_slice(start), as_slice(end));
+        let mut n = 0;
+        for item in self
+            .records
+            .range::<&[u8]>(bounds)
+            .map_err(db_error(&self.path, "count records"))?
+        {
+            item.map_err(db_error(&self.path, "count records"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// A range of the records table, streamed.
+pub(crate) struct Entries {
+    range: redb::Range<'static, &'static [u8], &'static [u8]>,
+    path: Arc<PathBuf>,
+}
+
+impl Iterator for Entries {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        let (address, stored) = match self.range.next()? {
+            Ok(pair) => pair,
+            Err(e) => return Some(Err(db_error(&self.path, "list records")(e))),
+        };
+        let address = address.value();
+        Some(match schema::decode_record(stored.value()) {
+            Some((meta, value)) => Ok(Entry {
+                address: address.to_vec(),
+                meta,
+                value: value.to_vec(),
+            }),
+            None => {
+                let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
+                Err(malformed_record(&self.path, namespace, key))
+            }
+        })
+    }
+}
+
+/// The slot holding the newest published view.
+pub(crate) struct Visible(RwLock<Arc<View>>);
+
+impl std::fmt::Debug for Visible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Visible")
+            .field("applied", &self.0.read().applied)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Visible {
+    pub(crate) fn new(view: Arc<View>) -> Visible {
+        Visible(RwLock::new(view))
+    }
+
+    /// The newest published view.
+    pub(crate) fn get(&self) -> Arc<View> {
+        Arc::clone(&self.0.read())
+    }
+
+    /// Replaces the published view. Called by the engine only, under its lock,
+    /// so that the visible revision never goes backwards.
+    pub(crate) fn publish(&self, view: Arc<View>) {
+        // The old view is dropped outside the lock.
+        let _old = std::mem::replace(&mut *self.0.write(), view);
+    }
+}

@@ -1,0 +1,202 @@
+//! The engine's writes: one batch of commits in a write transaction that is
+//! not durable on its own, checkpoints (which make it durable), and the
+//! backed-up mark.
+//!
+//! What a batch writes is decided by the engine (preconditions, versions);
+//! [`Records`] is the records table as it sees it inside the open batch: a
+//! write returns what it replaced, so that each write walks the B-tree once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{ReadableTable, ReadableTableMetadata, Table};
+
+use super::schema::{self, Applied, META, RECORDS};
+use super::{Db, db_error, malformed_record};
+use crate::error::Result;
+use crate::value::Meta;
+
+/// A write transaction of the state database whose commit is not durable on
+/// its own (a checkpoint makes it so). Dropped without [`commit`](Batch::commit),
+/// nothing of it lands.
+pub(crate) struct Batch {
+    txn: redb::WriteTransaction,
+    path: Arc<PathBuf>,
+}
+
+/// The records table inside an open [`Batch`].
+pub(crate) struct Records<'b> {
+    table: Table<'b, &'static [u8], &'static [u8]>,
+    path: &'b Path,
+    scratch: &'b mut Vec<u8>,
+}
+
+/// What a write replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replaced {
+    /// Nothing: the record was absent.
+    Absent,
+    /// A record with this metadata.
+    Record(Meta),
+    /// A record whose header cannot be read.
+    Malformed,
+}
+
+impl Replaced {
+    fn of(stored: Option<&[u8]>) -> Replaced {
+        match stored.map(schema::decode_record) {
+            None => Replaced::Absent,
+            Some(Some((meta, _))) => Replaced::Record(meta),
+            Some(None) => Replaced::Malformed,
+        }
+    }
+}
+
+impl Db {
+    /// Begins a batch; `op` names it in errors ("begin a write").
+    pub(crate) fn begin_batch(&self, op: &'static str) -> Result<Batch> {
+        Ok(Batch {
+            txn: self.begin_nondurable(op)?,
+            path: self.shared_path(),
+        })
+    }
+
+    /// Makes the state durable at `applied` (a checkpoint): a durable commit,
+    /// with redb's quick repair, recording `applied`.
+    pub(crate) fn checkpoint(&self, applied: &Applied) -> Result<()> {
+        let path = self.path();
+        let mut txn = self
+            .database
+            .begin_write()
+            .map_err(db_error(path, "begin a checkpoint"))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(db_error(path, "set the durability of a checkpoint"))?;
+        txn.set_quick_repair(true);
+        {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(db_error(path, "open the meta table"))?;
+            meta.insert(schema::META_APPLIED, applied.encode().as_slice())
+                .map_err(db_error(path, "record the checkpoint"))?;
+        }
+        txn.commit().map_err(db_error(path, "commit a checkpoint"))
+    }
+
+    /// Records that a backup copied the log up to `revision`, without a sync
+    /// (the next checkpoint makes it durable).
+    pub(crate) fn record_backed_up(&self, revision: u64) -> Result<()> {
+        let path = self.path();
+        let txn = self.begin_nondurable("begin a write")?;
+        {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(db_error(path, "open the meta table"))?;
+            meta.insert(schema::META_BACKED_UP, revision.to_le_bytes().as_slice())
+                .map_err(db_error(path, "record the backed-up revision"))?;
+        }
+        txn.commit()
+            .map_err(db_error(path, "record the backed-up revision"))
+    }
+}
+
+impl Batch {
+    /// The records table, for the batch's writes; `scratch` is the buffer
+    /// stored records are encoded in.
+    pub(crate) fn records<'b>(&'b self, scratch: &'b mut Vec<u8>) -> Result<Records<'b>> {
+        let table = self
+            .txn
+            .open_table(RECORDS)
+            .map_err(db_error(&self.path, "open the records table"))?;
+        Ok(Records {
+            table,
+            path: &self.path,
+            scratch,
+        })
+    }
+
+    /// Records `applied` in the metadata, in this batch (a restored base).
+    pub(crate) fn set_applied(&self, applied: &Applied) -> Result<()> {
+        let mut meta = self
+            .txn
+            .open_table(META)
+            .map_err(db_error(&self.path, "open the meta table"))?;
+        meta.insert(schema::META_APPLIED, applied.encode().as_slice())
+            .map_err(db_error(&self.path, "record the applied revision"))?;
+        Ok(())
+    }
+
+    /// Commits the batch, not durably: redb shows it to new read transactions
+    /// at once, so readers only use views published after the log is synced.
+    /// `op` names it in errors.
+    pub(crate) fn commit(self, op: &'static str) -> Result<()> {
+        self.txn.commit().map_err(db_error(&self.path, op))
+    }
+
+    /// Drops the batch: nothing of it lands.
+    pub(crate) fn abort(self) -> Result<()> {
+        self.txn
+            .abort()
+            .map_err(db_error(&self.path, "abort a write"))
+    }
+}
+
+impl Records<'_> {
+    /// The metadata of the record at `address` (of `namespace`/`key`, for
+    /// messages), `None` if absent.
+    pub(crate) fn meta(&self, address: &[u8], namespace: &str, key: &str) -> Result<Option<Meta>> {
+        self.read(address, namespace, key, |meta, _| meta)
+    }
+
+    /// Lends the record at `address` (metadata and value) to `read`; `None`
+    /// if absent.
+    pub(crate) fn read<R>(
+        &self,
+        address: &[u8],
+        namespace: &str,
+        key: &str,
+        read: impl FnOnce(Meta, &[u8]) -> R,
+    ) -> Result<Option<R>> {
+        let Some(guard) = self
+            .table
+            .get(address)
+            .map_err(db_error(self.path, "read a record"))?
+        else {
+            return Ok(None);
+        };
+        let (meta, value) = schema::decode_record(guard.value())
+            .ok_or_else(|| malformed_record(self.path, namespace, key))?;
+        Ok(Some(read(meta, value)))
+    }
+
+    /// The error for a record whose header cannot be read.
+    pub(crate) fn malformed(&self, namespace: &str, key: &str) -> crate::Error {
+        malformed_record(self.path, namespace, key)
+    }
+
+    /// Stores a record; returns what it replaced.
+    pub(crate) fn put(&mut self, address: &[u8], meta: &Meta, value: &[u8]) -> Result<Replaced> {
+        self.scratch.clear();
+        schema::encode_record(meta, value, self.scratch);
+        let old = self
+            .table
+            .insert(address, self.scratch.as_slice())
+            .map_err(db_error(self.path, "write a record"))?;
+        Ok(Replaced::of(old.as_ref().map(|g| g.value())))
+    }
+
+    /// Removes a record; returns what it removed.
+    pub(crate) fn remove(&mut self, address: &[u8]) -> Result<Replaced> {
+        let old = self
+            .table
+            .remove(address)
+            .map_err(db_error(self.path, "remove a record"))?;
+        Ok(Replaced::of(old.as_ref().map(|g| g.value())))
+    }
+
+    /// Whether the table holds no record.
+    pub(crate) fn is_empty(&self) -> Result<bool> {
+        self.table
+            .is_empty()
+            .map_err(db_error(self.path, "check the records table"))
+    }
+}

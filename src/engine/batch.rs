@@ -1,0 +1,600 @@
+//! The commit path: one batch of requests, from the group-commit leader to
+//! durable and visible.
+//!
+//! IMPORTANT: the order of one batch is what makes a commit durable before it is
+//! visible:
+//! 1. begin a state-database write (`db::write::Batch`), not yet visible to
+//!    readers;
+//! 2. for each request in order ([`prepare`]): [`check`] its preconditions
+//!    against the state as left by the requests before it, take the next
+//!    revision, [`resolve`] its writes against the current records (applying
+//!    them inside the open batch), and encode its log record;
+//! 3. append all records to the log in one write, and (in `Sync` mode) ask the
+//!    kernel to start writing them to the disk ([`Engine::append`]);
+//! 4. commit the batch non-durably while the disk writes: redb holds it, but
+//!    readers only look at published views, so none sees it;
+//! 5. sync the log (in `Sync` mode): the batch is durable;
+//! 6. publish a view of the state database at the batch's last revision: now
+//!    readers see the batch ([`Engine::publish_batch`]);
+//! 7. the leader wakes the callers (`store/commit.rs`).
+//!
+//! A failed request (a conflict) takes no revision and affects no other request.
+//! A failed log write or sync poisons the engine: the outcome of that batch is
+//! unknown until the store is reopened, and no further commit is accepted.
+
+use std::borrow::Cow;
+
+use super::Engine;
+use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
+use crate::coord::{self, Expansion};
+use crate::counter;
+use crate::db::schema::Applied;
+use crate::db::write::{Batch, Records, Replaced};
+use crate::error::{Error, Result};
+use crate::key;
+use crate::log::record::{self, DeleteOp, LogOp, LogRecord, PutOp};
+use crate::log::{Position, frame};
+use crate::options::Durability;
+use crate::time::Timestamp;
+use crate::value::Meta;
+
+/// Parts of a large commit are cut at about this many bytes.
+const PART_TARGET: usize = 4 << 20;
+
+/// One request's fate inside a batch, before the batch is durable.
+enum Prepared<'r> {
+    Failed(Error),
+    /// Nothing to write (all writes were no-ops); the outcome is final.
+    Noop(Outcome),
+    Write {
+        ops: Vec<Resolved<'r>>,
+        outcome: Outcome,
+    },
+}
+
+/// A write with the metadata it will produce.
+pub(super) struct Resolved<'r> {
+    pub address: &'r [u8],
+    pub namespace: &'r str,
+    pub key: &'r str,
+    pub kind: ResolvedKind<'r>,
+}
+
+pub(super) enum ResolvedKind<'r> {
+    Put { meta: Meta, value: &'r [u8] },
+    Delete { version: u64 },
+}
+
+/// Where a batch starts: the state it lands on, the clock, and the log's
+/// durability watermark its records carry.
+#[derive(Clone, Copy)]
+struct Start {
+    applied: Applied,
+    clock: Timestamp,
+    synced: u64,
+}
+
+/// The revisions a batch took: from `first` to `last`, the last one committed
+/// at `time`.
+#[derive(Clone, Copy)]
+struct Span {
+    first: u64,
+    last: u64,
+    time: Timestamp,
+}
+
+/// A batch prepared inside its open state-database write: each request's
+/// result, and the revisions taken (`None`: nothing to write).
+struct PreparedBatch {
+    results: Vec<Result<Outcome>>,
+    span: Option<Span>,
+}
+
+impl Engine {
+    /// Commits a batch of requests; returns one result per request, in order.
+    pub(crate) fn commit_batch(&mut self, requests: &[&Request]) -> Vec<Result<Outcome>> {
+        if let Err(e) = self.check_writable() {
+            return requests.iter().map(|_| Err(e.duplicate())).collect();
+        }
+        match self.try_commit_batch(requests) {
+            Ok(results) => results,
+            Err(e) => {
+                let e = if matches!(e, Error::Io { .. } | Error::Database { .. }) {
+                    // The disk or the state database failed (a full disk, an I/O
+                    // error): whether before or after the log write, refuse
+                    // further commits until a reopen has checked what is durable.
+                    self.failed(e)
+                } else {
+                    e
+                };
+                // The batch as a whole failed; every request shares the error. When
+                // the engine is poisoned the outcome is unknown, and says so.
+                let mut results = Vec::with_capacity(requests.len());
+                for _ in 1..requests.len() {
+                    results.push(Err(match &self.poisoned {
+                        Some(cause) => Error::Poisoned {
+                            cause: cause.clone(),
+                        },
+                        None => e.duplicate(),
+                    }));
+                }
+                results.insert(0, Err(e));
+                results
+            }
+        }
+    }
+
+    fn try_commit_batch(&mut self, requests: &[&Request]) -> Result<Vec<Result<Outcome>>> {
+        let start = Start {
+            applied: self.applied,
+            clock: self.clock.now(),
+            synced: self.log.synced_revision(),
+        };
+        let batch = self.db.begin_batch("begin a write")?;
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.clear();
+        let prepared = {
+            let mut records = batch.records(&mut self.scratch)?;
+            prepare(&mut records, requests, start, &mut frames)?
+        };
+        let Some(span) = prepared.span else {
+            // Nothing to write: no revision is taken, nothing is logged.
+            batch.abort()?;
+            self.frames = frames;
+            return Ok(prepared.results);
+        };
+        let applied = self.append(&frames, span)?;
+        self.make_durable(batch)?;
+        self.publish_batch(applied, span, frames.len() as u64)?;
+        frames.clear();
+        self.frames = frames;
+        Ok(prepared.results)
+    }
+
+    /// Step 3: appends the batch's frames to the log in one write, and in
+    /// `Sync` mode starts the disk writing them. Returns the state the batch
+    /// reaches.
+    fn append(&mut self, frames: &[u8], span: Span) -> Result<Applied> {
+        let start = match self.log.reserve(frames.len(), span.first) {
+            Ok(start) => start,
+            Err(e) => return Err(self.failed(e)),
+        };
+        if let Err(e) = self.log.write(frames, span.last) {
+            return Err(self.failed(e));
+        }
+        if self.durability == Durability::Sync {
+            // The disk starts writing the batch while redb commits it.
+            self.log.start_sync();
+        }
+        // The state database records the applied revision only at checkpoints
+        // (readers learn it from the published view), which keeps the commit to
+        // one table.
+        Ok(Applied {
+            revision: span.last,
+            position: Position {
+                segment: start.segment,
+                offset: start.offset + frames.len() as u64,
+            },
+            time: span.time,
+        })
+    }
+
+    /// Steps 4 and 5: commits the batch to the state database (not durably)
+    /// and, in `Sync` mode, syncs the log: the batch is durable.
+    fn make_durable(&mut self, batch: Batch) -> Result<()> {
+        // IMPORTANT: redb shows this commit to new read transactions at once,
+        // before the log sync below. Readers only use published views, and the
+        // view is published after the sync; a failed sync poisons the engine,
+        // whose fence keeps redb from ever making this commit durable.
+        if let Err(e) = batch.commit("apply committed records") {
+            // The commits are in the log and will be replayed on reopen, but this
+            // handle's state database is now behind its log.
+            return Err(self.failed(e));
+        }
+        if self.durability == Durability::Sync {
+            self.sync_log()?;
+        }
+        Ok(())
+    }
+
+    /// Step 6: the batch's state becomes what readers see; the counters
+    /// count it.
+    fn publish_batch(&mut self, applied: Applied, span: Span, bytes: u64) -> Result<()> {
+        self.applied = applied;
+        self.publish()?;
+        let commits = span.last - span.first + 1;
+        self.since_checkpoint.commits += commits;
+        self.since_checkpoint.bytes += bytes;
+        self.commits += commits;
+        self.log_bytes += bytes;
+        Ok(())
+    }
+}
+
+/// Step 2 for every request of a batch, in order: checked, resolved and
+/// applied inside the open batch, and its log record encoded into `frames`.
+fn prepare(
+    records: &mut Records<'_>,
+    requests: &[&Request],
+    start: Start,
+    frames: &mut Vec<u8>,
+) -> Result<PreparedBatch> {
+    // Every commit's time is at least a microsecond after the one before
+    // (invariant 9), so commits of one batch get distinct times too.
+    let mut previous_time = start.applied.time;
+    // `None` once the store's revision is at its ceiling.
+    let first_revision = counter::next(start.applied.revision);
+    let mut revision = first_revision;
+    let mut last_revision = None;
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        let Some(this_revision) = revision else {
+            // The store's revision is exhausted: every write is refused
+            // before it touches anything (even one that would turn out
+            // to change nothing).
+            results.push(Err(Error::Exhausted {
+                record: None,
+                value: last_revision.unwrap_or(start.applied.revision),
+            }));
+            continue;
+        };
+        let time = Timestamp::for_commit_after(previous_time, start.clock);
+        // Coordination and patches are evaluated here, against the state as
+        // this batch left it (`coord::expand`).
+        let expanded;
+        let remembered;
+        let request: &Request = if coord::needs_expansion(request) {
+            let expansion = {
+                let mut read = |address: &[u8]| {
+                    let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
+                    records.read(address, namespace, key, |meta, value| {
+                        (meta, value.to_vec())
+                    })
+                };
+                coord::expand(request, this_revision, time, &mut read)?
+            };
+            match expansion {
+                Expansion::Failed(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+                Expansion::Replay(outcome) => {
+                    results.push(Ok(outcome));
+                    continue;
+                }
+                Expansion::Ready(ready) => {
+                    expanded = Some(ready);
+                    expanded.as_ref().map_or(request, |e| &e.request)
+                }
+            }
+        } else {
+            expanded = None;
+            request
+        };
+        match prepare_one(records, request, this_revision, time)? {
+            Prepared::Failed(e) => results.push(Err(e)),
+            Prepared::Noop(outcome) => results.push(Ok(match &expanded {
+                Some(e) => e.finish(outcome),
+                None => outcome,
+            })),
+            Prepared::Write { mut ops, outcome } => {
+                let outcome = match &expanded {
+                    None => outcome,
+                    Some(e) => {
+                        let outcome = e.finish(outcome);
+                        // The idempotency key is recorded in the commit that
+                        // uses it, with the caller's outcome.
+                        if let Some(write) = e.remember_write(&outcome)? {
+                            remembered = Request {
+                                writes: vec![write],
+                                ..Request::default()
+                            };
+                            if let Prepared::Write { ops: more, .. } =
+                                prepare_one(records, &remembered, this_revision, time)?
+                            {
+                                ops.extend(more);
+                            }
+                        }
+                        outcome
+                    }
+                };
+                // The writes are in the open batch already. A commit that
+                // cannot be encoded (impossible within the size limits) fails
+                // the whole batch, which then never commits.
+                encode_parts(&ops, this_revision, time, false, start.synced, frames)?;
+                results.push(Ok(outcome));
+                previous_time = time;
+                last_revision = Some(this_revision);
+                revision = counter::next(this_revision);
+            }
+        }
+    }
+    let span = first_revision.zip(last_revision).map(|(first, last)| Span {
+        first,
+        last,
+        time: previous_time,
+    });
+    Ok(PreparedBatch { results, span })
+}
+
+/// One request: its preconditions checked, then its writes resolved.
+fn prepare_one<'r>(
+    records: &mut Records<'_>,
+    request: &'r Request,
+    revision: u64,
+    time: Timestamp,
+) -> Result<Prepared<'r>> {
+    let read = match check(records, request)? {
+        Ok(read) => read,
+        Err(conflict) => return Ok(Prepared::Failed(conflict)),
+    };
+    let (ops, outcomes) = resolve(records, request, &read, revision, time)?;
+    if ops.is_empty() {
+        return Ok(Prepared::Noop(Outcome {
+            revision: None,
+            writes: outcomes,
+            patched: Vec::new(),
+            replayed: false,
+        }));
+    }
+    Ok(Prepared::Write {
+        ops,
+        outcome: Outcome {
+            revision: Some(revision),
+            writes: outcomes,
+            patched: Vec::new(),
+            replayed: false,
+        },
+    })
+}
+
+/// What the preconditions of a request read: each checked record's metadata
+/// (`None`: absent), for the writes to the same records.
+type Read<'r> = Vec<(&'r [u8], Option<Meta>)>;
+
+/// Checks a request's preconditions against the state as it is inside the
+/// batch so far. Every precondition is checked before anything is written, so
+/// a request that fails leaves no trace: `Ok(Err(conflict))`.
+fn check<'r>(
+    records: &Records<'_>,
+    request: &'r Request,
+) -> Result<std::result::Result<Read<'r>, Error>> {
+    let mut read: Read<'r> = Vec::with_capacity(request.checks.len());
+    for check in &request.checks {
+        let (namespace, key) = key::decode(&check.address).unwrap_or(("?", "?"));
+        let current = records.meta(&check.address, namespace, key)?;
+        let actual = current.map_or(0, |m| m.version);
+        let rewritten = check
+            .modified
+            .is_some_and(|modified| current.is_some_and(|m| m.mod_revision != modified));
+        if actual != check.expected || rewritten {
+            return Ok(Err(Error::Conflict {
+                namespace: namespace.to_owned(),
+                key: key.to_owned(),
+                expected: check.expected,
+                actual,
+                attempts: 1,
+            }));
+        }
+        read.push((&check.address, current));
+    }
+    Ok(Ok(read))
+}
+
+/// Resolves a request's writes against the current records, applying them to
+/// the open batch: the metadata each write produces, and what became of it.
+///
+/// Each write walks the B-tree once where it can: a put whose record was just
+/// read by a precondition (an `update`) reuses what was read; a blind put
+/// inserts and corrects the version only if the insert reports a record it
+/// replaced; a delete learns what it removed from the removal.
+fn resolve<'r>(
+    records: &mut Records<'_>,
+    request: &'r Request,
+    read: &Read<'_>,
+    revision: u64,
+    time: Timestamp,
+) -> Result<(Vec<Resolved<'r>>, Vec<WriteOutcome>)> {
+    let mut ops = Vec::with_capacity(request.writes.len());
+    let mut outcomes = Vec::with_capacity(request.writes.len());
+    for write in &request.writes {
+        let (namespace, key) = key::decode(&write.address).unwrap_or(("?", "?"));
+        let address = write.address.as_slice();
+        match &write.kind {
+            WriteKind::Put {
+                value,
+                skip_unchanged,
+            } => {
+                let mut known = read.iter().find(|(a, _)| *a == address).map(|(_, m)| *m);
+                if *skip_unchanged {
+                    let stored = records.read(address, namespace, key, |meta, bytes| {
+                        (meta, bytes == value.as_slice())
+                    })?;
+                    if let Some((meta, true)) = stored {
+                        outcomes.push(WriteOutcome::Put {
+                            meta,
+                            changed: false,
+                        });
+                        continue;
+                    }
+                    known = Some(stored.map(|(meta, _)| meta));
+                }
+                let meta = put(
+                    records,
+                    address,
+                    (namespace, key),
+                    value,
+                    known,
+                    revision,
+                    time,
+                )?;
+                outcomes.push(WriteOutcome::Put {
+                    meta,
+                    changed: true,
+                });
+                ops.push(Resolved {
+                    address,
+                    namespace,
+                    key,
+                    kind: ResolvedKind::Put { meta, value },
+                });
+            }
+            WriteKind::Patch { .. } => {
+                // `coord::expand` turns every patch into a put first.
+                return Err(Error::Poisoned {
+                    cause: "internal error: a patch reached the engine unevaluated".to_owned(),
+                });
+            }
+            WriteKind::Delete => match records.remove(address)? {
+                Replaced::Absent => outcomes.push(WriteOutcome::Absent),
+                Replaced::Malformed => return Err(records.malformed(namespace, key)),
+                Replaced::Record(old) => {
+                    outcomes.push(WriteOutcome::Deleted {
+                        version: old.version,
+                    });
+                    ops.push(Resolved {
+                        address,
+                        namespace,
+                        key,
+                        kind: ResolvedKind::Delete {
+                            version: old.version,
+                        },
+                    });
+                }
+            },
+        }
+    }
+    Ok((ops, outcomes))
+}
+
+/// Stores a put: the version follows the record's current one, `known` when a
+/// precondition (or the unchanged check) read it, otherwise whatever the
+/// insert replaced. Returns the metadata written.
+fn put(
+    records: &mut Records<'_>,
+    address: &[u8],
+    (namespace, key): (&str, &str),
+    value: &[u8],
+    known: Option<Option<Meta>>,
+    revision: u64,
+    time: Timestamp,
+) -> Result<Meta> {
+    // A version at its ceiling fails the whole batch (the writes before it
+    // are in the open batch, which is then dropped): only a store counted up
+    // to 2^63 - 1 gets here.
+    let next = |current: Option<Meta>| -> Result<Meta> {
+        let version = match current {
+            None => 1,
+            Some(m) => counter::next(m.version).ok_or_else(|| Error::Exhausted {
+                record: Some((namespace.to_owned(), key.to_owned())),
+                value: m.version,
+            })?,
+        };
+        Ok(Meta {
+            version,
+            create_revision: current.map_or(revision, |m| m.create_revision),
+            mod_revision: revision,
+            updated_at: time,
+        })
+    };
+    let mut meta = next(known.flatten())?;
+    let replaced = records.put(address, &meta, value)?;
+    if known.is_none() {
+        // A blind put: the record it replaced decides the version.
+        match replaced {
+            Replaced::Absent => {}
+            Replaced::Malformed => return Err(records.malformed(namespace, key)),
+            Replaced::Record(old) => {
+                meta = next(Some(old))?;
+                records.put(address, &meta, value)?;
+            }
+        }
+    }
+    Ok(meta)
+}
+
+/// Encodes a commit as one frame, or several parts when it is large; `base`
+/// for the base commit of a restored snapshot (whose puts carry every
+/// record's metadata).
+pub(super) fn encode_parts(
+    ops: &[Resolved<'_>],
+    revision: u64,
+    time: Timestamp,
+    base: bool,
+    synced: u64,
+    frames: &mut Vec<u8>,
+) -> Result<()> {
+    let rollback = frames.len();
+    let mut chunks: Vec<&[Resolved<'_>]> = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (i, op) in ops.iter().enumerate() {
+        let op_size = op.namespace.len()
+            + op.key.len()
+            + 64
+            + match &op.kind {
+                ResolvedKind::Put { value, .. } => value.len(),
+                ResolvedKind::Delete { .. } => 0,
+            };
+        if size > 0 && size + op_size > PART_TARGET {
+            chunks.push(&ops[start..i]);
+            start = i;
+            size = 0;
+        }
+        size += op_size;
+    }
+    chunks.push(&ops[start..]);
+    let count = chunks.len();
+    for (index, chunk) in chunks.into_iter().enumerate() {
+        let record = LogRecord {
+            revision,
+            time: time.as_micros(),
+            ops: chunk.iter().map(|op| to_log_op(op, base)).collect(),
+            more: index + 1 < count,
+            base,
+            synced: Some(synced),
+        };
+        let at = frame::begin(frames);
+        let encoded = record::encode_into(&record, frames);
+        let finished = encoded
+            .map_err(|e| e.to_string())
+            .and_then(|()| frame::finish(frames, at).map_err(|len| len.to_string()));
+        if let Err(why) = finished {
+            frames.truncate(rollback);
+            return Err(Error::TooLarge {
+                what: format!("a part of the commit at revision {revision} ({why})"),
+                size: size_hint(chunk),
+                limit: frame::MAX_FRAME_PAYLOAD,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn size_hint(ops: &[Resolved<'_>]) -> usize {
+    ops.iter()
+        .map(|op| match &op.kind {
+            ResolvedKind::Put { value, .. } => value.len(),
+            ResolvedKind::Delete { .. } => 0,
+        })
+        .sum()
+}
+
+fn to_log_op<'r>(op: &Resolved<'r>, base: bool) -> LogOp<'r> {
+    match &op.kind {
+        ResolvedKind::Put { meta, value } => LogOp::Put(PutOp {
+            ns: Cow::Borrowed(op.namespace),
+            key: Cow::Borrowed(op.key),
+            version: meta.version,
+            created: meta.create_revision,
+            value: Cow::Borrowed(value),
+            modified: base.then_some(meta.mod_revision),
+            updated: base.then_some(meta.updated_at.as_micros()),
+        }),
+        ResolvedKind::Delete { version } => LogOp::Delete(DeleteOp {
+            ns: Cow::Borrowed(op.namespace),
+            key: Cow::Borrowed(op.key),
+            version: *version,
+        }),
+    }
+}

@@ -1,0 +1,289 @@
+//! The embedded engine of a store this process holds: opening it (`open`:
+//! the directory, the lock, the state database, recovery), the single writer
+//! ([`Engine`]) and its commit path (`batch`), checkpoints, log retention and
+//! what backups need of it (`checkpoint`), a snapshot loaded as the first
+//! commit (`base`), and its published views read as a `ReadView` (`read`).
+//!
+//! **Invariant:** the engine's state is its own: everything else asks its
+//! methods. A failure that leaves the durable state unknown poisons it, in one
+//! place ([`Engine::failed`]); a failed log sync is one such failure, whoever
+//! synced ([`Engine::after_sync`]).
+
+mod base;
+mod batch;
+mod checkpoint;
+pub(crate) mod open;
+pub(crate) mod read;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(crate) use self::checkpoint::BackupPoint;
+use crate::db::Db;
+use crate::db::schema::Applied;
+use crate::db::view::Visible;
+use crate::error::{self, Error, Result};
+use crate::fs::FileHandle;
+use crate::log::writer::LogWriter;
+use crate::options::{Durability, Options, RetentionPolicy};
+use crate::time::Clock;
+
+/// Progress since the last checkpoint.
+#[derive(Debug, Clone, Copy)]
+struct SinceCheckpoint {
+    commits: u64,
+    bytes: u64,
+    since: Instant,
+}
+
+impl SinceCheckpoint {
+    fn now() -> SinceCheckpoint {
+        SinceCheckpoint {
+            commits: 0,
+            bytes: 0,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// The single writer of a store. Lives behind a mutex; the group-commit leader,
+/// the background thread and a backup run take turns.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    /// What readers see; published after each acknowledged batch. Declared
+    /// before `db`, so it is dropped before it.
+    visible: Arc<Visible>,
+    db: Db,
+    log: LogWriter,
+    durability: Durability,
+    /// What the state database holds (durable or not).
+    applied: Applied,
+    /// What the state database holds durably.
+    checkpointed: Applied,
+    since_checkpoint: SinceCheckpoint,
+    /// Set by the first failed write, sync or state commit.
+    poisoned: Option<String>,
+    /// Set when the store was opened read-only (its file system takes no
+    /// writes), with why: every commit is refused, nothing is written.
+    read_only: Option<String>,
+    /// Set when the store is closed.
+    closed: bool,
+    /// Transactions committed since open.
+    commits: u64,
+    /// Log bytes written since open.
+    log_bytes: u64,
+    /// Which old segments checkpoints remove.
+    retention: RetentionPolicy,
+    /// The last revision a backup copied, once the store was backed up.
+    backed_up: Option<u64>,
+    /// A running backup copies the log from this segment on: retention keeps it.
+    backup_pin: Option<u64>,
+    /// Where commit times come from.
+    clock: Clock,
+    /// The encoded frames of the batch being committed (kept for reuse).
+    frames: Vec<u8>,
+    /// A stored record being encoded (kept for reuse).
+    scratch: Vec<u8>,
+}
+
+/// Where an opened store's state database and log stand (what recovery
+/// reached).
+#[derive(Debug, Clone)]
+pub(crate) struct Recovered {
+    /// The state the database holds now (replayed, not yet durable).
+    pub applied: Applied,
+    /// The state it holds durably (its checkpoint).
+    pub checkpointed: Applied,
+    /// The last revision a backup copied, once the store was backed up.
+    pub backed_up: Option<u64>,
+    /// Why the store is open read-only, when its file system takes no writes.
+    pub read_only: Option<String>,
+}
+
+/// The engine's counters, for `Stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub revision: u64,
+    pub checkpoint_revision: u64,
+    pub commits: u64,
+    pub log_bytes: u64,
+}
+
+impl Engine {
+    /// The engine of an opened store: `db` and `log` as recovery left them.
+    pub(crate) fn new(
+        db: Db,
+        log: LogWriter,
+        options: &Options,
+        recovered: Recovered,
+    ) -> Result<Engine> {
+        let view = match db.view(recovered.applied) {
+            Ok(view) => view,
+            Err(e) => {
+                // Nothing more is written: redb would make what a replay left
+                // in non-durable commits durable when the database is dropped.
+                db.fence();
+                return Err(e);
+            }
+        };
+        Ok(Engine {
+            visible: Arc::new(Visible::new(view)),
+            db,
+            log,
+            durability: options.durability,
+            applied: recovered.applied,
+            checkpointed: recovered.checkpointed,
+            since_checkpoint: SinceCheckpoint::now(),
+            poisoned: None,
+            read_only: recovered.read_only,
+            closed: false,
+            commits: 0,
+            log_bytes: 0,
+            retention: options.retention,
+            backed_up: recovered.backed_up,
+            backup_pin: None,
+            clock: options.clock.clone(),
+            frames: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The slot readers take the newest published view from.
+    pub(crate) fn visible(&self) -> Arc<Visible> {
+        Arc::clone(&self.visible)
+    }
+
+    /// The revision of the last commit applied.
+    pub(crate) fn revision(&self) -> u64 {
+        self.applied.revision
+    }
+
+    /// The engine's counters.
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            revision: self.applied.revision,
+            checkpoint_revision: self.checkpointed.revision,
+            commits: self.commits,
+            log_bytes: self.log_bytes,
+        }
+    }
+
+    /// Why the store is open read-only, if it is.
+    pub(crate) fn read_only(&self) -> Option<String> {
+        self.read_only.clone()
+    }
+
+    /// Refuses anything once the store is closed or the engine poisoned.
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a change to the store: poisoned, closed, or open read-only.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_poisoned()?;
+        match &self.read_only {
+            Some(reason) => Err(Error::ReadOnly {
+                path: self
+                    .db
+                    .path()
+                    .parent()
+                    .map(Path::to_owned)
+                    .unwrap_or_default(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the engine: a final checkpoint (unless it is poisoned: then the
+    /// durable state is the log's, which the next open replays), and every
+    /// later commit is refused.
+    pub(crate) fn close(&mut self) -> Result<()> {
+        let result = if self.poisoned.is_some() {
+            Ok(false)
+        } else {
+            self.checkpoint()
+        };
+        self.closed = true;
+        result.map(|_| ())
+    }
+
+    /// Syncs the log. The engine's only way to sync it.
+    fn sync_log(&mut self) -> Result<()> {
+        let synced = self.log.sync();
+        self.after_sync(synced)
+    }
+
+    /// The outcome of a log sync, by the engine or outside it (the background
+    /// thread syncs without holding the engine, [`Engine::flushed`]). A failed
+    /// sync poisons the engine: the kernel may have dropped the pages it
+    /// failed to write while reporting them written, so only a reopen, which
+    /// reads the log back, can tell what is durable.
+    fn after_sync(&mut self, synced: Result<()>) -> Result<()> {
+        synced.map_err(|e| self.failed(e))
+    }
+
+    /// What the background thread syncs outside the engine: the active
+    /// segment and the revision a sync of it makes durable. `None` when the
+    /// engine is poisoned.
+    pub(crate) fn unsynced(&self) -> Option<(Arc<dyn FileHandle>, u64)> {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        Some((self.log.active_file(), self.log.last_revision()))
+    }
+
+    /// The background thread synced the log up to `revision` (or failed to).
+    pub(crate) fn flushed(&mut self, revision: u64, synced: io::Result<()>) {
+        match synced {
+            // Later records carry the new watermark, which is what lets
+            // recovery tell damage to synced data from a torn tail.
+            Ok(()) => self.log.note_synced(revision),
+            Err(e) => {
+                let synced = Err(Error::io("sync the log segment", self.log.dir(), e));
+                let _ = self.after_sync(synced);
+            }
+        }
+    }
+
+    /// Shows the state database as it is now (at `self.applied`) to readers.
+    fn publish(&mut self) -> Result<()> {
+        match self.db.view(self.applied) {
+            Ok(view) => {
+                self.visible.publish(view);
+                Ok(())
+            }
+            // Acknowledging commits readers cannot see would break
+            // read-your-writes: refuse further commits instead.
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// Poisons the engine with `error` and returns it: the one place a failure
+    /// that leaves the durable state unknown (a failed log write or sync, a
+    /// failed state-database commit) stops the engine. Commits are refused
+    /// until the store is reopened.
+    fn failed(&mut self, error: Error) -> Error {
+        // In relaxed mode the state database holds commits whose log records may
+        // be lost with the failed sync; redb would make them durable when the
+        // database is dropped, ahead of the log. Refuse that (and any other
+        // change): a reopen rebuilds the state from the durable log.
+        self.db.fence();
+        if self.poisoned.is_none() {
+            let cause = error::chain(&error);
+            tracing::error!(cause = %cause, "the store stops accepting writes until reopened");
+            self.poisoned = Some(cause);
+        }
+        error
+    }
+}
