@@ -21,6 +21,8 @@ const COMMANDS: &[&str] = &[
     "patch",
     "incr",
     "del",
+    "lock",
+    "locks",
     "list",
     "stats",
     "export",
