@@ -134,7 +134,7 @@ fn recover_a_namespace_as_it_was_at_a_point_in_time() {
     );
     ok(
         dir,
-        &["--store", "state", "import", "jobs.json", "--mode", "merge"],
+        &["--store", "state", "import", "jobs.json", "--overwrite"],
     );
     let build = ok(
         dir,

@@ -838,6 +838,9 @@ fn import_restores_and_merges_snapshots() {
     std::fs::write(s.dir.path().join("edited.json"), &edited).unwrap();
     s.ok(&["patch", "jobs", "j1", "note=changed meanwhile"]);
     s.unchanged(|| {
+        // Stale records are refused by default; --check-versions says so too.
+        let run = s.run(&["import", "edited.json"]);
+        assert_eq!(run.code, 3, "{run:?}");
         let run = s.run(&["import", "edited.json", "--check-versions"]);
         check_failure(
             &run,
@@ -876,8 +879,8 @@ fn import_restores_and_merges_snapshots() {
         s.ok(&["get", "jobs", "j1", "--field", "note"]),
         "changed meanwhile\n"
     );
-    // Without --check-versions a merge overwrites.
-    s.ok(&["import", "edited.json"]);
+    // Asked to, a merge overwrites.
+    s.ok(&["import", "edited.json", "--overwrite"]);
     assert_eq!(s.run(&["get", "jobs", "j1", "--field", "note"]).code, 4);
 }
 
@@ -923,7 +926,11 @@ fn import_refuses_bad_input_and_changes_nothing() {
             1,
             &["did not import stdin", "starts with \"format\""],
         );
-        assert_eq!(s.run(&["import", "good.json", "--skip-conflicts"]).code, 2);
+        assert_eq!(
+            s.run(&["import", "good.json", "--skip-conflicts", "--overwrite"])
+                .code,
+            2
+        );
         assert_eq!(s.run(&["import", "good.json", "--mode", "replace"]).code, 2);
         assert_eq!(s.run(&["import", "good.json", "--legacy"]).code, 2);
         assert_eq!(

@@ -3,10 +3,12 @@
 //! the library's snapshot adapters. Atomic: everything commits in one commit,
 //! or nothing does.
 //!
-//! - `--mode merge` (the default): every record an ordinary write;
-//!   `--check-versions` refuses records changed in the store since the
-//!   snapshot (exit 3, nothing written, the conflicts listed), and
-//!   `--skip-conflicts` imports the others anyway (exit 0, conflicts listed).
+//! - `--mode merge` (the default): every record an ordinary write, and a
+//!   record whose version in the store is no longer the file's (changed,
+//!   deleted or created since the snapshot) is stale: any stale record means
+//!   nothing is written (exit 3, the conflicts listed). `--skip-conflicts`
+//!   imports the others anyway (exit 0, conflicts listed); `--overwrite`
+//!   writes every record whatever the store holds now.
 //! - `--mode restore`: into an empty store, versions and revisions kept
 //!   (exit 3 if the store has commits).
 //! - `--legacy --ns NS [--normalize ...] [--merge-collisions]`: keys that
@@ -58,7 +60,8 @@ pub enum NormalizeArg {
 
 pub const EXAMPLES: &str = r#"Examples:
   statelog import state.json                            # merge: ordinary writes, one commit
-  statelog import STATUS.md --check-versions            # refuse records changed since the export
+  statelog import STATUS.md                             # a hand edit back; refused if the store moved on
+  statelog import state.json --overwrite                # write every record, whatever the store holds now
   statelog --store new init && statelog --store new import state.json --mode restore
   statelog import sync_state.json --legacy --ns sync --normalize lower,strip-www"#;
 
@@ -73,16 +76,21 @@ pub struct Args {
     /// merge: ordinary writes; restore: into an empty store, keeping versions
     #[arg(long, value_enum, default_value = "merge")]
     pub mode: ModeArg,
-    /// Merge only records whose store version is still the file's; any other
-    /// is a conflict, and then nothing is written (exit 3)
-    #[arg(long)]
+    /// The default of a merge, kept for scripts that pass it: merge only
+    /// records whose store version is still the file's
+    #[arg(long, hide = true, conflicts_with = "overwrite")]
     pub check_versions: bool,
-    /// With --check-versions, import the records without conflicts anyway
-    #[arg(long, requires = "check_versions")]
+    /// Merge: import the records without conflicts anyway (exit 0, the
+    /// conflicts listed)
+    #[arg(long, conflicts_with = "overwrite")]
     pub skip_conflicts: bool,
+    /// Merge: write every record of the file, even one the store changed,
+    /// deleted or created since the snapshot (that change is overwritten)
+    #[arg(long)]
+    pub overwrite: bool,
     /// The file is a plain JSON object of objects (a hand-rolled state file);
     /// its members become the records of --ns
-    #[arg(long, requires = "ns", conflicts_with_all = ["format", "check_versions"])]
+    #[arg(long, requires = "ns", conflicts_with_all = ["format", "check_versions", "skip_conflicts", "overwrite"])]
     pub legacy: bool,
     /// With --legacy: the namespace to import into
     #[arg(long, value_name = "NS", requires = "legacy")]
@@ -197,7 +205,7 @@ fn plain(
     let mode = match args.mode {
         ModeArg::Restore => ImportMode::Restore,
         ModeArg::Merge => ImportMode::Merge {
-            check_versions: args.check_versions,
+            check_versions: !args.overwrite,
             skip_conflicts: args.skip_conflicts,
         },
     };
@@ -240,8 +248,9 @@ fn plain(
             Code::Conflict,
             format!(
                 "nothing was imported: {} changed in the store since the snapshot was taken \
-                 (see the report); export again and redo the change, or pass --skip-conflicts to \
-                 import the others",
+                 (see the report); export again and redo the change, pass --skip-conflicts to \
+                 import the others, or --overwrite to write them all (into a new store: --mode \
+                 restore)",
                 plural(report.conflicts.len() as u64, "record", "records")
             ),
         ));
