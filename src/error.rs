@@ -423,6 +423,113 @@ pub enum Error {
         /// etcd's message.
         message: String,
     },
+
+    /// A patch could not be applied to the record's value at commit (a path
+    /// through something that is not an object, adding to something that is
+    /// not a number, an overflow); nothing was written.
+    #[error("cannot patch {}/{}: {}; nothing was written", Shown::new(.namespace),
+        Shown::new(.key), Shown::whole(.message))]
+    PatchFailed {
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A precondition on a record's modification revision failed at commit.
+    #[error("{}/{} {}; nothing was written; re-read it and decide again",
+        Shown::new(.namespace), Shown::new(.key), describe_revisions(*.expected, *.actual))]
+    RevisionMismatch {
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+        /// The revision required (0: absent).
+        expected: u64,
+        /// The record's modification revision (0: absent).
+        actual: u64,
+    },
+
+    /// A write fenced by a lock found the lock no longer held with the token
+    /// it carried: its holder lost it (its lease ended) and somebody else may
+    /// hold it now. Nothing was written.
+    #[error("lock \"{}\" is not held with token {token} any more ({}); nothing was written: \
+        the holder lost the lock (its lease ended), so stop and take the lock again",
+        Shown::new(.lock), describe_fence(*.current))]
+    Fenced {
+        /// The lock.
+        lock: String,
+        /// The token the write carried.
+        token: u64,
+        /// The token of whoever holds it now, if anybody does.
+        current: Option<u64>,
+    },
+
+    /// A lock is held by somebody else (after waiting `waited`).
+    #[error("lock \"{}\" is held by {} (token {token}){}", Shown::new(.lock),
+        Shown::new(.holder), describe_lock_wait(*.waited))]
+    LockHeld {
+        /// The lock.
+        lock: String,
+        /// The holder's fencing token.
+        token: u64,
+        /// Who holds it (as its lease says).
+        holder: String,
+        /// How long this caller waited.
+        waited: Duration,
+    },
+
+    /// A lease is gone: it ended (revoked, or not kept alive within its TTL),
+    /// and with it its locks and the records bound to it.
+    #[error(
+        "lease {lease:016x} has ended (it was revoked, or not kept alive within its TTL); \
+        its locks and the records bound to it are gone: take a new lease"
+    )]
+    LeaseExpired {
+        /// The lease.
+        lease: u64,
+    },
+
+    /// An idempotency key was used before for a different request.
+    #[error("the idempotency key \"{}\" was used for a different request{}; nothing was \
+        written: use a new key for a new request", Shown::new(.key), describe_first(*.first))]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+        /// The revision of the first request's commit, if it wrote one.
+        first: Option<u64>,
+    },
+}
+
+fn describe_revisions(expected: u64, actual: u64) -> String {
+    match (expected, actual) {
+        (0, a) => format!("was to be absent, but exists (modified at revision {a})"),
+        (e, 0) => format!("was to be at revision {e}, but does not exist"),
+        (e, a) => format!("was to be at revision {e}, but was modified at revision {a}"),
+    }
+}
+
+fn describe_fence(current: Option<u64>) -> String {
+    match current {
+        Some(t) => format!("it is held with token {t} now"),
+        None => "nobody holds it now".to_owned(),
+    }
+}
+
+fn describe_lock_wait(waited: Duration) -> String {
+    if waited.is_zero() {
+        String::new()
+    } else {
+        format!("; waited {:.1} s", waited.as_secs_f64())
+    }
+}
+
+fn describe_first(first: Option<u64>) -> String {
+    first.map_or_else(String::new, |r| {
+        format!(" (first committed at revision {r})")
+    })
 }
 
 fn describe_compacted(compacted: Option<u64>) -> String {

@@ -16,8 +16,36 @@ pub const MAX_KEY_LEN: usize = 1024;
 
 const SEPARATOR: u8 = 0;
 
-/// Checks one part of a record address.
+/// Namespaces starting with this hold statelog's own records (leases, locks,
+/// idempotency keys: `coord/`); no user namespace may start with it.
+pub(crate) const RESERVED_PREFIX: &str = "statelog:";
+
+/// True for a namespace of statelog's own records.
+pub(crate) fn is_reserved(namespace: &str) -> bool {
+    namespace.starts_with(RESERVED_PREFIX)
+}
+
+/// Checks one part of a record address as a user may write it: as
+/// [`validate_stored`], and a namespace must not be one of statelog's own.
 pub(crate) fn validate(part: KeyPart, text: &str) -> Result<()> {
+    validate_stored(part, text)?;
+    if part == KeyPart::Namespace && is_reserved(text) {
+        return Err(Error::InvalidKey {
+            part,
+            value: text.to_owned(),
+            reason: format!(
+                "namespaces starting with \"{RESERVED_PREFIX}\" are reserved for statelog's own \
+                 records (leases, locks, idempotency keys)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks one part of an address as the store may hold it (statelog's own
+/// namespaces included): not empty, within the length limit, no control
+/// character.
+pub(crate) fn validate_stored(part: KeyPart, text: &str) -> Result<()> {
     let limit = match part {
         KeyPart::Namespace => MAX_NAMESPACE_LEN,
         KeyPart::Key => MAX_KEY_LEN,
@@ -62,6 +90,14 @@ pub(crate) fn first_control(text: &str) -> Option<usize> {
 pub(crate) fn encode(namespace: &str, key: &str) -> Result<Vec<u8>> {
     validate(KeyPart::Namespace, namespace)?;
     validate(KeyPart::Key, key)?;
+    Ok(encode_unchecked(namespace, key))
+}
+
+/// Validates both parts as the store may hold them (statelog's own namespaces
+/// included) and encodes them.
+pub(crate) fn encode_stored(namespace: &str, key: &str) -> Result<Vec<u8>> {
+    validate_stored(KeyPart::Namespace, namespace)?;
+    validate_stored(KeyPart::Key, key)?;
     Ok(encode_unchecked(namespace, key))
 }
 

@@ -48,6 +48,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod access;
+mod coord;
 mod counter;
 mod db;
 mod engine;
@@ -70,7 +71,10 @@ mod value;
 mod watch;
 mod wire;
 
+pub use access::coord::{DEFAULT_IDEMPOTENCY_RETENTION, MAX_IDEMPOTENCY_KEY_LEN};
 pub use access::past::RecordVersion;
+pub use coord::leases::{MAX_LEASE_TTL, MIN_LEASE_TTL};
+pub use coord::patch::Patch;
 pub use counter::{MAX_IMPORTED_REVISION, MAX_REVISION, MAX_VERSION};
 pub use error::{Error, KeyPart, Result, Shown};
 #[cfg(feature = "etcd")]
@@ -78,6 +82,9 @@ pub use etcd::EtcdOptions;
 pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
 pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};
+pub use store::coordination::{
+    Batch, BatchOutcome, Lease, LeaseInfo, LockGrant, LockInfo, WriteResult,
+};
 pub use store::{
     Committed, Deleted, KeyRange, List, Meta, Recovery, RestoreRecord, STORE_FORMAT_VERSION,
     Snapshot, Stats, Store, Tx, TxOutcome,

@@ -250,6 +250,8 @@ pub struct Options {
     pub(crate) remote: bool,
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) clock: Clock,
+    /// How long an idempotency key is kept (`coord/`).
+    pub(crate) idempotency_retention: Duration,
     /// How to reach a store on etcd (`None`: from the environment).
     #[cfg(feature = "etcd")]
     pub(crate) etcd: Option<crate::etcd::EtcdOptions>,
@@ -272,6 +274,7 @@ impl Default for Options {
             remote: true,
             fs: Arc::new(RealFs),
             clock: Clock::default(),
+            idempotency_retention: crate::access::coord::DEFAULT_IDEMPOTENCY_RETENTION,
             #[cfg(feature = "etcd")]
             etcd: None,
         }
@@ -282,6 +285,15 @@ impl Default for Options {
 pub const MIN_SEGMENT_SIZE: u64 = 4096;
 
 impl Options {
+    /// How long the idempotency keys of this handle's batches are kept (see
+    /// [`Batch::idempotency_key`](crate::Batch::idempotency_key)); a key
+    /// used again within it returns the first outcome. Default: a day. They
+    /// are pruned after it.
+    pub fn idempotency_retention(mut self, keep: Duration) -> Self {
+        self.idempotency_retention = keep;
+        self
+    }
+
     /// When commits are acknowledged. Default: [`Durability::Sync`].
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;

@@ -531,14 +531,69 @@ impl Backend for Remote {
     }
 
     fn commit(&self, request: &Arc<Request>) -> Reply<Outcome> {
-        match self
-            .link
-            .exchange(&convert::commit_to_wire(request), true, None)?
-        {
+        let message = if crate::coord::needs_expansion(request) {
+            convert::commit_with_to_wire(request)
+        } else {
+            convert::commit_to_wire(request)
+        };
+        match self.link.exchange(&message, true, None)? {
             m::Reply::Committed { revision, writes } => {
                 Ok(convert::outcome_from_wire(revision, writes))
             }
+            m::Reply::CommittedWith {
+                revision,
+                writes,
+                patched,
+                replayed,
+            } => Ok(convert::outcome_with_from_wire(
+                revision, writes, patched, replayed,
+            )),
             other => Err(self.unexpected("a commit", &other)),
+        }
+    }
+
+    fn lease_grant(&self, ttl: Duration, holder: &str) -> Reply<u64> {
+        let request = m::Request::LeaseGrant {
+            ttl_micros: u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX),
+            holder: holder.to_owned(),
+        };
+        match self.link.exchange(&request, true, None)? {
+            m::Reply::Lease(id) => Ok(id),
+            other => Err(self.unexpected("a lease request", &other)),
+        }
+    }
+
+    fn lease_keep_alive(&self, id: u64) -> Reply<Duration> {
+        // Keeping alive changes nothing durable: safe to send again.
+        match self
+            .link
+            .exchange(&m::Request::LeaseKeepAlive { lease: id }, false, None)?
+        {
+            m::Reply::Alive(micros) => Ok(Duration::from_micros(micros)),
+            other => Err(self.unexpected("a keep-alive", &other)),
+        }
+    }
+
+    fn lease_revoke(&self, id: u64) -> Reply<Option<u64>> {
+        match self
+            .link
+            .exchange(&m::Request::LeaseRevoke { lease: id }, true, None)?
+        {
+            m::Reply::LeaseEnded(revision) => Ok(revision),
+            other => Err(self.unexpected("ending a lease", &other)),
+        }
+    }
+
+    fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
+        match self
+            .link
+            .exchange(&m::Request::LeaseRemaining, false, None)?
+        {
+            m::Reply::Remaining(list) => Ok(list
+                .into_iter()
+                .map(|r| (r.lease, Duration::from_micros(r.micros)))
+                .collect()),
+            other => Err(self.unexpected("a lease listing", &other)),
         }
     }
 

@@ -45,8 +45,9 @@ fn eight_threads_times_a_thousand_updates_lose_nothing() {
     assert_eq!(counter.version, 8000);
     let stats = store.stats();
     assert_eq!(stats.commits, 8000);
-    // Contention on one key must have produced conflicts, each retried.
-    assert!(stats.conflicts > 0, "{stats:?}");
+    // Same-key updates of one process take turns instead of colliding: not
+    // one conflict, so no closure ran twice.
+    assert_eq!(stats.conflicts, 0, "{stats:?}");
     assert_eq!(stats.retries, stats.conflicts, "{stats:?}");
     println!("8x1000 updates: {stats:?}");
 }

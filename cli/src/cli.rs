@@ -16,7 +16,6 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, Parser};
 
 use crate::cmd::Command;
-use statelog::Shown;
 
 /// The environment variable naming the store when `--store` is not given.
 pub const STORE_ENV: &str = "STATELOG_STORE";
@@ -37,7 +36,7 @@ namespace and key, updated without lost updates, durable before each command exi
 
 const AFTER_HELP: &str = "\
 The store is --store DIR, else $STATELOG_STORE, else ./.statelog; `statelog init` creates it.
-Concurrent invocations wait for each other (up to --wait seconds, else $STATELOG_WAIT, else 30),
+Concurrent invocations wait for each other (up to --wait, else $STATELOG_WAIT, else 30 s),
 or work through the process holding the store when it serves it (`statelog serve`, or a program).
 Global options go before or after the command; each command's help lists those it takes.
 
@@ -45,12 +44,15 @@ Exit codes:
   0  success
   1  error (I/O, a missing or damaged store, invalid JSON, a value of the wrong shape)
   2  usage (a bad command line, field expression or key)
-  3  conflict or failed precondition (--if-version, --create-only, import conflicts)
+  3  conflict or failed precondition (--if-version, --if-revision, --create-only, import
+     conflicts, a --fence whose lock is no longer held with its token)
   4  not found (the record, or the field of `get --field`)
-  5  busy: another process held the store for the whole --wait (or did not answer)
+  5  busy: another process held the store for the whole --wait (or did not answer); for
+     `lock`, the lock stayed held for the whole lock --wait
   6  outcome unknown: the process holding the store went away with this command's commit
      in flight; check the record before running the command again
   7  timed out: `wait --until` did not see its condition hold within --timeout
+  8  the --idempotency-key was used before for a different command; nothing was written
 
 Examples:
   statelog init
@@ -117,11 +119,12 @@ pub struct StoreArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = GLOBAL_HEADING)]
 pub struct WaitArgs {
-    /// Wait up to SECS for other statelog processes to release the store (or,
-    /// when one serves it, to answer), then fail with exit code 5
+    /// Wait up to DURATION (seconds, or 500ms, 30s, 5m) for other statelog
+    /// processes to release the store (or, when one serves it, to answer),
+    /// then fail with exit code 5
     #[arg(
         long,
-        value_name = "SECS",
+        value_name = "DURATION",
         env = WAIT_ENV,
         hide_env_values = true,
         default_value = "30",
@@ -180,16 +183,7 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Ok(DEFAULT_WAIT);
     }
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("\"{}\" is not a number of seconds", Shown::new(text)))?;
-    if !(0.0..=86_400.0).contains(&secs) {
-        return Err(format!(
-            "{} is not from 0 to 86400 seconds",
-            Shown::new(text)
-        ));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+    crate::duration::parse(text)
 }
 
 /// Where the store's path came from, for messages.

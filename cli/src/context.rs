@@ -116,7 +116,7 @@ impl Ctx {
             statelog::Error::Busy { waited, .. } => format!(
                 "gave up waiting for the store at {path} after {:.1} s: another process has it \
                  open (and does not answer, if it serves it); try again, or wait longer with \
-                 --wait SECS",
+                 --wait DURATION",
                 waited.as_secs_f64()
             ),
             _ => format!("cannot open the store at {path} ({from})"),

@@ -90,6 +90,7 @@ fn code_kind(code: Code) -> &'static str {
         Code::Busy => "busy",
         Code::OutcomeUnknown => "outcome_unknown",
         Code::TimedOut => "timed_out",
+        Code::KeyReused => "idempotency_key_reused",
     }
 }
 
@@ -248,6 +249,45 @@ fn library(e: &statelog::Error) -> (String, Map<String, Value>) {
         } => (
             "watch_cancelled",
             json!({"resume_from": resume_from, "reason": reason}),
+        ),
+        E::PatchFailed {
+            namespace,
+            key,
+            message,
+        } => (
+            "patch_failed",
+            json!({"namespace": namespace, "key": key, "message": message}),
+        ),
+        E::RevisionMismatch {
+            namespace,
+            key,
+            expected,
+            actual,
+        } => (
+            "revision_mismatch",
+            json!({"namespace": namespace, "key": key, "expected": expected, "actual": actual}),
+        ),
+        E::Fenced {
+            lock,
+            token,
+            current,
+        } => (
+            "fenced",
+            json!({"lock": lock, "token": token, "current": current}),
+        ),
+        E::LockHeld {
+            lock,
+            token,
+            holder,
+            waited,
+        } => (
+            "lock_held",
+            json!({"lock": lock, "token": token, "holder": holder, "waited": millis(waited)}),
+        ),
+        E::LeaseExpired { lease } => ("lease_expired", json!({"lease": format!("{lease:016x}")})),
+        E::IdempotencyKeyReused { key, first } => (
+            "idempotency_key_reused",
+            json!({"key": key, "first": first}),
         ),
         // A kind this build does not know yet: its message says what it is.
         _ => ("error", json!({})),

@@ -7,10 +7,11 @@
 //! | 0 | success |
 //! | 1 | error (I/O, damaged store, missing store, invalid JSON, a value of the wrong shape) |
 //! | 2 | usage: a bad command line (unknown flag, bad field expression, invalid key) |
-//! | 3 | conflict or failed precondition (`--if-version`, `--create-only`, import conflicts) |
+//! | 3 | conflict or failed precondition (`--if-version`, `--if-revision`, `--create-only`, import conflicts, a `--fence` whose lock is no longer held with its token) |
 //! | 4 | not found (the record, or the field of `get --field`) |
-//! | 5 | busy: another process held the store for the whole `--wait` (or, holding it, did not answer) |
+//! | 5 | busy: another process held the store for the whole `--wait` (or, holding it, did not answer); for `lock`, the lock stayed held for the whole lock `--wait` |
 //! | 6 | outcome unknown: the process holding the store went away (or stopped answering) with this command's commit in flight; it may or may not have been applied |
+//! | 7 | the idempotency key was used before for a different command (nothing was written) |
 
 use std::fmt;
 use std::io;
@@ -34,6 +35,7 @@ pub enum Code {
     Busy = 5,
     OutcomeUnknown = 6,
     TimedOut = 7,
+    KeyReused = 8,
 }
 
 impl From<Code> for ExitCode {
@@ -81,8 +83,12 @@ pub fn code_of(err: &anyhow::Error) -> Code {
 
 fn code_of_library(e: &statelog::Error) -> Code {
     match e {
-        statelog::Error::Conflict { .. } | statelog::Error::NotEmpty { .. } => Code::Conflict,
-        statelog::Error::Busy { .. } => Code::Busy,
+        statelog::Error::Conflict { .. }
+        | statelog::Error::NotEmpty { .. }
+        | statelog::Error::RevisionMismatch { .. }
+        | statelog::Error::Fenced { .. } => Code::Conflict,
+        statelog::Error::Busy { .. } | statelog::Error::LockHeld { .. } => Code::Busy,
+        statelog::Error::IdempotencyKeyReused { .. } => Code::KeyReused,
         statelog::Error::OutcomeUnknown { .. } => Code::OutcomeUnknown,
         statelog::Error::InvalidKey { .. } => Code::Usage,
         _ => Code::Error,

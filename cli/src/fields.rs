@@ -259,51 +259,6 @@ pub fn lookup<'a>(root: &'a Value, path: &FieldPath) -> Result<&'a Value, String
     Ok(at)
 }
 
-/// Where a field is to be set or added to, and whether it was missing: the
-/// object holding it is reached by creating any missing intermediate objects,
-/// and a missing field is created as `null`. Errors (exit 1) when the path
-/// goes through something that is not an object.
-fn slot<'a>(root: &'a mut Value, path: &FieldPath) -> Result<(&'a mut Value, bool), String> {
-    let mut at = root;
-    let mut created = false;
-    for (i, name) in path.names.iter().enumerate() {
-        let last = i + 1 == path.names.len();
-        let Value::Map(entries) = at else {
-            let holder = if i == 0 {
-                "the record's value".to_owned()
-            } else {
-                format!("field {}", path.prefix(i - 1))
-            };
-            return Err(format!(
-                "cannot set {path}: {holder} is {}, not an object",
-                describe(at)
-            ));
-        };
-        let index = match entries.iter().position(|(k, _)| k.as_str() == Some(name)) {
-            Some(index) => index,
-            None => {
-                created = true;
-                let fresh = if last {
-                    Value::Nil
-                } else {
-                    Value::Map(Vec::new())
-                };
-                entries.push((Value::from(name.as_str()), fresh));
-                entries.len() - 1
-            }
-        };
-        at = &mut entries[index].1;
-    }
-    Ok((at, created))
-}
-
-/// Sets the field at `path` (creating missing intermediate objects), keeping
-/// the position of a field that exists.
-pub fn set(root: &mut Value, path: &FieldPath, value: Value) -> Result<(), String> {
-    *slot(root, path)?.0 = value;
-    Ok(())
-}
-
 /// A number to add with `incr`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Number {
@@ -330,90 +285,6 @@ impl Number {
                 "\"{}\" is not a number (an integer of 64 bits, or a decimal such as 0.5)",
                 Shown::new(text)
             )),
-        }
-    }
-}
-
-/// Adds `by` to the number at `path` (a missing field, or a missing record,
-/// counts as 0) and returns the new number. Integers stay integers and must
-/// stay within 64 bits (-2^63 to 2^64 - 1); a float on either side gives a
-/// float. Errors (exit 1): the field holds something else, the path goes
-/// through a non-object, overflow.
-pub fn add(root: &mut Value, path: &FieldPath, by: Number) -> Result<Value, String> {
-    let (field, created) = slot(root, path)?;
-    let sum = match (&*field, by) {
-        (_, Number::Int(n)) if created => int_value(n, path)?,
-        (_, Number::Float(f)) if created => Value::F64(f),
-        (Value::Integer(i), Number::Int(n)) => {
-            let current = i
-                .as_i64()
-                .map(i128::from)
-                .or_else(|| i.as_u64().map(i128::from))
-                .unwrap_or_default();
-            let total = current.checked_add(n).ok_or_else(|| overflow(path))?;
-            int_value(total, path)?
-        }
-        (current @ (Value::Integer(_) | Value::F32(_) | Value::F64(_)), by) => {
-            let total = as_f64(current) + by.as_f64();
-            if !total.is_finite() {
-                return Err(format!(
-                    "cannot add to {path}: the result is beyond the range of a 64-bit float"
-                ));
-            }
-            Value::F64(total)
-        }
-        (Value::Ext(bigint::EXT_TYPE, _), _) => {
-            return Err(format!(
-                "cannot add to {path}: it holds an integer beyond 64 bits, and incr adds \
-                 within 64 bits only (-2^63 to 2^64 - 1); nothing was changed"
-            ));
-        }
-        (other, _) => {
-            return Err(format!(
-                "cannot add to {path}: it is {}, not a number",
-                describe(other)
-            ));
-        }
-    };
-    *field = sum.clone();
-    Ok(sum)
-}
-
-fn overflow(path: &FieldPath) -> String {
-    format!(
-        "cannot add to {path}: the result is beyond the 64-bit integers (-2^63 to 2^64 - 1); \
-         nothing was changed"
-    )
-}
-
-fn int_value(n: i128, path: &FieldPath) -> Result<Value, String> {
-    if let Ok(n) = i64::try_from(n) {
-        Ok(Value::from(n))
-    } else if let Ok(n) = u64::try_from(n) {
-        Ok(Value::from(n))
-    } else {
-        Err(overflow(path))
-    }
-}
-
-fn as_f64(value: &Value) -> f64 {
-    match value {
-        Value::F32(f) => f64::from(*f),
-        Value::F64(f) => *f,
-        Value::Integer(i) => i
-            .as_i64()
-            .map(|n| n as f64)
-            .or_else(|| i.as_u64().map(|n| n as f64))
-            .unwrap_or_default(),
-        _ => 0.0,
-    }
-}
-
-impl Number {
-    fn as_f64(self) -> f64 {
-        match self {
-            Number::Int(n) => n as f64,
-            Number::Float(f) => f,
         }
     }
 }
@@ -491,32 +362,6 @@ mod tests {
     }
 
     #[test]
-    fn set_creates_intermediate_objects_and_keeps_order() {
-        let mut v = parse_json(r#"{"status": "queued", "progress": 0}"#).expect("json");
-        set(&mut v, &path("progress"), Value::from(50)).expect("set");
-        set(&mut v, &path("meta.host"), Value::from("node7")).expect("set");
-        set(&mut v, &path("meta.tries"), Value::from(2)).expect("set");
-        assert_eq!(
-            json(&v),
-            r#"{"status":"queued","progress":50,"meta":{"host":"node7","tries":2}}"#
-        );
-    }
-
-    #[test]
-    fn set_refuses_paths_through_non_objects() {
-        let mut v = parse_json(r#"{"status": "running", "list": [1]}"#).expect("json");
-        let before = v.clone();
-        let e = set(&mut v, &path("status.x"), Value::from(1)).unwrap_err();
-        assert!(e.contains("field status is a string"), "{e}");
-        let e = set(&mut v, &path("list.0"), Value::from(1)).unwrap_err();
-        assert!(e.contains("field list is an array"), "{e}");
-        let mut scalar = Value::from(5);
-        let e = set(&mut scalar, &path("a"), Value::from(1)).unwrap_err();
-        assert!(e.contains("the record's value is a number"), "{e}");
-        assert_eq!(v, before);
-    }
-
-    #[test]
     fn lookup_finds_fields_and_array_items() {
         let v = parse_json(r#"{"a": {"b": [10, {"c": "x"}]}, "n": null}"#).expect("json");
         assert_eq!(json(lookup(&v, &path("a.b.1.c")).expect("found")), "\"x\"");
@@ -529,48 +374,6 @@ mod tests {
         assert!(lookup(&v, &path("a.b.7")).is_err());
         let e = lookup(&v, &path("a.b.0.x")).unwrap_err();
         assert!(e.contains("field a.b.0 is a number"), "{e}");
-    }
-
-    #[test]
-    fn add_counts_from_zero_and_checks_types_and_range() {
-        let mut v = Value::Map(Vec::new());
-        assert_eq!(
-            add(&mut v, &path("n"), Number::Int(1)).expect("add"),
-            Value::from(1)
-        );
-        assert_eq!(
-            add(&mut v, &path("n"), Number::Int(-3)).expect("add"),
-            Value::from(-2)
-        );
-        assert_eq!(
-            add(&mut v, &path("n"), Number::Float(0.5)).expect("add"),
-            Value::F64(-1.5)
-        );
-        assert_eq!(
-            add(&mut v, &path("deep.m"), Number::Int(2)).expect("add"),
-            Value::from(2)
-        );
-        let mut big = parse_json(&format!(r#"{{"n": {}}}"#, i64::MAX)).expect("json");
-        assert_eq!(
-            add(&mut big, &path("n"), Number::Int(1)).expect("beyond i64 is still u64"),
-            Value::from(i64::MAX as u64 + 1)
-        );
-        let mut max = parse_json(r#"{"n": {"$int": "18446744073709551615"}}"#).expect("json");
-        let e = add(&mut max, &path("n"), Number::Int(1)).unwrap_err();
-        assert!(e.contains("beyond the 64-bit integers"), "{e}");
-        let mut min = parse_json(&format!(r#"{{"n": {}}}"#, i64::MIN)).expect("json");
-        assert!(add(&mut min, &path("n"), Number::Int(-1)).is_err());
-        let mut huge = parse_json(r#"{"n": 18446744073709551616}"#).expect("json");
-        for by in [Number::Int(-1), Number::Float(0.5)] {
-            let e = add(&mut huge, &path("n"), by).unwrap_err();
-            assert!(e.contains("integer beyond 64 bits"), "{e}");
-        }
-        assert_eq!(json(&huge), r#"{"n":{"$int":"18446744073709551616"}}"#);
-        for stored in [r#""5""#, "null", "true", "[1]", "{}"] {
-            let mut v = parse_json(&format!(r#"{{"n": {stored}}}"#)).expect("json");
-            let e = add(&mut v, &path("n"), Number::Int(1)).unwrap_err();
-            assert!(e.contains("not a number"), "{stored}: {e}");
-        }
     }
 
     #[test]

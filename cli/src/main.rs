@@ -9,12 +9,14 @@
 mod cli;
 mod cmd;
 mod context;
+mod duration;
 mod errors;
 mod exit;
 mod fields;
 mod logging;
 mod output;
 mod progress;
+mod writes;
 
 use std::process::ExitCode;
 

@@ -103,6 +103,16 @@ pub struct WriteDoc<'a> {
     /// The new value (for `incr`, the field's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Box<JsonText>>,
+    /// True when an idempotency key's first result is printed again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+    /// False when `--if-changed` found the value unchanged (nothing written).
+    #[serde(skip_serializing_if = "is_true")]
+    pub changed: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// One problem `check` found or `repair` met: where, what, what to do.
@@ -157,6 +167,8 @@ mod tests {
             revision: 2,
             field: None,
             value: Some(json_text(&raw).expect("renders")),
+            replayed: false,
+            changed: true,
         };
         assert_eq!(
             serde_json::to_string(&doc).expect("serialises"),

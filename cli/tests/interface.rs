@@ -24,6 +24,8 @@ const COMMANDS: &[&str] = &[
     "patch",
     "incr",
     "del",
+    "lock",
+    "locks",
     "list",
     "stats",
     "export",

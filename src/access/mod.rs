@@ -17,6 +17,7 @@
 //! [`Store`]: crate::Store
 
 mod backup;
+pub(crate) mod coord;
 pub(crate) mod past;
 pub(crate) mod request;
 mod stats;
@@ -24,6 +25,7 @@ mod stats;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use self::backup::{BackupOptions, BackupProgress, BackupReport};
 use self::request::{BaseLoad, Outcome, Request};
@@ -136,6 +138,25 @@ pub(crate) trait Backend: Send + Sync {
             reason: "this kind of store keeps no history statelog can read yet".to_owned(),
         }))
     }
+    /// A new lease of `ttl` taken by `holder` (a description); its id.
+    fn lease_grant(&self, ttl: Duration, holder: &str) -> Reply<u64> {
+        let _ = (ttl, holder);
+        Err(Fault::Failed(unsupported_coordination()))
+    }
+    /// Keeps a lease alive for its TTL from now; returns the TTL.
+    fn lease_keep_alive(&self, id: u64) -> Reply<Duration> {
+        let _ = id;
+        Err(Fault::Failed(unsupported_coordination()))
+    }
+    /// Ends a lease now: the revision of its end (`None`: it had ended).
+    fn lease_revoke(&self, id: u64) -> Reply<Option<u64>> {
+        let _ = id;
+        Err(Fault::Failed(unsupported_coordination()))
+    }
+    /// What is left of each lease's time, as the holder's clock says.
+    fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
+        Err(Fault::Failed(unsupported_coordination()))
+    }
     /// Releases what this backend holds; later calls fail with
     /// [`Error::Closed`].
     fn close(&self) -> Result<()>;
@@ -144,6 +165,14 @@ pub(crate) trait Backend: Send + Sync {
     /// Why the store is open read-only, if it is (its file system took no
     /// writes when it was opened).
     fn read_only(&self) -> Option<String>;
+}
+
+/// The error of a backend without leases and locks.
+pub(crate) fn unsupported_coordination() -> Error {
+    Error::Unsupported {
+        what: "leases and locks".to_owned(),
+        reason: "this kind of store does not have them yet".to_owned(),
+    }
 }
 
 /// How a store's path names a store on etcd: `etcd://HOST:PORT[,...]/PREFIX`.

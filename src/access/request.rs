@@ -38,6 +38,13 @@ pub(crate) enum WriteKind {
     },
     /// Remove the record (a no-op when absent).
     Delete,
+    /// Change the record's current value at commit (`coord::patch`): the log
+    /// records the resulting value. With `skip_unchanged`, a result identical
+    /// to the stored value is not written.
+    Patch {
+        ops: Vec<super::coord::PatchOp>,
+        skip_unchanged: bool,
+    },
 }
 
 /// An atomic unit of work: all writes happen, at one new revision, if every
@@ -46,6 +53,9 @@ pub(crate) enum WriteKind {
 pub(crate) struct Request {
     pub checks: Vec<Check>,
     pub writes: Vec<Write>,
+    /// Leases, locks, fences, revision preconditions and idempotency
+    /// (`coord/`), evaluated at commit; empty for most requests.
+    pub coord: super::coord::CoordRequest,
 }
 
 /// What became of each write of a committed request.
@@ -67,6 +77,12 @@ pub(crate) struct Outcome {
     pub revision: Option<u64>,
     /// One entry per write, in request order.
     pub writes: Vec<WriteOutcome>,
+    /// The value each patch wrote (by the index of its write), as computed at
+    /// commit.
+    pub patched: Vec<(usize, Vec<u8>)>,
+    /// True when this is the remembered outcome of an earlier request with the
+    /// same idempotency key: nothing was written now.
+    pub replayed: bool,
 }
 
 /// A record of a snapshot being restored, with the metadata it keeps.
@@ -87,7 +103,7 @@ pub(crate) struct BaseLoad {
 
 /// Checks an address that came from outside the process (the wire): it must
 /// be one `key::encode` makes.
-fn check_address(address: &[u8]) -> Result<(&str, &str)> {
+pub(crate) fn check_address(address: &[u8]) -> Result<(&str, &str)> {
     let (namespace, key) = key::decode(address).ok_or_else(|| Error::InvalidKey {
         part: KeyPart::Key,
         value: String::from_utf8_lossy(address).chars().take(64).collect(),
@@ -129,6 +145,7 @@ impl Request {
         Request {
             checks,
             writes: vec![Write { address, kind }],
+            coord: super::coord::CoordRequest::default(),
         }
     }
 
@@ -139,11 +156,20 @@ impl Request {
         for check in &self.checks {
             check_address(&check.address)?;
         }
+        self.coord.check_untrusted()?;
         let mut seen = std::collections::HashSet::with_capacity(self.writes.len());
         for write in &self.writes {
             let (namespace, key) = check_address(&write.address)?;
-            if let WriteKind::Put { value, .. } = &write.kind {
-                check_value(namespace, key, value)?;
+            match &write.kind {
+                WriteKind::Put { value, .. } => check_value(namespace, key, value)?,
+                WriteKind::Patch { ops, .. } => {
+                    for op in ops {
+                        if let Some(value) = op.value() {
+                            check_value(namespace, key, value)?;
+                        }
+                    }
+                }
+                WriteKind::Delete => {}
             }
             if !seen.insert(write.address.as_slice()) {
                 return Err(Error::InvalidOption {

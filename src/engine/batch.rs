@@ -26,6 +26,7 @@ use std::borrow::Cow;
 
 use super::Engine;
 use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
+use crate::coord::{self, Expansion};
 use crate::counter;
 use crate::db::schema::Applied;
 use crate::db::write::{Batch, Records, Replaced};
@@ -241,10 +242,65 @@ fn prepare(
         };
         let time = Timestamp::for_commit_after(previous_time, start.clock);
         records.at(this_revision, time);
+        // Coordination and patches are evaluated here, against the state as
+        // this batch left it (`coord::expand`).
+        let expanded;
+        let remembered;
+        let request: &Request = if coord::needs_expansion(request) {
+            let expansion = {
+                let mut read = |address: &[u8]| {
+                    let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
+                    records.read(address, namespace, key, |meta, value| {
+                        (meta, value.to_vec())
+                    })
+                };
+                coord::expand(request, this_revision, time, &mut read)?
+            };
+            match expansion {
+                Expansion::Failed(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+                Expansion::Replay(outcome) => {
+                    results.push(Ok(outcome));
+                    continue;
+                }
+                Expansion::Ready(ready) => {
+                    expanded = Some(ready);
+                    expanded.as_ref().map_or(request, |e| &e.request)
+                }
+            }
+        } else {
+            expanded = None;
+            request
+        };
         match prepare_one(records, request, this_revision, time)? {
             Prepared::Failed(e) => results.push(Err(e)),
-            Prepared::Noop(outcome) => results.push(Ok(outcome)),
-            Prepared::Write { ops, outcome } => {
+            Prepared::Noop(outcome) => results.push(Ok(match &expanded {
+                Some(e) => e.finish(outcome),
+                None => outcome,
+            })),
+            Prepared::Write { mut ops, outcome } => {
+                let outcome = match &expanded {
+                    None => outcome,
+                    Some(e) => {
+                        let outcome = e.finish(outcome);
+                        // The idempotency key is recorded in the commit that
+                        // uses it, with the caller's outcome.
+                        if let Some(write) = e.remember_write(&outcome)? {
+                            remembered = Request {
+                                writes: vec![write],
+                                ..Request::default()
+                            };
+                            if let Prepared::Write { ops: more, .. } =
+                                prepare_one(records, &remembered, this_revision, time)?
+                            {
+                                ops.extend(more);
+                            }
+                        }
+                        outcome
+                    }
+                };
                 // The writes are in the open batch already. A commit that
                 // cannot be encoded (impossible within the size limits) fails
                 // the whole batch, which then never commits.
@@ -281,6 +337,8 @@ fn prepare_one<'r>(
         return Ok(Prepared::Noop(Outcome {
             revision: None,
             writes: outcomes,
+            patched: Vec::new(),
+            replayed: false,
         }));
     }
     Ok(Prepared::Write {
@@ -288,6 +346,8 @@ fn prepare_one<'r>(
         outcome: Outcome {
             revision: Some(revision),
             writes: outcomes,
+            patched: Vec::new(),
+            replayed: false,
         },
     })
 }
@@ -381,6 +441,12 @@ fn resolve<'r>(
                     namespace,
                     key,
                     kind: ResolvedKind::Put { meta, value },
+                });
+            }
+            WriteKind::Patch { .. } => {
+                // `coord::expand` turns every patch into a put first.
+                return Err(Error::Poisoned {
+                    cause: "internal error: a patch reached the engine unevaluated".to_owned(),
                 });
             }
             WriteKind::Delete => match records.remove(address)? {

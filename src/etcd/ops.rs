@@ -357,6 +357,7 @@ impl EtcdStore {
             let may_change_nothing = match &write.kind {
                 WriteKind::Put { skip_unchanged, .. } => *skip_unchanged,
                 WriteKind::Delete => true,
+                WriteKind::Patch { .. } => false,
             };
             if may_change_nothing {
                 out.insert(write.address.clone(), self.get_address(&write.address, 0)?);
@@ -415,6 +416,7 @@ impl EtcdStore {
                 }
             }
             match &write.kind {
+                WriteKind::Patch { .. } => return Err(crate::coord::not_on_etcd()),
                 WriteKind::Put { value, .. } => {
                     if let Some(Some((_, stored))) = current.get(&write.address)
                         && stored == value
@@ -577,6 +579,8 @@ fn outcome(
         .writes
         .iter()
         .map(|write| match &write.kind {
+            // Refused before the transaction is built (`build_txn`).
+            WriteKind::Patch { .. } => WriteOutcome::Absent,
             WriteKind::Put { value, .. } => {
                 if let Some(Some((meta, stored))) = current.get(&write.address)
                     && stored == value
@@ -631,6 +635,8 @@ fn outcome(
     Outcome {
         revision: changed_any.then_some(revision),
         writes,
+        patched: Vec::new(),
+        replayed: false,
     }
 }
 

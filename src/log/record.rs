@@ -221,7 +221,7 @@ impl LogRecord<'_> {
         }
         for op in &self.ops {
             let (ns, key) = op.address();
-            crate::key::encode(ns, key).map_err(|e| e.to_string())?;
+            crate::key::encode_stored(ns, key).map_err(|e| e.to_string())?;
             let problem = match op {
                 LogOp::Put(p) => {
                     let modified = p.modified.unwrap_or(self.revision);

@@ -322,6 +322,40 @@ impl Conn<'_> {
             }
             // Handled by `serve` before it gets here.
             Request::Watch { .. } => m::Reply::Done,
+            Request::CommitWith {
+                checks,
+                writes,
+                coord,
+            } => {
+                let request =
+                    convert::commit_with_from_wire(checks, writes, coord).map_err(|reason| {
+                        Error::InvalidOption {
+                            name: "patch",
+                            reason,
+                        }
+                    })?;
+                request.check_untrusted()?;
+                convert::outcome_with_to_wire(answer(backend.commit(&Arc::new(request)))?)
+            }
+            Request::LeaseGrant { ttl_micros, holder } => m::Reply::Lease(answer(
+                backend.lease_grant(Duration::from_micros(ttl_micros), &holder),
+            )?),
+            Request::LeaseKeepAlive { lease } => m::Reply::Alive(
+                u64::try_from(answer(backend.lease_keep_alive(lease))?.as_micros())
+                    .unwrap_or(u64::MAX),
+            ),
+            Request::LeaseRevoke { lease } => {
+                m::Reply::LeaseEnded(answer(backend.lease_revoke(lease))?)
+            }
+            Request::LeaseRemaining => m::Reply::Remaining(
+                answer(backend.lease_remaining())?
+                    .into_iter()
+                    .map(|(lease, left)| m::Remaining {
+                        lease,
+                        micros: u64::try_from(left.as_micros()).unwrap_or(u64::MAX),
+                    })
+                    .collect(),
+            ),
         })
     }
 

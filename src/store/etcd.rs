@@ -81,6 +81,9 @@ impl Backend for EtcdBackend {
     }
 
     fn commit(&self, request: &Arc<Request>) -> Reply<Outcome> {
+        if crate::coord::needs_expansion(request) {
+            return Err(Fault::Failed(crate::coord::not_on_etcd()));
+        }
         let outcome = self.store.commit_request(request)?;
         if outcome.revision.is_some() {
             self.commits.fetch_add(1, Ordering::Relaxed);

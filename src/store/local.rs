@@ -18,6 +18,7 @@ use super::commit::{Committer, Leader};
 use crate::access::request::{BaseLoad, Outcome, Request};
 use crate::access::{Backend, BackupOptions, BackupReport, ReadRecord, ReadView, Reply, Stats};
 use crate::backup::run::{self, Source};
+use crate::coord;
 use crate::db::view::Visible;
 use crate::engine::open::Opened;
 use crate::engine::read::LocalView;
@@ -57,6 +58,8 @@ pub(super) struct Shared {
     pub backup_lock: Mutex<()>,
     /// Connections and pinned snapshots of the processes served.
     pub serving: Arc<Serving>,
+    /// The clocks of the store's leases (`coord::leases`).
+    pub leases: coord::leases::Leases,
     // Dropped last: the lock is released only after everything above is closed.
     _lock: Box<dyn LockGuard>,
 }
@@ -67,6 +70,41 @@ impl Shared {
             return Err(Error::Closed);
         }
         Ok(())
+    }
+
+    /// Commits through the group-commit queue; a lease whose time is up is
+    /// refused (for new locks and bindings) before its end is committed.
+    fn commit(&self, request: Arc<Request>) -> Result<Outcome> {
+        self.check_open()?;
+        if let Some(lease) = request.coord.lease_in_use() {
+            self.leases.check_alive(lease)?;
+        }
+        self.committer.commit(self, request)
+    }
+
+    /// A new lease of `ttl`, taken by `holder` (a description for `locks`).
+    fn lease_grant(&self, ttl: Duration, holder: &str) -> Result<u64> {
+        coord::leases::check_ttl(ttl)?;
+        let id = loop {
+            let id = fastrand::u64(1..);
+            if !self.leases.remaining().contains_key(&id) {
+                break id;
+            }
+        };
+        self.commit(Arc::new(coord::leases::grant_request(id, ttl, holder)))?;
+        self.leases.start(id, ttl);
+        Ok(id)
+    }
+
+    /// Ends a lease now; the revision of its end (`None`: it had ended).
+    fn lease_revoke(&self, id: u64) -> Result<Option<u64>> {
+        self.check_open()?;
+        self.leases.forget(id);
+        match self.commit(Arc::new(coord::leases::end_request(id))) {
+            Ok(outcome) => Ok(outcome.revision),
+            Err(Error::LeaseExpired { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Loads a base into the empty store.
@@ -190,6 +228,25 @@ impl Shared {
     }
 }
 
+impl coord::leases::Holder for Shared {
+    fn commit(&self, request: Request) -> Result<Outcome> {
+        Shared::commit(self, Arc::new(request))
+    }
+
+    fn view(&self) -> Result<Arc<dyn ReadView>> {
+        self.check_open()?;
+        Ok(Arc::new(LocalView::new(self.visible.get())))
+    }
+
+    fn leases(&self) -> &coord::leases::Leases {
+        &self.leases
+    }
+
+    fn now(&self) -> crate::time::Timestamp {
+        self.options.clock.now()
+    }
+}
+
 impl Leader for Shared {
     fn run_batch(&self, requests: &[&Request]) -> Vec<Result<Outcome>> {
         let (results, checkpoint_due) = {
@@ -259,6 +316,7 @@ impl Source for Shared {
 /// The store held by this process.
 pub(crate) struct Local {
     shared: Arc<Shared>,
+    lease_thread: Mutex<Option<JoinHandle<()>>>,
     background: Mutex<Option<JoinHandle<()>>>,
     server: Mutex<Option<Server>>,
     closing: AtomicBool,
@@ -286,8 +344,20 @@ impl Local {
             closed: AtomicBool::new(false),
             backup_lock: Mutex::new(()),
             serving: Arc::default(),
+            leases: coord::leases::Leases::default(),
             _lock: opened.lock,
         });
+        coord::leases::load(shared.as_ref())?;
+        if shared.engine.lock().read_only().is_none() {
+            coord::leases::prune(shared.as_ref());
+        }
+        let lease_thread = {
+            let for_thread = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("statelog-leases".to_owned())
+                .spawn(move || coord::leases::run(for_thread.as_ref()))
+                .map_err(|e| Error::io("start the lease thread for", &shared.path, e))?
+        };
         let thread = {
             let for_thread = Arc::clone(&shared);
             let tick = match options.durability {
@@ -305,6 +375,7 @@ impl Local {
         };
         let local = Arc::new(Local {
             shared: Arc::clone(&shared),
+            lease_thread: Mutex::new(Some(lease_thread)),
             background: Mutex::new(Some(thread)),
             server: Mutex::new(None),
             closing: AtomicBool::new(false),
@@ -358,11 +429,24 @@ impl Backend for Local {
     }
 
     fn commit(&self, request: &Arc<Request>) -> Reply<Outcome> {
+        Ok(self.shared.commit(Arc::clone(request))?)
+    }
+
+    fn lease_grant(&self, ttl: Duration, holder: &str) -> Reply<u64> {
+        Ok(self.shared.lease_grant(ttl, holder)?)
+    }
+
+    fn lease_keep_alive(&self, id: u64) -> Reply<Duration> {
         self.shared.check_open()?;
-        Ok(self
-            .shared
-            .committer
-            .commit(self.shared.as_ref(), Arc::clone(request))?)
+        Ok(self.shared.leases.keep_alive(id)?)
+    }
+
+    fn lease_revoke(&self, id: u64) -> Reply<Option<u64>> {
+        Ok(self.shared.lease_revoke(id)?)
+    }
+
+    fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
+        Ok(self.shared.leases.remaining().into_iter().collect())
     }
 
     fn restore(&self, load: &BaseLoad) -> Reply<u64> {
@@ -421,6 +505,10 @@ impl Backend for Local {
             .end_watches("the holder closed the store");
         if let Some(server) = self.server.lock().take() {
             server.stop();
+        }
+        shared.leases.stop();
+        if let Some(thread) = self.lease_thread.lock().take() {
+            let _ = thread.join();
         }
         shared.closed.store(true, Ordering::Release);
         shared.background.stop();

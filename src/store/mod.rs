@@ -7,6 +7,7 @@
 
 mod background;
 mod commit;
+pub(crate) mod coordination;
 #[cfg(feature = "etcd")]
 mod etcd;
 pub(crate) mod local;
@@ -17,6 +18,7 @@ mod txn;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -146,6 +148,8 @@ struct Handle {
     conflicts: AtomicU64,
     retries: AtomicU64,
     closed: AtomicBool,
+    /// Same-key `update`s of this process take turns.
+    keylocks: crate::coord::keylocks::KeyLocks,
 }
 
 /// The backend a handle uses.
@@ -230,6 +234,7 @@ impl Store {
                 conflicts: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
+                keylocks: Default::default(),
             }),
         })
     }
@@ -244,7 +249,7 @@ impl Store {
     /// Runs `op` on the backend. Through a holder, a request the holder never
     /// executed (it went away or is closing) is sent again once the store is
     /// reached again; anything else is the answer.
-    fn call<T>(&self, mut op: impl FnMut(&dyn Backend) -> Reply<T>) -> Result<T> {
+    pub(crate) fn call<T>(&self, mut op: impl FnMut(&dyn Backend) -> Reply<T>) -> Result<T> {
         self.check_open()?;
         let mut first_failure = None;
         loop {
@@ -325,6 +330,11 @@ impl Store {
             Reach::Held(_) => 0,
             Reach::Served { current, .. } => current.read().0,
         }
+    }
+
+    /// The options the store was opened with.
+    pub(crate) fn options(&self) -> &Options {
+        &self.handle.options
     }
 
     /// The store's directory.
@@ -906,6 +916,13 @@ impl Store {
         F: FnMut(Option<T>) -> Result<T, E>,
     {
         let address = key::encode(namespace, key)?;
+        // Same-key updates of this process queue here rather than collide.
+        let wait = self
+            .handle
+            .options
+            .lock_timeout
+            .max(Duration::from_secs(10));
+        let _turn = self.handle.keylocks.turn(&address, wait);
         self.with_retries(|| {
             let current: Option<Versioned<T>> = self.get(namespace, key)?;
             let expected = current.as_ref().map_or(0, |c| c.version);
@@ -1026,7 +1043,7 @@ impl Store {
         std::thread::sleep(self.handle.options.retry.backoff(attempt));
     }
 
-    fn commit(&self, request: &Arc<Request>) -> Result<Outcome> {
+    pub(crate) fn commit(&self, request: &Arc<Request>) -> Result<Outcome> {
         let result = self.call(|b| b.commit(request));
         if let Err(Error::Conflict { .. }) = &result {
             self.handle.conflicts.fetch_add(1, Ordering::Relaxed);

@@ -218,12 +218,15 @@ impl Snapshot {
         })
     }
 
-    /// The namespaces that hold at least one record, in order.
+    /// The namespaces that hold at least one record, in order (statelog's
+    /// own, which hold leases, locks and idempotency keys, are not listed).
     ///
     /// # Errors
     /// [`Error::Database`](crate::Error::Database) if the state database fails.
     pub fn namespaces(&self) -> Result<Vec<String>> {
-        self.view.namespaces()
+        let mut namespaces = self.view.namespaces()?;
+        namespaces.retain(|n| !key::is_reserved(n));
+        Ok(namespaces)
     }
 
     /// Number of records in a namespace.

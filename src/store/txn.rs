@@ -67,6 +67,11 @@ impl Tx {
         let (seen, _) = *self.reads.entry(address.clone()).or_insert(seen);
         match self.writes.get(&address) {
             Some(WriteKind::Delete) => Ok(None),
+            // A transaction's writes are puts and deletes only.
+            Some(WriteKind::Patch { .. }) => Err(crate::Error::Unsupported {
+                what: "patches inside a transaction".to_owned(),
+                reason: "use Store::patch or a Batch".to_owned(),
+            }),
             Some(WriteKind::Put { value, .. }) => {
                 let meta = Meta {
                     version: seen + 1,
@@ -211,6 +216,7 @@ impl Tx {
                 .into_iter()
                 .map(|(address, kind)| Write { address, kind })
                 .collect(),
+            ..Request::default()
         }
     }
 }

@@ -40,6 +40,26 @@ fn check_request(request: Request) {
         Request::Commit { checks, writes } => {
             let _ = convert::commit_from_wire(checks, writes).check_untrusted();
         }
+        Request::CommitWith {
+            checks,
+            writes,
+            coord,
+        } => {
+            if let Ok(request) = convert::commit_with_from_wire(checks, writes, coord)
+                && request.check_untrusted().is_ok()
+            {
+                // Patches that pass the checks apply to anything without
+                // panicking: to nothing, and to their own operands.
+                for write in &request.writes {
+                    if let crate::access::request::WriteKind::Patch { ops, .. } = &write.kind {
+                        let _ = crate::coord::patch::apply("n", "k", None, ops);
+                        for value in ops.iter().filter_map(|op| op.value()) {
+                            let _ = crate::coord::patch::apply("n", "k", Some(value), ops);
+                        }
+                    }
+                }
+            }
+        }
         Request::Restore {
             revision,
             time,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 
 use super::message::{self as m};
+use crate::access::coord::{OpKind as PatchKind, PatchOp};
+use crate::coord;
 
 use crate::access::request::{
     BaseLoad, BaseRecord, Check, Outcome, Request, Write, WriteKind, WriteOutcome,
@@ -117,7 +119,8 @@ pub fn commit_to_wire(request: &Request) -> m::Request {
                     value: Some(bytes(value)),
                     skip_unchanged: *skip_unchanged,
                 },
-                WriteKind::Delete => m::Write {
+                // Patches go as `CommitWith` (`commit_with_to_wire`).
+                WriteKind::Delete | WriteKind::Patch { .. } => m::Write {
                     address: bytes(&w.address),
                     value: None,
                     skip_unchanged: false,
@@ -127,18 +130,226 @@ pub fn commit_to_wire(request: &Request) -> m::Request {
     }
 }
 
+fn checks_to_wire(checks: &[Check]) -> Vec<m::Check> {
+    checks
+        .iter()
+        .map(|c| m::Check {
+            address: bytes(&c.address),
+            expected: c.expected,
+            modified: c.modified,
+        })
+        .collect()
+}
+
+fn checks_from_wire(checks: Vec<m::Check>) -> Vec<Check> {
+    checks
+        .into_iter()
+        .map(|c| Check {
+            address: c.address.into_vec(),
+            expected: c.expected,
+            modified: c.modified,
+        })
+        .collect()
+}
+
+/// A request with patches or coordination to the wire. (A lease's beginning
+/// or end is never sent: the holder makes those.)
+pub fn commit_with_to_wire(request: &Request) -> m::Request {
+    let coord = &request.coord;
+    m::Request::CommitWith {
+        checks: checks_to_wire(&request.checks),
+        writes: request
+            .writes
+            .iter()
+            .map(|w| m::WriteWith {
+                address: bytes(&w.address),
+                op: match &w.kind {
+                    WriteKind::Put {
+                        value,
+                        skip_unchanged,
+                    } => m::WriteOp::Put {
+                        value: bytes(value),
+                        skip_unchanged: *skip_unchanged,
+                    },
+                    WriteKind::Delete => m::WriteOp::Delete,
+                    WriteKind::Patch {
+                        ops,
+                        skip_unchanged,
+                    } => m::WriteOp::Patch {
+                        ops: ops
+                            .iter()
+                            .map(|op| m::PatchOp {
+                                op: op.kind.name().to_owned(),
+                                path: op.path.clone(),
+                                value: op.value.as_deref().map(bytes),
+                            })
+                            .collect(),
+                        skip_unchanged: *skip_unchanged,
+                    },
+                },
+            })
+            .collect(),
+        coord: m::Coord {
+            fences: coord
+                .fences
+                .iter()
+                .map(|f| m::Fence {
+                    lock: f.lock.clone(),
+                    token: f.token,
+                })
+                .collect(),
+            revisions: coord
+                .revisions
+                .iter()
+                .map(|r| m::RevisionCheck {
+                    address: bytes(&r.address),
+                    revision: r.revision,
+                })
+                .collect(),
+            idempotency: coord.idempotency.as_ref().map(|i| m::Idempotency {
+                key: i.key.clone(),
+                keep_micros: u64::try_from(i.keep.as_micros()).unwrap_or(u64::MAX),
+            }),
+            lease: coord.lease,
+            lock: coord.lock.as_ref().map(|l| match l {
+                coord::LockOp::Acquire { name, lease } => m::LockOp::Acquire {
+                    name: name.clone(),
+                    lease: *lease,
+                },
+                coord::LockOp::Release { name, token } => m::LockOp::Release {
+                    name: name.clone(),
+                    token: *token,
+                },
+            }),
+        },
+    }
+}
+
+/// A [`m::Request::CommitWith`] from the wire (not yet checked: see
+/// `Request::check_untrusted`).
+///
+/// # Errors
+/// An unknown patch operation.
+pub fn commit_with_from_wire(
+    checks: Vec<m::Check>,
+    writes: Vec<m::WriteWith>,
+    wire: m::Coord,
+) -> Result<Request, String> {
+    let mut out = Vec::with_capacity(writes.len());
+    for w in writes {
+        let kind = match w.op {
+            m::WriteOp::Put {
+                value,
+                skip_unchanged,
+            } => WriteKind::Put {
+                value: value.into_vec(),
+                skip_unchanged,
+            },
+            m::WriteOp::Delete => WriteKind::Delete,
+            m::WriteOp::Patch {
+                ops,
+                skip_unchanged,
+            } => {
+                let mut patch = Vec::with_capacity(ops.len());
+                for op in ops {
+                    let kind = PatchKind::from_name(&op.op)
+                        .ok_or_else(|| format!("unknown patch operation {:?}", op.op))?;
+                    let op = PatchOp {
+                        kind,
+                        path: op.path,
+                        value: op.value.map(ByteBuf::into_vec),
+                    };
+                    op.check()?;
+                    patch.push(op);
+                }
+                WriteKind::Patch {
+                    ops: patch,
+                    skip_unchanged,
+                }
+            }
+        };
+        out.push(Write {
+            address: w.address.into_vec(),
+            kind,
+        });
+    }
+    Ok(Request {
+        checks: checks_from_wire(checks),
+        writes: out,
+        coord: coord::CoordRequest {
+            fences: wire
+                .fences
+                .into_iter()
+                .map(|f| coord::Fence {
+                    lock: f.lock,
+                    token: f.token,
+                })
+                .collect(),
+            revisions: wire
+                .revisions
+                .into_iter()
+                .map(|r| coord::RevisionCheck {
+                    address: r.address.into_vec(),
+                    revision: r.revision,
+                })
+                .collect(),
+            idempotency: wire.idempotency.map(|i| coord::Idempotency {
+                key: i.key,
+                keep: Duration::from_micros(i.keep_micros),
+            }),
+            lease: wire.lease,
+            lock: wire.lock.map(|l| match l {
+                m::LockOp::Acquire { name, lease } => coord::LockOp::Acquire { name, lease },
+                m::LockOp::Release { name, token } => coord::LockOp::Release { name, token },
+            }),
+            lease_op: None,
+        },
+    })
+}
+
+/// A [`m::Reply::CommittedWith`] for an outcome.
+pub fn outcome_with_to_wire(outcome: Outcome) -> m::Reply {
+    let patched = outcome
+        .patched
+        .iter()
+        .map(|(i, v)| m::Patched {
+            index: u32::try_from(*i).unwrap_or(u32::MAX),
+            value: bytes(v),
+        })
+        .collect();
+    let replayed = outcome.replayed;
+    match outcome_to_wire(outcome) {
+        m::Reply::Committed { revision, writes } => m::Reply::CommittedWith {
+            revision,
+            writes,
+            patched,
+            replayed,
+        },
+        other => other,
+    }
+}
+
+/// An outcome from a [`m::Reply::CommittedWith`].
+pub fn outcome_with_from_wire(
+    revision: Option<u64>,
+    writes: Vec<m::WriteOutcome>,
+    patched: Vec<m::Patched>,
+    replayed: bool,
+) -> Outcome {
+    let mut outcome = outcome_from_wire(revision, writes);
+    outcome.patched = patched
+        .into_iter()
+        .map(|p| (p.index as usize, p.value.into_vec()))
+        .collect();
+    outcome.replayed = replayed;
+    outcome
+}
+
 /// A commit request from the wire (not yet checked: see
 /// `Request::check_untrusted`).
 pub fn commit_from_wire(checks: Vec<m::Check>, writes: Vec<m::Write>) -> Request {
     Request {
-        checks: checks
-            .into_iter()
-            .map(|c| Check {
-                address: c.address.into_vec(),
-                expected: c.expected,
-                modified: c.modified,
-            })
-            .collect(),
+        checks: checks_from_wire(checks),
         writes: writes
             .into_iter()
             .map(|w| Write {
@@ -152,6 +363,7 @@ pub fn commit_from_wire(checks: Vec<m::Check>, writes: Vec<m::Write>) -> Request
                 },
             })
             .collect(),
+        coord: coord::CoordRequest::default(),
     }
 }
 
@@ -189,6 +401,8 @@ pub fn outcome_from_wire(revision: Option<u64>, writes: Vec<m::WriteOutcome>) ->
                 m::WriteOutcome::Absent => WriteOutcome::Absent,
             })
             .collect(),
+        patched: Vec::new(),
+        replayed: false,
     }
 }
 

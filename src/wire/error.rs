@@ -184,6 +184,35 @@ pub enum WireError {
         resume_from: u64,
         reason: String,
     },
+    PatchFailed {
+        namespace: String,
+        key: String,
+        message: String,
+    },
+    RevisionMismatch {
+        namespace: String,
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    Fenced {
+        lock: String,
+        token: u64,
+        current: Option<u64>,
+    },
+    LockHeld {
+        lock: String,
+        token: u64,
+        holder: String,
+        waited_micros: u64,
+    },
+    LeaseExpired {
+        lease: u64,
+    },
+    IdempotencyKeyReused {
+        key: String,
+        first: Option<u64>,
+    },
 }
 
 fn path_to_wire(path: &Path, store: &Path) -> WirePath {
@@ -455,6 +484,51 @@ pub fn to_wire(e: &Error, store: &Path) -> WireError {
             resume_from: *resume_from,
             reason: reason.clone(),
         },
+        Error::PatchFailed {
+            namespace,
+            key,
+            message,
+        } => WireError::PatchFailed {
+            namespace: namespace.clone(),
+            key: key.clone(),
+            message: message.clone(),
+        },
+        Error::RevisionMismatch {
+            namespace,
+            key,
+            expected,
+            actual,
+        } => WireError::RevisionMismatch {
+            namespace: namespace.clone(),
+            key: key.clone(),
+            expected: *expected,
+            actual: *actual,
+        },
+        Error::Fenced {
+            lock,
+            token,
+            current,
+        } => WireError::Fenced {
+            lock: lock.clone(),
+            token: *token,
+            current: *current,
+        },
+        Error::LockHeld {
+            lock,
+            token,
+            holder,
+            waited,
+        } => WireError::LockHeld {
+            lock: lock.clone(),
+            token: *token,
+            holder: holder.clone(),
+            waited_micros: u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+        },
+        Error::LeaseExpired { lease } => WireError::LeaseExpired { lease: *lease },
+        Error::IdempotencyKeyReused { key, first } => WireError::IdempotencyKeyReused {
+            key: key.clone(),
+            first: *first,
+        },
     }
 }
 
@@ -660,6 +734,50 @@ pub fn from_wire(e: WireError, store: &Path) -> Error {
             resume_from,
             reason,
         },
+        WireError::PatchFailed {
+            namespace,
+            key,
+            message,
+        } => Error::PatchFailed {
+            namespace,
+            key,
+            message,
+        },
+        WireError::RevisionMismatch {
+            namespace,
+            key,
+            expected,
+            actual,
+        } => Error::RevisionMismatch {
+            namespace,
+            key,
+            expected,
+            actual,
+        },
+        WireError::Fenced {
+            lock,
+            token,
+            current,
+        } => Error::Fenced {
+            lock,
+            token,
+            current,
+        },
+        WireError::LockHeld {
+            lock,
+            token,
+            holder,
+            waited_micros,
+        } => Error::LockHeld {
+            lock,
+            token,
+            holder,
+            waited: Duration::from_micros(waited_micros),
+        },
+        WireError::LeaseExpired { lease } => Error::LeaseExpired { lease },
+        WireError::IdempotencyKeyReused { key, first } => {
+            Error::IdempotencyKeyReused { key, first }
+        }
     }
 }
 

@@ -316,6 +316,37 @@ pub enum Request {
         /// The record.
         address: ByteBuf,
     },
+    /// A commit with patches or coordination (fences, revision
+    /// preconditions, an idempotency key, a lease, a lock). Answer:
+    /// [`Reply::CommittedWith`]. (A holder that does not know it refuses it,
+    /// rather than ignoring what it asks for.)
+    CommitWith {
+        /// Preconditions on versions.
+        checks: Vec<Check>,
+        /// Writes, at most one per address.
+        writes: Vec<WriteWith>,
+        /// The coordination parts.
+        coord: Coord,
+    },
+    /// A new lease. Answer: [`Reply::Lease`].
+    LeaseGrant {
+        /// Its TTL (µs).
+        ttl_micros: u64,
+        /// Who takes it (a description).
+        holder: String,
+    },
+    /// Keeps a lease alive. Answer: [`Reply::Alive`].
+    LeaseKeepAlive {
+        /// The lease.
+        lease: u64,
+    },
+    /// Ends a lease now. Answer: [`Reply::LeaseEnded`].
+    LeaseRevoke {
+        /// The lease.
+        lease: u64,
+    },
+    /// What is left of each lease's time. Answer: [`Reply::Remaining`].
+    LeaseRemaining,
 }
 
 /// What a watch covers.
@@ -390,6 +421,126 @@ pub struct Version {
     pub value: Option<Record>,
 }
 
+/// A write of [`Request::CommitWith`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteWith {
+    /// The record.
+    pub address: ByteBuf,
+    /// What to do.
+    pub op: WriteOp,
+}
+
+/// What a [`WriteWith`] does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteOp {
+    /// Store a value.
+    Put {
+        /// The value (MessagePack).
+        value: ByteBuf,
+        /// Skip it when it equals the stored one.
+        skip_unchanged: bool,
+    },
+    /// Delete the record.
+    Delete,
+    /// Patch the record's value at commit.
+    Patch {
+        /// The operations, in order.
+        ops: Vec<PatchOp>,
+        /// Skip the write when the result equals the stored value.
+        skip_unchanged: bool,
+    },
+}
+
+/// One operation of a patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchOp {
+    /// `set`, `remove`, `add`, `append`, `append-unique` or `merge`.
+    pub op: String,
+    /// Field names from the top of the value.
+    pub path: Vec<String>,
+    /// The operand (MessagePack).
+    pub value: Option<ByteBuf>,
+}
+
+/// A fence: lock `lock` must be held with `token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fence {
+    /// The lock.
+    pub lock: String,
+    /// The token.
+    pub token: u64,
+}
+
+/// A record must have been last written at `revision` (0: be absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionCheck {
+    /// The record.
+    pub address: ByteBuf,
+    /// The revision.
+    pub revision: u64,
+}
+
+/// An idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Idempotency {
+    /// The key.
+    pub key: String,
+    /// How long to keep it (µs).
+    pub keep_micros: u64,
+}
+
+/// Taking or giving back a lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockOp {
+    /// Take a lock under a lease.
+    Acquire {
+        /// The lock.
+        name: String,
+        /// The lease.
+        lease: u64,
+    },
+    /// Give a lock back.
+    Release {
+        /// The lock.
+        name: String,
+        /// The token it is held with.
+        token: u64,
+    },
+}
+
+/// The coordination parts of [`Request::CommitWith`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coord {
+    /// Fences.
+    pub fences: Vec<Fence>,
+    /// Revision preconditions.
+    pub revisions: Vec<RevisionCheck>,
+    /// An idempotency key.
+    pub idempotency: Option<Idempotency>,
+    /// Bind the puts to this lease.
+    pub lease: Option<u64>,
+    /// Take or give back a lock.
+    pub lock: Option<LockOp>,
+}
+
+/// A value a patch computed, by the index of its write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patched {
+    /// The write's index.
+    pub index: u32,
+    /// The value.
+    pub value: ByteBuf,
+}
+
+/// A lease's remaining time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remaining {
+    /// The lease.
+    pub lease: u64,
+    /// What is left (µs).
+    pub micros: u64,
+}
+
 /// A final answer's content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -434,6 +585,25 @@ pub enum Reply {
     Watching,
     /// A record's versions, oldest first.
     History(Vec<Version>),
+    /// The outcome of a [`Request::CommitWith`].
+    CommittedWith {
+        /// Its revision; `None` when nothing changed.
+        revision: Option<u64>,
+        /// One per write, in order.
+        writes: Vec<WriteOutcome>,
+        /// The values patches computed.
+        patched: Vec<Patched>,
+        /// True when this is the first outcome of the idempotency key.
+        replayed: bool,
+    },
+    /// A new lease's id.
+    Lease(u64),
+    /// A lease kept alive for its TTL (µs).
+    Alive(u64),
+    /// A lease ended, at this revision (`None`: it had ended).
+    LeaseEnded(Option<u64>),
+    /// What is left of each lease's time.
+    Remaining(Vec<Remaining>),
 }
 
 /// Progress of a long request (so the client's wait measures silence, not

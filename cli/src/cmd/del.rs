@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
-use statelog::Shown;
+use crate::writes::{self, WriteArgs};
+use statelog::{Batch, Shown, WriteResult};
 
 pub const EXAMPLES: &str = r#"Examples:
   statelog del jobs job42
@@ -27,6 +28,8 @@ pub struct Args {
     /// does not exist
     #[arg(long, value_name = "N")]
     pub if_version: Option<u64>,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 #[derive(Serialize)]
@@ -38,26 +41,42 @@ struct DelDoc<'a> {
     version: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     revision: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replayed: bool,
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let (ns, key) = (args.namespace.as_str(), args.key.as_str());
     let shown = format!("{}/{}", Shown::new(ns), Shown::new(key));
+    let mut batch = Batch::new().delete(ns, key);
+    if let Some(expected) = args.if_version {
+        batch = batch.if_version(ns, key, expected);
+    }
+    let batch = args.write.add_to(batch, ns, key);
     ctx.with_store(Access::Records, |store| {
-        let deleted = match args.if_version {
-            None => store.delete(ns, key)?,
-            Some(expected) => match store.compare_and_delete(ns, key, expected) {
-                Ok(deleted) => Some(deleted),
-                Err(statelog::Error::Conflict { actual: 0, .. }) => {
-                    return Err(fail(
-                        Code::NotFound,
-                        format!("{shown} does not exist; nothing was deleted"),
-                    ));
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!("did not delete {shown}")));
-                }
-            },
+        let outcome = match writes::apply(store, &batch) {
+            Ok(outcome) => outcome,
+            Err(e)
+                if args.if_version.is_some()
+                    && matches!(
+                        e.downcast_ref::<statelog::Error>(),
+                        Some(statelog::Error::Conflict { actual: 0, .. })
+                    ) =>
+            {
+                return Err(fail(
+                    Code::NotFound,
+                    format!("{shown} does not exist; nothing was deleted"),
+                ));
+            }
+            Err(e) => return Err(e.context(format!("did not delete {shown}"))),
+        };
+        writes::note_replay(&outcome, ctx);
+        let deleted = match (outcome.revision, outcome.writes.first()) {
+            (Some(revision), Some(WriteResult::Deleted { version })) => Some(Deleted {
+                revision,
+                version: *version,
+            }),
+            _ => None,
         };
         if ctx.json {
             ctx.print_json(&DelDoc {
@@ -66,6 +85,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
                 deleted: deleted.is_some(),
                 version: deleted.map(|d| d.version),
                 revision: deleted.map(|d| d.revision),
+                replayed: outcome.replayed,
             })?;
         } else if let Some(d) = deleted {
             ctx.say(format!(
@@ -77,4 +97,10 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
         }
         Ok(Code::Ok)
     })
+}
+
+#[derive(Clone, Copy)]
+struct Deleted {
+    revision: u64,
+    version: u64,
 }

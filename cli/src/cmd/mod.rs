@@ -18,6 +18,8 @@ mod import;
 mod incr;
 mod init;
 mod list;
+mod lock;
+mod locks;
 mod man;
 mod past;
 mod patch;
@@ -30,12 +32,10 @@ mod wait;
 mod watch;
 
 use clap::Subcommand;
-use statelog::{RawValue, Shown, Store};
 
 use crate::cli::{StoreGlobals, WaitGlobals};
 use crate::context::Ctx;
-use crate::exit::{Code, fail};
-use crate::fields;
+use crate::exit::Code;
 
 /// A command's own arguments, and the global flags it takes.
 #[derive(Debug, clap::Args)]
@@ -73,6 +73,13 @@ pub enum Command {
     /// Delete a record
     #[command(after_help = del::EXAMPLES)]
     Del(S<del::Args>),
+    /// Run a command holding a lock (a lease kept alive while it runs; its
+    /// fencing token in $STATELOG_LOCK_TOKEN)
+    #[command(after_help = lock::EXAMPLES)]
+    Lock(S<lock::Args>),
+    /// List the locks held and the leases, with their holder and age
+    #[command(after_help = locks::EXAMPLES)]
+    Locks(S<locks::Args>),
     /// List a namespace's records (or, without NS, the namespaces)
     #[command(after_help = list::EXAMPLES)]
     List(S<list::Args>),
@@ -133,6 +140,8 @@ impl Command {
             Command::Patch(w) => patch::run(w.args, ctx),
             Command::Incr(w) => incr::run(w.args, ctx),
             Command::Del(w) => del::run(w.args, ctx),
+            Command::Lock(w) => lock::run(w.args, ctx),
+            Command::Locks(w) => locks::run(w.args, ctx),
             Command::List(w) => list::run(w.args, ctx),
             Command::Stats(w) => stats::run(w.args, ctx),
             Command::Export(w) => export::run(w.args, ctx),
@@ -150,52 +159,4 @@ impl Command {
             Command::Man(args) => man::run(args),
         }
     }
-}
-
-/// A record edited by [`edit_record`].
-pub struct Edited<R> {
-    /// Its new version.
-    pub version: u64,
-    /// The revision of the edit (the store's revision when nothing changed).
-    pub revision: u64,
-    /// Its new value.
-    pub value: RawValue,
-    /// What the edit returned.
-    pub result: R,
-}
-
-/// Reads a record's value as a tree, lets `edit` change it and writes it
-/// back, as one optimistic transaction re-run on a conflict (so concurrent
-/// edits of different fields keep each other's changes). A missing record
-/// starts as an empty object. When `edit` refuses (its message says why), the
-/// command fails with exit 1 and nothing is written.
-pub fn edit_record<R>(
-    store: &Store,
-    ns: &str,
-    key: &str,
-    mut edit: impl FnMut(&mut rmpv::Value) -> Result<R, String>,
-) -> anyhow::Result<Edited<R>> {
-    let shown = format!("{}/{}", Shown::new(ns), Shown::new(key));
-    let refused = |m: String| fail(Code::Error, format!("{shown} was not changed: {m}"));
-    let outcome = store.transaction(|tx| -> anyhow::Result<_> {
-        let current = tx.snapshot().get_raw(ns, key)?;
-        let expected = current.as_ref().map_or(0, |r| r.version);
-        tx.expect_version(ns, key, expected)?;
-        let mut tree = match &current {
-            Some(record) => fields::decode(&record.value).map_err(anyhow::Error::msg)?,
-            None => rmpv::Value::Map(Vec::new()),
-        };
-        let result = edit(&mut tree).map_err(refused)?;
-        let raw = fields::encode(&tree).map_err(refused)?;
-        tx.put_raw(ns, key, raw.clone())?;
-        // A record at the highest version cannot be written; the commit says so.
-        Ok((expected.saturating_add(1), raw, result))
-    })?;
-    let (version, value, result) = outcome.value;
-    Ok(Edited {
-        version,
-        revision: outcome.revision.unwrap_or_else(|| store.revision()),
-        value,
-        result,
-    })
 }

@@ -1,24 +1,29 @@
-//! `statelog set NS KEY JSON|- [--if-version N | --create-only]`: replace a
-//! record's value.
+//! `statelog set NS KEY JSON|- [--if-version N | --create-only]
+//! [--if-revision N] [--if-changed]`: replace a record's value.
 //!
 //! The JSON is read as an import reads values (`$` escapes included). With a
 //! precondition the write is a compare-and-swap: exit 3 if the record is not
-//! at that version (or exists, for `--create-only`). `--json` prints
-//! `{"namespace", "key", "version", "revision"}`.
+//! at that version (or exists, for `--create-only`), or was not last written
+//! at that revision. `--if-changed` leaves an identical value alone (no new
+//! version, no log record). `--json` prints `{"namespace", "key", "version",
+//! "revision"}` (and `"changed": false` when skipped, `"replayed": true` for
+//! an idempotency key's first result).
 
 use std::io::Read;
 
 use anyhow::Context as _;
-use statelog::{RawValue, Shown, Store};
+use statelog::{Batch, RawValue, Shown, WriteResult};
 
 use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
 use crate::output::WriteDoc;
+use crate::writes::{self, WriteArgs};
 
 pub const EXAMPLES: &str = r#"Examples:
   statelog set config pipeline '{"window": 7}'
   statelog set config pipeline '{"window": 8}' --if-version 1 || echo "someone changed it"
   statelog set runs nightly '{"owner": "ci-7"}' --create-only
+  statelog set files site.md '{"hash": "ab12"}' --if-changed   # skip unchanged files
   jq .config settings.json | statelog set config pipeline -"#;
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +42,12 @@ pub struct Args {
     /// Write only if the record does not exist; exit 3 otherwise
     #[arg(long, conflicts_with = "if_version")]
     pub create_only: bool,
+    /// Leave the record alone when it holds this very value (no new version,
+    /// no log record)
+    #[arg(long)]
+    pub if_changed: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// Reads a value given as JSON text, or `-` for stdin, with a message that
@@ -84,9 +95,22 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     } else {
         args.if_version
     };
+    let mut batch = Batch::new().put_raw(ns, key, value);
+    if let Some(expected) = expected {
+        batch = batch.if_version(ns, key, expected);
+    }
+    if args.if_changed {
+        batch = batch.if_changed();
+    }
+    let batch = args.write.add_to(batch, ns, key);
     ctx.with_store(Access::Records, |store| {
-        let (version, revision) = write(store, ns, key, value, expected)
-            .with_context(|| format!("did not set {shown}"))?;
+        let outcome =
+            writes::apply(store, &batch).with_context(|| format!("did not set {shown}"))?;
+        writes::note_replay(&outcome, ctx);
+        let Some(WriteResult::Put { meta, changed, .. }) = outcome.writes.first() else {
+            anyhow::bail!("the store answered a put with no put outcome");
+        };
+        let (version, revision) = (meta.version, meta.mod_revision);
         if ctx.json {
             ctx.print_json(&WriteDoc {
                 namespace: ns,
@@ -95,40 +119,19 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
                 revision,
                 field: None,
                 value: None,
+                replayed: outcome.replayed,
+                changed: *changed,
             })?;
-        } else {
+        } else if *changed {
             ctx.say(format!(
                 "set {ns}/{key}: version {version} (revision {revision})"
+            ))?;
+        } else {
+            ctx.say(format!(
+                "{ns}/{key} holds this value already: left at version {version} (revision \
+                 {revision})"
             ))?;
         }
         Ok(Code::Ok)
     })
-}
-
-/// Writes, with a version precondition if `expected`; returns the version and
-/// the revision.
-fn write(
-    store: &Store,
-    ns: &str,
-    key: &str,
-    value: RawValue,
-    expected: Option<u64>,
-) -> statelog::Result<(u64, u64)> {
-    let Some(expected) = expected else {
-        let committed = store.put_raw(ns, key, value)?;
-        return Ok((committed.version, committed.revision));
-    };
-    // A compare-and-swap of a raw value: the precondition and the write in one
-    // transaction (re-checked at commit).
-    let outcome = store.transaction(|tx| {
-        tx.expect_version(ns, key, expected)?;
-        tx.put_raw(ns, key, value.clone())
-    })?;
-    let revision = outcome.revision.unwrap_or_else(|| store.revision());
-    // The commit gave the record the version after `expected`, so there is one.
-    let version = expected.checked_add(1).ok_or(statelog::Error::Exhausted {
-        record: Some((ns.to_owned(), key.to_owned())),
-        value: expected,
-    })?;
-    Ok((version, revision))
 }

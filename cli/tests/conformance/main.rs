@@ -10,6 +10,7 @@
 mod common;
 
 mod behaviour;
+mod coordination;
 mod model;
 mod ways;
 
@@ -68,6 +69,36 @@ macro_rules! behaviours {
         #[test]
         fn watch_and_history() {
             behaviour::watch_and_history(&$way);
+        }
+
+        #[test]
+        fn hot_record_patches() {
+            coordination::hot_record_patches(&$way);
+        }
+
+        #[test]
+        fn hot_record_updates() {
+            coordination::hot_record_updates(&$way);
+        }
+
+        #[test]
+        fn preconditions() {
+            coordination::preconditions(&$way);
+        }
+
+        #[test]
+        fn locks_and_fences() {
+            coordination::locks_and_fences(&$way);
+        }
+
+        #[test]
+        fn leases_end_with_their_records() {
+            coordination::leases_end_with_their_records(&$way);
+        }
+
+        #[test]
+        fn idempotency_keys() {
+            coordination::idempotency_keys(&$way);
         }
     };
 }
