@@ -464,6 +464,24 @@ impl Store {
     /// Commits a [`Batch`]: all its writes at one new revision if everything
     /// it depends on holds, otherwise nothing.
     ///
+    /// # Examples
+    /// ```
+    /// use statelog::{Batch, WriteResult};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let first = store.put("jobs", "build", &"queued")?;
+    /// let batch = Batch::new()
+    ///     .if_version("jobs", "build", first.version)
+    ///     .put("jobs", "build", &"running")
+    ///     .delete("queue", "build");
+    /// let outcome = store.apply(&batch)?;
+    /// assert_eq!(outcome.revision, Some(2));
+    /// assert!(matches!(outcome.writes[1], WriteResult::Absent));
+    /// // The same batch again: the version it depends on has changed.
+    /// assert!(matches!(store.apply(&batch), Err(statelog::Error::Conflict { .. })));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Conflict`] (a version), [`Error::RevisionMismatch`],
     /// [`Error::Fenced`], [`Error::IdempotencyKeyReused`],
@@ -507,6 +525,18 @@ impl Store {
     /// has when the commit is applied, so patches never conflict. Returns the
     /// new value and metadata.
     ///
+    /// # Examples
+    /// ```
+    /// use statelog::Patch;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.patch("stats", "totals", &Patch::new().add(&["runs"], 1))?;
+    /// let totals = store.patch("stats", "totals", &Patch::new().add(&["runs"], 1))?;
+    /// assert_eq!(totals.value.to_json().unwrap(), r#"{"runs":2}"#);
+    /// assert_eq!(totals.version, 2);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::PatchFailed`] (nothing written); [`Error::InvalidKey`]; the
     /// errors of a commit.
@@ -528,6 +558,20 @@ impl Store {
     /// Takes a lease of `ttl` (100 ms to a day). Keep it alive with
     /// [`Lease::keep_alive`] more often than its TTL.
     ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let lease = store.grant_lease(Duration::from_secs(10))?;
+    /// let grant = lease.lock("deploy", None)?;
+    /// assert_eq!(grant.lease, lease.id());
+    /// lease.keep_alive()?;
+    /// lease.revoke()?;
+    /// assert!(store.locks()?.is_empty());
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidOption`] for a TTL out of range;
     /// [`Error::Unsupported`] for a store on etcd (not yet); the errors of a
@@ -538,6 +582,17 @@ impl Store {
 
     /// Like [`grant_lease`](Self::grant_lease), naming the holder as
     /// `holder` (shown by [`locks`](Self::locks) and [`leases`](Self::leases)).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let lease = store.grant_lease_as(Duration::from_secs(10), "worker-1")?;
+    /// let leases = store.leases()?;
+    /// assert_eq!((leases[0].id, leases[0].holder.as_str()), (lease.id(), "worker-1"));
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`grant_lease`](Self::grant_lease).
@@ -567,6 +622,20 @@ impl Store {
 
     /// The locks held now, by name.
     ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let lease = store.grant_lease_as(Duration::from_secs(10), "worker-1")?;
+    /// let grant = lease.lock("deploy", None)?;
+    /// let locks = store.locks()?;
+    /// assert_eq!(locks.len(), 1);
+    /// assert_eq!((locks[0].name.as_str(), locks[0].token), ("deploy", grant.token));
+    /// assert_eq!(locks[0].holder, "worker-1");
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// The errors of a read.
     pub fn locks(&self) -> Result<Vec<LockInfo>> {
@@ -586,6 +655,20 @@ impl Store {
     }
 
     /// The leases, by id.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let lease = store.grant_lease(Duration::from_secs(10))?;
+    /// lease.lock("deploy", None)?;
+    /// let leases = store.leases()?;
+    /// assert_eq!(leases.len(), 1);
+    /// assert_eq!(leases[0].locks, ["deploy"]);
+    /// assert!(leases[0].remaining.is_some());
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// The errors of a read.
@@ -616,6 +699,18 @@ impl Store {
     }
 
     /// How many idempotency keys the store keeps now.
+    ///
+    /// # Examples
+    /// ```
+    /// use statelog::Batch;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let batch = Batch::new().put("runs", "r1", &"done").idempotency_key("run-r1");
+    /// store.apply(&batch)?;
+    /// store.apply(&batch)?; // replayed: nothing written
+    /// assert_eq!(store.idempotency_keys()?, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
     ///
     /// # Errors
     /// The errors of a read.
