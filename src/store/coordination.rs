@@ -75,6 +75,7 @@ pub enum WriteResult {
 
 /// What [`Store::apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchOutcome {
     /// The commit's revision; `None` when nothing was written.
     pub revision: Option<u64>,
@@ -306,6 +307,7 @@ pub struct LockGrant {
 
 /// A lock as [`Store::locks`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LockInfo {
     /// The lock's name.
     pub name: String,
@@ -321,6 +323,7 @@ pub struct LockInfo {
 
 /// A lease as [`Store::leases`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeaseInfo {
     /// Its id.
     pub id: u64,
