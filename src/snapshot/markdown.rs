@@ -916,6 +916,12 @@ impl Namespace {
         }
         let mut stale = Vec::new();
         for (index, written) in row.iter().enumerate().skip(1) {
+            let column = self.summary.columns.get(index).map_or("", String::as_str);
+            // A shortened column name may stand for several fields: such a
+            // column cannot be told apart, so it is not compared.
+            if index > 2 && column.ends_with('…') {
+                continue;
+            }
             let cell = SummaryCell {
                 line: *row_line,
                 section: section.to_owned(),
