@@ -418,6 +418,11 @@ fn add(
                 }
                 Ok(Value::F64(total))
             }
+            (None, _) if matches!(current, Value::Ext(crate::bigint::EXT_TYPE, _)) => Err(format!(
+                "cannot add to {}: it holds an integer beyond 64 bits, and add works within \
+                 64 bits only (-2^63 to 2^64 - 1)",
+                shown_path(path)
+            )),
             (None, _) => Err(format!(
                 "cannot add to {}: it is {}, not a number",
                 shown_path(path),
