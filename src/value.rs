@@ -233,6 +233,32 @@ pub(crate) fn check_msgpack(bytes: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Decodes one whole MessagePack value into a tree; bytes after it are an
+/// error.
+pub(crate) fn tree(bytes: &[u8]) -> std::result::Result<rmpv::Value, String> {
+    let mut input = bytes;
+    let value = rmpv::decode::read_value(&mut input).map_err(|e| e.to_string())?;
+    if !input.is_empty() {
+        return Err(format!("{} bytes follow the value", input.len()));
+    }
+    Ok(value)
+}
+
+/// What kind of value a tree is, for messages.
+pub(crate) fn kind(value: &rmpv::Value) -> &'static str {
+    use rmpv::Value;
+    match value {
+        Value::Nil => "null",
+        Value::Boolean(_) => "a boolean",
+        Value::Integer(_) | Value::F32(_) | Value::F64(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Binary(_) => "binary data",
+        Value::Array(_) => "an array",
+        Value::Map(_) => "an object",
+        Value::Ext(..) => "an extension value",
+    }
+}
+
 /// Encodes a value for storage.
 pub(crate) fn encode<T: Serialize + ?Sized>(
     namespace: &str,

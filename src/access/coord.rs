@@ -10,6 +10,7 @@ use rmpv::Value;
 use super::request::{Request, WriteKind};
 use crate::error::{Error, KeyPart, Result, Shown};
 use crate::key;
+use crate::value::{kind, tree as decode};
 
 /// The longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -253,26 +254,4 @@ pub(crate) fn needs_expansion(request: &Request) -> bool {
             .writes
             .iter()
             .any(|w| matches!(w.kind, WriteKind::Patch { .. }))
-}
-
-fn decode(bytes: &[u8]) -> std::result::Result<Value, String> {
-    let mut slice = bytes;
-    let value = rmpv::decode::read_value(&mut slice).map_err(|e| e.to_string())?;
-    if !slice.is_empty() {
-        return Err("bytes follow the value".to_owned());
-    }
-    Ok(value)
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "null",
-        Value::Boolean(_) => "a boolean",
-        Value::Integer(_) | Value::F32(_) | Value::F64(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Binary(_) => "binary data",
-        Value::Array(_) => "an array",
-        Value::Map(_) => "an object",
-        Value::Ext(..) => "an extension value",
-    }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::access::coord::{OpKind, PatchOp};
 use crate::error::{Error, Result, Shown};
-use crate::value::{self, RawValue};
+use crate::value::{self, RawValue, kind, tree as decode};
 
 /// A patch: field operations applied in order, at commit, to the record's
 /// value at that moment. A missing record starts as an empty object.
@@ -155,29 +155,6 @@ fn failed(namespace: &str, key: &str, message: String) -> Error {
         namespace: namespace.to_owned(),
         key: key.to_owned(),
         message,
-    }
-}
-
-fn decode(bytes: &[u8]) -> std::result::Result<Value, String> {
-    let mut slice = bytes;
-    let value = rmpv::decode::read_value(&mut slice).map_err(|e| e.to_string())?;
-    if !slice.is_empty() {
-        return Err("bytes follow the value".to_owned());
-    }
-    Ok(value)
-}
-
-/// What kind of value this is, for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "null",
-        Value::Boolean(_) => "a boolean",
-        Value::Integer(_) | Value::F32(_) | Value::F64(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Binary(_) => "binary data",
-        Value::Array(_) => "an array",
-        Value::Map(_) => "an object",
-        Value::Ext(..) => "an extension value",
     }
 }
 

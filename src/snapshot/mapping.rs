@@ -666,14 +666,7 @@ pub(crate) fn to_msgpack(value: &Value) -> Vec<u8> {
 }
 
 /// Decodes stored MessagePack.
-pub(crate) fn from_msgpack(bytes: &[u8]) -> Result<Value, String> {
-    let mut input = bytes;
-    let value = rmpv::decode::read_value(&mut input).map_err(|e| e.to_string())?;
-    if !input.is_empty() {
-        return Err(format!("{} bytes follow the value", input.len()));
-    }
-    Ok(value)
-}
+pub(crate) use crate::value::tree as from_msgpack;
 
 #[cfg(test)]
 mod tests {
