@@ -2,48 +2,12 @@
 //! `check`, `repair` and `compact`, their exit codes and `--json` reports,
 //! and the README's "recover the jobs namespace as it was at 10:00".
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use statelog::Timestamp;
 
-const BIN: &str = env!("CARGO_BIN_EXE_statelog");
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-fn run(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("STATELOG_STORE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run statelog");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(dir: &Path, args: &[&str]) -> Run {
-    let r = run(dir, args);
-    assert_eq!(r.code, 0, "statelog {args:?}: {}\n{}", r.stdout, r.stderr);
-    r
-}
+mod invoke;
+use invoke::{ok, run};
 
 #[test]
 fn recover_a_namespace_as_it_was_at_a_point_in_time() {

@@ -8,29 +8,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_statelog");
+mod invoke;
+use invoke::{BIN, Run};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
+/// `statelog --store DIR/state ARGS` in `dir`.
 fn run(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .arg("--store")
-        .arg(dir.join("state"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("STATELOG_STORE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run statelog");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let store = dir.join("state");
+    let store = store.to_str().expect("a UTF-8 path");
+    let mut all = vec!["--store", store];
+    all.extend_from_slice(args);
+    invoke::run(dir, &all)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> Run {
