@@ -7,14 +7,10 @@
 //! set `HTML_BENCH_RECORDS` for another count, `HTML_BENCH_RUNS` for more
 //! loads than 3).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::{Value, json};
 use statelog_browser_tests::{Browser, Cli, bounded, file_url};
-
-const STATUSES: [&str; 4] = ["queued", "running", "done", "failed"];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,27 +77,7 @@ fn main() -> anyhow::Result<()> {
             .prefix("statelog-html-bench-")
             .tempdir()?;
         let cli = Cli::init(&dir.path().join("store"))?;
-        let jobs: BTreeMap<String, Value> = (0..records)
-            .map(|i| {
-                let value = json!({
-                    "status": STATUSES[i % 4],
-                    "progress": (i * 37) % 101,
-                    "stage": "render",
-                    "attempts": i % 3,
-                    "artifact": format!("s3://bucket/out/{i:08}.mp4"),
-                });
-                (format!("task-{i:08}"), value)
-            })
-            .collect();
-        let file = dir.path().join("jobs.json");
-        std::fs::write(&file, serde_json::to_vec(&jobs)?)?;
-        cli.run(&[
-            "import",
-            "--legacy",
-            "--ns",
-            "jobs",
-            file.to_str().unwrap_or(""),
-        ])?;
+        cli.load_jobs(dir.path(), records)?;
         let page = dir.path().join("jobs.html");
         let started = Instant::now();
         cli.run(&["export", "--out", page.to_str().unwrap_or("")])?;

@@ -8,16 +8,12 @@
 //! `WEB_BENCH_RECORDS` for another count, `WEB_BENCH_RUNS` for more than 20
 //! requests of each kind).
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, ensure};
-use serde_json::{Value, json};
 use statelog_browser_tests::{Browser, Cli, Served, bounded};
-
-const STATUSES: [&str; 4] = ["queued", "running", "done", "failed"];
 
 /// One `GET` with `Connection: close`: its status and body length, and the
 /// time from connecting to the last byte.
@@ -82,21 +78,7 @@ fn main() -> anyhow::Result<()> {
             .tempdir()?;
         let store = dir.path().join("store");
         let cli = Cli::init(&store)?;
-        let jobs: BTreeMap<String, Value> = (0..records)
-            .map(|i| {
-                let value = json!({
-                    "status": STATUSES[i % 4],
-                    "progress": (i * 37) % 101,
-                    "stage": "render",
-                    "attempts": i % 3,
-                    "artifact": format!("s3://bucket/out/{i:08}.mp4"),
-                });
-                (format!("task-{i:08}"), value)
-            })
-            .collect();
-        let file = dir.path().join("jobs.json");
-        std::fs::write(&file, serde_json::to_vec(&jobs)?)?;
-        cli.run(&["import", "--legacy", "--ns", "jobs", file.to_str().unwrap_or("")])?;
+        cli.load_jobs(dir.path(), records)?;
         println!(
             "{records} records in one namespace; {}",
             statelog_browser_tests::statelog_bin()?.display()

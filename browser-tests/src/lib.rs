@@ -428,6 +428,33 @@ impl Cli {
         Ok(cli)
     }
 
+    /// Imports `records` job records into namespace `jobs` (`task-00000000`,
+    /// ..., five fields each: the benchmarks' workload), through a legacy
+    /// JSON file written in `scratch`.
+    ///
+    /// # Errors
+    /// When the file cannot be written or the import fails.
+    pub fn load_jobs(&self, scratch: &Path, records: usize) -> anyhow::Result<()> {
+        const STATUSES: [&str; 4] = ["queued", "running", "done", "failed"];
+        let jobs: std::collections::BTreeMap<String, Value> = (0..records)
+            .map(|i| {
+                let value = json!({
+                    "status": STATUSES[i % 4],
+                    "progress": (i * 37) % 101,
+                    "stage": "render",
+                    "attempts": i % 3,
+                    "artifact": format!("s3://bucket/out/{i:08}.mp4"),
+                });
+                (format!("task-{i:08}"), value)
+            })
+            .collect();
+        let file = scratch.join("jobs.json");
+        std::fs::write(&file, serde_json::to_vec(&jobs)?)?;
+        let file = file.to_str().context("a UTF-8 scratch path")?;
+        self.run(&["import", "--legacy", "--ns", "jobs", file])?;
+        Ok(())
+    }
+
     /// Runs `statelog --store STORE ARGS...`.
     ///
     /// # Errors
