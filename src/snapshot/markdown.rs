@@ -805,9 +805,8 @@ pub(crate) struct SummaryCell {
 
 impl SummaryCell {
     /// What an export of `record` writes in this cell.
-    fn shown_for(&self, record: &SnapshotRecord) -> Result<String> {
-        let value = decode_value(record)?;
-        let shown = match (self.index, self.column.as_str(), &value) {
+    fn shown_for(&self, record: &SnapshotRecord, value: &Value) -> Result<String> {
+        let shown = match (self.index, self.column.as_str(), value) {
             (1, _, _) => return Ok(record.meta.version.to_string()),
             (2, _, _) => return Ok(short_time(record.meta.updated_at)),
             (_, "(value)", v) if is_scalar(v) => Some(v),
@@ -836,7 +835,7 @@ impl SummaryCell {
     /// by hand, or any when there is no record to compare with (`None`).
     pub(crate) fn check(&self, key: &str, current: Option<&SnapshotRecord>) -> Result<()> {
         if let Some(current) = current
-            && self.shown_for(current)? == self.written
+            && self.shown_for(current, &decode_value(current)?)? == self.written
         {
             return Ok(());
         }
@@ -914,6 +913,7 @@ impl Namespace {
         if *row_key != record.key {
             return Ok(Vec::new());
         }
+        let value = decode_value(record)?;
         let mut stale = Vec::new();
         for (index, written) in row.iter().enumerate().skip(1) {
             let column = self.summary.columns.get(index).map_or("", String::as_str);
@@ -929,7 +929,7 @@ impl Namespace {
                 column: self.summary.columns.get(index).cloned().unwrap_or_default(),
                 written: written.clone(),
             };
-            if cell.shown_for(record)? != cell.written {
+            if cell.shown_for(record, &value)? != cell.written {
                 stale.push(cell);
             }
         }
