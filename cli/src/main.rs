@@ -16,6 +16,7 @@ mod fields;
 mod logging;
 mod output;
 mod progress;
+mod signals;
 mod writes;
 
 use std::process::ExitCode;

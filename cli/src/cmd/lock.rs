@@ -29,6 +29,7 @@ use statelog::{Shown, Store};
 
 use crate::context::{Access, Ctx};
 use crate::exit::{self, Code};
+use crate::signals;
 
 pub const EXAMPLES: &str = r#"Examples:
   statelog lock sync -- ./sync.sh                  # one sync at a time
@@ -68,7 +69,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     let shown = Shown::new(&args.name).to_string();
     // Blocked before any thread starts (the store's threads inherit the
     // mask); passed on to CMD by the thread below.
-    let signals = signals::block()?;
+    let signals = signals::block(&[libc::SIGUSR1])?;
     let options = ctx.options(Access::Records, false).serve(true);
     let store = ctx
         .waiting(|| Store::open(&ctx.store, options))
@@ -263,76 +264,5 @@ fn stop(child: &Mutex<Child>, done: &AtomicBool) {
     }
     if let Ok(mut child) = child.lock() {
         let _ = child.kill();
-    }
-}
-
-/// SIGINT and SIGTERM: blocked here, taken by a thread and passed on to CMD.
-mod signals {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::thread::JoinHandle;
-
-    use anyhow::Context as _;
-
-    #[derive(Clone)]
-    pub struct Blocked(libc::sigset_t);
-
-    // SAFETY: a sigset_t is plain data.
-    unsafe impl Send for Blocked {}
-
-    pub fn block() -> anyhow::Result<Blocked> {
-        // SAFETY: the set is initialised by sigemptyset before use; the calls
-        // only read and write the set and this thread's signal mask.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGUSR1);
-            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            if rc != 0 {
-                return Err(std::io::Error::from_raw_os_error(rc))
-                    .context("cannot block SIGINT and SIGTERM");
-            }
-            Ok(Blocked(set))
-        }
-    }
-
-    /// In the child, before exec: no signal blocked.
-    pub fn unblock_all() {
-        // SAFETY: sigemptyset and sigprocmask are async-signal-safe.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        }
-    }
-
-    /// Passes SIGINT and SIGTERM on to `pid` until `done` (then a SIGUSR1
-    /// sent by [`wake`] ends the wait).
-    pub fn forward(blocked: &Blocked, pid: u32, done: &AtomicBool) {
-        loop {
-            let mut signal: libc::c_int = 0;
-            // SAFETY: the set was built by `block`; `signal` is writable.
-            let rc = unsafe { libc::sigwait(&blocked.0, &mut signal) };
-            if done.load(Ordering::Acquire) {
-                return;
-            }
-            if rc == 0 && signal != libc::SIGUSR1 {
-                // SAFETY: kill takes a pid and a signal number.
-                unsafe {
-                    libc::kill(pid as i32, signal);
-                }
-            }
-        }
-    }
-
-    /// Ends [`forward`]'s thread.
-    pub fn wake(thread: JoinHandle<()>) {
-        // SAFETY: sends SIGUSR1 to this process, where it is blocked in every
-        // thread and taken only by `forward`'s sigwait.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGUSR1);
-        }
-        let _ = thread.join();
     }
 }

@@ -26,6 +26,7 @@ use statelog::web::{WebOptions, WebServer};
 use crate::cli::HTTP_TOKEN_ENV;
 use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
+use crate::signals;
 
 pub const EXAMPLES: &str = r#"Examples:
   statelog serve &                       # until SIGINT or SIGTERM
@@ -84,7 +85,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
     };
     // Before any thread starts (the store's threads inherit the mask): the
     // signals wait for `sigwait` below instead of ending the process.
-    let signals = signals::block()?;
+    let signals = signals::block(&[])?;
     let options = ctx
         .options(Access::Records, false)
         .serve(true)
@@ -151,49 +152,4 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<Code> {
         ))?;
     }
     Ok(Code::Ok)
-}
-
-/// Waiting for SIGINT and SIGTERM without a handler: blocked in every thread,
-/// taken with `sigwait`.
-mod signals {
-    use anyhow::Context as _;
-
-    pub struct Blocked(libc::sigset_t);
-
-    pub fn block() -> anyhow::Result<Blocked> {
-        // SAFETY: the set is initialised by sigemptyset before use; the calls
-        // only read and write the set and this thread's signal mask.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            if rc != 0 {
-                return Err(std::io::Error::from_raw_os_error(rc))
-                    .context("cannot block SIGINT and SIGTERM");
-            }
-            Ok(Blocked(set))
-        }
-    }
-
-    /// Waits for one of the blocked signals; its name.
-    pub fn wait(blocked: &Blocked) -> anyhow::Result<&'static str> {
-        loop {
-            let mut signal: libc::c_int = 0;
-            // SAFETY: the set was built by `block`; `signal` is writable.
-            let rc = unsafe { libc::sigwait(&blocked.0, &mut signal) };
-            if rc == libc::EINTR {
-                continue;
-            }
-            if rc != 0 {
-                return Err(std::io::Error::from_raw_os_error(rc))
-                    .context("cannot wait for SIGINT or SIGTERM");
-            }
-            return Ok(match signal {
-                libc::SIGINT => "SIGINT",
-                _ => "SIGTERM",
-            });
-        }
-    }
 }
