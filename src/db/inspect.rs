@@ -355,12 +355,7 @@ pub(crate) fn fold_partial(
                     let address = key::encode_unchecked(namespace, key_text);
                     let stored = match op {
                         LogOp::Put(p) => {
-                            let meta = crate::value::Meta {
-                                version: p.version,
-                                create_revision: p.created,
-                                mod_revision: p.modified.unwrap_or(head.revision),
-                                updated_at: Timestamp::from_micros(p.updated.unwrap_or(head.time)),
-                            };
+                            let meta = p.meta(head.revision, Timestamp::from_micros(head.time));
                             let mut out = Vec::new();
                             schema::encode_record(&meta, &p.value, &mut out);
                             out

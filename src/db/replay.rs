@@ -160,12 +160,7 @@ impl<'db> Replayer<'db> {
         let address = key::encode_unchecked(namespace, key);
         let after = match op {
             LogOp::Put(put) => {
-                let meta = Meta {
-                    version: put.version,
-                    create_revision: put.created,
-                    mod_revision: put.modified.unwrap_or(revision),
-                    updated_at: put.updated.map_or(time, Timestamp::from_micros),
-                };
+                let meta = put.meta(revision, time);
                 Some((meta, put.value.to_vec()))
             }
             LogOp::Delete(_) => None,

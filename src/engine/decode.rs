@@ -4,7 +4,6 @@ use crate::error::{Error, Result};
 use crate::log::frame::{self, Decoded};
 use crate::log::record::{self, LogOp, LogRecord};
 use crate::time::Timestamp;
-use crate::value::Meta;
 use crate::value::{RawValue, Versioned};
 use crate::watch::{Change, Event, Scope};
 
@@ -49,12 +48,7 @@ pub(crate) fn change(parts: &[LogRecord<'_>], scope: &Scope) -> Option<Change> {
             }
             let (value, deleted_version) = match op {
                 LogOp::Put(put) => {
-                    let meta = Meta {
-                        version: put.version,
-                        create_revision: put.created,
-                        mod_revision: put.modified.unwrap_or(revision),
-                        updated_at: put.updated.map_or(time, Timestamp::from_micros),
-                    };
+                    let meta = put.meta(revision, time);
                     (
                         Some(Versioned::new(
                             RawValue::from_trusted(put.value.to_vec()),

@@ -102,6 +102,21 @@ pub struct PutOp<'a> {
     pub updated: Option<i64>,
 }
 
+impl PutOp<'_> {
+    /// The record's metadata after this write, in a commit at `revision` and
+    /// `time` (a base record carries its own modification revision and time).
+    pub fn meta(&self, revision: u64, time: crate::time::Timestamp) -> crate::value::Meta {
+        crate::value::Meta {
+            version: self.version,
+            create_revision: self.created,
+            mod_revision: self.modified.unwrap_or(revision),
+            updated_at: self
+                .updated
+                .map_or(time, crate::time::Timestamp::from_micros),
+        }
+    }
+}
+
 /// A record removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteOp<'a> {
