@@ -100,7 +100,8 @@ pub struct Watch {
 }
 
 impl Watch {
-    fn new(scope: Scope) -> Watch {
+    /// A watch of `scope`, from the next commit.
+    pub(crate) fn new(scope: Scope) -> Watch {
         Watch {
             scope,
             from: None,

@@ -12,18 +12,8 @@ use crate::time::Timestamp;
 use crate::value::{RawValue, Versioned};
 use crate::watch::{Watch, WatchEvent};
 
-/// What a stream of events covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Scope {
-    /// Every record.
-    All,
-    /// One namespace.
-    Namespace(String),
-    /// One record.
-    Key(String, String),
-    /// The keys of a namespace starting with a prefix.
-    Prefix(String, String),
-}
+/// What a stream of events covers: a watch's scope.
+pub(crate) use crate::watch::Scope;
 
 /// One item of a stream of events.
 #[derive(Debug, Clone)]
@@ -89,13 +79,7 @@ pub(crate) struct StoreFeed(pub Arc<Store>);
 
 impl Feed for StoreFeed {
     fn events(&self, scope: &Scope, from: Option<u64>, tick: Duration) -> Result<Events> {
-        let mut watch = match scope {
-            Scope::All => Watch::all(),
-            Scope::Namespace(ns) => Watch::namespace(ns),
-            Scope::Key(ns, key) => Watch::key(ns, key),
-            Scope::Prefix(ns, prefix) => Watch::prefix(ns, prefix),
-        }
-        .progress(tick);
+        let mut watch = Watch::new(scope.clone()).progress(tick);
         if let Some(from) = from {
             watch = watch.from(from);
         }
