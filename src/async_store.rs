@@ -29,10 +29,18 @@
 //! ```
 //!
 //! A future dropped before it completes does not stop its call: the blocking
-//! part runs to its end, so a cancelled `put` may still commit. Watching for
-//! changes, as a `Stream`, will come with the store's watch API.
+//! part runs to its end, so a cancelled `put` may still commit. A watch is a
+//! [`Stream`] ([`AsyncWatcher`]): dropping it ends the watch.
 
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_core::Stream;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,6 +50,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::store::{Committed, Deleted, KeyRange, Snapshot, Stats, Store, Tx, TxOutcome};
 use crate::value::{RawValue, Versioned};
+use crate::watch::WatchEvent;
 
 /// An open store whose methods are futures that never block the runtime.
 ///
@@ -630,8 +639,8 @@ impl AsyncStore {
         self.run(|s| Ok(s.stats())).await
     }
 
-    /// Watches the store's commits; see [`Store::watch`]. Each
-    /// [`AsyncWatcher::next`] waits on the blocking pool.
+    /// Watches the store's commits, as a [`Stream`]; see [`Store::watch`].
+    /// Its waits run on the blocking pool; dropping it ends the watch.
     ///
     /// # Examples
     /// ```
@@ -649,12 +658,15 @@ impl AsyncStore {
     ///
     /// # Errors
     /// As [`Store::watch`].
-    pub async fn watch(&self, watch: crate::Watch) -> Result<AsyncWatcher> {
+    pub async fn watch(&self, mut watch: crate::Watch) -> Result<AsyncWatcher> {
+        let progress = watch.progress;
+        watch.progress = Some(progress.map_or(STOP_CHECK, |every| every.min(STOP_CHECK)));
         let watcher = self.run(move |s| s.watch(watch)).await?;
-        Ok(AsyncWatcher {
-            path: self.store.path().to_owned(),
-            inner: Some(watcher),
-        })
+        Ok(AsyncWatcher::new(
+            self.store.path().to_owned(),
+            watcher,
+            progress,
+        ))
     }
 
     /// Closes the store; see [`Store::close`].
@@ -677,29 +689,152 @@ impl AsyncStore {
     }
 }
 
-/// A [`Watcher`](crate::Watcher) for async code: [`next`](Self::next) waits
-/// for the next event on tokio's blocking pool, never on a runtime thread.
+/// How often a waiting [`AsyncWatcher`] looks whether it was dropped: the
+/// watch's own progress ticks wake its blocking wait, so a dropped stream
+/// lets go of its watch within this time even if nothing is committed.
+const STOP_CHECK: Duration = Duration::from_millis(250);
+
+/// A [`Watcher`](crate::Watcher) for async code: a [`Stream`] of the watch's
+/// events whose waits run on tokio's blocking pool, never on a runtime
+/// thread. Dropping it ends the watch (its blocking wait returns within a
+/// quarter of a second, even when nothing is committed).
+///
+/// One event is waited for at a time, only while the stream is polled: a
+/// consumer that falls behind is cancelled as a blocking [`Watcher`](crate::Watcher)
+/// is ([`Error::WatchCancelled`], saying where to resume).
+///
+/// # Examples
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = statelog::AsyncStore::open(dir.path(), Default::default()).await?;
+/// use futures_core::Stream;
+/// use statelog::{Watch, WatchEvent};
+///
+/// fn is_stream<S: Stream<Item = statelog::Result<WatchEvent>> + Send + Unpin>(_: &S) {}
+///
+/// let mut watcher = store.watch(Watch::namespace("jobs")).await?;
+/// is_stream(&watcher);
+/// let writer = store.clone();
+/// tokio::spawn(async move { writer.put("jobs", "build", &"done").await });
+/// let Some(Ok(WatchEvent::Change(change))) = watcher.next().await else { panic!() };
+/// assert_eq!(change.events[0].key, "build");
+/// drop(watcher); // ends the watch
+/// # Ok::<(), statelog::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug)]
 pub struct AsyncWatcher {
-    path: std::path::PathBuf,
-    /// Taken while a `next` runs (and gone if that was cancelled).
-    inner: Option<crate::Watcher>,
+    path: PathBuf,
+    state: State,
+    /// Set when the stream is dropped: the blocking wait then ends.
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Between events: the watcher, waiting for the next poll.
+    Idle(Pump),
+    /// A wait running on the blocking pool.
+    Waiting(tokio::task::JoinHandle<(Pump, Option<Result<WatchEvent>>)>),
+    /// The watch ended.
+    Done,
+}
+
+/// The blocking watcher, and the progress its caller asked for.
+#[derive(Debug)]
+struct Pump {
+    watcher: crate::Watcher,
+    /// How often the caller wants [`WatchEvent::Progress`] (`None`: never).
+    progress: Option<Duration>,
+    /// When the caller was last given an event.
+    last: Instant,
+}
+
+impl Pump {
+    /// Waits for the next event the caller wants, or for `stop`.
+    fn wait(mut self, stop: &AtomicBool) -> (Pump, Option<Result<WatchEvent>>) {
+        loop {
+            let item = self.watcher.next();
+            if stop.load(Ordering::Acquire) {
+                return (self, None);
+            }
+            if let Some(Ok(WatchEvent::Progress { .. })) = item {
+                // The ticks of STOP_CHECK: passed on only as often as asked.
+                match self.progress {
+                    Some(every) if self.last.elapsed() >= every => {}
+                    _ => continue,
+                }
+            }
+            self.last = Instant::now();
+            return (self, item);
+        }
+    }
 }
 
 impl AsyncWatcher {
-    /// The next event; `None` once the watch ended (after its error).
-    pub async fn next(&mut self) -> Option<Result<crate::WatchEvent>> {
-        let mut watcher = self.inner.take()?;
-        let (watcher, event) = match blocking(&self.path, move || {
-            let event = watcher.next();
-            Ok::<_, Error>((watcher, event))
-        })
-        .await
-        {
-            Ok(pair) => pair,
-            Err(e) => return Some(Err(e)),
-        };
-        self.inner = Some(watcher);
-        event
+    fn new(path: PathBuf, watcher: crate::Watcher, progress: Option<Duration>) -> AsyncWatcher {
+        AsyncWatcher {
+            path,
+            state: State::Idle(Pump {
+                watcher,
+                progress,
+                last: Instant::now(),
+            }),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The next event; `None` once the watch ended (after its error). The
+    /// same as the [`Stream`]'s `next`, without a `StreamExt` import.
+    pub async fn next(&mut self) -> Option<Result<WatchEvent>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl Stream for AsyncWatcher {
+    type Item = Result<WatchEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            match std::mem::replace(&mut this.state, State::Done) {
+                State::Done => return Poll::Ready(None),
+                State::Idle(pump) => {
+                    let stop = Arc::clone(&this.stop);
+                    let wait = tokio::task::spawn_blocking(move || pump.wait(&stop));
+                    this.state = State::Waiting(wait);
+                }
+                State::Waiting(mut wait) => {
+                    let (pump, item) = match Pin::new(&mut wait).poll(cx) {
+                        Poll::Pending => {
+                            this.state = State::Waiting(wait);
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Ok(done)) => done,
+                        Poll::Ready(Err(e)) if e.is_panic() => {
+                            std::panic::resume_unwind(e.into_panic())
+                        }
+                        Poll::Ready(Err(_)) => {
+                            return Poll::Ready(Some(Err(Error::Io {
+                                op: "watch",
+                                path: this.path.clone(),
+                                source: std::io::Error::other("the tokio runtime is shutting down"),
+                            })));
+                        }
+                    };
+                    if let Some(Ok(_)) = item {
+                        this.state = State::Idle(pump);
+                    }
+                    return Poll::Ready(item);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for AsyncWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
     }
 }

@@ -220,3 +220,100 @@ fn a_watcher_waiting_for_a_commit_does_not_block_the_runtime() {
     });
     assert_eq!(revision, 1);
 }
+
+/// The next item of any stream (the crate's tests have no `StreamExt`).
+async fn next_of<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+#[test]
+fn a_watch_stream_delivers_every_commit_in_scope_once_under_a_multi_threaded_runtime() {
+    use statelog::{Watch, WatchEvent};
+    const PUTS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .unwrap();
+    let (seen, revisions) = runtime.block_on(async {
+        let store = AsyncStore::open(dir.path().join("store"), Options::default())
+            .await
+            .unwrap();
+        // No progress asked for: the watch's internal ticks must not show.
+        let mut watcher = store.watch(Watch::namespace("tasks")).await.unwrap();
+        let mut writers = Vec::new();
+        for task in 0..TASKS {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                for i in 0..PUTS {
+                    store
+                        .put("tasks", format!("t{task:02}-{i:02}"), i)
+                        .await
+                        .unwrap();
+                    // Out of scope: never delivered.
+                    store.put("other", format!("t{task:02}"), i).await.unwrap();
+                }
+            }));
+        }
+        let mut seen = BTreeMap::new();
+        let mut revisions = Vec::new();
+        while seen.len() < TASKS * PUTS {
+            match next_of(&mut watcher).await {
+                Some(Ok(WatchEvent::Change(change))) => {
+                    revisions.push(change.revision);
+                    for event in change.events {
+                        assert_eq!(event.namespace, "tasks");
+                        *seen.entry(event.key).or_insert(0) += 1;
+                    }
+                }
+                other => panic!("expected a change, got {other:?}"),
+            }
+        }
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        (seen, revisions)
+    });
+    assert_eq!(seen.len(), TASKS * PUTS);
+    assert!(seen.values().all(|&n| n == 1), "a change seen twice");
+    assert!(
+        revisions.windows(2).all(|w| w[0] < w[1]),
+        "revisions out of order"
+    );
+}
+
+#[test]
+fn dropping_a_watch_stream_ends_its_wait_on_the_blocking_pool() {
+    use futures_core::Stream as _;
+    use statelog::Watch;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let (done, finished) = mpsc::channel();
+    // One blocking thread: while a dropped watch still waited on it, no other
+    // call could run, and the put below would never finish.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        let revision = runtime.block_on(async {
+            let store = AsyncStore::open(&path, Options::default()).await.unwrap();
+            let mut watcher = store.watch(Watch::key("jobs", "idle")).await.unwrap();
+            // Polled once: its wait starts on the blocking pool, and nothing
+            // will ever be committed in its scope.
+            std::future::poll_fn(|cx| {
+                let polled = std::pin::Pin::new(&mut watcher).poll_next(cx);
+                assert!(polled.is_pending());
+                std::task::Poll::Ready(())
+            })
+            .await;
+            drop(watcher);
+            store.put("jobs", "build", &"done").await.unwrap().revision
+        });
+        done.send(revision).unwrap();
+    });
+    let revision = finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the dropped watch kept the only blocking thread");
+    assert_eq!(revision, 1);
+}
