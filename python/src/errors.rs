@@ -335,6 +335,88 @@ pub(crate) fn to_py(py: Python<'_>, error: Error) -> PyErr {
                 ("compacted", obj(py, *compacted)),
             ],
         ),
+        Error::WatchCancelled {
+            resume_from,
+            reason,
+        } => raise(
+            py,
+            "WatchCancelledError",
+            text,
+            &[
+                ("resume_from", obj(py, *resume_from)),
+                ("reason", obj(py, reason)),
+            ],
+        ),
+        Error::PatchFailed {
+            namespace,
+            key,
+            message,
+        } => raise(
+            py,
+            "PatchFailedError",
+            text,
+            &[
+                ("namespace", obj(py, namespace)),
+                ("key", obj(py, key)),
+                ("message", obj(py, message)),
+            ],
+        ),
+        Error::RevisionMismatch {
+            namespace,
+            key,
+            expected,
+            actual,
+        } => raise(
+            py,
+            "RevisionMismatchError",
+            text,
+            &[
+                ("namespace", obj(py, namespace)),
+                ("key", obj(py, key)),
+                ("expected", obj(py, *expected)),
+                ("actual", obj(py, *actual)),
+                ("attempts", obj(py, 1)),
+            ],
+        ),
+        Error::Fenced {
+            lock,
+            token,
+            current,
+        } => raise(
+            py,
+            "FencedError",
+            text,
+            &[
+                ("lock", obj(py, lock)),
+                ("token", obj(py, *token)),
+                ("current", obj(py, *current)),
+            ],
+        ),
+        Error::LockHeld {
+            lock,
+            token,
+            holder,
+            waited,
+        } => raise(
+            py,
+            "LockHeldError",
+            text,
+            &[
+                ("lock", obj(py, lock)),
+                ("token", obj(py, *token)),
+                ("holder", obj(py, holder)),
+                ("waited", obj(py, waited.as_secs_f64())),
+            ],
+        ),
+        Error::LeaseExpired { lease } => {
+            raise(py, "LeaseExpiredError", text, &[("lease", obj(py, *lease))])
+        }
+        Error::IdempotencyKeyReused { key, first } => raise(
+            py,
+            "IdempotencyKeyReusedError",
+            text,
+            &[("key", obj(py, key)), ("first", obj(py, *first))],
+        ),
         // A variant added to the library later: the base class, with its text.
         _ => raise(py, "StatelogError", text, &[]),
     }

@@ -8,12 +8,14 @@
 
 mod atfork;
 mod convert;
+mod coord;
 mod errors;
 mod files;
 mod keylocks;
 mod store;
 mod tx;
 mod types;
+mod watch;
 
 use pyo3::prelude::*;
 
@@ -27,6 +29,12 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::Deleted>()?;
     m.add_class::<types::Ext>()?;
     m.add_class::<types::RecordIterator>()?;
+    m.add_class::<watch::PyWatcher>()?;
+    m.add_class::<watch::Change>()?;
+    m.add_class::<watch::Event>()?;
+    m.add_class::<watch::Progress>()?;
+    m.add_class::<coord::PyLock>()?;
+    m.add_class::<coord::PyLease>()?;
     m.add_function(wrap_pyfunction!(files::restore, m)?)?;
     m.add("MAX_VALUE_LEN", statelog::MAX_VALUE_LEN)?;
     m.add("MAX_KEY_LEN", statelog::MAX_KEY_LEN)?;

@@ -1,22 +1,23 @@
 //! `statelog.Store`: the store's record operations, each run without the GIL.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use rmpv::Value;
 use statelog::snapshot::{self, ImportOptions};
-use statelog::{Durability, Error, KeyRange, Options, RetryPolicy, Store};
+use statelog::{Batch, Durability, Error, KeyRange, Options, RetryPolicy, Store};
 
 use crate::atfork;
 use crate::convert;
+use crate::coord::{self, PyLease, PyLock, WriteOptions};
 use crate::errors::{self, Fork};
 use crate::files;
 use crate::keylocks::KeyLocks;
 use crate::tx::{self, CallError};
-use crate::types::{Committed, Deleted, Record, RecordIterator};
+use crate::types::{Committed, Deleted, Record, RecordIterator, utc_datetime};
+use crate::watch::{self, PyWatcher};
 
 /// An open store, safe to share between threads.
 ///
@@ -56,12 +57,7 @@ pub(crate) fn run<T: Send>(
     py.detach(f).map_err(|e| errors::to_py(py, e))
 }
 
-fn seconds(name: &'static str, value: f64) -> statelog::Result<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| Error::InvalidOption {
-        name,
-        reason: format!("{value} is not a number of seconds from 0 up"),
-    })
-}
+use coord::seconds;
 
 /// A key range from the keyword arguments of `list`.
 pub(crate) fn key_range(
@@ -194,8 +190,18 @@ impl PyStore {
     }
 
     /// Writes `value` whatever the record's version; with `if_changed=True`,
-    /// nothing is written when the stored value is the same.
-    #[pyo3(signature = (namespace, key, value, *, if_changed = false))]
+    /// nothing is written when the stored value is the same. The keywords
+    /// every write takes: `fence=(lock, token)` (or a list of pairs) writes
+    /// only while the lock is held with that token (else `FencedError`);
+    /// `idempotency_key` makes a retry of the same write return its first
+    /// result (`replayed=True`) without writing again (kept `keep_key_for`
+    /// seconds, a day by default); `lease` binds the record to a lease (it is
+    /// deleted when the lease ends).
+    #[pyo3(signature = (
+        namespace, key, value, *, if_changed = false, fence = None, idempotency_key = None,
+        keep_key_for = None, lease = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
         py: Python<'_>,
@@ -203,9 +209,22 @@ impl PyStore {
         key: String,
         value: &Bound<'_, PyAny>,
         if_changed: bool,
+        fence: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
+        keep_key_for: Option<f64>,
+        lease: Option<&Bound<'_, PyLease>>,
     ) -> PyResult<Committed> {
         let store = self.handle(py)?;
         let value = encode(&namespace, &key, value)?;
+        let options = WriteOptions::new(py, fence, idempotency_key, keep_key_for, lease)?;
+        if !options.is_plain() {
+            let mut batch = Batch::new().put(&namespace, &key, &value);
+            if if_changed {
+                batch = batch.if_changed();
+            }
+            let batch = options.add_to(batch);
+            return run(py, || coord::committed(&store.apply(&batch)?));
+        }
         run(py, || {
             if if_changed {
                 store.put_if_changed(&namespace, &key, &value)
@@ -216,21 +235,45 @@ impl PyStore {
         .map(Committed::from)
     }
 
-    /// Creates a record that must not exist yet (else `ConflictError`).
+    /// Creates a record that must not exist yet (else `ConflictError`). Takes
+    /// the keywords of `put`.
+    #[pyo3(signature = (
+        namespace, key, value, *, fence = None, idempotency_key = None, keep_key_for = None,
+        lease = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &self,
         py: Python<'_>,
         namespace: String,
         key: String,
         value: &Bound<'_, PyAny>,
+        fence: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
+        keep_key_for: Option<f64>,
+        lease: Option<&Bound<'_, PyLease>>,
     ) -> PyResult<Committed> {
         let store = self.handle(py)?;
         let value = encode(&namespace, &key, value)?;
+        let options = WriteOptions::new(py, fence, idempotency_key, keep_key_for, lease)?;
+        if !options.is_plain() {
+            let batch = options.add_to(
+                Batch::new()
+                    .if_version(&namespace, &key, 0)
+                    .put(&namespace, &key, &value),
+            );
+            return run(py, || coord::committed(&store.apply(&batch)?));
+        }
         run(py, || store.create(&namespace, &key, &value)).map(Committed::from)
     }
 
     /// Writes `value` only if the record is at version `expected` (0: absent);
-    /// otherwise raises `ConflictError`.
+    /// otherwise raises `ConflictError`. Takes the keywords of `put`.
+    #[pyo3(signature = (
+        namespace, key, expected, value, *, fence = None, idempotency_key = None,
+        keep_key_for = None, lease = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn compare_and_swap(
         &self,
         py: Python<'_>,
@@ -238,9 +281,22 @@ impl PyStore {
         key: String,
         expected: u64,
         value: &Bound<'_, PyAny>,
+        fence: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
+        keep_key_for: Option<f64>,
+        lease: Option<&Bound<'_, PyLease>>,
     ) -> PyResult<Committed> {
         let store = self.handle(py)?;
         let value = encode(&namespace, &key, value)?;
+        let options = WriteOptions::new(py, fence, idempotency_key, keep_key_for, lease)?;
+        if !options.is_plain() {
+            let batch = options.add_to(
+                Batch::new()
+                    .if_version(&namespace, &key, expected)
+                    .put(&namespace, &key, &value),
+            );
+            return run(py, || coord::committed(&store.apply(&batch)?));
+        }
         run(py, || {
             store.compare_and_swap(&namespace, &key, expected, &value)
         })
@@ -249,15 +305,46 @@ impl PyStore {
 
     /// Removes a record; None if it did not exist. With `if_version`, only if
     /// it is at that version (else `ConflictError`, also when it is absent).
-    #[pyo3(signature = (namespace, key, *, if_version = None))]
+    /// Takes `fence`, `idempotency_key` and `keep_key_for` as `put` does.
+    #[pyo3(signature = (
+        namespace, key, *, if_version = None, fence = None, idempotency_key = None,
+        keep_key_for = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn delete(
         &self,
         py: Python<'_>,
         namespace: String,
         key: String,
         if_version: Option<u64>,
+        fence: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
+        keep_key_for: Option<f64>,
     ) -> PyResult<Option<Deleted>> {
         let store = self.handle(py)?;
+        let options = WriteOptions::new(py, fence, idempotency_key, keep_key_for, None)?;
+        if !options.is_plain() {
+            let mut batch = Batch::new();
+            if let Some(version) = if_version {
+                batch = batch.if_version(&namespace, &key, version);
+            }
+            let batch = options.add_to(batch.delete(&namespace, &key));
+            let deleted = run(py, || coord::deleted(&store.apply(&batch)?))?;
+            if deleted.is_none() && if_version.is_some() {
+                // As compare_and_delete: an absent record is a conflict.
+                return Err(errors::to_py(
+                    py,
+                    Error::Conflict {
+                        namespace,
+                        key,
+                        expected: if_version.unwrap_or(0),
+                        actual: 0,
+                        attempts: 1,
+                    },
+                ));
+            }
+            return Ok(deleted);
+        }
         let deleted = run(py, || match if_version {
             Some(version) => store
                 .compare_and_delete(&namespace, &key, version)
@@ -265,6 +352,205 @@ impl PyStore {
             None => store.delete(&namespace, &key),
         })?;
         Ok(deleted.map(Deleted::from))
+    }
+
+    /// Applies a `statelog.Patch` to the record at commit, on whatever value
+    /// it has then (a missing record starts as an empty dict): patches never
+    /// conflict, so they need no retry. Returns the record written; raises
+    /// `PatchFailedError` (nothing written) when an operation cannot apply.
+    /// Takes the keywords of `put`.
+    #[pyo3(signature = (
+        namespace, key, patch, *, if_changed = false, fence = None, idempotency_key = None,
+        keep_key_for = None, lease = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn patch(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        key: String,
+        patch: &Bound<'_, PyAny>,
+        if_changed: bool,
+        fence: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
+        keep_key_for: Option<f64>,
+        lease: Option<&Bound<'_, PyLease>>,
+    ) -> PyResult<Record> {
+        let store = self.handle(py)?;
+        let ops = patch.getattr("operations")?;
+        let patch = coord::patch(&namespace, &key, &ops)?;
+        let options = WriteOptions::new(py, fence, idempotency_key, keep_key_for, lease)?;
+        let mut batch = Batch::new().patch(&namespace, &key, &patch);
+        if if_changed {
+            batch = batch.if_changed();
+        }
+        let batch = options.add_to(batch);
+        coord::apply_patch(py, &store, &namespace, &key, &batch)
+    }
+
+    /// Adds `by` (an int within 64 bits, or a float; 1 by default) to the
+    /// number at `field` of the record's value (one name, or a list of names
+    /// for a nested field): a missing record or field counts as 0. A patch:
+    /// concurrent increments never conflict and none is lost. Returns the
+    /// record written (``record.value[field]`` is the sum). Takes the
+    /// keywords of `put`.
+    #[pyo3(signature = (
+        namespace, key, field, by = None, *, fence = None, idempotency_key = None,
+        keep_key_for = None, lease = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn incr(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        key: String,
+        field: &Bound<'_, PyAny>,
+        by: Option<&Bound<'_, PyAny>>,
+        fence: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
+        keep_key_for: Option<f64>,
+        lease: Option<&Bound<'_, PyLease>>,
+    ) -> PyResult<Record> {
+        let store = self.handle(py)?;
+        let path = coord::field_path(field)?;
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let one = 1_i64.into_pyobject(py)?.into_any();
+        let patch = coord::add(statelog::Patch::new(), &path, by.unwrap_or(&one))?;
+        let options = WriteOptions::new(py, fence, idempotency_key, keep_key_for, lease)?;
+        let batch = options.add_to(Batch::new().patch(&namespace, &key, &patch));
+        coord::apply_patch(py, &store, &namespace, &key, &batch)
+    }
+
+    /// Watches the store's commits: an iterator of `Change`s in revision
+    /// order (see `Watcher`). Covers the whole store, a `namespace`, one
+    /// `key` of it, or the keys starting with `prefix`; from the commit at
+    /// revision `start` (included, while the log still holds it; else
+    /// `CompactedError`), by default from the next commit. `prev=True` adds
+    /// each record's previous version; `progress=SECONDS` yields a
+    /// `Progress` whenever nothing in scope changed for that long; `buffer`
+    /// is how many commits may wait for a slow consumer before the watch is
+    /// cancelled (`WatchCancelledError`, saying where to resume).
+    #[pyo3(signature = (
+        namespace = None, key = None, *, prefix = None, start = None, prev = false,
+        progress = None, buffer = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn watch(
+        &self,
+        py: Python<'_>,
+        namespace: Option<String>,
+        key: Option<String>,
+        prefix: Option<String>,
+        start: Option<u64>,
+        prev: bool,
+        progress: Option<f64>,
+        buffer: Option<usize>,
+    ) -> PyResult<PyWatcher> {
+        let store = self.handle(py)?;
+        let fork = self.fork;
+        run(py, || {
+            let mut watch =
+                watch::scope(namespace.as_deref(), key.as_deref(), prefix.as_deref())?.prev(prev);
+            if let Some(start) = start {
+                watch = watch.from(start);
+            }
+            if let Some(buffer) = buffer {
+                watch = watch.buffer(buffer);
+            }
+            let progress = progress.map(|p| seconds("progress", p)).transpose()?;
+            PyWatcher::open(&store, watch, progress, fork)
+        })
+    }
+
+    /// A lock for a ``with`` block: ``with store.lock("deploy", ttl=10) as
+    /// token:`` takes it (waiting up to `wait` seconds for its holder, None:
+    /// trying once, else `LockHeldError`) under a lease of `ttl` seconds kept
+    /// alive meanwhile, and gives it back at the end, also on an exception.
+    /// `token` is the fencing token: pass ``fence=("deploy", token)`` to
+    /// writes that must not happen once the lock is lost.
+    #[pyo3(signature = (name, *, ttl = 10.0, wait = None, holder = None))]
+    fn lock(
+        &self,
+        py: Python<'_>,
+        name: String,
+        ttl: f64,
+        wait: Option<f64>,
+        holder: Option<String>,
+    ) -> PyResult<PyLock> {
+        let store = self.handle(py)?;
+        PyLock::new(store, name, ttl, wait, holder, self.fork).map_err(|e| errors::to_py(py, e))
+    }
+
+    /// Takes a lease of `ttl` seconds (0.1 to a day): keep it alive with
+    /// `keep_alive()` more often than its TTL; locks taken under it and
+    /// records written with ``lease=`` end with it. In a ``with`` block it
+    /// is revoked at the end.
+    #[pyo3(signature = (ttl, *, holder = None))]
+    fn lease(&self, py: Python<'_>, ttl: f64, holder: Option<String>) -> PyResult<PyLease> {
+        let store = self.handle(py)?;
+        let ttl = seconds("ttl", ttl).map_err(|e| errors::to_py(py, e))?;
+        let lease = run(py, || match &holder {
+            Some(holder) => store.grant_lease_as(ttl, holder),
+            None => store.grant_lease(ttl),
+        })?;
+        Ok(PyLease::new(lease, self.fork))
+    }
+
+    /// The locks held now, by name: dicts with `name`, `token`, `lease`,
+    /// `holder` and `since`.
+    fn locks<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let store = self.handle(py)?;
+        let locks = run(py, || store.locks())?;
+        locks
+            .into_iter()
+            .map(|l| {
+                let since = utc_datetime(py, l.since.as_micros())?.unbind();
+                errors::dict(
+                    py,
+                    &[
+                        ("name", errors::py_obj(py, l.name)),
+                        ("token", errors::py_obj(py, l.token)),
+                        ("lease", errors::py_obj(py, l.lease)),
+                        ("holder", errors::py_obj(py, l.holder)),
+                        ("since", since),
+                    ],
+                )
+            })
+            .collect()
+    }
+
+    /// The leases, by id: dicts with `id`, `ttl`, `holder`, `since`, `locks`,
+    /// `bound` (records bound to it) and `remaining` (seconds, or None).
+    fn leases<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let store = self.handle(py)?;
+        let leases = run(py, || store.leases())?;
+        leases
+            .into_iter()
+            .map(|l| {
+                let since = utc_datetime(py, l.since.as_micros())?.unbind();
+                errors::dict(
+                    py,
+                    &[
+                        ("id", errors::py_obj(py, l.id)),
+                        ("ttl", errors::py_obj(py, l.ttl.as_secs_f64())),
+                        ("holder", errors::py_obj(py, l.holder)),
+                        ("since", since),
+                        ("locks", errors::py_obj(py, l.locks)),
+                        ("bound", errors::py_obj(py, l.bound)),
+                        (
+                            "remaining",
+                            errors::py_obj(py, l.remaining.map(|d| d.as_secs_f64())),
+                        ),
+                    ],
+                )
+            })
+            .collect()
+    }
+
+    /// How many idempotency keys the store keeps now.
+    fn idempotency_keys(&self, py: Python<'_>) -> PyResult<u64> {
+        let store = self.handle(py)?;
+        run(py, || store.idempotency_keys())
     }
 
     /// Read, change, write without losing updates: `fn(old)` gets the stored

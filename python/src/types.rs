@@ -33,6 +33,10 @@ pub(crate) struct Record {
     #[pyo3(get)]
     mod_revision: u64,
     updated_micros: i64,
+    /// True when this is the first result of a write with the same
+    /// idempotency key, returned again: nothing was written now.
+    #[pyo3(get)]
+    replayed: bool,
 }
 
 impl Record {
@@ -53,7 +57,21 @@ impl Record {
             create_revision: record.create_revision,
             mod_revision: record.mod_revision,
             updated_micros: record.updated_at.as_micros(),
+            replayed: false,
         })
+    }
+
+    /// Marks a record returned for a replayed write.
+    pub(crate) fn replayed(mut self, replayed: bool) -> Record {
+        self.replayed = replayed;
+        self
+    }
+}
+
+impl Record {
+    /// The value (a new reference).
+    pub(crate) fn value_of(&self, py: Python<'_>) -> Py<PyAny> {
+        self.value.clone_ref(py)
     }
 }
 
@@ -123,15 +141,26 @@ pub(crate) struct Committed {
     /// False when the write was skipped because the value was unchanged.
     #[pyo3(get)]
     changed: bool,
+    /// True when this is the first result of a write with the same
+    /// idempotency key, returned again: nothing was written now.
+    #[pyo3(get)]
+    replayed: bool,
+}
+
+impl Committed {
+    pub(crate) fn new(revision: u64, version: u64, changed: bool, replayed: bool) -> Committed {
+        Committed {
+            revision,
+            version,
+            changed,
+            replayed,
+        }
+    }
 }
 
 impl From<statelog::Committed> for Committed {
     fn from(c: statelog::Committed) -> Committed {
-        Committed {
-            revision: c.revision,
-            version: c.version,
-            changed: c.changed,
-        }
+        Committed::new(c.revision, c.version, c.changed, false)
     }
 }
 
@@ -139,10 +168,11 @@ impl From<statelog::Committed> for Committed {
 impl Committed {
     fn __repr__(&self) -> String {
         format!(
-            "Committed(revision={}, version={}, changed={})",
+            "Committed(revision={}, version={}, changed={}{})",
             self.revision,
             self.version,
-            if self.changed { "True" } else { "False" }
+            if self.changed { "True" } else { "False" },
+            if self.replayed { ", replayed=True" } else { "" }
         )
     }
 }
@@ -157,14 +187,25 @@ pub(crate) struct Deleted {
     /// The version the record had.
     #[pyo3(get)]
     version: u64,
+    /// True when this is the first result of a delete with the same
+    /// idempotency key, returned again: nothing was written now.
+    #[pyo3(get)]
+    replayed: bool,
+}
+
+impl Deleted {
+    pub(crate) fn new(revision: u64, version: u64, replayed: bool) -> Deleted {
+        Deleted {
+            revision,
+            version,
+            replayed,
+        }
+    }
 }
 
 impl From<statelog::Deleted> for Deleted {
     fn from(d: statelog::Deleted) -> Deleted {
-        Deleted {
-            revision: d.revision,
-            version: d.version,
-        }
+        Deleted::new(d.revision, d.version, false)
     }
 }
 
@@ -172,8 +213,10 @@ impl From<statelog::Deleted> for Deleted {
 impl Deleted {
     fn __repr__(&self) -> String {
         format!(
-            "Deleted(revision={}, version={})",
-            self.revision, self.version
+            "Deleted(revision={}, version={}{})",
+            self.revision,
+            self.version,
+            if self.replayed { ", replayed=True" } else { "" }
         )
     }
 }

@@ -24,7 +24,7 @@ Python writes reads back identically from Rust and from the ``statelog``
 command line. :class:`AsyncStore` offers the same methods as coroutines.
 """
 
-from ._async import AsyncStore
+from ._async import AsyncLease, AsyncLock, AsyncStore, AsyncWatcher
 from ._errors import (
     BusyError,
     ClosedError,
@@ -34,19 +34,25 @@ from ._errors import (
     DatabaseError,
     DecodeError,
     EncodeError,
+    FencedError,
     ForkError,
+    IdempotencyKeyReusedError,
     InvalidBackupError,
     InvalidKeyError,
     InvalidOptionError,
     InvalidSnapshotError,
     InvalidValueError,
     IoError,
+    LeaseExpiredError,
     LimitExceededError,
+    LockHeldError,
     NotAStoreError,
     NotEmptyError,
     OutcomeUnknownError,
+    PatchFailedError,
     PoisonedError,
     RefusedError,
+    RevisionMismatchError,
     SnapshotIoError,
     StatelogError,
     TargetNotEmptyError,
@@ -54,20 +60,28 @@ from ._errors import (
     UnreachableError,
     UnsupportedError,
     UnsupportedFormatError,
+    WatchCancelledError,
 )
 from ._native import (
     MAX_KEY_LEN,
     MAX_NAMESPACE_LEN,
     MAX_VALUE_LEN,
+    Change,
     Committed,
     Deleted,
+    Event,
     Ext,
+    Lease,
+    Lock,
+    Progress,
     Record,
     RecordIterator,
     Store,
     Transaction,
+    Watcher,
     restore,
 )
+from ._patch import Patch
 
 __version__ = "0.1.0"
 
@@ -80,6 +94,16 @@ __all__ = [
     "Committed",
     "Deleted",
     "Ext",
+    "Patch",
+    "Watcher",
+    "Change",
+    "Event",
+    "Progress",
+    "Lock",
+    "Lease",
+    "AsyncWatcher",
+    "AsyncLock",
+    "AsyncLease",
     "restore",
     "MAX_KEY_LEN",
     "MAX_NAMESPACE_LEN",
@@ -112,4 +136,11 @@ __all__ = [
     "TargetNotEmptyError",
     "SnapshotIoError",
     "ForkError",
+    "WatchCancelledError",
+    "PatchFailedError",
+    "RevisionMismatchError",
+    "FencedError",
+    "LockHeldError",
+    "LeaseExpiredError",
+    "IdempotencyKeyReusedError",
 ]

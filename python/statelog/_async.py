@@ -24,17 +24,32 @@ from typing import (
     List,
     Optional,
     Sequence,
+    Tuple,
     TypeVar,
     Union,
 )
 
 from ._errors import ClosedError, ForkError
-from ._native import Committed, Deleted, Record, Store, Transaction
+from ._native import (
+    Change,
+    Committed,
+    Deleted,
+    Lease,
+    Lock,
+    Progress,
+    Record,
+    Store,
+    Transaction,
+    Watcher,
+)
+from ._patch import FieldPath, Patch
 
-__all__ = ["AsyncStore"]
+__all__ = ["AsyncStore", "AsyncWatcher", "AsyncLock", "AsyncLease"]
 
 T = TypeVar("T")
 PathLike = Union[str, "os.PathLike[str]"]
+#: ``fence=``: a (lock name, fencing token) pair, or a list of them.
+Fence = Union[Tuple[str, int], Sequence[Tuple[str, int]]]
 
 #: Threads per AsyncStore: enough for concurrent commits to share a disk sync.
 DEFAULT_WORKERS = 16
@@ -90,7 +105,10 @@ class AsyncStore:
         """True once :meth:`close` was called."""
         return self._store.closed
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _submit(
+        self, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> "asyncio.Future[T]":
+        """Starts ``fn`` in a worker thread; the future of its result."""
         if os.getpid() != self._pid:
             # The pool's threads do not exist in a forked child.
             error = ForkError(
@@ -104,9 +122,12 @@ class AsyncStore:
         if self._executor_closed:
             raise ClosedError("the store has been closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
+        return loop.run_in_executor(
             self._executor, functools.partial(fn, *args, **kwargs)
         )
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self._submit(fn, *args, **kwargs)
 
     # Records
 
@@ -115,31 +136,149 @@ class AsyncStore:
         return await self._run(self._store.get, namespace, key)
 
     async def put(
-        self, namespace: str, key: str, value: Any, *, if_changed: bool = False
+        self,
+        namespace: str,
+        key: str,
+        value: Any,
+        *,
+        if_changed: bool = False,
+        fence: Optional[Fence] = None,
+        idempotency_key: Optional[str] = None,
+        keep_key_for: Optional[float] = None,
+        lease: Optional["AsyncLease"] = None,
     ) -> Committed:
-        """Writes a value. See :meth:`Store.put`."""
+        """Writes a value. See :meth:`Store.put` (and its keywords)."""
         return await self._run(
-            self._store.put, namespace, key, value, if_changed=if_changed
+            self._store.put,
+            namespace,
+            key,
+            value,
+            if_changed=if_changed,
+            fence=fence,
+            idempotency_key=idempotency_key,
+            keep_key_for=keep_key_for,
+            lease=_native_lease(lease),
         )
 
-    async def create(self, namespace: str, key: str, value: Any) -> Committed:
+    async def create(
+        self,
+        namespace: str,
+        key: str,
+        value: Any,
+        *,
+        fence: Optional[Fence] = None,
+        idempotency_key: Optional[str] = None,
+        keep_key_for: Optional[float] = None,
+        lease: Optional["AsyncLease"] = None,
+    ) -> Committed:
         """Creates a record that must not exist. See :meth:`Store.create`."""
-        return await self._run(self._store.create, namespace, key, value)
+        return await self._run(
+            self._store.create,
+            namespace,
+            key,
+            value,
+            fence=fence,
+            idempotency_key=idempotency_key,
+            keep_key_for=keep_key_for,
+            lease=_native_lease(lease),
+        )
 
     async def compare_and_swap(
-        self, namespace: str, key: str, expected: int, value: Any
+        self,
+        namespace: str,
+        key: str,
+        expected: int,
+        value: Any,
+        *,
+        fence: Optional[Fence] = None,
+        idempotency_key: Optional[str] = None,
+        keep_key_for: Optional[float] = None,
+        lease: Optional["AsyncLease"] = None,
     ) -> Committed:
         """Writes if at version ``expected``. See :meth:`Store.compare_and_swap`."""
         return await self._run(
-            self._store.compare_and_swap, namespace, key, expected, value
+            self._store.compare_and_swap,
+            namespace,
+            key,
+            expected,
+            value,
+            fence=fence,
+            idempotency_key=idempotency_key,
+            keep_key_for=keep_key_for,
+            lease=_native_lease(lease),
         )
 
     async def delete(
-        self, namespace: str, key: str, *, if_version: Optional[int] = None
+        self,
+        namespace: str,
+        key: str,
+        *,
+        if_version: Optional[int] = None,
+        fence: Optional[Fence] = None,
+        idempotency_key: Optional[str] = None,
+        keep_key_for: Optional[float] = None,
     ) -> Optional[Deleted]:
         """Removes a record. See :meth:`Store.delete`."""
         return await self._run(
-            self._store.delete, namespace, key, if_version=if_version
+            self._store.delete,
+            namespace,
+            key,
+            if_version=if_version,
+            fence=fence,
+            idempotency_key=idempotency_key,
+            keep_key_for=keep_key_for,
+        )
+
+    async def patch(
+        self,
+        namespace: str,
+        key: str,
+        patch: Patch,
+        *,
+        if_changed: bool = False,
+        fence: Optional[Fence] = None,
+        idempotency_key: Optional[str] = None,
+        keep_key_for: Optional[float] = None,
+        lease: Optional["AsyncLease"] = None,
+    ) -> Record:
+        """Applies a :class:`Patch` at commit; never conflicts. See
+        :meth:`Store.patch`."""
+        return await self._run(
+            self._store.patch,
+            namespace,
+            key,
+            patch,
+            if_changed=if_changed,
+            fence=fence,
+            idempotency_key=idempotency_key,
+            keep_key_for=keep_key_for,
+            lease=_native_lease(lease),
+        )
+
+    async def incr(
+        self,
+        namespace: str,
+        key: str,
+        field: FieldPath,
+        by: Union[int, float] = 1,
+        *,
+        fence: Optional[Fence] = None,
+        idempotency_key: Optional[str] = None,
+        keep_key_for: Optional[float] = None,
+        lease: Optional["AsyncLease"] = None,
+    ) -> Record:
+        """Adds ``by`` to a number field; never conflicts. See
+        :meth:`Store.incr`."""
+        return await self._run(
+            self._store.incr,
+            namespace,
+            key,
+            field,
+            by,
+            fence=fence,
+            idempotency_key=idempotency_key,
+            keep_key_for=keep_key_for,
+            lease=_native_lease(lease),
         )
 
     async def update(
@@ -185,6 +324,69 @@ class AsyncStore:
     async def revision(self) -> int:
         """The revision of the last commit readers can see."""
         return await self._run(lambda: self._store.revision)
+
+    # Watch, locks and leases
+
+    def watch(
+        self,
+        namespace: Optional[str] = None,
+        key: Optional[str] = None,
+        *,
+        prefix: Optional[str] = None,
+        start: Optional[int] = None,
+        prev: bool = False,
+        progress: Optional[float] = None,
+        buffer: Optional[int] = None,
+    ) -> "AsyncWatcher":
+        """The store's commits for ``async for``: :class:`Change` objects in
+        revision order (the options of :meth:`Store.watch`). The waits run in
+        a thread of the watch's own, never on the event loop nor in the
+        store's worker threads. End it with ``aclose()``, an ``async with``
+        block, or by dropping it; cancelling a task waiting on it loses no
+        change (the next iteration returns it)."""
+        return AsyncWatcher(
+            self,
+            functools.partial(
+                self._store.watch,
+                namespace,
+                key,
+                prefix=prefix,
+                start=start,
+                prev=prev,
+                progress=progress,
+                buffer=buffer,
+            ),
+        )
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float = 10.0,
+        wait: Optional[float] = None,
+        holder: Optional[str] = None,
+    ) -> "AsyncLock":
+        """A lock for ``async with store.lock("deploy", ttl=10) as token:``;
+        see :meth:`Store.lock`. Taking and giving it back run in worker
+        threads."""
+        return AsyncLock(self, self._store.lock(name, ttl=ttl, wait=wait, holder=holder))
+
+    async def lease(self, ttl: float, *, holder: Optional[str] = None) -> "AsyncLease":
+        """Takes a lease of ``ttl`` seconds; see :meth:`Store.lease`."""
+        lease = await self._run(self._store.lease, ttl, holder=holder)
+        return AsyncLease(self, lease)
+
+    async def locks(self) -> List[Dict[str, Any]]:
+        """The locks held now. See :meth:`Store.locks`."""
+        return await self._run(self._store.locks)
+
+    async def leases(self) -> List[Dict[str, Any]]:
+        """The leases. See :meth:`Store.leases`."""
+        return await self._run(self._store.leases)
+
+    async def idempotency_keys(self) -> int:
+        """How many idempotency keys the store keeps now."""
+        return await self._run(self._store.idempotency_keys)
 
     # Files
 
@@ -313,11 +515,176 @@ class AsyncStore:
     def __repr__(self) -> str:
         return f"AsyncStore({self._store!r})"
 
-    # The issues that add watch, locks, patches and idempotency keys to the
-    # Store add them here the same way: watch as an async iterator through
-    # _BlockingIterator (as list is), a lock as an async context manager
-    # around the blocking acquire and release, patch and idempotency keys as
-    # coroutines and keyword arguments passed through _run.
+
+def _native_lease(lease: Optional["AsyncLease"]) -> Optional[Lease]:
+    if lease is None or isinstance(lease, Lease):
+        return lease
+    return lease.lease
+
+
+class AsyncWatcher(AsyncIterator[Union[Change, Progress]]):
+    """What :meth:`AsyncStore.watch` returns: an async iterator of
+    :class:`Change` (and :class:`Progress`, when asked for), and an async
+    context manager that ends the watch at its end.
+
+    The watch opens at the first iteration (or on entering ``async with``).
+    Its waits run in a thread of its own: a watch that waits for hours holds
+    none of the store's worker threads, and the event loop never waits.
+    """
+
+    def __init__(self, store: AsyncStore, open_watch: Callable[[], Watcher]) -> None:
+        self._store = store
+        self._open = open_watch
+        self._watcher: Optional[Watcher] = None
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the watch ended (closed, or after its error)."""
+        return self._closed or (self._watcher is not None and self._watcher.closed)
+
+    async def _opened(self) -> Watcher:
+        if self._watcher is None:
+            watcher = await self._store._run(self._open)
+            if self._closed:
+                watcher.close()
+            self._watcher = watcher
+        return self._watcher
+
+    def __aiter__(self) -> "AsyncWatcher":
+        return self
+
+    async def __anext__(self) -> Union[Change, Progress]:
+        if self._closed:
+            raise StopAsyncIteration
+        watcher = await self._opened()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="statelog-watch"
+            )
+        loop = asyncio.get_running_loop()
+        # A cancelled wait leaves what it finds in the watcher, for the next.
+        await loop.run_in_executor(self._pool, watcher._wait, None)
+        item = watcher._take()
+        if item is None:
+            await self.aclose()
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        """Ends the watch; iterating goes on no further."""
+        self._close()
+
+    def _close(self) -> None:
+        self._closed = True
+        if self._watcher is not None:
+            self._watcher.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+    async def __aenter__(self) -> "AsyncWatcher":
+        await self._opened()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if not self._closed:
+            self._close()
+
+
+class AsyncLock:
+    """What :meth:`AsyncStore.lock` returns: ``async with`` takes the lock and
+    gives its fencing token; the end of the block gives it back (also on an
+    exception or a cancellation). See :class:`Lock`."""
+
+    def __init__(self, store: AsyncStore, lock: Lock) -> None:
+        self._store = store
+        self.lock = lock  #: the blocking lock underneath
+
+    @property
+    def token(self) -> Optional[int]:
+        """The fencing token while held, else None."""
+        return self.lock.token
+
+    @property
+    def lost(self) -> bool:
+        """True when a keep-alive found the lease ended: the lock is gone."""
+        return self.lock.lost
+
+    async def acquire(self) -> int:
+        """Takes the lock; its fencing token."""
+        taking = self._store._submit(self.lock.acquire)
+        try:
+            return await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            # The take goes on in its thread: give the lock back once it is
+            # taken, since nobody will hold it.
+            def release(done: "asyncio.Future[int]") -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self._store._submit(self.lock.release)
+
+            taking.add_done_callback(release)
+            raise
+
+    async def release(self) -> None:
+        """Gives the lock back and ends its lease."""
+        await asyncio.shield(self._store._submit(self.lock.release))
+
+    async def __aenter__(self) -> int:
+        return await self.acquire()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.release()
+
+    def __repr__(self) -> str:
+        return f"Async{self.lock!r}"
+
+
+class AsyncLease:
+    """A lease for asyncio code, from :meth:`AsyncStore.lease`: the methods of
+    :class:`Lease` as coroutines; ``async with`` revokes it at the end."""
+
+    def __init__(self, store: AsyncStore, lease: Lease) -> None:
+        self._store = store
+        self.lease = lease  #: the blocking lease underneath
+
+    @property
+    def id(self) -> int:
+        """The lease's id."""
+        return self.lease.id
+
+    @property
+    def ttl(self) -> float:
+        """Its TTL in seconds."""
+        return self.lease.ttl
+
+    async def keep_alive(self) -> None:
+        """Keeps it alive: its full TTL from now."""
+        await self._store._run(self.lease.keep_alive)
+
+    async def revoke(self) -> None:
+        """Ends it now, with its locks and the records bound to it."""
+        await self._store._run(self.lease.revoke)
+
+    async def lock(self, name: str, *, wait: Optional[float] = None) -> int:
+        """Takes lock ``name`` under this lease; its fencing token."""
+        return await self._store._run(self.lease.lock, name, wait=wait)
+
+    async def unlock(self, name: str, token: int) -> None:
+        """Gives lock ``name`` back."""
+        await self._store._run(self.lease.unlock, name, token)
+
+    async def __aenter__(self) -> "AsyncLease":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.revoke()
+
+    def __repr__(self) -> str:
+        return f"Async{self.lease!r}"
 
 
 def _plain_function(what: str, fn: Callable[..., Any]) -> None:

@@ -38,6 +38,13 @@ __all__ = [
     "TargetNotEmptyError",
     "SnapshotIoError",
     "ForkError",
+    "WatchCancelledError",
+    "PatchFailedError",
+    "RevisionMismatchError",
+    "FencedError",
+    "LockHeldError",
+    "LeaseExpiredError",
+    "IdempotencyKeyReusedError",
 ]
 
 
@@ -279,6 +286,70 @@ class ForkError(StatelogError):
 
     opened_by: int  #: the process that opened the store
     pid: int  #: this process
+
+
+
+class WatchCancelledError(StatelogError):
+    """A watch ended before it was closed: it fell too far behind (its
+    ``buffer`` filled), the store was closed, or its holder went away.
+    Watching again with ``start=resume_from`` misses nothing and repeats
+    nothing."""
+
+    resume_from: int  #: the first revision the watcher did not get
+    reason: str
+
+
+class PatchFailedError(StatelogError):
+    """A patch could not apply to the record's value at commit (a path
+    through something that is not a dict, adding to something that is not a
+    number, an integer overflow). Nothing was written."""
+
+    namespace: str
+    key: str
+    message: str
+
+
+class RevisionMismatchError(ConflictError):
+    """A write required a record's last write to be a given revision, and it
+    was not (0 stands for "does not exist"). Nothing was written."""
+
+    expected: int  #: the revision required (0: absent)
+    actual: int  #: the record's modification revision (0: absent)
+
+
+class FencedError(StatelogError):
+    """A write fenced with ``fence=(lock, token)`` found the lock no longer
+    held with that token: its holder lost it (its lease ended), and somebody
+    else may hold it now. Nothing was written: stop, and take the lock
+    again."""
+
+    lock: str
+    token: int  #: the token the write carried
+    current: Optional[int]  #: the token of the holder now, if any
+
+
+class LockHeldError(StatelogError):
+    """A lock is held by somebody else (after waiting ``waited`` seconds)."""
+
+    lock: str
+    token: int  #: the holder's fencing token
+    holder: str  #: who holds it, as its lease says
+    waited: float  #: seconds this caller waited
+
+
+class LeaseExpiredError(StatelogError):
+    """A lease has ended (revoked, or not kept alive within its TTL), and
+    with it its locks and the records bound to it. Take a new one."""
+
+    lease: int
+
+
+class IdempotencyKeyReusedError(StatelogError, ValueError):
+    """An idempotency key was used before for a different write. Nothing was
+    written: use a new key for a new request."""
+
+    key: str
+    first: Optional[int]  #: the revision of the first write's commit, if any
 
 
 # Shown and pickled as statelog.ConflictError etc., where users import them.

@@ -23,3 +23,11 @@ def open_per_update(path, count, barrier):
     for _ in range(count):
         with statelog.Store(path, lock_timeout=120) as store:
             store.update("counters", "shared", increment)
+
+
+def open_once_and_incr(path, count, barrier):
+    """Increments through a patch: never a conflict, never a lost one."""
+    barrier.wait()
+    with statelog.Store(path, lock_timeout=120) as store:
+        for _ in range(count):
+            store.incr("stats", "totals", "runs")
