@@ -99,3 +99,20 @@ def test_what_does_not_apply_says_so(etcd):
         assert e.value.limit == "--max-request-bytes"
         assert store.revision == 0
 
+
+
+def test_watch_locks_leases_and_patches_are_not_there_yet_on_etcd(etcd):
+    with statelog.Store(f"etcd://{etcd}/py/coord") as store:
+        attempts = [
+            lambda: store.watch("tasks"),
+            lambda: store.lock("deploy").acquire(),
+            lambda: store.lease(10),
+            lambda: store.patch("jobs", "j", statelog.Patch().set("a", 1)),
+            lambda: store.incr("stats", "totals", "runs"),
+            lambda: store.put("runs", "r", 1, idempotency_key="k"),
+        ]
+        for attempt in attempts:
+            with pytest.raises(statelog.UnsupportedError) as e:
+                attempt()
+            assert e.value.what and e.value.reason
+        assert store.revision == 0
