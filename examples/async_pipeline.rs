@@ -2,15 +2,16 @@
 //! stages run as concurrent tokio tasks that record their artifact in the
 //! task's record through `AsyncStore::update`, the way an asyncio pipeline's
 //! stages would. At the end every stage's artifact is present and each
-//! record's version counts exactly its writes.
+//! record's version counts exactly its writes. A monitor follows the tasks
+//! through a watch (a `Stream`) and sees each one finish.
 //!
 //! Run: `cargo run --release --features tokio --example async_pipeline`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
-use statelog::{AsyncStore, Error, Options};
+use statelog::{AsyncStore, Error, Options, Watch, WatchEvent};
 
 const TASKS: usize = 4;
 const STAGES: [&str; 6] = [
@@ -56,6 +57,33 @@ async fn run() -> statelog::Result<bool> {
     })?;
     let store = AsyncStore::open(dir.path().join("state"), Options::default()).await?;
 
+    // Subscribed before the first write: it sees every change of "tasks".
+    let mut watcher = store.watch(Watch::namespace("tasks")).await?;
+    let monitor = tokio::spawn(async move {
+        let mut finished = BTreeSet::new();
+        while finished.len() < TASKS {
+            match watcher.next().await {
+                Some(Ok(WatchEvent::Change(change))) => {
+                    for event in change.events {
+                        if let Some(record) = &event.value
+                            && record
+                                .value
+                                .decode::<TaskState>()
+                                .is_ok_and(|t| t.status == "done")
+                        {
+                            finished.insert(event.key);
+                        }
+                    }
+                }
+                Some(Ok(WatchEvent::Progress { .. })) => {}
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        // Dropping the watcher here ends the watch.
+        Ok::<_, Error>(finished.len())
+    });
+
     let mut stages = tokio::task::JoinSet::new();
     for task in 0..TASKS {
         let id = format!("task_{task}");
@@ -91,7 +119,12 @@ async fn run() -> statelog::Result<bool> {
         }
     }
 
-    let mut ok = true;
+    let finished = match monitor.await {
+        Ok(result) => result?,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    println!("the monitor saw {finished} of {TASKS} tasks finish");
+    let mut ok = finished == TASKS;
     for (id, task) in store.list::<TaskState>("tasks", ..).await? {
         let complete = STAGES.iter().all(|s| task.value.artifacts.contains_key(*s));
         // One version for the put, one per stage.
