@@ -152,25 +152,27 @@ impl PyWatcher {
         }
     }
 
-    /// The pending event as a Python object; `None` for the end.
-    fn take(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    /// The pending event: `None` when there is none (another thread took
+    /// it), `Some(None)` for the end.
+    fn take(&self, py: Python<'_>) -> PyResult<Option<Option<Py<PyAny>>>> {
         let item = self.pending.lock().take();
         match item {
-            None | Some(None) => {
+            None => Ok(None),
+            Some(None) => {
                 // Stays ended for every later call.
                 *self.pending.lock() = Some(None);
-                Ok(None)
+                Ok(Some(None))
             }
             Some(Some(Err(e))) => {
                 *self.pending.lock() = Some(None);
                 Err(errors::to_py(py, e))
             }
             Some(Some(Ok(WatchEvent::Progress { revision }))) => {
-                Ok(Some(Py::new(py, Progress { revision })?.into_any()))
+                Ok(Some(Some(Py::new(py, Progress { revision })?.into_any())))
             }
-            Some(Some(Ok(WatchEvent::Change(change)))) => {
-                Ok(Some(Py::new(py, Change::new(py, change)?)?.into_any()))
-            }
+            Some(Some(Ok(WatchEvent::Change(change)))) => Ok(Some(Some(
+                Py::new(py, Change::new(py, change)?)?.into_any(),
+            ))),
         }
     }
 }
@@ -185,9 +187,12 @@ impl PyWatcher {
         self.fork.check()?;
         loop {
             match py.detach(|| self.wait(Some(TICK))) {
-                Found::Ready => {
-                    return self.take(py)?.ok_or_else(|| PyStopIteration::new_err(()));
-                }
+                Found::Ready => match self.take(py)? {
+                    Some(Some(item)) => return Ok(item),
+                    Some(None) => return Err(PyStopIteration::new_err(())),
+                    // Another thread iterating took it: wait for the next.
+                    None => {}
+                },
                 // Ctrl-C and other signals are handled between waits.
                 Found::Idle => py.check_signals()?,
             }
@@ -203,9 +208,15 @@ impl PyWatcher {
         Ok(matches!(py.detach(|| self.wait(timeout)), Found::Ready))
     }
 
-    /// The event `_wait` found (None: the watch ended); raises its error.
-    fn _take(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        self.take(py)
+    /// What `_wait` found: `(True, None)` once the watch ended, `(False,
+    /// event)`, or `(False, None)` when another consumer took it first.
+    /// Raises the watch's error.
+    fn _take(&self, py: Python<'_>) -> PyResult<(bool, Option<Py<PyAny>>)> {
+        Ok(match self.take(py)? {
+            None => (false, None),
+            Some(None) => (true, None),
+            Some(Some(item)) => (false, Some(item)),
+        })
     }
 
     /// Ends the watch: a wait in progress returns within a fraction of a

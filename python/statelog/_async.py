@@ -564,13 +564,16 @@ class AsyncWatcher(AsyncIterator[Union[Change, Progress]]):
                 max_workers=1, thread_name_prefix="statelog-watch"
             )
         loop = asyncio.get_running_loop()
-        # A cancelled wait leaves what it finds in the watcher, for the next.
-        await loop.run_in_executor(self._pool, watcher._wait, None)
-        item = watcher._take()
-        if item is None:
-            await self.aclose()
-            raise StopAsyncIteration
-        return item
+        while True:
+            # A cancelled wait leaves what it finds in the watcher, for the
+            # next iteration.
+            await loop.run_in_executor(self._pool, watcher._wait, None)
+            ended, item = watcher._take()
+            if ended:
+                await self.aclose()
+                raise StopAsyncIteration
+            if item is not None:
+                return item
 
     async def aclose(self) -> None:
         """Ends the watch; iterating goes on no further."""

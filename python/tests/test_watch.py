@@ -82,6 +82,28 @@ def test_closing_from_another_thread_ends_a_waiting_iteration(reached):
         next(watcher)
 
 
+def test_threads_sharing_a_watcher_each_get_distinct_changes(store):
+    watcher = store.watch("jobs")
+    got = [[], []]
+    threads = [
+        threading.Thread(target=lambda mine=mine: mine.extend(c.revision for c in watcher))
+        for mine in got
+    ]
+    for t in threads:
+        t.start()
+    written = [store.put("jobs", f"k{i}", i).revision for i in range(200)]
+    deadline = time.monotonic() + PATIENCE
+    while len(got[0]) + len(got[1]) < len(written) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Neither iteration ended before the watcher was closed.
+    assert all(t.is_alive() for t in threads)
+    watcher.close()
+    for t in threads:
+        t.join(PATIENCE)
+    assert sorted(got[0] + got[1]) == written
+    assert got[0] == sorted(got[0]) and got[1] == sorted(got[1])
+
+
 def test_ctrl_c_interrupts_a_waiting_iteration(store):
     watcher = store.watch("jobs")
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
