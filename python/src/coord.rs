@@ -441,15 +441,20 @@ impl PyLock {
     /// Takes the lock (see the class) and returns its fencing token.
     fn acquire(&self, py: Python<'_>) -> PyResult<u64> {
         self.fork.check()?;
-        let mut held = self.held.lock();
-        if held.is_some() {
-            return Err(errors::to_py(
+        let already = || {
+            errors::to_py(
                 py,
                 Error::InvalidOption {
                     name: "lock",
                     reason: format!("lock {:?} is held by this object already", self.name),
                 },
-            ));
+            )
+        };
+        // The mutex is never held across a blocking call: that call takes
+        // the GIL back at its end, which a thread reading `token` may hold
+        // while it waits for the mutex.
+        if self.held.lock().is_some() {
+            return Err(already());
         }
         let store = self
             .store
@@ -469,6 +474,17 @@ impl PyLock {
             }
         })?;
         let keeper = Keeper::start(lease.clone());
+        let mut held = self.held.lock();
+        if held.is_some() {
+            // Another thread took it through this object meanwhile.
+            drop(held);
+            let mut keeper = keeper;
+            py.detach(|| {
+                keeper.stop();
+                let _ = lease.revoke();
+            });
+            return Err(already());
+        }
         *held = Some((lease, token, keeper));
         Ok(token)
     }

@@ -105,15 +105,23 @@ def test_threads_sharing_a_watcher_each_get_distinct_changes(store):
 
 
 def test_ctrl_c_interrupts_a_waiting_iteration(store):
+    # Python's own handler, also where SIGINT was ignored at start (a
+    # background job of a shell).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher = store.watch("jobs")
-    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    interrupt = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    # Should the signal never reach the wait, it still ends (and this fails).
+    give_up = threading.Timer(PATIENCE, watcher.close)
+    interrupt.start()
+    give_up.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             next(watcher)
     finally:
-        timer.cancel()
+        interrupt.cancel()
+        give_up.cancel()
         watcher.close()
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_progress_only_when_asked(reached):
