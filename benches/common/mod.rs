@@ -159,11 +159,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).expect("read the directory to copy") {
         let entry = entry.expect("read a directory entry");
         let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
+        let file_type = entry.file_type().expect("file type");
+        if file_type.is_dir() {
             copy_dir(&entry.path(), &target);
-        } else {
+        } else if file_type.is_file() {
             std::fs::copy(entry.path(), &target).expect("copy a file");
         }
+        // Anything else (the socket a killed holder left) is not the store's data.
     }
 }
 

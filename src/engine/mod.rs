@@ -19,7 +19,6 @@ pub(crate) mod past;
 pub(crate) mod read;
 pub(crate) mod watch;
 
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,9 +30,31 @@ use crate::db::schema::Applied;
 use crate::db::view::Visible;
 use crate::error::{self, Error, Result};
 use crate::fs::FileHandle;
+use crate::log::sync::SyncGate;
 use crate::log::writer::LogWriter;
 use crate::options::{Durability, Options, RetentionPolicy};
 use crate::time::Clock;
+
+/// A sync of the log that runs outside the engine's lock (the gate orders it
+/// with every other sync of the log).
+#[derive(Debug)]
+pub(crate) struct LogSync {
+    file: Arc<dyn FileHandle>,
+    gate: Arc<SyncGate>,
+    generation: u64,
+    path: std::path::PathBuf,
+    /// The revision it makes durable.
+    pub revision: u64,
+}
+
+impl LogSync {
+    /// Makes the log durable up to the revision, unless a sync already did.
+    pub(crate) fn run(&self) -> Result<()> {
+        self.gate
+            .sync_up_to(self.file.as_ref(), self.revision, self.generation)
+            .map_err(|e| Error::io("sync the log segment", &self.path, e))
+    }
+}
 
 /// Progress since the last checkpoint.
 #[derive(Debug, Clone, Copy)]
@@ -248,26 +269,31 @@ impl Engine {
     }
 
     /// What the background thread syncs outside the engine: the active
-    /// segment and the revision a sync of it makes durable. `None` when the
-    /// engine is poisoned.
-    pub(crate) fn unsynced(&self) -> Option<(Arc<dyn FileHandle>, u64)> {
+    /// segment up to the last revision written. `None` when the engine is
+    /// poisoned.
+    pub(crate) fn unsynced(&self) -> Option<LogSync> {
         if self.poisoned.is_some() {
             return None;
         }
-        Some((self.log.active_file(), self.log.last_revision()))
+        Some(self.log_sync(self.log.last_revision()))
     }
 
-    /// The background thread synced the log up to `revision` (or failed to).
-    pub(crate) fn flushed(&mut self, revision: u64, synced: io::Result<()>) {
-        match synced {
-            // Later records carry the new watermark, which is what lets
-            // recovery tell damage to synced data from a torn tail.
-            Ok(()) => self.log.note_synced(revision),
-            Err(e) => {
-                let synced = Err(Error::io("sync the log segment", self.log.dir(), e));
-                let _ = self.after_sync(synced);
-            }
+    /// A sync of the log up to `revision`, to run without holding the engine.
+    fn log_sync(&self, revision: u64) -> LogSync {
+        LogSync {
+            file: self.log.active_file(),
+            gate: Arc::clone(self.log.gate()),
+            generation: self.log.gate().generation(),
+            path: self.log.active_path().to_owned(),
+            revision,
         }
+    }
+
+    /// The background thread synced the log (or failed to). Later records
+    /// carry the new watermark (the gate holds it), which is what lets
+    /// recovery tell damage to synced data from a torn tail.
+    pub(crate) fn flushed(&mut self, synced: Result<()>) {
+        let _ = self.after_sync(synced);
     }
 
     /// Shows the state database as it is now (at `self.applied`) to readers.

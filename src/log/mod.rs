@@ -11,6 +11,7 @@
 //!   base segments, moving segments aside.
 //! - `retention`: removing old segments behind the checkpoint.
 //! - `survey`: reading a whole, possibly damaged log without changing it.
+//! - `sync`: the gate every sync of the log goes through.
 //! - `seal`: seals and the active segment's size, which tell a lost newest
 //!   segment or a cut tail.
 //!
@@ -26,6 +27,7 @@ pub(crate) mod retention;
 pub(crate) mod seal;
 pub mod segment;
 pub(crate) mod survey;
+pub(crate) mod sync;
 pub(crate) mod writer;
 
 pub use reader::Position;

@@ -20,6 +20,7 @@ use super::catalog;
 use super::reader::Position;
 use super::seal;
 use super::segment::{self, LOG_FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentHeader, StoreId};
+use super::sync::SyncGate;
 use crate::error::{Error, Result};
 use crate::fs::{self, FileHandle, Fs, OpenMode};
 
@@ -36,9 +37,10 @@ pub(crate) struct LogWriter {
     active: Active,
     /// Revision of the last complete commit written (0 before any).
     last_revision: u64,
-    /// The log is durable up to this revision: the watermark written into each
-    /// record (see `LogRecord::synced`).
-    synced: u64,
+    /// Every sync of the log goes through it; it holds the revision the log
+    /// is durable up to: the watermark written into each record (see
+    /// `LogRecord::synced`).
+    gate: Arc<SyncGate>,
 }
 
 #[derive(Debug)]
@@ -93,7 +95,7 @@ impl LogWriter {
             preallocate,
             active,
             last_revision: first_revision.saturating_sub(1),
-            synced: first_revision.saturating_sub(1),
+            gate: Arc::new(SyncGate::new(first_revision.saturating_sub(1))),
         })
     }
 
@@ -153,7 +155,7 @@ impl LogWriter {
                 unsynced_from: None,
             },
             last_revision: 0,
-            synced: 0,
+            gate: Arc::new(SyncGate::new(0)),
         }
     }
 
@@ -195,7 +197,7 @@ impl LogWriter {
                 unsynced_from: None,
             },
             last_revision: resume.last_revision,
-            synced: resume.last_revision,
+            gate: Arc::new(SyncGate::new(resume.last_revision)),
         })
     }
 
@@ -219,13 +221,14 @@ impl LogWriter {
 
     /// The revision up to which the log is known to be durable.
     pub(crate) fn synced_revision(&self) -> u64 {
-        self.synced
+        self.gate.synced()
     }
 
-    /// Records that the log was synced (through [`active_file`](Self::active_file))
-    /// up to `revision`.
-    pub(crate) fn note_synced(&mut self, revision: u64) {
-        self.synced = self.synced.max(revision.min(self.last_revision));
+    /// The gate every sync of the log goes through, for syncing the active
+    /// file (see [`active_file`](Self::active_file)) without holding the
+    /// writer.
+    pub(crate) fn gate(&self) -> &Arc<SyncGate> {
+        &self.gate
     }
 
     /// Makes room for `len` bytes of commits starting at revision `next_revision`:
@@ -256,13 +259,14 @@ impl LogWriter {
             self.extend_to(needed)
         } else if self.active.format_2 {
             let target = needed.div_ceil(step) * step;
-            self.active
-                .file
-                .set_len(target)
-                .and_then(|()| self.active.file.sync_data())
+            let file = &self.active.file;
+            self.gate
+                .sync_with(
+                    || file.set_len(target).and_then(|()| file.sync_data()),
+                    self.last_revision,
+                )
                 .map_err(|e| Error::io("preallocate the log segment", &self.active.path, e))?;
             self.active.allocated = target;
-            self.synced = self.last_revision;
             Ok(())
         } else {
             Ok(())
@@ -306,14 +310,16 @@ impl LogWriter {
         self.active.allocated = self.active.allocated.max(self.active.end);
         self.active.has_commits = true;
         self.last_revision = last_revision;
+        self.gate.wrote(last_revision);
         Ok(self.position())
     }
 
-    /// Starts writing what was written since the last sync to the disk, so
-    /// that work done before [`sync`](Self::sync) overlaps the disk's write. A
-    /// hint only; `sync` still decides durability.
-    pub(crate) fn start_sync(&self) {
-        if let Some(from) = self.active.unsynced_from {
+    /// Starts writing what was written since the last sync (or the last
+    /// call) to the disk, so that work done before [`sync`](Self::sync)
+    /// overlaps the disk's write. A hint only; `sync` still decides
+    /// durability.
+    pub(crate) fn start_sync(&mut self) {
+        if let Some(from) = self.active.unsynced_from.take() {
             self.active
                 .file
                 .start_writeback(from, self.active.end.saturating_sub(from));
@@ -322,13 +328,16 @@ impl LogWriter {
 
     /// Makes everything written so far durable.
     pub(crate) fn sync(&mut self) -> Result<()> {
-        self.active
-            .file
-            .sync_data()
+        self.gate
+            .sync(self.active.file.as_ref(), self.last_revision)
             .map_err(|e| Error::io("sync the log segment", &self.active.path, e))?;
         self.active.unsynced_from = None;
-        self.synced = self.last_revision;
         Ok(())
+    }
+
+    /// The active segment's path, for messages.
+    pub(crate) fn active_path(&self) -> &Path {
+        &self.active.path
     }
 
     /// Writes the first commit of a restored store, whose revision the snapshot
@@ -371,19 +380,20 @@ impl LogWriter {
             .map_err(|e| Error::io("remove the empty log segment", &old, e))?;
         fs.sync_dir(&self.dir)
             .map_err(|e| Error::io("sync the log directory", &self.dir, e))?;
+        self.gate.new_segment();
         self.active = install_segment(fs.as_ref(), &self.dir, staged)?;
         self.last_revision = revision;
-        self.synced = revision;
+        self.gate.wrote(revision);
+        self.gate.note(revision);
         Ok(self.position())
     }
 
     fn rotate(&mut self, next_revision: u64) -> Result<()> {
         let old = &self.active;
         let path = &old.path;
-        old.file
-            .sync_data()
+        self.gate
+            .sync(old.file.as_ref(), self.last_revision)
             .map_err(|e| Error::io("seal the log segment", path, e))?;
-        self.synced = self.last_revision;
         let next = create_segment(
             self.fs.as_ref(),
             &self.dir,
@@ -405,6 +415,7 @@ impl LogWriter {
         };
         sealed.map_err(|e| Error::io("seal the log segment", path, e))?;
         tracing::debug!(segment = %next.path.display(), "log segment started");
+        self.gate.new_segment();
         self.active = next;
         Ok(())
     }
@@ -412,11 +423,15 @@ impl LogWriter {
     fn extend_to(&mut self, needed: u64) -> Result<()> {
         let step = self.active.grow_by;
         let target = needed.div_ceil(step) * step;
-        zero_fill(self.active.file.as_ref(), self.active.allocated, target)
-            .and_then(|()| self.active.file.sync_data())
+        let file = self.active.file.as_ref();
+        let from = self.active.allocated;
+        self.gate
+            .sync_with(
+                || zero_fill(file, from, target).and_then(|()| file.sync_data()),
+                self.last_revision,
+            )
             .map_err(|e| Error::io("preallocate the log segment", &self.active.path, e))?;
         self.active.allocated = target;
-        self.synced = self.last_revision;
         Ok(())
     }
 }

@@ -37,7 +37,7 @@ use super::mapping::{self, Mode, Place, ReadError};
 use super::source::Source;
 use super::{
     Adapter, FORMAT_VERSION, Header, Location, Output, Parsed, SnapshotRecord, decode_value,
-    encode_value, read_error, write_json,
+    encode_value, plain_json, read_error, write_json,
 };
 use crate::counter;
 use crate::error::{Error, Result, Shown, quote};
@@ -145,6 +145,14 @@ impl Writer {
         self.buf.push(b',');
         self.newline(indent);
         self.name("value");
+        if !self.pretty {
+            // Most values go straight from MessagePack to JSON.
+            let at = self.buf.len();
+            if plain_json::write(record.value.as_msgpack(), &mut self.buf) {
+                return Ok(());
+            }
+            self.buf.truncate(at);
+        }
         let value = decode_value(record)?;
         write_json(record, &value, self.pretty, indent, &mut self.buf)
     }

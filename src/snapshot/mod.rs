@@ -41,6 +41,7 @@ mod json;
 mod legacy;
 pub(crate) mod mapping;
 mod markdown;
+mod plain_json;
 mod raw_json;
 mod source;
 

@@ -214,17 +214,18 @@ impl Shared {
     /// Syncs what was written to the log, without holding the engine during
     /// the sync.
     fn flush(&self) {
-        let Some((file, revision)) = self.engine.lock().unsynced() else {
+        let Some(sync) = self.engine.lock().unsynced() else {
             return;
         };
-        if revision <= self.synced_revision.load(Ordering::Acquire) {
+        if sync.revision <= self.synced_revision.load(Ordering::Acquire) {
             return;
         }
-        let synced = file.sync_data();
+        let synced = sync.run();
         if synced.is_ok() {
-            self.synced_revision.fetch_max(revision, Ordering::AcqRel);
+            self.synced_revision
+                .fetch_max(sync.revision, Ordering::AcqRel);
         }
-        self.engine.lock().flushed(revision, synced);
+        self.engine.lock().flushed(synced);
     }
 }
 

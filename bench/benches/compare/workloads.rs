@@ -313,6 +313,7 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
         mbps.push(common::field(&result, "bytes") / 1e6 / common::field(&result, "secs"));
         rss.push(common::mib(common::field(&result, "hwm_kib") as u64));
     }
+    let compacted = compacted_size(kind, dir.path());
     let load = summarize(&loads);
     let stream = summarize(&mbps);
     let rss = summarize(&rss);
@@ -329,7 +330,7 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
             kind,
             load,
             format!(
-                "batch {}, {:.0} MiB on disk",
+                "batch {}, {:.0} MiB on disk{compacted}",
                 config.batch,
                 size as f64 / (1 << 20) as f64
             ),
@@ -337,6 +338,36 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
         Row::new(Workload::W4Stream, kind, stream, String::new()),
         Row::new(Workload::W4Rss, kind, rss, String::new()),
     ]
+}
+
+/// statelog after the load: `compact` (checkpoint, log retention, redb's
+/// compaction) with default options, or with `STATELOG_BENCH_RETENTION_MIB`
+/// of log kept (experiments only), and what the store's size is made of then.
+fn compacted_size(kind: Kind, dir: &Path) -> String {
+    if !kind.name().starts_with("statelog") {
+        return String::new();
+    }
+    let store = dir.join("store");
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let mut options = statelog::Options::default();
+    if let Some(keep) = std::env::var("STATELOG_BENCH_RETENTION_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        options =
+            options.retention(statelog::RetentionPolicy::default().max_bytes(Some(keep << 20)));
+    }
+    let report =
+        statelog::maintenance::compact(&store, &options).expect("compact the loaded store");
+    let total = common::dir_bytes(&store);
+    let log = common::dir_bytes(&store.join("log"));
+    format!(
+        "; after compact {:.0} MiB (state {:.0}, log {:.0}, other {:.0})",
+        mib(total),
+        mib(report.state_bytes_after),
+        mib(log),
+        mib(total.saturating_sub(report.state_bytes_after + log))
+    )
 }
 
 /// The child side of W4: open, stream everything to a file, report.
@@ -392,13 +423,16 @@ impl<W: Write> Write for CountingWriter<W> {
 }
 
 /// W5: 4 threads x 500 read-modify-write increments of one record; the engine
-/// must end at exactly 2,000 if it claims to lose no update.
+/// must end at exactly 2,000 if it claims to lose no update. The note gives
+/// the slowest single increment of each repetition (retries included).
 fn lost_update_check(config: &Config, kind: Kind) -> Row {
     const THREADS: u64 = 4;
     let mut rates = Vec::new();
     let mut finals = Vec::new();
     let mut conflicts = 0;
+    let mut slowest = Vec::new();
     for _ in 0..config.reps {
+        let max_nanos = AtomicU64::new(0);
         let dir = common::temp_dir("compare-w5-");
         let engine = kind.open(dir.path());
         let counter = "counter".to_owned();
@@ -407,16 +441,20 @@ fn lost_update_check(config: &Config, kind: Kind) -> Row {
         let start = Instant::now();
         std::thread::scope(|s| {
             for t in 0..THREADS {
-                let (engine, counter) = (&engine, &counter);
+                let (engine, counter, max_nanos) = (&engine, &counter, &max_nanos);
                 s.spawn(move || {
                     let mut worker = engine.worker();
                     for i in 0..config.increments {
+                        let started = Instant::now();
                         worker.update(counter, t * 1_000_000 + i);
+                        let took = started.elapsed().as_nanos() as u64;
+                        max_nanos.fetch_max(took, Ordering::Relaxed);
                     }
                 });
             }
         });
         rates.push((THREADS * config.increments) as f64 / start.elapsed().as_secs_f64());
+        slowest.push(max_nanos.load(Ordering::Relaxed) as f64 / 1e6);
         conflicts += counters(engine.as_ref()).conflicts - before.conflicts;
         let last = engine.worker().get(&counter).version;
         finals.push(last);
@@ -438,6 +476,8 @@ fn lost_update_check(config: &Config, kind: Kind) -> Row {
     if engine_has_counters(kind) {
         note.push_str(&format!(", {conflicts} conflicts retried"));
     }
+    let slowest: Vec<String> = slowest.iter().map(|ms| format!("{ms:.1}")).collect();
+    note.push_str(&format!(", slowest increment {} ms", slowest.join("/")));
     eprintln!("{:>26} W5 {note}", kind.name());
     Row::new(Workload::W5, kind, summarize(&rates), note)
 }
