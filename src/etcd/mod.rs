@@ -15,6 +15,8 @@
 //!   transactions.
 //! - `coord.rs`: patches, preconditions, fences, idempotency keys, leases
 //!   and locks, as compare-and-swap loops of `Txn`s and etcd leases.
+//! - `feed.rs`: statelog's watch as an etcd watch, a record's history, and
+//!   where the store stood at a past revision or time.
 //! - `view.rs`: snapshots (reads at one etcd revision); `identity.rs`: the
 //!   store's identity key; `options.rs`: [`EtcdOptions`] and the `etcd://`
 //!   address; `restore.rs`: loading a restored backup's records.
@@ -28,6 +30,7 @@ mod admin;
 mod client;
 mod coord;
 mod errors;
+mod feed;
 mod identity;
 mod keys;
 mod lease;

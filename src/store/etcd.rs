@@ -134,6 +134,7 @@ impl Backend for EtcdBackend {
     fn stats(&self) -> Reply<Stats> {
         Ok(Stats {
             revision: self.store.revision()?,
+            first_revision: self.store.first_revision()?,
             commits: self.commits.load(Ordering::Relaxed),
             ..Stats::default()
         })
@@ -148,6 +149,19 @@ impl Backend for EtcdBackend {
             dest,
             options,
         )?)
+    }
+
+    fn watch(&self, watch: &crate::watch::Watch) -> Reply<crate::watch::Events> {
+        Ok(Box::new(self.store.feed(watch)?))
+    }
+
+    fn snapshot_at(&self, at: crate::access::past::At) -> Reply<Arc<dyn ReadView>> {
+        let head = self.store.head_at(at)?;
+        Ok(Arc::new(EtcdView::new(self.store.clone(), head)))
+    }
+
+    fn history(&self, address: &[u8]) -> Reply<Vec<crate::access::past::RecordVersion>> {
+        Ok(self.store.history(address)?)
     }
 
     fn lease_grant(&self, ttl: Duration, holder: &str) -> Reply<u64> {

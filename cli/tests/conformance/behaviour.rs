@@ -762,10 +762,11 @@ pub fn watch_and_history(way: &dyn Way) {
     store.put("jobs", "test", &Task::default()).unwrap();
     store.delete("jobs", "test").unwrap();
     exports.push(export_now(&store.snapshot().unwrap()));
+    let r = |n| reached.rev(n);
     let mut watcher = store
         .watch(
             Watch::namespace("jobs")
-                .from(2)
+                .from(r(2))
                 .prev(true)
                 .progress(Duration::from_millis(20)),
         )
@@ -795,7 +796,7 @@ pub fn watch_and_history(way: &dyn Way) {
                 seen.push((change.revision, e.key.clone(), e.is_delete(), prev));
             }
             WatchEvent::Progress { revision } => {
-                if revision >= 7 {
+                if revision >= r(7) {
                     break;
                 }
             }
@@ -805,11 +806,11 @@ pub fn watch_and_history(way: &dyn Way) {
     assert_eq!(
         seen,
         vec![
-            (2, "build".to_owned(), false, s("queued")),
-            (3, "build".to_owned(), false, s("running")),
-            (4, "test".to_owned(), false, None),
-            (5, "test".to_owned(), true, s("")),
-            (6, "build".to_owned(), false, s("done")),
+            (r(2), "build".to_owned(), false, s("queued")),
+            (r(3), "build".to_owned(), false, s("running")),
+            (r(4), "test".to_owned(), false, None),
+            (r(5), "test".to_owned(), true, s("")),
+            (r(6), "build".to_owned(), false, s("done")),
         ]
     );
     drop(watcher);
@@ -827,43 +828,43 @@ pub fn watch_and_history(way: &dyn Way) {
     assert_eq!(
         history,
         vec![
-            (1, s("queued")),
-            (2, s("running")),
-            (3, s("done")),
-            (6, s("again"))
+            (r(1), s("queued")),
+            (r(2), s("running")),
+            (r(3), s("done")),
+            (r(6), s("again"))
         ]
     );
     let deleted = store.history("jobs", "test").unwrap();
     assert_eq!(deleted.len(), 2);
     assert!(deleted[1].value.is_none());
-    assert_eq!(deleted[1].revision, 5);
-    for (r, expected) in [
+    assert_eq!(deleted[1].revision, r(5));
+    for (n, expected) in [
         (1u64, &exports[0]),
         (2, &exports[1]),
         (3, &exports[2]),
         (5, &exports[3]),
     ] {
         assert_eq!(
-            &export_now(&store.snapshot_at_revision(r).unwrap()),
+            &export_now(&store.snapshot_at_revision(r(n)).unwrap()),
             expected,
-            "at {r}"
+            "at {n}"
         );
     }
-    let third = store.snapshot_at_revision(3).unwrap();
+    let third = store.snapshot_at_revision(r(3)).unwrap();
     let time = third
         .get::<Task>("jobs", "build")
         .unwrap()
         .unwrap()
         .updated_at;
     let before_third = store.snapshot_at_time(time).unwrap();
-    assert_eq!(before_third.revision().unwrap(), 2);
-    assert_eq!(store.stats().first_revision, 1);
+    assert_eq!(before_third.revision().unwrap(), r(2));
+    assert_eq!(store.stats().first_revision, r(1));
     // What is refused, the same way.
-    let err = store.snapshot_at_revision(99).unwrap_err();
+    let err = store.snapshot_at_revision(r(99)).unwrap_err();
     assert!(matches!(err, Error::InvalidOption { .. }), "{err:?}");
     assert!(
         err.to_string()
-            .contains("after the store's current revision 7"),
+            .contains(&format!("after the store's current revision {}", r(7))),
         "{err}"
     );
     let err = store.watch(Watch::key("jobs", "bad\nkey")).unwrap_err();

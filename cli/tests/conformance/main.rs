@@ -161,80 +161,10 @@ mod serve_process {
 /// On etcd (feature `etcd-tests`): each store on a one-member etcd of its own.
 #[cfg(feature = "etcd-tests")]
 mod etcd {
-    use super::*;
+    behaviours!(ways::Etcd);
 
     #[test]
-    fn compare_and_swap() {
-        behaviour::compare_and_swap(&ways::Etcd);
-    }
-
-    #[test]
-    fn update() {
-        behaviour::update(&ways::Etcd);
-    }
-
-    #[test]
-    fn transactions() {
-        behaviour::transactions(&ways::Etcd);
-    }
-
-    #[test]
-    fn list() {
-        behaviour::list(&ways::Etcd);
-    }
-
-    #[test]
-    fn snapshots() {
-        behaviour::snapshots(&ways::Etcd);
-    }
-
-    #[test]
-    fn export_import() {
-        behaviour::export_import(&ways::Etcd);
-    }
-
-    #[test]
-    fn restore_records() {
-        behaviour::restore_records(&ways::Etcd);
-    }
-
-    #[test]
-    fn backup_and_stats() {
-        behaviour::backup_and_stats(&ways::Etcd);
-    }
-
-    #[test]
-    fn errors() {
-        behaviour::errors(&ways::Etcd);
-    }
-
-    #[test]
-    fn hot_record_patches() {
-        coordination::hot_record_patches(&ways::Etcd);
-    }
-
-    #[test]
-    fn hot_record_updates() {
-        coordination::hot_record_updates(&ways::Etcd);
-    }
-
-    #[test]
-    fn preconditions() {
-        coordination::preconditions(&ways::Etcd);
-    }
-
-    #[test]
-    fn locks_and_fences() {
-        coordination::locks_and_fences(&ways::Etcd);
-    }
-
-    #[test]
-    fn leases_end_with_their_records() {
-        coordination::leases_end_with_their_records(&ways::Etcd);
-    }
-
-    #[test]
-    fn idempotency_keys() {
-        coordination::idempotency_keys(&ways::Etcd);
+    fn the_store_behaves_like_the_model() {
+        model::the_store_behaves_like_the_model(&ways::Etcd, Options::default(), 16);
     }
 }
