@@ -62,8 +62,16 @@ impl EtcdStore {
     pub(crate) fn commit_coordinated(&self, request: &Request) -> Result<Outcome> {
         let mut key_lease = None;
         let result = self.coordinated_rounds(request, &mut key_lease);
-        if let Some((lease, used)) = key_lease
-            && !(used && result.is_ok())
+        // A lease the key was not written with is given back; but after an
+        // unknown outcome the key may have been written with it, and
+        // revoking it would delete the key a resend must find.
+        let unused = match &result {
+            Ok(_) => key_lease.is_some_and(|(_, used)| !used),
+            Err(Error::OutcomeUnknown { .. }) => false,
+            Err(_) => true,
+        };
+        if let Some((lease, _)) = key_lease
+            && unused
             && let Err(e) = self.client().lease_revoke(lease)
         {
             tracing::debug!(lease, error = %e, "cannot revoke an unused idempotency key lease");
@@ -157,25 +165,26 @@ impl EtcdStore {
                 return Ok(expanded.finish(predicted));
             }
             let txn = self.coordinated_txn(request, &writes, &leases, &reads, now)?;
-            let response = match self.client().txn(txn) {
-                Ok(response) => response,
-                // A lease ended after it was read: evaluate again (it is gone now).
-                Err(e) if errors::is_lease_not_found(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            if response.succeeded {
-                if let Some((_, used)) = key_lease.as_mut() {
-                    *used = writes.len() > expanded.request.writes.len();
+            match self.client().txn(txn) {
+                Ok(response) if response.succeeded => {
+                    if let Some((_, used)) = key_lease.as_mut() {
+                        *used = writes.len() > expanded.request.writes.len();
+                    }
+                    let revision = header_revision(response.header.as_ref());
+                    let outcome = if predicted.revision.is_some() {
+                        fill(predicted, revision)
+                    } else {
+                        predicted
+                    };
+                    return Ok(expanded.finish(outcome));
                 }
-                let revision = header_revision(response.header.as_ref());
-                let outcome = if predicted.revision.is_some() {
-                    fill(predicted, revision)
-                } else {
-                    predicted
-                };
-                return Ok(expanded.finish(outcome));
+                Ok(response) => self.refusal(request, &response)?,
+                // A lease ended after it was read (a lease the request uses,
+                // or the one granted for its idempotency key): evaluate again,
+                // with a new lease for the key.
+                Err(e) if errors::is_lease_not_found(&e) => *key_lease = None,
+                Err(e) => return Err(e),
             }
-            self.refusal(request, &response)?;
             if started.elapsed() >= KEEP_TRYING {
                 let (address, version) = reads.iter().next().map_or((&[][..], 0), |(a, r)| {
                     (a.as_slice(), r.as_ref().map_or(0, |(m, _)| m.version))

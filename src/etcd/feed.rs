@@ -192,14 +192,26 @@ impl EtcdStore {
     /// The connection errors.
     pub(crate) fn first_revision(&self) -> Result<u64> {
         let created = self.identity().unwrap_or(0);
-        match self.head_read_at(created.max(1)) {
-            Ok(_) => Ok(created + 1),
-            Err(Error::Compacted {
-                compacted: Some(compacted),
-                ..
-            }) => Ok(compacted.max(created + 1)),
+        let readable = |revision: u64| match self.head_read_at(revision) {
+            Ok(_) => Ok(true),
+            Err(Error::Compacted { .. }) => Ok(false),
             Err(e) => Err(e),
+        };
+        if readable(created.max(1))? {
+            return Ok(created + 1);
         }
+        // etcd's answer does not name its compaction revision: find the
+        // first readable one (the latest always is).
+        let (mut low, mut high) = (created.max(1), self.head()?.read_at);
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            if readable(middle)? {
+                high = middle;
+            } else {
+                low = middle;
+            }
+        }
+        Ok(high.max(created + 1))
     }
 }
 
