@@ -487,15 +487,3 @@ impl Fnv {
         }
     }
 }
-
-/// What a store on etcd answers to patches, fences, revision preconditions,
-/// idempotency keys, leases and locks (not mapped yet: etcd has leases and
-/// transactions to map them onto; see DESIGN.md, "Still to map").
-#[cfg(feature = "etcd")]
-pub(crate) fn not_on_etcd() -> Error {
-    Error::Unsupported {
-        what: "patches, fences, revision preconditions, idempotency keys, leases and locks"
-            .to_owned(),
-        reason: "stores on etcd do not have them yet; use a store directory".to_owned(),
-    }
-}

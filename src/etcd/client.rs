@@ -306,19 +306,20 @@ impl Client {
         Ok((response.id, response.ttl))
     }
 
-    /// Revokes a lease, deleting the keys attached to it.
+    /// Revokes a lease, deleting the keys attached to it; returns the
+    /// cluster's revision after it.
     ///
     /// # Errors
     /// The connection errors; [`Error::Remote`] for an unknown lease.
-    pub fn lease_revoke(&self, id: i64) -> Result<()> {
-        let _: proto::LeaseRevokeResponse = self.call(
+    pub fn lease_revoke(&self, id: i64) -> Result<u64> {
+        let response: proto::LeaseRevokeResponse = self.call(
             "revoke a lease",
             path::LEASE_REVOKE,
             proto::LeaseRevokeRequest { id },
             // Revoking twice has the effect of revoking once.
             Retry::Safe,
         )?;
-        Ok(())
+        Ok(super::ops::header_revision(response.header.as_ref()))
     }
 
     /// The seconds a lease has left; `None` once it expired or was revoked.

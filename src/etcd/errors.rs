@@ -31,6 +31,7 @@ pub(crate) const TOO_MANY_OPS: &str = "etcdserver: too many operations in txn re
 pub(crate) const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
 pub(crate) const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
 pub(crate) const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 const INVALID_TOKEN: &str = "etcdserver: invalid auth token";
 const OLD_AUTH_REVISION: &str = "etcdserver: revision of auth store is old";
 const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
@@ -181,6 +182,12 @@ pub(crate) fn to_error(
             message: describe(&status),
         },
     }
+}
+
+/// True for etcd's answer to a write attached to a lease that has ended
+/// (expired or revoked since it was read).
+pub(crate) fn is_lease_not_found(error: &Error) -> bool {
+    matches!(error, Error::Remote { message, .. } if message.contains(LEASE_NOT_FOUND))
 }
 
 /// Fills in the revision a compacted read asked for.

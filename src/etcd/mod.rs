@@ -13,6 +13,10 @@
 //!   [`Limits`].
 //! - `ops.rs`: [`EtcdStore`], statelog's reads and commits as etcd ranges and
 //!   transactions.
+//! - `coord.rs`: patches, preconditions, fences, idempotency keys, leases
+//!   and locks, as compare-and-swap loops of `Txn`s and etcd leases.
+//! - `feed.rs`: statelog's watch as an etcd watch, a record's history, and
+//!   where the store stood at a past revision or time.
 //! - `view.rs`: snapshots (reads at one etcd revision); `identity.rs`: the
 //!   store's identity key; `options.rs`: [`EtcdOptions`] and the `etcd://`
 //!   address; `restore.rs`: loading a restored backup's records.
@@ -24,7 +28,9 @@
 
 mod admin;
 mod client;
+mod coord;
 mod errors;
+mod feed;
 mod identity;
 mod keys;
 mod lease;
@@ -37,6 +43,7 @@ pub(crate) mod view;
 mod watch;
 
 pub use client::{Client, ClientOptions, Credentials, TlsOptions};
+pub(crate) use coord::ttl_seconds;
 pub use keys::{Layout, MAX_PREFIX_LEN, prefix_end};
 pub use lease::KeepAlive;
 pub use ops::{

@@ -120,6 +120,11 @@ impl EtcdStore {
         self.identity
     }
 
+    /// The clock commit times come from.
+    pub(super) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The limits commits are checked against.
     pub(crate) fn limits(&self) -> Limits {
         self.limits
@@ -240,7 +245,7 @@ impl EtcdStore {
         self.scan(start, end, revision, &mut each)
     }
 
-    fn scan(
+    pub(super) fn scan(
         &self,
         mut start: Vec<u8>,
         end: Vec<u8>,
@@ -416,7 +421,12 @@ impl EtcdStore {
                 }
             }
             match &write.kind {
-                WriteKind::Patch { .. } => return Err(crate::coord::not_on_etcd()),
+                // Requests with patches go through `commit_coordinated`.
+                WriteKind::Patch { .. } => {
+                    return Err(Error::Poisoned {
+                        cause: "internal error: a patch reached a plain etcd commit".to_owned(),
+                    });
+                }
                 WriteKind::Put { value, .. } => {
                     if let Some(Some((_, stored))) = current.get(&write.address)
                         && stored == value
@@ -547,7 +557,7 @@ pub(crate) fn header_revision(header: Option<&proto::ResponseHeader>) -> u64 {
 }
 
 /// The (version, modification revision) of every key the failure branch read.
-fn actual_versions(response: &proto::TxnResponse) -> BTreeMap<Vec<u8>, (u64, u64)> {
+pub(super) fn actual_versions(response: &proto::TxnResponse) -> BTreeMap<Vec<u8>, (u64, u64)> {
     let mut out = BTreeMap::new();
     for op in &response.responses {
         if let Some(proto::Response::Range(range)) = &op.response {
@@ -640,7 +650,7 @@ fn outcome(
     }
 }
 
-fn conflict(address: &[u8], expected: u64, actual: u64) -> Error {
+pub(super) fn conflict(address: &[u8], expected: u64, actual: u64) -> Error {
     let (namespace, key) = key::decode(address).unwrap_or(("", ""));
     Error::Conflict {
         namespace: namespace.to_owned(),

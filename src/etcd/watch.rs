@@ -40,6 +40,19 @@ impl Watch {
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<WatchBatch>> {
         self.events.recv_timeout(timeout).ok()
     }
+
+    /// Waits up to `timeout` for the next batch: `Ok(None)` if none came in
+    /// that time, `Err(())` once the watch has ended.
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Duration,
+    ) -> std::result::Result<Option<Result<WatchBatch>>, ()> {
+        match self.events.recv_timeout(timeout) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+        }
+    }
 }
 
 impl Iterator for Watch {
@@ -66,6 +79,18 @@ impl Client {
     /// # Errors
     /// None here; failures arrive through the iterator.
     pub fn watch(&self, key: Vec<u8>, range_end: Vec<u8>, start_revision: u64) -> Watch {
+        self.watch_with(key, range_end, start_revision, false)
+    }
+
+    /// As [`watch`](Self::watch); with `prev_kv`, each event carries the
+    /// key-value it replaced.
+    pub(crate) fn watch_with(
+        &self,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        start_revision: u64,
+        prev_kv: bool,
+    ) -> Watch {
         let (sender, events) = mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = WatchTask {
@@ -73,6 +98,7 @@ impl Client {
             key,
             range_end,
             next_revision: start_revision,
+            prev_kv,
             sender,
         };
         self.runtime().spawn(async move {
@@ -94,6 +120,7 @@ struct WatchTask {
     key: Vec<u8>,
     range_end: Vec<u8>,
     next_revision: u64,
+    prev_kv: bool,
     sender: mpsc::Sender<Result<WatchBatch>>,
 }
 
@@ -175,7 +202,7 @@ impl WatchTask {
                     range_end: self.range_end.clone(),
                     start_revision: to_i64(self.next_revision),
                     progress_notify: true,
-                    prev_kv: false,
+                    prev_kv: self.prev_kv,
                     watch_id: 0,
                 },
             )),

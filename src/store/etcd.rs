@@ -6,10 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use crate::access::request::{BaseLoad, Outcome, Request};
+use crate::access::request::{BaseLoad, Outcome, Request, WriteKind};
 use crate::access::{Backend, Fault, ReadRecord, ReadView, Reply, Stats};
 use crate::backup::{BackupOptions, BackupReport};
+use crate::coord::keylocks::KeyLocks;
 use crate::error::{Error, Result};
 use crate::etcd::view::EtcdView;
 use crate::etcd::{EtcdStore, open_store};
@@ -30,8 +32,17 @@ pub(crate) fn reach(address: &str, options: &Options) -> Result<(Arc<dyn Backend
         fs: Arc::clone(&options.fs),
         lock_timeout: options.lock_timeout,
         commits: AtomicU64::new(0),
+        turns: KeyLocks::default(),
     });
     Ok((backend, store_id))
+}
+
+/// How long a patch waits for its record's turn among this handle's patches
+/// (then it goes ahead, guarded by its compares).
+const TURN_WAIT: Duration = Duration::from_secs(10);
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The [`Backend`] of a store on etcd.
@@ -44,6 +55,9 @@ pub(crate) struct EtcdBackend {
     lock_timeout: std::time::Duration,
     /// Commits through this handle.
     commits: AtomicU64,
+    /// Patches of one record through this handle take turns, rather than
+    /// make each other's compare-and-swap fail.
+    turns: KeyLocks,
 }
 
 /// The error for what a store on etcd does not do.
@@ -81,10 +95,18 @@ impl Backend for EtcdBackend {
     }
 
     fn commit(&self, request: &Arc<Request>) -> Reply<Outcome> {
-        if crate::coord::needs_expansion(request) {
-            return Err(Fault::Failed(crate::coord::not_on_etcd()));
-        }
-        let outcome = self.store.commit_request(request)?;
+        let outcome = if crate::coord::needs_expansion(request) {
+            let patched = request
+                .writes
+                .iter()
+                .filter(|w| matches!(w.kind, WriteKind::Patch { .. }))
+                .map(|w| w.address.as_slice())
+                .min();
+            let _turn = patched.map(|address| self.turns.turn(address, TURN_WAIT));
+            self.store.commit_coordinated(request)?
+        } else {
+            self.store.commit_request(request)?
+        };
         if outcome.revision.is_some() {
             self.commits.fetch_add(1, Ordering::Relaxed);
         }
@@ -112,6 +134,7 @@ impl Backend for EtcdBackend {
     fn stats(&self) -> Reply<Stats> {
         Ok(Stats {
             revision: self.store.revision()?,
+            first_revision: self.store.first_revision()?,
             commits: self.commits.load(Ordering::Relaxed),
             ..Stats::default()
         })
@@ -126,6 +149,59 @@ impl Backend for EtcdBackend {
             dest,
             options,
         )?)
+    }
+
+    fn watch(&self, watch: &crate::watch::Watch) -> Reply<crate::watch::Events> {
+        Ok(Box::new(self.store.feed(watch)?))
+    }
+
+    fn snapshot_at(&self, at: crate::access::past::At) -> Reply<Arc<dyn ReadView>> {
+        let head = self.store.head_at(at)?;
+        Ok(Arc::new(EtcdView::new(self.store.clone(), head)))
+    }
+
+    fn history(&self, address: &[u8]) -> Reply<Vec<crate::access::past::RecordVersion>> {
+        Ok(self.store.history(address)?)
+    }
+
+    fn lease_grant(&self, ttl: Duration, holder: &str) -> Reply<u64> {
+        let client = self.store.client();
+        let (id, _) = client.lease_grant(crate::etcd::ttl_seconds(ttl))?;
+        let id = u64::try_from(id).map_err(|_| Error::Poisoned {
+            cause: format!("etcd granted a lease with a negative id ({id})"),
+        })?;
+        let grant = crate::coord::leases::grant_request(id, ttl, holder);
+        match self.store.commit_coordinated(&grant) {
+            Ok(_) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                Ok(id)
+            }
+            Err(e) => {
+                let _ = client.lease_revoke(to_i64(id));
+                Err(Fault::Failed(e))
+            }
+        }
+    }
+
+    fn lease_keep_alive(&self, id: u64) -> Reply<Duration> {
+        match self.store.client().lease_keep_alive_once(to_i64(id))? {
+            Some(ttl) => Ok(Duration::from_secs(u64::try_from(ttl).unwrap_or(0))),
+            None => Err(Fault::Failed(Error::LeaseExpired { lease: id })),
+        }
+    }
+
+    fn lease_revoke(&self, id: u64) -> Reply<Option<u64>> {
+        let client = self.store.client();
+        if client.lease_time_to_live(to_i64(id))?.is_none() {
+            return Ok(None);
+        }
+        // etcd deletes the lease's record, its locks and its bound records
+        // at one revision.
+        Ok(Some(client.lease_revoke(to_i64(id))?))
+    }
+
+    fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
+        Ok(self.store.lease_clocks()?)
     }
 
     fn close(&self) -> Result<()> {

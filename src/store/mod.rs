@@ -432,8 +432,7 @@ impl Store {
     /// # Errors
     /// [`Error::Compacted`] naming the first revision still available when
     /// `revision` is older; [`Error::InvalidOption`] for a revision after the
-    /// current one; [`Error::Unsupported`] on etcd; what
-    /// [`snapshot`](Self::snapshot) returns.
+    /// current one; what [`snapshot`](Self::snapshot) returns.
     pub fn snapshot_at_revision(&self, revision: u64) -> Result<Snapshot> {
         Ok(Snapshot::new(self.call(|b| {
             b.snapshot_at(crate::access::past::At::Revision(revision))
@@ -479,8 +478,7 @@ impl Store {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidKey`]; [`Error::Unsupported`] on etcd; the errors of
-    /// reaching the store.
+    /// [`Error::InvalidKey`]; the errors of reaching the store.
     pub fn history(&self, namespace: &str, key: &str) -> Result<Vec<crate::RecordVersion>> {
         let address = crate::key::encode(namespace, key)?;
         self.call(|b| b.history(&address))
@@ -507,8 +505,8 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Compacted`] when the starting revision is older than the
-    /// log holds (naming the first one it does); [`Error::InvalidKey`];
-    /// [`Error::Unsupported`] on etcd; the errors of reaching the store.
+    /// log holds (naming the first one it does); [`Error::InvalidKey`]; the
+    /// errors of reaching the store.
     pub fn watch(&self, watch: crate::Watch) -> Result<crate::Watcher> {
         watch.scope.check()?;
         Ok(crate::Watcher::new(self.call(|b| b.watch(&watch))?))

@@ -11,6 +11,7 @@ mod common;
 
 mod auth;
 mod cluster;
+mod coordination;
 mod harness;
 mod kv;
 mod store;

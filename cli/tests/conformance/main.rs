@@ -1,13 +1,19 @@
 //! The conformance suite: one set of behaviours (the model test,
 //! compare-and-swap, update, transactions, list, snapshots, export and import,
 //! restore, backup and stats, errors) run against every way of reaching a
-//! store: embedded, through a holder in the same process, and through a
-//! `statelog serve` process. Each must give the same results, versions,
-//! revisions and errors.
+//! store: embedded, through a holder in the same process, through a
+//! `statelog serve` process, and (feature `etcd-tests`, which needs `etcd` on
+//! PATH) on etcd. Each must give the same results, versions, revisions and
+//! errors; on etcd, what does not apply must say so.
 
 // The helpers of the library's tests, shared rather than copied.
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+// Real etcd members (feature `etcd-tests`: needs `etcd` on PATH).
+#[cfg(feature = "etcd-tests")]
+#[allow(dead_code)]
+#[path = "../../../tests/etcd/harness.rs"]
+mod etcd_harness;
 
 mod behaviour;
 mod coordination;
@@ -149,5 +155,16 @@ mod serve_process {
     #[test]
     fn the_store_behaves_like_the_model() {
         model::the_store_behaves_like_the_model(&ways::ServeProcess, Options::default(), 16);
+    }
+}
+
+/// On etcd (feature `etcd-tests`): each store on a one-member etcd of its own.
+#[cfg(feature = "etcd-tests")]
+mod etcd {
+    behaviours!(ways::Etcd);
+
+    #[test]
+    fn the_store_behaves_like_the_model() {
+        model::the_store_behaves_like_the_model(&ways::Etcd, Options::default(), 16);
     }
 }

@@ -54,6 +54,8 @@ struct ModelRecord {
 struct Model {
     records: BTreeMap<(String, String), ModelRecord>,
     revision: u64,
+    /// The revision before the store's first commit (see `Reached::rev`).
+    base: u64,
 }
 
 impl Model {
@@ -65,7 +67,7 @@ impl Model {
 
     /// Applies one transaction's writes at the next revision (if any changed).
     fn commit(&mut self, writes: &[(String, String, Option<i64>, bool)]) -> Option<u64> {
-        let revision = self.revision + 1;
+        let revision = self.revision.max(self.base) + 1;
         let mut changed = false;
         for (ns, key, value, skip_unchanged) in writes {
             let address = (ns.clone(), key.clone());
@@ -141,7 +143,10 @@ fn prop_assert_eq_ok(a: u64, b: u64) -> statelog::Result<()> {
 fn run(way: &dyn Way, steps: Vec<Step>, options: Options) -> Result<(), TestCaseError> {
     let dir = crate::common::store_dir();
     let mut reached = way.open(&dir.path().join("store"), options);
-    let mut model = Model::default();
+    let mut model = Model {
+        base: reached.rev(0),
+        ..Model::default()
+    };
     for step in steps {
         let store = reached.store().clone();
         match step {

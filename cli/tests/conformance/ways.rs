@@ -1,6 +1,5 @@
 //! The ways of reaching a store that the behaviours run against. A new way
-//! (the etcd backend, later) is one more implementation of [`Way`] and one
-//! more line in `main.rs`.
+//! is one more implementation of [`Way`] and one more module in `main.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -21,6 +20,8 @@ pub struct Reached {
     dir: std::path::PathBuf,
     options: Options,
     holder: Holder,
+    /// The revision before the store's first commit (0 but on etcd).
+    base: u64,
 }
 
 enum Holder {
@@ -30,6 +31,11 @@ enum Holder {
     InProcess(Store),
     /// A `statelog serve` process holds it.
     Serve(Child),
+    /// Nothing holds it: it is on this etcd member, started for it.
+    #[cfg(feature = "etcd-tests")]
+    Etcd {
+        _member: Box<crate::etcd_harness::Cluster>,
+    },
 }
 
 impl Reached {
@@ -39,6 +45,7 @@ impl Reached {
             dir: dir.to_owned(),
             options,
             holder,
+            base: 0,
         }
     }
 
@@ -54,13 +61,28 @@ impl Reached {
             store.close().expect("close");
         }
         let store = Store::open(&self.dir, self.options.clone()).expect("reopen");
-        assert_eq!(store.is_holder(), !self.is_remote());
+        assert_eq!(store.is_holder(), !self.is_remote() && !self.is_etcd());
         self.store = Some(store);
     }
 
     /// True when the store is reached through a holder.
     pub fn is_remote(&self) -> bool {
-        !matches!(self.holder, Holder::Itself)
+        matches!(self.holder, Holder::InProcess(_) | Holder::Serve(_))
+    }
+
+    /// True when the store is on etcd.
+    pub fn is_etcd(&self) -> bool {
+        !matches!(
+            self.holder,
+            Holder::Itself | Holder::InProcess(_) | Holder::Serve(_)
+        )
+    }
+
+    /// The store's revision after its `n`th commit. The revisions of a store
+    /// on etcd are etcd's, which counted the store's creation before its
+    /// first commit; on its own member, nothing else counts.
+    pub fn rev(&self, n: u64) -> u64 {
+        self.base + n
     }
 }
 
@@ -75,6 +97,8 @@ impl Drop for Reached {
                 let _ = holder.clone().close();
             }
             Holder::Serve(child) => stop_serve(child),
+            #[cfg(feature = "etcd-tests")]
+            Holder::Etcd { .. } => {}
         }
     }
 }
@@ -123,6 +147,64 @@ impl Way for ServeProcess {
             "the handle must go through statelog serve"
         );
         Reached::new(store, dir, options, Holder::Serve(child))
+    }
+}
+
+/// A store on etcd: a one-member etcd on a free loopback port started for
+/// each store (so that its revisions count this store's commits alone), with
+/// limits raised to what the behaviours commit in one transaction. `dir`
+/// names nothing on etcd; the member's data lives in a directory of its own.
+#[cfg(feature = "etcd-tests")]
+pub struct Etcd;
+
+#[cfg(feature = "etcd-tests")]
+impl Way for Etcd {
+    fn open(&self, _dir: &Path, options: Options) -> Reached {
+        use crate::etcd_harness::{Cluster, Settings};
+        const MAX_TXN_OPS: usize = 4096;
+        const MAX_REQUEST_BYTES: usize = 32 << 20;
+        let cluster = Cluster::start(
+            1,
+            Settings {
+                extra: vec![
+                    format!("--max-txn-ops={MAX_TXN_OPS}"),
+                    format!("--max-request-bytes={MAX_REQUEST_BYTES}"),
+                ],
+                tls: None,
+            },
+        );
+        let address = format!("etcd://{}/conformance", cluster.endpoints().join(","));
+        let options = options.etcd(
+            statelog::EtcdOptions::new()
+                .connect_timeout(Duration::from_millis(500))
+                .request_timeout(Duration::from_secs(10))
+                .failover_timeout(Duration::from_secs(10))
+                .max_txn_ops(MAX_TXN_OPS)
+                .max_request_bytes(MAX_REQUEST_BYTES),
+        );
+        let store = Store::open(&address, options.clone()).expect("open the store on etcd");
+        assert!(!store.is_holder());
+        // The revision of the store's creation (its identity key).
+        let base = cluster
+            .client()
+            .range(statelog::testkit::etcd::proto::RangeRequest {
+                key: b"conformance".to_vec(),
+                ..Default::default()
+            })
+            .expect("read etcd's revision")
+            .header
+            .expect("a header")
+            .revision;
+        let mut reached = Reached::new(
+            store,
+            Path::new(&address),
+            options,
+            Holder::Etcd {
+                _member: Box::new(cluster),
+            },
+        );
+        reached.base = u64::try_from(base).expect("a revision");
+        reached
     }
 }
 
