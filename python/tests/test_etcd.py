@@ -100,19 +100,44 @@ def test_what_does_not_apply_says_so(etcd):
         assert store.revision == 0
 
 
-
-def test_watch_locks_leases_and_patches_are_not_there_yet_on_etcd(etcd):
+def test_watch_locks_leases_patches_and_keys_on_etcd(etcd):
     with statelog.Store(f"etcd://{etcd}/py/coord") as store:
-        attempts = [
-            lambda: store.watch("tasks"),
-            lambda: store.lock("deploy").acquire(),
-            lambda: store.lease(10),
-            lambda: store.patch("jobs", "j", statelog.Patch().set("a", 1)),
-            lambda: store.incr("stats", "totals", "runs"),
-            lambda: store.put("runs", "r", 1, idempotency_key="k"),
-        ]
-        for attempt in attempts:
-            with pytest.raises(statelog.UnsupportedError) as e:
-                attempt()
-            assert e.value.what and e.value.reason
-        assert store.revision == 0
+        watcher = store.watch("jobs")
+        # Patches: evaluated against the record as etcd has it.
+        store.put("jobs", "j", {"runs": 1})
+        patched = store.patch("jobs", "j", statelog.Patch().add("runs", 2).set("state", "ok"))
+        assert patched.value == {"runs": 3, "state": "ok"}
+        counted = store.incr("jobs", "j", "runs")
+        assert counted.value["runs"] == 4 and counted.version == 3
+
+        # The watch saw the three commits of its namespace, in order.
+        seen = []
+        for change in watcher:
+            seen.extend(event.value for event in change.events)
+            if len(seen) == 3:
+                break
+        watcher.close()
+        assert [v["runs"] for v in seen] == [1, 3, 4]
+
+        # Idempotency keys: the same request replays, a different one is refused.
+        first = store.put("runs", "r", 1, idempotency_key="py-k")
+        again = store.put("runs", "r", 1, idempotency_key="py-k")
+        assert again.replayed and again.revision == first.revision
+        with pytest.raises(statelog.IdempotencyKeyReusedError):
+            store.put("runs", "r", 2, idempotency_key="py-k")
+        assert store.get("runs", "r").version == 1
+
+        # Locks: tokens grow, a stale token is fenced off.
+        with store.lock("deploy", ttl=10) as token:
+            store.put("deploy", "state", "a", fence=("deploy", token))
+        with store.lock("deploy", ttl=10) as later:
+            assert later > token
+            with pytest.raises(statelog.FencedError):
+                store.put("deploy", "state", "b", fence=("deploy", token))
+        assert store.get("deploy", "state").value == "a"
+
+        # A record bound to a lease goes with it.
+        lease = store.lease(10)
+        store.put("workers", "w1", "alive", lease=lease)
+        lease.revoke()
+        assert store.get("workers", "w1") is None
