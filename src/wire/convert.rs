@@ -209,6 +209,8 @@ pub fn commit_with_to_wire(request: &Request) -> m::Request {
             idempotency: coord.idempotency.as_ref().map(|i| m::Idempotency {
                 key: i.key.clone(),
                 keep_micros: u64::try_from(i.keep.as_micros()).unwrap_or(u64::MAX),
+                call: i.call.as_deref().map(bytes),
+                result: i.result.as_deref().map(bytes),
             }),
             lease: coord.lease,
             lock: coord.lock.as_ref().map(|l| match l {
@@ -296,6 +298,8 @@ pub fn commit_with_from_wire(
             idempotency: wire.idempotency.map(|i| coord::Idempotency {
                 key: i.key,
                 keep: Duration::from_micros(i.keep_micros),
+                call: i.call.map(ByteBuf::into_vec),
+                result: i.result.map(ByteBuf::into_vec),
             }),
             lease: wire.lease,
             lock: wire.lock.map(|l| match l {

@@ -487,6 +487,13 @@ pub struct Idempotency {
     pub key: String,
     /// How long to keep it (µs).
     pub keep_micros: u64,
+    /// For a closure-based call (`update`, a transaction, an import): what
+    /// identifies the call, compared instead of the writes.
+    #[serde(default)]
+    pub call: Option<ByteBuf>,
+    /// That call's result (MessagePack), kept for its replays.
+    #[serde(default)]
+    pub result: Option<ByteBuf>,
 }
 
 /// Taking or giving back a lock.
