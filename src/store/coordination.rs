@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -380,58 +380,19 @@ impl Lease {
     /// [`Error::LockHeld`] when it stayed held; [`Error::LeaseExpired`].
     pub fn lock(&self, name: &str, wait: Option<Duration>) -> Result<LockGrant> {
         check_lock_name(name)?;
-        let start = Instant::now();
-        let mut kept = Instant::now();
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let request = Request {
-                coord: CoordRequest {
-                    lock: Some(LockOp::Acquire {
-                        name: name.to_owned(),
-                        lease: self.id,
-                    }),
-                    ..CoordRequest::default()
-                },
-                ..Request::default()
-            };
-            match self.store.commit(&Arc::new(request)) {
-                Ok(outcome) => {
-                    let token = outcome.revision.ok_or_else(|| Error::Poisoned {
-                        cause: "internal error: a lock was granted without a commit".to_owned(),
-                    })?;
-                    return Ok(LockGrant {
-                        name: name.to_owned(),
-                        token,
-                        lease: self.id,
-                    });
-                }
-                Err(Error::LockHeld {
-                    lock,
-                    token,
-                    holder,
-                    ..
-                }) => {
-                    let waited = start.elapsed();
-                    let limit = wait.unwrap_or(Duration::ZERO);
-                    if waited >= limit {
-                        return Err(Error::LockHeld {
-                            lock,
-                            token,
-                            holder,
-                            waited,
-                        });
-                    }
-                    if kept.elapsed() >= self.ttl / 3 {
-                        self.keep_alive()?;
-                        kept = Instant::now();
-                    }
-                    let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64));
-                    std::thread::sleep((pause / 2 + jitter).min(limit - waited));
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        // The process holding the store wakes the waiter when a lock is
+        // released or a lease ends (through a holder too): no polling.
+        // Sent again to the next holder when one closes: with what is left.
+        let deadline = std::time::Instant::now() + wait.unwrap_or(Duration::ZERO);
+        let token = self.store.call(|b| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            b.lock_wait(name, self.id, left, &|| true)
+        })?;
+        Ok(LockGrant {
+            name: name.to_owned(),
+            token,
+            lease: self.id,
+        })
     }
 
     /// Gives a lock back. Giving back a lock that is not held with this

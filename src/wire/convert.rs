@@ -543,18 +543,19 @@ pub fn progress_to_wire(p: &BackupProgress) -> m::Progress {
     }
 }
 
-/// Backup progress from the wire.
-pub fn progress_from_wire(p: m::Progress) -> BackupProgress {
+/// Backup progress from the wire (`None`: another request's progress).
+pub fn progress_from_wire(p: m::Progress) -> Option<BackupProgress> {
     match p {
         m::Progress::Backup {
             records,
             bytes_copied,
             bytes_to_copy,
-        } => BackupProgress {
+        } => Some(BackupProgress {
             records,
             bytes_copied,
             bytes_to_copy,
-        },
+        }),
+        m::Progress::Waiting => None,
     }
 }
 
