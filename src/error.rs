@@ -501,6 +501,44 @@ pub enum Error {
         /// The revision of the first request's commit, if it wrote one.
         first: Option<u64>,
     },
+
+    /// A value outside any record is not what was asked of it: bytes that
+    /// are not one valid MessagePack value, a value that is not of the type
+    /// asked for or cannot be encoded, JSON text that is not a value statelog
+    /// can store, a value JSON cannot show (the functions of
+    /// [`RawValue`](crate::RawValue)). A record's own value is
+    /// [`Error::Decode`] or [`Error::InvalidValue`], naming the record.
+    #[error("{}{message}", describe_json_place(*.line, *.column))]
+    Value {
+        /// What is wrong (for MessagePack, with the byte it is at).
+        message: String,
+        /// For JSON text: the line of the problem, from 1; 0 when the text
+        /// ended early.
+        line: Option<u64>,
+        /// For JSON text: the column of the problem, from 1.
+        column: Option<u64>,
+    },
+}
+
+/// "line L, column C: " before a message about JSON text.
+fn describe_json_place(line: Option<u64>, column: Option<u64>) -> String {
+    match (line, column) {
+        (Some(0), _) => "at the end of the input: ".to_owned(),
+        (Some(line), Some(column)) => format!("line {line}, column {column}: "),
+        (Some(line), None) => format!("line {line}: "),
+        (None, _) => String::new(),
+    }
+}
+
+impl Error {
+    /// An [`Error::Value`] without a place.
+    pub(crate) fn value(message: impl Into<String>) -> Error {
+        Error::Value {
+            message: message.into(),
+            line: None,
+            column: None,
+        }
+    }
 }
 
 fn describe_revisions(expected: u64, actual: u64) -> String {

@@ -83,7 +83,7 @@ pub use key::{MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use log::CutTail;
 pub use options::{CheckpointPolicy, Durability, Options, RetentionPolicy, RetryPolicy};
 pub use store::coordination::{
-    Batch, BatchOutcome, Lease, LeaseInfo, LockGrant, LockInfo, WriteResult,
+    Batch, BatchOutcome, KeyedUpdate, Lease, LeaseInfo, LockGrant, LockInfo, WriteResult,
 };
 pub use store::{
     Committed, Deleted, KeyRange, List, Meta, Recovery, RestoreRecord, STORE_FORMAT_VERSION,

@@ -597,6 +597,26 @@ impl Backend for Remote {
         }
     }
 
+    fn lock_wait(
+        &self,
+        name: &str,
+        lease: u64,
+        wait: Duration,
+        _still_wanted: &dyn Fn() -> bool,
+    ) -> Reply<u64> {
+        let request = m::Request::LockWait {
+            name: name.to_owned(),
+            lease,
+            wait_micros: u64::try_from(wait.as_micros()).unwrap_or(u64::MAX),
+        };
+        // The holder's progress messages while it waits keep the answer's
+        // timeout from running out.
+        match self.link.exchange(&request, true, Some(&|_| {}))? {
+            m::Reply::Locked(token) => Ok(token),
+            other => Err(self.unexpected("a lock request", &other)),
+        }
+    }
+
     fn restore(&self, load: &BaseLoad) -> Reply<u64> {
         match self
             .link
@@ -626,8 +646,10 @@ impl Backend for Remote {
         let absolute = std::path::absolute(dest)
             .map_err(|e| Error::io("resolve the backup directory", dest, e))?;
         let progress = |p: m::Progress| {
-            if let Some(callback) = &options.progress {
-                callback(&convert::progress_from_wire(p));
+            if let Some(callback) = &options.progress
+                && let Some(p) = convert::progress_from_wire(p)
+            {
+                callback(&p);
             }
         };
         match self

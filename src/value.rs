@@ -102,15 +102,24 @@ pub struct RawValue(Vec<u8>);
 
 impl RawValue {
     /// Wraps MessagePack bytes after checking they hold exactly one value.
-    pub fn from_msgpack(bytes: Vec<u8>) -> std::result::Result<RawValue, String> {
-        check_msgpack(&bytes)?;
+    ///
+    /// # Errors
+    /// [`Error::Value`] saying what is wrong and at which byte: the bytes
+    /// end early, hold more than one value, nest deeper than [`MAX_DEPTH`],
+    /// or hold a string that is not UTF-8.
+    pub fn from_msgpack(bytes: Vec<u8>) -> Result<RawValue> {
+        check_msgpack(&bytes).map_err(Error::value)?;
         Ok(RawValue(bytes))
     }
 
     /// Encodes a typed value the way the store does (MessagePack, named fields).
-    pub fn from_value<T: Serialize + ?Sized>(value: &T) -> std::result::Result<RawValue, String> {
+    ///
+    /// # Errors
+    /// [`Error::Value`] when the value cannot be encoded (its `Serialize`
+    /// fails, such as a map with keys that are not strings or numbers).
+    pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<RawValue> {
         let mut bytes = Vec::with_capacity(128);
-        write_named(&mut bytes, value)?;
+        write_named(&mut bytes, value).map_err(Error::value)?;
         Ok(RawValue(bytes))
     }
 
@@ -125,8 +134,17 @@ impl RawValue {
     }
 
     /// Decodes into a typed value.
-    pub fn decode<T: DeserializeOwned>(&self) -> std::result::Result<T, String> {
-        read(&self.0)
+    ///
+    /// # Errors
+    /// [`Error::Value`] when the value is not a `T` (its message names the
+    /// type).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        read(&self.0).map_err(|message| {
+            Error::value(format!(
+                "the value is not a {}: {message}",
+                std::any::type_name::<T>()
+            ))
+        })
     }
 
     pub(crate) fn from_trusted(bytes: Vec<u8>) -> RawValue {
@@ -457,6 +475,28 @@ mod tests {
         assert_eq!(decode::<i128>("n", "k", &old).unwrap(), n);
         let old = rmp_serde::to_vec_named(&u128::MAX).unwrap();
         assert_eq!(decode::<u128>("n", "k", &old).unwrap(), u128::MAX);
+    }
+
+    #[test]
+    fn raw_value_errors_are_typed_and_say_what_and_where() {
+        match RawValue::from_msgpack(vec![0x92, 0x01]) {
+            Err(Error::Value {
+                message,
+                line: None,
+                column: None,
+            }) => assert!(
+                message.contains("ends early") && message.contains("at byte 2"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let raw = RawValue::from_value(&"text").unwrap();
+        let err = raw.decode::<u32>().unwrap_err();
+        assert!(matches!(err, Error::Value { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with("the value is not a u32: "),
+            "{err}"
+        );
     }
 
     #[test]

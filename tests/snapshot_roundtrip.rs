@@ -314,12 +314,12 @@ proptest! {
             }
             Err(e) => {
                 prop_assert!(payload.len() > 16, "{}", e);
-                prop_assert!(e.contains("does not fit in an i128"), "{}", e);
+                prop_assert!(e.to_string().contains("does not fit in an i128"), "{}", e);
             }
         }
         match raw.decode::<u128>() {
             Ok(n) => prop_assert_eq!(n.to_string(), text),
-            Err(e) => prop_assert!(e.contains("does not fit in an u128"), "{}", e),
+            Err(e) => prop_assert!(e.to_string().contains("does not fit in an u128"), "{}", e),
         }
     }
 }

@@ -289,6 +289,14 @@ fn library(e: &statelog::Error) -> (String, Map<String, Value>) {
             "idempotency_key_reused",
             json!({"key": key, "first": first}),
         ),
+        E::Value {
+            message,
+            line,
+            column,
+        } => (
+            "value",
+            json!({"message": message, "line": line, "column": column}),
+        ),
         // A kind this build does not know yet: its message says what it is.
         _ => ("error", json!({})),
     };

@@ -11,7 +11,8 @@
 //! | 4 | not found (the record, or the field of `get --field`) |
 //! | 5 | busy: another process held the store for the whole `--wait` (or, holding it, did not answer); for `lock`, the lock stayed held for the whole lock `--wait` |
 //! | 6 | outcome unknown: the process holding the store went away (or stopped answering) with this command's commit in flight; it may or may not have been applied |
-//! | 7 | the idempotency key was used before for a different command (nothing was written) |
+//! | 7 | timed out: `wait --until` did not see its condition hold within `--timeout` |
+//! | 8 | the idempotency key was used before for a different command (nothing was written) |
 
 use std::fmt;
 use std::io;

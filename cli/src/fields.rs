@@ -121,7 +121,7 @@ pub fn typed_value(text: &str) -> Result<Value, String> {
 /// Parses JSON text with the snapshot mapping (escapes such as `{"$int": ..}`
 /// included) into a tree.
 pub fn parse_json(text: &str) -> Result<Value, String> {
-    let raw = RawValue::from_json(text)?;
+    let raw = RawValue::from_json(text).map_err(|e| e.to_string())?;
     decode(&raw)
 }
 
@@ -135,7 +135,7 @@ pub fn decode(raw: &RawValue) -> Result<Value, String> {
 pub fn encode(value: &Value) -> Result<RawValue, String> {
     let mut bytes = Vec::new();
     rmpv::encode::write_value(&mut bytes, value).map_err(|e| e.to_string())?;
-    RawValue::from_msgpack(bytes)
+    RawValue::from_msgpack(bytes).map_err(|e| e.to_string())
 }
 
 /// True for text that is exactly a JSON number:
@@ -188,7 +188,7 @@ pub fn raw_text(value: &Value) -> Result<String, String> {
         Value::Ext(bigint::EXT_TYPE, payload) => {
             bigint::to_decimal(payload).map_err(|e| format!("the stored value is damaged: {e}"))
         }
-        other => encode(other)?.to_json(),
+        other => encode(other)?.to_json().map_err(|e| e.to_string()),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The flags every writing command takes (`set`, `patch`, `incr`, `del`):
+//! The flags every writing command takes (`set`, `patch`, `incr`, `del`;
+//! `import` takes `--fence` and `--idempotency-key` of its own):
 //! fences, an idempotency key, a revision precondition. Each command builds
 //! one [`Batch`] and adds these to it.
 
@@ -27,7 +28,7 @@ pub struct WriteArgs {
 
     /// Make this command idempotent under KEY (at most 255 bytes): run again
     /// with the same KEY and the same arguments, it prints the first result
-    /// and writes nothing; with other arguments it exits 7. Keys are kept for
+    /// and writes nothing; with other arguments it exits 8. Keys are kept for
     /// --keep-key (a day)
     #[arg(long, value_name = "KEY", env = IDEMPOTENCY_KEY_ENV, hide_env_values = true)]
     pub idempotency_key: Option<String>,
@@ -44,7 +45,7 @@ pub struct WriteArgs {
     pub if_revision: Option<u64>,
 }
 
-fn parse_fence(text: &str) -> Result<(String, u64), String> {
+pub fn parse_fence(text: &str) -> Result<(String, u64), String> {
     let (name, token) = text.rsplit_once('=').ok_or_else(|| {
         format!(
             "\"{}\" is not NAME=TOKEN (for example sync=$STATELOG_LOCK_TOKEN)",

@@ -808,7 +808,8 @@ fn import_restores_and_merges_snapshots() {
     assert_eq!(
         run.doc(),
         json!({"file": "stdin", "format": "md", "mode": "restore", "records": 2,
-        "written": 2, "unchanged": 0, "revision": 3, "applied": true, "conflicts": []})
+        "written": 2, "unchanged": 0, "revision": 3, "applied": true, "replayed": false,
+        "conflicts": []})
     );
 
     // Restoring into a store with commits is refused.

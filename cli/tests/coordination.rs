@@ -310,3 +310,105 @@ impl Scratch {
         }
     }
 }
+
+/// `import --idempotency-key`: a retried import writes once (even when the
+/// store moved on since, which an `--overwrite` import would write over), and
+/// another file with the key is refused with exit 8.
+#[test]
+fn import_with_an_idempotency_key_imports_once() {
+    let s = Scratch::with_store();
+    s.ok(&["set", "jobs", "j1", r#""queued""#]);
+    s.ok(&["export", "--out", "first.json"]);
+    s.ok(&["set", "jobs", "j1", r#""running""#]);
+    let import = [
+        "import",
+        "first.json",
+        "--overwrite",
+        "--idempotency-key",
+        "import-1",
+    ];
+    let doc = s.json(&import);
+    assert_eq!(
+        (&doc["written"], &doc["replayed"]),
+        (&1.into(), &false.into()),
+        "{doc}"
+    );
+    s.ok(&["set", "jobs", "j1", r#""done""#]);
+    s.unchanged(|| {
+        let again = s.run(&import);
+        assert_eq!(again.code, 0, "{again:?}");
+        assert!(
+            again.stderr.contains("nothing was written now"),
+            "{again:?}"
+        );
+        assert!(again.stdout.contains("wrote 1 record"), "{again:?}");
+        let doc = s.json(&import);
+        assert_eq!(doc["replayed"], true, "{doc}");
+        s.ok(&["export", "--out", "second.json"]);
+    });
+    s.unchanged(|| {
+        s.fails(
+            &[
+                "import",
+                "second.json",
+                "--overwrite",
+                "--idempotency-key",
+                "import-1",
+            ],
+            8,
+            &["idempotency key \"import-1\" was used for a different request"],
+        );
+        s.fails(
+            &["set", "jobs", "j1", "1", "--idempotency-key", "import-1"],
+            8,
+            &["different request"],
+        );
+    });
+    assert_eq!(s.ok(&["get", "jobs", "j1"]), "\"done\"\n");
+}
+
+/// `import --fence`: an import under the lock it names commits; with a token
+/// the lock is no longer held with, it exits 3 and writes nothing.
+#[test]
+fn import_takes_a_fence() {
+    let s = Scratch::with_store();
+    s.ok(&["set", "jobs", "j1", r#""queued""#]);
+    s.ok(&["export", "--out", "state.json"]);
+    s.ok(&["set", "jobs", "j1", r#""running""#]);
+    let out = lock(
+        &s,
+        &["sync"],
+        r#"echo "$STATELOG_LOCK_TOKEN" > "$DIR/token"
+exec "$BIN" import "$DIR/state.json" --overwrite --fence "sync=$STATELOG_LOCK_TOKEN""#,
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ok(&["get", "jobs", "j1"]), "\"queued\"\n");
+    let token = std::fs::read_to_string(s.dir.path().join("token")).unwrap();
+    s.ok(&["set", "jobs", "j1", r#""running""#]);
+    let fence = format!("sync={}", token.trim());
+    s.unchanged(|| {
+        s.fails(
+            &["import", "state.json", "--overwrite", "--fence", &fence],
+            3,
+            &["lock \"sync\" is not held with token"],
+        );
+    });
+    s.fails(
+        &[
+            "import",
+            "state.json",
+            "--mode",
+            "restore",
+            "--fence",
+            &fence,
+        ],
+        2,
+        &["--fence does not go with --mode restore"],
+    );
+}

@@ -148,6 +148,7 @@ fn every_command_prints_its_documented_shape() {
             "unchanged",
             "revision",
             "applied",
+            "replayed",
             "conflicts",
         ],
     );
@@ -177,6 +178,7 @@ fn every_command_prints_its_documented_shape() {
             "collisions",
             "revision",
             "applied",
+            "replayed",
         ],
     );
     let backup = doc(&s, &["backup", "bk"]);

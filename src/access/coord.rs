@@ -15,6 +15,10 @@ use crate::value::{kind, tree as decode};
 /// The longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
+/// The longest identity of a closure-based call (`Idempotency::call`): a kind
+/// and an address, or a digest.
+const MAX_CALL_LEN: usize = 1024;
+
 /// How long an idempotency key is kept when [`Options`](crate::Options) does
 /// not say: a day.
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -130,6 +134,14 @@ pub(crate) struct RevisionCheck {
 pub(crate) struct Idempotency {
     pub key: String,
     pub keep: Duration,
+    /// For a call that computes its request in a closure (`update`, a
+    /// transaction, an import): what identifies the call itself (its kind and
+    /// records), since a retried closure builds a different request. When
+    /// set, "the same request" means the same call, not the same writes.
+    pub call: Option<Vec<u8>>,
+    /// The call's result (MessagePack), kept with the key and returned by a
+    /// replay instead of running the closure again.
+    pub result: Option<Vec<u8>>,
 }
 
 /// Taking or giving back a lock.
@@ -196,6 +208,19 @@ impl CoordRequest {
         }
         if let Some(idempotency) = &self.idempotency {
             check_idempotency_key(&idempotency.key)?;
+            if idempotency
+                .call
+                .as_ref()
+                .is_some_and(|c| c.len() > MAX_CALL_LEN)
+            {
+                return Err(Error::InvalidOption {
+                    name: "idempotency key",
+                    reason: format!("the call it names is longer than {MAX_CALL_LEN} bytes"),
+                });
+            }
+            if let Some(result) = &idempotency.result {
+                crate::value::check_len(crate::coord::IDEMPOTENCY, &idempotency.key, result.len())?;
+            }
         }
         match &self.lock {
             Some(LockOp::Acquire { name, .. } | LockOp::Release { name, .. }) => {

@@ -153,6 +153,21 @@ pub(crate) trait Backend: Send + Sync {
         let _ = id;
         Err(Fault::Failed(unsupported_coordination()))
     }
+    /// Takes lock `name` under `lease`, waiting up to `wait` (zero: trying
+    /// once) for its holder to release it, keeping `lease` alive meanwhile;
+    /// the grant's fencing token. The wait is woken by the release (or the
+    /// end of the holder's lease), not by polling. `still_wanted` is asked
+    /// now and then while waiting: false ends the wait (the asker went away).
+    fn lock_wait(
+        &self,
+        name: &str,
+        lease: u64,
+        wait: Duration,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Reply<u64> {
+        let _ = (name, lease, wait, still_wanted);
+        Err(Fault::Failed(unsupported_coordination()))
+    }
     /// What is left of each lease's time, as the holder's clock says.
     fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
         Err(Fault::Failed(unsupported_coordination()))

@@ -19,7 +19,7 @@
 //! assert_eq!(bigint::to_decimal(&raw.as_msgpack()[3..])?, "18446744073709551616");
 //! // Integers that fit in 64 bits stay plain MessagePack integers.
 //! assert_eq!(RawValue::from_value(&7i128)?.as_msgpack(), &[7]);
-//! # Ok::<(), String>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod decimal;

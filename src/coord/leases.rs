@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{CoordRequest, LeaseOp, LeaseRecord};
+use super::{CoordRequest, LeaseOp, LeaseRecord, LockOp};
 use crate::access::ReadView;
 use crate::access::request::{Check, Outcome, Request, Write, WriteKind};
 use crate::error::{Error, Result};
@@ -54,6 +54,10 @@ struct State {
 pub(crate) struct Leases {
     state: Mutex<State>,
     wake: Condvar,
+    /// How many commits have released locks (a lock given back, a lease
+    /// ended); lock waiters sleep until it moves.
+    released: Mutex<u64>,
+    release: Condvar,
 }
 
 /// Checks a TTL asked for.
@@ -122,10 +126,36 @@ impl Leases {
             .collect()
     }
 
+    /// How many commits have released locks so far: read before trying a
+    /// lock, then passed to [`wait_release`](Self::wait_release), so that a
+    /// release in between is not missed.
+    pub(crate) fn releases(&self) -> u64 {
+        *self.released.lock()
+    }
+
+    /// Wakes every lock waiter: a commit released locks.
+    pub(crate) fn released(&self) {
+        *self.released.lock() += 1;
+        self.release.notify_all();
+    }
+
+    /// Waits until a release after `seen` (see [`releases`](Self::releases)),
+    /// or `until`.
+    pub(crate) fn wait_release(&self, seen: u64, until: Instant) {
+        let mut released = self.released.lock();
+        while *released == seen {
+            if self.release.wait_until(&mut released, until).timed_out() {
+                return;
+            }
+        }
+    }
+
     /// Ends the thread of [`run`].
     pub(crate) fn stop(&self) {
         self.state.lock().stop = true;
         self.wake.notify_all();
+        // Lock waiters try once more and find the store closed.
+        self.released();
     }
 
     /// Waits for the next deadline, or `until`; returns the leases whose
@@ -156,6 +186,83 @@ impl Leases {
                 .min()
                 .map_or(until, |d| d.min(until));
             self.wake.wait_until(&mut state, next);
+        }
+    }
+}
+
+/// How often, at most, a lock waiter keeps its lease alive and asks whether
+/// it is still wanted (the lease's TTL / 3 when shorter).
+const WAIT_TICK: Duration = Duration::from_millis(500);
+
+/// Takes lock `name` under `lease`, waiting up to `wait` for it: each try is
+/// a commit, and between tries the waiter sleeps until a commit releases a
+/// lock ([`Leases::released`]) or its time is up, keeping its lease alive
+/// and asking `still_wanted` every tick. Returns the grant's token.
+pub(crate) fn lock_wait(
+    shared: &dyn Holder,
+    name: &str,
+    lease: u64,
+    wait: Duration,
+    still_wanted: &dyn Fn() -> bool,
+) -> Result<u64> {
+    let start = Instant::now();
+    let deadline = start.checked_add(wait).unwrap_or(start + MAX_LEASE_TTL);
+    let leases = shared.leases();
+    let mut every = WAIT_TICK;
+    let mut tick = start + every;
+    if !wait.is_zero() {
+        every = (leases.keep_alive(lease)? / 3).min(WAIT_TICK);
+        tick = Instant::now() + every;
+    }
+    loop {
+        let seen = leases.releases();
+        let request = Request {
+            coord: CoordRequest {
+                lock: Some(LockOp::Acquire {
+                    name: name.to_owned(),
+                    lease,
+                }),
+                ..CoordRequest::default()
+            },
+            ..Request::default()
+        };
+        match shared.commit(request) {
+            Ok(outcome) => {
+                return outcome.revision.ok_or_else(|| Error::Poisoned {
+                    cause: "internal error: a lock was granted without a commit".to_owned(),
+                });
+            }
+            Err(Error::LockHeld {
+                lock,
+                token,
+                holder,
+                ..
+            }) => {
+                if Instant::now() >= deadline {
+                    return Err(Error::LockHeld {
+                        lock,
+                        token,
+                        holder,
+                        waited: start.elapsed(),
+                    });
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        // Until a release (then try again) or the deadline (then try a
+        // last time), keeping the lease alive.
+        loop {
+            leases.wait_release(seen, deadline.min(tick));
+            if leases.releases() != seen || Instant::now() >= deadline {
+                break;
+            }
+            if Instant::now() >= tick {
+                if !still_wanted() {
+                    return Err(Error::LeaseExpired { lease });
+                }
+                leases.keep_alive(lease)?;
+                tick = Instant::now() + every;
+            }
         }
     }
 }
@@ -276,5 +383,84 @@ pub(crate) fn prune(shared: &dyn Holder) {
         // A key renewed meanwhile: the next round takes the others.
         Err(Error::Conflict { .. }) => {}
         Err(e) => tracing::warn!(error = %e, "cannot prune expired idempotency keys"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// A holder whose lock "sync" is held until `free`, counting the tries.
+    #[derive(Default)]
+    struct Fake {
+        leases: Leases,
+        free: AtomicBool,
+        tries: AtomicUsize,
+    }
+
+    impl Holder for Fake {
+        fn commit(&self, _request: Request) -> Result<Outcome> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            if !self.free.load(Ordering::SeqCst) {
+                return Err(Error::LockHeld {
+                    lock: "sync".to_owned(),
+                    token: 1,
+                    holder: "another".to_owned(),
+                    waited: Duration::ZERO,
+                });
+            }
+            Ok(Outcome {
+                revision: Some(9),
+                writes: Vec::new(),
+                patched: Vec::new(),
+                replayed: false,
+            })
+        }
+
+        fn view(&self) -> Result<Arc<dyn ReadView>> {
+            Err(Error::Closed)
+        }
+
+        fn leases(&self) -> &Leases {
+            &self.leases
+        }
+
+        fn now(&self) -> Timestamp {
+            Timestamp::now()
+        }
+    }
+
+    /// A waiter tries once, sleeps through a second of the lock being held
+    /// (keeping its lease alive), and tries again only when woken by the
+    /// release: two tries, where polling every few milliseconds made dozens.
+    #[test]
+    fn a_waiter_tries_again_only_when_woken_by_a_release() {
+        let fake = Arc::new(Fake::default());
+        fake.leases.start(7, Duration::from_millis(300));
+        let waiter = {
+            let fake = Arc::clone(&fake);
+            std::thread::spawn(move || {
+                lock_wait(fake.as_ref(), "sync", 7, Duration::from_secs(60), &|| true)
+            })
+        };
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(fake.tries.load(Ordering::SeqCst), 1);
+        fake.free.store(true, Ordering::SeqCst);
+        fake.leases.released();
+        assert_eq!(waiter.join().unwrap().unwrap(), 9);
+        assert_eq!(fake.tries.load(Ordering::SeqCst), 2);
+        // Its lease was kept alive while it slept.
+        assert!(fake.leases.check_alive(7).is_ok());
+    }
+
+    /// A waiter whose asker went away stops at the next tick.
+    #[test]
+    fn a_waiter_no_longer_wanted_stops() {
+        let fake = Fake::default();
+        fake.leases.start(7, Duration::from_millis(300));
+        let err = lock_wait(&fake, "sync", 7, Duration::from_secs(60), &|| false).unwrap_err();
+        assert!(matches!(err, Error::LeaseExpired { lease: 7 }), "{err:?}");
+        assert_eq!(fake.tries.load(Ordering::SeqCst), 1);
     }
 }

@@ -37,7 +37,7 @@ use crate::key;
 use crate::time::Timestamp;
 use crate::value::Meta;
 
-pub(crate) use records::{LeaseRecord, LockRecord};
+pub(crate) use records::{IdempotencyRecord, LeaseRecord, LockRecord};
 
 /// Leases.
 pub(crate) const LEASES: &str = "statelog:leases";
@@ -86,6 +86,7 @@ pub(crate) struct Remember {
     address: Vec<u8>,
     digest: [u8; 16],
     expires: Timestamp,
+    result: Option<Vec<u8>>,
 }
 
 /// A lease record as a commit changes it.
@@ -108,7 +109,10 @@ pub(crate) fn expand(
     let mut remember = None;
     if let Some(idempotency) = &coord.idempotency {
         let address = key::encode_unchecked(IDEMPOTENCY, &idempotency.key);
-        let digest = digest(request);
+        let digest = match &idempotency.call {
+            Some(call) => call_digest(call),
+            None => digest(request),
+        };
         if let Some((_, bytes)) = read(&address)? {
             let stored = records::IdempotencyRecord::decode(&bytes)?;
             if stored.expires > time.as_micros() {
@@ -126,6 +130,7 @@ pub(crate) fn expand(
             address,
             digest,
             expires: Timestamp::from_micros(time.as_micros().saturating_add(keep)),
+            result: idempotency.result.clone(),
         });
     }
     for check in &coord.revisions {
@@ -380,7 +385,9 @@ impl Expanded {
         let Some(remember) = &self.remember else {
             return Ok(None);
         };
-        let record = records::IdempotencyRecord::new(remember.digest, remember.expires, outcome);
+        let mut record =
+            records::IdempotencyRecord::new(remember.digest, remember.expires, outcome);
+        record.result = remember.result.clone().map(serde_bytes::ByteBuf::from);
         Ok(Some(put(remember.address.clone(), record.encode()?)))
     }
 }
@@ -456,7 +463,18 @@ fn digest(request: &Request) -> [u8; 16] {
     h.0.to_le_bytes()
 }
 
-struct Fnv(u128);
+/// The digest of a closure-based call: its identity (its kind and records),
+/// tagged so that it never equals the digest of a plain request.
+pub(crate) fn call_digest(call: &[u8]) -> [u8; 16] {
+    let mut h = Fnv::default();
+    h.bytes(b"call");
+    h.bytes(call);
+    h.0.to_le_bytes()
+}
+
+/// FNV-1a, 128 bits: the request digests here, and the identity of an
+/// import (its records) for its idempotency key.
+pub(crate) struct Fnv(u128);
 
 impl Default for Fnv {
     fn default() -> Fnv {
@@ -472,7 +490,7 @@ impl Fnv {
             .wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
     }
 
-    fn u64(&mut self, n: u64) {
+    pub(crate) fn u64(&mut self, n: u64) {
         for b in n.to_le_bytes() {
             self.byte(b);
         }
@@ -480,10 +498,15 @@ impl Fnv {
 
     /// Length first, so that no two sequences of fields hash alike by
     /// moving a boundary.
-    fn bytes(&mut self, bytes: &[u8]) {
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) {
         self.u64(bytes.len() as u64);
         for &b in bytes {
             self.byte(b);
         }
+    }
+
+    /// The digest.
+    pub(crate) fn finish(&self) -> [u8; 16] {
+        self.0.to_le_bytes()
     }
 }

@@ -53,7 +53,7 @@ impl Patch {
                 value: Some(raw.into_msgpack()),
             }),
             Err(e) => {
-                self.error.get_or_insert(e);
+                self.error.get_or_insert(e.to_string());
             }
         }
         self

@@ -102,6 +102,9 @@ pub(crate) struct IdempotencyRecord {
     pub writes: Vec<KeptWrite>,
     #[serde(default)]
     pub patched: Vec<(u64, ByteBuf)>,
+    /// A closure-based call's result (MessagePack), returned by its replays.
+    #[serde(default)]
+    pub result: Option<ByteBuf>,
 }
 
 impl IdempotencyRecord {
@@ -130,6 +133,7 @@ impl IdempotencyRecord {
                 .iter()
                 .map(|(i, v)| (*i as u64, ByteBuf::from(v.clone())))
                 .collect(),
+            result: None,
         }
     }
 

@@ -163,6 +163,7 @@ impl Conn<'_> {
                 self.watch(scope, from, prev, buffer);
                 return;
             }
+            let waits = matches!(request, Request::LockWait { .. });
             let response = if self.state.closing.load(Ordering::Acquire) {
                 Response::NotExecuted {
                     reason: "the holder is closing the store".to_owned(),
@@ -170,6 +171,13 @@ impl Conn<'_> {
             } else {
                 match self.execute(request) {
                     Ok(reply) => Response::Reply(reply),
+                    // A lock wait cut short by the holder closing took
+                    // nothing: the client sends it again to the next holder.
+                    Err(_) if waits && self.state.closing.load(Ordering::Acquire) => {
+                        Response::NotExecuted {
+                            reason: "the holder is closing the store".to_owned(),
+                        }
+                    }
                     Err(e) => Response::Failed(wire::error::to_wire(&e, self.store())),
                 }
             };
@@ -346,6 +354,39 @@ impl Conn<'_> {
             ),
             Request::LeaseRevoke { lease } => {
                 m::Reply::LeaseEnded(answer(backend.lease_revoke(lease))?)
+            }
+            Request::LockWait {
+                name,
+                lease,
+                wait_micros,
+            } => {
+                crate::coord::check_lock_name(&name)?;
+                // While it waits, a progress message now and then: the
+                // client's wait measures silence, and a client that went
+                // away (the send fails) stops the wait, as does the holder
+                // closing the store (the client then waits on elsewhere).
+                let stream = self
+                    .channel
+                    .stream()
+                    .try_clone()
+                    .map_err(|e| Error::io("clone the connection to", self.store(), e))?;
+                let stream = parking_lot::Mutex::new((stream, Vec::new()));
+                let closing = &self.state.closing;
+                let still_wanted = || {
+                    if closing.load(Ordering::Acquire) {
+                        return false;
+                    }
+                    let mut guard = stream.lock();
+                    let (stream, buf) = &mut *guard;
+                    super::channel::encode(&Response::Progress(m::Progress::Waiting), buf).is_ok()
+                        && socket::send_all(stream, buf).is_ok()
+                };
+                m::Reply::Locked(answer(backend.lock_wait(
+                    &name,
+                    lease,
+                    Duration::from_micros(wait_micros),
+                    &still_wanted,
+                ))?)
             }
             Request::LeaseRemaining => m::Reply::Remaining(
                 answer(backend.lease_remaining())?

@@ -49,6 +49,8 @@ pub struct ImportOptions {
     pub(crate) format: Format,
     pub(crate) mode: ImportMode,
     pub(crate) progress: Option<Progress>,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) fences: Vec<(String, u64)>,
 }
 
 impl ImportOptions {
@@ -58,7 +60,31 @@ impl ImportOptions {
             format,
             mode,
             progress: None,
+            idempotency_key: None,
+            fences: Vec::new(),
         }
+    }
+
+    /// Makes a merge commit only while lock `lock` is still held with
+    /// `token` (see [`Tx::fence`](crate::Tx::fence)): otherwise
+    /// [`Error::Fenced`] and nothing is written. A restore takes no fence (it
+    /// writes into a store without commits, where no lock is held).
+    pub fn fence(mut self, lock: impl Into<String>, token: u64) -> Self {
+        self.fences.push((lock.into(), token));
+        self
+    }
+
+    /// Makes a merge idempotent under `key` (at most 255 bytes): the same
+    /// import (the same records, versions and values, in the same mode)
+    /// made again with the key returns the first report, marked
+    /// [`replayed`](ImportReport::replayed), and writes nothing; another
+    /// import, or any other request, with the key fails with
+    /// [`Error::IdempotencyKeyReused`]. An import stopped by conflicts writes
+    /// nothing and keeps no key. A restore takes no key (it is refused by
+    /// any store that has commits, so it never applies twice).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
     }
 
     /// Calls `progress` with the number of records read so far, every 256
@@ -102,6 +128,9 @@ pub struct ImportReport {
     pub revision: Option<u64>,
     /// False when conflicts stopped the import and nothing was written.
     pub applied: bool,
+    /// True when this is the first report of the same import with the same
+    /// idempotency key, returned again: nothing was written now.
+    pub replayed: bool,
 }
 
 /// A snapshot read and checked: valid addresses, no record twice, metadata
@@ -230,6 +259,8 @@ pub fn import(store: &Store, input: impl Read, options: &ImportOptions) -> Resul
 pub struct CheckedImport {
     checked: Checked,
     mode: ImportMode,
+    idempotency_key: Option<String>,
+    fences: Vec<(String, u64)>,
 }
 
 impl std::fmt::Debug for CheckedImport {
@@ -283,6 +314,8 @@ pub fn check_import(input: impl Read, options: &ImportOptions) -> Result<Checked
     Ok(CheckedImport {
         checked: read_checked(input, options.format, options.progress.as_ref())?,
         mode: options.mode,
+        idempotency_key: options.idempotency_key.clone(),
+        fences: options.fences.clone(),
     })
 }
 
@@ -294,6 +327,18 @@ pub fn check_import(input: impl Read, options: &ImportOptions) -> Result<Checked
 /// reported.
 pub fn import_checked(store: &Store, checked: CheckedImport) -> Result<ImportReport> {
     match checked.mode {
+        ImportMode::Restore if !checked.fences.is_empty() => Err(Error::InvalidOption {
+            name: "fence",
+            reason: "a restore takes none: it writes into a store without commits, where no \
+                     lock is held"
+                .to_owned(),
+        }),
+        ImportMode::Restore if checked.idempotency_key.is_some() => Err(Error::InvalidOption {
+            name: "idempotency key",
+            reason: "a restore takes none: it is refused by a store that has commits, so it \
+                     never applies twice"
+                .to_owned(),
+        }),
         ImportMode::Restore => {
             let revision = store.revision();
             if revision != 0 {
@@ -304,7 +349,14 @@ pub fn import_checked(store: &Store, checked: CheckedImport) -> Result<ImportRep
         ImportMode::Merge {
             check_versions,
             skip_conflicts,
-        } => merge(store, checked.checked, check_versions, skip_conflicts),
+        } => merge(
+            store,
+            checked.checked,
+            check_versions,
+            skip_conflicts,
+            checked.idempotency_key.as_deref(),
+            &checked.fences,
+        ),
     }
 }
 
@@ -319,6 +371,7 @@ fn restore(store: &Store, checked: Checked) -> Result<ImportReport> {
         conflicts: Vec::new(),
         revision: None,
         applied: true,
+        replayed: false,
     };
     // Revision 0 is a store without commits; its snapshot has no records
     // (checked: none can be modified at or before revision 0).
@@ -351,7 +404,8 @@ fn restore(store: &Store, checked: Checked) -> Result<ImportReport> {
 /// Why a merge transaction stopped.
 enum Stop {
     Failed(Error),
-    Conflicts,
+    /// Stale records, and nothing written.
+    Conflicts(Vec<ImportConflict>),
 }
 
 impl From<Error> for Stop {
@@ -360,21 +414,49 @@ impl From<Error> for Stop {
     }
 }
 
+/// What a merge wrote: records written, unchanged, and the conflicts skipped
+/// (namespace, key, expected, actual). Kept with an idempotency key, for its
+/// replays.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Merged {
+    written: u64,
+    unchanged: u64,
+    conflicts: Vec<(String, String, u64, u64)>,
+}
+
+/// What identifies a merge for its idempotency key: its mode and every
+/// record (address, the version it was read at, value).
+fn merge_call(records: &[Parsed], check_versions: bool, skip_conflicts: bool) -> Vec<u8> {
+    let mut h = crate::coord::Fnv::default();
+    h.u64(u64::from(check_versions));
+    h.u64(u64::from(skip_conflicts));
+    h.u64(records.len() as u64);
+    for parsed in records {
+        let r = &parsed.record;
+        h.bytes(r.namespace.as_bytes());
+        h.bytes(r.key.as_bytes());
+        h.u64(r.meta.version);
+        h.bytes(r.value.as_msgpack());
+    }
+    [b"import\0".as_slice(), &h.finish()].concat()
+}
+
 fn merge(
     store: &Store,
     checked: Checked,
     check_versions: bool,
     skip_conflicts: bool,
+    idempotency_key: Option<&str>,
+    fences: &[(String, u64)],
 ) -> Result<ImportReport> {
     let Checked { header, records } = checked;
-    let mut conflicts = Vec::new();
-    let mut written = 0;
-    let mut unchanged = 0;
-    let outcome = store.transaction(|tx| -> std::result::Result<(), Stop> {
-        // The closure runs again if a version it relied on changed: start over.
-        conflicts.clear();
-        written = 0;
-        unchanged = 0;
+    let run = |tx: &mut crate::Tx| -> std::result::Result<Merged, Stop> {
+        for (lock, token) in fences {
+            tx.fence(lock, *token)?;
+        }
+        let mut conflicts = Vec::new();
+        let mut written = 0;
+        let mut unchanged = 0;
         for parsed in &records {
             let r = &parsed.record;
             let current = tx.snapshot().get_raw(&r.namespace, &r.key)?;
@@ -417,23 +499,55 @@ fn merge(
             written += 1;
         }
         if !conflicts.is_empty() && !skip_conflicts {
-            return Err(Stop::Conflicts);
+            return Err(Stop::Conflicts(conflicts));
         }
-        Ok(())
-    });
+        Ok(Merged {
+            written,
+            unchanged,
+            conflicts: conflicts
+                .into_iter()
+                .map(|c| (c.namespace, c.key, c.expected, c.actual))
+                .collect(),
+        })
+    };
+    let outcome = match idempotency_key {
+        None => store.transaction(run),
+        Some(key) => {
+            let call = merge_call(&records, check_versions, skip_conflicts);
+            let idempotency = store.keyed_call(key, call, None)?;
+            store.keyed_transaction(idempotency, run)
+        }
+    };
     let mut report = ImportReport {
         header,
         records: records.len() as u64,
-        written,
-        unchanged,
-        conflicts,
+        written: 0,
+        unchanged: 0,
+        conflicts: Vec::new(),
         revision: None,
         applied: true,
+        replayed: false,
     };
     match outcome {
-        Ok(outcome) => report.revision = outcome.revision,
-        Err(Stop::Conflicts) => {
-            report.written = 0;
+        Ok(outcome) => {
+            let merged = outcome.value;
+            report.written = merged.written;
+            report.unchanged = merged.unchanged;
+            report.conflicts = merged
+                .conflicts
+                .into_iter()
+                .map(|(namespace, key, expected, actual)| ImportConflict {
+                    namespace,
+                    key,
+                    expected,
+                    actual,
+                })
+                .collect();
+            report.revision = outcome.revision;
+            report.replayed = outcome.replayed;
+        }
+        Err(Stop::Conflicts(conflicts)) => {
+            report.conflicts = conflicts;
             report.applied = false;
         }
         Err(Stop::Failed(e)) => return Err(e),

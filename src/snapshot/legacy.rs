@@ -120,6 +120,8 @@ pub struct LegacyOptions {
     normalizer: KeyNormalizer,
     merge_collisions: bool,
     progress: Option<Progress>,
+    idempotency_key: Option<String>,
+    fences: Vec<(String, u64)>,
 }
 
 impl LegacyOptions {
@@ -130,7 +132,27 @@ impl LegacyOptions {
             normalizer: KeyNormalizer::new(),
             merge_collisions: false,
             progress: None,
+            idempotency_key: None,
+            fences: Vec::new(),
         }
+    }
+
+    /// Makes the import commit only while lock `lock` is still held with
+    /// `token` (see [`Tx::fence`](crate::Tx::fence)).
+    pub fn fence(mut self, lock: impl Into<String>, token: u64) -> Self {
+        self.fences.push((lock.into(), token));
+        self
+    }
+
+    /// Makes the import idempotent under `key` (at most 255 bytes): the same
+    /// import (the same namespace and resulting records) made again with the
+    /// key returns the first report, marked
+    /// [`replayed`](LegacyReport::replayed), and writes nothing; another
+    /// import, or any other request, with the key fails with
+    /// [`Error::IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
     }
 
     /// Normalises keys with `normalizer`.
@@ -193,6 +215,9 @@ pub struct LegacyReport {
     /// False when collisions stopped the import (merging was not asked for)
     /// and nothing was written.
     pub applied: bool,
+    /// True when this is the first report of the same import with the same
+    /// idempotency key, returned again: nothing was written now.
+    pub replayed: bool,
 }
 
 /// One member of the file.
@@ -254,6 +279,8 @@ pub struct CheckedLegacy {
     report: LegacyReport,
     /// The records to write; empty when collisions stop the import.
     records: Vec<(String, RawValue)>,
+    idempotency_key: Option<String>,
+    fences: Vec<(String, u64)>,
 }
 
 impl CheckedLegacy {
@@ -315,6 +342,7 @@ pub fn check_legacy(input: impl Read, options: &LegacyOptions) -> Result<Checked
         collisions,
         revision: None,
         applied: false,
+        replayed: false,
     };
     let namespace = options.namespace.clone();
     if !report.collisions.is_empty() && !options.merge_collisions {
@@ -322,6 +350,8 @@ pub fn check_legacy(input: impl Read, options: &LegacyOptions) -> Result<Checked
             namespace,
             report,
             records: Vec::new(),
+            idempotency_key: options.idempotency_key.clone(),
+            fences: options.fences.clone(),
         });
     }
     let mut records: Vec<(String, RawValue)> = Vec::with_capacity(order.len());
@@ -336,6 +366,8 @@ pub fn check_legacy(input: impl Read, options: &LegacyOptions) -> Result<Checked
         namespace,
         report,
         records,
+        idempotency_key: options.idempotency_key.clone(),
+        fences: options.fences.clone(),
     })
 }
 
@@ -350,14 +382,19 @@ pub fn import_legacy_checked(store: &Store, checked: CheckedLegacy) -> Result<Le
         namespace,
         mut report,
         records,
+        idempotency_key,
+        fences,
     } = checked;
     if !report.applied {
         return Ok(report);
     }
     let namespace = namespace.as_str();
-    let (mut written, mut unchanged) = (0, 0);
-    let outcome = store.transaction(|tx| -> Result<()> {
-        (written, unchanged) = (0, 0);
+    // (written, unchanged): kept with an idempotency key for its replays.
+    let run = |tx: &mut crate::Tx| -> Result<(u64, u64)> {
+        for (lock, token) in &fences {
+            tx.fence(lock, *token)?;
+        }
+        let (mut written, mut unchanged) = (0, 0);
         for (key, value) in &records {
             let current = tx.snapshot().get_raw(namespace, key)?;
             if current.is_some_and(|c| c.value == *value) {
@@ -367,11 +404,27 @@ pub fn import_legacy_checked(store: &Store, checked: CheckedLegacy) -> Result<Le
                 written += 1;
             }
         }
-        Ok(())
-    })?;
-    report.written = written;
-    report.unchanged = unchanged;
+        Ok((written, unchanged))
+    };
+    let outcome = match idempotency_key.as_deref() {
+        None => store.transaction(run)?,
+        Some(key) => {
+            // The import is the namespace and the records it writes.
+            let mut h = crate::coord::Fnv::default();
+            h.bytes(namespace.as_bytes());
+            h.u64(records.len() as u64);
+            for (key, value) in &records {
+                h.bytes(key.as_bytes());
+                h.bytes(value.as_msgpack());
+            }
+            let call = [b"import-legacy\0".as_slice(), &h.finish()].concat();
+            let idempotency = store.keyed_call(key, call, None)?;
+            store.keyed_transaction(idempotency, run)?
+        }
+    };
+    (report.written, report.unchanged) = outcome.value;
     report.revision = outcome.revision;
+    report.replayed = outcome.replayed;
     Ok(report)
 }
 

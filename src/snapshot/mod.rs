@@ -542,5 +542,6 @@ pub(crate) fn encode_value(value: &rmpv::Value) -> std::result::Result<RawValue,
             crate::value::MAX_VALUE_LEN
         ));
     }
-    RawValue::from_msgpack(bytes)
+    crate::value::check_msgpack(&bytes)?;
+    Ok(RawValue::from_trusted(bytes))
 }

@@ -7,6 +7,7 @@ use struson::reader::JsonReader as _;
 
 use super::mapping::{self, Mode, ReadError};
 use super::{BYTE_ORDER_MARK, encode_value};
+use crate::error::{Error, Result};
 use crate::value::RawValue;
 
 impl RawValue {
@@ -24,12 +25,13 @@ impl RawValue {
     /// assert_eq!(raw.to_json()?, r#"{"status":"running","n":3}"#);
     /// let big = RawValue::from_value(&u64::MAX)?;
     /// assert_eq!(big.to_json()?, r#"{"$int":"18446744073709551615"}"#);
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), statelog::Error>(())
     /// ```
     ///
     /// # Errors
-    /// A message if the bytes are not valid MessagePack (a damaged value).
-    pub fn to_json(&self) -> Result<String, String> {
+    /// [`Error::Value`] if the bytes are not valid MessagePack (a damaged
+    /// value).
+    pub fn to_json(&self) -> Result<String> {
         self.render(false)
     }
 
@@ -40,20 +42,20 @@ impl RawValue {
     /// use statelog::RawValue;
     /// let raw = RawValue::from_json(r#"{"a": [1, 2.5]}"#)?;
     /// assert_eq!(raw.to_json_pretty()?, "{\n  \"a\": [\n    1,\n    2.5\n  ]\n}");
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), statelog::Error>(())
     /// ```
     ///
     /// # Errors
     /// As [`to_json`](Self::to_json).
-    pub fn to_json_pretty(&self) -> Result<String, String> {
+    pub fn to_json_pretty(&self) -> Result<String> {
         self.render(true)
     }
 
-    fn render(&self, pretty: bool) -> Result<String, String> {
-        let value = mapping::from_msgpack(self.as_msgpack())?;
+    fn render(&self, pretty: bool) -> Result<String> {
+        let value = mapping::from_msgpack(self.as_msgpack()).map_err(Error::value)?;
         let mut out = Vec::new();
-        mapping::write_value(&value, pretty, 0, &mut out)?;
-        String::from_utf8(out).map_err(|e| e.to_string())
+        mapping::write_value(&value, pretty, 0, &mut out).map_err(Error::value)?;
+        String::from_utf8(out).map_err(|e| Error::value(e.to_string()))
     }
 
     /// Parses one JSON value as a snapshot import does: integers without `.`
@@ -72,21 +74,24 @@ impl RawValue {
     /// assert_eq!((job.progress, job.data), (50, vec![0, 1]));
     ///
     /// let err = RawValue::from_json("{\"a\": 1,\n \"b\": }").unwrap_err();
-    /// assert!(err.starts_with("line 2, column 7:"), "{err}");
-    /// # Ok::<(), String>(())
+    /// assert!(err.to_string().starts_with("line 2, column 7:"), "{err}");
+    /// assert!(matches!(err, statelog::Error::Value { line: Some(2), column: Some(7), .. }));
+    /// # Ok::<(), statelog::Error>(())
     /// ```
     ///
     /// A UTF-8 byte order mark before the value is skipped.
     ///
     /// # Errors
-    /// For a problem in the text, a message starting with its line and column
-    /// (`line 2, column 7: ...`, or `at the end of the input: ...`): invalid
-    /// JSON, a member name twice in one object, an integer beyond ±2^8191, an
-    /// unknown or malformed escape. For a value that reads but cannot be
-    /// stored, a message starting with `the value`: nesting deeper than
-    /// [`MAX_DEPTH`](crate::MAX_DEPTH) arrays and maps, or larger than
-    /// [`MAX_VALUE_LEN`](crate::MAX_VALUE_LEN) as MessagePack.
-    pub fn from_json(text: &str) -> Result<RawValue, String> {
+    /// [`Error::Value`]. For a problem in the text, with its `line` and
+    /// `column` (line 0: the text ended early), and a message that starts
+    /// with them (`line 2, column 7: ...`, or `at the end of the input:
+    /// ...`): invalid JSON, a member name twice in one object, an integer
+    /// beyond ±2^8191, an unknown or malformed escape. For a value that reads
+    /// but cannot be stored, without a place, a message starting with `the
+    /// value`: nesting deeper than [`MAX_DEPTH`](crate::MAX_DEPTH) arrays and
+    /// maps, or larger than [`MAX_VALUE_LEN`](crate::MAX_VALUE_LEN) as
+    /// MessagePack.
+    pub fn from_json(text: &str) -> Result<RawValue> {
         let text = text.strip_prefix(BYTE_ORDER_MARK).unwrap_or(text);
         let mut reader = mapping::reader(text.as_bytes());
         let value = mapping::read_value(&mut reader, Mode::Tagged)
@@ -98,14 +103,14 @@ impl RawValue {
                 Ok(value)
             })
             .map_err(|e| match e {
-                ReadError::Bad { place, message } => match (place.line, place.column) {
-                    (0, _) => format!("at the end of the input: {message}"),
-                    (line, Some(column)) => format!("line {line}, column {column}: {message}"),
-                    (line, None) => format!("line {line}: {message}"),
+                ReadError::Bad { place, message } => Error::Value {
+                    message,
+                    line: Some(place.line),
+                    column: place.column.filter(|_| place.line != 0),
                 },
-                ReadError::Io(e) => e.to_string(),
+                ReadError::Io(e) => Error::value(e.to_string()),
             })?;
-        encode_value(&value)
+        encode_value(&value).map_err(Error::value)
     }
 }
 
@@ -153,19 +158,29 @@ mod tests {
         ];
         let beyond = format!("[0,\n{}]", "9".repeat(2467));
         let err = RawValue::from_json(&beyond).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Value {
+                line: Some(2),
+                column: Some(1),
+                ..
+            }
+        ));
+        let err = err.to_string();
         assert!(
             err.starts_with("line 2, column 1: the integer")
                 && err.contains("beyond the integers statelog stores"),
             "{err}"
         );
         for (text, expected) in cases {
-            let err = RawValue::from_json(text).unwrap_err();
+            let err = RawValue::from_json(text).unwrap_err().to_string();
             assert!(err.contains(expected), "{text:?}: {err}");
         }
         let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
         assert!(
             RawValue::from_json(&deep)
                 .unwrap_err()
+                .to_string()
                 .contains("nests deeper")
         );
     }

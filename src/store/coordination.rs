@@ -4,16 +4,17 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::Store;
+use super::{Store, Tx, TxOutcome};
 use crate::access::request::{Check, Request, Write, WriteKind, WriteOutcome};
 use crate::coord::patch::Patch;
 use crate::coord::{
-    CoordRequest, Fence, IDEMPOTENCY, Idempotency, LEASES, LOCKS, LeaseRecord, LockOp, LockRecord,
-    RevisionCheck, check_idempotency_key, check_lock_name,
+    CoordRequest, Fence, IDEMPOTENCY, Idempotency, IdempotencyRecord, LEASES, LOCKS, LeaseRecord,
+    LockOp, LockRecord, RevisionCheck, call_digest, check_idempotency_key, check_lock_name,
 };
 use crate::error::{Error, Result};
 use crate::key;
@@ -221,6 +222,8 @@ impl Batch {
         self.coord.idempotency = Some(Idempotency {
             key: key.to_owned(),
             keep: Duration::ZERO,
+            call: None,
+            result: None,
         });
         self
     }
@@ -377,58 +380,19 @@ impl Lease {
     /// [`Error::LockHeld`] when it stayed held; [`Error::LeaseExpired`].
     pub fn lock(&self, name: &str, wait: Option<Duration>) -> Result<LockGrant> {
         check_lock_name(name)?;
-        let start = Instant::now();
-        let mut kept = Instant::now();
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let request = Request {
-                coord: CoordRequest {
-                    lock: Some(LockOp::Acquire {
-                        name: name.to_owned(),
-                        lease: self.id,
-                    }),
-                    ..CoordRequest::default()
-                },
-                ..Request::default()
-            };
-            match self.store.commit(&Arc::new(request)) {
-                Ok(outcome) => {
-                    let token = outcome.revision.ok_or_else(|| Error::Poisoned {
-                        cause: "internal error: a lock was granted without a commit".to_owned(),
-                    })?;
-                    return Ok(LockGrant {
-                        name: name.to_owned(),
-                        token,
-                        lease: self.id,
-                    });
-                }
-                Err(Error::LockHeld {
-                    lock,
-                    token,
-                    holder,
-                    ..
-                }) => {
-                    let waited = start.elapsed();
-                    let limit = wait.unwrap_or(Duration::ZERO);
-                    if waited >= limit {
-                        return Err(Error::LockHeld {
-                            lock,
-                            token,
-                            holder,
-                            waited,
-                        });
-                    }
-                    if kept.elapsed() >= self.ttl / 3 {
-                        self.keep_alive()?;
-                        kept = Instant::now();
-                    }
-                    let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64));
-                    std::thread::sleep((pause / 2 + jitter).min(limit - waited));
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        // The process holding the store wakes the waiter when a lock is
+        // released or a lease ends (through a holder too): no polling.
+        // Sent again to the next holder when one closes: with what is left.
+        let deadline = std::time::Instant::now() + wait.unwrap_or(Duration::ZERO);
+        let token = self.store.call(|b| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            b.lock_wait(name, self.id, left, &|| true)
+        })?;
+        Ok(LockGrant {
+            name: name.to_owned(),
+            token,
+            lease: self.id,
+        })
     }
 
     /// Gives a lock back. Giving back a lock that is not held with this
@@ -451,6 +415,80 @@ impl Lease {
     }
 }
 
+/// The result of [`Store::update_with_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyedUpdate<T> {
+    /// The value written and the record's metadata after that write. For a
+    /// replay, the first run's: the record may have changed since.
+    pub record: Versioned<T>,
+    /// True when this is the first call's result with the same idempotency
+    /// key, returned again without running the closure: nothing was written
+    /// now.
+    pub replayed: bool,
+}
+
+/// A transaction with an idempotency key: how to keep its closure's result
+/// and read it back for a replay.
+pub(crate) struct KeyedCall<'a, T> {
+    pub idempotency: Idempotency,
+    pub encode: &'a dyn Fn(&T) -> Result<Vec<u8>>,
+    pub decode: &'a dyn Fn(&[u8]) -> Result<T>,
+}
+
+impl<T> KeyedCall<'_, T> {
+    /// The first run's outcome, from its kept key.
+    pub(crate) fn replay(&self, kept: IdempotencyRecord) -> Result<TxOutcome<T>> {
+        let result = kept
+            .result
+            .as_deref()
+            .ok_or_else(|| kept_without_result(&self.idempotency))?;
+        Ok(TxOutcome {
+            value: (self.decode)(result)?,
+            revision: kept.revision,
+            replayed: true,
+        })
+    }
+}
+
+fn kept_without_result(idempotency: &Idempotency) -> Error {
+    Error::IdempotencyKeyReused {
+        key: idempotency.key.clone(),
+        first: None,
+    }
+}
+
+impl IdempotencyRecord {
+    /// The first run's result of an `update` of `namespace`/`key`.
+    pub(crate) fn updated<T: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Versioned<T>> {
+        let meta = match self.clone().outcome().writes.first() {
+            Some(WriteOutcome::Put { meta, .. }) => *meta,
+            _ => {
+                return Err(Error::Poisoned {
+                    cause: "internal error: a kept update has no put".to_owned(),
+                });
+            }
+        };
+        let bytes = self.result.as_deref().ok_or_else(|| Error::Poisoned {
+            cause: "internal error: a kept update has no value".to_owned(),
+        })?;
+        Ok(Versioned::new(value::decode(namespace, key, bytes)?, meta))
+    }
+}
+
+/// What identifies an `update` of `address` for its idempotency key.
+fn update_call(address: &[u8]) -> Vec<u8> {
+    [b"update\0".as_slice(), address].concat()
+}
+
+/// What identifies a transaction for its idempotency key: only that it is
+/// one (its records are known only once its closure has run).
+const TRANSACTION_CALL: &[u8] = b"transaction";
+
 /// A description of this process, for the holder of a lease.
 fn this_process() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -464,6 +502,188 @@ fn this_process() -> String {
 }
 
 impl Store {
+    /// The idempotency of a closure-based call identified by `call`, kept for
+    /// `keep` (the store's retention when `None`).
+    pub(crate) fn keyed_call(
+        &self,
+        key: &str,
+        call: Vec<u8>,
+        keep: Option<Duration>,
+    ) -> Result<Idempotency> {
+        check_idempotency_key(key)?;
+        Ok(Idempotency {
+            key: key.to_owned(),
+            keep: keep.unwrap_or(self.options().idempotency_retention),
+            call: Some(call),
+            result: None,
+        })
+    }
+
+    /// The key of `idempotency`'s call as kept now: `None` when unknown or
+    /// expired; [`Error::IdempotencyKeyReused`] when it was used for another
+    /// request.
+    pub(crate) fn known_call(
+        &self,
+        idempotency: &Idempotency,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let address = key::encode_unchecked(IDEMPOTENCY, &idempotency.key);
+        let mut found = None;
+        self.call(|b| {
+            found = None;
+            b.get(&address, &mut |_, bytes| {
+                found = Some(IdempotencyRecord::decode(bytes)?);
+                Ok(())
+            })
+        })?;
+        let Some(kept) = found else {
+            return Ok(None);
+        };
+        if kept.expires <= Timestamp::now().as_micros() {
+            return Ok(None);
+        }
+        let call = idempotency.call.as_deref().unwrap_or_default();
+        if kept.digest.as_slice() != call_digest(call).as_slice() || kept.result.is_none() {
+            return Err(Error::IdempotencyKeyReused {
+                key: idempotency.key.clone(),
+                first: kept.revision,
+            });
+        }
+        Ok(Some(kept))
+    }
+
+    /// The kept key of a call whose commit was answered as a replay.
+    pub(crate) fn kept_call(&self, idempotency: Option<&Idempotency>) -> Result<IdempotencyRecord> {
+        let idempotency = idempotency.ok_or_else(|| Error::Poisoned {
+            cause: "internal error: a call without a key was replayed".to_owned(),
+        })?;
+        self.known_call(idempotency)?
+            .ok_or_else(|| kept_without_result(idempotency))
+    }
+
+    /// [`update`](Self::update) made idempotent under `idempotency_key`: the
+    /// first call that succeeds is kept with its result, and a call with the
+    /// same key made again returns that result, marked
+    /// [`replayed`](KeyedUpdate::replayed), **without running `f`** and
+    /// without writing. (A retried closure would read what the first run
+    /// wrote and compute something else: the key is checked before `f` runs.)
+    ///
+    /// "The same call" is an update of the same record: an update of another
+    /// record, a transaction or a [`Batch`] with this key fails with
+    /// [`Error::IdempotencyKeyReused`]. Keys are kept for
+    /// [`Options::idempotency_retention`](crate::Options::idempotency_retention).
+    /// Two calls racing with one key both run `f`, but only one writes: the
+    /// other returns the first's result as a replay.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// let mut runs = 0;
+    /// for _ in 0..3 {
+    ///     // A step retried after a timeout: it counts once.
+    ///     let done = store.update_with_key("deploy-42", "stats", "deploys", |n: Option<u64>| {
+    ///         runs += 1;
+    ///         Ok::<_, statelog::Error>(n.unwrap_or(0) + 1)
+    ///     })?;
+    ///     assert_eq!((done.record.value, done.record.version), (1, 1));
+    /// }
+    /// assert_eq!(runs, 1);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`update`](Self::update); [`Error::IdempotencyKeyReused`];
+    /// [`Error::InvalidOption`] for a key that is not valid.
+    pub fn update_with_key<T, E, F>(
+        &self,
+        idempotency_key: &str,
+        namespace: &str,
+        key: &str,
+        f: F,
+    ) -> std::result::Result<KeyedUpdate<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnMut(Option<T>) -> std::result::Result<T, E>,
+    {
+        let address = key::encode(namespace, key)?;
+        let keyed = self.keyed_call(idempotency_key, update_call(&address), None)?;
+        let (record, replayed) = self.update_keyed(namespace, key, Some(keyed), f)?;
+        Ok(KeyedUpdate { record, replayed })
+    }
+
+    /// [`transaction`](Self::transaction) made idempotent under
+    /// `idempotency_key`: the first run that commits is kept with what `f`
+    /// returned, and a call with the same key made again returns that,
+    /// marked [`replayed`](TxOutcome::replayed), **without running `f`** and
+    /// without writing.
+    ///
+    /// "The same call" is any transaction: before `f` runs, nothing else is
+    /// known about it. An update, an import or a [`Batch`] with this key
+    /// fails with [`Error::IdempotencyKeyReused`]. A transaction that writes
+    /// nothing commits nothing and keeps no key. Two calls racing with one key
+    /// both run `f`, but only one writes: the other returns the first's
+    /// result as a replay.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = statelog::Store::open(dir.path().join("state"), statelog::Options::default())?;
+    /// store.put("accounts", "a", &10)?;
+    /// let pay = |tx: &mut statelog::Tx| {
+    ///     let a: i64 = tx.get("accounts", "a")?.map_or(0, |r| r.value);
+    ///     tx.put("accounts", "a", &(a - 3))?;
+    ///     Ok::<_, statelog::Error>(a - 3)
+    /// };
+    /// let first = store.transaction_with_key("payment-7", pay)?;
+    /// let again = store.transaction_with_key("payment-7", pay)?;
+    /// assert_eq!((first.value, again.value), (7, 7));
+    /// assert!(!first.replayed && again.replayed);
+    /// assert_eq!(store.get::<i64>("accounts", "a")?.unwrap().value, 7);
+    /// # Ok::<(), statelog::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`transaction`](Self::transaction);
+    /// [`Error::IdempotencyKeyReused`]; [`Error::InvalidOption`] for a key
+    /// that is not valid; [`Error::Encode`] if what `f` returns cannot be
+    /// kept.
+    pub fn transaction_with_key<T, E, F>(
+        &self,
+        idempotency_key: &str,
+        f: F,
+    ) -> std::result::Result<TxOutcome<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnMut(&mut Tx) -> std::result::Result<T, E>,
+    {
+        let idempotency = self.keyed_call(idempotency_key, TRANSACTION_CALL.to_vec(), None)?;
+        self.keyed_transaction(idempotency, f)
+    }
+
+    /// A transaction kept under `idempotency` (its call set).
+    pub(crate) fn keyed_transaction<T, E, F>(
+        &self,
+        idempotency: Idempotency,
+        f: F,
+    ) -> std::result::Result<TxOutcome<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnMut(&mut Tx) -> std::result::Result<T, E>,
+    {
+        let key = idempotency.key.clone();
+        let encode = |value: &T| value::encode(IDEMPOTENCY, &key, value);
+        let decode = |bytes: &[u8]| value::decode(IDEMPOTENCY, &key, bytes);
+        let keyed = KeyedCall {
+            idempotency,
+            encode: &encode,
+            decode: &decode,
+        };
+        self.transaction_keyed(Some(keyed), f)
+    }
+
     /// Commits a [`Batch`]: all its writes at one new revision if everything
     /// it depends on holds, otherwise nothing.
     ///

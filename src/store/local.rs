@@ -79,7 +79,14 @@ impl Shared {
         if let Some(lease) = request.coord.lease_in_use() {
             self.leases.check_alive(lease)?;
         }
-        self.committer.commit(self, request)
+        let releases = matches!(request.coord.lock, Some(coord::LockOp::Release { .. }))
+            || matches!(request.coord.lease_op, Some(coord::LeaseOp::End { .. }));
+        let outcome = self.committer.commit(self, request)?;
+        if releases {
+            // Lock waiters try again now (`coord::leases::lock_wait`).
+            self.leases.released();
+        }
+        Ok(outcome)
     }
 
     /// A new lease of `ttl`, taken by `holder` (a description for `locks`).
@@ -448,6 +455,24 @@ impl Backend for Local {
 
     fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
         Ok(self.shared.leases.remaining().into_iter().collect())
+    }
+
+    fn lock_wait(
+        &self,
+        name: &str,
+        lease: u64,
+        wait: Duration,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Reply<u64> {
+        self.shared.check_open()?;
+        let shared: &Shared = &self.shared;
+        Ok(coord::leases::lock_wait(
+            shared,
+            name,
+            lease,
+            wait,
+            still_wanted,
+        )?)
     }
 
     fn restore(&self, load: &BaseLoad) -> Reply<u64> {

@@ -26,12 +26,14 @@ use serde::de::DeserializeOwned;
 
 use crate::access::request::{BaseLoad, BaseRecord, Outcome, Request, WriteKind, WriteOutcome};
 use crate::access::{Backend, BackupOptions, BackupReport, Fault, Reply};
+use crate::coord::Idempotency;
 use crate::error::{Error, Result};
 use crate::key;
 use crate::log::CutTail;
 use crate::options::Options;
 use crate::time::Timestamp;
 use crate::value::{self, RawValue, Versioned};
+use coordination::KeyedCall;
 
 pub use self::snapshot::{KeyRange, List, Snapshot};
 pub use self::txn::Tx;
@@ -70,6 +72,10 @@ pub struct TxOutcome<T> {
     pub value: T,
     /// The revision of the commit; `None` if the transaction wrote nothing.
     pub revision: Option<u64>,
+    /// True when this is the first result of a transaction with the same
+    /// idempotency key ([`Store::transaction_with_key`]), returned again
+    /// without running the closure: nothing was written now.
+    pub replayed: bool,
 }
 
 /// What opening the store had to do to recover from an unclean shutdown.
@@ -907,7 +913,25 @@ impl Store {
     /// [`Error::Decode`] if the stored value is not a `T`; as [`put`](Self::put).
     ///
     /// [`RetryPolicy::max_attempts`]: crate::RetryPolicy::max_attempts
-    pub fn update<T, E, F>(&self, namespace: &str, key: &str, mut f: F) -> Result<Versioned<T>, E>
+    pub fn update<T, E, F>(&self, namespace: &str, key: &str, f: F) -> Result<Versioned<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnMut(Option<T>) -> Result<T, E>,
+    {
+        self.update_keyed(namespace, key, None, f)
+            .map(|(record, _)| record)
+    }
+
+    /// `update`, with an idempotency key for the call when `keyed` (see
+    /// `update_with_key`); true when the result is a replay.
+    pub(crate) fn update_keyed<T, E, F>(
+        &self,
+        namespace: &str,
+        key: &str,
+        keyed: Option<Idempotency>,
+        mut f: F,
+    ) -> Result<(Versioned<T>, bool), E>
     where
         T: Serialize + DeserializeOwned,
         E: From<Error>,
@@ -922,20 +946,38 @@ impl Store {
             .max(Duration::from_secs(10));
         let _turn = self.handle.keylocks.turn(&address, wait);
         self.with_retries(|| {
+            // A known key: the first run's result, without running `f`
+            // (checked before each run: a retried closure would read what
+            // the first run wrote and compute something else).
+            if let Some(keyed) = &keyed
+                && let Some(kept) = self.known_call(keyed)?
+            {
+                return Ok(Attempt::Done((kept.updated(namespace, key)?, true)));
+            }
             let current: Option<Versioned<T>> = self.get(namespace, key)?;
             let expected = current.as_ref().map_or(0, |c| c.version);
             let modified = current.as_ref().map(|c| c.mod_revision);
             let next = f(current.map(|c| c.value))?;
             let bytes = value::encode(namespace, key, &next)?;
+            let idempotency = keyed.as_ref().map(|k| Idempotency {
+                result: Some(bytes.clone()),
+                ..k.clone()
+            });
             let kind = WriteKind::Put {
                 value: bytes,
                 skip_unchanged: false,
             };
-            let request = Request::one(address.clone(), kind, Some(expected), modified);
+            let mut request = Request::one(address.clone(), kind, Some(expected), modified);
+            request.coord.idempotency = idempotency;
             match self.commit(&Arc::new(request)) {
+                Ok(outcome) if outcome.replayed => {
+                    // Another caller with the key committed first.
+                    let kept = self.kept_call(keyed.as_ref())?;
+                    Ok(Attempt::Done((kept.updated(namespace, key)?, true)))
+                }
                 Ok(outcome) => match outcome.writes.first() {
                     Some(WriteOutcome::Put { meta, .. }) => {
-                        Ok(Attempt::Done(Versioned::new(next, *meta)))
+                        Ok(Attempt::Done((Versioned::new(next, *meta), false)))
                     }
                     _ => Err(internal("an update produced no put outcome").into()),
                 },
@@ -970,13 +1012,32 @@ impl Store {
     /// # Errors
     /// What `f` returns; [`Error::Conflict`] after the last attempt; the I/O
     /// errors of a commit.
-    pub fn transaction<T, E, F>(&self, mut f: F) -> Result<TxOutcome<T>, E>
+    pub fn transaction<T, E, F>(&self, f: F) -> Result<TxOutcome<T>, E>
+    where
+        E: From<Error>,
+        F: FnMut(&mut Tx) -> Result<T, E>,
+    {
+        self.transaction_keyed(None, f)
+    }
+
+    /// `transaction`, with an idempotency key for the call when `keyed` (see
+    /// `transaction_with_key`).
+    pub(crate) fn transaction_keyed<T, E, F>(
+        &self,
+        keyed: Option<KeyedCall<'_, T>>,
+        mut f: F,
+    ) -> Result<TxOutcome<T>, E>
     where
         E: From<Error>,
         F: FnMut(&mut Tx) -> Result<T, E>,
     {
         let mut first_loss = None;
         self.with_retries(|| {
+            if let Some(keyed) = &keyed
+                && let Some(kept) = self.known_call(&keyed.idempotency)?
+            {
+                return Ok(Attempt::Done(keyed.replay(kept)?));
+            }
             let generation = self.generation();
             let mut tx = Tx::new(self.snapshot()?);
             let result = f(&mut tx);
@@ -993,15 +1054,33 @@ impl Store {
                 return Ok(Attempt::Done(TxOutcome {
                     value,
                     revision: None,
+                    replayed: false,
                 }));
             }
             // The snapshot goes before the commit (through a holder, its
             // connection is then free for the commit).
-            let request = Arc::new(tx.into_request());
+            let mut request = tx.into_request();
+            if let Some(keyed) = &keyed {
+                request.coord.idempotency = Some(Idempotency {
+                    result: Some((keyed.encode)(&value)?),
+                    ..keyed.idempotency.clone()
+                });
+            }
+            let request = Arc::new(request);
             match self.commit(&request) {
+                Ok(outcome) if outcome.replayed => {
+                    // Another caller with the key committed first.
+                    let idempotency = keyed.as_ref().map(|k| &k.idempotency);
+                    let kept = self.kept_call(idempotency)?;
+                    match &keyed {
+                        Some(keyed) => Ok(Attempt::Done(keyed.replay(kept)?)),
+                        None => Err(internal("a transaction without a key was replayed").into()),
+                    }
+                }
                 Ok(outcome) => Ok(Attempt::Done(TxOutcome {
                     value,
                     revision: outcome.revision,
+                    replayed: false,
                 })),
                 Err(e @ Error::Conflict { .. }) => Ok(Attempt::Conflict(e)),
                 Err(e) => Err(e.into()),

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::snapshot::Snapshot;
 use crate::access::request::{Check, Request, Write, WriteKind};
+use crate::coord::{CoordRequest, Fence};
 use crate::error::{Error, Result};
 use crate::key;
 use crate::time::Timestamp;
@@ -33,6 +34,7 @@ pub struct Tx {
     reads: BTreeMap<Vec<u8>, (u64, Option<u64>)>,
     expects: BTreeMap<Vec<u8>, u64>,
     writes: BTreeMap<Vec<u8>, WriteKind>,
+    fences: Vec<Fence>,
 }
 
 impl Tx {
@@ -42,6 +44,7 @@ impl Tx {
             reads: BTreeMap::new(),
             expects: BTreeMap::new(),
             writes: BTreeMap::new(),
+            fences: Vec::new(),
         }
     }
 
@@ -183,6 +186,23 @@ impl Tx {
         Ok(())
     }
 
+    /// Requires lock `lock` to be held with `token` when the transaction
+    /// commits: a holder that lost the lock (its lease ended) cannot commit
+    /// (see [`Error::Fenced`], which the transaction returns without running
+    /// again). A transaction that writes nothing commits nothing, so nothing
+    /// is checked.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a lock name that is not valid.
+    pub fn fence(&mut self, lock: &str, token: u64) -> Result<()> {
+        crate::coord::check_lock_name(lock)?;
+        self.fences.push(Fence {
+            lock: lock.to_owned(),
+            token,
+        });
+        Ok(())
+    }
+
     /// The snapshot the transaction reads from. Reads through it are not
     /// re-checked at commit.
     pub fn snapshot(&self) -> &Snapshot {
@@ -216,7 +236,10 @@ impl Tx {
                 .into_iter()
                 .map(|(address, kind)| Write { address, kind })
                 .collect(),
-            ..Request::default()
+            coord: CoordRequest {
+                fences: self.fences,
+                ..CoordRequest::default()
+            },
         }
     }
 }

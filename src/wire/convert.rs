@@ -209,6 +209,8 @@ pub fn commit_with_to_wire(request: &Request) -> m::Request {
             idempotency: coord.idempotency.as_ref().map(|i| m::Idempotency {
                 key: i.key.clone(),
                 keep_micros: u64::try_from(i.keep.as_micros()).unwrap_or(u64::MAX),
+                call: i.call.as_deref().map(bytes),
+                result: i.result.as_deref().map(bytes),
             }),
             lease: coord.lease,
             lock: coord.lock.as_ref().map(|l| match l {
@@ -296,6 +298,8 @@ pub fn commit_with_from_wire(
             idempotency: wire.idempotency.map(|i| coord::Idempotency {
                 key: i.key,
                 keep: Duration::from_micros(i.keep_micros),
+                call: i.call.map(ByteBuf::into_vec),
+                result: i.result.map(ByteBuf::into_vec),
             }),
             lease: wire.lease,
             lock: wire.lock.map(|l| match l {
@@ -539,18 +543,19 @@ pub fn progress_to_wire(p: &BackupProgress) -> m::Progress {
     }
 }
 
-/// Backup progress from the wire.
-pub fn progress_from_wire(p: m::Progress) -> BackupProgress {
+/// Backup progress from the wire (`None`: another request's progress).
+pub fn progress_from_wire(p: m::Progress) -> Option<BackupProgress> {
     match p {
         m::Progress::Backup {
             records,
             bytes_copied,
             bytes_to_copy,
-        } => BackupProgress {
+        } => Some(BackupProgress {
             records,
             bytes_copied,
             bytes_to_copy,
-        },
+        }),
+        m::Progress::Waiting => None,
     }
 }
 

@@ -213,6 +213,11 @@ pub enum WireError {
         key: String,
         first: Option<u64>,
     },
+    Value {
+        message: String,
+        line: Option<u64>,
+        column: Option<u64>,
+    },
 }
 
 fn path_to_wire(path: &Path, store: &Path) -> WirePath {
@@ -529,6 +534,15 @@ pub fn to_wire(e: &Error, store: &Path) -> WireError {
             key: key.clone(),
             first: *first,
         },
+        Error::Value {
+            message,
+            line,
+            column,
+        } => WireError::Value {
+            message: message.clone(),
+            line: *line,
+            column: *column,
+        },
     }
 }
 
@@ -778,6 +792,15 @@ pub fn from_wire(e: WireError, store: &Path) -> Error {
         WireError::IdempotencyKeyReused { key, first } => {
             Error::IdempotencyKeyReused { key, first }
         }
+        WireError::Value {
+            message,
+            line,
+            column,
+        } => Error::Value {
+            message,
+            line,
+            column,
+        },
     }
 }
 
@@ -825,6 +848,20 @@ mod tests {
             reason: "r".into(),
         };
         assert_eq!(round_trip(&elsewhere).to_string(), elsewhere.to_string());
+        let value = Error::Value {
+            message: "expected a value".into(),
+            line: Some(2),
+            column: Some(7),
+        };
+        match round_trip(&value) {
+            Error::Value {
+                message,
+                line: Some(2),
+                column: Some(7),
+            } => assert_eq!(message, "expected a value"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(value.to_string(), "line 2, column 7: expected a value");
         let db = Error::Database {
             op: "read a record",
             path: "/srv/holder/store/state.redb".into(),

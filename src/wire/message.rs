@@ -347,6 +347,18 @@ pub enum Request {
     },
     /// What is left of each lease's time. Answer: [`Reply::Remaining`].
     LeaseRemaining,
+    /// Takes a lock under a lease, waiting up to `wait_micros` for its
+    /// release (the holder wakes the waiter when it is released, and keeps
+    /// the lease alive meanwhile, sending [`Progress::Waiting`]). Answer:
+    /// [`Reply::Locked`].
+    LockWait {
+        /// The lock.
+        name: String,
+        /// The lease.
+        lease: u64,
+        /// How long to wait (µs); 0: try once.
+        wait_micros: u64,
+    },
 }
 
 /// What a watch covers.
@@ -487,6 +499,13 @@ pub struct Idempotency {
     pub key: String,
     /// How long to keep it (µs).
     pub keep_micros: u64,
+    /// For a closure-based call (`update`, a transaction, an import): what
+    /// identifies the call, compared instead of the writes.
+    #[serde(default)]
+    pub call: Option<ByteBuf>,
+    /// That call's result (MessagePack), kept for its replays.
+    #[serde(default)]
+    pub result: Option<ByteBuf>,
 }
 
 /// Taking or giving back a lock.
@@ -604,6 +623,8 @@ pub enum Reply {
     LeaseEnded(Option<u64>),
     /// What is left of each lease's time.
     Remaining(Vec<Remaining>),
+    /// A lock granted: its fencing token.
+    Locked(u64),
 }
 
 /// Progress of a long request (so the client's wait measures silence, not
@@ -619,6 +640,8 @@ pub enum Progress {
         /// Log bytes to copy in all.
         bytes_to_copy: u64,
     },
+    /// A [`Request::LockWait`] still waits (and keeps its lease alive).
+    Waiting,
 }
 
 /// A message from the holder after the handshake.

@@ -15,11 +15,16 @@
 //!   collide after normalising stop the import (exit 3) unless merged.
 //!
 //! `--json` prints the report: `{"file", "format", "mode", "records",
-//! "written", "unchanged", "revision", "applied", "conflicts": [{"namespace",
-//! "key", "expected", "actual"}]}`, or for `--legacy` `{"file", "namespace",
-//! "members", "records", "written", "unchanged", "renamed": [{"from", "to"}],
-//! "collisions": [{"key", "sources", "clashing_fields"}], "revision",
-//! "applied"}`.
+//! "written", "unchanged", "revision", "applied", "replayed", "conflicts":
+//! [{"namespace", "key", "expected", "actual"}]}`, or for `--legacy` `{"file",
+//! "namespace", "members", "records", "written", "unchanged", "renamed":
+//! [{"from", "to"}], "collisions": [{"key", "sources", "clashing_fields"}],
+//! "revision", "applied", "replayed"}`.
+//!
+//! `--idempotency-key KEY` (or `STATELOG_IDEMPOTENCY_KEY`): the same file
+//! imported again with KEY prints the first report (`replayed`) and writes
+//! nothing; another file with KEY exits 8. `--fence NAME=TOKEN`: the import
+//! commits only while the lock is held with TOKEN (exit 3 otherwise).
 
 use std::fs::File;
 use std::io::Read;
@@ -39,6 +44,7 @@ use crate::context::{Access, Ctx};
 use crate::exit::{Code, fail};
 use crate::output::plural;
 use crate::progress;
+use crate::writes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {
@@ -62,6 +68,7 @@ pub const EXAMPLES: &str = r#"Examples:
   statelog import state.json                            # merge: ordinary writes, one commit
   statelog import STATUS.md                             # a hand edit back; refused if the store moved on
   statelog import state.json --overwrite                # write every record, whatever the store holds now
+  statelog import state.json --idempotency-key "$GITHUB_RUN_ID-import"   # imports once per run
   statelog --store new init && statelog --store new import state.json --mode restore
   statelog import sync_state.json --legacy --ns sync --normalize lower,strip-www"#;
 
@@ -102,6 +109,16 @@ pub struct Args {
     /// later member in the file wins on clashing fields) instead of stopping
     #[arg(long, requires = "legacy")]
     pub merge_collisions: bool,
+    /// Import only while lock NAME is still held with TOKEN (what `statelog
+    /// lock` passes its command as $STATELOG_LOCK_NAME and
+    /// $STATELOG_LOCK_TOKEN); exit 3 and write nothing otherwise. Repeatable
+    #[arg(long, value_name = "NAME=TOKEN", value_parser = writes::parse_fence, help_heading = writes::HEADING)]
+    pub fence: Vec<(String, u64)>,
+    /// Make this import idempotent under KEY (at most 255 bytes): run again
+    /// with the same KEY and the same file, it prints the first report and
+    /// writes nothing; with another file it exits 8. Not with --mode restore
+    #[arg(long, value_name = "KEY", env = writes::IDEMPOTENCY_KEY_ENV, hide_env_values = true, help_heading = writes::HEADING)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -122,6 +139,7 @@ struct ImportDoc<'a> {
     unchanged: u64,
     revision: Option<u64>,
     applied: bool,
+    replayed: bool,
     conflicts: Vec<ConflictDoc<'a>>,
 }
 
@@ -150,6 +168,7 @@ struct LegacyDoc<'a> {
     collisions: Vec<CollisionDoc<'a>>,
     revision: Option<u64>,
     applied: bool,
+    replayed: bool,
 }
 
 /// The input and its size, when known (for the progress bar).
@@ -209,7 +228,13 @@ fn plain(
             skip_conflicts: args.skip_conflicts,
         },
     };
-    let options = ImportOptions::new(format, mode).progress(counter(bar));
+    let mut options = ImportOptions::new(format, mode).progress(counter(bar));
+    if let Some(key) = idempotency_key(args)? {
+        options = options.idempotency_key(key);
+    }
+    for (lock, token) in &args.fence {
+        options = options.fence(lock.as_str(), *token);
+    }
     let refused = |e: statelog::Error| {
         let hint = match &e {
             statelog::Error::NotEmpty { .. } => {
@@ -224,6 +249,7 @@ fn plain(
     let report = ctx.with_store(Access::Records, |store| {
         snapshot::import_checked(store, checked).map_err(refused)
     })?;
+    note_replayed(ctx, report.replayed);
     let mode_name = match args.mode {
         ModeArg::Merge => "merge",
         ModeArg::Restore => "restore",
@@ -238,6 +264,7 @@ fn plain(
             unchanged: report.unchanged,
             revision: report.revision,
             applied: report.applied,
+            replayed: report.replayed,
             conflicts: report.conflicts.iter().map(conflict_doc).collect(),
         })?;
     } else {
@@ -256,6 +283,41 @@ fn plain(
         ));
     }
     Ok(Code::Ok)
+}
+
+/// The idempotency key, if given (an empty one is none, as for the other
+/// writing commands); a restore takes none, nor a fence.
+fn idempotency_key(args: &Args) -> anyhow::Result<Option<&str>> {
+    if args.mode == ModeArg::Restore {
+        if args
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty())
+        {
+            return Err(fail(
+                Code::Usage,
+                "--idempotency-key does not go with --mode restore: a restore is refused by a \
+                 store that has commits, so it never applies twice",
+            ));
+        }
+        if !args.fence.is_empty() {
+            return Err(fail(
+                Code::Usage,
+                "--fence does not go with --mode restore: a restore writes into a store \
+                 without commits, where no lock is held",
+            ));
+        }
+    }
+    Ok(args.idempotency_key.as_deref().filter(|k| !k.is_empty()))
+}
+
+fn note_replayed(ctx: &Ctx, replayed: bool) {
+    if replayed && !ctx.quiet && !ctx.json {
+        crate::exit::print_stderr(
+            "statelog: this idempotency key was used before for the same import: its first \
+             report follows; nothing was written now\n",
+        );
+    }
 }
 
 fn conflict_doc(c: &ImportConflict) -> ConflictDoc<'_> {
@@ -312,10 +374,16 @@ fn legacy(
             NormalizeArg::DotsToHyphens => normalizer.dots_to_hyphens(),
         };
     }
-    let options = LegacyOptions::new(ns)
+    let mut options = LegacyOptions::new(ns)
         .normalizer(normalizer)
         .merge_collisions(args.merge_collisions)
         .progress(counter(bar));
+    if let Some(key) = idempotency_key(args)? {
+        options = options.idempotency_key(key);
+    }
+    for (lock, token) in &args.fence {
+        options = options.fence(lock.as_str(), *token);
+    }
     let refused =
         |e: statelog::Error| anyhow::Error::new(e).context(format!("did not import {shown}"));
     let checked = snapshot::check_legacy(input, &options).map_err(refused)?;
@@ -323,6 +391,7 @@ fn legacy(
     let report = ctx.with_store(Access::Records, |store| {
         snapshot::import_legacy_checked(store, checked).map_err(refused)
     })?;
+    note_replayed(ctx, report.replayed);
     if ctx.json {
         ctx.print_json(&LegacyDoc {
             file: shown,
@@ -339,6 +408,7 @@ fn legacy(
             collisions: report.collisions.iter().map(collision_doc).collect(),
             revision: report.revision,
             applied: report.applied,
+            replayed: report.replayed,
         })?;
     } else {
         ctx.say(describe_legacy(&report, ns, shown))?;

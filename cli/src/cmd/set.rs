@@ -63,9 +63,9 @@ pub fn read_value(text: &str, what: &str) -> anyhow::Result<RawValue> {
         text.to_owned()
     };
     RawValue::from_json(&text).map_err(|e| {
-        // Problems with the text start with their place; a value that reads
-        // but cannot be stored (too large, too deep) is not a JSON problem.
-        if !(e.starts_with("line ") || e.starts_with("at the end of the input")) {
+        // Problems with the text have their place; a value that reads but
+        // cannot be stored (too large, too deep) is not a JSON problem.
+        if !matches!(e, statelog::Error::Value { line: Some(_), .. }) {
             return fail(Code::Error, format!("{what} cannot be stored: {e}"));
         }
         let trimmed = text.trim_start();
