@@ -206,7 +206,7 @@ pub(crate) fn apply_patch(
                     namespace: namespace.to_owned(),
                     key: key.to_owned(),
                     type_name: "a Python value",
-                    message,
+                    message: message.to_string(),
                 },
             )
         })?,

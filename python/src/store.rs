@@ -557,24 +557,35 @@ impl PyStore {
     /// value (None if absent) and returns the new one. If the record changed
     /// meanwhile, `fn` runs again on the new value. Returns the record written.
     /// Updates of one key from threads sharing this Store take turns.
-    #[pyo3(signature = (namespace, key, fn_))]
+    /// With `idempotency_key`, the key is checked before `fn` runs: once an
+    /// update of this record with that key has committed, calling again
+    /// returns its record (`.replayed` true) without calling `fn`; the key
+    /// used for another request raises IdempotencyKeyReusedError.
+    #[pyo3(signature = (namespace, key, fn_, *, idempotency_key = None))]
     fn update(
         &self,
         py: Python<'_>,
         namespace: String,
         key: String,
         fn_: Py<PyAny>,
+        idempotency_key: Option<String>,
     ) -> PyResult<Record> {
         let store = self.handle(py)?;
         let result = py.detach(|| {
             self.keylocks.turn(&namespace, &key).run(|| {
-                store.update(&namespace, &key, |old: Option<Value>| {
-                    tx::call_update(&namespace, &key, &fn_, old)
-                })
+                let call = |old: Option<Value>| tx::call_update(&namespace, &key, &fn_, old);
+                match &idempotency_key {
+                    None => store.update(&namespace, &key, call).map(|r| (r, false)),
+                    Some(k) => store
+                        .update_with_key(k, &namespace, &key, call)
+                        .map(|u| (u.record, u.replayed)),
+                }
             })
         });
         match result {
-            Ok(record) => Record::from_versioned(py, &namespace, &key, &record),
+            Ok((record, replayed)) => {
+                Record::from_versioned(py, &namespace, &key, &record).map(|r| r.replayed(replayed))
+            }
             Err(CallError::Store(e)) => Err(errors::to_py(py, e)),
             Err(CallError::Python(e)) => Err(e),
         }
@@ -583,10 +594,20 @@ impl PyStore {
     /// Runs `fn(tx)` as one all-or-nothing transaction and returns what it
     /// returned. If a record it read changed before the commit, `fn` runs
     /// again on a fresh snapshot; an exception from `fn` writes nothing.
-    #[pyo3(signature = (fn_))]
-    fn transaction(&self, py: Python<'_>, fn_: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    /// With `idempotency_key`, the key is checked before `fn` runs: once a
+    /// transaction with that key has committed, calling again returns the
+    /// first call's result without calling `fn` (the result is kept in the
+    /// key, so it must be a value the store can hold).
+    #[pyo3(signature = (fn_, *, idempotency_key = None))]
+    fn transaction(
+        &self,
+        py: Python<'_>,
+        fn_: Py<PyAny>,
+        idempotency_key: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
         let store = self.handle(py)?;
-        tx::run_transaction(py, &store, &fn_, self.fork)
+        tx::run_transaction(py, &store, &fn_, self.fork, idempotency_key.as_deref())
+            .map(|(result, _)| result)
     }
 
     /// The records of `namespace` in key order: all, those whose key starts

@@ -203,32 +203,54 @@ impl Transaction {
 }
 
 /// `Store.transaction(fn)`: the library's transaction loop, calling `fn` with
-/// a `Transaction` on each attempt.
+/// a `Transaction` on each attempt. With an idempotency key, the key is
+/// checked before `fn` runs: a replay returns the first call's result (kept
+/// in the key, so it must be a value the store can hold) without calling
+/// `fn`. Returns the result and whether it was a replay.
 pub(crate) fn run_transaction(
     py: Python<'_>,
     store: &Store,
     f: &Py<PyAny>,
     fork: Fork,
-) -> PyResult<Py<PyAny>> {
-    let result = py.detach(|| {
-        store.transaction(|tx: &mut Tx| -> Result<Py<PyAny>, CallError> {
+    idempotency_key: Option<&str>,
+) -> PyResult<(Py<PyAny>, bool)> {
+    let attempt = |tx: &mut Tx| -> Result<Py<PyAny>, CallError> {
+        Python::attach(|py| {
+            let handle = Bound::new(
+                py,
+                Transaction {
+                    tx: Mutex::new(Some(Lent(tx as *mut Tx))),
+                    fork,
+                },
+            )
+            .map_err(CallError::Python)?;
+            let _lend = Lend(handle.get());
+            let value = f.bind(py).call1((handle.clone(),));
+            value.map(Bound::unbind).map_err(CallError::Python)
+        })
+    };
+    let Some(idempotency_key) = idempotency_key else {
+        return match py.detach(|| store.transaction(attempt)) {
+            Ok(outcome) => Ok((outcome.value, false)),
+            Err(CallError::Store(e)) => Err(errors::to_py(py, e)),
+            Err(CallError::Python(e)) => Err(e),
+        };
+    };
+    let keyed = py.detach(|| {
+        store.transaction_with_key(idempotency_key, |tx: &mut Tx| {
+            let result = attempt(tx)?;
             Python::attach(|py| {
-                let handle = Bound::new(
-                    py,
-                    Transaction {
-                        tx: Mutex::new(Some(Lent(tx as *mut Tx))),
-                        fork,
-                    },
-                )
-                .map_err(CallError::Python)?;
-                let _lend = Lend(handle.get());
-                let value = f.bind(py).call1((handle.clone(),));
-                value.map(Bound::unbind).map_err(CallError::Python)
+                convert::to_value(result.bind(py))
+                    .map_err(|e| CallError::Python(errors::encode("(transaction)", "(result)", &e)))
             })
         })
     });
-    match result {
-        Ok(outcome) => Ok(outcome.value),
+    match keyed {
+        Ok(outcome) => {
+            let result = convert::to_python(py, &outcome.value)
+                .map_err(|e| errors::decode("(transaction)", "(result)", &e))?;
+            Ok((result.unbind(), outcome.replayed))
+        }
         Err(CallError::Store(e)) => Err(errors::to_py(py, e)),
         Err(CallError::Python(e)) => Err(e),
     }

@@ -332,7 +332,7 @@ fn record(
                 namespace: namespace.to_owned(),
                 key: key.to_owned(),
                 type_name: "a Python value",
-                message,
+                message: message.to_string(),
             },
         )
     })?;

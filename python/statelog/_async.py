@@ -282,19 +282,30 @@ class AsyncStore:
         )
 
     async def update(
-        self, namespace: str, key: str, fn: Callable[[Any], Any]
+        self,
+        namespace: str,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        idempotency_key: Optional[str] = None,
     ) -> Record:
         """Read, change, write, retried on conflict: ``fn(old)`` returns the
         new value. ``fn`` runs in a worker thread. See :meth:`Store.update`."""
         _plain_function("update", fn)
-        return await self._run(self._store.update, namespace, key, fn)
+        return await self._run(
+            self._store.update, namespace, key, fn, idempotency_key=idempotency_key
+        )
 
-    async def transaction(self, fn: Callable[[Transaction], T]) -> T:
+    async def transaction(
+        self, fn: Callable[[Transaction], T], *, idempotency_key: Optional[str] = None
+    ) -> T:
         """Runs ``fn(tx)`` as one all-or-nothing transaction, re-run on
         conflict; ``fn`` runs in a worker thread. See
         :meth:`Store.transaction`."""
         _plain_function("transaction", fn)
-        return await self._run(self._store.transaction, fn)
+        return await self._run(
+            self._store.transaction, fn, idempotency_key=idempotency_key
+        )
 
     def list(
         self,

@@ -391,12 +391,24 @@ class Store:
         """The leases: id, ttl, holder, since, locks, bound, remaining."""
     def idempotency_keys(self) -> int:
         """How many idempotency keys the store keeps now."""
-    def update(self, namespace: str, key: str, fn: Callable[[Value], Value]) -> Record:
+    def update(
+        self,
+        namespace: str,
+        key: str,
+        fn: Callable[[Value], Value],
+        *,
+        idempotency_key: Optional[str] = None,
+    ) -> Record:
         """``fn(old)`` (None if absent) returns the new value; it runs again
-        if the record changed meanwhile."""
-    def transaction(self, fn: Callable[[Transaction], T]) -> T:
+        if the record changed meanwhile. With ``idempotency_key``, a call
+        after the first one's commit returns its record (``.replayed``)
+        without running ``fn``."""
+    def transaction(
+        self, fn: Callable[[Transaction], T], *, idempotency_key: Optional[str] = None
+    ) -> T:
         """Runs ``fn(tx)`` all or nothing, again on conflict; returns its
-        result."""
+        result. With ``idempotency_key``, a call after the first one's commit
+        returns the first result without running ``fn``."""
     def list(
         self,
         namespace: str,

@@ -265,6 +265,44 @@ def test_a_write_retried_with_its_idempotency_key_is_replayed(reached):
     assert store.idempotency_keys() == 4
 
 
+
+def test_update_and_transaction_with_a_key_run_their_function_once(reached):
+    store = reached
+    calls = []
+
+    def bump(old):
+        calls.append("update")
+        return (old or 0) + 1
+
+    first = store.update("jobs", "n", bump, idempotency_key="step-1")
+    again = store.update("jobs", "n", bump, idempotency_key="step-1")
+    assert calls == ["update"]  # the key is checked before fn runs
+    assert not first.replayed and again.replayed
+    assert (again.value, again.version) == (1, first.version)
+    assert store.get("jobs", "n").value == 1
+    with pytest.raises(statelog.IdempotencyKeyReusedError):
+        store.update("jobs", "other", bump, idempotency_key="step-1")
+    assert calls == ["update"]
+
+    def move(tx):
+        calls.append("tx")
+        tx.put("jobs", "t", "done")
+        return {"moved": 1, "big": 2**70}
+
+    assert store.transaction(move, idempotency_key="tx-1") == {"moved": 1, "big": 2**70}
+    revision = store.revision
+    assert store.transaction(move, idempotency_key="tx-1") == {"moved": 1, "big": 2**70}
+    assert calls == ["update", "tx"]
+    assert store.revision == revision  # the replay wrote nothing
+
+    def unstorable(tx):
+        tx.put("jobs", "u", 1)
+        return object()
+
+    with pytest.raises(statelog.EncodeError):
+        store.transaction(unstorable, idempotency_key="tx-2")
+    assert store.get("jobs", "u") is None
+
 def test_async_patch_incr_and_idempotency(path):
     async def main():
         async with statelog.AsyncStore.open(path) as store:

@@ -108,6 +108,29 @@ pub(crate) struct IdempotencyRecord {
 }
 
 impl IdempotencyRecord {
+    /// The record with a kept revision of 0 read as `revision`, the key
+    /// record's own modification revision: a store on etcd writes the key in
+    /// the commit's own `Txn`, before that commit's revision is known.
+    pub(crate) fn zero_revision_as(mut self, revision: u64) -> Self {
+        if self.revision == Some(0) {
+            self.revision = Some(revision);
+        }
+        for write in &mut self.writes {
+            if let KeptWrite::Put {
+                created, modified, ..
+            } = write
+            {
+                if *created == 0 {
+                    *created = revision;
+                }
+                if *modified == 0 {
+                    *modified = revision;
+                }
+            }
+        }
+        self
+    }
+
     pub(crate) fn new(digest: [u8; 16], expires: Timestamp, outcome: &Outcome) -> Self {
         IdempotencyRecord {
             digest: ByteBuf::from(digest.to_vec()),

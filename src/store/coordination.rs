@@ -530,8 +530,8 @@ impl Store {
         let mut found = None;
         self.call(|b| {
             found = None;
-            b.get(&address, &mut |_, bytes| {
-                found = Some(IdempotencyRecord::decode(bytes)?);
+            b.get(&address, &mut |meta, bytes| {
+                found = Some(IdempotencyRecord::decode(bytes)?.zero_revision_as(meta.mod_revision));
                 Ok(())
             })
         })?;

@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::access::request::{BaseLoad, Outcome, Request, WriteKind};
 use crate::access::{Backend, Fault, ReadRecord, ReadView, Reply, Stats};
 use crate::backup::{BackupOptions, BackupReport};
 use crate::coord::keylocks::KeyLocks;
+use crate::coord::{CoordRequest, LockOp};
 use crate::error::{Error, Result};
 use crate::etcd::view::EtcdView;
 use crate::etcd::{EtcdStore, open_store};
@@ -202,6 +203,75 @@ impl Backend for EtcdBackend {
 
     fn lease_remaining(&self) -> Reply<Vec<(u64, Duration)>> {
         Ok(self.store.lease_clocks()?)
+    }
+
+    /// Tries the lock's `Txn` until it is granted or `wait` is up. etcd tells
+    /// this client nothing when another one releases, so a waiter tries again
+    /// after jittered pauses (2 ms doubling to 100 ms), keeping its lease
+    /// alive every third of its TTL.
+    fn lock_wait(
+        &self,
+        name: &str,
+        lease: u64,
+        wait: Duration,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Reply<u64> {
+        let start = Instant::now();
+        let mut every = Duration::from_millis(500);
+        if !wait.is_zero() {
+            every = every.min(self.lease_keep_alive(lease)? / 3);
+        }
+        let mut kept = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        let request = Request {
+            coord: CoordRequest {
+                lock: Some(LockOp::Acquire {
+                    name: name.to_owned(),
+                    lease,
+                }),
+                ..CoordRequest::default()
+            },
+            ..Request::default()
+        };
+        loop {
+            match self.store.commit_coordinated(&request) {
+                Ok(outcome) => {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    return outcome.revision.ok_or_else(|| {
+                        Fault::Failed(Error::Poisoned {
+                            cause: "internal error: a lock was granted without a commit".to_owned(),
+                        })
+                    });
+                }
+                Err(Error::LockHeld {
+                    lock,
+                    token,
+                    holder,
+                    ..
+                }) => {
+                    let waited = start.elapsed();
+                    if waited >= wait {
+                        return Err(Fault::Failed(Error::LockHeld {
+                            lock,
+                            token,
+                            holder,
+                            waited,
+                        }));
+                    }
+                    if kept.elapsed() >= every {
+                        if !still_wanted() {
+                            return Err(Fault::Failed(Error::LeaseExpired { lease }));
+                        }
+                        self.lease_keep_alive(lease)?;
+                        kept = Instant::now();
+                    }
+                    let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64));
+                    std::thread::sleep((pause / 2 + jitter).min(wait - waited));
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(e) => return Err(Fault::Failed(e)),
+            }
+        }
     }
 
     fn close(&self) -> Result<()> {

@@ -423,3 +423,68 @@ fn the_past_beyond_etcds_compaction_says_so() {
     );
     assert_eq!(store.stats().first_revision, revisions[3]);
 }
+
+/// `update` and transactions with an idempotency key, from two handles (two
+/// machines): the key is checked before the closure runs, so a retry replays
+/// the first result without running it, and a lock waited for through etcd
+/// is granted once its holder gives it back.
+#[test]
+fn keyed_updates_and_transactions_run_once_and_lock_waits_end_with_the_release() {
+    let cluster = Cluster::single();
+    let endpoints = cluster.endpoints().join(",");
+    let store = open(&endpoints, "keyed");
+    let other = open(&endpoints, "keyed");
+    let runs = std::cell::Cell::new(0);
+    let bump = |old: Option<u64>| -> Result<u64, Error> {
+        runs.set(runs.get() + 1);
+        Ok(old.unwrap_or(0) + 1)
+    };
+    let first = store.update_with_key("step-1", "jobs", "n", bump).unwrap();
+    let again = other.update_with_key("step-1", "jobs", "n", bump).unwrap();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(runs.get(), 1, "a replay ran the closure");
+    assert_eq!(again.record.value, 1);
+    assert_eq!(again.record.version, first.record.version);
+    assert_eq!(store.get::<u64>("jobs", "n").unwrap().unwrap().value, 1);
+    // The key belongs to that update: another record is a different request.
+    assert!(matches!(
+        other.update_with_key("step-1", "jobs", "m", bump),
+        Err(Error::IdempotencyKeyReused { .. })
+    ));
+
+    let tx = |tx: &mut statelog::Tx| -> Result<u64, Error> {
+        runs.set(runs.get() + 1);
+        tx.put("jobs", "t", &"done")?;
+        Ok(7)
+    };
+    let one = store.transaction_with_key("tx-1", tx).unwrap();
+    let two = other.transaction_with_key("tx-1", tx).unwrap();
+    assert!(!one.replayed && two.replayed);
+    assert_eq!((two.value, two.revision), (7, one.revision));
+    assert_eq!(runs.get(), 2);
+
+    let holder = store.grant_lease(Duration::from_secs(10)).unwrap();
+    let grant = holder.lock("deploy", None).unwrap();
+    let waiter = other.grant_lease(Duration::from_secs(10)).unwrap();
+    let started = Instant::now();
+    let (next, first_token) = std::thread::scope(|scope| {
+        let release = scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            holder.unlock(&grant).unwrap();
+            grant.token
+        });
+        let next = waiter
+            .lock("deploy", Some(Duration::from_secs(20)))
+            .unwrap();
+        (next, release.join().unwrap())
+    });
+    assert!(next.token > first_token);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(matches!(
+        store
+            .grant_lease(Duration::from_secs(10))
+            .unwrap()
+            .lock("deploy", Some(Duration::from_millis(200))),
+        Err(Error::LockHeld { .. })
+    ));
+}
