@@ -216,17 +216,7 @@ pub(crate) fn lock_wait(
     }
     loop {
         let seen = leases.releases();
-        let request = Request {
-            coord: CoordRequest {
-                lock: Some(LockOp::Acquire {
-                    name: name.to_owned(),
-                    lease,
-                }),
-                ..CoordRequest::default()
-            },
-            ..Request::default()
-        };
-        match shared.commit(request) {
+        match shared.commit(acquire_request(name, lease)) {
             Ok(outcome) => {
                 return outcome.revision.ok_or_else(|| Error::Poisoned {
                     cause: "internal error: a lock was granted without a commit".to_owned(),
@@ -264,6 +254,20 @@ pub(crate) fn lock_wait(
                 tick = Instant::now() + every;
             }
         }
+    }
+}
+
+/// The request that takes lock `name` under lease `lease`.
+pub(crate) fn acquire_request(name: &str, lease: u64) -> Request {
+    Request {
+        coord: CoordRequest {
+            lock: Some(LockOp::Acquire {
+                name: name.to_owned(),
+                lease,
+            }),
+            ..CoordRequest::default()
+        },
+        ..Request::default()
     }
 }
 

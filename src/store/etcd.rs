@@ -12,7 +12,6 @@ use crate::access::request::{BaseLoad, Outcome, Request, WriteKind};
 use crate::access::{Backend, Fault, ReadRecord, ReadView, Reply, Stats};
 use crate::backup::{BackupOptions, BackupReport};
 use crate::coord::keylocks::KeyLocks;
-use crate::coord::{CoordRequest, LockOp};
 use crate::error::{Error, Result};
 use crate::etcd::view::EtcdView;
 use crate::etcd::{EtcdStore, open_store};
@@ -223,16 +222,7 @@ impl Backend for EtcdBackend {
         }
         let mut kept = Instant::now();
         let mut pause = Duration::from_millis(2);
-        let request = Request {
-            coord: CoordRequest {
-                lock: Some(LockOp::Acquire {
-                    name: name.to_owned(),
-                    lease,
-                }),
-                ..CoordRequest::default()
-            },
-            ..Request::default()
-        };
+        let request = crate::coord::leases::acquire_request(name, lease);
         loop {
             match self.store.commit_coordinated(&request) {
                 Ok(outcome) => {

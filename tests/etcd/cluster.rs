@@ -11,13 +11,12 @@
 //! became of each unknown outcome.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use statelog::{Error, EtcdOptions, Options, Store};
 
+use crate::children::Children;
 use crate::common;
 use crate::harness::{Cluster, Settings};
 
@@ -48,30 +47,12 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
     let endpoints = cluster.endpoints().join(",");
     // Created once, before the clients race to create it.
     open(&endpoints).close().unwrap();
-    let mut children = Vec::new();
-    for p in 0..PROCESSES {
-        let arg = format!("{endpoints}|{p}|{}", stop.display());
-        let mut child = common::child_command(TEST, "increment", &arg)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn a client process");
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        let lines = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|line| line.find("@@").map(|at| line[at..].to_owned()))
-                .collect::<Vec<_>>()
-        });
-        let errors = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-            text
-        });
-        children.push((child, lines, errors));
-    }
+    let children = Children::spawn(
+        TEST,
+        "increment",
+        &format!("{endpoints}|{}", stop.display()),
+        PROCESSES,
+    );
 
     let pause = Duration::from_millis(1500);
     std::thread::sleep(pause);
@@ -92,22 +73,13 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
 
     let mut acked = BTreeSet::new();
     let mut unknown = BTreeSet::new();
-    for (mut child, lines, errors) in children {
-        let status = child.wait().expect("wait for a client process");
-        let lines = lines.join().expect("the reader thread");
-        let errors = errors.join().expect("the reader thread");
-        assert!(
-            status.success(),
-            "a client process failed ({status}):\n{errors}"
-        );
-        for line in lines {
-            let mut parts = line.split_whitespace();
-            let (kind, marker) = (parts.next(), parts.next().map(str::to_owned));
-            match (kind, marker) {
-                (Some("@@ack"), Some(m)) => assert!(acked.insert(m)),
-                (Some("@@unknown"), Some(m)) => assert!(unknown.insert(m)),
-                _ => {}
-            }
+    for line in children.wait() {
+        let mut parts = line.split_whitespace();
+        let (kind, marker) = (parts.next(), parts.next().map(str::to_owned));
+        match (kind, marker) {
+            (Some("@@ack"), Some(m)) => assert!(acked.insert(m)),
+            (Some("@@unknown"), Some(m)) => assert!(unknown.insert(m)),
+            _ => {}
         }
     }
 
@@ -153,8 +125,8 @@ fn counter_is_exact_while_a_member_then_the_leader_is_killed() {
 fn child(arg: &str) {
     let mut parts = arg.split('|');
     let endpoints = parts.next().unwrap().to_owned();
-    let process: usize = parts.next().unwrap().parse().unwrap();
     let stop = PathBuf::from(parts.next().unwrap());
+    let process: usize = parts.next().unwrap().parse().unwrap();
     let store = open(&endpoints);
     let start = Instant::now();
     let mut i = 0u64;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use statelog::testkit::etcd::Client;
 use statelog::{Batch, Error, EtcdOptions, Options, Patch, Store, Watch};
 
+use crate::children::Children;
 use crate::common;
 use crate::harness::{Cluster, Settings};
 
@@ -28,61 +29,6 @@ fn open(endpoints: &str, prefix: &str) -> Store {
             .failover_timeout(Duration::from_secs(30)),
     );
     Store::open(format!("etcd://{endpoints}/{prefix}"), options).expect("open the store")
-}
-
-/// Spawns `count` children of `test` playing `role` with `arg|index`; their
-/// `@@` lines are collected.
-struct Children {
-    running: Vec<(
-        std::process::Child,
-        std::thread::JoinHandle<Vec<String>>,
-        std::thread::JoinHandle<String>,
-    )>,
-}
-
-impl Children {
-    fn spawn(test: &str, role: &str, arg: &str, count: usize) -> Children {
-        let mut running = Vec::new();
-        for p in 0..count {
-            let mut child = common::child_command(test, role, &format!("{arg}|{p}"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn a client process");
-            let stdout = child.stdout.take().expect("piped");
-            let stderr = child.stderr.take().expect("piped");
-            let lines = std::thread::spawn(move || {
-                BufReader::new(stdout)
-                    .lines()
-                    .map_while(Result::ok)
-                    .filter_map(|line| line.find("@@").map(|at| line[at..].to_owned()))
-                    .collect::<Vec<_>>()
-            });
-            let errors = std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-                text
-            });
-            running.push((child, lines, errors));
-        }
-        Children { running }
-    }
-
-    /// Waits for every child; each must succeed. Their `@@` lines.
-    fn wait(self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (mut child, lines, errors) in self.running {
-            let status = child.wait().expect("wait for a client process");
-            let lines = lines.join().expect("the reader thread");
-            let errors = errors.join().expect("the reader thread");
-            assert!(
-                status.success(),
-                "a client process failed ({status}):\n{errors}"
-            );
-            out.extend(lines);
-        }
-        out
-    }
 }
 
 const PATCH_TEST: &str =

@@ -10,6 +10,7 @@
 mod common;
 
 mod auth;
+mod children;
 mod cluster;
 mod coordination;
 mod harness;
