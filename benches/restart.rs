@@ -83,6 +83,15 @@ fn drop_caches() {
     std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches (root only)");
 }
 
+/// Writes the copy just made to disk: otherwise the reopen's first syncs of
+/// the state database write back the whole copied file, timing the copy
+/// rather than the restart (1.6-2x the reopen's time under load).
+fn write_back() {
+    std::process::Command::new("sync")
+        .status()
+        .expect("run sync");
+}
+
 fn line(name: &str, s: Summary, unit: &str) {
     println!(
         "| {name} | {:.3} | {:.3} | {:.3} | {unit} |",
@@ -141,6 +150,8 @@ fn restart(config: &Config, dir: &Path) {
         common::copy_dir(&crashed, &work);
         if config.cold {
             drop_caches();
+        } else {
+            write_back();
         }
         let start = Instant::now();
         let store = Store::open(&work, Options::default()).expect("reopen after the kill");

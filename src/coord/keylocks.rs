@@ -11,7 +11,7 @@
 //! check as before), and a thread that already holds a key's turn (an update
 //! inside another update's closure) does not wait for itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,20 @@ use parking_lot::{Condvar, Mutex};
 /// Whose turn each key is.
 #[derive(Debug, Default)]
 pub(crate) struct KeyLocks {
-    held: Mutex<HashMap<Vec<u8>, ThreadId>>,
+    held: Mutex<HashMap<Vec<u8>, Key>>,
     freed: Condvar,
+}
+
+/// A key in use: who has its turn and who waits for it, in arrival order.
+/// Turns are handed to the oldest waiter rather than taken by whoever runs
+/// first: a thread that gives the key up and asks again at once would
+/// otherwise win it back before the woken waiters run, and a waiter could
+/// go without a turn for hundreds of updates.
+#[derive(Debug)]
+struct Key {
+    owner: Option<ThreadId>,
+    waiting: VecDeque<u64>,
+    next_ticket: u64,
 }
 
 /// A key's turn; the next waiter's comes when it is dropped.
@@ -36,30 +48,64 @@ impl KeyLocks {
         let me = std::thread::current().id();
         let deadline = Instant::now() + limit;
         let mut held = self.held.lock();
+        let ticket = match held.get_mut(address) {
+            None => {
+                held.insert(
+                    address.to_vec(),
+                    Key {
+                        owner: Some(me),
+                        waiting: VecDeque::new(),
+                        next_ticket: 0,
+                    },
+                );
+                return self.granted(address);
+            }
+            Some(key) if key.owner == Some(me) => return self.unqueued(),
+            Some(key) => {
+                let ticket = key.next_ticket;
+                key.next_ticket += 1;
+                key.waiting.push_back(ticket);
+                ticket
+            }
+        };
         loop {
-            match held.get(address) {
-                None => {
-                    held.insert(address.to_vec(), me);
-                    return Turn {
-                        locks: self,
-                        address: Some(address.to_vec()),
-                    };
-                }
-                Some(owner) if *owner == me => {
-                    return Turn {
-                        locks: self,
-                        address: None,
-                    };
-                }
-                Some(_) => {
-                    if self.freed.wait_until(&mut held, deadline).timed_out() {
-                        return Turn {
-                            locks: self,
-                            address: None,
-                        };
+            let timed_out = self.freed.wait_until(&mut held, deadline).timed_out();
+            let Some(key) = held.get_mut(address) else {
+                // Unreachable while this ticket waits in the key's queue.
+                return self.unqueued();
+            };
+            if key.owner.is_none() && key.waiting.front() == Some(&ticket) {
+                key.waiting.pop_front();
+                key.owner = Some(me);
+                return self.granted(address);
+            }
+            if timed_out {
+                key.waiting.retain(|&t| t != ticket);
+                if key.owner.is_none() {
+                    // The turn was free and waited for this ticket's
+                    // predecessors: pass it on, or let the key go.
+                    if key.waiting.is_empty() {
+                        held.remove(address);
+                    } else {
+                        self.freed.notify_all();
                     }
                 }
+                return self.unqueued();
             }
+        }
+    }
+
+    fn granted(&self, address: &[u8]) -> Turn<'_> {
+        Turn {
+            locks: self,
+            address: Some(address.to_vec()),
+        }
+    }
+
+    fn unqueued(&self) -> Turn<'_> {
+        Turn {
+            locks: self,
+            address: None,
         }
     }
 }
@@ -67,8 +113,17 @@ impl KeyLocks {
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         if let Some(address) = self.address.take() {
-            self.locks.held.lock().remove(&address);
-            self.locks.freed.notify_all();
+            let mut held = self.locks.held.lock();
+            match held.get_mut(&address) {
+                Some(key) if !key.waiting.is_empty() => {
+                    key.owner = None;
+                    drop(held);
+                    self.locks.freed.notify_all();
+                }
+                _ => {
+                    held.remove(&address);
+                }
+            }
         }
     }
 }
@@ -100,6 +155,36 @@ mod tests {
         for t in threads {
             t.join().expect("no thread saw another inside");
         }
+        assert!(locks.held.lock().is_empty());
+    }
+
+    #[test]
+    fn a_thread_that_gives_a_key_up_and_asks_again_waits_behind_the_waiters() {
+        let locks = Arc::new(KeyLocks::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = locks.turn(b"k", Duration::from_secs(60));
+        let waiter = {
+            let (locks, order) = (Arc::clone(&locks), Arc::clone(&order));
+            std::thread::spawn(move || {
+                let _turn = locks.turn(b"k", Duration::from_secs(60));
+                order.lock().push("waiter");
+            })
+        };
+        while locks
+            .held
+            .lock()
+            .get(&b"k"[..])
+            .map_or(0, |k| k.waiting.len())
+            == 0
+        {
+            std::thread::yield_now();
+        }
+        drop(first);
+        let again = locks.turn(b"k", Duration::from_secs(60));
+        order.lock().push("again");
+        drop(again);
+        waiter.join().expect("the waiter got its turn");
+        assert_eq!(*order.lock(), ["waiter", "again"]);
         assert!(locks.held.lock().is_empty());
     }
 }
