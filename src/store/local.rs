@@ -355,7 +355,14 @@ impl Local {
             leases: coord::leases::Leases::default(),
             _lock: opened.lock,
         });
-        coord::leases::load(shared.as_ref())?;
+        // The first read of the lease table may meet damage the replay did
+        // not read (redb panics on some pages it was not asked to verify):
+        // an error naming repair, not a panic in the caller's process.
+        crate::db::contain_panic(|| coord::leases::load(shared.as_ref()))
+            .map_err(|panicked| {
+                crate::db::file::damaged(&path.join(crate::layout::DB_FILE), panicked)
+            })
+            .and_then(|loaded| loaded)?;
         if shared.engine.lock().read_only().is_none() {
             coord::leases::prune(shared.as_ref());
         }
