@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::client::to_i64;
-use super::ops::{EtcdStore, actual_versions, compare, conflict, header_revision};
+use super::ops::{EtcdStore, actual_versions, check_compare, compare, conflict, header_revision};
 use super::{errors, proto, record};
 use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
 use crate::coord::{self, Expansion, IDEMPOTENCY, LEASES, LOCKS, LockOp};
@@ -237,18 +237,7 @@ impl EtcdStore {
         }
         for check in &request.checks {
             let key = layout.record_of_address(&check.address);
-            compares.push(match check.modified {
-                Some(m) => compare(
-                    &key,
-                    proto::CompareTarget::Mod,
-                    proto::TargetUnion::ModRevision(to_i64(m)),
-                ),
-                None => compare(
-                    &key,
-                    proto::CompareTarget::Version,
-                    proto::TargetUnion::Version(to_i64(check.expected)),
-                ),
-            });
+            compares.push(check_compare(&key, check));
             read_back(key);
         }
         for (address, read) in reads {

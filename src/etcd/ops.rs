@@ -385,18 +385,7 @@ impl EtcdStore {
         }
         for check in &request.checks {
             let key = self.layout.record_of_address(&check.address);
-            compares.push(match check.modified {
-                Some(m) => compare(
-                    &key,
-                    proto::CompareTarget::Mod,
-                    proto::TargetUnion::ModRevision(to_i64(m)),
-                ),
-                None => compare(
-                    &key,
-                    proto::CompareTarget::Version,
-                    proto::TargetUnion::Version(to_i64(check.expected)),
-                ),
-            });
+            compares.push(check_compare(&key, check));
             compared.push(key);
         }
         let mut writes = Vec::new();
@@ -549,6 +538,23 @@ pub(crate) fn compare(
         key: key.to_vec(),
         target_union: Some(value),
         range_end: Vec::new(),
+    }
+}
+
+/// The compare of a transaction's read check on `key`: the modification
+/// revision it read, or (without one) the version it expects.
+pub(crate) fn check_compare(key: &[u8], check: &Check) -> proto::Compare {
+    match check.modified {
+        Some(m) => compare(
+            key,
+            proto::CompareTarget::Mod,
+            proto::TargetUnion::ModRevision(to_i64(m)),
+        ),
+        None => compare(
+            key,
+            proto::CompareTarget::Version,
+            proto::TargetUnion::Version(to_i64(check.expected)),
+        ),
     }
 }
 
