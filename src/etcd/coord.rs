@@ -31,7 +31,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::client::to_i64;
-use super::ops::{EtcdStore, actual_versions, check_compare, compare, conflict, header_revision};
+use super::ops::{
+    EtcdStore, actual_versions, as_read_compare, check_compare, compare, conflict, header_revision,
+};
 use super::{errors, proto, record};
 use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
 use crate::coord::{self, Expansion, IDEMPOTENCY, LEASES, LOCKS, LockOp};
@@ -242,18 +244,7 @@ impl EtcdStore {
         }
         for (address, read) in reads {
             let key = layout.record_of_address(address);
-            compares.push(match read {
-                Some((meta, _)) => compare(
-                    &key,
-                    proto::CompareTarget::Mod,
-                    proto::TargetUnion::ModRevision(to_i64(meta.mod_revision)),
-                ),
-                None => compare(
-                    &key,
-                    proto::CompareTarget::Version,
-                    proto::TargetUnion::Version(0),
-                ),
-            });
+            compares.push(as_read_compare(&key, read.as_ref().map(|(meta, _)| meta)));
         }
         let mut success = Vec::new();
         for (write, lease) in writes.iter().zip(leases) {

@@ -394,18 +394,7 @@ impl EtcdStore {
             if let Some(read) = current.get(&write.address) {
                 // Valid only while the record is still as it was read.
                 if !compared.contains(&key) {
-                    compares.push(match read {
-                        Some((meta, _)) => compare(
-                            &key,
-                            proto::CompareTarget::Mod,
-                            proto::TargetUnion::ModRevision(to_i64(meta.mod_revision)),
-                        ),
-                        None => compare(
-                            &key,
-                            proto::CompareTarget::Version,
-                            proto::TargetUnion::Version(0),
-                        ),
-                    });
+                    compares.push(as_read_compare(&key, read.as_ref().map(|(meta, _)| meta)));
                     compared.push(key.clone());
                 }
             }
@@ -538,6 +527,23 @@ pub(crate) fn compare(
         key: key.to_vec(),
         target_union: Some(value),
         range_end: Vec::new(),
+    }
+}
+
+/// The compare that holds while the record at `key` is still as it was
+/// read: the same modification revision, or still absent.
+pub(crate) fn as_read_compare(key: &[u8], read: Option<&crate::value::Meta>) -> proto::Compare {
+    match read {
+        Some(meta) => compare(
+            key,
+            proto::CompareTarget::Mod,
+            proto::TargetUnion::ModRevision(to_i64(meta.mod_revision)),
+        ),
+        None => compare(
+            key,
+            proto::CompareTarget::Version,
+            proto::TargetUnion::Version(0),
+        ),
     }
 }
 
