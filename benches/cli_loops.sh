@@ -7,12 +7,17 @@
 # concurrent commits share its syncs). Checks the final counts and prints both
 # runs and their ratio. Usage: benches/cli_loops.sh [INVOCATIONS_PER_LOOP]
 # (default 200). The store goes under target/tmp (same disk as the checkout),
-# or $STATELOG_BENCH_DIR.
+# or $STATELOG_BENCH_DIR. $STATELOG_BENCH_BIN runs another build of `statelog`
+# instead of building this checkout's (to compare two builds in turn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 per_loop="${1:-200}"
-cargo build --release --quiet --bin statelog
-bin="$PWD/target/release/statelog"
+if [ -n "${STATELOG_BENCH_BIN:-}" ]; then
+    bin="$(realpath "$STATELOG_BENCH_BIN")"
+else
+    cargo build --release --quiet --bin statelog
+    bin="$PWD/target/release/statelog"
+fi
 base="${STATELOG_BENCH_DIR:-$PWD/target/tmp}"
 mkdir -p "$base"
 work="$(mktemp -d "$base/cli-loops-XXXXXX")"

@@ -8,6 +8,7 @@
 //! may come before the command (`statelog --store DIR get ...`);
 //! [`Settings::resolve`] merges the two places.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -104,6 +105,45 @@ pub struct Cli {
 /// completions and the man page).
 pub fn command() -> clap::Command {
     Cli::command()
+}
+
+/// The definition to parse `args` (the whole command line, the program's
+/// name first) with when its command is one [`crate::cmd::alone`] builds on
+/// its own: the top level's flags and that one command. `None` sends the
+/// caller to [`command`]: no command, or a flag before it that is not one of
+/// the global flags (`--help`, `--version`, a typo). Parsing with it accepts
+/// only what the whole definition accepts, with the same matches; whatever it
+/// refuses (help included) is parsed again with the whole definition, so
+/// that help and errors are exactly its.
+pub fn command_for(args: &[OsString]) -> Option<clap::Command> {
+    let mut rest = args.iter().skip(1);
+    let name = loop {
+        let arg = rest.next()?.to_str()?;
+        match arg {
+            "--store" | "--wait" => {
+                rest.next()?;
+            }
+            "--no-wait" | "--json" | "--quiet" | "--verbose" => {}
+            _ if arg.starts_with("--store=") || arg.starts_with("--wait=") => {}
+            // -q, -v, -vv, -qv ...
+            _ if arg.len() > 1
+                && arg.starts_with('-')
+                && arg[1..].chars().all(|c| c == 'q' || c == 'v') => {}
+            _ if arg.starts_with('-') => return None,
+            name => break name,
+        }
+    };
+    let one = crate::cmd::alone(name)?;
+    let top = clap::Command::new("statelog")
+        .version(VERSION.as_str())
+        .max_term_width(100)
+        .args_override_self(true)
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        // The derive's group of `Cli`'s own arguments (it has none).
+        .group(clap::ArgGroup::new("Cli").multiple(true));
+    let top = OutputArgs::augment_args(WaitArgs::augment_args(StoreArgs::augment_args(top)));
+    Some(top.subcommand(one))
 }
 
 /// Which store.
@@ -220,9 +260,13 @@ impl Settings {
     /// (`sub`, the matches of the subcommand `name`): after the command wins
     /// over before it, either over the environment, the environment over the
     /// default. A flag given before a command that does not take it is a
-    /// usage error naming it.
-    pub fn resolve(top: &ArgMatches, name: &str, sub: &ArgMatches) -> Result<Settings, String> {
-        let definition = command();
+    /// usage error naming it. `definition` is the one `top` was parsed with.
+    pub fn resolve(
+        definition: &clap::Command,
+        top: &ArgMatches,
+        name: &str,
+        sub: &ArgMatches,
+    ) -> Result<Settings, String> {
         let takes: Vec<String> = definition
             .find_subcommand(name)
             .map(|c| c.get_arguments().map(|a| a.get_id().to_string()).collect())
@@ -324,11 +368,12 @@ mod tests {
     fn settings(args: &[&str]) -> Result<Settings, String> {
         let mut all = vec!["statelog"];
         all.extend_from_slice(args);
-        let top = command()
-            .try_get_matches_from(all)
+        let mut definition = command();
+        let top = definition
+            .try_get_matches_from_mut(all)
             .map_err(|e| e.to_string())?;
         let (name, sub) = top.subcommand().expect("a subcommand");
-        Settings::resolve(&top, name, sub)
+        Settings::resolve(&definition, &top, name, sub)
     }
 
     #[test]
@@ -344,6 +389,121 @@ mod tests {
         assert!(s.json);
         assert_eq!(s.verbose, 2);
         assert_eq!(s.wait, Duration::ZERO);
+    }
+
+    const ALONE: [&str; 5] = ["get", "set", "patch", "incr", "del"];
+
+    fn described<'a>(args: impl Iterator<Item = &'a clap::Arg>) -> Vec<String> {
+        args.map(|a| format!("{a:?}")).collect()
+    }
+
+    #[test]
+    fn a_command_alone_is_defined_as_in_the_whole() {
+        let whole = command();
+        for name in ALONE {
+            let alone = command_for(&["statelog".into(), name.into()]).expect(name);
+            assert_eq!(
+                described(alone.get_arguments()),
+                described(whole.get_arguments()),
+                "top level, parsing {name}"
+            );
+            let groups = |c: &clap::Command| -> Vec<String> {
+                c.get_groups().map(|g| format!("{g:?}")).collect()
+            };
+            assert_eq!(groups(&alone), groups(&whole), "top level, parsing {name}");
+            let one = alone.find_subcommand(name).expect(name);
+            let same = whole.find_subcommand(name).expect(name);
+            assert_eq!(
+                described(one.get_arguments()),
+                described(same.get_arguments()),
+                "{name}"
+            );
+            assert_eq!(groups(one), groups(same), "{name}");
+            assert_eq!(
+                one.is_allow_negative_numbers_set(),
+                same.is_allow_negative_numbers_set(),
+                "{name}"
+            );
+        }
+        assert!(crate::cmd::alone("export").is_none());
+    }
+
+    #[test]
+    fn a_command_alone_parses_as_the_whole_or_not_at_all() {
+        let lines: &[&[&str]] = &[
+            &["get", "ns", "k"],
+            &[
+                "--store", "a", "-v", "get", "--json", "ns", "k", "--field", "x.y",
+            ],
+            &["--store=a", "--wait=2", "incr", "ns", "k", "n", "-3"],
+            &[
+                "-qv",
+                "--no-wait",
+                "incr",
+                "ns",
+                "k",
+                "n",
+                "2.5",
+                "--store",
+                "b",
+            ],
+            &["set", "ns", "k", "{\"a\":1}", "--if-version", "3"],
+            &["patch", "ns", "k", "a=1", "b.c=x"],
+            &["del", "ns", "k", "--quiet"],
+            &["--json", "--json", "del", "ns", "k"],
+            &["incr", "ns", "k"],
+            &["incr", "ns", "k", "n", "x"],
+            &["get", "ns"],
+            &["get", "--help"],
+            &["get", "ns", "k", "--frob"],
+            &["--version"],
+            &["--frob", "get", "ns", "k"],
+            &["list", "ns"],
+        ];
+        let mut parsed_alone = Vec::new();
+        for line in lines {
+            let mut args: Vec<OsString> = vec!["statelog".into()];
+            args.extend(line.iter().map(OsString::from));
+            let whole = command().try_get_matches_from(&args);
+            let Some(mut alone) = command_for(&args) else {
+                continue;
+            };
+            match alone.try_get_matches_from_mut(&args) {
+                Ok(matches) => {
+                    parsed_alone.push(line[0..2].join(" "));
+                    let whole = whole.unwrap_or_else(|e| panic!("{line:?}: {e}"));
+                    // What was matched, the command's included; not which
+                    // commands there were to match.
+                    let matched = |m: &ArgMatches| {
+                        let text = format!("{m:?}");
+                        let from = text.find(" args: ").expect("matches");
+                        text[from..].to_owned()
+                    };
+                    assert_eq!(matched(&matches), matched(&whole), "{line:?}");
+                    let (name, sub) = matches.subcommand().expect("a command");
+                    let settings = Settings::resolve(&alone, &matches, name, sub);
+                    let (name, sub) = whole.subcommand().expect("a command");
+                    let expected = Settings::resolve(&command(), &whole, name, sub);
+                    assert_eq!(format!("{settings:?}"), format!("{expected:?}"), "{line:?}");
+                }
+                // Parsed again with the whole definition, which must refuse
+                // it too (or show help).
+                Err(_) => assert!(whole.is_err(), "{line:?} refused alone only"),
+            }
+        }
+        assert_eq!(
+            parsed_alone,
+            [
+                "get ns",
+                "--store a",
+                "--store=a --wait=2",
+                "-qv --no-wait",
+                "set ns",
+                "patch ns",
+                "del ns",
+                "--json --json"
+            ]
+        );
     }
 
     #[test]

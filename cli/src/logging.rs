@@ -13,6 +13,11 @@ pub fn init(verbose: u8, json: bool) {
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty());
+    // Nothing to show: no subscriber, whose setup (a filter parsed, the
+    // terminal asked) would cost every invocation for events it drops.
+    if from_env.is_none() && verbose == 0 {
+        return;
+    }
     let filter = match from_env {
         Some(directives) => EnvFilter::try_new(&directives).unwrap_or_else(|e| {
             crate::exit::warn(format!(

@@ -29,12 +29,29 @@ use crate::exit::Code;
 fn main() -> ExitCode {
     // Before parsing succeeds nothing says whether errors should be JSON; the
     // flag anywhere before `--` does.
-    let json_asked = std::env::args_os()
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json_asked = args
+        .iter()
         .skip(1)
-        .take_while(|a| a != "--")
+        .take_while(|a| *a != "--")
         .any(|a| a == "--json");
-    let matches = match cli::command().try_get_matches() {
-        Ok(matches) => matches,
+    // The command alone when it can be (see `cli::command_for`); the whole
+    // definition for anything it refuses, and for help and errors.
+    let quick = cli::command_for(&args).and_then(|mut definition| {
+        let matches = definition.try_get_matches_from_mut(&args).ok()?;
+        Some((definition, matches))
+    });
+    let whole = match quick {
+        Some(parsed) => Ok(parsed),
+        None => {
+            let mut definition = cli::command();
+            definition
+                .try_get_matches_from_mut(&args)
+                .map(|matches| (definition, matches))
+        }
+    };
+    let (definition, matches) = match whole {
+        Ok(parsed) => parsed,
         Err(e) if e.use_stderr() => {
             // Usage errors exit 2, with clap's message in the form of ours.
             return exit::usage(&shown_usage_error(&e), json_asked).into();
@@ -47,7 +64,7 @@ fn main() -> ExitCode {
     };
     let parsed = cli::Cli::from_arg_matches(&matches);
     let settings = match matches.subcommand() {
-        Some((name, sub)) => cli::Settings::resolve(&matches, name, sub),
+        Some((name, sub)) => cli::Settings::resolve(&definition, &matches, name, sub),
         None => Err("no command given".to_owned()),
     };
     let (command, settings) = match (parsed, settings) {
