@@ -13,6 +13,11 @@
 //!
 //! `cargo bench --features etcd --bench etcd` (needs `etcd` on PATH).
 //! `STATELOG_BENCH_SECS` sets the seconds per measurement (default 3).
+//! `STATELOG_BENCH_SHAPES=1` adds, in the same rounds, the plain client
+//! sending statelog's `Txn` shape piece by piece (the identity compare and
+//! the failure branch's reads; `prev_kv` on the put; the `last` key's put;
+//! all three), to tell what the server pays for the mapping's `Txn` from
+//! what the client pays for the mapping's code.
 
 #[path = "../tests/etcd/harness.rs"]
 #[allow(dead_code)]
@@ -36,15 +41,39 @@ fn main() {
         "etcd {}",
         cluster.client().status_of(0).expect("status").version
     );
+    let shapes = std::env::var_os("STATELOG_BENCH_SHAPES").is_some_and(|v| v == "1");
     println!(
         "| writers | plain etcd client (updates/s, median and range) | statelog on etcd (updates/s) | ratio of medians |"
     );
     println!("| ---: | ---: | ---: | ---: |");
+    let mut shaped_rows = Vec::new();
     for writers in [1usize, 16] {
         let mut plain = Vec::new();
         let mut mapped = Vec::new();
+        let mut shaped: Vec<Vec<f64>> = vec![Vec::new(); SHAPES.len()];
         for round in 0..ROUNDS {
             let client = cluster.client();
+            if shapes {
+                // Not on a store's prefix: a compare on a key of its own
+                // stands in for the identity compare.
+                let identity = client
+                    .txn(proto::TxnRequest {
+                        success: vec![put(
+                            format!("bench-shape/{round}/id").into_bytes(),
+                            vec![1],
+                            false,
+                        )],
+                        ..Default::default()
+                    })
+                    .expect("identity key")
+                    .header
+                    .map_or(0, |h| h.revision);
+                for (i, shape) in SHAPES.iter().enumerate() {
+                    shaped[i].push(measure(writers, secs, |w, stop, done| {
+                        shaped_writer(&client, *shape, round, identity, w, stop, done)
+                    }));
+                }
+            }
             let address = format!(
                 "etcd://{}/bench-statelog-{writers}-{round}",
                 cluster.endpoints().join(",")
@@ -80,6 +109,151 @@ fn main() {
             mapped[ROUNDS - 1],
             s / p
         );
+        if shapes {
+            for (i, shape) in SHAPES.iter().enumerate() {
+                let m = median(&mut shaped[i]);
+                shaped_rows.push(format!(
+                    "| {writers} | {} | {m:.0} ({:.0}–{:.0}) | {:.2} |",
+                    shape.name,
+                    shaped[i][0],
+                    shaped[i][ROUNDS - 1],
+                    m / p
+                ));
+            }
+        }
+    }
+    if shapes {
+        println!();
+        println!("| writers | plain client sending | updates/s | against plain |");
+        println!("| ---: | --- | ---: | ---: |");
+        for row in shaped_rows {
+            println!("{row}");
+        }
+    }
+}
+
+/// Which of statelog's additions to its `Txn` a plain writer sends.
+#[derive(Clone, Copy)]
+struct Shape {
+    name: &'static str,
+    identity: bool,
+    prev_kv: bool,
+    last: bool,
+}
+
+const SHAPES: [Shape; 4] = [
+    Shape {
+        name: "+ identity compare, failure reads",
+        identity: true,
+        prev_kv: false,
+        last: false,
+    },
+    Shape {
+        name: "+ prev_kv",
+        identity: false,
+        prev_kv: true,
+        last: false,
+    },
+    Shape {
+        name: "+ `last` put",
+        identity: false,
+        prev_kv: false,
+        last: true,
+    },
+    Shape {
+        name: "all three (statelog's Txn)",
+        identity: true,
+        prev_kv: true,
+        last: true,
+    },
+];
+
+fn put(key: Vec<u8>, value: Vec<u8>, prev_kv: bool) -> proto::RequestOp {
+    proto::RequestOp {
+        request: Some(proto::Request::Put(proto::PutRequest {
+            key,
+            value,
+            lease: 0,
+            prev_kv,
+        })),
+    }
+}
+
+fn compare_mod(key: &[u8], revision: i64) -> proto::Compare {
+    proto::Compare {
+        result: proto::CompareResult::Equal as i32,
+        target: proto::CompareTarget::Mod as i32,
+        key: key.to_vec(),
+        target_union: Some(proto::TargetUnion::ModRevision(revision)),
+        range_end: Vec::new(),
+    }
+}
+
+fn keys_only(key: &[u8]) -> proto::RequestOp {
+    proto::RequestOp {
+        request: Some(proto::Request::Range(proto::RangeRequest {
+            key: key.to_vec(),
+            keys_only: true,
+            ..Default::default()
+        })),
+    }
+}
+
+/// The plain writer's loop with some of statelog's additions to the `Txn`
+/// (the value stays the plain 8 bytes).
+fn shaped_writer(
+    client: &Client,
+    shape: Shape,
+    round: usize,
+    identity: i64,
+    w: usize,
+    stop: &AtomicBool,
+    done: &AtomicU64,
+) {
+    let key = format!("bench-shape/{round}/{}/{w}", shape.name).into_bytes();
+    let identity_key = format!("bench-shape/{round}/id").into_bytes();
+    let last_key = format!("bench-shape/{round}/last").into_bytes();
+    while !stop.load(Ordering::Relaxed) {
+        let current = client
+            .range(proto::RangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            })
+            .expect("read");
+        let (n, modified) = current.kvs.first().map_or((0, 0), |kv| {
+            let n = kv
+                .value
+                .as_slice()
+                .try_into()
+                .map(u64::from_le_bytes)
+                .unwrap_or(0);
+            (n, kv.mod_revision)
+        });
+        let mut compare = vec![compare_mod(&key, modified)];
+        let mut failure = Vec::new();
+        if shape.identity {
+            compare.insert(0, compare_mod(&identity_key, identity));
+            failure.push(keys_only(&identity_key));
+            failure.push(keys_only(&key));
+        }
+        let mut success = vec![put(
+            key.clone(),
+            (n + 1).to_le_bytes().to_vec(),
+            shape.prev_kv,
+        )];
+        if shape.last {
+            success.push(put(last_key.clone(), vec![0; 9], false));
+        }
+        let response = client
+            .txn(proto::TxnRequest {
+                compare,
+                success,
+                failure,
+            })
+            .expect("update");
+        if response.succeeded {
+            done.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

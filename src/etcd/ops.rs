@@ -297,16 +297,13 @@ impl EtcdStore {
         loop {
             round += 1;
             let current = self.read_current(request)?;
-            let txn = self.build_txn(request, &current)?;
             let now = self.clock.now();
-            let txn = txn.stamped(now, &self.layout);
-            if txn.request.success.is_empty() {
-                // Nothing to change: the checks still must hold now.
-                if txn.request.compare.is_empty() {
-                    return Ok(outcome(request, &current, &[], 0, now));
-                }
+            let txn = self.build_txn(request, &current, now)?;
+            if txn.success.is_empty() && txn.compare.is_empty() {
+                // Nothing to change and nothing to check.
+                return Ok(outcome(request, &current, &[], 0, now));
             }
-            let response = self.client.txn(txn.request)?;
+            let response = self.client.txn(txn)?;
             let revision = header_revision(response.header.as_ref());
             if response.succeeded {
                 return Ok(outcome(
@@ -371,7 +368,12 @@ impl EtcdStore {
         Ok(out)
     }
 
-    fn build_txn(&self, request: &Request, current: &Current) -> Result<PlannedTxn> {
+    fn build_txn(
+        &self,
+        request: &Request,
+        current: &Current,
+        now: Timestamp,
+    ) -> Result<proto::TxnRequest> {
         let mut compares = Vec::new();
         let mut compared = Vec::new();
         if let Some(identity) = self.identity {
@@ -411,10 +413,7 @@ impl EtcdStore {
                     {
                         continue;
                     }
-                    writes.push(PlannedWrite::Put {
-                        key,
-                        value: value.clone(),
-                    });
+                    writes.push(PlannedWrite::Put { key, value });
                 }
                 WriteKind::Delete => {
                     if let Some(None) = current.get(&write.address) {
@@ -434,24 +433,19 @@ impl EtcdStore {
                 })),
             })
             .collect();
-        let planned = PlannedTxn {
-            request: proto::TxnRequest {
-                compare: compares,
-                success: Vec::new(),
-                failure,
-            },
-            writes,
+        let txn = proto::TxnRequest {
+            compare: compares,
+            success: stamped(writes, now, &self.layout),
+            failure,
         };
-        // Sized with the update times in place (fixed width).
-        let sized = planned.clone().stamped(Timestamp::EPOCH, &self.layout);
         self.limits.check(
-            sized.request.compare.len(),
-            sized.request.success.len(),
-            sized.request.failure.len(),
-            sized.request.encoded_len(),
+            txn.compare.len(),
+            txn.success.len(),
+            txn.failure.len(),
+            txn.encoded_len(),
             request.writes.len(),
         )?;
-        Ok(planned)
+        Ok(txn)
     }
 
     /// Watches every record of the store from `revision` on (0: from now).
@@ -464,56 +458,51 @@ impl EtcdStore {
     }
 }
 
-/// A transaction whose puts still need their update time.
-#[derive(Clone)]
-struct PlannedTxn {
-    request: proto::TxnRequest,
-    writes: Vec<PlannedWrite>,
-}
-
-#[derive(Clone)]
-enum PlannedWrite {
-    Put { key: Vec<u8>, value: Vec<u8> },
+/// A write of a commit that changes something (the key in etcd, the
+/// MessagePack value as the request holds it).
+enum PlannedWrite<'r> {
+    Put { key: Vec<u8>, value: &'r [u8] },
     Delete { key: Vec<u8> },
 }
 
-impl PlannedTxn {
-    /// The success ops with `now` as the update time: the writes, then the
-    /// store's `last` key (only when something is written).
-    fn stamped(mut self, now: Timestamp, layout: &Layout) -> PlannedTxn {
-        self.request.success = self
-            .writes
-            .iter()
-            .map(|write| proto::RequestOp {
-                request: Some(match write {
-                    PlannedWrite::Put { key, value } => proto::Request::Put(proto::PutRequest {
-                        key: key.clone(),
-                        value: record::encode(now, value),
-                        lease: 0,
-                        prev_kv: true,
-                    }),
-                    PlannedWrite::Delete { key } => {
-                        proto::Request::DeleteRange(proto::DeleteRangeRequest {
-                            key: key.clone(),
-                            range_end: Vec::new(),
-                            prev_kv: true,
-                        })
-                    }
-                }),
-            })
-            .collect();
-        if !self.writes.is_empty() {
-            self.request.success.push(proto::RequestOp {
-                request: Some(proto::Request::Put(proto::PutRequest {
-                    key: layout.meta("last"),
-                    value: record::encode(now, &[]),
+/// The success ops of a commit with `now` as the update time: the writes,
+/// then the store's `last` key (only when something is written).
+fn stamped(
+    writes: Vec<PlannedWrite<'_>>,
+    now: Timestamp,
+    layout: &Layout,
+) -> Vec<proto::RequestOp> {
+    let mut success: Vec<proto::RequestOp> = Vec::with_capacity(writes.len() + 1);
+    for write in writes {
+        success.push(proto::RequestOp {
+            request: Some(match write {
+                PlannedWrite::Put { key, value } => proto::Request::Put(proto::PutRequest {
+                    key,
+                    value: record::encode(now, value),
                     lease: 0,
-                    prev_kv: false,
-                })),
-            });
-        }
-        self
+                    prev_kv: true,
+                }),
+                PlannedWrite::Delete { key } => {
+                    proto::Request::DeleteRange(proto::DeleteRangeRequest {
+                        key,
+                        range_end: Vec::new(),
+                        prev_kv: true,
+                    })
+                }
+            }),
+        });
     }
+    if !success.is_empty() {
+        success.push(proto::RequestOp {
+            request: Some(proto::Request::Put(proto::PutRequest {
+                key: layout.meta("last"),
+                value: record::encode(now, &[]),
+                lease: 0,
+                prev_kv: false,
+            })),
+        });
+    }
+    success
 }
 
 pub(crate) fn compare(
