@@ -8,8 +8,8 @@
 //! opened at an `etcd://` address (MessagePack value with its update time,
 //! the previous key-value for the new metadata, the store's identity
 //! compare and `last` key, the conflict branch). Both share one client (one
-//! HTTP/2 connection) among their writers: a store handle is one. Rounds
-//! alternate which side goes first; each figure is the median of the rounds.
+//! HTTP/2 connection) among their writers: a store handle is one. Each round
+//! starts with another side; each figure is the median of the rounds.
 //!
 //! `cargo bench --features etcd --bench etcd` (needs `etcd` on PATH).
 //! `STATELOG_BENCH_SECS` sets the seconds per measurement (default 3).
@@ -48,59 +48,53 @@ fn main() {
     println!("| ---: | ---: | ---: | ---: |");
     let mut shaped_rows = Vec::new();
     for writers in [1usize, 16] {
-        let mut plain = Vec::new();
-        let mut mapped = Vec::new();
-        let mut shaped: Vec<Vec<f64>> = vec![Vec::new(); SHAPES.len()];
+        // Side 0 is the plain client, 1 statelog, then the shapes.
+        let sides = if shapes { 2 + SHAPES.len() } else { 2 };
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); sides];
         for round in 0..ROUNDS {
             let client = cluster.client();
-            if shapes {
-                // Not on a store's prefix: a compare on a key of its own
-                // stands in for the identity compare.
-                let identity = client
-                    .txn(proto::TxnRequest {
-                        success: vec![put(
-                            format!("bench-shape/{round}/id").into_bytes(),
-                            vec![1],
-                            false,
-                        )],
-                        ..Default::default()
-                    })
-                    .expect("identity key")
-                    .header
-                    .map_or(0, |h| h.revision);
-                for (i, shape) in SHAPES.iter().enumerate() {
-                    shaped[i].push(measure(writers, secs, |w, stop, done| {
-                        shaped_writer(&client, *shape, round, identity, w, stop, done)
-                    }));
-                }
-            }
             let address = format!(
                 "etcd://{}/bench-statelog-{writers}-{round}",
                 cluster.endpoints().join(",")
             );
             let store = Store::open(address, Options::default().etcd(EtcdOptions::new()))
                 .expect("open the store on etcd");
-            let run_plain = || {
-                measure(writers, secs, |w, stop, done| {
-                    plain_writer(&client, &format!("bench-plain/{round}/{w}"), stop, done)
+            // Not on a store's prefix: a compare on a key of its own stands
+            // in for the identity compare.
+            let identity = client
+                .txn(proto::TxnRequest {
+                    success: vec![put(
+                        format!("bench-shape/{writers}/{round}/id").into_bytes(),
+                        vec![1],
+                        false,
+                    )],
+                    ..Default::default()
                 })
-            };
-            let run_mapped = || {
-                measure(writers, secs, |w, stop, done| {
-                    statelog_writer(&store, &format!("c{w}"), stop, done)
-                })
-            };
-            // Alternate which goes first, so neither always meets the
+                .expect("identity key")
+                .header
+                .map_or(0, |h| h.revision);
+            // Each round starts with another side, so none always meets the
             // fresher (or the busier) server.
-            if round % 2 == 0 {
-                plain.push(run_plain());
-                mapped.push(run_mapped());
-            } else {
-                mapped.push(run_mapped());
-                plain.push(run_plain());
+            for i in 0..sides {
+                let side = (round + i) % sides;
+                let rate = match side {
+                    0 => measure(writers, secs, |w, stop, done| {
+                        plain_writer(&client, &format!("bench-plain/{round}/{w}"), stop, done)
+                    }),
+                    1 => measure(writers, secs, |w, stop, done| {
+                        statelog_writer(&store, &format!("c{w}"), stop, done)
+                    }),
+                    _ => measure(writers, secs, |w, stop, done| {
+                        let shape = SHAPES[side - 2];
+                        shaped_writer(&client, shape, writers, round, identity, w, stop, done)
+                    }),
+                };
+                rates[side].push(rate);
             }
         }
-        let (p, s) = (median(&mut plain), median(&mut mapped));
+        let p = median(&mut rates[0]);
+        let s = median(&mut rates[1]);
+        let (plain, mapped) = (&rates[0], &rates[1]);
         println!(
             "| {writers} | {p:.0} ({:.0}–{:.0}) | {s:.0} ({:.0}–{:.0}) | {:.2} |",
             plain[0],
@@ -109,17 +103,16 @@ fn main() {
             mapped[ROUNDS - 1],
             s / p
         );
-        if shapes {
-            for (i, shape) in SHAPES.iter().enumerate() {
-                let m = median(&mut shaped[i]);
-                shaped_rows.push(format!(
-                    "| {writers} | {} | {m:.0} ({:.0}–{:.0}) | {:.2} |",
-                    shape.name,
-                    shaped[i][0],
-                    shaped[i][ROUNDS - 1],
-                    m / p
-                ));
-            }
+        for (i, shape) in SHAPES.iter().enumerate().take(sides - 2) {
+            let m = median(&mut rates[2 + i]);
+            let shaped = &rates[2 + i];
+            shaped_rows.push(format!(
+                "| {writers} | {} | {m:.0} ({:.0}–{:.0}) | {:.2} |",
+                shape.name,
+                shaped[0],
+                shaped[ROUNDS - 1],
+                m / p
+            ));
         }
     }
     if shapes {
@@ -201,18 +194,20 @@ fn keys_only(key: &[u8]) -> proto::RequestOp {
 
 /// The plain writer's loop with some of statelog's additions to the `Txn`
 /// (the value stays the plain 8 bytes).
+#[allow(clippy::too_many_arguments)]
 fn shaped_writer(
     client: &Client,
     shape: Shape,
+    writers: usize,
     round: usize,
     identity: i64,
     w: usize,
     stop: &AtomicBool,
     done: &AtomicU64,
 ) {
-    let key = format!("bench-shape/{round}/{}/{w}", shape.name).into_bytes();
-    let identity_key = format!("bench-shape/{round}/id").into_bytes();
-    let last_key = format!("bench-shape/{round}/last").into_bytes();
+    let key = format!("bench-shape/{writers}/{round}/{}/{w}", shape.name).into_bytes();
+    let identity_key = format!("bench-shape/{writers}/{round}/id").into_bytes();
+    let last_key = format!("bench-shape/{writers}/{round}/last").into_bytes();
     while !stop.load(Ordering::Relaxed) {
         let current = client
             .range(proto::RangeRequest {
