@@ -13,6 +13,9 @@
 //!
 //! `cargo bench --features etcd --bench etcd` (needs `etcd` on PATH).
 //! `STATELOG_BENCH_SECS` sets the seconds per measurement (default 3).
+//! A second table gives the CPU time etcd and the bench process spent per
+//! update on each side (summed over the rounds; `/proc`, 10 ms ticks): it
+//! varies much less with the machine's load than updates per second.
 //! `STATELOG_BENCH_SHAPES=1` adds, in the same rounds, the plain client
 //! sending statelog's `Txn` shape piece by piece (the identity compare and
 //! the failure branch's reads; `prev_kv` on the put; the `last` key's put;
@@ -47,10 +50,12 @@ fn main() {
     );
     println!("| ---: | ---: | ---: | ---: |");
     let mut shaped_rows = Vec::new();
+    let mut cpu_rows = Vec::new();
     for writers in [1usize, 16] {
         // Side 0 is the plain client, 1 statelog, then the shapes.
         let sides = if shapes { 2 + SHAPES.len() } else { 2 };
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); sides];
+        let mut cpu = vec![(0u64, 0u64, 0u64); sides];
         for round in 0..ROUNDS {
             let client = cluster.client();
             let address = format!(
@@ -77,14 +82,15 @@ fn main() {
             // fresher (or the busier) server.
             for i in 0..sides {
                 let side = (round + i) % sides;
+                let used = &mut cpu[side];
                 let rate = match side {
-                    0 => measure(writers, secs, |w, stop, done| {
+                    0 => measure(writers, secs, used, |w, stop, done| {
                         plain_writer(&client, &format!("bench-plain/{round}/{w}"), stop, done)
                     }),
-                    1 => measure(writers, secs, |w, stop, done| {
+                    1 => measure(writers, secs, used, |w, stop, done| {
                         statelog_writer(&store, &format!("c{w}"), stop, done)
                     }),
-                    _ => measure(writers, secs, |w, stop, done| {
+                    _ => measure(writers, secs, used, |w, stop, done| {
                         let shape = SHAPES[side - 2];
                         shaped_writer(&client, shape, writers, round, identity, w, stop, done)
                     }),
@@ -103,6 +109,18 @@ fn main() {
             mapped[ROUNDS - 1],
             s / p
         );
+        for (side, (own, server, updates)) in cpu.iter().enumerate() {
+            let name = match side {
+                0 => "plain",
+                1 => "statelog",
+                _ => SHAPES[side - 2].name,
+            };
+            cpu_rows.push(format!(
+                "| {writers} | {name} | {:.0} | {:.0} |",
+                per_update(*server, *updates),
+                per_update(*own, *updates)
+            ));
+        }
         for (i, shape) in SHAPES.iter().enumerate().take(sides - 2) {
             let m = median(&mut rates[2 + i]);
             let shaped = &rates[2 + i];
@@ -114,6 +132,12 @@ fn main() {
                 m / p
             ));
         }
+    }
+    println!();
+    println!("| writers | side | etcd CPU per update (µs) | bench process CPU per update (µs) |");
+    println!("| ---: | --- | ---: | ---: |");
+    for row in cpu_rows {
+        println!("{row}");
     }
     if shapes {
         println!();
@@ -253,13 +277,18 @@ fn shaped_writer(
 }
 
 /// Updates per second of `writers` threads running `writer` for `secs`.
+/// Adds the CPU time (user + system) the bench process and etcd spent and the
+/// updates done to `cpu`: (bench ticks, etcd ticks, updates).
 fn measure(
     writers: usize,
     secs: u64,
+    cpu: &mut (u64, u64, u64),
     writer: impl Fn(usize, &AtomicBool, &AtomicU64) + Sync,
 ) -> f64 {
     let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
+    let etcd = etcd_pid();
+    let (own, server) = (cpu_ticks("self"), etcd.as_deref().map_or(0, cpu_ticks));
     let start = Instant::now();
     std::thread::scope(|scope| {
         for w in 0..writers {
@@ -269,7 +298,44 @@ fn measure(
         std::thread::sleep(Duration::from_secs(secs));
         stop.store(true, Ordering::Relaxed);
     });
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let elapsed = start.elapsed().as_secs_f64();
+    cpu.0 += cpu_ticks("self").saturating_sub(own);
+    cpu.1 += etcd.as_deref().map_or(0, cpu_ticks).saturating_sub(server);
+    cpu.2 += done.load(Ordering::Relaxed);
+    done.load(Ordering::Relaxed) as f64 / elapsed
+}
+
+/// utime + stime of `/proc/<pid>/stat`, in clock ticks (0 when unreadable).
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // After the command: state is field 3, utime 14 and stime 15.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
+}
+
+/// The etcd this bench started (a child named `etcd`).
+fn etcd_pid() -> Option<String> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let parent = rest.split_whitespace().nth(1)?;
+            (head.ends_with("(etcd") && parent == me).then_some(pid)
+        })
+}
+
+/// Microseconds of CPU per update from `measure`'s sums (ticks of 10 ms).
+fn per_update(ticks: u64, updates: u64) -> f64 {
+    ticks as f64 * 10_000.0 / updates.max(1) as f64
 }
 
 fn median(values: &mut [f64]) -> f64 {
