@@ -9,8 +9,10 @@
 //!   the version too); for a write that may change nothing (a put skipped
 //!   when unchanged, a delete), the state it was read in (`MOD ==` the read,
 //!   or `VERSION == 0` when absent);
-//! - success: a put (with the previous key-value, for the new metadata) or a
-//!   delete per write that changes something, and the put of the store's
+//! - success: a put (with the previous key-value, for the new metadata,
+//!   unless a check names the write it replaces and this handle read that
+//!   write: see [`LastReads`]) or a delete per write that changes something,
+//!   and the put of the store's
 //!   `last` key (the commit time): its modification revision is the store's
 //!   revision. A commit that changes nothing sends no write and takes no
 //!   revision, as in the embedded store;
@@ -125,6 +127,7 @@ pub struct EtcdStore {
     /// commit compares (`None`: not checked, for stores made without one).
     identity: Option<u64>,
     clock: Clock,
+    /// What this handle (and its clones) last read of each record.
     reads: std::sync::Arc<LastReads>,
 }
 
