@@ -8,11 +8,19 @@
 //! opened at an `etcd://` address (MessagePack value with its update time,
 //! the previous key-value for the new metadata, the store's identity
 //! compare and `last` key, the conflict branch). Both share one client (one
-//! HTTP/2 connection) among their writers: a store handle is one. Rounds
-//! alternate which side goes first; each figure is the median of the rounds.
+//! HTTP/2 connection) among their writers: a store handle is one. Each round
+//! starts with another side; each figure is the median of the rounds.
 //!
 //! `cargo bench --features etcd --bench etcd` (needs `etcd` on PATH).
 //! `STATELOG_BENCH_SECS` sets the seconds per measurement (default 3).
+//! A second table gives the CPU time etcd and the bench process spent per
+//! update on each side (summed over the rounds; `/proc`, 10 ms ticks): it
+//! varies much less with the machine's load than updates per second.
+//! `STATELOG_BENCH_SHAPES=1` adds, in the same rounds, the plain client
+//! sending statelog's `Txn` shape piece by piece (the identity compare and
+//! the failure branch's reads; `prev_kv` on the put; the `last` key's put;
+//! all three), to tell what the server pays for the mapping's `Txn` from
+//! what the client pays for the mapping's code.
 
 #[path = "../tests/etcd/harness.rs"]
 #[allow(dead_code)]
@@ -36,13 +44,18 @@ fn main() {
         "etcd {}",
         cluster.client().status_of(0).expect("status").version
     );
+    let shapes = std::env::var_os("STATELOG_BENCH_SHAPES").is_some_and(|v| v == "1");
     println!(
         "| writers | plain etcd client (updates/s, median and range) | statelog on etcd (updates/s) | ratio of medians |"
     );
     println!("| ---: | ---: | ---: | ---: |");
+    let mut shaped_rows = Vec::new();
+    let mut cpu_rows = Vec::new();
     for writers in [1usize, 16] {
-        let mut plain = Vec::new();
-        let mut mapped = Vec::new();
+        // Side 0 is the plain client, 1 statelog, then the shapes.
+        let sides = if shapes { 2 + SHAPES.len() } else { 2 };
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); sides];
+        let mut cpu = vec![(0u64, 0u64, 0u64); sides];
         for round in 0..ROUNDS {
             let client = cluster.client();
             let address = format!(
@@ -51,27 +64,43 @@ fn main() {
             );
             let store = Store::open(address, Options::default().etcd(EtcdOptions::new()))
                 .expect("open the store on etcd");
-            let run_plain = || {
-                measure(writers, secs, |w, stop, done| {
-                    plain_writer(&client, &format!("bench-plain/{round}/{w}"), stop, done)
+            // Not on a store's prefix: a compare on a key of its own stands
+            // in for the identity compare.
+            let identity = client
+                .txn(proto::TxnRequest {
+                    success: vec![put(
+                        format!("bench-shape/{writers}/{round}/id").into_bytes(),
+                        vec![1],
+                        false,
+                    )],
+                    ..Default::default()
                 })
-            };
-            let run_mapped = || {
-                measure(writers, secs, |w, stop, done| {
-                    statelog_writer(&store, &format!("c{w}"), stop, done)
-                })
-            };
-            // Alternate which goes first, so neither always meets the
+                .expect("identity key")
+                .header
+                .map_or(0, |h| h.revision);
+            // Each round starts with another side, so none always meets the
             // fresher (or the busier) server.
-            if round % 2 == 0 {
-                plain.push(run_plain());
-                mapped.push(run_mapped());
-            } else {
-                mapped.push(run_mapped());
-                plain.push(run_plain());
+            for i in 0..sides {
+                let side = (round + i) % sides;
+                let used = &mut cpu[side];
+                let rate = match side {
+                    0 => measure(writers, secs, used, |w, stop, done| {
+                        plain_writer(&client, &format!("bench-plain/{round}/{w}"), stop, done)
+                    }),
+                    1 => measure(writers, secs, used, |w, stop, done| {
+                        statelog_writer(&store, &format!("c{w}"), stop, done)
+                    }),
+                    _ => measure(writers, secs, used, |w, stop, done| {
+                        let shape = SHAPES[side - 2];
+                        shaped_writer(&client, shape, writers, round, identity, w, stop, done)
+                    }),
+                };
+                rates[side].push(rate);
             }
         }
-        let (p, s) = (median(&mut plain), median(&mut mapped));
+        let p = median(&mut rates[0]);
+        let s = median(&mut rates[1]);
+        let (plain, mapped) = (&rates[0], &rates[1]);
         println!(
             "| {writers} | {p:.0} ({:.0}–{:.0}) | {s:.0} ({:.0}–{:.0}) | {:.2} |",
             plain[0],
@@ -80,17 +109,186 @@ fn main() {
             mapped[ROUNDS - 1],
             s / p
         );
+        for (side, (own, server, updates)) in cpu.iter().enumerate() {
+            let name = match side {
+                0 => "plain",
+                1 => "statelog",
+                _ => SHAPES[side - 2].name,
+            };
+            cpu_rows.push(format!(
+                "| {writers} | {name} | {:.0} | {:.0} |",
+                per_update(*server, *updates),
+                per_update(*own, *updates)
+            ));
+        }
+        for (i, shape) in SHAPES.iter().enumerate().take(sides - 2) {
+            let m = median(&mut rates[2 + i]);
+            let shaped = &rates[2 + i];
+            shaped_rows.push(format!(
+                "| {writers} | {} | {m:.0} ({:.0}–{:.0}) | {:.2} |",
+                shape.name,
+                shaped[0],
+                shaped[ROUNDS - 1],
+                m / p
+            ));
+        }
+    }
+    println!();
+    println!("| writers | side | etcd CPU per update (µs) | bench process CPU per update (µs) |");
+    println!("| ---: | --- | ---: | ---: |");
+    for row in cpu_rows {
+        println!("{row}");
+    }
+    if shapes {
+        println!();
+        println!("| writers | plain client sending | updates/s | against plain |");
+        println!("| ---: | --- | ---: | ---: |");
+        for row in shaped_rows {
+            println!("{row}");
+        }
+    }
+}
+
+/// Which of statelog's additions to its `Txn` a plain writer sends.
+#[derive(Clone, Copy)]
+struct Shape {
+    name: &'static str,
+    identity: bool,
+    prev_kv: bool,
+    last: bool,
+}
+
+const SHAPES: [Shape; 4] = [
+    Shape {
+        name: "+ identity compare, failure reads",
+        identity: true,
+        prev_kv: false,
+        last: false,
+    },
+    Shape {
+        name: "+ prev_kv",
+        identity: false,
+        prev_kv: true,
+        last: false,
+    },
+    Shape {
+        name: "+ `last` put",
+        identity: false,
+        prev_kv: false,
+        last: true,
+    },
+    Shape {
+        name: "all three (statelog's Txn)",
+        identity: true,
+        prev_kv: true,
+        last: true,
+    },
+];
+
+fn put(key: Vec<u8>, value: Vec<u8>, prev_kv: bool) -> proto::RequestOp {
+    proto::RequestOp {
+        request: Some(proto::Request::Put(proto::PutRequest {
+            key,
+            value,
+            lease: 0,
+            prev_kv,
+        })),
+    }
+}
+
+fn compare_mod(key: &[u8], revision: i64) -> proto::Compare {
+    proto::Compare {
+        result: proto::CompareResult::Equal as i32,
+        target: proto::CompareTarget::Mod as i32,
+        key: key.to_vec(),
+        target_union: Some(proto::TargetUnion::ModRevision(revision)),
+        range_end: Vec::new(),
+    }
+}
+
+fn keys_only(key: &[u8]) -> proto::RequestOp {
+    proto::RequestOp {
+        request: Some(proto::Request::Range(proto::RangeRequest {
+            key: key.to_vec(),
+            keys_only: true,
+            ..Default::default()
+        })),
+    }
+}
+
+/// The plain writer's loop with some of statelog's additions to the `Txn`
+/// (the value stays the plain 8 bytes).
+#[allow(clippy::too_many_arguments)]
+fn shaped_writer(
+    client: &Client,
+    shape: Shape,
+    writers: usize,
+    round: usize,
+    identity: i64,
+    w: usize,
+    stop: &AtomicBool,
+    done: &AtomicU64,
+) {
+    let key = format!("bench-shape/{writers}/{round}/{}/{w}", shape.name).into_bytes();
+    let identity_key = format!("bench-shape/{writers}/{round}/id").into_bytes();
+    let last_key = format!("bench-shape/{writers}/{round}/last").into_bytes();
+    while !stop.load(Ordering::Relaxed) {
+        let current = client
+            .range(proto::RangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            })
+            .expect("read");
+        let (n, modified) = current.kvs.first().map_or((0, 0), |kv| {
+            let n = kv
+                .value
+                .as_slice()
+                .try_into()
+                .map(u64::from_le_bytes)
+                .unwrap_or(0);
+            (n, kv.mod_revision)
+        });
+        let mut compare = vec![compare_mod(&key, modified)];
+        let mut failure = Vec::new();
+        if shape.identity {
+            compare.insert(0, compare_mod(&identity_key, identity));
+            failure.push(keys_only(&identity_key));
+            failure.push(keys_only(&key));
+        }
+        let mut success = vec![put(
+            key.clone(),
+            (n + 1).to_le_bytes().to_vec(),
+            shape.prev_kv,
+        )];
+        if shape.last {
+            success.push(put(last_key.clone(), vec![0; 9], false));
+        }
+        let response = client
+            .txn(proto::TxnRequest {
+                compare,
+                success,
+                failure,
+            })
+            .expect("update");
+        if response.succeeded {
+            done.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
 /// Updates per second of `writers` threads running `writer` for `secs`.
+/// Adds the CPU time (user + system) the bench process and etcd spent and the
+/// updates done to `cpu`: (bench ticks, etcd ticks, updates).
 fn measure(
     writers: usize,
     secs: u64,
+    cpu: &mut (u64, u64, u64),
     writer: impl Fn(usize, &AtomicBool, &AtomicU64) + Sync,
 ) -> f64 {
     let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
+    let etcd = etcd_pid();
+    let (own, server) = (cpu_ticks("self"), etcd.as_deref().map_or(0, cpu_ticks));
     let start = Instant::now();
     std::thread::scope(|scope| {
         for w in 0..writers {
@@ -100,7 +298,44 @@ fn measure(
         std::thread::sleep(Duration::from_secs(secs));
         stop.store(true, Ordering::Relaxed);
     });
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let elapsed = start.elapsed().as_secs_f64();
+    cpu.0 += cpu_ticks("self").saturating_sub(own);
+    cpu.1 += etcd.as_deref().map_or(0, cpu_ticks).saturating_sub(server);
+    cpu.2 += done.load(Ordering::Relaxed);
+    done.load(Ordering::Relaxed) as f64 / elapsed
+}
+
+/// utime + stime of `/proc/<pid>/stat`, in clock ticks (0 when unreadable).
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // After the command: state is field 3, utime 14 and stime 15.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
+}
+
+/// The etcd this bench started (a child named `etcd`).
+fn etcd_pid() -> Option<String> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let parent = rest.split_whitespace().nth(1)?;
+            (head.ends_with("(etcd") && parent == me).then_some(pid)
+        })
+}
+
+/// Microseconds of CPU per update from `measure`'s sums (ticks of 10 ms).
+fn per_update(ticks: u64, updates: u64) -> f64 {
+    ticks as f64 * 10_000.0 / updates.max(1) as f64
 }
 
 fn median(values: &mut [f64]) -> f64 {

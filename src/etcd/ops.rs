@@ -9,8 +9,10 @@
 //!   the version too); for a write that may change nothing (a put skipped
 //!   when unchanged, a delete), the state it was read in (`MOD ==` the read,
 //!   or `VERSION == 0` when absent);
-//! - success: a put (with the previous key-value, for the new metadata) or a
-//!   delete per write that changes something, and the put of the store's
+//! - success: a put (with the previous key-value, for the new metadata,
+//!   unless a check names the write it replaces and this handle read that
+//!   write: see [`LastReads`]) or a delete per write that changes something,
+//!   and the put of the store's
 //!   `last` key (the commit time): its modification revision is the store's
 //!   revision. A commit that changes nothing sends no write and takes no
 //!   revision, as in the embedded store;
@@ -47,6 +49,49 @@ pub(crate) const PAGE: i64 = 500;
 /// How often a commit is rebuilt when a record read for it (not one of the
 /// caller's checks) changed meanwhile.
 const REBUILD_ROUNDS: u32 = 32;
+/// Records whose last read a handle remembers (see [`LastReads`]).
+const REMEMBERED: usize = 4096;
+
+/// The version and create revision of the records this handle read last, by
+/// address, with the modification revision they were read at. The write at
+/// one key and modification revision never changes, so when a commit's check
+/// names that modification revision and holds, the record replaced is that
+/// write: its new metadata is known without asking etcd for the previous
+/// key-value (`prev_kv`, a read inside etcd's apply).
+#[derive(Debug, Default)]
+struct LastReads {
+    /// address -> (modification revision, version, create revision).
+    records: parking_lot::Mutex<std::collections::HashMap<Vec<u8>, (u64, u64, u64)>>,
+}
+
+impl LastReads {
+    fn remember(&self, address: &[u8], meta: &Meta) {
+        let mut records = self.records.lock();
+        if records.len() >= REMEMBERED && !records.contains_key(address) {
+            records.clear();
+        }
+        let entry = (meta.mod_revision, meta.version, meta.create_revision);
+        match records.get_mut(address) {
+            Some(known) => *known = entry,
+            None => {
+                records.insert(address.to_vec(), entry);
+            }
+        }
+    }
+
+    /// The (version, create revision) of the write at `address` and
+    /// `mod_revision`, when it was read.
+    fn of(&self, address: &[u8], mod_revision: u64) -> Option<(u64, u64)> {
+        let records = self.records.lock();
+        let &(modified, version, created) = records.get(address)?;
+        (modified == mod_revision).then_some((version, created))
+    }
+}
+
+/// For each put a check pins to the write it replaces (the check's
+/// modification revision): that write's (version, create revision), when this
+/// handle read it.
+type Replaced = BTreeMap<Vec<u8>, (u64, u64)>;
 
 /// A record read from etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +127,8 @@ pub struct EtcdStore {
     /// commit compares (`None`: not checked, for stores made without one).
     identity: Option<u64>,
     clock: Clock,
+    /// What this handle (and its clones) last read of each record.
+    reads: std::sync::Arc<LastReads>,
 }
 
 impl EtcdStore {
@@ -94,6 +141,7 @@ impl EtcdStore {
             limits,
             identity: None,
             clock: Clock::default(),
+            reads: std::sync::Arc::default(),
         }
     }
 
@@ -184,7 +232,14 @@ impl EtcdStore {
         })?;
         match response.kvs.first() {
             None => Ok(None),
-            Some(kv) => Ok(Some(to_versioned(namespace, key, kv)?)),
+            Some(kv) => {
+                let read = to_versioned(namespace, key, kv)?;
+                if revision == 0 {
+                    self.reads
+                        .remember(&key::encode(namespace, key)?, &read.meta());
+                }
+                Ok(Some(read))
+            }
         }
     }
 
@@ -206,6 +261,9 @@ impl EtcdStore {
                 let (updated, _) =
                     record::decode(&kv.value).ok_or_else(|| foreign_address(address))?;
                 let meta = record::meta(&kv, updated);
+                if revision == 0 {
+                    self.reads.remember(address, &meta);
+                }
                 let mut value = kv.value;
                 value.drain(..record::HEADER_LEN);
                 Ok(Some((meta, value)))
@@ -297,21 +355,20 @@ impl EtcdStore {
         loop {
             round += 1;
             let current = self.read_current(request)?;
-            let txn = self.build_txn(request, &current)?;
+            let replaced = self.replaced(request);
             let now = self.clock.now();
-            let txn = txn.stamped(now, &self.layout);
-            if txn.request.success.is_empty() {
-                // Nothing to change: the checks still must hold now.
-                if txn.request.compare.is_empty() {
-                    return Ok(outcome(request, &current, &[], 0, now));
-                }
+            let txn = self.build_txn(request, &current, &replaced, now)?;
+            if txn.success.is_empty() && txn.compare.is_empty() {
+                // Nothing to change and nothing to check.
+                return Ok(outcome(request, &current, &replaced, &[], 0, now));
             }
-            let response = self.client.txn(txn.request)?;
+            let response = self.client.txn(txn)?;
             let revision = header_revision(response.header.as_ref());
             if response.succeeded {
                 return Ok(outcome(
                     request,
                     &current,
+                    &replaced,
                     &response.responses,
                     revision,
                     now,
@@ -354,6 +411,22 @@ impl EtcdStore {
         }
     }
 
+    /// The writes whose replaced record is known (see [`LastReads`]).
+    fn replaced(&self, request: &Request) -> Replaced {
+        let mut out = Replaced::new();
+        for check in &request.checks {
+            if let Some(modified) = check.modified
+                && let Some((version, created)) = self.reads.of(&check.address, modified)
+                // The compare fixes the version as well: a record read at a
+                // different one is not this write.
+                && version == check.expected
+            {
+                out.insert(check.address.clone(), (version, created));
+            }
+        }
+        out
+    }
+
     /// For each write that may change nothing (a put skipped when unchanged,
     /// a delete): the record as it is now, or `None` when absent.
     fn read_current(&self, request: &Request) -> Result<Current> {
@@ -371,7 +444,13 @@ impl EtcdStore {
         Ok(out)
     }
 
-    fn build_txn(&self, request: &Request, current: &Current) -> Result<PlannedTxn> {
+    fn build_txn(
+        &self,
+        request: &Request,
+        current: &Current,
+        replaced: &Replaced,
+        now: Timestamp,
+    ) -> Result<proto::TxnRequest> {
         let mut compares = Vec::new();
         let mut compared = Vec::new();
         if let Some(identity) = self.identity {
@@ -413,7 +492,8 @@ impl EtcdStore {
                     }
                     writes.push(PlannedWrite::Put {
                         key,
-                        value: value.clone(),
+                        value,
+                        prev_kv: !replaced.contains_key(&write.address),
                     });
                 }
                 WriteKind::Delete => {
@@ -434,24 +514,19 @@ impl EtcdStore {
                 })),
             })
             .collect();
-        let planned = PlannedTxn {
-            request: proto::TxnRequest {
-                compare: compares,
-                success: Vec::new(),
-                failure,
-            },
-            writes,
+        let txn = proto::TxnRequest {
+            compare: compares,
+            success: stamped(writes, now, &self.layout),
+            failure,
         };
-        // Sized with the update times in place (fixed width).
-        let sized = planned.clone().stamped(Timestamp::EPOCH, &self.layout);
         self.limits.check(
-            sized.request.compare.len(),
-            sized.request.success.len(),
-            sized.request.failure.len(),
-            sized.request.encoded_len(),
+            txn.compare.len(),
+            txn.success.len(),
+            txn.failure.len(),
+            txn.encoded_len(),
             request.writes.len(),
         )?;
-        Ok(planned)
+        Ok(txn)
     }
 
     /// Watches every record of the store from `revision` on (0: from now).
@@ -464,56 +539,63 @@ impl EtcdStore {
     }
 }
 
-/// A transaction whose puts still need their update time.
-#[derive(Clone)]
-struct PlannedTxn {
-    request: proto::TxnRequest,
-    writes: Vec<PlannedWrite>,
+/// A write of a commit that changes something (the key in etcd, the
+/// MessagePack value as the request holds it).
+enum PlannedWrite<'r> {
+    Put {
+        key: Vec<u8>,
+        value: &'r [u8],
+        /// Whether etcd returns the record it replaces (for the new
+        /// metadata; not when that record is known).
+        prev_kv: bool,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
 }
 
-#[derive(Clone)]
-enum PlannedWrite {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
-}
-
-impl PlannedTxn {
-    /// The success ops with `now` as the update time: the writes, then the
-    /// store's `last` key (only when something is written).
-    fn stamped(mut self, now: Timestamp, layout: &Layout) -> PlannedTxn {
-        self.request.success = self
-            .writes
-            .iter()
-            .map(|write| proto::RequestOp {
-                request: Some(match write {
-                    PlannedWrite::Put { key, value } => proto::Request::Put(proto::PutRequest {
-                        key: key.clone(),
-                        value: record::encode(now, value),
-                        lease: 0,
-                        prev_kv: true,
-                    }),
-                    PlannedWrite::Delete { key } => {
-                        proto::Request::DeleteRange(proto::DeleteRangeRequest {
-                            key: key.clone(),
-                            range_end: Vec::new(),
-                            prev_kv: true,
-                        })
-                    }
-                }),
-            })
-            .collect();
-        if !self.writes.is_empty() {
-            self.request.success.push(proto::RequestOp {
-                request: Some(proto::Request::Put(proto::PutRequest {
-                    key: layout.meta("last"),
-                    value: record::encode(now, &[]),
+/// The success ops of a commit with `now` as the update time: the writes,
+/// then the store's `last` key (only when something is written).
+fn stamped(
+    writes: Vec<PlannedWrite<'_>>,
+    now: Timestamp,
+    layout: &Layout,
+) -> Vec<proto::RequestOp> {
+    let mut success: Vec<proto::RequestOp> = Vec::with_capacity(writes.len() + 1);
+    for write in writes {
+        success.push(proto::RequestOp {
+            request: Some(match write {
+                PlannedWrite::Put {
+                    key,
+                    value,
+                    prev_kv,
+                } => proto::Request::Put(proto::PutRequest {
+                    key,
+                    value: record::encode(now, value),
                     lease: 0,
-                    prev_kv: false,
-                })),
-            });
-        }
-        self
+                    prev_kv,
+                }),
+                PlannedWrite::Delete { key } => {
+                    proto::Request::DeleteRange(proto::DeleteRangeRequest {
+                        key,
+                        range_end: Vec::new(),
+                        prev_kv: true,
+                    })
+                }
+            }),
+        });
     }
+    if !success.is_empty() {
+        success.push(proto::RequestOp {
+            request: Some(proto::Request::Put(proto::PutRequest {
+                key: layout.meta("last"),
+                value: record::encode(now, &[]),
+                lease: 0,
+                prev_kv: false,
+            })),
+        });
+    }
+    success
 }
 
 pub(crate) fn compare(
@@ -591,6 +673,7 @@ pub(super) fn actual_versions(response: &proto::TxnResponse) -> BTreeMap<Vec<u8>
 fn outcome(
     request: &Request,
     current: &Current,
+    replaced: &Replaced,
     responses: &[proto::ResponseOp],
     revision: u64,
     now: Timestamp,
@@ -614,13 +697,21 @@ fn outcome(
                 }
                 changed_any = true;
                 let previous = match responses.next().and_then(|r| r.response.as_ref()) {
-                    Some(proto::Response::Put(put)) => put.prev_kv.clone(),
+                    _ if replaced.contains_key(&write.address) => {
+                        replaced.get(&write.address).copied()
+                    }
+                    Some(proto::Response::Put(put)) => put.prev_kv.as_ref().map(|prev| {
+                        (
+                            u64::try_from(prev.version).unwrap_or(0),
+                            u64::try_from(prev.create_revision).unwrap_or(0),
+                        )
+                    }),
                     _ => None,
                 };
                 let meta = match previous {
-                    Some(prev) if prev.version > 0 => Meta {
-                        version: u64::try_from(prev.version).unwrap_or(0) + 1,
-                        create_revision: u64::try_from(prev.create_revision).unwrap_or(0),
+                    Some((version, created)) if version > 0 => Meta {
+                        version: version + 1,
+                        create_revision: created,
                         mod_revision: revision,
                         updated_at: now,
                     },

@@ -483,3 +483,46 @@ fn commits_over_etcds_limits_are_refused_whole_and_name_the_limit() {
     );
     assert!(e.to_string().contains("alarm disarm"), "{e}");
 }
+
+/// A commit whose check names the write it replaces takes that write's
+/// metadata from the handle's last read of it only when the read was that
+/// very write: a record deleted and created again up to the same version is
+/// another write (another create revision).
+#[test]
+fn a_put_after_a_re_create_takes_the_new_records_create_revision() {
+    let cluster = Cluster::single();
+    let s = store(&cluster, "re-create");
+    let other = store(&cluster, "re-create");
+    let first = put(&s, "ns", "k", 1);
+    let read = s.get("ns", "k", 0).unwrap().unwrap();
+    assert_eq!((read.version, read.create_revision), (1, first));
+    other
+        .commit(Commit::new().delete("ns", "k").unwrap())
+        .unwrap();
+    let second = put(&other, "ns", "k", 2);
+    let put_over = |s: &EtcdStore, version: u64, modified: u64, value: u64| {
+        let outcome = s
+            .commit(
+                Commit::new()
+                    .expect("ns", "k", version, Some(modified))
+                    .unwrap()
+                    .put("ns", "k", raw(value), false)
+                    .unwrap(),
+            )
+            .unwrap();
+        match outcome.writes[..] {
+            [WriteResult::Put { meta, .. }] => meta,
+            _ => panic!("{outcome:?}"),
+        }
+    };
+    // `s` last read the first record (version 1 too).
+    let meta = put_over(&s, 1, second, 3);
+    assert_eq!((meta.version, meta.create_revision), (2, second));
+    let read = other.get("ns", "k", 0).unwrap().unwrap();
+    assert_eq!(read.meta(), meta);
+    // Now `s` reads the write it replaces.
+    let read = s.get("ns", "k", 0).unwrap().unwrap();
+    let meta = put_over(&s, read.version, read.mod_revision, 4);
+    assert_eq!((meta.version, meta.create_revision), (3, second));
+    assert_eq!(other.get("ns", "k", 0).unwrap().unwrap().meta(), meta);
+}

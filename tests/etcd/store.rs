@@ -428,3 +428,49 @@ fn the_raw_mapping_and_the_api_agree() {
     let via_raw = raw.get("ns", "k", 0).unwrap().unwrap();
     assert_eq!(via_raw.meta(), read.meta());
 }
+
+/// An update's metadata comes from the record it replaced: etcd's previous
+/// key-value, or the handle's own read of that very write (same modification
+/// revision). Either way it is what a read shows afterwards, across another
+/// handle's writes, a delete and a re-create.
+#[test]
+fn an_updates_metadata_is_what_a_read_shows_afterwards() {
+    let cluster = Cluster::single();
+    let store = open(&cluster, "update-meta");
+    let other = open(&cluster, "update-meta");
+    let bump = |s: &Store| {
+        s.update("n", "k", |n: Option<u64>| -> statelog::Result<u64> {
+            Ok(n.unwrap_or(0) + 1)
+        })
+        .unwrap()
+    };
+    let check = |updated: statelog::Versioned<u64>| {
+        let read = other.get::<u64>("n", "k").unwrap().unwrap();
+        assert_eq!(updated.meta(), read.meta(), "value {}", updated.value);
+        assert_eq!(updated.value, read.value);
+    };
+    for _ in 0..3 {
+        check(bump(&store));
+    }
+    // Another handle's write: this handle's last read is not the write its
+    // next update replaces.
+    other.put("n", "k", &10u64).unwrap();
+    check(bump(&store));
+    // Deleted and created again: a new create revision, version 1 again.
+    let before = store.get::<u64>("n", "k").unwrap().unwrap();
+    other.delete("n", "k").unwrap();
+    other.put("n", "k", &20u64).unwrap();
+    let again = bump(&store);
+    assert_ne!(again.create_revision, before.create_revision);
+    assert_eq!(again.version, 2);
+    check(again);
+    // Deleted and created again up to the version this handle last read.
+    let before = store.get::<u64>("n", "k").unwrap().unwrap();
+    other.delete("n", "k").unwrap();
+    for _ in 0..before.version {
+        bump(&other);
+    }
+    let again = bump(&store);
+    assert_ne!(again.create_revision, before.create_revision);
+    check(again);
+}
