@@ -503,3 +503,69 @@ fn after_retention_the_first_backup_starts_where_the_log_does() {
         }
     }
 }
+
+#[test]
+fn a_replayed_tail_with_many_versions_of_many_keys_reads_back_every_version() {
+    use statelog::testkit::sim::{Loss, SimFs};
+    let sim = SimFs::new();
+    let on = |fs: SimFs| {
+        Options::default()
+            .file_system(Arc::new(fs))
+            .serve(false)
+            .remote(false)
+            .checkpoint(CheckpointPolicy::manual())
+    };
+    let store = Store::open("/store", on(sim.clone())).unwrap();
+    let mut exports: BTreeMap<u64, String> = BTreeMap::new();
+    let mut versions: BTreeMap<String, Vec<(u64, Option<u64>)>> = BTreeMap::new();
+    let mut rng = fastrand::Rng::with_seed(20);
+    let mut step = |store: &Store, i: u64| {
+        let key = format!("k{:02}", rng.u64(0..24));
+        let name = format!("r/{key}");
+        let live = versions
+            .get(&name)
+            .and_then(|v| v.last())
+            .is_some_and(|(_, v)| v.is_some());
+        let revision = if live && rng.u8(0..5) == 0 {
+            store.delete("r", &key).unwrap();
+            let revision = store.revision();
+            versions.entry(name).or_default().push((revision, None));
+            revision
+        } else {
+            let revision = store.put("r", &key, &i).unwrap().revision;
+            versions.entry(name).or_default().push((revision, Some(i)));
+            revision
+        };
+        exports.insert(revision, export(&store.snapshot().unwrap()));
+    };
+    // Some versions checkpointed (the replay supersedes stored records),
+    // then a tail that supersedes its own versions several times per key.
+    for i in 0..60 {
+        step(&store, i);
+    }
+    store.checkpoint().unwrap();
+    for i in 60..400 {
+        step(&store, i);
+    }
+    sim.power_off();
+    drop(store);
+    let store = Store::open("/store", on(sim.restart(Loss::Everything))).unwrap();
+    assert_eq!(store.stats().replayed_on_open, 340);
+    for (name, expected) in &versions {
+        let (ns, key) = name.split_once('/').unwrap();
+        let got: Vec<(u64, Option<u64>)> = store
+            .history(ns, key)
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.revision, v.value.map(|v| v.value.decode().unwrap())))
+            .collect();
+        assert_eq!(&got, expected, "the history of {name}");
+    }
+    for (revision, expected) in &exports {
+        assert_eq!(
+            &export(&store.snapshot_at_revision(*revision).unwrap()),
+            expected,
+            "the export at revision {revision}"
+        );
+    }
+}

@@ -103,6 +103,9 @@ pub(crate) struct Writer<'t> {
     path: std::path::PathBuf,
     key: Vec<u8>,
     value: Vec<u8>,
+    /// `history_ends` keys held back to be written in order by
+    /// [`finish`](Self::finish) (a replay's), rather than one by one.
+    ends_held: Option<Vec<Vec<u8>>>,
 }
 
 impl<'t> Writer<'t> {
@@ -121,7 +124,35 @@ impl<'t> Writer<'t> {
             path: path.to_owned(),
             key: Vec::new(),
             value: Vec::new(),
+            ends_held: None,
         })
+    }
+
+    /// Like [`open`](Self::open), for a writer that supersedes versions in
+    /// address order (a replay's chunk): their ends come at random revisions,
+    /// so they are held and written sorted by [`finish`](Self::finish), which
+    /// touches each page of `history_ends` once.
+    pub(crate) fn open_sorted(
+        txn: &'t WriteTransaction,
+        path: &std::path::Path,
+    ) -> Result<Writer<'t>> {
+        let mut writer = Writer::open(txn, path)?;
+        writer.ends_held = Some(Vec::new());
+        Ok(writer)
+    }
+
+    /// Writes what [`open_sorted`](Self::open_sorted) held back. Without it
+    /// the transaction would lack those entries: call it before the commit.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        if let Some(mut held) = self.ends_held.take() {
+            held.sort_unstable();
+            for key in &held {
+                self.ends
+                    .insert(key.as_slice(), ())
+                    .map_err(db_error(&self.path, "write the history"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Records that the stored record `old` (as the records table held it)
@@ -152,6 +183,10 @@ impl<'t> Writer<'t> {
         self.value.clear();
         self.value.extend_from_slice(&end.to_be_bytes());
         self.value.extend_from_slice(&self.key);
+        if let Some(held) = &mut self.ends_held {
+            held.push(self.value.clone());
+            return Ok(());
+        }
         self.ends
             .insert(self.value.as_slice(), ())
             .map_err(db_error(&self.path, "write the history"))?;
@@ -317,5 +352,82 @@ impl Db {
                 .map_err(db_error(path, "record where the history starts"))?;
         }
         txn.commit().map_err(db_error(path, "prune the history"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{Database, ReadableDatabase, ReadableTableMetadata, backends::InMemoryBackend};
+
+    fn meta(version: u64, revision: u64) -> Meta {
+        Meta {
+            version,
+            create_revision: 1,
+            mod_revision: revision,
+            updated_at: Timestamp::EPOCH,
+        }
+    }
+
+    #[test]
+    fn held_ends_are_written_by_finish_and_pruned_like_the_others() {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .unwrap();
+        let path = std::path::Path::new("state.redb");
+        // Versions superseded in address order, their ends out of order (as
+        // a replay's chunk gives them).
+        let versions: [(&[u8], u64, u64); 4] = [
+            (b"a\0k1", 3, 9),
+            (b"a\0k2", 2, 5),
+            (b"a\0k3", 4, 12),
+            (b"a\0k4", 1, 7),
+        ];
+        let txn = db.begin_write().unwrap();
+        {
+            let mut writer = Writer::open_sorted(&txn, path).unwrap();
+            for (address, start, end) in versions {
+                writer
+                    .superseded_parts(address, &meta(1, start), b"v", end, Timestamp::EPOCH)
+                    .unwrap();
+            }
+            writer.finish().unwrap();
+        }
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        assert_eq!(read.open_table(HISTORY).unwrap().len().unwrap(), 4);
+        let ends: Vec<u64> = read
+            .open_table(ENDS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|item| u64::from_be_bytes(item.unwrap().0.value()[..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(ends, vec![5, 7, 9, 12]);
+        drop(read);
+        // Pruning at 7 finds, through the ends, exactly the versions that
+        // ended at or before it.
+        let txn = db.begin_write().unwrap();
+        {
+            let mut writer = Writer::open(&txn, path).unwrap();
+            assert!(writer.prune(7, 100).unwrap());
+        }
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let left: Vec<Vec<u8>> = read
+            .open_table(HISTORY)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|item| item.unwrap().0.value().to_vec())
+            .collect();
+        let mut expected = Vec::new();
+        for (address, start) in [(&b"a\0k1"[..], 3), (b"a\0k3", 4)] {
+            let mut k = Vec::new();
+            key(address, start, &mut k);
+            expected.push(k);
+        }
+        assert_eq!(left, expected);
+        assert_eq!(read.open_table(ENDS).unwrap().len().unwrap(), 2);
     }
 }

@@ -12,7 +12,9 @@
 //! one read and one write per key, where the first operation on each key is
 //! checked against the stored record. Applying in key order touches each
 //! B-tree page once instead of at random, and a key written many times in the
-//! tail is written once.
+//! tail is written once. The history index's `history_ends` entries, keyed by
+//! the revision that ended each version, come out of that order at random
+//! revisions: they are held and written sorted at the end of the chunk.
 
 use std::collections::HashMap;
 
@@ -222,7 +224,7 @@ impl<'db> Replayer<'db> {
             let mut table = txn
                 .open_table(RECORDS)
                 .map_err(db_error(path, "open the records table"))?;
-            let mut history = super::history::Writer::open(&txn, path)?;
+            let mut history = super::history::Writer::open_sorted(&txn, path)?;
             for (revision, time, base) in self.revisions.drain(..) {
                 history.revision(revision, time, base)?;
             }
@@ -271,6 +273,7 @@ impl<'db> Replayer<'db> {
                     return Err(self.diverged(pending.first_revision, namespace, key, what));
                 }
             }
+            history.finish()?;
             let mut meta = txn
                 .open_table(META)
                 .map_err(db_error(path, "open the meta table"))?;
