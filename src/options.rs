@@ -149,8 +149,13 @@ impl Default for CheckpointPolicy {
 /// ([`Store::backup`](crate::Store::backup)), a segment holding any revision the
 /// last backup did not copy is kept whatever the limits say, so the next
 /// incremental backup finds everything it needs. A store that was never backed
-/// up is bounded by the limits alone. The default limits keep at most 256 MiB of
-/// sealed log behind the checkpoint (four segments of the default size).
+/// up is bounded by the limits alone. The default limits keep at most 128 MiB of
+/// sealed log behind the checkpoint (two segments of the default size): with
+/// the checkpoint's own segment and the ones after it, a store's log stays
+/// within about 200 MiB of its state, and reads of the past, watches from a
+/// revision and restores to a point in time reach back that far. A store that
+/// wants more of its history says so ([`keep_all`](Self::keep_all), or larger
+/// limits); incremental backups never depend on the limits (see above).
 ///
 /// ```
 /// use statelog::{Options, RetentionPolicy};
@@ -163,7 +168,7 @@ pub struct RetentionPolicy {
     /// At most this many sealed segments behind the checkpoint. Default: no limit.
     pub max_segments: Option<usize>,
     /// At most this many bytes of sealed segments behind the checkpoint.
-    /// Default: 256 MiB.
+    /// Default: 128 MiB.
     pub max_bytes: Option<u64>,
     /// Remove a segment once it was sealed (its successor started) this long ago.
     /// Default: no limit.
@@ -177,7 +182,7 @@ impl Default for RetentionPolicy {
     fn default() -> Self {
         RetentionPolicy {
             max_segments: None,
-            max_bytes: Some(256 << 20),
+            max_bytes: Some(128 << 20),
             max_age: None,
             keep_until_backed_up: true,
         }

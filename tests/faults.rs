@@ -402,6 +402,60 @@ fn check_state(
     }
 }
 
+/// A commit of a few MiB grows the log by whole steps without writing zeros
+/// under itself first (a bulk load wrote every byte twice), and reads back
+/// after a reopen; the segment stays a whole number of steps.
+#[test]
+fn a_large_commit_grows_the_log_without_zeros_under_it() {
+    const STEP: u64 = 4 << 20;
+    let dir = common::store_dir();
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    let options = on(Arc::new(faulty.clone())).preallocate(STEP);
+    let store = Store::open(dir.path(), options).unwrap();
+    let big = |round: usize, i: usize| format!("{round}-{i}-{}", "x".repeat(64 << 10));
+    let load = |round: usize| {
+        store
+            .transaction(|tx| {
+                for i in 0..40 {
+                    tx.put("big", &format!("{round}/{i}"), &big(round, i))?;
+                }
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+    };
+    // The first 2.5 MiB fit in the segment's first step; the second pass
+    // needs a second step.
+    load(0);
+    let (writes, set_lens) = (
+        faulty.seen(Target::Log, Op::Write),
+        faulty.seen(Target::Log, Op::SetLen),
+    );
+    load(1);
+    let writes = faulty.seen(Target::Log, Op::Write) - writes;
+    let set_lens = faulty.seen(Target::Log, Op::SetLen) - set_lens;
+    // Zero-filling the step would have taken 64 writes of 64 KiB.
+    assert!(writes < 8, "{writes} writes to the log for one commit");
+    assert_eq!(set_lens, 1, "the segment grew by a step");
+    drop(store);
+
+    let log = dir.path().join("log");
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let path = entry.unwrap().path();
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(len % STEP, 0, "{} is {len} bytes", path.display());
+    }
+    let store = Store::open(dir.path(), quiet(Options::default())).unwrap();
+    for round in 0..2 {
+        for i in 0..40 {
+            let got = store
+                .get::<String>("big", &format!("{round}/{i}"))
+                .unwrap()
+                .map(|r| r.value);
+            assert_eq!(got, Some(big(round, i)), "big/{round}/{i}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Damaged files.
 

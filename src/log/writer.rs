@@ -9,8 +9,9 @@
 //!   synced), all before any commit goes into the new one: only the last
 //!   segment can have a torn tail, and a seal proves its successor existed.
 //! - Preallocated space is zero-filled and synced before commits are written into
-//!   it, so a commit's sync never changes the file's size; a write larger than
-//!   a step extends the file by whole steps (synced) before it is written. The
+//!   it, so a commit's sync never changes the file's size; a write of 64 KiB or
+//!   more (or a whole step) extends the file by whole steps (synced) before it
+//!   is written, without zeros under it. The
 //!   active segment's size is thus always a whole number of steps (`seal`).
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,10 @@ use crate::error::{Error, Result};
 use crate::fs::{self, FileHandle, Fs, OpenMode};
 
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// A commit of at least this many bytes is written into space that was not
+/// zero-filled first; smaller ones land in zeros.
+const WRITE_THROUGH: u64 = 64 << 10;
 
 /// The writing end of the log.
 #[derive(Debug)]
@@ -250,12 +255,13 @@ impl LogWriter {
             return Ok(());
         }
         // Small commits, whose syncs must not touch metadata, land in
-        // preallocated, zero-filled space. A write of at least a whole step
-        // gains nothing from zeros written ahead of it (its sync updates the
-        // size once, amortised over the write) and would write every byte
-        // twice: the file is only extended, by whole steps (format 2 keeps its
-        // size so), or (format 1) left to the write.
-        if len < step {
+        // preallocated, zero-filled space. A large write gains nothing from
+        // zeros written ahead of it (its sync updates the size and allocates
+        // its blocks once, amortised over the write) and would write every
+        // byte twice (a bulk load's commits of a few MiB did): the file is only
+        // extended, by whole steps (format 2 keeps its size so), or (format 1)
+        // left to the write.
+        if len < WRITE_THROUGH.min(step) {
             self.extend_to(needed)
         } else if self.active.format_2 {
             let target = needed.div_ceil(step) * step;

@@ -1,5 +1,5 @@
 //! `statelog compact`: a checkpoint, the log retention policy (the default
-//! one: old segments behind the checkpoint beyond 256 MiB go, but none the
+//! one: old segments behind the checkpoint beyond 128 MiB go, but none the
 //! last backup has not copied), and redb's compaction of the state database
 //! file. `--json` prints `{"revision", "segments_removed",
 //! "log_bytes_removed", "segments_held_for_backup", "log_bytes",
