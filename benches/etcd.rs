@@ -206,6 +206,26 @@ fn compare_mod(key: &[u8], revision: i64) -> proto::Compare {
     }
 }
 
+/// A plain counter (8 little-endian bytes) and its modification revision;
+/// (0, 0) when it does not exist yet.
+fn read_counter(client: &Client, key: &[u8]) -> (u64, i64) {
+    let current = client
+        .range(proto::RangeRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        })
+        .expect("read");
+    current.kvs.first().map_or((0, 0), |kv| {
+        let n = kv
+            .value
+            .as_slice()
+            .try_into()
+            .map(u64::from_le_bytes)
+            .unwrap_or(0);
+        (n, kv.mod_revision)
+    })
+}
+
 fn keys_only(key: &[u8]) -> proto::RequestOp {
     proto::RequestOp {
         request: Some(proto::Request::Range(proto::RangeRequest {
@@ -233,21 +253,7 @@ fn shaped_writer(
     let identity_key = format!("bench-shape/{writers}/{round}/id").into_bytes();
     let last_key = format!("bench-shape/{writers}/{round}/last").into_bytes();
     while !stop.load(Ordering::Relaxed) {
-        let current = client
-            .range(proto::RangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            })
-            .expect("read");
-        let (n, modified) = current.kvs.first().map_or((0, 0), |kv| {
-            let n = kv
-                .value
-                .as_slice()
-                .try_into()
-                .map(u64::from_le_bytes)
-                .unwrap_or(0);
-            (n, kv.mod_revision)
-        });
+        let (n, modified) = read_counter(client, &key);
         let mut compare = vec![compare_mod(&key, modified)];
         let mut failure = Vec::new();
         if shape.identity {
@@ -346,21 +352,7 @@ fn median(values: &mut [f64]) -> f64 {
 fn plain_writer(client: &Client, key: &str, stop: &AtomicBool, done: &AtomicU64) {
     let key = key.as_bytes().to_vec();
     while !stop.load(Ordering::Relaxed) {
-        let current = client
-            .range(proto::RangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            })
-            .expect("read");
-        let (n, modified) = current.kvs.first().map_or((0, 0), |kv| {
-            let n = kv
-                .value
-                .as_slice()
-                .try_into()
-                .map(u64::from_le_bytes)
-                .unwrap_or(0);
-            (n, kv.mod_revision)
-        });
+        let (n, modified) = read_counter(client, &key);
         let response = client
             .txn(proto::TxnRequest {
                 compare: vec![proto::Compare {

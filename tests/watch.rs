@@ -339,18 +339,21 @@ fn the_past_reads_back_as_exports_taken_then_and_histories_list_every_version() 
     }
 }
 
+/// Options for a store on a simulated disk, checkpointed only when asked (so
+/// that a power loss leaves a tail to replay).
+fn on_sim(fs: statelog::testkit::sim::SimFs) -> Options {
+    Options::default()
+        .file_system(Arc::new(fs))
+        .serve(false)
+        .remote(false)
+        .checkpoint(CheckpointPolicy::manual())
+}
+
 #[test]
 fn a_store_replayed_after_a_crash_rebuilds_the_history_of_the_replayed_commits() {
     use statelog::testkit::sim::{Loss, SimFs};
     let sim = SimFs::new();
-    let on = |fs: SimFs| {
-        Options::default()
-            .file_system(Arc::new(fs))
-            .serve(false)
-            .remote(false)
-            .checkpoint(CheckpointPolicy::manual())
-    };
-    let store = Store::open("/store", on(sim.clone())).unwrap();
+    let store = Store::open("/store", on_sim(sim.clone())).unwrap();
     store.put("a", "k", &1).unwrap();
     store.checkpoint().unwrap();
     let before = export(&store.snapshot().unwrap());
@@ -361,7 +364,7 @@ fn a_store_replayed_after_a_crash_rebuilds_the_history_of_the_replayed_commits()
     // log (synced at every commit) keeps everything; the reopen replays it.
     sim.power_off();
     drop(store);
-    let store = Store::open("/store", on(sim.restart(Loss::Everything))).unwrap();
+    let store = Store::open("/store", on_sim(sim.restart(Loss::Everything))).unwrap();
     assert_eq!(store.stats().replayed_on_open, 3);
     let got: Vec<(u64, Option<u64>)> = store
         .history("a", "k")
@@ -508,14 +511,7 @@ fn after_retention_the_first_backup_starts_where_the_log_does() {
 fn a_replayed_tail_with_many_versions_of_many_keys_reads_back_every_version() {
     use statelog::testkit::sim::{Loss, SimFs};
     let sim = SimFs::new();
-    let on = |fs: SimFs| {
-        Options::default()
-            .file_system(Arc::new(fs))
-            .serve(false)
-            .remote(false)
-            .checkpoint(CheckpointPolicy::manual())
-    };
-    let store = Store::open("/store", on(sim.clone())).unwrap();
+    let store = Store::open("/store", on_sim(sim.clone())).unwrap();
     let mut exports: BTreeMap<u64, String> = BTreeMap::new();
     let mut versions: BTreeMap<String, Vec<(u64, Option<u64>)>> = BTreeMap::new();
     let mut rng = fastrand::Rng::with_seed(20);
@@ -549,7 +545,7 @@ fn a_replayed_tail_with_many_versions_of_many_keys_reads_back_every_version() {
     }
     sim.power_off();
     drop(store);
-    let store = Store::open("/store", on(sim.restart(Loss::Everything))).unwrap();
+    let store = Store::open("/store", on_sim(sim.restart(Loss::Everything))).unwrap();
     assert_eq!(store.stats().replayed_on_open, 340);
     for (name, expected) in &versions {
         let (ns, key) = name.split_once('/').unwrap();

@@ -283,14 +283,7 @@ impl EtcdStore {
             }
         }
         if !success.is_empty() {
-            success.push(proto::RequestOp {
-                request: Some(proto::Request::Put(proto::PutRequest {
-                    key: layout.meta("last"),
-                    value: record::encode(now, &[]),
-                    lease: 0,
-                    prev_kv: false,
-                })),
-            });
+            success.push(super::ops::last_put(layout, now));
         }
         let txn = proto::TxnRequest {
             compare: compares,

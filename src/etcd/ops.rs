@@ -586,16 +586,22 @@ fn stamped(
         });
     }
     if !success.is_empty() {
-        success.push(proto::RequestOp {
-            request: Some(proto::Request::Put(proto::PutRequest {
-                key: layout.meta("last"),
-                value: record::encode(now, &[]),
-                lease: 0,
-                prev_kv: false,
-            })),
-        });
+        success.push(last_put(layout, now));
     }
     success
+}
+
+/// The put of the store's `last` key that ends every commit's success ops:
+/// the store's revision and the commit's time, at one etcd revision.
+pub(crate) fn last_put(layout: &Layout, now: Timestamp) -> proto::RequestOp {
+    proto::RequestOp {
+        request: Some(proto::Request::Put(proto::PutRequest {
+            key: layout.meta("last"),
+            value: record::encode(now, &[]),
+            lease: 0,
+            prev_kv: false,
+        })),
+    }
 }
 
 pub(crate) fn compare(

@@ -115,14 +115,7 @@ fn load(
             })),
         });
     }
-    success.push(proto::RequestOp {
-        request: Some(proto::Request::Put(proto::PutRequest {
-            key: layout.meta("last"),
-            value: record::encode(now, &[]),
-            lease: 0,
-            prev_kv: false,
-        })),
-    });
+    success.push(super::ops::last_put(layout, now));
     let mut compares = Vec::new();
     if let Some(identity) = store_identity(store) {
         compares.push(identity);
