@@ -320,12 +320,7 @@ fn the_past_reads_back_as_exports_taken_then_and_histories_list_every_version() 
                 }
                 for (name, expected) in &versions {
                     let (ns, key) = name.split_once('/').unwrap();
-                    let got: Vec<(u64, Option<u64>)> = store
-                        .history(ns, key)
-                        .unwrap()
-                        .into_iter()
-                        .map(|v| (v.revision, v.value.map(|v| v.value.decode().unwrap())))
-                        .collect();
+                    let got = history_of(store, ns, key);
                     assert_eq!(&got, expected, "the history of {name}");
                 }
             };
@@ -337,6 +332,17 @@ fn the_past_reads_back_as_exports_taken_then_and_histories_list_every_version() 
             check(&store);
         }
     }
+}
+
+/// Every version of a record holding an integer: (revision, value), `None`
+/// for a deletion.
+fn history_of(store: &Store, namespace: &str, key: &str) -> Vec<(u64, Option<u64>)> {
+    store
+        .history(namespace, key)
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.revision, v.value.map(|v| v.value.decode().unwrap())))
+        .collect()
 }
 
 /// Options for a store on a simulated disk, checkpointed only when asked (so
@@ -366,12 +372,7 @@ fn a_store_replayed_after_a_crash_rebuilds_the_history_of_the_replayed_commits()
     drop(store);
     let store = Store::open("/store", on_sim(sim.restart(Loss::Everything))).unwrap();
     assert_eq!(store.stats().replayed_on_open, 3);
-    let got: Vec<(u64, Option<u64>)> = store
-        .history("a", "k")
-        .unwrap()
-        .into_iter()
-        .map(|v| (v.revision, v.value.map(|v| v.value.decode().unwrap())))
-        .collect();
+    let got = history_of(&store, "a", "k");
     assert_eq!(
         got,
         vec![(1, Some(1)), (2, Some(2)), (3, Some(3)), (4, None)]
@@ -549,12 +550,7 @@ fn a_replayed_tail_with_many_versions_of_many_keys_reads_back_every_version() {
     assert_eq!(store.stats().replayed_on_open, 340);
     for (name, expected) in &versions {
         let (ns, key) = name.split_once('/').unwrap();
-        let got: Vec<(u64, Option<u64>)> = store
-            .history(ns, key)
-            .unwrap()
-            .into_iter()
-            .map(|v| (v.revision, v.value.map(|v| v.value.decode().unwrap())))
-            .collect();
+        let got = history_of(&store, ns, key);
         assert_eq!(&got, expected, "the history of {name}");
     }
     for (revision, expected) in &exports {
