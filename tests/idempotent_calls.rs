@@ -5,24 +5,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::reach;
 use statelog::snapshot::{self, ExportOptions, Format, ImportMode, ImportOptions};
 use statelog::{Batch, Error, Options, Store};
-
-/// The store in `dir`, and when `through_holder`, a second handle that works
-/// through the first (returned to keep it holding).
-fn reach(dir: &Path, through_holder: bool) -> (Store, Option<Store>) {
-    let holder = Store::open(dir, Options::default()).unwrap();
-    if !through_holder {
-        return (holder, None);
-    }
-    let client = Store::open(dir, Options::default()).unwrap();
-    assert!(!client.is_holder());
-    (client, Some(holder))
-}
 
 fn close(reached: (Store, Option<Store>)) {
     reached.0.close().unwrap();

@@ -4,12 +4,14 @@
 //! resume), `Store::history` and `snapshot_at_revision` against exports taken
 //! at the time.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::reach;
 use statelog::snapshot::{ExportOptions, Format};
 use statelog::{CheckpointPolicy, Error, Options, RetentionPolicy, Store, Watch, WatchEvent};
 
@@ -18,18 +20,6 @@ fn temp_dir() -> tempfile::TempDir {
         .prefix("statelog-watch-")
         .tempdir()
         .unwrap()
-}
-
-/// The store in `dir` reached directly, or through a holder in this process
-/// (returned too, to keep it holding).
-fn reach(dir: &Path, through_holder: bool) -> (Store, Option<Store>) {
-    let holder = Store::open(dir, Options::default()).unwrap();
-    if !through_holder {
-        return (holder, None);
-    }
-    let client = Store::open(dir, Options::default()).unwrap();
-    assert!(!client.is_holder());
-    (client, Some(holder))
 }
 
 fn four_writers_and_a_resuming_watcher(through_holder: bool) {

@@ -194,6 +194,14 @@ impl Leases {
 /// it is still wanted (the lease's TTL / 3 when shorter).
 const WAIT_TICK: Duration = Duration::from_millis(500);
 
+/// The fencing token of a granted lock: the revision of the commit that took
+/// it.
+pub(crate) fn granted_token(outcome: &Outcome) -> Result<u64> {
+    outcome.revision.ok_or_else(|| Error::Poisoned {
+        cause: "internal error: a lock was granted without a commit".to_owned(),
+    })
+}
+
 /// Takes lock `name` under `lease`, waiting up to `wait` for it: each try is
 /// a commit, and between tries the waiter sleeps until a commit releases a
 /// lock ([`Leases::released`]) or its time is up, keeping its lease alive
@@ -217,11 +225,7 @@ pub(crate) fn lock_wait(
     loop {
         let seen = leases.releases();
         match shared.commit(acquire_request(name, lease)) {
-            Ok(outcome) => {
-                return outcome.revision.ok_or_else(|| Error::Poisoned {
-                    cause: "internal error: a lock was granted without a commit".to_owned(),
-                });
-            }
+            Ok(outcome) => return granted_token(&outcome),
             Err(Error::LockHeld {
                 lock,
                 token,

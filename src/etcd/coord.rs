@@ -31,9 +31,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::client::to_i64;
-use super::ops::{
-    EtcdStore, actual_versions, as_read_compare, check_compare, compare, conflict, header_revision,
-};
+use super::ops::{EtcdStore, as_read_compare, check_compare, compare, conflict, header_revision};
 use super::{errors, proto, record};
 use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
 use crate::coord::{self, Expansion, IDEMPOTENCY, LEASES, LOCKS, LockOp};
@@ -298,39 +296,6 @@ impl EtcdStore {
             request.writes.len(),
         )?;
         Ok(txn)
-    }
-
-    /// Why a `Txn` was refused, when it is final: the store is gone, or a
-    /// caller's check failed. `Ok` when only a record read for the
-    /// evaluation moved (evaluate again).
-    fn refusal(&self, request: &Request, response: &proto::TxnResponse) -> Result<()> {
-        let actual = actual_versions(response);
-        if let Some(identity) = self.identity() {
-            let key = self.layout().meta("store");
-            if actual.get(&key).map(|a| a.1) != Some(identity) {
-                return Err(Error::NotAStore {
-                    path: self.label(),
-                    reason: "the store this handle opened is gone: its prefix was emptied or \
-                             another store was created there since; nothing was written. Open \
-                             it again"
-                        .into(),
-                });
-            }
-        }
-        for check in &request.checks {
-            let (version, modified) = actual
-                .get(&self.layout().record_of_address(&check.address))
-                .copied()
-                .unwrap_or((0, 0));
-            let holds = match check.modified {
-                Some(m) => modified == m,
-                None => version == check.expected,
-            };
-            if !holds {
-                return Err(conflict(&check.address, check.expected, version));
-            }
-        }
-        Ok(())
     }
 
     /// The leases (id and seconds left) whose records the store holds now.

@@ -374,32 +374,7 @@ impl EtcdStore {
                     now,
                 ));
             }
-            let actual = actual_versions(&response);
-            if let Some(identity) = self.identity {
-                let key = self.layout.meta("store");
-                if actual.get(&key).map(|a| a.1) != Some(identity) {
-                    return Err(Error::NotAStore {
-                        path: self.label(),
-                        reason: "the store this handle opened is gone: its prefix was emptied \
-                                 or another store was created there since; nothing was \
-                                 written. Open it again"
-                            .into(),
-                    });
-                }
-            }
-            for check in &request.checks {
-                let (version, modified) = actual
-                    .get(&self.layout.record_of_address(&check.address))
-                    .copied()
-                    .unwrap_or((0, 0));
-                let holds = match check.modified {
-                    Some(m) => modified == m,
-                    None => version == check.expected,
-                };
-                if !holds {
-                    return Err(conflict(&check.address, check.expected, version));
-                }
-            }
+            self.refusal(request, &response)?;
             // Only a record read for a write that may change nothing moved:
             // read it again and rebuild.
             if round >= REBUILD_ROUNDS {
@@ -409,6 +384,39 @@ impl EtcdStore {
                 return Err(conflict(address, current, current + 1));
             }
         }
+    }
+
+    /// Why a `Txn` was refused, when it is final: the store is gone, or a
+    /// caller's check failed. `Ok` when only a record read for the
+    /// evaluation moved (evaluate again).
+    pub(super) fn refusal(&self, request: &Request, response: &proto::TxnResponse) -> Result<()> {
+        let actual = actual_versions(response);
+        if let Some(identity) = self.identity {
+            let key = self.layout.meta("store");
+            if actual.get(&key).map(|a| a.1) != Some(identity) {
+                return Err(Error::NotAStore {
+                    path: self.label(),
+                    reason: "the store this handle opened is gone: its prefix was emptied or \
+                             another store was created there since; nothing was written. Open \
+                             it again"
+                        .into(),
+                });
+            }
+        }
+        for check in &request.checks {
+            let (version, modified) = actual
+                .get(&self.layout.record_of_address(&check.address))
+                .copied()
+                .unwrap_or((0, 0));
+            let holds = match check.modified {
+                Some(m) => modified == m,
+                None => version == check.expected,
+            };
+            if !holds {
+                return Err(conflict(&check.address, check.expected, version));
+            }
+        }
+        Ok(())
     }
 
     /// The writes whose replaced record is known (see [`LastReads`]).

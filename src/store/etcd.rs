@@ -227,11 +227,7 @@ impl Backend for EtcdBackend {
             match self.store.commit_coordinated(&request) {
                 Ok(outcome) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);
-                    return outcome.revision.ok_or_else(|| {
-                        Fault::Failed(Error::Poisoned {
-                            cause: "internal error: a lock was granted without a commit".to_owned(),
-                        })
-                    });
+                    return Ok(crate::coord::leases::granted_token(&outcome)?);
                 }
                 Err(Error::LockHeld {
                     lock,

@@ -125,3 +125,15 @@ pub fn run_child(test_name: &str, role: &str, arg: &str) {
 pub fn exit_without_closing() -> ! {
     std::process::exit(0)
 }
+
+/// The store in `dir` reached directly, or through a holder in this process
+/// (returned too, to keep it holding).
+pub fn reach(dir: &Path, through_holder: bool) -> (Store, Option<Store>) {
+    let holder = Store::open(dir, Options::default()).unwrap();
+    if !through_holder {
+        return (holder, None);
+    }
+    let client = Store::open(dir, Options::default()).unwrap();
+    assert!(!client.is_holder());
+    (client, Some(holder))
+}
