@@ -5,10 +5,12 @@
 # sync and closes it; invocations take turns on the lock), then with
 # `statelog serve` holding it (each invocation works through the server, and
 # concurrent commits share its syncs). Checks the final counts and prints both
-# runs and their ratio. Usage: benches/cli_loops.sh [INVOCATIONS_PER_LOOP]
-# (default 200). The store goes under target/tmp (same disk as the checkout),
-# or $STATELOG_BENCH_DIR. $STATELOG_BENCH_BIN runs another build of `statelog`
-# instead of building this checkout's (to compare two builds in turn).
+# runs and their ratio, and a floor measured the same way: 16 loops of
+# `/bin/true` (the shell's own fork and exec: no command can beat it). Usage:
+# benches/cli_loops.sh [INVOCATIONS_PER_LOOP] (default 200). The store goes
+# under target/tmp (same disk as the checkout), or $STATELOG_BENCH_DIR.
+# $STATELOG_BENCH_BIN runs another build of `statelog` instead of building
+# this checkout's (to compare two builds in turn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 per_loop="${1:-200}"
@@ -59,8 +61,24 @@ run() {
         'BEGIN { printf "%-13s %2d loop(s) x %d: %d invocations in %.2f s = %.0f invocations/s (final count %d)\n", name, l, n / l, n, e - s, n / (e - s), n }'
 }
 
+# floor NAME LOOPS COMMAND...: the loops of a command that touches no store.
+floor() {
+    local name="$1" loops="$2" start end pids=()
+    shift 2
+    start=$(date +%s.%N)
+    for _ in $(seq "$loops"); do
+        (for _ in $(seq "$per_loop"); do "$@" >/dev/null; done) &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    end=$(date +%s.%N)
+    awk -v n="$((loops * per_loop))" -v s="$start" -v e="$end" -v l="$loops" -v name="$name" \
+        'BEGIN { printf "%-13s %2d loop(s) x %d: %d invocations in %.2f s = %.0f invocations/s (floor)\n", name, l, n / l, n, e - s, n / (e - s) }'
+}
+
 echo "$(nproc) cores, $(uname -sr), store under $work"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+floor /bin/true 16 /bin/true
 run no-holder 1; plain1=$rate
 run no-holder 16; plain16=$rate
 run serve 1; serve1=$rate
