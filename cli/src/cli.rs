@@ -161,7 +161,8 @@ pub struct StoreArgs {
 pub struct WaitArgs {
     /// Wait up to DURATION (seconds, or 500ms, 30s, 5m) for other statelog
     /// processes to release the store (or, when one serves it, to answer),
-    /// then fail with exit code 5
+    /// then fail with exit code 5; for a store on etcd, it also bounds how long
+    /// a request keeps trying members that do not answer
     #[arg(
         long,
         value_name = "DURATION",

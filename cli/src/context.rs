@@ -61,10 +61,23 @@ impl Ctx {
     /// others itself (it is gone a moment later): without a holder,
     /// invocations take turns on the store's lock.
     pub fn options(&self, access: Access, create: bool) -> Options {
-        let options = Options::default()
+        let mut options = Options::default()
             .create(create)
             .lock_timeout(self.wait)
             .serve(false);
+        if self
+            .store
+            .as_os_str()
+            .as_encoded_bytes()
+            .starts_with(b"etcd://")
+        {
+            // On etcd, the wait bounds how long a request keeps trying members
+            // that do not answer. Bad settings in the environment are left for
+            // the open to report.
+            if let Ok(etcd) = statelog::EtcdOptions::from_env() {
+                options = options.etcd(etcd.failover_timeout(self.wait));
+            }
+        }
         match access {
             Access::Records => options,
             Access::Scan => options.cache_size(SCAN_CACHE),

@@ -133,6 +133,37 @@ fn a_busy_store_waits_or_fails_with_5() {
     assert_eq!(s.ok(&["get", "jobs", "j1"]), "3\n");
 }
 
+/// A store on etcd whose members do not answer: `--wait` bounds how long a
+/// request keeps trying them (etcd's own default is 30 s), and the error
+/// names the endpoint.
+#[test]
+fn an_unreachable_etcd_fails_within_the_wait() {
+    // A loopback port nobody listens on: every connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("etcd://127.0.0.1:{port}/wait-test");
+    let start = Instant::now();
+    let out = Command::new(BIN)
+        .args(["--store", &address, "--wait", "1", "get", "jobs", "j1"])
+        .env_remove("STATELOG_WAIT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach etcd at 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}: the wait did not bound the retries",
+        start.elapsed()
+    );
+}
+
 /// The child role of the tests below: commits through the library, then
 /// exits without closing (the log holds commits the state database does not).
 fn child_commits_and_crashes(store: &str) -> ! {
