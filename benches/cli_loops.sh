@@ -10,12 +10,19 @@
 # benches/cli_loops.sh [INVOCATIONS_PER_LOOP] (default 200). The store goes
 # under target/tmp (same disk as the checkout), or $STATELOG_BENCH_DIR.
 # $STATELOG_BENCH_BIN runs another build of `statelog` instead of building
-# this checkout's (to compare two builds in turn).
+# this checkout's (to compare two builds in turn); STATELOG_BENCH_STATIC=1
+# builds and runs the statically linked one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 per_loop="${1:-200}"
 if [ -n "${STATELOG_BENCH_BIN:-}" ]; then
     bin="$(realpath "$STATELOG_BENCH_BIN")"
+elif [ -n "${STATELOG_BENCH_STATIC:-}" ]; then
+    # The statically linked build the README describes for shell-heavy use.
+    triple="$(rustc -vV | sed -n 's/^host: //p')"
+    RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+        cargo build --release --quiet --bin statelog --target "$triple"
+    bin="$PWD/target/$triple/release/statelog"
 else
     cargo build --release --quiet --bin statelog
     bin="$PWD/target/release/statelog"
