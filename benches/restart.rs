@@ -145,6 +145,7 @@ fn restart(config: &Config, dir: &Path) {
     let mut opens = Vec::new();
     let mut rates = Vec::new();
     let mut clean = Vec::new();
+    let mut peaks = Vec::new();
     for _ in 0..config.reps {
         let _ = std::fs::remove_dir_all(&work);
         common::copy_dir(&crashed, &work);
@@ -154,8 +155,11 @@ fn restart(config: &Config, dir: &Path) {
             write_back();
         }
         let start = Instant::now();
-        let store = Store::open(&work, Options::default()).expect("reopen after the kill");
+        let (store, before, peak) = common::with_peak_rss(|| {
+            Store::open(&work, Options::default()).expect("reopen after the kill")
+        });
         let secs = start.elapsed().as_secs_f64();
+        peaks.push(common::mib(peak.saturating_sub(before)));
         let replayed = store.recovery().replayed;
         assert_eq!(replayed, config.tail, "replayed a wrong number of commits");
         opens.push(secs);
@@ -190,6 +194,11 @@ fn restart(config: &Config, dir: &Path) {
         "reopen after a clean close (nothing to replay)",
         summarize(&clean),
         "s",
+    );
+    line(
+        "peak RSS of the reopen after SIGKILL, above the RSS before it",
+        summarize(&peaks),
+        "MiB",
     );
     println!();
 }

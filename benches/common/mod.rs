@@ -136,6 +136,23 @@ pub fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Starts the process's peak RSS (`VmHWM`) again from its current RSS, so
+/// that the peak read after a run is that run's (Linux: `clear_refs` 5).
+pub fn reset_peak_rss() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        panic!("cannot reset the peak RSS through /proc/self/clear_refs: {e}");
+    }
+}
+
+/// Runs `f`; returns its result, the RSS before it and the peak RSS during it
+/// (KiB).
+pub fn with_peak_rss<T>(f: impl FnOnce() -> T) -> (T, u64, u64) {
+    reset_peak_rss();
+    let before = proc_status_kib("VmRSS");
+    let out = f();
+    (out, before, proc_status_kib("VmHWM"))
+}
+
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
