@@ -35,6 +35,8 @@ pub struct Tx {
     expects: BTreeMap<Vec<u8>, u64>,
     writes: Writes,
     fences: Vec<Fence>,
+    /// Where values are encoded before each is copied out at its own size.
+    scratch: Vec<u8>,
 }
 
 impl Tx {
@@ -45,6 +47,7 @@ impl Tx {
             expects: BTreeMap::new(),
             writes: Writes::Ascending(Vec::new()),
             fences: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -108,7 +111,8 @@ impl Tx {
         key: &str,
         value: &T,
     ) -> Result<()> {
-        self.put_bytes(namespace, key, value::encode(namespace, key, value)?, false)
+        let bytes = value::encode_through(namespace, key, value, &mut self.scratch)?;
+        self.put_bytes(namespace, key, bytes, false)
     }
 
     /// Writes a value unless it is identical to the stored one, in which case the
@@ -123,7 +127,8 @@ impl Tx {
         key: &str,
         value: &T,
     ) -> Result<()> {
-        self.put_bytes(namespace, key, value::encode(namespace, key, value)?, true)
+        let bytes = value::encode_through(namespace, key, value, &mut self.scratch)?;
+        self.put_bytes(namespace, key, bytes, true)
     }
 
     /// Writes a value given as MessagePack.
