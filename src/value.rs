@@ -295,6 +295,25 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     Ok(bytes)
 }
 
+/// [`encode`] through `scratch` (cleared first, its capacity kept for the next
+/// value): many values encoded one after another (a transaction's puts) cost
+/// one allocation of exactly their size each, not a buffer grown from empty.
+pub(crate) fn encode_through<T: Serialize + ?Sized>(
+    namespace: &str,
+    key: &str,
+    value: &T,
+    scratch: &mut Vec<u8>,
+) -> Result<Vec<u8>> {
+    scratch.clear();
+    write_named(scratch, value).map_err(|message| Error::Encode {
+        namespace: namespace.to_owned(),
+        key: key.to_owned(),
+        message,
+    })?;
+    check_len(namespace, key, scratch.len())?;
+    Ok(scratch.as_slice().to_vec())
+}
+
 pub(crate) fn check_len(namespace: &str, key: &str, len: usize) -> Result<()> {
     if len > MAX_VALUE_LEN {
         return Err(Error::TooLarge {

@@ -32,7 +32,7 @@ use crate::db::schema::Applied;
 use crate::db::write::{Batch, Records, Replaced};
 use crate::error::{Error, Result};
 use crate::key;
-use crate::log::record::{self, DeleteOp, LogOp, LogRecord, PutOp};
+use crate::log::record::{self, DeleteOp, LogOp, PutOp};
 use crate::log::{Position, frame};
 use crate::options::Durability;
 use crate::time::Timestamp;
@@ -529,8 +529,39 @@ pub(super) fn encode_parts(
     frames: &mut Vec<u8>,
 ) -> Result<()> {
     let rollback = frames.len();
-    let mut chunks: Vec<&[Resolved<'_>]> = Vec::new();
-    let mut start = 0;
+    let mut rest = ops;
+    loop {
+        let (chunk, after) = rest.split_at(part_len(rest));
+        rest = after;
+        let head = record::encode::Head {
+            revision,
+            time: time.as_micros(),
+            ops: chunk.len(),
+            more: !rest.is_empty(),
+            base,
+            synced: Some(synced),
+        };
+        let at = frame::begin(frames);
+        let encoded = encode_part(&head, chunk, base, frames);
+        let finished =
+            encoded.and_then(|()| frame::finish(frames, at).map_err(|len| len.to_string()));
+        if let Err(why) = finished {
+            frames.truncate(rollback);
+            return Err(Error::TooLarge {
+                what: format!("a part of the commit at revision {revision} ({why})"),
+                size: size_hint(chunk),
+                limit: frame::MAX_FRAME_PAYLOAD,
+            });
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+/// How many of `ops` (at least one) go into the next part: about
+/// `PART_TARGET` bytes.
+fn part_len(ops: &[Resolved<'_>]) -> usize {
     let mut size = 0;
     for (i, op) in ops.iter().enumerate() {
         let op_size = op.namespace.len()
@@ -541,38 +572,25 @@ pub(super) fn encode_parts(
                 ResolvedKind::Delete { .. } => 0,
             };
         if size > 0 && size + op_size > PART_TARGET {
-            chunks.push(&ops[start..i]);
-            start = i;
-            size = 0;
+            return i;
         }
         size += op_size;
     }
-    chunks.push(&ops[start..]);
-    let count = chunks.len();
-    for (index, chunk) in chunks.into_iter().enumerate() {
-        let record = LogRecord {
-            revision,
-            time: time.as_micros(),
-            ops: chunk.iter().map(|op| to_log_op(op, base)).collect(),
-            more: index + 1 < count,
-            base,
-            synced: Some(synced),
-        };
-        let at = frame::begin(frames);
-        let encoded = record::encode_into(&record, frames);
-        let finished = encoded
-            .map_err(|e| e.to_string())
-            .and_then(|()| frame::finish(frames, at).map_err(|len| len.to_string()));
-        if let Err(why) = finished {
-            frames.truncate(rollback);
-            return Err(Error::TooLarge {
-                what: format!("a part of the commit at revision {revision} ({why})"),
-                size: size_hint(chunk),
-                limit: frame::MAX_FRAME_PAYLOAD,
-            });
-        }
+    ops.len()
+}
+
+/// One part's record, written from the resolved operations as they are.
+fn encode_part(
+    head: &record::encode::Head,
+    ops: &[Resolved<'_>],
+    base: bool,
+    frames: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    record::encode::head(head, frames)?;
+    for op in ops {
+        record::encode::op(&to_log_op(op, base), frames)?;
     }
-    Ok(())
+    record::encode::tail(head, frames)
 }
 
 fn size_hint(ops: &[Resolved<'_>]) -> usize {

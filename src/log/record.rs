@@ -27,6 +27,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod encode;
+
 use crate::counter::{MAX_REVISION, MAX_VERSION};
 use crate::error::Shown;
 
@@ -141,27 +143,10 @@ impl LogOp<'_> {
     }
 }
 
-/// Appends the MessagePack encoding of `record` to `out`.
+/// Appends the MessagePack encoding of `record` to `out`: the bytes of its
+/// serde form with named fields (`encode` writes them by hand).
 pub fn encode_into(record: &LogRecord<'_>, out: &mut Vec<u8>) -> Result<(), String> {
-    rmp_serde::encode::write_named(out, record).map_err(|e| e.to_string())
-}
-
-/// The fields of a [`LogRecord`] by reference, in the same order and under the
-/// same names, so that it encodes exactly as the record would.
-#[derive(Serialize)]
-struct RecordRef<'r, 'a> {
-    #[serde(rename = "rev")]
-    revision: u64,
-    #[serde(rename = "time")]
-    time: i64,
-    #[serde(rename = "ops")]
-    ops: &'r [LogOp<'a>],
-    #[serde(rename = "more", skip_serializing_if = "is_false")]
-    more: bool,
-    #[serde(rename = "base", skip_serializing_if = "is_false")]
-    base: bool,
-    #[serde(rename = "synced", skip_serializing_if = "Option::is_none")]
-    synced: Option<u64>,
+    encode_resynced(record, record.synced, out)
 }
 
 /// Appends the encoding of `record` with its watermark replaced by `synced`:
@@ -172,15 +157,19 @@ pub fn encode_resynced(
     synced: Option<u64>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let view = RecordRef {
+    let head = encode::Head {
         revision: record.revision,
         time: record.time,
-        ops: &record.ops,
+        ops: record.ops.len(),
         more: record.more,
         base: record.base,
         synced,
     };
-    rmp_serde::encode::write_named(out, &view).map_err(|e| e.to_string())
+    encode::head(&head, out)?;
+    for op in &record.ops {
+        encode::op(op, out)?;
+    }
+    encode::tail(&head, out)
 }
 
 /// The bytes a seal's payload starts with: a map of one entry, `"seal"`, and

@@ -33,8 +33,10 @@ pub struct Tx {
     /// absent).
     reads: BTreeMap<Vec<u8>, (u64, Option<u64>)>,
     expects: BTreeMap<Vec<u8>, u64>,
-    writes: BTreeMap<Vec<u8>, WriteKind>,
+    writes: Writes,
     fences: Vec<Fence>,
+    /// Where values are encoded before each is copied out at its own size.
+    scratch: Vec<u8>,
 }
 
 impl Tx {
@@ -43,8 +45,9 @@ impl Tx {
             snapshot,
             reads: BTreeMap::new(),
             expects: BTreeMap::new(),
-            writes: BTreeMap::new(),
+            writes: Writes::Ascending(Vec::new()),
             fences: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -108,7 +111,8 @@ impl Tx {
         key: &str,
         value: &T,
     ) -> Result<()> {
-        self.put_bytes(namespace, key, value::encode(namespace, key, value)?, false)
+        let bytes = value::encode_through(namespace, key, value, &mut self.scratch)?;
+        self.put_bytes(namespace, key, bytes, false)
     }
 
     /// Writes a value unless it is identical to the stored one, in which case the
@@ -123,7 +127,8 @@ impl Tx {
         key: &str,
         value: &T,
     ) -> Result<()> {
-        self.put_bytes(namespace, key, value::encode(namespace, key, value)?, true)
+        let bytes = value::encode_through(namespace, key, value, &mut self.scratch)?;
+        self.put_bytes(namespace, key, bytes, true)
     }
 
     /// Writes a value given as MessagePack.
@@ -231,15 +236,119 @@ impl Tx {
         }));
         Request {
             checks,
-            writes: self
-                .writes
-                .into_iter()
-                .map(|(address, kind)| Write { address, kind })
-                .collect(),
+            writes: self.writes.into_writes(),
             coord: CoordRequest {
                 fences: self.fences,
                 ..CoordRequest::default()
             },
+        }
+    }
+}
+
+/// A transaction's writes by address, handed to the commit in address order.
+/// Most transactions that write many keys write them in ascending order (a
+/// load, an import): those are appended to a `Vec` without a search, and the
+/// first write out of order moves them into a map.
+#[derive(Debug)]
+enum Writes {
+    /// Every write so far came after the one before it.
+    Ascending(Vec<(Vec<u8>, WriteKind)>),
+    /// Any order.
+    Map(BTreeMap<Vec<u8>, WriteKind>),
+}
+
+impl Writes {
+    fn get(&self, address: &[u8]) -> Option<&WriteKind> {
+        match self {
+            Writes::Ascending(writes) => writes
+                .binary_search_by(|(a, _)| a.as_slice().cmp(address))
+                .ok()
+                .map(|i| &writes[i].1),
+            Writes::Map(writes) => writes.get(address),
+        }
+    }
+
+    /// Writes `kind` to `address`, replacing an earlier write of it.
+    fn insert(&mut self, address: Vec<u8>, kind: WriteKind) {
+        match self {
+            Writes::Ascending(writes) => {
+                if writes.last().is_none_or(|(last, _)| *last < address) {
+                    writes.push((address, kind));
+                } else if let Ok(i) = writes.binary_search_by(|(a, _)| a.cmp(&address)) {
+                    writes[i].1 = kind;
+                } else {
+                    let mut map: BTreeMap<_, _> = std::mem::take(writes).into_iter().collect();
+                    map.insert(address, kind);
+                    *self = Writes::Map(map);
+                }
+            }
+            Writes::Map(writes) => {
+                writes.insert(address, kind);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Writes::Ascending(writes) => writes.is_empty(),
+            Writes::Map(writes) => writes.is_empty(),
+        }
+    }
+
+    /// The writes in address order.
+    fn into_writes(self) -> Vec<Write> {
+        let write = |(address, kind)| Write { address, kind };
+        match self {
+            Writes::Ascending(writes) => writes.into_iter().map(write).collect(),
+            Writes::Map(writes) => writes.into_iter().map(write).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(byte: u8) -> WriteKind {
+        WriteKind::Put {
+            value: vec![byte],
+            skip_unchanged: false,
+        }
+    }
+
+    /// Addresses written in an order with runs up and down, rewrites and
+    /// deletes: the writes come out as a map of them would give them.
+    #[test]
+    fn writes_in_any_order_come_out_in_address_order_with_the_last_write_of_each() {
+        let orders: [&[u8]; 5] = [
+            &[1, 2, 3, 4],
+            &[1, 2, 2, 3, 1],
+            &[4, 3, 2, 1],
+            &[1, 3, 5, 2, 4, 3, 6, 1],
+            &[],
+        ];
+        for (round, order) in orders.iter().enumerate() {
+            let mut writes = Writes::Ascending(Vec::new());
+            let mut map = BTreeMap::new();
+            for (i, byte) in order.iter().enumerate() {
+                let kind = if i % 3 == 2 {
+                    WriteKind::Delete
+                } else {
+                    put(i as u8)
+                };
+                writes.insert(vec![*byte], kind.clone());
+                map.insert(vec![*byte], kind);
+                for probe in 0..8u8 {
+                    assert_eq!(writes.get(&[probe]), map.get(&[probe][..]), "round {round}");
+                }
+                assert!(!writes.is_empty());
+            }
+            assert_eq!(writes.is_empty(), map.is_empty());
+            let expected: Vec<Write> = map
+                .into_iter()
+                .map(|(address, kind)| Write { address, kind })
+                .collect();
+            assert_eq!(writes.into_writes(), expected, "round {round}");
         }
     }
 }

@@ -282,13 +282,16 @@ fn reads(config: &Config, kinds: &[Kind]) -> Vec<Row> {
 fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
     let keys = common::keys(config.bulk);
     let mut loads = Vec::new();
+    let mut cpu = Vec::new();
     let mut kept = None;
     for rep in 0..config.reps {
         let dir = common::temp_dir("compare-bulk-");
         let engine = kind.open(dir.path());
         let start = Instant::now();
+        let cpu_start = process_cpu_secs();
         engine.load(&keys, config.batch);
         loads.push(keys.len() as f64 / start.elapsed().as_secs_f64());
+        cpu.push(process_cpu_secs() - cpu_start);
         drop(engine);
         if rep + 1 == config.reps {
             kept = Some(dir);
@@ -317,10 +320,12 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
     let load = summarize(&loads);
     let stream = summarize(&mbps);
     let rss = summarize(&rss);
+    let cpu = summarize(&cpu);
     eprintln!(
-        "{:>26} W4 load {:.0} rec/s, stream {:.0} MB/s, peak RSS {:.0} MiB",
+        "{:>26} W4 load {:.0} rec/s ({:.2} s of CPU), stream {:.0} MB/s, peak RSS {:.0} MiB",
         kind.name(),
         load.median,
+        cpu.median,
         stream.median,
         rss.median
     );
@@ -330,14 +335,33 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
             kind,
             load,
             format!(
-                "batch {}, {:.0} MiB on disk{compacted}",
+                "batch {}, load {:.2} s of CPU, {:.0} MiB on disk{compacted}",
                 config.batch,
+                cpu.median,
                 size as f64 / (1 << 20) as f64
             ),
         ),
         Row::new(Workload::W4Stream, kind, stream, String::new()),
         Row::new(Workload::W4Rss, kind, rss, String::new()),
     ]
+}
+
+/// CPU time (user and system, every thread) this process has used so far, in
+/// seconds: a load's CPU is steadier than its wall time on a shared machine.
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime
+    // are the 12th and 13th of them, in clock ticks (100 a second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// statelog after the load: `compact` (checkpoint, log retention, redb's
