@@ -6,6 +6,14 @@
 //! holder waits without limit between messages (an idle client costs a
 //! sleeping thread), but once a message has begun, the rest of it must come
 //! within the wait: a half-sent message closes the connection.
+//!
+//! Waiting for a message that usually comes at once (the answer to a read,
+//! the next request of a busy client) may poll the socket for a short window
+//! before sleeping: waking a sleeping thread costs far more than the work of
+//! a small request (an interrupt to the other core and, in a VM, an exit).
+//! Each kind of wait ([`Wait`]) polls only while its last message came
+//! within the window, so waits that are long anyway (a sync, an idle
+//! client, many processes sharing few cores) sleep at once.
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
@@ -25,6 +33,21 @@ const FIRST_BUFFER: usize = 4 << 10;
 const READ_CHUNK: usize = 64 << 10;
 /// Buffers grown beyond this for a large message are given back after it.
 const KEEP_BUFFER: usize = 1 << 20;
+
+/// How long a wait may poll the socket before it sleeps.
+const SPIN_WINDOW: Duration = Duration::from_micros(40);
+
+/// What a receiver waits for; each kind learns on its own whether its
+/// messages come within the polling window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// The answer to a request that changes nothing (a read).
+    Answer = 0,
+    /// The answer to a commit (a sync, unless durability is relaxed).
+    Commit = 1,
+    /// The holder waiting for a client's next request.
+    Request = 2,
+}
 
 /// Why no message was received.
 #[derive(Debug)]
@@ -69,6 +92,8 @@ pub(crate) struct Channel {
     mid_message: Option<Duration>,
     /// Whether the stream's read timeout is set for a message in progress.
     armed: bool,
+    /// Per [`Wait`]: whether its last message came within the window.
+    quick: [bool; 3],
 }
 
 impl std::fmt::Debug for Channel {
@@ -88,6 +113,7 @@ impl Channel {
             output: Vec::new(),
             mid_message,
             armed: false,
+            quick: [false; 3],
         }
     }
 
@@ -116,6 +142,59 @@ impl Channel {
     /// See [`RecvError`].
     pub(crate) fn receive<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
         self.receive_within(frame::MAX_MESSAGE)
+    }
+
+    /// Receives one message as [`receive`](Self::receive) does, polling
+    /// first when this kind of wait has lately been short.
+    ///
+    /// # Errors
+    /// See [`RecvError`].
+    pub(crate) fn receive_for<T: DeserializeOwned>(&mut self, wait: Wait) -> Result<T, RecvError> {
+        if self.start == self.end {
+            let started = std::time::Instant::now();
+            let polled = self.quick[wait as usize] && self.poll(started)?;
+            if !polled {
+                self.fill(1, false)?;
+            }
+            self.quick[wait as usize] = started.elapsed() <= SPIN_WINDOW;
+        }
+        self.receive()
+    }
+
+    /// Polls the socket for up to the window from `started`; true when bytes
+    /// arrived. Between tries the thread yields, so that on a busy machine a
+    /// runnable thread (maybe the one that will answer) gets the core.
+    fn poll(&mut self, started: std::time::Instant) -> Result<bool, RecvError> {
+        use std::os::fd::AsRawFd;
+        let fd = self.stream.as_raw_fd();
+        debug_assert_eq!(self.start, self.end);
+        self.start = 0;
+        self.end = 0;
+        loop {
+            let buf = &mut self.input[..];
+            // SAFETY: `buf` is valid for writes of its length; `fd` is open
+            // for as long as `self.stream` lives.
+            let rc =
+                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            match usize::try_from(rc) {
+                Ok(0) => return Err(RecvError::Closed),
+                Ok(n) => {
+                    self.end = n;
+                    return Ok(true);
+                }
+                Err(_) => {
+                    let e = io::Error::last_os_error();
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
+                        _ => return Err(RecvError::Io(e)),
+                    }
+                }
+            }
+            if started.elapsed() > SPIN_WINDOW {
+                return Ok(false);
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Receives one message of at most `limit` bytes and decodes it as `T`
