@@ -312,3 +312,80 @@ pub(crate) fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), Sen
     message::encode_into(msg, out).map_err(|e| SendError::Io(io::Error::other(e)))?;
     frame::finish_message(out).map_err(SendError::TooLarge)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::message::Request;
+
+    fn pair() -> (Channel, Channel) {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        (Channel::new(a, None), Channel::new(b, None))
+    }
+
+    #[test]
+    fn a_wait_polls_only_after_a_quick_message_and_sleeps_when_it_does_not_come() {
+        let (mut waiting, mut sending) = pair();
+        // Nothing learned yet: the first wait sleeps, and its message, sent
+        // before, comes at once: the next wait of this kind polls.
+        sending.send(&Request::Revision).unwrap();
+        assert!(!waiting.quick[Wait::Answer as usize]);
+        assert_eq!(
+            waiting.receive_for::<Request>(Wait::Answer).unwrap(),
+            Request::Revision
+        );
+        assert!(waiting.quick[Wait::Answer as usize]);
+        assert!(!waiting.quick[Wait::Commit as usize]);
+        // A message that comes long after the window: polling gives up,
+        // the wait sleeps, the message still arrives whole, and this kind of
+        // wait no longer polls.
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            sending.send(&Request::Checkpoint).unwrap();
+            sending
+        });
+        assert_eq!(
+            waiting.receive_for::<Request>(Wait::Answer).unwrap(),
+            Request::Checkpoint
+        );
+        assert!(!waiting.quick[Wait::Answer as usize]);
+        let mut sending = late.join().unwrap();
+        // A polled read that takes in more than one message keeps the rest
+        // for the next receive.
+        sending.send(&Request::Stats).unwrap();
+        sending.send(&Request::Pin).unwrap();
+        waiting.quick[Wait::Answer as usize] = true;
+        assert!(waiting.poll(std::time::Instant::now()).unwrap());
+        assert_eq!(waiting.receive::<Request>().unwrap(), Request::Stats);
+        assert_eq!(
+            waiting.receive_for::<Request>(Wait::Answer).unwrap(),
+            Request::Pin
+        );
+    }
+
+    #[test]
+    fn a_polling_wait_sees_the_other_side_close() {
+        let (mut waiting, sending) = pair();
+        waiting.quick[Wait::Request as usize] = true;
+        drop(sending);
+        assert!(matches!(
+            waiting.receive_for::<Request>(Wait::Request),
+            Err(RecvError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_message_cut_while_polling_is_a_cut() {
+        let (mut waiting, sending) = pair();
+        let mut bytes = Vec::new();
+        encode(&Request::Stats, &mut bytes).unwrap();
+        socket::send_all(sending.stream(), &bytes[..bytes.len() - 1]).unwrap();
+        drop(sending);
+        waiting.quick[Wait::Answer as usize] = true;
+        assert!(matches!(
+            waiting.receive_for::<Request>(Wait::Answer),
+            Err(RecvError::Cut)
+        ));
+    }
+}
