@@ -12,8 +12,10 @@
 //! before sleeping: waking a sleeping thread costs far more than the work of
 //! a small request (an interrupt to the other core and, in a VM, an exit).
 //! Each kind of wait ([`Wait`]) polls only while its last message came
-//! within the window, so waits that are long anyway (a sync, an idle
-//! client, many processes sharing few cores) sleep at once.
+//! within the window, and stops as soon as a yield between two tries gives
+//! the core to another thread, so waits that are long anyway (a sync, an
+//! idle client) and machines whose cores are all wanted (many processes
+//! sharing few cores) sleep at once.
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
@@ -36,6 +38,49 @@ const KEEP_BUFFER: usize = 1 << 20;
 
 /// How long a wait may poll the socket before it sleeps.
 const SPIN_WINDOW: Duration = Duration::from_micros(40);
+
+/// A yield longer than this ran another thread: the machine is busy.
+const GAVE_AWAY: Duration = Duration::from_micros(10);
+
+/// Threads of this process polling now.
+static POLLING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A turn to poll: one core is left for the threads doing the work (in a
+/// holder, many connection threads may wait at once).
+struct Poller;
+
+impl Poller {
+    fn enter() -> Option<Poller> {
+        use std::sync::atomic::Ordering;
+        static MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let most = *MOST.get_or_init(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        });
+        if POLLING.fetch_add(1, Ordering::Relaxed) < most {
+            Some(Poller)
+        } else {
+            POLLING.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        POLLING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How polling for a message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polled {
+    /// Bytes arrived.
+    Arrived,
+    /// Nothing within the window.
+    Nothing,
+    /// Another thread wanted the core.
+    Crowded,
+}
 
 /// What a receiver waits for; each kind learns on its own whether its
 /// messages come within the polling window.
@@ -152,19 +197,23 @@ impl Channel {
     pub(crate) fn receive_for<T: DeserializeOwned>(&mut self, wait: Wait) -> Result<T, RecvError> {
         if self.start == self.end {
             let started = std::time::Instant::now();
-            let polled = self.quick[wait as usize] && self.poll(started)?;
-            if !polled {
+            let polled = match self.quick[wait as usize].then(Poller::enter).flatten() {
+                Some(_poller) => self.poll(started)?,
+                None => Polled::Nothing,
+            };
+            if polled != Polled::Arrived {
                 self.fill(1, false)?;
             }
-            self.quick[wait as usize] = started.elapsed() <= SPIN_WINDOW;
+            self.quick[wait as usize] =
+                polled != Polled::Crowded && started.elapsed() <= SPIN_WINDOW;
         }
         self.receive()
     }
 
-    /// Polls the socket for up to the window from `started`; true when bytes
-    /// arrived. Between tries the thread yields, so that on a busy machine a
-    /// runnable thread (maybe the one that will answer) gets the core.
-    fn poll(&mut self, started: std::time::Instant) -> Result<bool, RecvError> {
+    /// Polls the socket for up to the window from `started`. Between tries
+    /// the thread yields; a yield that gave the core away (another thread was
+    /// waiting for it) ends the polling: the cores are wanted elsewhere.
+    fn poll(&mut self, started: std::time::Instant) -> Result<Polled, RecvError> {
         use std::os::fd::AsRawFd;
         let fd = self.stream.as_raw_fd();
         debug_assert_eq!(self.start, self.end);
@@ -180,7 +229,7 @@ impl Channel {
                 Ok(0) => return Err(RecvError::Closed),
                 Ok(n) => {
                     self.end = n;
-                    return Ok(true);
+                    return Ok(Polled::Arrived);
                 }
                 Err(_) => {
                     let e = io::Error::last_os_error();
@@ -190,10 +239,14 @@ impl Channel {
                     }
                 }
             }
-            if started.elapsed() > SPIN_WINDOW {
-                return Ok(false);
+            let before = std::time::Instant::now();
+            if before.duration_since(started) > SPIN_WINDOW {
+                return Ok(Polled::Nothing);
             }
             std::thread::yield_now();
+            if before.elapsed() > GAVE_AWAY {
+                return Ok(Polled::Crowded);
+            }
         }
     }
 
@@ -356,7 +409,10 @@ mod tests {
         sending.send(&Request::Stats).unwrap();
         sending.send(&Request::Pin).unwrap();
         waiting.quick[Wait::Answer as usize] = true;
-        assert!(waiting.poll(std::time::Instant::now()).unwrap());
+        assert_eq!(
+            waiting.poll(std::time::Instant::now()).unwrap(),
+            Polled::Arrived
+        );
         assert_eq!(waiting.receive::<Request>().unwrap(), Request::Stats);
         assert_eq!(
             waiting.receive_for::<Request>(Wait::Answer).unwrap(),
