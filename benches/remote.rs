@@ -6,6 +6,10 @@
 //! (local 16, remote 16, local 1, remote 1, then again), so a change of load
 //! hits all four alike; the ratios are taken within the run.
 //!
+//! `STATELOG_BENCH_MODE=latency` measures instead the time of one `get` and
+//! of one durable `put` (random keys), in the holder and from one client
+//! process, interleaved the same way.
+//!
 //! Run: `cargo bench --bench remote`; `STATELOG_BENCH_QUICK=1` for a short
 //! run. Settings: `STATELOG_BENCH_SECS` per measurement (default 3; quick 1),
 //! `STATELOG_BENCH_REPS` (3), `STATELOG_BENCH_DIR` (where the store goes;
@@ -72,6 +76,72 @@ fn client(args: &[String]) {
     std::io::stdin().read_line(&mut go).expect("go");
     let commits = update_loop(&store, secs, seed);
     println!("{commits}");
+}
+
+/// Mean microseconds of a `get`, then of a durable `put`, on random keys,
+/// each timed over `secs`.
+fn latencies(store: &Store, secs: Duration, seed: u64) -> (f64, f64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let record = Record {
+        version: 1,
+        at: 1_767_322_245_000_000,
+        payload: "p".repeat(200),
+    };
+    let mut timed = |put: bool| {
+        let started = Instant::now();
+        let mut n = 0u64;
+        while started.elapsed() < secs {
+            let key = format!("k{:08}", rng.u64(0..KEYS));
+            if put {
+                store.put("bench", &key, &record).expect("put");
+            } else {
+                store.get::<Record>("bench", &key).expect("get");
+            }
+            n += 1;
+        }
+        started.elapsed().as_secs_f64() * 1e6 / n as f64
+    };
+    (timed(false), timed(true))
+}
+
+/// The latency client: like `client`, but prints the two latencies.
+fn latency_client(args: &[String]) {
+    let (dir, secs, seed) = (
+        PathBuf::from(&args[0]),
+        Duration::from_secs_f64(args[1].parse().expect("secs")),
+        args[2].parse::<u64>().expect("seed"),
+    );
+    let store = Store::open(&dir, Options::default().serve(false)).expect("open");
+    assert!(
+        !store.is_holder(),
+        "the client must work through the holder"
+    );
+    let (get, put) = latencies(&store, secs, seed);
+    println!("{get} {put}");
+}
+
+/// The latency mode: (local get, remote get, local put, remote put) in µs.
+fn latency_run(store: &Store, dir: &Path, secs: Duration, rep: u64) -> [f64; 4] {
+    let (local_get, local_put) = latencies(store, secs, rep);
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = Command::new(&exe)
+        .arg("__latency")
+        .arg(dir)
+        .arg(secs.as_secs_f64().to_string())
+        .arg(rep.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run a latency client");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().expect("µs"));
+    let (remote_get, remote_put) = (
+        fields.next().expect("get µs"),
+        fields.next().expect("put µs"),
+    );
+    [local_get, remote_get, local_put, remote_put]
 }
 
 /// Commits/s of `n` client processes.
@@ -152,6 +222,10 @@ fn main() {
         client(&args[1..]);
         return;
     }
+    if args.first().map(String::as_str) == Some("__latency") {
+        latency_client(&args[1..]);
+        return;
+    }
     let quick = std::env::var_os("STATELOG_BENCH_QUICK").is_some();
     let secs =
         Duration::from_secs_f64(env_or("STATELOG_BENCH_SECS", if quick { 1.0 } else { 3.0 }));
@@ -189,6 +263,41 @@ fn main() {
             Ok::<_, statelog::Error>(())
         })
         .expect("load");
+    if std::env::var("STATELOG_BENCH_MODE").as_deref() == Ok("latency") {
+        let mut rows: [(&str, Vec<f64>); 4] = [
+            ("get in the holder", Vec::new()),
+            ("get from a client process", Vec::new()),
+            ("durable put in the holder", Vec::new()),
+            ("durable put from a client process", Vec::new()),
+        ];
+        for rep in 0..reps {
+            for (row, value) in rows
+                .iter_mut()
+                .zip(latency_run(&store, dir.path(), secs / 2, rep))
+            {
+                row.1.push(value);
+            }
+        }
+        println!(
+            "load average at end: {}",
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        );
+        println!();
+        println!("| operation | median | min | max | unit |");
+        println!("| --- | ---: | ---: | ---: | --- |");
+        for (name, values) in &mut rows {
+            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = values.iter().copied().fold(0.0, f64::max);
+            println!(
+                "| {name} | {:.1} | {min:.1} | {max:.1} | µs |",
+                median(values)
+            );
+        }
+        store.close().expect("close");
+        return;
+    }
     let mut rows: [(&str, Vec<f64>); 4] = [
         ("16 threads in the holder", Vec::new()),
         ("16 client processes", Vec::new()),

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::fs::Fs;
 use crate::layout::{LOCK_FILE, identity};
 use crate::options::Options;
-use crate::serve::channel::{Channel, RecvError, SendError};
+use crate::serve::channel::{Channel, RecvError, SendError, Wait};
 use crate::serve::socket;
 use crate::time::Timestamp;
 use crate::value::{Entry, Stored};
@@ -219,7 +219,8 @@ impl Link {
         if let Err(e) = channel.send(request) {
             return Err(self.unsent(e, channel));
         }
-        match receive_final(&mut channel, progress) {
+        let wait = if commit { Wait::Commit } else { Wait::Answer };
+        match receive_final(&mut channel, progress, wait) {
             Ok(Final::Reply(reply)) => {
                 self.give_back(channel);
                 Ok(reply)
@@ -310,9 +311,10 @@ enum Final {
 fn receive_final(
     channel: &mut Channel,
     progress: Option<&dyn Fn(m::Progress)>,
+    wait: Wait,
 ) -> std::result::Result<Final, RecvError> {
     loop {
-        match channel.receive::<Response>()? {
+        match channel.receive_for::<Response>(wait)? {
             Response::Progress(p) => {
                 if let Some(f) = progress {
                     f(p);
@@ -486,7 +488,7 @@ impl Backend for Remote {
         if let Err(e) = channel.send(&request) {
             return Err(link.unsent(e, channel));
         }
-        match receive_final(&mut channel, None) {
+        match receive_final(&mut channel, None, Wait::Answer) {
             Ok(Final::Reply(m::Reply::Watching)) => {}
             Ok(Final::Reply(other)) => return Err(self.unexpected("a watch request", &other)),
             Ok(Final::Failed(e)) => {
@@ -769,7 +771,7 @@ impl Remote {
         if let Err(e) = channel.send(request) {
             return Err(link.unsent(e, channel));
         }
-        match receive_final(&mut channel, None) {
+        match receive_final(&mut channel, None, Wait::Answer) {
             Ok(Final::Reply(m::Reply::Pinned { revision, time })) => Ok(Arc::new(RemoteView {
                 link: Arc::clone(link),
                 channel: Mutex::new(Some(channel)),
@@ -814,7 +816,7 @@ impl RemoteView {
             self.lost.store(true, Ordering::Release);
             return Err(self.gone(&format!("the holder went away ({e})")));
         }
-        match receive_final(channel, None) {
+        match receive_final(channel, None, Wait::Answer) {
             Ok(Final::Reply(reply)) => Ok(reply),
             Ok(Final::Failed(e)) => Err(wire_error::from_wire(e, &self.link.path)),
             Ok(Final::NotExecuted(reason)) => {

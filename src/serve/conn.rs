@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::State;
-use super::channel::{Channel, RecvError, SendError};
+use super::channel::{Channel, RecvError, SendError, Wait};
 use super::socket;
 use crate::access::{Backend, BackupOptions, Fault, ReadView, Reply};
 use crate::error::Error;
@@ -134,7 +134,7 @@ impl Conn<'_> {
 
     fn serve(&mut self) {
         loop {
-            let request: Request = match self.channel.receive() {
+            let request: Request = match self.channel.receive_for(Wait::Request) {
                 Ok(request) => request,
                 Err(RecvError::Closed) => return,
                 Err(e) => {
