@@ -133,33 +133,71 @@ fn interleaved(
         .map(|o| counters(o.engine.as_ref()))
         .collect();
     let mut samples = vec![Vec::new(); engines.len()];
+    // The process's CPU time and the operations of the timed runs, per engine:
+    // CPU per operation moves less with the machine's load than the rates do.
+    // It is the whole process's (the other open engines' background threads
+    // too), so it compares builds of one engine, not engines.
+    let mut cpu = vec![(0.0, 0u64); engines.len()];
     for o in engines {
         timed(o.engine.as_ref(), threads, config.secs * 0.2, op); // warm-up
     }
     for _ in 0..config.reps {
-        for (o, s) in engines.iter().zip(&mut samples) {
-            s.push(timed(o.engine.as_ref(), threads, config.secs, op));
+        for ((o, s), cpu) in engines.iter().zip(&mut samples).zip(&mut cpu) {
+            let start = process_cpu_secs();
+            let (rate, ops) = timed(o.engine.as_ref(), threads, config.secs, op);
+            cpu.0 += process_cpu_secs() - start;
+            cpu.1 += ops;
+            s.push(rate);
         }
     }
     engines
         .iter()
         .zip(samples)
         .zip(before)
-        .map(|((o, s), before)| {
-            let note = batch_note(before, counters(o.engine.as_ref()));
+        .zip(cpu)
+        .map(|(((o, s), before), (cpu_secs, ops))| {
+            let mut note = batch_note(before, counters(o.engine.as_ref()));
+            if ops > 0 {
+                let per_op = format!("CPU {:.0} us/op", cpu_secs * 1e6 / ops as f64);
+                note = if note.is_empty() {
+                    per_op
+                } else {
+                    format!("{note}, {per_op}")
+                };
+            }
             (summarize(&s), note)
         })
         .collect()
 }
 
+/// User and system CPU time of this process so far, in seconds (Linux:
+/// `/proc/self/stat`, in clock ticks of 10 ms; 0 where it cannot be read).
+fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name (which may hold spaces) in parentheses;
+    // utime and stime are the 14th and 15th fields of the line.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
 /// Runs `op` on `threads` threads, each with its own worker, for `secs`; returns
-/// operations per second.
+/// operations per second and the operations done.
 fn timed(
     engine: &dyn Engine,
     threads: usize,
     secs: f64,
     op: &(dyn Fn(&mut dyn engines::Worker, &mut fastrand::Rng) + Sync),
-) -> f64 {
+) -> (f64, u64) {
     let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
     let start = Instant::now();
@@ -180,7 +218,8 @@ fn timed(
         std::thread::sleep(Duration::from_secs_f64(secs));
         stop.store(true, Ordering::Relaxed);
     });
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let ops = done.load(Ordering::Relaxed);
+    (ops as f64 / start.elapsed().as_secs_f64(), ops)
 }
 
 fn engine_has_counters(kind: Kind) -> bool {
