@@ -385,24 +385,6 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
     ]
 }
 
-/// CPU time (user and system, every thread) this process has used so far, in
-/// seconds: a load's CPU is steadier than its wall time on a shared machine.
-fn process_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command's closing parenthesis; utime and stime
-    // are the 12th and 13th of them, in clock ticks (100 a second on Linux).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// statelog after the load: `compact` (checkpoint, log retention, redb's
 /// compaction) with default options, or with `STATELOG_BENCH_RETENTION_MIB`
 /// of log kept (experiments only), and what the store's size is made of then.
