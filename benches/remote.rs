@@ -56,9 +56,9 @@ fn update_loop(store: &Store, secs: Duration, seed: u64) -> u64 {
     commits
 }
 
-/// The client process: waits for the parent's go (a line on stdin), runs the
-/// loop through the holder, prints its commits.
-fn client(args: &[String]) {
+/// A client process's arguments (store directory, seconds, seed): the store
+/// reached through its holder, the seconds and the seed.
+fn client_store(args: &[String]) -> (Store, Duration, u64) {
     let (dir, secs, seed) = (
         PathBuf::from(&args[0]),
         Duration::from_secs_f64(args[1].parse().expect("secs")),
@@ -69,6 +69,13 @@ fn client(args: &[String]) {
         !store.is_holder(),
         "the client must work through the holder"
     );
+    (store, secs, seed)
+}
+
+/// The client process: waits for the parent's go (a line on stdin), runs the
+/// loop through the holder, prints its commits.
+fn client(args: &[String]) {
+    let (store, secs, seed) = client_store(args);
     // A first request, so the connection is up before the clock starts.
     store.get::<Record>("bench", "k00000000").expect("get");
     println!("READY");
@@ -106,16 +113,7 @@ fn latencies(store: &Store, secs: Duration, seed: u64) -> (f64, f64) {
 
 /// The latency client: like `client`, but prints the two latencies.
 fn latency_client(args: &[String]) {
-    let (dir, secs, seed) = (
-        PathBuf::from(&args[0]),
-        Duration::from_secs_f64(args[1].parse().expect("secs")),
-        args[2].parse::<u64>().expect("seed"),
-    );
-    let store = Store::open(&dir, Options::default().serve(false)).expect("open");
-    assert!(
-        !store.is_holder(),
-        "the client must work through the holder"
-    );
+    let (store, secs, seed) = client_store(args);
     let (get, put) = latencies(&store, secs, seed);
     println!("{get} {put}");
 }

@@ -1,4 +1,5 @@
-//! The log record's encoder, written out by hand: the bytes are exactly those
+//! The log record's encoder, written out field by field (each MessagePack
+//! marker through `rmp`, the crate under rmp-serde): the bytes are exactly those
 //! of the record's serde form through `rmp_serde::encode::write_named` (a map
 //! with named fields, each integer in its smallest MessagePack form, the value
 //! as `bin`), which the tests below prove on random records. By hand because
@@ -112,91 +113,40 @@ fn len32(len: usize, what: &str) -> Result<u32, String> {
     u32::try_from(len).map_err(|_| format!("{what} of {len} bytes is beyond MessagePack's limit"))
 }
 
+// The markers themselves come from `rmp`, the crate under rmp-serde, so
+// each is chosen exactly as rmp-serde chooses it; writing to a `Vec` fails
+// only for lengths beyond MessagePack's 32 bits, checked first.
+
 fn map_len(len: usize, out: &mut Vec<u8>) {
     // A record's maps have at most seven entries.
     debug_assert!(len < 16);
-    out.push(0x80 | len as u8);
+    let _ = rmp::encode::write_map_len(out, len as u32);
 }
 
 fn array_len(len: usize, out: &mut Vec<u8>) -> Result<(), String> {
-    if len < 16 {
-        out.push(0x90 | len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(0xdc);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(0xdd);
-        out.extend_from_slice(&len32(len, "an array")?.to_be_bytes());
-    }
+    let len = len32(len, "an array")?;
+    let _ = rmp::encode::write_array_len(out, len);
     Ok(())
 }
 
 fn str(s: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    let len = s.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if let Ok(len) = u8::try_from(len) {
-        out.extend_from_slice(&[0xd9, len]);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(0xda);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&len32(len, "a string")?.to_be_bytes());
-    }
-    out.extend_from_slice(s.as_bytes());
+    len32(s.len(), "a string")?;
+    let _ = rmp::encode::write_str(out, s);
     Ok(())
 }
 
 fn bin(b: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    let len = b.len();
-    if let Ok(len) = u8::try_from(len) {
-        out.extend_from_slice(&[0xc4, len]);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(0xc5);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(0xc6);
-        out.extend_from_slice(&len32(len, "a value")?.to_be_bytes());
-    }
-    out.extend_from_slice(b);
+    len32(b.len(), "a value")?;
+    let _ = rmp::encode::write_bin(out, b);
     Ok(())
 }
 
 fn uint(n: u64, out: &mut Vec<u8>) {
-    if n < 128 {
-        out.push(n as u8);
-    } else if let Ok(n) = u8::try_from(n) {
-        out.extend_from_slice(&[0xcc, n]);
-    } else if let Ok(n) = u16::try_from(n) {
-        out.push(0xcd);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = u32::try_from(n) {
-        out.push(0xce);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xcf);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
+    let _ = rmp::encode::write_uint(out, n);
 }
 
 fn sint(n: i64, out: &mut Vec<u8>) {
-    if let Ok(n) = u64::try_from(n) {
-        uint(n, out);
-    } else if n >= -32 {
-        out.push(n as i8 as u8);
-    } else if let Ok(n) = i8::try_from(n) {
-        out.extend_from_slice(&[0xd0, n as u8]);
-    } else if let Ok(n) = i16::try_from(n) {
-        out.push(0xd1);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = i32::try_from(n) {
-        out.push(0xd2);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xd3);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
+    let _ = rmp::encode::write_sint(out, n);
 }
 
 #[cfg(test)]
