@@ -276,23 +276,7 @@ fn main() {
                 row.1.push(value);
             }
         }
-        println!(
-            "load average at end: {}",
-            std::fs::read_to_string("/proc/loadavg")
-                .unwrap_or_default()
-                .trim()
-        );
-        println!();
-        println!("| operation | median | min | max | unit |");
-        println!("| --- | ---: | ---: | ---: | --- |");
-        for (name, values) in &mut rows {
-            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = values.iter().copied().fold(0.0, f64::max);
-            println!(
-                "| {name} | {:.1} | {min:.1} | {max:.1} | µs |",
-                median(values)
-            );
-        }
+        table("operation", "µs", 1, &mut rows);
         store.close().expect("close");
         return;
     }
@@ -309,27 +293,7 @@ fn main() {
         rows[3].1.push(remote(dir.path(), 1, secs, rep));
     }
     let stats = store.stats();
-    println!(
-        "load average at end: {}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
-    );
-    println!();
-    println!("| writers | median | min | max | unit |");
-    println!("| --- | ---: | ---: | ---: | --- |");
-    let mut medians = [0.0; 4];
-    for (i, (name, values)) in rows.iter_mut().enumerate() {
-        let (min, max) = (
-            values.iter().copied().fold(f64::INFINITY, f64::min),
-            values.iter().copied().fold(0.0, f64::max),
-        );
-        medians[i] = median(values);
-        println!(
-            "| {name} | {:.0} | {min:.0} | {max:.0} | commits/s |",
-            medians[i]
-        );
-    }
+    let medians = table("writers", "commits/s", 0, &mut rows);
     println!();
     println!(
         "16 remote / 16 local: {:.2} (target >= 0.5); 1 remote / 1 local: {:.2} (target >= 0.8)",
@@ -343,4 +307,27 @@ fn main() {
         stats.commits as f64 / stats.batches.max(1) as f64
     );
     store.close().expect("close");
+}
+
+/// Prints the load average at the end and one table row per measurement
+/// (median, min, max, with `decimals`); returns the medians.
+fn table(first: &str, unit: &str, decimals: usize, rows: &mut [(&str, Vec<f64>)]) -> Vec<f64> {
+    println!(
+        "load average at end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!();
+    println!("| {first} | median | min | max | unit |");
+    println!("| --- | ---: | ---: | ---: | --- |");
+    let mut medians = Vec::new();
+    for (name, values) in rows.iter_mut() {
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(0.0, f64::max);
+        let mid = median(values);
+        println!("| {name} | {mid:.decimals$} | {min:.decimals$} | {max:.decimals$} | {unit} |");
+        medians.push(mid);
+    }
+    medians
 }
