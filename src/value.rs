@@ -286,12 +286,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     // Most values are small records: start with room for one, to skip the first
     // few reallocations of growing from nothing.
     let mut bytes = Vec::with_capacity(128);
-    write_named(&mut bytes, value).map_err(|message| Error::Encode {
-        namespace: namespace.to_owned(),
-        key: key.to_owned(),
-        message,
-    })?;
-    check_len(namespace, key, bytes.len())?;
+    encode_into(namespace, key, value, &mut bytes)?;
     Ok(bytes)
 }
 
@@ -305,13 +300,23 @@ pub(crate) fn encode_through<T: Serialize + ?Sized>(
     scratch: &mut Vec<u8>,
 ) -> Result<Vec<u8>> {
     scratch.clear();
-    write_named(scratch, value).map_err(|message| Error::Encode {
+    encode_into(namespace, key, value, scratch)?;
+    Ok(scratch.as_slice().to_vec())
+}
+
+/// Appends a value's encoding to `out`, checked against the size limit.
+fn encode_into<T: Serialize + ?Sized>(
+    namespace: &str,
+    key: &str,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    write_named(out, value).map_err(|message| Error::Encode {
         namespace: namespace.to_owned(),
         key: key.to_owned(),
         message,
     })?;
-    check_len(namespace, key, scratch.len())?;
-    Ok(scratch.as_slice().to_vec())
+    check_len(namespace, key, out.len())
 }
 
 pub(crate) fn check_len(namespace: &str, key: &str, len: usize) -> Result<()> {

@@ -45,11 +45,11 @@ pub fn head(head: &Head, out: &mut Vec<u8>) -> Result<(), String> {
 pub fn tail(head: &Head, out: &mut Vec<u8>) -> Result<(), String> {
     if head.more {
         str("more", out)?;
-        out.push(TRUE);
+        let _ = rmp::encode::write_bool(out, true);
     }
     if head.base {
         str("base", out)?;
-        out.push(TRUE);
+        let _ = rmp::encode::write_bool(out, true);
     }
     if let Some(synced) = head.synced {
         str("synced", out)?;
@@ -105,8 +105,6 @@ fn delete(d: &DeleteOp<'_>, out: &mut Vec<u8>) -> Result<(), String> {
     uint(d.version, out);
     Ok(())
 }
-
-const TRUE: u8 = 0xc3;
 
 /// A length as MessagePack's 32-bit length, or why not.
 fn len32(len: usize, what: &str) -> Result<u32, String> {
