@@ -22,6 +22,7 @@
 //! all three), to tell what the server pays for the mapping's `Txn` from
 //! what the client pays for the mapping's code.
 
+mod common;
 #[path = "../tests/etcd/harness.rs"]
 #[allow(dead_code)]
 mod harness;
@@ -294,7 +295,10 @@ fn measure(
     let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
     let etcd = etcd_pid();
-    let (own, server) = (cpu_ticks("self"), etcd.as_deref().map_or(0, cpu_ticks));
+    let (own, server) = (
+        common::cpu_ticks("self"),
+        etcd.as_deref().map_or(0, common::cpu_ticks),
+    );
     let start = Instant::now();
     std::thread::scope(|scope| {
         for w in 0..writers {
@@ -305,23 +309,13 @@ fn measure(
         stop.store(true, Ordering::Relaxed);
     });
     let elapsed = start.elapsed().as_secs_f64();
-    cpu.0 += cpu_ticks("self").saturating_sub(own);
-    cpu.1 += etcd.as_deref().map_or(0, cpu_ticks).saturating_sub(server);
+    cpu.0 += common::cpu_ticks("self").saturating_sub(own);
+    cpu.1 += etcd
+        .as_deref()
+        .map_or(0, common::cpu_ticks)
+        .saturating_sub(server);
     cpu.2 += done.load(Ordering::Relaxed);
     done.load(Ordering::Relaxed) as f64 / elapsed
-}
-
-/// utime + stime of `/proc/<pid>/stat`, in clock ticks (0 when unreadable).
-fn cpu_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    // After the command: state is field 3, utime 14 and stime 15.
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    field(14).unwrap_or(0) + field(15).unwrap_or(0)
 }
 
 /// The etcd this bench started (a child named `etcd`).

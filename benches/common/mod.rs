@@ -136,6 +136,26 @@ pub fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// utime + stime of `/proc/<pid>/stat` (`"self"` for this process), in
+/// clock ticks (0 when unreadable).
+pub fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // After the command: state is field 3, utime 14 and stime 15.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
+}
+
+/// User and system CPU time of this process so far (every thread), in
+/// seconds (ticks of 10 ms).
+pub fn process_cpu_secs() -> f64 {
+    cpu_ticks("self") as f64 / 100.0
+}
+
 /// Starts the process's peak RSS (`VmHWM`) again from its current RSS, so
 /// that the peak read after a run is that run's (Linux: `clear_refs` 5).
 pub fn reset_peak_rss() {

@@ -143,9 +143,9 @@ fn interleaved(
     }
     for _ in 0..config.reps {
         for ((o, s), cpu) in engines.iter().zip(&mut samples).zip(&mut cpu) {
-            let start = process_cpu_secs();
+            let start = common::process_cpu_secs();
             let (rate, ops) = timed(o.engine.as_ref(), threads, config.secs, op);
-            cpu.0 += process_cpu_secs() - start;
+            cpu.0 += common::process_cpu_secs() - start;
             cpu.1 += ops;
             s.push(rate);
         }
@@ -168,26 +168,6 @@ fn interleaved(
             (summarize(&s), note)
         })
         .collect()
-}
-
-/// User and system CPU time of this process so far, in seconds (Linux:
-/// `/proc/self/stat`, in clock ticks of 10 ms; 0 where it cannot be read).
-fn process_cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // The fields after the command name (which may hold spaces) in parentheses;
-    // utime and stime are the 14th and 15th fields of the line.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|t| t.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / 100.0
 }
 
 /// Runs `op` on `threads` threads, each with its own worker, for `secs`; returns
@@ -327,10 +307,10 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
         let dir = common::temp_dir("compare-bulk-");
         let engine = kind.open(dir.path());
         let start = Instant::now();
-        let cpu_start = process_cpu_secs();
+        let cpu_start = common::process_cpu_secs();
         engine.load(&keys, config.batch);
         loads.push(keys.len() as f64 / start.elapsed().as_secs_f64());
-        cpu.push(process_cpu_secs() - cpu_start);
+        cpu.push(common::process_cpu_secs() - cpu_start);
         drop(engine);
         if rep + 1 == config.reps {
             kept = Some(dir);
