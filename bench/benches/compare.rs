@@ -5,10 +5,14 @@
 //! Run: `cargo bench -p statelog-bench --bench compare` (a few minutes), or
 //! `STATELOG_BENCH_QUICK=1 cargo bench -p statelog-bench --bench compare` (under a minute).
 //! Settings (environment): `STATELOG_BENCH_SECS` per timed repetition,
-//! `STATELOG_BENCH_REPS`, `STATELOG_BENCH_READ_KEYS` (W3), `STATELOG_BENCH_BULK`
+//! `STATELOG_BENCH_REPS`, `STATELOG_BENCH_UPDATE_KEYS` (W1, W2),
+//! `STATELOG_BENCH_READ_KEYS` (W3), `STATELOG_BENCH_BULK`
 //! and `STATELOG_BENCH_BATCH` (W4), `STATELOG_BENCH_ENGINES` and
 //! `STATELOG_BENCH_WORKLOADS` (comma-separated filters), `STATELOG_BENCH_DIR`
 //! (where data goes; default: the target's tmp directory, on the checkout's disk).
+//!
+//! Each engine's run of each workload is a child process of this binary (the
+//! parent asks it for one repetition at a time), which reports its peak RSS.
 
 // The helpers the library's benchmarks use too, shared rather than copied.
 #[path = "../../benches/common/mod.rs"]

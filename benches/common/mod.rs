@@ -284,3 +284,78 @@ pub fn field(result: &[(String, String)], name: &str) -> f64 {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in the child's result {result:?}"))
 }
+
+/// A child process of this bench binary kept for a conversation: the parent
+/// writes one request line at a time on its standard input, and the child
+/// answers each with a line of its standard output that starts with
+/// `RESULT ` (after a first such line of its own when it is ready).
+pub struct Conversation {
+    args: Vec<String>,
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Conversation {
+    /// Starts this bench binary as `__child args...`.
+    pub fn start(args: &[&str]) -> Conversation {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("find the bench binary");
+        let mut child = std::process::Command::new(exe)
+            .arg("__child")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start a child process");
+        let stdin = child.stdin.take();
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("the child's stdout"));
+        Conversation {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child,
+            stdin,
+            stdout: stdout.lines(),
+        }
+    }
+
+    /// The child's next `RESULT` line, split into `name=value` pairs.
+    pub fn answer(&mut self) -> Vec<(String, String)> {
+        for line in self.stdout.by_ref() {
+            let line = line.expect("read the child's output");
+            if let Some(result) = parse_result(&line) {
+                return result;
+            }
+        }
+        let status = self.child.wait().expect("wait for the child");
+        panic!("child {:?} ended ({status}) without an answer", self.args)
+    }
+
+    /// Sends `request` as a line and waits for the answer.
+    pub fn ask(&mut self, request: &str) -> Vec<(String, String)> {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("the child's stdin");
+        writeln!(stdin, "{request}")
+            .and_then(|()| stdin.flush())
+            .expect("write to the child");
+        self.answer()
+    }
+
+    /// Sends the last request, then waits for the child to exit.
+    pub fn finish(mut self, request: &str) -> Vec<(String, String)> {
+        let result = self.ask(request);
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("wait for the child");
+        assert!(status.success(), "child {:?} failed: {status}", self.args);
+        result
+    }
+}
+
+/// The request lines the parent of a `Conversation` sends, read by the child.
+pub fn requests() -> impl Iterator<Item = String> {
+    use std::io::BufRead;
+    std::io::stdin()
+        .lock()
+        .lines()
+        .map(|line| line.expect("read a request from the parent"))
+}

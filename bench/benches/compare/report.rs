@@ -39,6 +39,27 @@ impl Workload {
         }
     }
 
+    /// The name a child process is given its workload by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W2x4 => "W2x4",
+            Workload::W2x16 => "W2x16",
+            Workload::W3 => "W3",
+            Workload::W4Load => "W4",
+            Workload::W4Stream => "W4-stream",
+            Workload::W4Rss => "W4-stream-rss",
+            Workload::W5 => "W5",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Workload> {
+        use Workload::*;
+        [W1, W2x4, W2x16, W3, W4Load, W4Stream, W4Rss, W5]
+            .into_iter()
+            .find(|w| w.name() == name)
+    }
+
     /// Whether more is better (everything but memory).
     fn higher_is_better(self) -> bool {
         self != Workload::W4Rss
@@ -50,6 +71,9 @@ pub struct Row {
     pub engine: Kind,
     pub summary: Summary,
     pub note: String,
+    /// The peak RSS of the engine's process during the run, above its RSS
+    /// before the engine was opened (MiB).
+    pub peak_rss: Option<f64>,
 }
 
 impl Row {
@@ -59,6 +83,14 @@ impl Row {
             engine,
             summary,
             note,
+            peak_rss: None,
+        }
+    }
+
+    pub fn with_peak_rss(self, mib: f64) -> Row {
+        Row {
+            peak_rss: Some(mib),
+            ..self
         }
     }
 }
@@ -95,8 +127,10 @@ pub fn print(rows: &[Row]) {
             crate::engines::ALL.iter().position(|k| *k == r.engine),
         )
     });
-    println!("| workload | engine | median | min | max | unit | statelog-sync/peer | note |");
-    println!("| --- | --- | ---: | ---: | ---: | --- | ---: | --- |");
+    println!(
+        "| workload | engine | median | min | max | unit | statelog-sync/peer | peak RSS, MiB | note |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |");
     for r in sorted {
         let reference = median(rows, r.workload, Kind::StatelogSync);
         let ratio = match reference {
@@ -106,7 +140,7 @@ pub fn print(rows: &[Row]) {
             _ => String::new(),
         };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.workload.label(),
             r.engine.name(),
             num(r.summary.median),
@@ -114,9 +148,15 @@ pub fn print(rows: &[Row]) {
             num(r.summary.max),
             r.workload.unit(),
             ratio,
+            r.peak_rss.map(num).unwrap_or_default(),
             r.note
         );
     }
+    println!();
+    println!(
+        "peak RSS: each engine's run of a workload is a child process of its own; its peak \
+         (VmHWM) above its RSS before the engine was opened"
+    );
     println!();
     targets(rows);
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{self, Summary, summarize};
+use crate::common::{self, summarize};
 use crate::engines::{self, Counters, Engine, Kind};
 use crate::report::{Row, Workload};
 
@@ -40,7 +40,7 @@ impl Config {
         Config {
             secs: common::env_f64("STATELOG_BENCH_SECS", if quick { 0.3 } else { 3.0 }),
             reps: common::env_u64("STATELOG_BENCH_REPS", 3) as usize,
-            update_keys: 10_000,
+            update_keys: common::env_u64("STATELOG_BENCH_UPDATE_KEYS", 10_000),
             read_keys: common::env_u64(
                 "STATELOG_BENCH_READ_KEYS",
                 if quick { 20_000 } else { 100_000 },
@@ -96,78 +96,91 @@ pub fn run_all(config: &Config) -> Vec<Row> {
     rows
 }
 
-/// Open engines, each in its own directory, loaded with `keys`.
-struct Opened {
+/// One engine's run of one workload in a child process of its own: the
+/// child's answer to each repetition, its last answer (memory, counters) and
+/// the directory its data is in.
+struct ChildRun {
     kind: Kind,
-    engine: Box<dyn Engine>,
-    _dir: tempfile::TempDir,
+    reps: Vec<Vec<(String, String)>>,
+    end: Vec<(String, String)>,
+    dir: tempfile::TempDir,
 }
 
-fn open_loaded(config: &Config, kinds: &[Kind], keys: &[String]) -> Vec<Opened> {
-    kinds
+impl ChildRun {
+    /// Each repetition's `name`.
+    fn each(&self, name: &str) -> Vec<f64> {
+        self.reps.iter().map(|r| common::field(r, name)).collect()
+    }
+
+    fn total(&self, name: &str) -> f64 {
+        self.each(name).iter().sum()
+    }
+
+    /// The child's peak RSS above its RSS before it opened the engine (MiB).
+    fn peak_rss(&self) -> f64 {
+        common::mib(
+            (common::field(&self.end, "hwm_kib") - common::field(&self.end, "start_kib")) as u64,
+        )
+    }
+}
+
+/// Runs `workload` for each of `kinds`, each engine in a child process of its
+/// own (so that its peak RSS is its own, not what the engines before it left
+/// in the process). The children set up one after another (open, load,
+/// warm-up); then each repetition runs across all engines in turn (rather
+/// than all repetitions of one engine, then the next), so that a change in
+/// the machine's load during the run hits every engine alike.
+fn in_children(config: &Config, workload: Workload, kinds: &[Kind]) -> Vec<ChildRun> {
+    let mut children: Vec<_> = kinds
         .iter()
         .map(|&kind| {
             let dir = common::temp_dir("compare-");
-            let engine = kind.open(dir.path());
-            engine.load(keys, config.batch);
-            Opened {
-                kind,
-                engine,
-                _dir: dir,
-            }
+            let path = dir.path().to_str().expect("a UTF-8 path");
+            let mut child =
+                common::Conversation::start(&["run", workload.name(), kind.name(), path]);
+            child.answer();
+            (kind, child, dir, Vec::new())
+        })
+        .collect();
+    for _ in 0..config.reps {
+        for (_, child, _, reps) in &mut children {
+            reps.push(child.ask("rep"));
+        }
+    }
+    children
+        .into_iter()
+        .map(|(kind, child, dir, reps)| ChildRun {
+            kind,
+            reps,
+            end: child.finish("end"),
+            dir,
         })
         .collect()
 }
 
-/// Runs each repetition of a timed workload across all engines in turn (rather
-/// than all repetitions of one engine, then the next), so that a change in the
-/// machine's load during the run hits every engine alike.
-fn interleaved(
-    config: &Config,
-    engines: &[&Opened],
-    threads: usize,
-    op: &(dyn Fn(&mut dyn engines::Worker, &mut fastrand::Rng) + Sync),
-) -> Vec<(Summary, String)> {
-    let before: Vec<Counters> = engines
-        .iter()
-        .map(|o| counters(o.engine.as_ref()))
-        .collect();
-    let mut samples = vec![Vec::new(); engines.len()];
-    // The process's CPU time and the operations of the timed runs, per engine:
-    // CPU per operation moves less with the machine's load than the rates do.
-    // It is the whole process's (the other open engines' background threads
-    // too), so it compares builds of one engine, not engines.
-    let mut cpu = vec![(0.0, 0u64); engines.len()];
-    for o in engines {
-        timed(o.engine.as_ref(), threads, config.secs * 0.2, op); // warm-up
+/// W1-W3's note: batches and conflicts of the timed runs, and CPU per
+/// operation. The CPU is the child's whole process (the engine's background
+/// threads too), and moves less with the machine's load than the rates do.
+fn timed_note(run: &ChildRun) -> String {
+    let counter = |name: &str| common::field(&run.end, name) as u64;
+    let mut note = batch_note(
+        Counters::default(),
+        Counters {
+            commits: counter("commits"),
+            batches: counter("batches"),
+            conflicts: counter("conflicts"),
+        },
+    );
+    let ops = run.total("ops");
+    if ops > 0.0 {
+        let per_op = format!("CPU {:.0} us/op", run.total("cpu") * 1e6 / ops);
+        note = if note.is_empty() {
+            per_op
+        } else {
+            format!("{note}, {per_op}")
+        };
     }
-    for _ in 0..config.reps {
-        for ((o, s), cpu) in engines.iter().zip(&mut samples).zip(&mut cpu) {
-            let start = common::process_cpu_secs();
-            let (rate, ops) = timed(o.engine.as_ref(), threads, config.secs, op);
-            cpu.0 += common::process_cpu_secs() - start;
-            cpu.1 += ops;
-            s.push(rate);
-        }
-    }
-    engines
-        .iter()
-        .zip(samples)
-        .zip(before)
-        .zip(cpu)
-        .map(|(((o, s), before), (cpu_secs, ops))| {
-            let mut note = batch_note(before, counters(o.engine.as_ref()));
-            if ops > 0 {
-                let per_op = format!("CPU {:.0} us/op", cpu_secs * 1e6 / ops as f64);
-                note = if note.is_empty() {
-                    per_op
-                } else {
-                    format!("{note}, {per_op}")
-                };
-            }
-            (summarize(&s), note)
-        })
-        .collect()
+    note
 }
 
 /// Runs `op` on `threads` threads, each with its own worker, for `secs`; returns
@@ -228,104 +241,67 @@ fn batch_note(before: Counters, after: Counters) -> String {
 }
 
 fn update_workloads(config: &Config, w1: &[Kind], w2: &[Kind]) -> Vec<Row> {
-    let mut kinds: Vec<Kind> = w1.to_vec();
-    kinds.extend(w2.iter().filter(|k| !w1.contains(k)));
-    let keys = common::keys(config.update_keys);
-    let opened = open_loaded(config, &kinds, &keys);
-    let update = |w: &mut dyn engines::Worker, rng: &mut fastrand::Rng| {
-        let i = rng.usize(..keys.len());
-        w.update(&keys[i], rng.u64(..));
-    };
-    let mut rows = Vec::new();
     let runs = [
-        (Workload::W1, 1, w1),
-        (Workload::W2x4, 4, w2),
-        (Workload::W2x16, 16, w2),
+        (Workload::W1, w1),
+        (Workload::W2x4, w2),
+        (Workload::W2x16, w2),
     ];
-    for (workload, threads, members) in runs {
-        let engines: Vec<&Opened> = opened
-            .iter()
-            .filter(|o| members.contains(&o.kind))
-            .collect();
-        if engines.is_empty() {
-            continue;
-        }
-        let results = interleaved(config, &engines, threads, &update);
-        for (o, (summary, note)) in engines.iter().zip(results) {
+    let mut rows = Vec::new();
+    for (workload, kinds) in runs {
+        for run in in_children(config, workload, kinds) {
+            let summary = summarize(&run.each("rate"));
+            let note = timed_note(&run);
             eprintln!(
-                "{:>26} {:<14} {:>10.0} ops/s {note}",
-                o.kind.name(),
+                "{:>26} {:<14} {:>10.0} ops/s, peak RSS {:.1} MiB, {note}",
+                run.kind.name(),
                 workload.label(),
-                summary.median
+                summary.median,
+                run.peak_rss()
             );
-            rows.push(Row::new(workload, o.kind, summary, note));
+            rows.push(Row::new(workload, run.kind, summary, note).with_peak_rss(run.peak_rss()));
         }
     }
     rows
 }
 
 fn reads(config: &Config, kinds: &[Kind]) -> Vec<Row> {
-    if kinds.is_empty() {
-        return Vec::new();
-    }
-    let keys = common::keys(config.read_keys);
-    let opened = open_loaded(config, kinds, &keys);
-    let get = |w: &mut dyn engines::Worker, rng: &mut fastrand::Rng| {
-        let key = &keys[rng.usize(..keys.len())];
-        std::hint::black_box(w.get(key));
-    };
-    let engines: Vec<&Opened> = opened.iter().collect();
-    let results = interleaved(config, &engines, 1, &get);
-    engines
-        .iter()
-        .zip(results)
-        .map(|(o, (summary, _))| {
+    in_children(config, Workload::W3, kinds)
+        .into_iter()
+        .map(|run| {
+            let summary = summarize(&run.each("rate"));
             eprintln!(
-                "{:>26} {:<14} {:>10.0} gets/s",
-                o.kind.name(),
+                "{:>26} {:<14} {:>10.0} gets/s, peak RSS {:.1} MiB",
+                run.kind.name(),
                 "W3",
-                summary.median
+                summary.median,
+                run.peak_rss()
             );
             Row::new(
                 Workload::W3,
-                o.kind,
+                run.kind,
                 summary,
                 format!("{} keys", config.read_keys),
             )
+            .with_peak_rss(run.peak_rss())
         })
         .collect()
 }
 
-/// W4: bulk load in batches (a fresh store per repetition), then stream the last
-/// one out as JSON Lines in a child process, which reports its peak RSS.
+/// W4: bulk load in batches (a fresh store per repetition, in the engine's
+/// child), then stream the last one out as JSON Lines in a child process of
+/// its own, which reports its peak RSS.
 fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
-    let keys = common::keys(config.bulk);
-    let mut loads = Vec::new();
-    let mut cpu = Vec::new();
-    let mut kept = None;
-    for rep in 0..config.reps {
-        let dir = common::temp_dir("compare-bulk-");
-        let engine = kind.open(dir.path());
-        let start = Instant::now();
-        let cpu_start = common::process_cpu_secs();
-        engine.load(&keys, config.batch);
-        loads.push(keys.len() as f64 / start.elapsed().as_secs_f64());
-        cpu.push(common::process_cpu_secs() - cpu_start);
-        drop(engine);
-        if rep + 1 == config.reps {
-            kept = Some(dir);
-        }
-    }
-    let dir = kept.expect("at least one repetition");
-    let size = common::dir_bytes(dir.path());
+    let run = in_children(config, Workload::W4Load, &[kind])
+        .pop()
+        .expect("the engine's run");
+    let data = run.dir.path().join("data");
+    let size = common::dir_bytes(&data);
     let mut mbps = Vec::new();
     let mut rss = Vec::new();
+    let mut above = Vec::new();
     for _ in 0..config.reps {
-        let result = common::run_child(&[
-            "stream",
-            kind.name(),
-            dir.path().to_str().expect("a UTF-8 path"),
-        ]);
+        let result =
+            common::run_child(&["stream", kind.name(), data.to_str().expect("a UTF-8 path")]);
         assert_eq!(
             common::field(&result, "records") as u64,
             config.bulk,
@@ -333,18 +309,25 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
             kind.name()
         );
         mbps.push(common::field(&result, "bytes") / 1e6 / common::field(&result, "secs"));
-        rss.push(common::mib(common::field(&result, "hwm_kib") as u64));
+        let hwm = common::field(&result, "hwm_kib");
+        rss.push(common::mib(hwm as u64));
+        above.push(common::mib(
+            (hwm - common::field(&result, "start_kib")) as u64,
+        ));
     }
-    let compacted = compacted_size(kind, dir.path());
-    let load = summarize(&loads);
+    let compacted = compacted_size(kind, &data);
+    let load = summarize(&run.each("rate"));
     let stream = summarize(&mbps);
     let rss = summarize(&rss);
-    let cpu = summarize(&cpu);
+    let above = summarize(&above);
+    let cpu = summarize(&run.each("cpu"));
     eprintln!(
-        "{:>26} W4 load {:.0} rec/s ({:.2} s of CPU), stream {:.0} MB/s, peak RSS {:.0} MiB",
+        "{:>26} W4 load {:.0} rec/s ({:.2} s of CPU, peak RSS {:.1} MiB), stream {:.0} MB/s, \
+         peak RSS {:.0} MiB",
         kind.name(),
         load.median,
         cpu.median,
+        run.peak_rss(),
         stream.median,
         rss.median
     );
@@ -359,8 +342,9 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
                 cpu.median,
                 size as f64 / (1 << 20) as f64
             ),
-        ),
-        Row::new(Workload::W4Stream, kind, stream, String::new()),
+        )
+        .with_peak_rss(run.peak_rss()),
+        Row::new(Workload::W4Stream, kind, stream, String::new()).with_peak_rss(above.median),
         Row::new(Workload::W4Rss, kind, rss, String::new()),
     ]
 }
@@ -395,12 +379,18 @@ fn compacted_size(kind: Kind, dir: &Path) -> String {
     )
 }
 
-/// The child side of W4: open, stream everything to a file, report.
+/// The child side: an engine's run of a workload (`run`), or W4's stream.
 pub fn child(args: &[String]) {
     match args {
+        [what, workload, kind, dir] if what == "run" => {
+            let workload = Workload::from_name(workload).expect("a known workload");
+            let kind = Kind::from_name(kind).expect("a known engine");
+            run_child(&Config::from_env(), workload, kind, Path::new(dir));
+        }
         [what, kind, dir] if what == "stream" => {
             let kind = Kind::from_name(kind).expect("a known engine");
             let dir = Path::new(dir);
+            let start_kib = common::proc_status_kib("VmRSS");
             let engine = kind.open(dir);
             let out_path = dir.join("export.jsonl");
             let mut out = CountingWriter::new(BufWriter::with_capacity(
@@ -416,12 +406,113 @@ pub fn child(args: &[String]) {
             drop(engine);
             std::fs::remove_file(&out_path).expect("remove the export");
             println!(
-                "RESULT records={records} bytes={bytes} secs={secs} hwm_kib={}",
+                "RESULT records={records} bytes={bytes} secs={secs} start_kib={start_kib} \
+                 hwm_kib={}",
                 common::proc_status_kib("VmHWM")
             );
         }
         _ => panic!("unknown child command {args:?}"),
     }
+}
+
+/// One engine's run of one workload, driven by the parent: set up and say
+/// so, then one repetition per `rep` request, then on `end` the process's
+/// peak RSS (and the engine's counters, for the timed workloads).
+fn run_child(config: &Config, workload: Workload, kind: Kind, dir: &Path) {
+    let keys = common::keys(match workload {
+        Workload::W3 => config.read_keys,
+        Workload::W4Load => config.bulk,
+        Workload::W5 => 0,
+        _ => config.update_keys,
+    });
+    // The keys are the harness's, not the engine's: counted before the start.
+    let start_kib = common::proc_status_kib("VmRSS");
+    let threads = match workload {
+        Workload::W2x4 => 4,
+        Workload::W2x16 => 16,
+        _ => 1,
+    };
+    let update = |w: &mut dyn engines::Worker, rng: &mut fastrand::Rng| {
+        let i = rng.usize(..keys.len());
+        w.update(&keys[i], rng.u64(..));
+    };
+    let get = |w: &mut dyn engines::Worker, rng: &mut fastrand::Rng| {
+        let key = &keys[rng.usize(..keys.len())];
+        std::hint::black_box(w.get(key));
+    };
+    let op: &(dyn Fn(&mut dyn engines::Worker, &mut fastrand::Rng) + Sync) =
+        if workload == Workload::W3 {
+            &get
+        } else {
+            &update
+        };
+    // W1-W3 time operations on one store, loaded here; W4 and W5 make a
+    // fresh store per repetition.
+    let timed_engine = matches!(
+        workload,
+        Workload::W1 | Workload::W2x4 | Workload::W2x16 | Workload::W3
+    )
+    .then(|| {
+        let engine = kind.open(dir);
+        engine.load(&keys, config.batch);
+        let before = counters(engine.as_ref());
+        timed(engine.as_ref(), threads, config.secs * 0.2, op); // warm-up
+        (engine, before)
+    });
+    println!("RESULT ready=1");
+    for request in common::requests() {
+        let answer = match (request.as_str(), &timed_engine) {
+            ("rep", Some((engine, _))) => {
+                let cpu = common::process_cpu_secs();
+                let (rate, ops) = timed(engine.as_ref(), threads, config.secs, op);
+                format!(
+                    "rate={rate} ops={ops} cpu={}",
+                    common::process_cpu_secs() - cpu
+                )
+            }
+            ("rep", None) if workload == Workload::W4Load => bulk_load(config, kind, &keys, dir),
+            ("rep", None) => increments(config, kind, dir),
+            ("end", _) => {
+                let after = timed_engine
+                    .as_ref()
+                    .map(|(engine, before)| {
+                        let after = counters(engine.as_ref());
+                        format!(
+                            " commits={} batches={} conflicts={}",
+                            after.commits - before.commits,
+                            after.batches - before.batches,
+                            after.conflicts - before.conflicts
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "RESULT start_kib={start_kib} hwm_kib={}{after}",
+                    common::proc_status_kib("VmHWM")
+                );
+                return;
+            }
+            _ => panic!("unknown request {request:?}"),
+        };
+        println!("RESULT {answer}");
+    }
+}
+
+/// One repetition of W4's load, into a fresh `data` directory (the last one
+/// stays for the stream).
+fn bulk_load(config: &Config, kind: Kind, keys: &[String], dir: &Path) -> String {
+    let data = dir.join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).expect("remove the previous load");
+    }
+    std::fs::create_dir(&data).expect("create the load's directory");
+    let engine = kind.open(&data);
+    let start = Instant::now();
+    let cpu = common::process_cpu_secs();
+    engine.load(keys, config.batch);
+    let rate = keys.len() as f64 / start.elapsed().as_secs_f64();
+    let cpu = common::process_cpu_secs() - cpu;
+    drop(engine);
+    format!("rate={rate} cpu={cpu}")
 }
 
 struct CountingWriter<W> {
@@ -447,44 +538,51 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
-/// W5: 4 threads x 500 read-modify-write increments of one record; the engine
-/// must end at exactly 2,000 if it claims to lose no update. The note gives
-/// the slowest single increment of each repetition (retries included).
+const INCREMENT_THREADS: u64 = 4;
+
+/// One repetition of W5 on a fresh store: 4 threads x 500 read-modify-write
+/// increments of one record; the rate, the final count, the conflicts
+/// retried and the slowest single increment (retries included).
+fn increments(config: &Config, kind: Kind, dir: &Path) -> String {
+    let max_nanos = AtomicU64::new(0);
+    let dir = tempfile::Builder::new()
+        .prefix("w5-")
+        .tempdir_in(dir)
+        .expect("create the repetition's directory");
+    let engine = kind.open(dir.path());
+    let counter = "counter".to_owned();
+    engine.load(std::slice::from_ref(&counter), 1);
+    let before = counters(engine.as_ref());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..INCREMENT_THREADS {
+            let (engine, counter, max_nanos) = (&engine, &counter, &max_nanos);
+            s.spawn(move || {
+                let mut worker = engine.worker();
+                for i in 0..config.increments {
+                    let started = Instant::now();
+                    worker.update(counter, t * 1_000_000 + i);
+                    let took = started.elapsed().as_nanos() as u64;
+                    max_nanos.fetch_max(took, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let rate = (INCREMENT_THREADS * config.increments) as f64 / start.elapsed().as_secs_f64();
+    let slowest_ms = max_nanos.load(Ordering::Relaxed) as f64 / 1e6;
+    let conflicts = counters(engine.as_ref()).conflicts - before.conflicts;
+    let last = engine.worker().get(&counter).version;
+    format!("rate={rate} final={last} conflicts={conflicts} slowest_ms={slowest_ms}")
+}
+
+/// W5: the engine must end at exactly 2,000 if it claims to lose no update.
+/// The note gives the slowest single increment of each repetition.
 fn lost_update_check(config: &Config, kind: Kind) -> Row {
-    const THREADS: u64 = 4;
-    let mut rates = Vec::new();
-    let mut finals = Vec::new();
-    let mut conflicts = 0;
-    let mut slowest = Vec::new();
-    for _ in 0..config.reps {
-        let max_nanos = AtomicU64::new(0);
-        let dir = common::temp_dir("compare-w5-");
-        let engine = kind.open(dir.path());
-        let counter = "counter".to_owned();
-        engine.load(std::slice::from_ref(&counter), 1);
-        let before = counters(engine.as_ref());
-        let start = Instant::now();
-        std::thread::scope(|s| {
-            for t in 0..THREADS {
-                let (engine, counter, max_nanos) = (&engine, &counter, &max_nanos);
-                s.spawn(move || {
-                    let mut worker = engine.worker();
-                    for i in 0..config.increments {
-                        let started = Instant::now();
-                        worker.update(counter, t * 1_000_000 + i);
-                        let took = started.elapsed().as_nanos() as u64;
-                        max_nanos.fetch_max(took, Ordering::Relaxed);
-                    }
-                });
-            }
-        });
-        rates.push((THREADS * config.increments) as f64 / start.elapsed().as_secs_f64());
-        slowest.push(max_nanos.load(Ordering::Relaxed) as f64 / 1e6);
-        conflicts += counters(engine.as_ref()).conflicts - before.conflicts;
-        let last = engine.worker().get(&counter).version;
-        finals.push(last);
-    }
-    let expected = THREADS * config.increments;
+    let run = in_children(config, Workload::W5, &[kind])
+        .pop()
+        .expect("the engine's run");
+    let finals: Vec<u64> = run.each("final").iter().map(|&f| f as u64).collect();
+    let expected = INCREMENT_THREADS * config.increments;
     let lost: Vec<u64> = finals.iter().map(|f| expected - f).collect();
     if kind.claims_safety() {
         assert!(
@@ -499,10 +597,21 @@ fn lost_update_check(config: &Config, kind: Kind) -> Row {
         format!("LOSES UPDATES: finals {finals:?} of {expected}")
     };
     if engine_has_counters(kind) {
-        note.push_str(&format!(", {conflicts} conflicts retried"));
+        note.push_str(&format!(
+            ", {} conflicts retried",
+            run.total("conflicts") as u64
+        ));
     }
-    let slowest: Vec<String> = slowest.iter().map(|ms| format!("{ms:.1}")).collect();
+    let slowest: Vec<String> = run
+        .each("slowest_ms")
+        .iter()
+        .map(|ms| format!("{ms:.1}"))
+        .collect();
     note.push_str(&format!(", slowest increment {} ms", slowest.join("/")));
-    eprintln!("{:>26} W5 {note}", kind.name());
-    Row::new(Workload::W5, kind, summarize(&rates), note)
+    eprintln!(
+        "{:>26} W5 {note}, peak RSS {:.1} MiB",
+        kind.name(),
+        run.peak_rss()
+    );
+    Row::new(Workload::W5, kind, summarize(&run.each("rate")), note).with_peak_rss(run.peak_rss())
 }
