@@ -8,7 +8,8 @@
 //! `STATELOG_BENCH_REPS`, `STATELOG_BENCH_UPDATE_KEYS` (W1, W2),
 //! `STATELOG_BENCH_READ_KEYS` (W3), `STATELOG_BENCH_BULK`
 //! and `STATELOG_BENCH_BATCH` (W4), `STATELOG_BENCH_ENGINES` and
-//! `STATELOG_BENCH_WORKLOADS` (comma-separated filters), `STATELOG_BENCH_DIR`
+//! `STATELOG_BENCH_WORKLOADS` (comma-separated filters), `STATELOG_BENCH_HEAP=1`
+//! (count the live heap, for memory diagnosis only), `STATELOG_BENCH_DIR`
 //! (where data goes; default: the target's tmp directory, on the checkout's disk).
 //!
 //! Each engine's run of each workload is a child process of this binary (the
@@ -21,6 +22,8 @@ mod common;
 mod engines;
 #[path = "compare/fsync_limit.rs"]
 mod fsync_limit;
+#[path = "compare/heap.rs"]
+mod heap;
 #[path = "compare/json_file.rs"]
 mod json_file;
 #[path = "compare/redb_peer.rs"]
@@ -35,6 +38,7 @@ mod statelog_engine;
 mod workloads;
 
 fn main() {
+    heap::enable_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("__child") {
         workloads::child(&args[1..]);

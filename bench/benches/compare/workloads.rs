@@ -116,6 +116,23 @@ impl ChildRun {
         self.each(name).iter().sum()
     }
 
+    /// How the progress lines give the child's memory: its peak RSS and, when
+    /// counted, the live heap at the end, both above the start.
+    fn memory(&self) -> String {
+        let heap = self
+            .end
+            .iter()
+            .find(|(k, _)| k == "heap_kib")
+            .map(|_| {
+                format!(
+                    ", live heap {:.1} MiB at the end",
+                    common::field(&self.end, "heap_kib") / 1024.0
+                )
+            })
+            .unwrap_or_default();
+        format!("peak RSS {:.1} MiB{heap}", self.peak_rss())
+    }
+
     /// The child's peak RSS above its RSS before it opened the engine (MiB).
     fn peak_rss(&self) -> f64 {
         common::mib(
@@ -252,11 +269,11 @@ fn update_workloads(config: &Config, w1: &[Kind], w2: &[Kind]) -> Vec<Row> {
             let summary = summarize(&run.each("rate"));
             let note = timed_note(&run);
             eprintln!(
-                "{:>26} {:<14} {:>10.0} ops/s, peak RSS {:.1} MiB, {note}",
+                "{:>26} {:<14} {:>10.0} ops/s, {}, {note}",
                 run.kind.name(),
                 workload.label(),
                 summary.median,
-                run.peak_rss()
+                run.memory()
             );
             rows.push(Row::new(workload, run.kind, summary, note).with_peak_rss(run.peak_rss()));
         }
@@ -270,11 +287,11 @@ fn reads(config: &Config, kinds: &[Kind]) -> Vec<Row> {
         .map(|run| {
             let summary = summarize(&run.each("rate"));
             eprintln!(
-                "{:>26} {:<14} {:>10.0} gets/s, peak RSS {:.1} MiB",
+                "{:>26} {:<14} {:>10.0} gets/s, {}",
                 run.kind.name(),
                 "W3",
                 summary.median,
-                run.peak_rss()
+                run.memory()
             );
             Row::new(
                 Workload::W3,
@@ -322,12 +339,11 @@ fn bulk(config: &Config, kind: Kind) -> Vec<Row> {
     let above = summarize(&above);
     let cpu = summarize(&run.each("cpu"));
     eprintln!(
-        "{:>26} W4 load {:.0} rec/s ({:.2} s of CPU, peak RSS {:.1} MiB), stream {:.0} MB/s, \
-         peak RSS {:.0} MiB",
+        "{:>26} W4 load {:.0} rec/s ({:.2} s of CPU, {}), stream {:.0} MB/s, peak RSS {:.0} MiB",
         kind.name(),
         load.median,
         cpu.median,
-        run.peak_rss(),
+        run.memory(),
         stream.median,
         rss.median
     );
@@ -427,6 +443,7 @@ fn run_child(config: &Config, workload: Workload, kind: Kind, dir: &Path) {
     });
     // The keys are the harness's, not the engine's: counted before the start.
     let start_kib = common::proc_status_kib("VmRSS");
+    let heap_start = crate::heap::live_kib();
     let threads = match workload {
         Workload::W2x4 => 4,
         Workload::W2x16 => 16,
@@ -485,8 +502,14 @@ fn run_child(config: &Config, workload: Workload, kind: Kind, dir: &Path) {
                         )
                     })
                     .unwrap_or_default();
+                // With the engine still open (W1-W3): what it holds.
+                let heap = heap_start
+                    .zip(crate::heap::live_kib())
+                    .filter(|_| timed_engine.is_some())
+                    .map(|(start, now)| format!(" heap_kib={}", now - start))
+                    .unwrap_or_default();
                 println!(
-                    "RESULT start_kib={start_kib} hwm_kib={}{after}",
+                    "RESULT start_kib={start_kib} hwm_kib={}{after}{heap}",
                     common::proc_status_kib("VmHWM")
                 );
                 return;
@@ -608,10 +631,6 @@ fn lost_update_check(config: &Config, kind: Kind) -> Row {
         .map(|ms| format!("{ms:.1}"))
         .collect();
     note.push_str(&format!(", slowest increment {} ms", slowest.join("/")));
-    eprintln!(
-        "{:>26} W5 {note}, peak RSS {:.1} MiB",
-        kind.name(),
-        run.peak_rss()
-    );
+    eprintln!("{:>26} W5 {note}, {}", kind.name(), run.memory());
     Row::new(Workload::W5, kind, summarize(&run.each("rate")), note).with_peak_rss(run.peak_rss())
 }
