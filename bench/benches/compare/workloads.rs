@@ -123,12 +123,8 @@ impl ChildRun {
             .end
             .iter()
             .find(|(k, _)| k == "heap_kib")
-            .map(|_| {
-                format!(
-                    ", live heap {:.1} MiB at the end",
-                    common::field(&self.end, "heap_kib") / 1024.0
-                )
-            })
+            .and_then(|(_, kib)| kib.parse::<f64>().ok())
+            .map(|kib| format!(", live heap {:.1} MiB at the end", kib / 1024.0))
             .unwrap_or_default();
         format!("peak RSS {:.1} MiB{heap}", self.peak_rss())
     }
