@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::State;
 use super::channel::{Channel, RecvError, SendError, Wait};
 use super::socket;
+use super::{Serving, State};
 use crate::access::{Backend, BackupOptions, Fault, ReadView, Reply};
 use crate::error::Error;
 use crate::value::Stored;
@@ -164,13 +164,19 @@ impl Conn<'_> {
                 return;
             }
             let waits = matches!(request, Request::LockWait { .. });
+            // A lock wait waits rather than works: it leaves others alone.
+            let run = (!waits).then(|| Running::begin(&self.state.served.serving));
             let response = if self.state.closing.load(Ordering::Acquire) {
                 Response::NotExecuted {
                     reason: "the holder is closing the store".to_owned(),
                 }
             } else {
                 match self.execute(request) {
-                    Ok(reply) => Response::Reply(reply),
+                    Ok(mut reply) => {
+                        let alone = run.as_ref().is_some_and(Running::alone);
+                        convert::set_alone(&mut reply, alone);
+                        Response::Reply(reply)
+                    }
                     // A lock wait cut short by the holder closing took
                     // nothing: the client sends it again to the next holder.
                     Err(_) if waits && self.state.closing.load(Ordering::Acquire) => {
@@ -181,6 +187,7 @@ impl Conn<'_> {
                     Err(e) => Response::Failed(wire::error::to_wire(&e, self.store())),
                 }
             };
+            drop(run);
             if let Err(e) = self.channel.send(&response) {
                 tracing::debug!(error = %e, "a client went away before its answer");
                 return;
@@ -511,6 +518,41 @@ impl Conn<'_> {
     }
 }
 
+/// A request being run, counted so that a commit's answer can say whether
+/// it ran alone: no other request was running when it began, and none began
+/// before it ended. A client told so may poll for its next commit's answer
+/// (one writer with a core to spare); many writers are never alone, and
+/// sleep, leaving the cores to the group commit. The holder's own threads
+/// are not counted: they commit without a connection (and a client's
+/// polling stops when a yield gives its core away).
+struct Running<'s> {
+    serving: &'s Serving,
+    /// `serving.running` as this request found it.
+    found: u64,
+}
+
+/// One request begun, in [`Serving::running`]; below it, requests running.
+const BEGUN: u64 = 1 << 20;
+
+impl<'s> Running<'s> {
+    fn begin(serving: &'s Serving) -> Running<'s> {
+        let found = serving.running.fetch_add(BEGUN + 1, Ordering::AcqRel);
+        Running { serving, found }
+    }
+
+    fn alone(&self) -> bool {
+        let now = self.serving.running.load(Ordering::Acquire);
+        // Nothing ran when it began, and nothing began since.
+        self.found % BEGUN == 0 && now == self.found.wrapping_add(BEGUN + 1)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.serving.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The holder's answer: its backend never asks for a request to be sent
 /// again (that is for clients of a holder).
 fn answer<T>(reply: Reply<T>) -> Result<T, Error> {
@@ -520,4 +562,31 @@ fn answer<T>(reply: Reply<T>) -> Result<T, Error> {
             cause: format!("internal error: the engine asked to resend: {why}"),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_alone_only_when_nothing_else_ran_beside_it() {
+        let serving = Serving::default();
+        let one = Running::begin(&serving);
+        assert!(one.alone());
+        drop(one);
+        // Begun beside another still running: neither is alone.
+        let first = Running::begin(&serving);
+        let second = Running::begin(&serving);
+        assert!(!first.alone());
+        assert!(!second.alone());
+        drop(first);
+        assert!(!second.alone());
+        drop(second);
+        // Another that began and ended while it ran: not alone either.
+        let long = Running::begin(&serving);
+        drop(Running::begin(&serving));
+        assert!(!long.alone());
+        drop(long);
+        assert!(Running::begin(&serving).alone());
+    }
 }
