@@ -52,6 +52,7 @@ pub(super) fn run(state: &Arc<State>, stream: UnixStream, refusal: Option<String
         state,
         channel: Channel::new(stream, Some(state.served.wait)),
         pinned: None,
+        company: Company::default(),
     };
     if conn.handshake(refusal) {
         let _ = conn.channel.stream().set_read_timeout(None);
@@ -65,6 +66,8 @@ struct Conn<'s> {
     channel: Channel,
     /// The snapshot this connection pinned.
     pinned: Option<Arc<dyn ReadView>>,
+    /// What it saw of the other connections' requests.
+    company: Company,
 }
 
 impl Conn<'_> {
@@ -165,7 +168,8 @@ impl Conn<'_> {
             }
             let waits = matches!(request, Request::LockWait { .. });
             // A lock wait waits rather than works: it leaves others alone.
-            let run = (!waits).then(|| Running::begin(&self.state.served.serving));
+            let serving = &self.state.served.serving;
+            let run = (!waits).then(|| self.company.begin(serving));
             let response = if self.state.closing.load(Ordering::Acquire) {
                 Response::NotExecuted {
                     reason: "the holder is closing the store".to_owned(),
@@ -173,8 +177,10 @@ impl Conn<'_> {
             } else {
                 match self.execute(request) {
                     Ok(mut reply) => {
-                        let alone = run.as_ref().is_some_and(Running::alone);
-                        convert::set_alone(&mut reply, alone);
+                        if run.is_some() && convert::is_commit(&reply) {
+                            let alone = self.company.commit_answered(serving);
+                            convert::set_alone(&mut reply, alone);
+                        }
                         Response::Reply(reply)
                     }
                     // A lock wait cut short by the holder closing took
@@ -518,38 +524,54 @@ impl Conn<'_> {
     }
 }
 
-/// A request being run, counted so that a commit's answer can say whether
-/// it ran alone: no other request was running when it began, and none began
-/// before it ended. A client told so may poll for its next commit's answer
-/// (one writer with a core to spare); many writers are never alone, and
-/// sleep, leaving the cores to the group commit. The holder's own threads
-/// are not counted: they commit without a connection (and a client's
-/// polling stops when a yield gives its core away).
-struct Running<'s> {
-    serving: &'s Serving,
-    /// `serving.running` as this request found it.
-    found: u64,
+/// What a connection saw of the others' requests, so that a commit's answer
+/// can say whether it ran alone: no other connection began a request since
+/// this connection's previous commit was answered, and none runs now. A
+/// client told so may poll for its next commit's answer (one writer, a core
+/// to spare); of many writers none is ever alone (each sees the others'
+/// requests between two of its commits), so they sleep and leave the cores
+/// to the group commit. The holder's own threads are not counted: they
+/// commit without a connection (and a client stops polling when a yield
+/// gives its core away).
+#[derive(Debug, Default)]
+struct Company {
+    /// Requests begun in all, as counted when this connection's previous
+    /// commit was answered.
+    mark: Option<u64>,
+    /// Requests this connection began since.
+    own: u64,
 }
 
 /// One request begun, in [`Serving::running`]; below it, requests running.
 const BEGUN: u64 = 1 << 20;
 
-impl<'s> Running<'s> {
-    fn begin(serving: &'s Serving) -> Running<'s> {
-        let found = serving.running.fetch_add(BEGUN + 1, Ordering::AcqRel);
-        Running { serving, found }
+impl Company {
+    /// Counts a request of this connection, running until the guard drops.
+    fn begin<'s>(&mut self, serving: &'s Serving) -> Running<'s> {
+        serving.running.fetch_add(BEGUN + 1, Ordering::AcqRel);
+        self.own += 1;
+        Running(serving)
     }
 
-    fn alone(&self) -> bool {
-        let now = self.serving.running.load(Ordering::Acquire);
-        // Nothing ran when it began, and nothing began since.
-        self.found % BEGUN == 0 && now == self.found.wrapping_add(BEGUN + 1)
+    /// Whether the commit just run (still counted as running) ran alone;
+    /// the next commit is judged from here.
+    fn commit_answered(&mut self, serving: &Serving) -> bool {
+        let now = serving.running.load(Ordering::Acquire);
+        let begun = now / BEGUN;
+        let alone =
+            now % BEGUN == 1 && self.mark.is_some_and(|m| begun.wrapping_sub(m) == self.own);
+        self.mark = Some(begun);
+        self.own = 0;
+        alone
     }
 }
 
+/// A request running (see [`Company`]).
+struct Running<'s>(&'s Serving);
+
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.serving.running.fetch_sub(1, Ordering::AcqRel);
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -569,24 +591,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_request_is_alone_only_when_nothing_else_ran_beside_it() {
+    fn a_commit_is_alone_only_when_no_other_connection_began_a_request_since_the_last() {
         let serving = Serving::default();
-        let one = Running::begin(&serving);
-        assert!(one.alone());
-        drop(one);
-        // Begun beside another still running: neither is alone.
-        let first = Running::begin(&serving);
-        let second = Running::begin(&serving);
-        assert!(!first.alone());
-        assert!(!second.alone());
-        drop(first);
-        assert!(!second.alone());
-        drop(second);
-        // Another that began and ended while it ran: not alone either.
-        let long = Running::begin(&serving);
-        drop(Running::begin(&serving));
-        assert!(!long.alone());
+        let (mut lone, mut other) = (Company::default(), Company::default());
+        // The first commit of a connection has nothing to be judged from.
+        let commit = lone.begin(&serving);
+        assert!(!lone.commit_answered(&serving));
+        drop(commit);
+        // A read and a commit of its own since: alone.
+        drop(lone.begin(&serving));
+        let commit = lone.begin(&serving);
+        assert!(lone.commit_answered(&serving));
+        drop(commit);
+        // Another connection's read began and ended in between: not alone.
+        drop(lone.begin(&serving));
+        drop(other.begin(&serving));
+        let commit = lone.begin(&serving);
+        assert!(!lone.commit_answered(&serving));
+        drop(commit);
+        // Another's request running beside the commit: not alone either,
+        // even though it began before the last commit was answered.
+        let long = other.begin(&serving);
+        let commit = lone.begin(&serving);
+        assert!(!lone.commit_answered(&serving));
+        drop(commit);
+        let commit = lone.begin(&serving);
+        assert!(!lone.commit_answered(&serving));
+        drop(commit);
         drop(long);
-        assert!(Running::begin(&serving).alone());
+        // Quiet again: alone.
+        let commit = lone.begin(&serving);
+        assert!(lone.commit_answered(&serving));
+        drop(commit);
     }
 }

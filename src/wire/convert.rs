@@ -405,6 +405,14 @@ pub fn alone(reply: &m::Reply) -> bool {
     )
 }
 
+/// Whether `reply` answers a commit.
+pub fn is_commit(reply: &m::Reply) -> bool {
+    matches!(
+        reply,
+        m::Reply::Committed { .. } | m::Reply::CommittedWith { .. }
+    )
+}
+
 /// Marks a commit's answer as run alone in the holder (other replies have no
 /// such mark).
 pub fn set_alone(reply: &mut m::Reply, value: bool) {
