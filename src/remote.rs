@@ -222,6 +222,9 @@ impl Link {
         let wait = if commit { Wait::Commit } else { Wait::Answer };
         match receive_final(&mut channel, progress, wait) {
             Ok(Final::Reply(reply)) => {
+                if commit {
+                    channel.commit_answered(convert::alone(&reply));
+                }
                 self.give_back(channel);
                 Ok(reply)
             }
@@ -539,14 +542,15 @@ impl Backend for Remote {
             convert::commit_to_wire(request)
         };
         match self.link.exchange(&message, true, None)? {
-            m::Reply::Committed { revision, writes } => {
-                Ok(convert::outcome_from_wire(revision, writes))
-            }
+            m::Reply::Committed {
+                revision, writes, ..
+            } => Ok(convert::outcome_from_wire(revision, writes)),
             m::Reply::CommittedWith {
                 revision,
                 writes,
                 patched,
                 replayed,
+                ..
             } => Ok(convert::outcome_with_from_wire(
                 revision, writes, patched, replayed,
             )),

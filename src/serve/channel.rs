@@ -13,9 +13,16 @@
 //! a small request (an interrupt to the other core and, in a VM, an exit).
 //! Each kind of wait ([`Wait`]) polls only while its last message came
 //! within the window, and stops as soon as a yield between two tries gives
-//! the core to another thread, so waits that are long anyway (a sync, an
-//! idle client) and machines whose cores are all wanted (many processes
-//! sharing few cores) sleep at once.
+//! the core to another thread, so waits that are long anyway (an idle
+//! client) and machines whose cores are all wanted (many processes sharing
+//! few cores) sleep at once.
+//!
+//! A commit's answer comes after a sync, so its wait learns differently: it
+//! polls only when the holder said the last commit ran alone (no other
+//! request in the holder meanwhile: one writer, a core to spare) and that
+//! answer came within [`COMMIT_POLL_MOST`], and then for about as long as
+//! that answer took ([`commit_window`]). Many writers sharing the holder
+//! sleep, leaving the cores to the group commit.
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
@@ -38,6 +45,11 @@ const KEEP_BUFFER: usize = 1 << 20;
 
 /// How long a wait may poll the socket before it sleeps.
 const SPIN_WINDOW: Duration = Duration::from_micros(40);
+
+/// The longest a commit's answer may have taken for the next one to be
+/// polled for: beyond it, a wake-up (tens of µs) is a small part of the
+/// wait, and polling would hold a core for little.
+pub(crate) const COMMIT_POLL_MOST: Duration = Duration::from_micros(500);
 
 /// A yield longer than this ran another thread: the machine is busy.
 const GAVE_AWAY: Duration = Duration::from_micros(10);
@@ -137,8 +149,11 @@ pub(crate) struct Channel {
     mid_message: Option<Duration>,
     /// Whether the stream's read timeout is set for a message in progress.
     armed: bool,
-    /// Per [`Wait`]: whether its last message came within the window.
-    quick: [bool; 3],
+    /// Per [`Wait`]: how long its next wait may poll (zero: it sleeps).
+    window: [Duration; 3],
+    /// How long the last commit's answer took, and whether a yield gave the
+    /// core away while it was polled for.
+    last_commit: (Duration, bool),
 }
 
 impl std::fmt::Debug for Channel {
@@ -158,7 +173,8 @@ impl Channel {
             output: Vec::new(),
             mid_message,
             armed: false,
-            quick: [false; 3],
+            window: [Duration::ZERO; 3],
+            last_commit: (Duration::MAX, false),
         }
     }
 
@@ -190,30 +206,49 @@ impl Channel {
     }
 
     /// Receives one message as [`receive`](Self::receive) does, polling
-    /// first when this kind of wait has lately been short.
+    /// first when this kind of wait has lately been short (for a commit's
+    /// answer: when [`commit_answered`](Self::commit_answered) said so).
     ///
     /// # Errors
     /// See [`RecvError`].
     pub(crate) fn receive_for<T: DeserializeOwned>(&mut self, wait: Wait) -> Result<T, RecvError> {
         if self.start == self.end {
             let started = std::time::Instant::now();
-            let polled = match self.quick[wait as usize].then(Poller::enter).flatten() {
-                Some(_poller) => self.poll(started)?,
+            let window = self.window[wait as usize];
+            let turn = (!window.is_zero()).then(Poller::enter).flatten();
+            let polled = match turn {
+                Some(_poller) => self.poll(started, window)?,
                 None => Polled::Nothing,
             };
             if polled != Polled::Arrived {
                 self.fill(1, false)?;
             }
-            self.quick[wait as usize] =
-                polled != Polled::Crowded && started.elapsed() <= SPIN_WINDOW;
+            let took = started.elapsed();
+            let crowded = polled == Polled::Crowded;
+            self.window[wait as usize] = match wait {
+                Wait::Commit => {
+                    self.last_commit = (took, crowded);
+                    Duration::ZERO
+                }
+                Wait::Answer | Wait::Request if !crowded && took <= SPIN_WINDOW => SPIN_WINDOW,
+                Wait::Answer | Wait::Request => Duration::ZERO,
+            };
         }
         self.receive()
     }
 
-    /// Polls the socket for up to the window from `started`. Between tries
+    /// Takes in the holder's word on the commit just answered: `alone` when
+    /// no other request was in the holder while it ran. Decides how long the
+    /// next commit's answer is polled for ([`commit_window`]).
+    pub(crate) fn commit_answered(&mut self, alone: bool) {
+        let (took, crowded) = self.last_commit;
+        self.window[Wait::Commit as usize] = commit_window(alone, took, crowded);
+    }
+
+    /// Polls the socket for up to `window` from `started`. Between tries
     /// the thread yields; a yield that gave the core away (another thread was
     /// waiting for it) ends the polling: the cores are wanted elsewhere.
-    fn poll(&mut self, started: std::time::Instant) -> Result<Polled, RecvError> {
+    fn poll(&mut self, started: std::time::Instant, window: Duration) -> Result<Polled, RecvError> {
         use std::os::fd::AsRawFd;
         let fd = self.stream.as_raw_fd();
         debug_assert_eq!(self.start, self.end);
@@ -240,7 +275,7 @@ impl Channel {
                 }
             }
             let before = std::time::Instant::now();
-            if before.duration_since(started) > SPIN_WINDOW {
+            if before.duration_since(started) > window {
                 return Ok(Polled::Nothing);
             }
             std::thread::yield_now();
@@ -341,6 +376,18 @@ impl Channel {
     }
 }
 
+/// How long to poll for the next commit's answer, from the last one: only
+/// when the holder ran it `alone`, its answer came within
+/// [`COMMIT_POLL_MOST`] (`took`) and no yield gave the core away meanwhile;
+/// then for as long again as it took, and a little more (a sync's time
+/// varies), within that bound.
+pub(crate) fn commit_window(alone: bool, took: Duration, crowded: bool) -> Duration {
+    if !alone || crowded || took > COMMIT_POLL_MOST {
+        return Duration::ZERO;
+    }
+    (took + took / 2 + SPIN_WINDOW / 2).min(COMMIT_POLL_MOST)
+}
+
 /// Why a message was not sent.
 #[derive(Debug)]
 pub(crate) enum SendError {
@@ -377,19 +424,24 @@ mod tests {
         (Channel::new(a, None), Channel::new(b, None))
     }
 
+    /// Whether the next wait of this kind polls before it sleeps.
+    fn polls(channel: &Channel, wait: Wait) -> bool {
+        !channel.window[wait as usize].is_zero()
+    }
+
     #[test]
     fn a_wait_polls_only_after_a_quick_message_and_sleeps_when_it_does_not_come() {
         let (mut waiting, mut sending) = pair();
         // Nothing learned yet: the first wait sleeps, and its message, sent
         // before, comes at once: the next wait of this kind polls.
         sending.send(&Request::Revision).unwrap();
-        assert!(!waiting.quick[Wait::Answer as usize]);
+        assert!(!polls(&waiting, Wait::Answer));
         assert_eq!(
             waiting.receive_for::<Request>(Wait::Answer).unwrap(),
             Request::Revision
         );
-        assert!(waiting.quick[Wait::Answer as usize]);
-        assert!(!waiting.quick[Wait::Commit as usize]);
+        assert!(polls(&waiting, Wait::Answer));
+        assert!(!polls(&waiting, Wait::Commit));
         // A message that comes long after the window: polling gives up,
         // the wait sleeps, the message still arrives whole, and this kind of
         // wait no longer polls.
@@ -402,15 +454,17 @@ mod tests {
             waiting.receive_for::<Request>(Wait::Answer).unwrap(),
             Request::Checkpoint
         );
-        assert!(!waiting.quick[Wait::Answer as usize]);
+        assert!(!polls(&waiting, Wait::Answer));
         let mut sending = late.join().unwrap();
         // A polled read that takes in more than one message keeps the rest
         // for the next receive.
         sending.send(&Request::Stats).unwrap();
         sending.send(&Request::Pin).unwrap();
-        waiting.quick[Wait::Answer as usize] = true;
+        waiting.window[Wait::Answer as usize] = SPIN_WINDOW;
         assert_eq!(
-            waiting.poll(std::time::Instant::now()).unwrap(),
+            waiting
+                .poll(std::time::Instant::now(), SPIN_WINDOW)
+                .unwrap(),
             Polled::Arrived
         );
         assert_eq!(waiting.receive::<Request>().unwrap(), Request::Stats);
@@ -421,9 +475,69 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_answer_is_polled_for_only_after_the_holder_said_alone() {
+        use crate::wire::message::{Reply, Response};
+        let answer = |alone| {
+            Response::Reply(Reply::Committed {
+                revision: Some(1),
+                writes: Vec::new(),
+                alone,
+            })
+        };
+        let (mut waiting, mut sending) = pair();
+        // A commit's answer teaches nothing by itself, however quick.
+        sending.send(&answer(true)).unwrap();
+        assert!(!polls(&waiting, Wait::Commit));
+        let got: Response = waiting.receive_for(Wait::Commit).unwrap();
+        assert_eq!(got, answer(true));
+        assert!(!polls(&waiting, Wait::Commit));
+        // Told it ran alone, and it came quickly: the next one is polled for.
+        waiting.commit_answered(true);
+        assert!(polls(&waiting, Wait::Commit));
+        assert!(waiting.window[Wait::Commit as usize] <= COMMIT_POLL_MOST);
+        // Reads keep their own learning.
+        assert!(!polls(&waiting, Wait::Answer));
+        // Told otherwise after an answer as quick: it sleeps.
+        sending.send(&answer(false)).unwrap();
+        let got: Response = waiting.receive_for(Wait::Commit).unwrap();
+        assert_eq!(got, answer(false));
+        waiting.commit_answered(false);
+        assert!(!polls(&waiting, Wait::Commit));
+        // Alone, but the answer came long after the polling bound (a slow
+        // sync): polling gave up, the answer still arrived whole, and the
+        // next one is slept for.
+        waiting.window[Wait::Commit as usize] = COMMIT_POLL_MOST;
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            sending.send(&answer(true)).unwrap();
+            sending
+        });
+        let got: Response = waiting.receive_for(Wait::Commit).unwrap();
+        assert_eq!(got, answer(true));
+        waiting.commit_answered(true);
+        assert!(!polls(&waiting, Wait::Commit));
+        drop(late.join().unwrap());
+    }
+
+    #[test]
+    fn the_commit_window_follows_the_last_answer_within_its_bound() {
+        let quick = Duration::from_micros(100);
+        let window = commit_window(true, quick, false);
+        assert!(window > quick && window <= COMMIT_POLL_MOST, "{window:?}");
+        assert_eq!(commit_window(false, quick, false), Duration::ZERO);
+        assert_eq!(commit_window(true, quick, true), Duration::ZERO);
+        let slow = COMMIT_POLL_MOST + Duration::from_micros(1);
+        assert_eq!(commit_window(true, slow, false), Duration::ZERO);
+        assert_eq!(
+            commit_window(true, COMMIT_POLL_MOST, false),
+            COMMIT_POLL_MOST
+        );
+    }
+
+    #[test]
     fn a_polling_wait_sees_the_other_side_close() {
         let (mut waiting, sending) = pair();
-        waiting.quick[Wait::Request as usize] = true;
+        waiting.window[Wait::Request as usize] = SPIN_WINDOW;
         drop(sending);
         assert!(matches!(
             waiting.receive_for::<Request>(Wait::Request),
@@ -438,7 +552,7 @@ mod tests {
         encode(&Request::Stats, &mut bytes).unwrap();
         socket::send_all(sending.stream(), &bytes[..bytes.len() - 1]).unwrap();
         drop(sending);
-        waiting.quick[Wait::Answer as usize] = true;
+        waiting.window[Wait::Answer as usize] = SPIN_WINDOW;
         assert!(matches!(
             waiting.receive_for::<Request>(Wait::Answer),
             Err(RecvError::Cut)

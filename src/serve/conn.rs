@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::State;
 use super::channel::{Channel, RecvError, SendError, Wait};
 use super::socket;
+use super::{Serving, State};
 use crate::access::{Backend, BackupOptions, Fault, ReadView, Reply};
 use crate::error::Error;
 use crate::value::Stored;
@@ -52,6 +52,7 @@ pub(super) fn run(state: &Arc<State>, stream: UnixStream, refusal: Option<String
         state,
         channel: Channel::new(stream, Some(state.served.wait)),
         pinned: None,
+        company: Company::default(),
     };
     if conn.handshake(refusal) {
         let _ = conn.channel.stream().set_read_timeout(None);
@@ -65,6 +66,8 @@ struct Conn<'s> {
     channel: Channel,
     /// The snapshot this connection pinned.
     pinned: Option<Arc<dyn ReadView>>,
+    /// What it saw of the other connections' requests.
+    company: Company,
 }
 
 impl Conn<'_> {
@@ -164,13 +167,22 @@ impl Conn<'_> {
                 return;
             }
             let waits = matches!(request, Request::LockWait { .. });
+            // A lock wait waits rather than works: it leaves others alone.
+            let serving = &self.state.served.serving;
+            let run = (!waits).then(|| self.company.begin(serving));
             let response = if self.state.closing.load(Ordering::Acquire) {
                 Response::NotExecuted {
                     reason: "the holder is closing the store".to_owned(),
                 }
             } else {
                 match self.execute(request) {
-                    Ok(reply) => Response::Reply(reply),
+                    Ok(mut reply) => {
+                        if run.is_some() && convert::is_commit(&reply) {
+                            let alone = self.company.commit_answered(serving);
+                            convert::set_alone(&mut reply, alone);
+                        }
+                        Response::Reply(reply)
+                    }
                     // A lock wait cut short by the holder closing took
                     // nothing: the client sends it again to the next holder.
                     Err(_) if waits && self.state.closing.load(Ordering::Acquire) => {
@@ -181,6 +193,7 @@ impl Conn<'_> {
                     Err(e) => Response::Failed(wire::error::to_wire(&e, self.store())),
                 }
             };
+            drop(run);
             if let Err(e) = self.channel.send(&response) {
                 tracing::debug!(error = %e, "a client went away before its answer");
                 return;
@@ -511,6 +524,57 @@ impl Conn<'_> {
     }
 }
 
+/// What a connection saw of the others' requests, so that a commit's answer
+/// can say whether it ran alone: no other connection began a request since
+/// this connection's previous commit was answered, and none runs now. A
+/// client told so may poll for its next commit's answer (one writer, a core
+/// to spare); of many writers none is ever alone (each sees the others'
+/// requests between two of its commits), so they sleep and leave the cores
+/// to the group commit. The holder's own threads are not counted: they
+/// commit without a connection (and a client stops polling when a yield
+/// gives its core away).
+#[derive(Debug, Default)]
+struct Company {
+    /// Requests begun in all, as counted when this connection's previous
+    /// commit was answered.
+    mark: Option<u64>,
+    /// Requests this connection began since.
+    own: u64,
+}
+
+/// One request begun, in [`Serving::running`]; below it, requests running.
+const BEGUN: u64 = 1 << 20;
+
+impl Company {
+    /// Counts a request of this connection, running until the guard drops.
+    fn begin<'s>(&mut self, serving: &'s Serving) -> Running<'s> {
+        serving.running.fetch_add(BEGUN + 1, Ordering::AcqRel);
+        self.own += 1;
+        Running(serving)
+    }
+
+    /// Whether the commit just run (still counted as running) ran alone;
+    /// the next commit is judged from here.
+    fn commit_answered(&mut self, serving: &Serving) -> bool {
+        let now = serving.running.load(Ordering::Acquire);
+        let begun = now / BEGUN;
+        let alone =
+            now % BEGUN == 1 && self.mark.is_some_and(|m| begun.wrapping_sub(m) == self.own);
+        self.mark = Some(begun);
+        self.own = 0;
+        alone
+    }
+}
+
+/// A request running (see [`Company`]).
+struct Running<'s>(&'s Serving);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The holder's answer: its backend never asks for a request to be sent
 /// again (that is for clients of a holder).
 fn answer<T>(reply: Reply<T>) -> Result<T, Error> {
@@ -520,4 +584,44 @@ fn answer<T>(reply: Reply<T>) -> Result<T, Error> {
             cause: format!("internal error: the engine asked to resend: {why}"),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_is_alone_only_when_no_other_connection_began_a_request_since_the_last() {
+        let serving = Serving::default();
+        let (mut lone, mut other) = (Company::default(), Company::default());
+        // The first commit of a connection has nothing to be judged from.
+        let commit = lone.begin(&serving);
+        assert!(!lone.commit_answered(&serving));
+        drop(commit);
+        // A read and a commit of its own since: alone.
+        drop(lone.begin(&serving));
+        let commit = lone.begin(&serving);
+        assert!(lone.commit_answered(&serving));
+        drop(commit);
+        // Another connection's read began and ended in between: not alone.
+        drop(lone.begin(&serving));
+        drop(other.begin(&serving));
+        let commit = lone.begin(&serving);
+        assert!(!lone.commit_answered(&serving));
+        drop(commit);
+        // Another's request running beside the commit: not alone either,
+        // even though it began before the last commit was answered.
+        let long = other.begin(&serving);
+        let commit = lone.begin(&serving);
+        assert!(!lone.commit_answered(&serving));
+        drop(commit);
+        let commit = lone.begin(&serving);
+        assert!(!lone.commit_answered(&serving));
+        drop(commit);
+        drop(long);
+        // Quiet again: alone.
+        let commit = lone.begin(&serving);
+        assert!(lone.commit_answered(&serving));
+        drop(commit);
+    }
 }

@@ -43,6 +43,10 @@ pub(crate) struct Serving {
     pub clients: AtomicU64,
     /// Snapshots they pinned.
     pub pinned: AtomicU64,
+    /// Requests being run now (the low 20 bits) and requests begun since
+    /// the start (the rest, wrapping), in one word so that both are read at
+    /// once: a commit's answer says whether it ran alone (`conn.rs`).
+    pub running: AtomicU64,
 }
 
 /// The store a server serves.

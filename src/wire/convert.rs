@@ -323,11 +323,16 @@ pub fn outcome_with_to_wire(outcome: Outcome) -> m::Reply {
         .collect();
     let replayed = outcome.replayed;
     match outcome_to_wire(outcome) {
-        m::Reply::Committed { revision, writes } => m::Reply::CommittedWith {
+        m::Reply::Committed {
+            revision,
+            writes,
+            alone,
+        } => m::Reply::CommittedWith {
             revision,
             writes,
             patched,
             replayed,
+            alone,
         },
         other => other,
     }
@@ -387,6 +392,32 @@ pub fn outcome_to_wire(outcome: Outcome) -> m::Reply {
                 WriteOutcome::Absent => m::WriteOutcome::Absent,
             })
             .collect(),
+        alone: false,
+    }
+}
+
+/// Whether `reply` is a commit's answer saying no other request was in the
+/// holder while it ran.
+pub fn alone(reply: &m::Reply) -> bool {
+    matches!(
+        reply,
+        m::Reply::Committed { alone: true, .. } | m::Reply::CommittedWith { alone: true, .. }
+    )
+}
+
+/// Whether `reply` answers a commit.
+pub fn is_commit(reply: &m::Reply) -> bool {
+    matches!(
+        reply,
+        m::Reply::Committed { .. } | m::Reply::CommittedWith { .. }
+    )
+}
+
+/// Marks a commit's answer as run alone in the holder (other replies have no
+/// such mark).
+pub fn set_alone(reply: &mut m::Reply, value: bool) {
+    if let m::Reply::Committed { alone, .. } | m::Reply::CommittedWith { alone, .. } = reply {
+        *alone = value;
     }
 }
 

@@ -591,6 +591,11 @@ pub enum Reply {
         revision: Option<u64>,
         /// One per write, in order.
         writes: Vec<WriteOutcome>,
+        /// True when no other request was in the holder while this one ran:
+        /// the client may poll for its next commit's answer (see
+        /// `serve/channel.rs`). Absent from older holders: false.
+        #[serde(default)]
+        alone: bool,
     },
     /// The revision of a restored store.
     Restored(u64),
@@ -614,6 +619,9 @@ pub enum Reply {
         patched: Vec<Patched>,
         /// True when this is the first outcome of the idempotency key.
         replayed: bool,
+        /// As in [`Reply::Committed`].
+        #[serde(default)]
+        alone: bool,
     },
     /// A new lease's id.
     Lease(u64),
@@ -693,4 +701,60 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String>
         ));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit's answer as holders before the `alone` hint sent it.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum EarlierReply {
+        Committed {
+            revision: Option<u64>,
+            writes: Vec<WriteOutcome>,
+        },
+    }
+
+    fn encoded<T: Serialize>(message: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_into(message, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_commit_answer_without_the_hint_reads_as_not_alone() {
+        let earlier = EarlierReply::Committed {
+            revision: Some(7),
+            writes: vec![WriteOutcome::Absent],
+        };
+        let reply: Reply = decode(&encoded(&earlier)).unwrap();
+        assert_eq!(
+            reply,
+            Reply::Committed {
+                revision: Some(7),
+                writes: vec![WriteOutcome::Absent],
+                alone: false,
+            }
+        );
+    }
+
+    #[test]
+    fn an_earlier_client_reads_a_commit_answer_with_the_hint() {
+        let reply = Reply::Committed {
+            revision: Some(7),
+            writes: vec![WriteOutcome::Deleted { version: 3 }],
+            alone: true,
+        };
+        let bytes = encoded(&reply);
+        let earlier: EarlierReply = decode(&bytes).unwrap();
+        assert_eq!(
+            earlier,
+            EarlierReply::Committed {
+                revision: Some(7),
+                writes: vec![WriteOutcome::Deleted { version: 3 }],
+            }
+        );
+        assert_eq!(decode::<Reply>(&bytes).unwrap(), reply);
+    }
 }
