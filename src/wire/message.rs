@@ -617,7 +617,8 @@ pub enum Reply {
         writes: Vec<WriteOutcome>,
         /// The values patches computed.
         patched: Vec<Patched>,
-        /// True when this is the first outcome of the idempotency key.
+        /// True when this is the remembered outcome of an earlier request with
+        /// the same idempotency key: nothing was written now.
         replayed: bool,
         /// As in [`Reply::Committed`].
         #[serde(default)]
