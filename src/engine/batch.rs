@@ -7,12 +7,15 @@
 //!    readers;
 //! 2. for each request in order ([`prepare`]): [`check`] its preconditions
 //!    against the state as left by the requests before it, take the next
-//!    revision, [`resolve`] its writes against the current records (applying
-//!    them inside the open batch), and encode its log record;
+//!    revision, [`resolve`] its writes against the current records, and encode
+//!    its log record. The writes are staged ([`Staged`]), not yet made in
+//!    redb: the log record needs only the versions read, and later requests
+//!    read through the staged writes of earlier ones;
 //! 3. append all records to the log in one write, and (in `Sync` mode) ask the
 //!    kernel to start writing them to the disk ([`Engine::append`]);
-//! 4. commit the batch non-durably while the disk writes: redb holds it, but
-//!    readers only look at published views, so none sees it;
+//! 4. while the disk writes: apply the staged writes to the open batch (the
+//!    records and the history index) and commit it non-durably: redb holds
+//!    it, but readers only look at published views, so none sees it;
 //! 5. sync the log (in `Sync` mode): the batch is durable;
 //! 6. publish a view of the state database at the batch's last revision: now
 //!    readers see the batch ([`Engine::publish_batch`]);
@@ -25,11 +28,12 @@
 use std::borrow::Cow;
 
 use super::Engine;
+use super::staged::Staged;
 use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
 use crate::coord::{self, Expansion};
 use crate::counter;
 use crate::db::schema::Applied;
-use crate::db::write::{Batch, Records, Replaced};
+use crate::db::write::{Batch, Records};
 use crate::error::{Error, Result};
 use crate::key;
 use crate::log::record::{self, DeleteOp, LogOp, PutOp};
@@ -131,23 +135,36 @@ impl Engine {
             synced: self.log.synced_revision(),
         };
         let batch = self.db.begin_batch("begin a write")?;
+        // Taken for the batch and given back after it (lost on a failure,
+        // which costs only their reuse).
         let mut frames = std::mem::take(&mut self.frames);
+        let mut staged = std::mem::take(&mut self.staged);
+        let mut scratch = std::mem::take(&mut self.scratch);
         frames.clear();
-        let prepared = {
-            let mut records = batch.records(&mut self.scratch)?;
-            prepare(&mut records, requests, start, &mut frames)?
-        };
+        staged.clear();
+        let mut records = batch.records(&mut scratch)?;
+        let prepared = prepare(&records, &mut staged, requests, start, &mut frames)?;
         let Some(span) = prepared.span else {
             // Nothing to write: no revision is taken, nothing is logged.
+            drop(records);
             batch.abort()?;
-            self.frames = frames;
+            (self.frames, self.staged, self.scratch) = (frames, staged, scratch);
             return Ok(prepared.results);
         };
         let applied = self.append(&frames, span)?;
+        // Step 4, while the disk writes the batch: redb's inserts were kept
+        // off the path to the log write.
+        let in_db = staged.apply(&mut records);
+        drop(records);
+        if let Err(e) = in_db {
+            // The commits are in the log and will be replayed on reopen, but
+            // this handle's state database cannot follow its log.
+            return Err(self.failed(e));
+        }
         self.make_durable(batch)?;
         self.publish_batch(applied, span, &frames)?;
         frames.clear();
-        self.frames = frames;
+        (self.frames, self.staged, self.scratch) = (frames, staged, scratch);
         Ok(prepared.results)
     }
 
@@ -179,7 +196,7 @@ impl Engine {
         })
     }
 
-    /// Steps 4 and 5: commits the batch to the state database (not durably)
+    /// Steps 4 (its end) and 5: commits the batch to the state database (not durably)
     /// and, in `Sync` mode, syncs the log: the batch is durable.
     fn make_durable(&mut self, batch: Batch) -> Result<()> {
         // IMPORTANT: redb shows this commit to new read transactions at once,
@@ -214,9 +231,10 @@ impl Engine {
 }
 
 /// Step 2 for every request of a batch, in order: checked, resolved and
-/// applied inside the open batch, and its log record encoded into `frames`.
+/// staged over the open batch, and its log record encoded into `frames`.
 fn prepare(
-    records: &mut Records<'_>,
+    records: &Records<'_>,
+    staged: &mut Staged,
     requests: &[&Request],
     start: Start,
     frames: &mut Vec<u8>,
@@ -241,7 +259,6 @@ fn prepare(
             continue;
         };
         let time = Timestamp::for_commit_after(previous_time, start.clock);
-        records.at(this_revision, time);
         // Coordination and patches are evaluated here, against the state as
         // this batch left it (`coord::expand`).
         let expanded;
@@ -250,7 +267,7 @@ fn prepare(
             let expansion = {
                 let mut read = |address: &[u8]| {
                     let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
-                    records.read(address, namespace, key, |meta, value| {
+                    staged.read(records, address, (namespace, key), |meta, value| {
                         (meta, value.to_vec())
                     })
                 };
@@ -274,7 +291,7 @@ fn prepare(
             expanded = None;
             request
         };
-        match prepare_one(records, request, this_revision, time)? {
+        match prepare_one(records, staged, request, this_revision, time)? {
             Prepared::Failed(e) => results.push(Err(e)),
             Prepared::Noop(outcome) => results.push(Ok(match &expanded {
                 Some(e) => e.finish(outcome),
@@ -293,7 +310,7 @@ fn prepare(
                                 ..Request::default()
                             };
                             if let Prepared::Write { ops: more, .. } =
-                                prepare_one(records, &remembered, this_revision, time)?
+                                prepare_one(records, staged, &remembered, this_revision, time)?
                             {
                                 ops.extend(more);
                             }
@@ -301,11 +318,11 @@ fn prepare(
                         outcome
                     }
                 };
-                // The writes are in the open batch already. A commit that
-                // cannot be encoded (impossible within the size limits) fails
-                // the whole batch, which then never commits.
+                // The writes are staged already. A commit that cannot be
+                // encoded (impossible within the size limits) fails the whole
+                // batch, which then never commits.
                 encode_parts(&ops, this_revision, time, false, start.synced, frames)?;
-                records.committed(this_revision, time, false)?;
+                staged.committed(this_revision, time);
                 results.push(Ok(outcome));
                 previous_time = time;
                 last_revision = Some(this_revision);
@@ -323,16 +340,17 @@ fn prepare(
 
 /// One request: its preconditions checked, then its writes resolved.
 fn prepare_one<'r>(
-    records: &mut Records<'_>,
+    records: &Records<'_>,
+    staged: &mut Staged,
     request: &'r Request,
     revision: u64,
     time: Timestamp,
 ) -> Result<Prepared<'r>> {
-    let read = match check(records, request)? {
+    let read = match check(records, staged, request)? {
         Ok(read) => read,
         Err(conflict) => return Ok(Prepared::Failed(conflict)),
     };
-    let (ops, outcomes) = resolve(records, request, &read, revision, time)?;
+    let (ops, outcomes) = resolve(records, staged, request, &read, revision, time)?;
     if ops.is_empty() {
         return Ok(Prepared::Noop(Outcome {
             revision: None,
@@ -357,16 +375,17 @@ fn prepare_one<'r>(
 type Read<'r> = Vec<(&'r [u8], Option<Meta>)>;
 
 /// Checks a request's preconditions against the state as it is inside the
-/// batch so far. Every precondition is checked before anything is written, so
+/// batch so far. Every precondition is checked before anything is staged, so
 /// a request that fails leaves no trace: `Ok(Err(conflict))`.
 fn check<'r>(
     records: &Records<'_>,
+    staged: &Staged,
     request: &'r Request,
 ) -> Result<std::result::Result<Read<'r>, Error>> {
     let mut read: Read<'r> = Vec::with_capacity(request.checks.len());
     for check in &request.checks {
         let (namespace, key) = key::decode(&check.address).unwrap_or(("?", "?"));
-        let current = records.meta(&check.address, namespace, key)?;
+        let current = staged.meta(records, &check.address, (namespace, key))?;
         let actual = current.map_or(0, |m| m.version);
         let rewritten = check
             .modified
@@ -385,15 +404,15 @@ fn check<'r>(
     Ok(Ok(read))
 }
 
-/// Resolves a request's writes against the current records, applying them to
-/// the open batch: the metadata each write produces, and what became of it.
+/// Resolves a request's writes against the current records (the batch's
+/// staged writes, else the state database), staging them: the metadata each
+/// write produces, and what became of it.
 ///
-/// Each write walks the B-tree once where it can: a put whose record was just
-/// read by a precondition (an `update`) reuses what was read; a blind put
-/// inserts and corrects the version only if the insert reports a record it
-/// replaced; a delete learns what it removed from the removal.
+/// A put whose record was just read by a precondition (an `update`) reuses
+/// what was read; a blind put and a delete read the record's metadata.
 fn resolve<'r>(
-    records: &mut Records<'_>,
+    records: &Records<'_>,
+    staged: &mut Staged,
     request: &'r Request,
     read: &Read<'_>,
     revision: u64,
@@ -411,9 +430,10 @@ fn resolve<'r>(
             } => {
                 let mut known = read.iter().find(|(a, _)| *a == address).map(|(_, m)| *m);
                 if *skip_unchanged {
-                    let stored = records.read(address, namespace, key, |meta, bytes| {
-                        (meta, bytes == value.as_slice())
-                    })?;
+                    let stored =
+                        staged.read(records, address, (namespace, key), |meta, bytes| {
+                            (meta, bytes == value.as_slice())
+                        })?;
                     if let Some((meta, true)) = stored {
                         outcomes.push(WriteOutcome::Put {
                             meta,
@@ -423,12 +443,17 @@ fn resolve<'r>(
                     }
                     known = Some(stored.map(|(meta, _)| meta));
                 }
+                // A blind put reads the version it follows.
+                let current = match known {
+                    Some(known) => known,
+                    None => staged.meta(records, address, (namespace, key))?,
+                };
                 let meta = put(
-                    records,
+                    staged,
                     address,
                     (namespace, key),
                     value,
-                    known,
+                    current,
                     revision,
                     time,
                 )?;
@@ -449,10 +474,10 @@ fn resolve<'r>(
                     cause: "internal error: a patch reached the engine unevaluated".to_owned(),
                 });
             }
-            WriteKind::Delete => match records.remove(address)? {
-                Replaced::Absent => outcomes.push(WriteOutcome::Absent),
-                Replaced::Malformed => return Err(records.malformed(namespace, key)),
-                Replaced::Record(old) => {
+            WriteKind::Delete => match staged.meta(records, address, (namespace, key))? {
+                None => outcomes.push(WriteOutcome::Absent),
+                Some(old) => {
+                    staged.remove(address);
                     outcomes.push(WriteOutcome::Deleted {
                         version: old.version,
                     });
@@ -471,20 +496,19 @@ fn resolve<'r>(
     Ok((ops, outcomes))
 }
 
-/// Stores a put: the version follows the record's current one, `known` when a
-/// precondition (or the unchanged check) read it, otherwise whatever the
-/// insert replaced. Returns the metadata written.
+/// Stages a put: the version follows the record's `current` one. Returns the
+/// metadata written.
 fn put(
-    records: &mut Records<'_>,
+    staged: &mut Staged,
     address: &[u8],
     (namespace, key): (&str, &str),
     value: &[u8],
-    known: Option<Option<Meta>>,
+    current: Option<Meta>,
     revision: u64,
     time: Timestamp,
 ) -> Result<Meta> {
     // A version at its ceiling fails the whole batch (the writes before it
-    // are in the open batch, which is then dropped): only a store counted up
+    // are staged, and dropped with the batch): only a store counted up
     // to 2^63 - 1 gets here.
     let next = |current: Option<Meta>| -> Result<Meta> {
         let version = match current {
@@ -501,19 +525,8 @@ fn put(
             updated_at: time,
         })
     };
-    let mut meta = next(known.flatten())?;
-    let replaced = records.put(address, &meta, value)?;
-    if known.is_none() {
-        // A blind put: the record it replaced decides the version.
-        match replaced {
-            Replaced::Absent => {}
-            Replaced::Malformed => return Err(records.malformed(namespace, key)),
-            Replaced::Record(old) => {
-                meta = next(Some(old))?;
-                records.put(address, &meta, value)?;
-            }
-        }
-    }
+    let meta = next(current)?;
+    staged.put(address, &meta, value);
     Ok(meta)
 }
 

@@ -17,6 +17,7 @@ mod history;
 pub(crate) mod open;
 pub(crate) mod past;
 pub(crate) mod read;
+mod staged;
 pub(crate) mod watch;
 
 use std::path::Path;
@@ -112,6 +113,8 @@ pub(crate) struct Engine {
     frames: Vec<u8>,
     /// A stored record being encoded (kept for reuse).
     scratch: Vec<u8>,
+    /// The writes of the batch being committed (kept for reuse).
+    staged: staged::Staged,
     /// Watchers of the store: each acknowledged batch is handed to them.
     watchers: Arc<crate::watch::hub::Hub>,
     /// The first revision the history index answers for.
@@ -179,6 +182,7 @@ impl Engine {
             clock: options.clock.clone(),
             frames: Vec::new(),
             scratch: Vec::new(),
+            staged: staged::Staged::default(),
             watchers: Arc::default(),
             history_from: recovered.history_from,
         })
