@@ -12,11 +12,14 @@
 //!    redb: the log record needs only the versions read, and later requests
 //!    read through the staged writes of earlier ones;
 //! 3. append all records to the log in one write, and (in `Sync` mode) ask the
-//!    kernel to start writing them to the disk ([`Engine::append`]);
-//! 4. while the disk writes: apply the staged writes to the open batch (the
-//!    records and the history index) and commit it non-durably: redb holds
-//!    it, but readers only look at published views, so none sees it;
-//! 5. sync the log (in `Sync` mode): the batch is durable;
+//!    kernel to start writing them to the disk ([`Engine::append`]), and hand
+//!    the log's sync to the sync thread (`log/syncer.rs`);
+//! 4. while the disk writes and syncs: apply the staged writes to the open
+//!    batch (the records and the history index) and commit it non-durably:
+//!    redb holds it, but readers only look at published views, so none sees
+//!    it;
+//! 5. wait for the sync (in `Sync` mode; on the engine's own thread when no
+//!    sync thread could be started): the batch is durable;
 //! 6. publish a view of the state database at the batch's last revision: now
 //!    readers see the batch ([`Engine::publish_batch`]);
 //! 7. the leader wakes the callers (`store/commit.rs`).
@@ -33,10 +36,11 @@ use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
 use crate::coord::{self, Expansion};
 use crate::counter;
 use crate::db::schema::Applied;
-use crate::db::write::{Batch, Records};
+use crate::db::write::Records;
 use crate::error::{Error, Result};
 use crate::key;
 use crate::log::record::{self, DeleteOp, LogOp, PutOp};
+use crate::log::syncer::Syncer;
 use crate::log::{Position, frame};
 use crate::options::Durability;
 use crate::time::Timestamp;
@@ -67,6 +71,16 @@ pub(super) struct Resolved<'r> {
 pub(super) enum ResolvedKind<'r> {
     Put { meta: Meta, value: &'r [u8] },
     Delete { version: u64 },
+}
+
+/// Where a batch's sync runs.
+enum Syncing {
+    /// Nowhere: `Relaxed` mode (the background thread syncs).
+    Not,
+    /// On the engine's thread, after redb's commit.
+    Here,
+    /// On the sync thread, started before redb's apply.
+    Thread,
 }
 
 /// Where a batch starts: the state it lands on, the clock, and the log's
@@ -152,16 +166,25 @@ impl Engine {
             return Ok(prepared.results);
         };
         let applied = self.append(&frames, span)?;
-        // Step 4, while the disk writes the batch: redb's inserts were kept
-        // off the path to the log write.
+        let syncing = self.start_log_sync(span.last);
+        // Step 4, while the disk writes and syncs the batch: redb's inserts
+        // were kept off the path to the log write.
+        //
+        // IMPORTANT: redb shows this commit to new read transactions at once,
+        // before the log sync. Readers only use published views, and the view
+        // is published after the sync; a failed sync poisons the engine, whose
+        // fence keeps redb from ever making this commit durable.
         let in_db = staged.apply(&mut records);
         drop(records);
+        let in_db = in_db.and_then(|()| batch.commit("apply committed records"));
+        // Step 5: whatever became of redb's commit, the sync is waited for.
+        let synced = self.finish_log_sync(syncing);
         if let Err(e) = in_db {
             // The commits are in the log and will be replayed on reopen, but
             // this handle's state database cannot follow its log.
             return Err(self.failed(e));
         }
-        self.make_durable(batch)?;
+        self.after_sync(synced)?;
         self.publish_batch(applied, span, &frames)?;
         frames.clear();
         (self.frames, self.staged, self.scratch) = (frames, staged, scratch);
@@ -196,22 +219,39 @@ impl Engine {
         })
     }
 
-    /// Steps 4 (its end) and 5: commits the batch to the state database (not durably)
-    /// and, in `Sync` mode, syncs the log: the batch is durable.
-    fn make_durable(&mut self, batch: Batch) -> Result<()> {
-        // IMPORTANT: redb shows this commit to new read transactions at once,
-        // before the log sync below. Readers only use published views, and the
-        // view is published after the sync; a failed sync poisons the engine,
-        // whose fence keeps redb from ever making this commit durable.
-        if let Err(e) = batch.commit("apply committed records") {
-            // The commits are in the log and will be replayed on reopen, but this
-            // handle's state database is now behind its log.
-            return Err(self.failed(e));
+    /// Step 5 begins: in `Sync` mode, the sync of the log up to `revision`
+    /// starts on the sync thread (or is left to [`finish_log_sync`]).
+    fn start_log_sync(&mut self, revision: u64) -> Syncing {
+        if self.durability != Durability::Sync {
+            return Syncing::Not;
         }
-        if self.durability == Durability::Sync {
-            self.sync_log()?;
+        let syncer = self.syncer.get_or_init(|| match Syncer::spawn() {
+            Ok(syncer) => Some(syncer),
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread to sync the log on: commits sync it themselves");
+                None
+            }
+        });
+        let Some(syncer) = syncer else {
+            return Syncing::Here;
+        };
+        let sync = self.log_sync(revision);
+        syncer.start(Box::new(move || sync.run()));
+        Syncing::Thread
+    }
+
+    /// Step 5 ends: the outcome of the batch's sync, once it is over.
+    fn finish_log_sync(&mut self, syncing: Syncing) -> Result<()> {
+        match syncing {
+            Syncing::Not => Ok(()),
+            Syncing::Here => self.log.sync(),
+            Syncing::Thread => match self.syncer.get() {
+                Some(Some(syncer)) => syncer.wait(),
+                _ => Err(Error::Poisoned {
+                    cause: "internal error: the log's sync thread is gone".to_owned(),
+                }),
+            },
         }
-        Ok(())
     }
 
     /// Step 6: the batch's state becomes what readers see, and watchers get

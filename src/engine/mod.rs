@@ -115,6 +115,10 @@ pub(crate) struct Engine {
     scratch: Vec<u8>,
     /// The writes of the batch being committed (kept for reuse).
     staged: staged::Staged,
+    /// The thread that syncs a batch's log write while the batch is applied
+    /// (`Sync` mode): started with the first batch; `None` inside when it
+    /// could not be started (the engine then syncs the log itself).
+    syncer: std::cell::OnceCell<Option<crate::log::syncer::Syncer>>,
     /// Watchers of the store: each acknowledged batch is handed to them.
     watchers: Arc<crate::watch::hub::Hub>,
     /// The first revision the history index answers for.
@@ -183,6 +187,7 @@ impl Engine {
             frames: Vec::new(),
             scratch: Vec::new(),
             staged: staged::Staged::default(),
+            syncer: std::cell::OnceCell::new(),
             watchers: Arc::default(),
             history_from: recovered.history_from,
         })
