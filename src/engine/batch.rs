@@ -10,7 +10,8 @@
 //!    revision, [`resolve`] its writes against the current records, and encode
 //!    its log record. The writes are staged ([`Staged`]), not yet made in
 //!    redb: the log record needs only the versions read, and later requests
-//!    read through the staged writes of earlier ones;
+//!    read through the staged writes of earlier ones (a large batch, or any in
+//!    `Relaxed` mode, writes into redb as it goes instead);
 //! 3. append all records to the log in one write, and (in `Sync` mode) ask the
 //!    kernel to start writing them to the disk ([`Engine::append`]), and hand
 //!    the log's sync to the sync thread (`log/syncer.rs`);
@@ -48,6 +49,10 @@ use crate::value::Meta;
 
 /// Parts of a large commit are cut at about this many bytes.
 const PART_TARGET: usize = 4 << 20;
+
+/// A batch with more writes than this writes into redb as it goes rather
+/// than staging them (`staged.rs`).
+const STAGE_AT_MOST: usize = 256;
 
 /// One request's fate inside a batch, before the batch is durable.
 enum Prepared<'r> {
@@ -155,9 +160,10 @@ impl Engine {
         let mut staged = std::mem::take(&mut self.staged);
         let mut scratch = std::mem::take(&mut self.scratch);
         frames.clear();
-        staged.clear();
+        let writes: usize = requests.iter().map(|r| r.writes.len()).sum();
+        staged.clear(self.durability != Durability::Sync || writes > STAGE_AT_MOST);
         let mut records = batch.records(&mut scratch)?;
-        let prepared = prepare(&records, &mut staged, requests, start, &mut frames)?;
+        let prepared = prepare(&mut records, &mut staged, requests, start, &mut frames)?;
         let Some(span) = prepared.span else {
             // Nothing to write: no revision is taken, nothing is logged.
             drop(records);
@@ -273,7 +279,7 @@ impl Engine {
 /// Step 2 for every request of a batch, in order: checked, resolved and
 /// staged over the open batch, and its log record encoded into `frames`.
 fn prepare(
-    records: &Records<'_>,
+    records: &mut Records<'_>,
     staged: &mut Staged,
     requests: &[&Request],
     start: Start,
@@ -299,6 +305,7 @@ fn prepare(
             continue;
         };
         let time = Timestamp::for_commit_after(previous_time, start.clock);
+        records.at(this_revision, time);
         // Coordination and patches are evaluated here, against the state as
         // this batch left it (`coord::expand`).
         let expanded;
@@ -362,7 +369,7 @@ fn prepare(
                 // encoded (impossible within the size limits) fails the whole
                 // batch, which then never commits.
                 encode_parts(&ops, this_revision, time, false, start.synced, frames)?;
-                staged.committed(this_revision, time);
+                staged.committed(records, this_revision, time)?;
                 results.push(Ok(outcome));
                 previous_time = time;
                 last_revision = Some(this_revision);
@@ -380,7 +387,7 @@ fn prepare(
 
 /// One request: its preconditions checked, then its writes resolved.
 fn prepare_one<'r>(
-    records: &Records<'_>,
+    records: &mut Records<'_>,
     staged: &mut Staged,
     request: &'r Request,
     revision: u64,
@@ -451,7 +458,7 @@ fn check<'r>(
 /// A put whose record was just read by a precondition (an `update`) reuses
 /// what was read; a blind put and a delete read the record's metadata.
 fn resolve<'r>(
-    records: &Records<'_>,
+    records: &mut Records<'_>,
     staged: &mut Staged,
     request: &'r Request,
     read: &Read<'_>,
@@ -483,20 +490,10 @@ fn resolve<'r>(
                     }
                     known = Some(stored.map(|(meta, _)| meta));
                 }
-                // A blind put reads the version it follows.
-                let current = match known {
-                    Some(known) => known,
-                    None => staged.meta(records, address, (namespace, key))?,
-                };
-                let meta = put(
-                    staged,
-                    address,
-                    (namespace, key),
-                    value,
-                    current,
-                    revision,
-                    time,
-                )?;
+                let name = (namespace, key);
+                let meta = staged.put(records, address, name, value, known, |current| {
+                    next_meta(current, name, revision, time)
+                })?;
                 outcomes.push(WriteOutcome::Put {
                     meta,
                     changed: true,
@@ -514,10 +511,9 @@ fn resolve<'r>(
                     cause: "internal error: a patch reached the engine unevaluated".to_owned(),
                 });
             }
-            WriteKind::Delete => match staged.meta(records, address, (namespace, key))? {
+            WriteKind::Delete => match staged.remove(records, address, (namespace, key))? {
                 None => outcomes.push(WriteOutcome::Absent),
                 Some(old) => {
-                    staged.remove(address);
                     outcomes.push(WriteOutcome::Deleted {
                         version: old.version,
                     });
@@ -536,38 +532,28 @@ fn resolve<'r>(
     Ok((ops, outcomes))
 }
 
-/// Stages a put: the version follows the record's `current` one. Returns the
-/// metadata written.
-fn put(
-    staged: &mut Staged,
-    address: &[u8],
-    (namespace, key): (&str, &str),
-    value: &[u8],
+/// The metadata a put at `revision` writes over the record's `current` one.
+fn next_meta(
     current: Option<Meta>,
+    (namespace, key): (&str, &str),
     revision: u64,
     time: Timestamp,
 ) -> Result<Meta> {
-    // A version at its ceiling fails the whole batch (the writes before it
-    // are staged, and dropped with the batch): only a store counted up
-    // to 2^63 - 1 gets here.
-    let next = |current: Option<Meta>| -> Result<Meta> {
-        let version = match current {
-            None => 1,
-            Some(m) => counter::next(m.version).ok_or_else(|| Error::Exhausted {
-                record: Some((namespace.to_owned(), key.to_owned())),
-                value: m.version,
-            })?,
-        };
-        Ok(Meta {
-            version,
-            create_revision: current.map_or(revision, |m| m.create_revision),
-            mod_revision: revision,
-            updated_at: time,
-        })
+    // A version at its ceiling fails the whole batch (its writes are dropped
+    // with it): only a store counted up to 2^63 - 1 gets here.
+    let version = match current {
+        None => 1,
+        Some(m) => counter::next(m.version).ok_or_else(|| Error::Exhausted {
+            record: Some((namespace.to_owned(), key.to_owned())),
+            value: m.version,
+        })?,
     };
-    let meta = next(current)?;
-    staged.put(address, &meta, value);
-    Ok(meta)
+    Ok(Meta {
+        version,
+        create_revision: current.map_or(revision, |m| m.create_revision),
+        mod_revision: revision,
+        updated_at: time,
+    })
 }
 
 /// Encodes a commit as one frame, or several parts when it is large; `base`

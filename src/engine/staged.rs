@@ -7,13 +7,18 @@
 //! only then applied to redb ([`Staged::apply`]) while the disk writes it
 //! (`batch.rs`). Later requests of a batch see the writes of earlier ones
 //! exactly as if they were in redb already.
+//!
+//! A batch with many writes (a bulk load), or in `Relaxed` mode, writes into
+//! redb as it goes instead ("in place"): there the overlap gains little,
+//! while a staged blind put costs two B-tree walks (a read for its version,
+//! then the insert) where an insert in place reports what it replaced.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Range;
 
 use crate::db::schema;
-use crate::db::write::Records;
+use crate::db::write::{Records, Replaced};
 use crate::error::Result;
 use crate::time::Timestamp;
 use crate::value::Meta;
@@ -31,6 +36,8 @@ pub(super) struct Staged {
     /// [`Write::earlier`].
     latest: HashMap<u64, usize>,
     hasher: RandomState,
+    /// The batch writes into redb as it goes: nothing is staged.
+    in_place: bool,
 }
 
 /// A put (the stored record) or a removal (`record: None`).
@@ -51,8 +58,10 @@ struct Commit {
 }
 
 impl Staged {
-    /// Empties it for the next batch, keeping its buffers.
-    pub(super) fn clear(&mut self) {
+    /// Empties it for the next batch, keeping its buffers; `in_place`: the
+    /// batch writes into redb as it goes.
+    pub(super) fn clear(&mut self, in_place: bool) {
+        self.in_place = in_place;
         self.bytes.clear();
         self.writes.clear();
         self.commits.clear();
@@ -89,27 +98,89 @@ impl Staged {
         self.read(records, address, name, |meta, _| meta)
     }
 
-    /// Stages a put of `value` with `meta` at `address`.
-    pub(super) fn put(&mut self, address: &[u8], meta: &Meta, value: &[u8]) {
-        let at = self.bytes.len();
-        schema::encode_record(meta, value, &mut self.bytes);
-        let record = at..self.bytes.len();
-        self.push(address, Some(record));
+    /// Puts `value` at `address`, with the metadata `meta` makes from the
+    /// record's current one: `known` when a precondition read it, otherwise
+    /// found out here. Returns the metadata written.
+    pub(super) fn put(
+        &mut self,
+        records: &mut Records<'_>,
+        address: &[u8],
+        name: (&str, &str),
+        value: &[u8],
+        known: Option<Option<Meta>>,
+        meta: impl Fn(Option<Meta>) -> Result<Meta>,
+    ) -> Result<Meta> {
+        if !self.in_place {
+            let current = match known {
+                Some(known) => known,
+                None => self.meta(records, address, name)?,
+            };
+            let written = meta(current)?;
+            self.stage_put(address, &written, value);
+            return Ok(written);
+        }
+        let mut written = meta(known.flatten())?;
+        let replaced = records.put(address, &written, value)?;
+        if known.is_none() {
+            // A blind put: the record it replaced decides the version.
+            match replaced {
+                Replaced::Absent => {}
+                Replaced::Malformed => return Err(records.malformed(name.0, name.1)),
+                Replaced::Record(old) => {
+                    written = meta(Some(old))?;
+                    records.put(address, &written, value)?;
+                }
+            }
+        }
+        Ok(written)
     }
 
-    /// Stages the removal of the record at `address`.
-    pub(super) fn remove(&mut self, address: &[u8]) {
-        self.push(address, None);
+    /// Removes the record at `address`; returns the metadata it had (`None`:
+    /// absent, nothing to remove).
+    pub(super) fn remove(
+        &mut self,
+        records: &mut Records<'_>,
+        address: &[u8],
+        name: (&str, &str),
+    ) -> Result<Option<Meta>> {
+        if self.in_place {
+            return match records.remove(address)? {
+                Replaced::Absent => Ok(None),
+                Replaced::Malformed => Err(records.malformed(name.0, name.1)),
+                Replaced::Record(old) => Ok(Some(old)),
+            };
+        }
+        let current = self.meta(records, address, name)?;
+        if current.is_some() {
+            self.push(address, None);
+        }
+        Ok(current)
     }
 
-    /// The writes staged since the last commit belong to the commit at
-    /// `revision`, `time`.
-    pub(super) fn committed(&mut self, revision: u64, time: Timestamp) {
+    /// The writes since the last commit belong to the commit at `revision`,
+    /// `time` (set on `records` with `Records::at` before them).
+    pub(super) fn committed(
+        &mut self,
+        records: &mut Records<'_>,
+        revision: u64,
+        time: Timestamp,
+    ) -> Result<()> {
+        if self.in_place {
+            return records.committed(revision, time, false);
+        }
         self.commits.push(Commit {
             revision,
             time,
             end: self.writes.len(),
         });
+        Ok(())
+    }
+
+    fn stage_put(&mut self, address: &[u8], meta: &Meta, value: &[u8]) {
+        let at = self.bytes.len();
+        schema::encode_record(meta, value, &mut self.bytes);
+        let record = at..self.bytes.len();
+        self.push(address, Some(record));
     }
 
     /// Applies the staged commits, in order, to the open batch: the records
@@ -194,6 +265,18 @@ mod tests {
 
     #[test]
     fn later_requests_of_one_batch_see_the_writes_of_earlier_ones() {
+        one_key_in_one_batch(0);
+    }
+
+    #[test]
+    fn later_requests_of_a_batch_written_in_place_see_the_writes_of_earlier_ones() {
+        // Enough other writes that the batch goes into redb as it goes.
+        one_key_in_one_batch(300);
+    }
+
+    /// Eight requests on one key in one batch, the first with `padding`
+    /// writes to other keys.
+    fn one_key_in_one_batch(padding: usize) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         let address = crate::key::encode("ns", "k").unwrap();
@@ -207,8 +290,13 @@ mod tests {
             kind: WriteKind::Delete,
         };
         let mut opened = super::super::open::hold(&path, &Options::default()).unwrap();
+        let mut first = vec![put(&address, "one", false)];
+        let others: Vec<Vec<u8>> = (0..padding)
+            .map(|i| crate::key::encode("ns", &format!("other{i}")).unwrap())
+            .collect();
+        first.extend(others.iter().map(|a| put(a, "other", false)));
         let requests = [
-            request(vec![check(0, None)], vec![put(&address, "one", false)]),
+            request(vec![check(0, None)], first),
             // Reads the version the request before it wrote, not redb's.
             request(vec![check(1, Some(1))], vec![put(&address, "two", false)]),
             request(vec![check(1, None)], vec![put(&address, "late", false)]),
@@ -270,6 +358,10 @@ mod tests {
         assert_eq!(at(2), Some(("two".to_owned(), 2)));
         assert_eq!(at(3), None);
         assert_eq!(at(4), Some(("three".to_owned(), 1)));
+        if padding > 0 {
+            let other = store.get::<String>("ns", "other7").unwrap().unwrap();
+            assert_eq!((other.version, other.mod_revision), (1, 1));
+        }
         store.close().unwrap();
     }
 
@@ -282,11 +374,10 @@ mod tests {
             mod_revision: version,
             updated_at: Timestamp::EPOCH,
         };
-        staged.put(b"ns\0a", &meta(1), b"one");
-        staged.put(b"ns\0b", &meta(1), b"bee");
-        staged.committed(1, Timestamp::EPOCH);
-        staged.put(b"ns\0a", &meta(2), b"two");
-        staged.remove(b"ns\0b");
+        staged.stage_put(b"ns\0a", &meta(1), b"one");
+        staged.stage_put(b"ns\0b", &meta(1), b"bee");
+        staged.stage_put(b"ns\0a", &meta(2), b"two");
+        staged.push(b"ns\0b", None);
         fn stored(staged: &Staged, address: &[u8]) -> Option<Option<(Meta, Vec<u8>)>> {
             staged.latest(address).map(|w| {
                 w.record.clone().and_then(|r| {
@@ -300,8 +391,7 @@ mod tests {
         );
         assert_eq!(stored(&staged, b"ns\0b"), Some(None));
         assert_eq!(stored(&staged, b"ns\0c"), None);
-        staged.clear();
-        assert!(staged.commits.is_empty());
+        staged.clear(false);
         assert_eq!(stored(&staged, b"ns\0a"), None);
     }
 }
