@@ -249,20 +249,10 @@ pub fn load_average() -> String {
 /// line of its standard output that starts with `RESULT `, split into
 /// `name=value` pairs.
 pub fn run_child(args: &[&str]) -> Vec<(String, String)> {
-    let exe = std::env::current_exe().expect("find the bench binary");
-    let output = std::process::Command::new(exe)
-        .arg("__child")
-        .args(args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run a child process");
-    assert!(
-        output.status.success(),
-        "child {args:?} failed: {}",
-        output.status
-    );
-    parse_result(&String::from_utf8_lossy(&output.stdout))
-        .unwrap_or_else(|| panic!("child {args:?} printed no RESULT line"))
+    let mut child = Conversation::start(args);
+    let result = child.answer();
+    child.wait();
+    result
 }
 
 pub fn parse_result(stdout: &str) -> Option<Vec<(String, String)>> {
@@ -344,10 +334,19 @@ impl Conversation {
     /// Sends the last request, then waits for the child to exit.
     pub fn finish(mut self, request: &str) -> Vec<(String, String)> {
         let result = self.ask(request);
+        self.wait();
+        result
+    }
+
+    /// Closes the child's input, reads what it still prints, and waits for
+    /// it to exit successfully.
+    pub fn wait(mut self) {
         drop(self.stdin.take());
+        for line in self.stdout.by_ref() {
+            line.expect("read the child's output");
+        }
         let status = self.child.wait().expect("wait for the child");
         assert!(status.success(), "child {:?} failed: {status}", self.args);
-        result
     }
 }
 

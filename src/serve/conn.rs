@@ -177,9 +177,8 @@ impl Conn<'_> {
             } else {
                 match self.execute(request) {
                     Ok(mut reply) => {
-                        if run.is_some() && convert::is_commit(&reply) {
-                            let alone = self.company.commit_answered(serving);
-                            convert::set_alone(&mut reply, alone);
+                        if let (Some(_), Some(alone)) = (&run, convert::alone_mut(&mut reply)) {
+                            *alone = self.company.commit_answered(serving);
                         }
                         Response::Reply(reply)
                     }

@@ -405,19 +405,12 @@ pub fn alone(reply: &m::Reply) -> bool {
     )
 }
 
-/// Whether `reply` answers a commit.
-pub fn is_commit(reply: &m::Reply) -> bool {
-    matches!(
-        reply,
-        m::Reply::Committed { .. } | m::Reply::CommittedWith { .. }
-    )
-}
-
-/// Marks a commit's answer as run alone in the holder (other replies have no
-/// such mark).
-pub fn set_alone(reply: &mut m::Reply, value: bool) {
-    if let m::Reply::Committed { alone, .. } | m::Reply::CommittedWith { alone, .. } = reply {
-        *alone = value;
+/// A commit's answer's mark saying whether it ran alone in the holder;
+/// `None` for other replies.
+pub fn alone_mut(reply: &mut m::Reply) -> Option<&mut bool> {
+    match reply {
+        m::Reply::Committed { alone, .. } | m::Reply::CommittedWith { alone, .. } => Some(alone),
+        _ => None,
     }
 }
 
