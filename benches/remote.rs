@@ -10,6 +10,14 @@
 //! of one durable `put` (random keys), in the holder and from one client
 //! process, interleaved the same way.
 //!
+//! `STATELOG_BENCH_MODE=serve` measures `statelog serve` itself (issue 20's
+//! memory target): a store of `STATELOG_BENCH_KEYS` records (default
+//! 250,000) held in turn by each command of `STATELOG_BENCH_SERVE`
+//! (`;`-separated, each `[NAME=VALUE ...] PATH` of a `statelog` binary, such
+//! as `target/release/statelog;MALLOC_ARENA_MAX=2 target/release/statelog`),
+//! with 16 client processes updating random keys through it; per command, its
+//! commits/s and its peak RSS (`VmHWM`), repetitions interleaved.
+//!
 //! Run: `cargo bench --bench remote`; `STATELOG_BENCH_QUICK=1` for a short
 //! run. Settings: `STATELOG_BENCH_SECS` per measurement (default 3; quick 1),
 //! `STATELOG_BENCH_REPS` (3), `STATELOG_BENCH_DIR` (where the store goes;
@@ -31,13 +39,14 @@ struct Record {
 
 const KEYS: u64 = 10_000;
 
-/// Runs `update` on random keys for `secs`; returns the commits made.
-fn update_loop(store: &Store, secs: Duration, seed: u64) -> u64 {
+/// Runs `update` on random keys of the first `keys` for `secs`; returns the
+/// commits made.
+fn update_loop(store: &Store, secs: Duration, seed: u64, keys: u64) -> u64 {
     let mut rng = fastrand::Rng::with_seed(seed);
     let started = Instant::now();
     let mut commits = 0;
     while started.elapsed() < secs {
-        let key = format!("k{:08}", rng.u64(0..KEYS));
+        let key = format!("k{:08}", rng.u64(0..keys));
         store
             .update(
                 "bench",
@@ -56,8 +65,9 @@ fn update_loop(store: &Store, secs: Duration, seed: u64) -> u64 {
     commits
 }
 
-/// A client process's arguments (store directory, seconds, seed): the store
-/// reached through its holder, the seconds and the seed.
+/// A client process's arguments (store directory, seconds, seed, and for
+/// `__client` the number of keys): the store reached through its holder, the
+/// seconds and the seed.
 fn client_store(args: &[String]) -> (Store, Duration, u64) {
     let (dir, secs, seed) = (
         PathBuf::from(&args[0]),
@@ -76,12 +86,13 @@ fn client_store(args: &[String]) -> (Store, Duration, u64) {
 /// loop through the holder, prints its commits.
 fn client(args: &[String]) {
     let (store, secs, seed) = client_store(args);
+    let keys = args[3].parse::<u64>().expect("keys");
     // A first request, so the connection is up before the clock starts.
     store.get::<Record>("bench", "k00000000").expect("get");
     println!("READY");
     let mut go = String::new();
     std::io::stdin().read_line(&mut go).expect("go");
-    let commits = update_loop(&store, secs, seed);
+    let commits = update_loop(&store, secs, seed, keys);
     println!("{commits}");
 }
 
@@ -142,8 +153,8 @@ fn latency_run(store: &Store, dir: &Path, secs: Duration, rep: u64) -> [f64; 4] 
     [local_get, remote_get, local_put, remote_put]
 }
 
-/// Commits/s of `n` client processes.
-fn remote(dir: &Path, n: usize, secs: Duration, rep: u64) -> f64 {
+/// Commits/s of `n` client processes on the first `keys` keys.
+fn remote(dir: &Path, n: usize, secs: Duration, rep: u64, keys: u64) -> f64 {
     use std::io::{BufRead, BufReader, Write};
     let exe = std::env::current_exe().expect("current_exe");
     let mut children: Vec<_> = (0..n)
@@ -153,6 +164,7 @@ fn remote(dir: &Path, n: usize, secs: Duration, rep: u64) -> f64 {
                 .arg(dir)
                 .arg(secs.as_secs_f64().to_string())
                 .arg((rep * 1000 + i as u64).to_string())
+                .arg(keys.to_string())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -194,7 +206,7 @@ fn local(store: &Store, n: usize, secs: Duration, rep: u64) -> f64 {
         let handles: Vec<_> = (0..n)
             .map(|i| {
                 let store = store.clone();
-                scope.spawn(move || update_loop(&store, secs, rep * 1000 + i as u64))
+                scope.spawn(move || update_loop(&store, secs, rep * 1000 + i as u64, KEYS))
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("thread")).sum()
@@ -244,24 +256,37 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
+    let mode = std::env::var("STATELOG_BENCH_MODE").unwrap_or_default();
+    let keys = if mode == "serve" {
+        env_or("STATELOG_BENCH_KEYS", 250_000)
+    } else {
+        KEYS
+    };
     let store = Store::open(dir.path(), Options::default()).expect("open the holder");
-    store
-        .transaction(|tx| {
-            for i in 0..KEYS {
-                tx.put(
-                    "bench",
-                    &format!("k{i:08}"),
-                    &Record {
-                        version: 0,
-                        at: 0,
-                        payload: "p".repeat(200),
-                    },
-                )?;
-            }
-            Ok::<_, statelog::Error>(())
-        })
-        .expect("load");
-    if std::env::var("STATELOG_BENCH_MODE").as_deref() == Ok("latency") {
+    for first in (0..keys).step_by(10_000) {
+        store
+            .transaction(|tx| {
+                for i in first..keys.min(first + 10_000) {
+                    tx.put(
+                        "bench",
+                        &format!("k{i:08}"),
+                        &Record {
+                            version: 0,
+                            at: 0,
+                            payload: "p".repeat(200),
+                        },
+                    )?;
+                }
+                Ok::<_, statelog::Error>(())
+            })
+            .expect("load");
+    }
+    if mode == "serve" {
+        store.close().expect("close");
+        serve_mode(dir.path(), keys, secs, reps);
+        return;
+    }
+    if mode == "latency" {
         let mut rows: [(&str, Vec<f64>); 4] = [
             ("get in the holder", Vec::new()),
             ("get from a client process", Vec::new()),
@@ -288,9 +313,9 @@ fn main() {
     ];
     for rep in 0..reps {
         rows[0].1.push(local(&store, 16, secs, rep));
-        rows[1].1.push(remote(dir.path(), 16, secs, rep));
+        rows[1].1.push(remote(dir.path(), 16, secs, rep, KEYS));
         rows[2].1.push(local(&store, 1, secs, rep));
-        rows[3].1.push(remote(dir.path(), 1, secs, rep));
+        rows[3].1.push(remote(dir.path(), 1, secs, rep, KEYS));
     }
     let stats = store.stats();
     let medians = table("writers", "commits/s", 0, &mut rows);
@@ -307,6 +332,73 @@ fn main() {
         stats.commits as f64 / stats.batches.max(1) as f64
     );
     store.close().expect("close");
+}
+
+/// The serve mode: each command of `STATELOG_BENCH_SERVE` in turn holds the
+/// store (`statelog serve`) while 16 client processes update random keys
+/// through it; its commits/s and its peak RSS, in MiB, one row each.
+fn serve_mode(dir: &Path, keys: u64, secs: Duration, reps: u64) {
+    use std::io::{BufRead, BufReader};
+    let spec = std::env::var("STATELOG_BENCH_SERVE").expect(
+        "STATELOG_BENCH_SERVE: the statelog commands to compare, such as \
+         target/release/statelog;MALLOC_ARENA_MAX=2 target/release/statelog",
+    );
+    let commands: Vec<&str> = spec.split(';').map(str::trim).collect();
+    println!("{keys} keys, 16 client processes");
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); commands.len()];
+    let mut peaks: Vec<Vec<f64>> = vec![Vec::new(); commands.len()];
+    let mut starts: Vec<Vec<f64>> = vec![Vec::new(); commands.len()];
+    for rep in 0..reps {
+        for (i, spec) in commands.iter().enumerate() {
+            let words: Vec<&str> = spec.split_whitespace().collect();
+            let (vars, program) = words.split_at(words.len() - 1);
+            let mut command = Command::new(program[0]);
+            for var in vars {
+                let (name, value) = var.split_once('=').expect("NAME=VALUE");
+                command.env(name, value);
+            }
+            let mut serve = command
+                .arg("--store")
+                .arg(dir)
+                .args(["--json", "serve"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start statelog serve");
+            let mut lines = BufReader::new(serve.stdout.take().expect("stdout")).lines();
+            let serving = lines.next().expect("a line").expect("read");
+            assert!(serving.contains("\"serving\""), "{serving}");
+            starts[i].push(status_mib(serve.id(), "VmRSS:"));
+            rates[i].push(remote(dir, 16, secs, rep, keys));
+            peaks[i].push(status_mib(serve.id(), "VmHWM:"));
+            println!(
+                "rep {rep}: {spec}: {:.0} commits/s, peak RSS {:.1} MiB",
+                rates[i][rep as usize], peaks[i][rep as usize]
+            );
+            // SAFETY: kill takes a pid and a signal number.
+            unsafe {
+                libc::kill(serve.id() as i32, libc::SIGTERM);
+            }
+            assert!(serve.wait().expect("wait").success());
+        }
+    }
+    let mut rows: Vec<(&str, Vec<f64>)> = commands.iter().copied().zip(rates).collect();
+    table("`statelog serve`", "commits/s", 0, &mut rows);
+    let mut rows: Vec<(&str, Vec<f64>)> = commands.iter().copied().zip(peaks).collect();
+    table("`statelog serve`", "peak RSS, MiB", 1, &mut rows);
+    let mut rows: Vec<(&str, Vec<f64>)> = commands.iter().copied().zip(starts).collect();
+    table("`statelog serve`", "RSS once serving, MiB", 1, &mut rows);
+}
+
+/// A size field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a size in kB");
+    kib / 1024.0
 }
 
 /// Prints the load average at the end and one table row per measurement
