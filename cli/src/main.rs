@@ -14,6 +14,7 @@ mod errors;
 mod exit;
 mod fields;
 mod logging;
+mod malloc;
 mod output;
 mod progress;
 mod signals;
@@ -27,6 +28,8 @@ use clap::error::ContextValue;
 use crate::exit::Code;
 
 fn main() -> ExitCode {
+    // First: the cap only holds if set before any thread allocates.
+    malloc::cap_arenas();
     // Before parsing succeeds nothing says whether errors should be JSON; the
     // flag anywhere before `--` does.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -389,8 +389,14 @@ fn a_killed_statelog_serve_is_taken_over() {
 
 /// Starts `statelog serve` and waits until it serves.
 fn start_serve(store: &Path) -> Child {
+    start_serve_with(store, &[])
+}
+
+/// `start_serve` with `env` added to its environment.
+fn start_serve_with(store: &Path, env: &[(&str, &str)]) -> Child {
     let mut command = Command::new(BIN);
     command
+        .envs(env.iter().copied())
         .arg("--store")
         .arg(store)
         .args(["--json", "serve"])
@@ -404,6 +410,88 @@ fn start_serve(store: &Path) -> Child {
         .unwrap();
     assert!(line.contains("\"serving\""), "{line}");
     child
+}
+
+/// glibc's malloc arenas other than the main one in process `pid`: each is a
+/// heap of 64 MiB reserved at an address aligned to its size, the part in use
+/// readable and writable, the rest inaccessible.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn malloc_arena_heaps(pid: u32) -> usize {
+    const HEAP: u64 = 64 << 20;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    // (start, end, permissions) of the anonymous mappings, in address order.
+    let anonymous: Vec<(u64, u64, String)> = maps
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() != 5 {
+                return None;
+            }
+            let (start, end) = fields[0].split_once('-').unwrap();
+            Some((
+                u64::from_str_radix(start, 16).unwrap(),
+                u64::from_str_radix(end, 16).unwrap(),
+                fields[1].to_owned(),
+            ))
+        })
+        .collect();
+    anonymous
+        .iter()
+        .enumerate()
+        .filter(|(i, (start, end, perms))| {
+            let reserved_end = match anonymous.get(i + 1) {
+                Some((next, next_end, next_perms)) if next == end && next_perms == "---p" => {
+                    *next_end
+                }
+                _ => *end,
+            };
+            start % HEAP == 0 && perms == "rw-p" && reserved_end >= start + HEAP
+        })
+        .count()
+}
+
+/// `statelog serve` keeps glibc's malloc to its main arena, however many
+/// threads serve clients at once (see cli/src/malloc.rs); `MALLOC_ARENA_MAX`
+/// in its environment wins, and then the same clients make arenas, which
+/// shows the probe sees them.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn statelog_serve_keeps_one_malloc_arena() {
+    const CLIENTS: usize = 8;
+    let heaps = |env: &[(&str, &str)]| {
+        let dir = common::store_dir();
+        let store = dir.path().join("store");
+        init(&store);
+        let mut serve = start_serve_with(&store, env);
+        // Every client connected before any commits, so that the holder has
+        // a thread per client at once, each allocating.
+        let barrier = std::sync::Barrier::new(CLIENTS);
+        std::thread::scope(|scope| {
+            for i in 0..CLIENTS {
+                let (store, barrier) = (&store, &barrier);
+                scope.spawn(move || {
+                    let client = Store::open(store, Options::default().serve(false)).unwrap();
+                    assert!(!client.is_holder());
+                    client.get::<u64>("jobs", "warm").unwrap();
+                    barrier.wait();
+                    for n in 0..20u64 {
+                        client.put("jobs", &format!("c{i}"), &n).unwrap();
+                    }
+                });
+            }
+        });
+        let heaps = malloc_arena_heaps(serve.id());
+        signal(&serve, libc::SIGTERM);
+        assert!(serve.wait().unwrap().success());
+        heaps
+    };
+    let capped = heaps(&[]);
+    let chosen = heaps(&[("MALLOC_ARENA_MAX", "8")]);
+    assert_eq!(capped, 0, "statelog serve made {capped} more malloc arenas");
+    assert!(
+        chosen >= 2,
+        "with MALLOC_ARENA_MAX=8, {CLIENTS} clients made {chosen} malloc arenas in statelog serve"
+    );
 }
 
 /// A holder frozen with SIGSTOP: clients give up after their wait, naming its
