@@ -18,7 +18,8 @@ const ARENAS: libc::c_int = 1;
 /// Caps glibc's malloc arenas at [`ARENAS`], unless the environment sets the
 /// cap (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`):
 /// a user's choice wins. Call it first in `main`, before any thread starts:
-/// glibc fixes the cap once threads have made arenas.
+/// arenas that threads make before it stay, and glibc fixes its limit once
+/// it has counted them.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn cap_arenas() {
     let chosen = std::env::var_os("MALLOC_ARENA_MAX").is_some()

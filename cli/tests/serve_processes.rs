@@ -392,11 +392,17 @@ fn start_serve(store: &Path) -> Child {
     start_serve_with(store, &[])
 }
 
-/// `start_serve` with `env` added to its environment.
-fn start_serve_with(store: &Path, env: &[(&str, &str)]) -> Child {
+/// `start_serve` with `env` changed in its environment (a value set, or
+/// with `None` the variable removed).
+fn start_serve_with(store: &Path, env: &[(&str, Option<&str>)]) -> Child {
     let mut command = Command::new(BIN);
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
     command
-        .envs(env.iter().copied())
         .arg("--store")
         .arg(store)
         .args(["--json", "serve"])
@@ -452,13 +458,13 @@ fn malloc_arena_heaps(pid: u32) -> usize {
 
 /// `statelog serve` keeps glibc's malloc to its main arena, however many
 /// threads serve clients at once (see cli/src/malloc.rs); `MALLOC_ARENA_MAX`
-/// in its environment wins, and then the same clients make arenas, which
-/// shows the probe sees them.
+/// or `glibc.malloc.arena_max` in `GLIBC_TUNABLES` in its environment wins,
+/// and then the same clients make arenas, which shows the probe sees them.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn statelog_serve_keeps_one_malloc_arena() {
     const CLIENTS: usize = 8;
-    let heaps = |env: &[(&str, &str)]| {
+    let heaps = |env: &[(&str, Option<&str>)]| {
         let dir = common::store_dir();
         let store = dir.path().join("store");
         init(&store);
@@ -485,12 +491,21 @@ fn statelog_serve_keeps_one_malloc_arena() {
         assert!(serve.wait().unwrap().success());
         heaps
     };
-    let capped = heaps(&[]);
-    let chosen = heaps(&[("MALLOC_ARENA_MAX", "8")]);
+    let capped = heaps(&[("MALLOC_ARENA_MAX", None), ("GLIBC_TUNABLES", None)]);
+    let chosen = heaps(&[("MALLOC_ARENA_MAX", Some("8")), ("GLIBC_TUNABLES", None)]);
+    let tuned = heaps(&[
+        ("MALLOC_ARENA_MAX", None),
+        ("GLIBC_TUNABLES", Some("glibc.malloc.arena_max=8")),
+    ]);
     assert_eq!(capped, 0, "statelog serve made {capped} more malloc arenas");
     assert!(
         chosen >= 2,
         "with MALLOC_ARENA_MAX=8, {CLIENTS} clients made {chosen} malloc arenas in statelog serve"
+    );
+    assert!(
+        tuned >= 2,
+        "with GLIBC_TUNABLES=glibc.malloc.arena_max=8, {CLIENTS} clients made {tuned} malloc \
+         arenas in statelog serve"
     );
 }
 
