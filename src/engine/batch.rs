@@ -30,6 +30,7 @@
 //! unknown until the store is reopened, and no further commit is accepted.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::Engine;
 use super::staged::Staged;
@@ -241,8 +242,15 @@ impl Engine {
         let Some(syncer) = syncer else {
             return Syncing::Here;
         };
-        let sync = self.log_sync(revision);
-        syncer.start(Box::new(move || sync.run()));
+        let gate = self.log.gate();
+        let generation = gate.generation();
+        syncer.start(|job| match job {
+            // The same segment as the last batch's: only the revision moves.
+            Some(job) if job.generation == generation && Arc::ptr_eq(&job.gate, gate) => {
+                job.revision = revision;
+            }
+            _ => *job = Some(self.log_sync(revision)),
+        });
         Syncing::Thread
     }
 

@@ -57,6 +57,12 @@ impl LogSync {
     }
 }
 
+impl crate::log::syncer::Job for LogSync {
+    fn run(&mut self) -> Result<()> {
+        LogSync::run(self)
+    }
+}
+
 /// Progress since the last checkpoint.
 #[derive(Debug, Clone, Copy)]
 struct SinceCheckpoint {
@@ -118,7 +124,7 @@ pub(crate) struct Engine {
     /// The thread that syncs a batch's log write while the batch is applied
     /// (`Sync` mode): started with the first batch; `None` inside when it
     /// could not be started (the engine then syncs the log itself).
-    syncer: std::cell::OnceCell<Option<crate::log::syncer::Syncer>>,
+    syncer: std::cell::OnceCell<Option<crate::log::syncer::Syncer<LogSync>>>,
     /// Watchers of the store: each acknowledged batch is handed to them.
     watchers: Arc<crate::watch::hub::Hub>,
     /// The first revision the history index answers for.

@@ -4,47 +4,223 @@
 //!
 //! One job at a time: the engine starts a sync, does its work, and waits for
 //! the sync's outcome before it publishes anything.
+//!
+//! Both hand-offs may spin before they sleep. Waking a sleeping thread costs
+//! tens of microseconds here (a futex wake, and in a VM an interrupt to a
+//! halted vCPU and its scheduling), as much as redb's work the thread is
+//! there to overlap. So the engine, waiting for a sync's outcome, polls it
+//! for about as long as the last sync took ([`wait_window`]), and the thread,
+//! done with a sync, polls for the next job for about twice the last gap
+//! between jobs ([`idle_window`]); each only when that time was short, and
+//! only while cores are spare: at most one thread fewer than the cores spins
+//! at a time (none on one core), and a spin that finds another thread
+//! wanting its core (a yield that gave the core away) sleeps at once and does
+//! not spin the next time.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 
-/// A sync to run (the gate orders it with every other sync of the log).
-pub(crate) type Job = Box<dyn FnOnce() -> Result<()> + Send>;
-
-/// The sync thread, stopped and joined when dropped.
-pub(crate) struct Syncer {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+/// A sync the thread runs. Kept in the thread's slot between batches, so a
+/// batch may update the last one in place (handing over allocates nothing).
+pub(crate) trait Job: Send + 'static {
+    /// Runs the sync.
+    fn run(&mut self) -> Result<()>;
 }
 
-impl std::fmt::Debug for Syncer {
+/// A sync that took longer than this is not polled for the next time: the
+/// wake-up is then a small part of the wait.
+pub(crate) const WAIT_SPIN_MOST: Duration = Duration::from_micros(500);
+/// The thread polls for its next job only when the last one came within
+/// this of the sync before it, and for at most this long.
+pub(crate) const IDLE_SPIN_MOST: Duration = Duration::from_micros(300);
+/// Added to each window: a sync's time, and a gap, vary.
+const SPIN_SLACK: Duration = Duration::from_micros(20);
+/// A spinning thread yields this often, to find out whether another thread
+/// wants its core.
+const YIELD_EVERY: Duration = Duration::from_micros(10);
+/// A yield longer than this ran another thread: the machine is busy.
+const GAVE_AWAY: Duration = Duration::from_micros(10);
+
+/// How long the engine polls for a sync's outcome, counted from the sync's
+/// start: as long again as half the last sync took and a little more, when
+/// that sync took at most [`WAIT_SPIN_MOST`] and the last wait was not
+/// crowded; otherwise not at all.
+pub(crate) fn wait_window(last_sync: Option<Duration>, crowded: bool) -> Duration {
+    match last_sync {
+        Some(took) if !crowded && took <= WAIT_SPIN_MOST => took + took / 2 + SPIN_SLACK,
+        _ => Duration::ZERO,
+    }
+}
+
+/// How long the thread polls for its next job after a sync, counted from the
+/// sync's end: twice the last gap between a sync's end and the next job, and
+/// a little more, within [`IDLE_SPIN_MOST`]; not at all when that gap was
+/// longer or the last wait was crowded.
+pub(crate) fn idle_window(last_gap: Option<Duration>, crowded: bool) -> Duration {
+    match last_gap {
+        Some(gap) if !crowded && gap <= IDLE_SPIN_MOST => {
+            (gap * 2 + SPIN_SLACK).min(IDLE_SPIN_MOST)
+        }
+        _ => Duration::ZERO,
+    }
+}
+
+/// How many threads may spin at once on a machine of `cores`: one core is
+/// always left to the threads doing the work.
+pub(crate) fn spinners_allowed(cores: usize) -> usize {
+    cores.saturating_sub(1)
+}
+
+/// Threads of this process spinning in a hand-off now.
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// A turn to spin, within [`spinners_allowed`].
+struct SpinTurn;
+
+impl SpinTurn {
+    fn enter() -> Option<SpinTurn> {
+        static MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let most = *MOST.get_or_init(|| {
+            spinners_allowed(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        });
+        if SPINNING.fetch_add(1, Ordering::Relaxed) < most {
+            Some(SpinTurn)
+        } else {
+            SPINNING.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for SpinTurn {
+    fn drop(&mut self) {
+        SPINNING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a spin ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spun {
+    /// The flag was set.
+    Ready,
+    /// The deadline passed first (or no turn to spin was free).
+    Expired,
+    /// A yield gave the core to another thread: the machine is busy.
+    Crowded,
+}
+
+/// Polls `flag` until it is set or `deadline` passes, yielding every
+/// [`YIELD_EVERY`]; gives up when a yield ran another thread.
+pub(crate) fn spin_until(flag: &AtomicBool, deadline: Instant) -> Spun {
+    if flag.load(Ordering::Acquire) {
+        return Spun::Ready;
+    }
+    match SpinTurn::enter() {
+        Some(_turn) => spin(flag, deadline),
+        None => Spun::Expired,
+    }
+}
+
+/// [`spin_until`] once the turn is taken.
+fn spin(flag: &AtomicBool, deadline: Instant) -> Spun {
+    let mut yielded = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if flag.load(Ordering::Acquire) {
+                return Spun::Ready;
+            }
+            std::hint::spin_loop();
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Spun::Expired;
+        }
+        if now.duration_since(yielded) >= YIELD_EVERY {
+            std::thread::yield_now();
+            yielded = Instant::now();
+            if yielded.duration_since(now) > GAVE_AWAY {
+                return Spun::Crowded;
+            }
+        }
+    }
+}
+
+/// The sync thread, stopped and joined when dropped.
+pub(crate) struct Syncer<J: Job> {
+    shared: Arc<Shared<J>>,
+    thread: Option<JoinHandle<()>>,
+    /// The engine's side of the hand-off: what its last wait learnt.
+    waits: std::cell::Cell<Learnt>,
+    /// When the engine posted its last job.
+    posted_at: std::cell::Cell<Instant>,
+}
+
+impl<J: Job> std::fmt::Debug for Syncer<J> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Syncer").finish_non_exhaustive()
     }
 }
 
-#[derive(Default)]
-struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
+/// What one side learnt from its last wait: how long the thing it waited
+/// for took, and whether its spin was crowded.
+#[derive(Debug, Clone, Copy, Default)]
+struct Learnt {
+    took: Option<Duration>,
+    crowded: bool,
 }
 
-#[derive(Default)]
-struct State {
-    job: Option<Job>,
-    done: Option<Result<()>>,
+struct Shared<J> {
+    /// Set when a job is posted; cleared by the thread when it takes it.
+    posted: AtomicBool,
+    /// Set when the posted job's outcome is in; cleared by the next post.
+    finished: AtomicBool,
+    state: Mutex<State<J>>,
+    /// The thread sleeps on this for a job.
+    to_thread: Condvar,
+    /// The engine sleeps on this for an outcome.
+    to_engine: Condvar,
+}
+
+struct State<J> {
+    /// The last job, kept for the next (`None` until the first, or after a
+    /// job panicked).
+    job: Option<J>,
+    /// When the job was posted.
+    posted_at: Instant,
+    /// The outcome of the job posted last, once it ran.
+    outcome: Option<Result<()>>,
+    /// How long that job's sync took.
+    took: Duration,
+    thread_asleep: bool,
+    engine_asleep: bool,
     stop: bool,
 }
 
-impl Syncer {
+impl<J: Job> Syncer<J> {
     /// Starts the thread.
-    pub(crate) fn spawn() -> std::io::Result<Syncer> {
-        let shared = Arc::new(Shared::default());
+    pub(crate) fn spawn() -> std::io::Result<Syncer<J>> {
+        let shared = Arc::new(Shared {
+            posted: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            state: Mutex::new(State {
+                job: None,
+                posted_at: Instant::now(),
+                outcome: None,
+                took: Duration::ZERO,
+                thread_asleep: false,
+                engine_asleep: false,
+                stop: false,
+            }),
+            to_thread: Condvar::new(),
+            to_engine: Condvar::new(),
+        });
         let thread = std::thread::Builder::new()
             .name("statelog-sync".to_owned())
             .spawn({
@@ -54,33 +230,58 @@ impl Syncer {
         Ok(Syncer {
             shared,
             thread: Some(thread),
+            waits: std::cell::Cell::new(Learnt::default()),
+            posted_at: std::cell::Cell::new(Instant::now()),
         })
     }
 
-    /// Hands `job` to the thread; [`wait`](Self::wait) returns its outcome.
-    pub(crate) fn start(&self, job: Job) {
+    /// Posts a job: `prepare` gets the slot holding the last job (`None` at
+    /// first) and leaves the job to run in it. [`wait`](Self::wait)
+    /// returns its outcome.
+    pub(crate) fn start(&self, prepare: impl FnOnce(&mut Option<J>)) {
         let mut state = self.shared.state.lock();
-        state.job = Some(job);
-        state.done = None;
-        self.shared.changed.notify_all();
+        prepare(&mut state.job);
+        state.outcome = None;
+        state.posted_at = Instant::now();
+        self.posted_at.set(state.posted_at);
+        self.shared.finished.store(false, Ordering::Relaxed);
+        self.shared.posted.store(true, Ordering::Release);
+        if state.thread_asleep {
+            self.shared.to_thread.notify_one();
+        }
     }
 
-    /// Waits for the job started last and returns its outcome.
+    /// Waits for the job posted last and returns its outcome.
     pub(crate) fn wait(&self) -> Result<()> {
+        let learnt = self.waits.get();
+        let window = wait_window(learnt.took, learnt.crowded);
+        let mut crowded = false;
+        if window > Duration::ZERO {
+            // Counted from the post: the engine's own work overlapped part
+            // of the sync already.
+            let deadline = self.posted_at.get() + window;
+            crowded = spin_until(&self.shared.finished, deadline) == Spun::Crowded;
+        }
         let mut state = self.shared.state.lock();
         loop {
-            if let Some(done) = state.done.take() {
-                return done;
+            if let Some(outcome) = state.outcome.take() {
+                self.waits.set(Learnt {
+                    took: Some(state.took),
+                    crowded,
+                });
+                return outcome;
             }
-            self.shared.changed.wait(&mut state);
+            state.engine_asleep = true;
+            self.shared.to_engine.wait(&mut state);
+            state.engine_asleep = false;
         }
     }
 }
 
-impl Drop for Syncer {
+impl<J: Job> Drop for Syncer<J> {
     fn drop(&mut self) {
         self.shared.state.lock().stop = true;
-        self.shared.changed.notify_all();
+        self.shared.to_thread.notify_one();
         if let Some(thread) = self.thread.take() {
             // The thread catches its jobs' panics: it ends when told to.
             let _ = thread.join();
@@ -88,25 +289,56 @@ impl Drop for Syncer {
     }
 }
 
-fn run(shared: &Shared) {
-    let mut state = shared.state.lock();
+fn run<J: Job>(shared: &Shared<J>) {
+    let mut learnt = Learnt::default();
+    let mut done_at = Instant::now();
     loop {
-        if let Some(job) = state.job.take() {
-            let done = MutexGuard::unlocked(&mut state, || {
-                catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|_| {
+        let window = idle_window(learnt.took, learnt.crowded);
+        let crowded = window > Duration::ZERO
+            && spin_until(&shared.posted, done_at + window) == Spun::Crowded;
+        let mut state = shared.state.lock();
+        while !shared.posted.load(Ordering::Acquire) {
+            if state.stop {
+                return;
+            }
+            state.thread_asleep = true;
+            shared.to_thread.wait(&mut state);
+            state.thread_asleep = false;
+        }
+        shared.posted.store(false, Ordering::Relaxed);
+        learnt = Learnt {
+            took: Some(state.posted_at.saturating_duration_since(done_at)),
+            crowded,
+        };
+        let job = state.job.take();
+        drop(state);
+        let began = Instant::now();
+        let (job, outcome) = match job {
+            Some(mut job) => match catch_unwind(AssertUnwindSafe(|| job.run())) {
+                Ok(outcome) => (Some(job), outcome),
+                Err(_) => (
+                    None,
                     Err(Error::Poisoned {
                         cause: "internal error: the log's sync panicked".to_owned(),
-                    })
-                })
-            });
-            state.done = Some(done);
-            shared.changed.notify_all();
-            continue;
+                    }),
+                ),
+            },
+            None => (
+                None,
+                Err(Error::Poisoned {
+                    cause: "internal error: a sync was started with no job".to_owned(),
+                }),
+            ),
+        };
+        done_at = Instant::now();
+        let mut state = shared.state.lock();
+        state.job = job;
+        state.outcome = Some(outcome);
+        state.took = done_at.duration_since(began);
+        shared.finished.store(true, Ordering::Release);
+        if state.engine_asleep {
+            shared.to_engine.notify_one();
         }
-        if state.stop {
-            return;
-        }
-        shared.changed.wait(&mut state);
     }
 }
 
@@ -114,30 +346,131 @@ fn run(shared: &Shared) {
 mod tests {
     use super::*;
 
+    /// A job that counts its runs and fails every third round.
+    struct Counted {
+        round: usize,
+        ran: Arc<AtomicUsize>,
+    }
+
+    impl Job for Counted {
+        fn run(&mut self) -> Result<()> {
+            self.ran.fetch_add(1, Ordering::SeqCst);
+            assert!(self.round != usize::MAX, "a sync that panics");
+            if self.round % 3 == 0 {
+                Err(Error::Poisoned {
+                    cause: format!("round {}", self.round),
+                })
+            } else {
+                Ok(())
+            }
+        }
+    }
+
     #[test]
     fn each_wait_returns_the_outcome_of_the_job_started_before_it() {
-        let syncer = Syncer::spawn().unwrap();
-        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        for round in 0..100 {
-            let counted = Arc::clone(&ran);
-            syncer.start(Box::new(move || {
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if round % 3 == 0 {
-                    Err(Error::Poisoned {
-                        cause: format!("round {round}"),
-                    })
-                } else {
-                    Ok(())
+        let syncer = Syncer::<Counted>::spawn().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        for round in 0..200 {
+            syncer.start(|job| match job {
+                Some(job) => job.round = round,
+                None => {
+                    *job = Some(Counted {
+                        round,
+                        ran: Arc::clone(&ran),
+                    });
                 }
-            }));
+            });
+            if round % 50 == 7 {
+                // A long gap: the thread goes to sleep before the next job.
+                std::thread::sleep(Duration::from_millis(2));
+            }
             match syncer.wait() {
                 Ok(()) => assert_ne!(round % 3, 0),
                 Err(e) => assert!(e.to_string().contains(&format!("round {round}")), "{e}"),
             }
-            assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), round + 1);
+            assert_eq!(ran.load(Ordering::SeqCst), round + 1);
         }
-        syncer.start(Box::new(|| panic!("a sync that panics")));
-        assert!(syncer.wait().is_err());
+        // A job that panics is reported, and the next start builds a new one.
+        syncer.start(|job| {
+            if let Some(job) = job {
+                job.round = usize::MAX;
+            }
+        });
+        let err = syncer.wait().unwrap_err();
+        assert!(err.to_string().contains("panicked"), "{err}");
+        let mut fresh = false;
+        syncer.start(|job| {
+            fresh = job.is_none();
+            *job = Some(Counted {
+                round: 1,
+                ran: Arc::clone(&ran),
+            });
+        });
+        assert!(fresh);
+        syncer.wait().unwrap();
         drop(syncer);
+    }
+
+    #[test]
+    fn the_engine_polls_only_after_a_short_uncrowded_sync_and_not_forever() {
+        assert_eq!(wait_window(None, false), Duration::ZERO);
+        let quick = Duration::from_micros(100);
+        let window = wait_window(Some(quick), false);
+        assert!(window > quick, "{window:?}");
+        assert!(window <= WAIT_SPIN_MOST * 2, "{window:?}");
+        assert_eq!(wait_window(Some(quick), true), Duration::ZERO);
+        let slow = WAIT_SPIN_MOST + Duration::from_micros(1);
+        assert_eq!(wait_window(Some(slow), false), Duration::ZERO);
+        assert!(wait_window(Some(WAIT_SPIN_MOST), false) > WAIT_SPIN_MOST);
+    }
+
+    #[test]
+    fn the_thread_polls_for_its_next_job_only_after_a_short_gap_within_its_bound() {
+        assert_eq!(idle_window(None, false), Duration::ZERO);
+        let short = Duration::from_micros(30);
+        let window = idle_window(Some(short), false);
+        assert!(window >= short * 2 && window <= IDLE_SPIN_MOST, "{window:?}");
+        assert_eq!(idle_window(Some(short), true), Duration::ZERO);
+        assert_eq!(
+            idle_window(Some(IDLE_SPIN_MOST), false),
+            IDLE_SPIN_MOST,
+            "capped"
+        );
+        let long = IDLE_SPIN_MOST + Duration::from_micros(1);
+        assert_eq!(idle_window(Some(long), false), Duration::ZERO);
+    }
+
+    #[test]
+    fn one_core_is_always_left_to_the_work() {
+        assert_eq!(spinners_allowed(0), 0);
+        assert_eq!(spinners_allowed(1), 0);
+        assert_eq!(spinners_allowed(2), 1);
+        assert_eq!(spinners_allowed(8), 7);
+    }
+
+    #[test]
+    fn a_spin_ends_when_the_flag_is_set_or_at_its_deadline() {
+        let flag = Arc::new(AtomicBool::new(true));
+        assert_eq!(spin_until(&flag, Instant::now()), Spun::Ready);
+        assert_eq!(spin(&flag, Instant::now()), Spun::Ready);
+        flag.store(false, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_micros(200);
+        match spin(&flag, deadline) {
+            Spun::Expired => assert!(Instant::now() >= deadline),
+            // A yield ran another thread: a busy machine gives up early.
+            Spun::Crowded => {}
+            Spun::Ready => panic!("the flag was never set"),
+        }
+        let set = Arc::clone(&flag);
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1));
+            set.store(true, Ordering::Release);
+        });
+        let spun = spin(&flag, Instant::now() + Duration::from_secs(60));
+        assert_ne!(spun, Spun::Expired);
+        if spun == Spun::Ready {
+            assert!(flag.load(Ordering::Acquire));
+        }
+        setter.join().unwrap();
     }
 }
