@@ -48,13 +48,16 @@ const YIELD_EVERY: Duration = Duration::from_micros(10);
 /// A yield longer than this ran another thread: the machine is busy.
 const GAVE_AWAY: Duration = Duration::from_micros(10);
 
+/// After this many spins in a row gave their core away, a side sleeps through
+/// the most hand-offs without spinning (2 to the power of it).
+const SIT_OUT_SHIFT_MOST: u32 = 8;
+
 /// How long the engine polls for a sync's outcome, counted from the sync's
-/// start: as long again as half the last sync took and a little more, when
-/// that sync took at most [`WAIT_SPIN_MOST`] and the last wait was not
-/// crowded; otherwise not at all.
-pub(crate) fn wait_window(last_sync: Option<Duration>, crowded: bool) -> Duration {
+/// start: half as long again as the last sync took and a little more, when
+/// that sync took at most [`WAIT_SPIN_MOST`]; otherwise not at all.
+pub(crate) fn wait_window(last_sync: Option<Duration>) -> Duration {
     match last_sync {
-        Some(took) if !crowded && took <= WAIT_SPIN_MOST => took + took / 2 + SPIN_SLACK,
+        Some(took) if took <= WAIT_SPIN_MOST => took + took / 2 + SPIN_SLACK,
         _ => Duration::ZERO,
     }
 }
@@ -62,13 +65,47 @@ pub(crate) fn wait_window(last_sync: Option<Duration>, crowded: bool) -> Duratio
 /// How long the thread polls for its next job after a sync, counted from the
 /// sync's end: twice the last gap between a sync's end and the next job, and
 /// a little more, within [`IDLE_SPIN_MOST`]; not at all when that gap was
-/// longer or the last wait was crowded.
-pub(crate) fn idle_window(last_gap: Option<Duration>, crowded: bool) -> Duration {
+/// longer.
+pub(crate) fn idle_window(last_gap: Option<Duration>) -> Duration {
     match last_gap {
-        Some(gap) if !crowded && gap <= IDLE_SPIN_MOST => {
-            (gap * 2 + SPIN_SLACK).min(IDLE_SPIN_MOST)
-        }
+        Some(gap) if gap <= IDLE_SPIN_MOST => (gap * 2 + SPIN_SLACK).min(IDLE_SPIN_MOST),
         _ => Duration::ZERO,
+    }
+}
+
+/// Whether one side of the hand-off spins, from what its spins met. A spin
+/// that gave its core away (another thread wanted it: the machine is busy)
+/// makes the side sleep through the next 2 hand-offs without spinning, the
+/// next one in a row 4, and so on up to 256: a spinner preempted on a busy
+/// machine waits for its turn on a core, where a sleeper woken would have
+/// been run first. A spin that caught its hand-off starts again.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Backoff {
+    crowded_in_a_row: u32,
+    sit_out: u32,
+}
+
+impl Backoff {
+    /// Whether this hand-off may spin (one sat out when not).
+    pub(crate) fn allows(&mut self) -> bool {
+        if self.sit_out > 0 {
+            self.sit_out -= 1;
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Learns from how a spin ended.
+    pub(crate) fn spun(&mut self, spun: Spun) {
+        match spun {
+            Spun::Ready => self.crowded_in_a_row = 0,
+            Spun::Expired => {}
+            Spun::Crowded => {
+                self.crowded_in_a_row = (self.crowded_in_a_row + 1).min(SIT_OUT_SHIFT_MOST);
+                self.sit_out = 1 << self.crowded_in_a_row;
+            }
+        }
     }
 }
 
@@ -168,12 +205,12 @@ impl<J: Job> std::fmt::Debug for Syncer<J> {
     }
 }
 
-/// What one side learnt from its last wait: how long the thing it waited
-/// for took, and whether its spin was crowded.
+/// What one side learnt from its waits: how long the thing it waited for
+/// took last time, and whether it spins.
 #[derive(Debug, Clone, Copy, Default)]
 struct Learnt {
     took: Option<Duration>,
-    crowded: bool,
+    backoff: Backoff,
 }
 
 struct Shared<J> {
@@ -253,22 +290,20 @@ impl<J: Job> Syncer<J> {
 
     /// Waits for the job posted last and returns its outcome.
     pub(crate) fn wait(&self) -> Result<()> {
-        let learnt = self.waits.get();
-        let window = wait_window(learnt.took, learnt.crowded);
-        let mut crowded = false;
-        if window > Duration::ZERO {
+        let mut learnt = self.waits.get();
+        let window = wait_window(learnt.took);
+        if window > Duration::ZERO && learnt.backoff.allows() {
             // Counted from the post: the engine's own work overlapped part
             // of the sync already.
             let deadline = self.posted_at.get() + window;
-            crowded = spin_until(&self.shared.finished, deadline) == Spun::Crowded;
+            let spun = spin_until(&self.shared.finished, deadline);
+            learnt.backoff.spun(spun);
         }
         let mut state = self.shared.state.lock();
         loop {
             if let Some(outcome) = state.outcome.take() {
-                self.waits.set(Learnt {
-                    took: Some(state.took),
-                    crowded,
-                });
+                learnt.took = Some(state.took);
+                self.waits.set(learnt);
                 return outcome;
             }
             state.engine_asleep = true;
@@ -293,9 +328,11 @@ fn run<J: Job>(shared: &Shared<J>) {
     let mut learnt = Learnt::default();
     let mut done_at = Instant::now();
     loop {
-        let window = idle_window(learnt.took, learnt.crowded);
-        let crowded = window > Duration::ZERO
-            && spin_until(&shared.posted, done_at + window) == Spun::Crowded;
+        let window = idle_window(learnt.took);
+        if window > Duration::ZERO && learnt.backoff.allows() {
+            let spun = spin_until(&shared.posted, done_at + window);
+            learnt.backoff.spun(spun);
+        }
         let mut state = shared.state.lock();
         while !shared.posted.load(Ordering::Acquire) {
             if state.stop {
@@ -306,10 +343,7 @@ fn run<J: Job>(shared: &Shared<J>) {
             state.thread_asleep = false;
         }
         shared.posted.store(false, Ordering::Relaxed);
-        learnt = Learnt {
-            took: Some(state.posted_at.saturating_duration_since(done_at)),
-            crowded,
-        };
+        learnt.took = Some(state.posted_at.saturating_duration_since(done_at));
         let job = state.job.take();
         drop(state);
         let began = Instant::now();
@@ -356,7 +390,7 @@ mod tests {
         fn run(&mut self) -> Result<()> {
             self.ran.fetch_add(1, Ordering::SeqCst);
             assert!(self.round != usize::MAX, "a sync that panics");
-            if self.round % 3 == 0 {
+            if self.round.is_multiple_of(3) {
                 Err(Error::Poisoned {
                     cause: format!("round {}", self.round),
                 })
@@ -412,32 +446,62 @@ mod tests {
     }
 
     #[test]
-    fn the_engine_polls_only_after_a_short_uncrowded_sync_and_not_forever() {
-        assert_eq!(wait_window(None, false), Duration::ZERO);
+    fn the_engine_polls_only_after_a_short_sync_and_not_forever() {
+        assert_eq!(wait_window(None), Duration::ZERO);
         let quick = Duration::from_micros(100);
-        let window = wait_window(Some(quick), false);
+        let window = wait_window(Some(quick));
         assert!(window > quick, "{window:?}");
         assert!(window <= WAIT_SPIN_MOST * 2, "{window:?}");
-        assert_eq!(wait_window(Some(quick), true), Duration::ZERO);
         let slow = WAIT_SPIN_MOST + Duration::from_micros(1);
-        assert_eq!(wait_window(Some(slow), false), Duration::ZERO);
-        assert!(wait_window(Some(WAIT_SPIN_MOST), false) > WAIT_SPIN_MOST);
+        assert_eq!(wait_window(Some(slow)), Duration::ZERO);
+        assert!(wait_window(Some(WAIT_SPIN_MOST)) > WAIT_SPIN_MOST);
     }
 
     #[test]
     fn the_thread_polls_for_its_next_job_only_after_a_short_gap_within_its_bound() {
-        assert_eq!(idle_window(None, false), Duration::ZERO);
+        assert_eq!(idle_window(None), Duration::ZERO);
         let short = Duration::from_micros(30);
-        let window = idle_window(Some(short), false);
-        assert!(window >= short * 2 && window <= IDLE_SPIN_MOST, "{window:?}");
-        assert_eq!(idle_window(Some(short), true), Duration::ZERO);
-        assert_eq!(
-            idle_window(Some(IDLE_SPIN_MOST), false),
-            IDLE_SPIN_MOST,
-            "capped"
+        let window = idle_window(Some(short));
+        assert!(
+            window >= short * 2 && window <= IDLE_SPIN_MOST,
+            "{window:?}"
         );
+        assert_eq!(idle_window(Some(IDLE_SPIN_MOST)), IDLE_SPIN_MOST, "capped");
         let long = IDLE_SPIN_MOST + Duration::from_micros(1);
-        assert_eq!(idle_window(Some(long), false), Duration::ZERO);
+        assert_eq!(idle_window(Some(long)), Duration::ZERO);
+    }
+
+    /// How many hand-offs in a row `backoff` sleeps through before it spins.
+    fn sat_out(backoff: &mut Backoff) -> u32 {
+        let mut n = 0;
+        while !backoff.allows() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_crowded_spin_doubles_the_hand_offs_slept_through_and_a_caught_one_starts_again() {
+        let mut backoff = Backoff::default();
+        assert_eq!(sat_out(&mut backoff), 0);
+        backoff.spun(Spun::Expired);
+        assert_eq!(sat_out(&mut backoff), 0);
+        let mut expected = Vec::new();
+        let mut got = Vec::new();
+        for n in 1..=10u32 {
+            backoff.spun(Spun::Crowded);
+            got.push(sat_out(&mut backoff));
+            expected.push(1 << n.min(SIT_OUT_SHIFT_MOST));
+        }
+        assert_eq!(got, expected);
+        // A spin that ran to its deadline learns nothing about the machine.
+        backoff.spun(Spun::Expired);
+        backoff.spun(Spun::Crowded);
+        assert_eq!(sat_out(&mut backoff), 1 << SIT_OUT_SHIFT_MOST);
+        backoff.spun(Spun::Ready);
+        assert_eq!(sat_out(&mut backoff), 0);
+        backoff.spun(Spun::Crowded);
+        assert_eq!(sat_out(&mut backoff), 2);
     }
 
     #[test]
