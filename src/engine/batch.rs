@@ -198,9 +198,8 @@ impl Engine {
         Ok(prepared.results)
     }
 
-    /// Step 3: appends the batch's frames to the log in one write, and in
-    /// `Sync` mode starts the disk writing them. Returns the state the batch
-    /// reaches.
+    /// Step 3: appends the batch's frames to the log in one write. Returns
+    /// the state the batch reaches.
     fn append(&mut self, frames: &[u8], span: Span) -> Result<Applied> {
         let start = match self.log.reserve(frames.len(), span.first) {
             Ok(start) => start,
@@ -208,10 +207,6 @@ impl Engine {
         };
         if let Err(e) = self.log.write(frames, span.last) {
             return Err(self.failed(e));
-        }
-        if self.durability == Durability::Sync {
-            // The disk starts writing the batch while redb commits it.
-            self.log.start_sync();
         }
         // The state database records the applied revision only at checkpoints
         // (readers learn it from the published view), which keeps the commit to
@@ -240,8 +235,17 @@ impl Engine {
             }
         });
         let Some(syncer) = syncer else {
+            // The disk starts writing the batch while redb commits it.
+            self.log.start_sync();
             return Syncing::Here;
         };
+        if !syncer.picks_up_at_once() {
+            // The thread sleeps: the disk starts writing the batch while it
+            // wakes. A thread polling for the job starts the sync at once,
+            // and the sync starts the write itself (the hint would cost this
+            // path a syscall, and in a VM an exit, for nothing).
+            self.log.start_sync();
+        }
         let gate = self.log.gate();
         let generation = gate.generation();
         syncer.start(|job| match job {

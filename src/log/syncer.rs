@@ -54,7 +54,7 @@ const SIT_OUT_SHIFT_MOST: u32 = 8;
 
 /// How long the engine polls for a sync's outcome, counted from the sync's
 /// start: half as long again as the last sync took and a little more, when
-/// that sync took at most [`WAIT_SPIN_MOST`]; otherwise not at all.
+/// that was at most [`WAIT_SPIN_MOST`]; otherwise not at all.
 pub(crate) fn wait_window(last_sync: Option<Duration>) -> Duration {
     match last_sync {
         Some(took) if took <= WAIT_SPIN_MOST => took + took / 2 + SPIN_SLACK,
@@ -216,6 +216,8 @@ struct Learnt {
 struct Shared<J> {
     /// Set when a job is posted; cleared by the thread when it takes it.
     posted: AtomicBool,
+    /// Set while the thread polls for its next job.
+    polling: AtomicBool,
     /// Set when the posted job's outcome is in; cleared by the next post.
     finished: AtomicBool,
     state: Mutex<State<J>>,
@@ -245,6 +247,7 @@ impl<J: Job> Syncer<J> {
     pub(crate) fn spawn() -> std::io::Result<Syncer<J>> {
         let shared = Arc::new(Shared {
             posted: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             state: Mutex::new(State {
                 job: None,
@@ -286,6 +289,12 @@ impl<J: Job> Syncer<J> {
         if state.thread_asleep {
             self.shared.to_thread.notify_one();
         }
+    }
+
+    /// Whether the thread is polling for a job now: one posted now starts
+    /// within microseconds. A hint: the thread may stop polling at once.
+    pub(crate) fn picks_up_at_once(&self) -> bool {
+        self.shared.polling.load(Ordering::Relaxed)
     }
 
     /// Waits for the job posted last and returns its outcome.
@@ -330,7 +339,9 @@ fn run<J: Job>(shared: &Shared<J>) {
     loop {
         let window = idle_window(learnt.took);
         if window > Duration::ZERO && learnt.backoff.allows() {
+            shared.polling.store(true, Ordering::Relaxed);
             let spun = spin_until(&shared.posted, done_at + window);
+            shared.polling.store(false, Ordering::Relaxed);
             learnt.backoff.spun(spun);
         }
         let mut state = shared.state.lock();
