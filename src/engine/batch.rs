@@ -12,9 +12,10 @@
 //!    redb: the log record needs only the versions read, and later requests
 //!    read through the staged writes of earlier ones (a large batch, or any in
 //!    `Relaxed` mode, writes into redb as it goes instead);
-//! 3. append all records to the log in one write, and (in `Sync` mode) ask the
-//!    kernel to start writing them to the disk ([`Engine::append`]), and hand
-//!    the log's sync to the sync thread (`log/syncer.rs`);
+//! 3. append all records to the log in one write ([`Engine::append`]); in
+//!    `Sync` mode hand the log's sync to the sync thread (`log/syncer.rs`),
+//!    first asking the kernel to start writing the records to the disk unless
+//!    the thread is polling for the job (its sync then starts the write);
 //! 4. while the disk writes and syncs: apply the staged writes to the open
 //!    batch (the records and the history index) and commit it non-durably:
 //!    redb holds it, but readers only look at published views, so none sees
