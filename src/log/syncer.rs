@@ -14,8 +14,9 @@
 //! between jobs ([`idle_window`]); each only when that time was short, and
 //! only while cores are spare: at most one thread fewer than the cores spins
 //! at a time (none on one core), and a spin that finds another thread
-//! wanting its core (a yield that gave the core away) sleeps at once and does
-//! not spin the next time.
+//! wanting its core (a yield that gave the core away) sleeps at once and
+//! sits out the next hand-offs ([`Backoff`]). While the thread polls, the
+//! engine leaves out the writeback hint ([`Syncer::picks_up_at_once`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
