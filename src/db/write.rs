@@ -148,12 +148,6 @@ impl Batch {
 }
 
 impl Records<'_> {
-    /// The metadata of the record at `address` (of `namespace`/`key`, for
-    /// messages), `None` if absent.
-    pub(crate) fn meta(&self, address: &[u8], namespace: &str, key: &str) -> Result<Option<Meta>> {
-        self.read(address, namespace, key, |meta, _| meta)
-    }
-
     /// Lends the record at `address` (metadata and value) to `read`; `None`
     /// if absent.
     pub(crate) fn read<R>(
@@ -208,6 +202,22 @@ impl Records<'_> {
                 .superseded(address, old.value(), meta.mod_revision, meta.updated_at)?;
         }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
+    }
+
+    /// Stores a record already encoded (`schema::encode_record`) by the
+    /// commit set with [`at`](Self::at); the version it replaces goes into
+    /// the history.
+    pub(crate) fn put_stored(&mut self, address: &[u8], stored: &[u8]) -> Result<()> {
+        let old = self
+            .table
+            .insert(address, stored)
+            .map_err(db_error(self.path, "write a record"))?;
+        if let Some(old) = &old {
+            let (revision, time) = self.at;
+            self.history
+                .superseded(address, old.value(), revision, time)?;
+        }
+        Ok(())
     }
 
     /// Removes a record; returns what it removed (which the history keeps).

@@ -7,13 +7,21 @@
 //!    readers;
 //! 2. for each request in order ([`prepare`]): [`check`] its preconditions
 //!    against the state as left by the requests before it, take the next
-//!    revision, [`resolve`] its writes against the current records (applying
-//!    them inside the open batch), and encode its log record;
-//! 3. append all records to the log in one write, and (in `Sync` mode) ask the
-//!    kernel to start writing them to the disk ([`Engine::append`]);
-//! 4. commit the batch non-durably while the disk writes: redb holds it, but
-//!    readers only look at published views, so none sees it;
-//! 5. sync the log (in `Sync` mode): the batch is durable;
+//!    revision, [`resolve`] its writes against the current records, and encode
+//!    its log record. The writes are staged ([`Staged`]), not yet made in
+//!    redb: the log record needs only the versions read, and later requests
+//!    read through the staged writes of earlier ones (a large batch, or any in
+//!    `Relaxed` mode, writes into redb as it goes instead);
+//! 3. append all records to the log in one write ([`Engine::append`]); in
+//!    `Sync` mode hand the log's sync to the sync thread (`log/syncer.rs`),
+//!    first asking the kernel to start writing the records to the disk unless
+//!    the thread is polling for the job (its sync then starts the write);
+//! 4. while the disk writes and syncs: apply the staged writes to the open
+//!    batch (the records and the history index) and commit it non-durably:
+//!    redb holds it, but readers only look at published views, so none sees
+//!    it;
+//! 5. wait for the sync (in `Sync` mode; on the engine's own thread when no
+//!    sync thread could be started): the batch is durable;
 //! 6. publish a view of the state database at the batch's last revision: now
 //!    readers see the batch ([`Engine::publish_batch`]);
 //! 7. the leader wakes the callers (`store/commit.rs`).
@@ -23,16 +31,19 @@
 //! unknown until the store is reopened, and no further commit is accepted.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::Engine;
+use super::staged::Staged;
 use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
 use crate::coord::{self, Expansion};
 use crate::counter;
 use crate::db::schema::Applied;
-use crate::db::write::{Batch, Records, Replaced};
+use crate::db::write::Records;
 use crate::error::{Error, Result};
 use crate::key;
 use crate::log::record::{self, DeleteOp, LogOp, PutOp};
+use crate::log::syncer::Syncer;
 use crate::log::{Position, frame};
 use crate::options::Durability;
 use crate::time::Timestamp;
@@ -40,6 +51,10 @@ use crate::value::Meta;
 
 /// Parts of a large commit are cut at about this many bytes.
 const PART_TARGET: usize = 4 << 20;
+
+/// A batch with more writes than this writes into redb as it goes rather
+/// than staging them (`staged.rs`).
+const STAGE_AT_MOST: usize = 256;
 
 /// One request's fate inside a batch, before the batch is durable.
 enum Prepared<'r> {
@@ -63,6 +78,16 @@ pub(super) struct Resolved<'r> {
 pub(super) enum ResolvedKind<'r> {
     Put { meta: Meta, value: &'r [u8] },
     Delete { version: u64 },
+}
+
+/// Where a batch's sync runs.
+enum Syncing {
+    /// Nowhere: `Relaxed` mode (the background thread syncs).
+    Not,
+    /// On the engine's thread, after redb's commit.
+    Here,
+    /// On the sync thread, started before redb's apply.
+    Thread,
 }
 
 /// Where a batch starts: the state it lands on, the clock, and the log's
@@ -131,29 +156,51 @@ impl Engine {
             synced: self.log.synced_revision(),
         };
         let batch = self.db.begin_batch("begin a write")?;
+        // Taken for the batch and given back after it (lost on a failure,
+        // which costs only their reuse).
         let mut frames = std::mem::take(&mut self.frames);
+        let mut staged = std::mem::take(&mut self.staged);
+        let mut scratch = std::mem::take(&mut self.scratch);
         frames.clear();
-        let prepared = {
-            let mut records = batch.records(&mut self.scratch)?;
-            prepare(&mut records, requests, start, &mut frames)?
-        };
+        let writes: usize = requests.iter().map(|r| r.writes.len()).sum();
+        staged.clear(self.durability != Durability::Sync || writes > STAGE_AT_MOST);
+        let mut records = batch.records(&mut scratch)?;
+        let prepared = prepare(&mut records, &mut staged, requests, start, &mut frames)?;
         let Some(span) = prepared.span else {
             // Nothing to write: no revision is taken, nothing is logged.
+            drop(records);
             batch.abort()?;
-            self.frames = frames;
+            (self.frames, self.staged, self.scratch) = (frames, staged, scratch);
             return Ok(prepared.results);
         };
         let applied = self.append(&frames, span)?;
-        self.make_durable(batch)?;
+        let syncing = self.start_log_sync(span.last);
+        // Step 4, while the disk writes and syncs the batch: redb's inserts
+        // were kept off the path to the log write.
+        //
+        // IMPORTANT: redb shows this commit to new read transactions at once,
+        // before the log sync. Readers only use published views, and the view
+        // is published after the sync; a failed sync poisons the engine, whose
+        // fence keeps redb from ever making this commit durable.
+        let in_db = staged.apply(&mut records);
+        drop(records);
+        let in_db = in_db.and_then(|()| batch.commit("apply committed records"));
+        // Step 5: whatever became of redb's commit, the sync is waited for.
+        let synced = self.finish_log_sync(syncing);
+        if let Err(e) = in_db {
+            // The commits are in the log and will be replayed on reopen, but
+            // this handle's state database cannot follow its log.
+            return Err(self.failed(e));
+        }
+        self.after_sync(synced)?;
         self.publish_batch(applied, span, &frames)?;
         frames.clear();
-        self.frames = frames;
+        (self.frames, self.staged, self.scratch) = (frames, staged, scratch);
         Ok(prepared.results)
     }
 
-    /// Step 3: appends the batch's frames to the log in one write, and in
-    /// `Sync` mode starts the disk writing them. Returns the state the batch
-    /// reaches.
+    /// Step 3: appends the batch's frames to the log in one write. Returns
+    /// the state the batch reaches.
     fn append(&mut self, frames: &[u8], span: Span) -> Result<Applied> {
         let start = match self.log.reserve(frames.len(), span.first) {
             Ok(start) => start,
@@ -161,10 +208,6 @@ impl Engine {
         };
         if let Err(e) = self.log.write(frames, span.last) {
             return Err(self.failed(e));
-        }
-        if self.durability == Durability::Sync {
-            // The disk starts writing the batch while redb commits it.
-            self.log.start_sync();
         }
         // The state database records the applied revision only at checkpoints
         // (readers learn it from the published view), which keeps the commit to
@@ -179,22 +222,55 @@ impl Engine {
         })
     }
 
-    /// Steps 4 and 5: commits the batch to the state database (not durably)
-    /// and, in `Sync` mode, syncs the log: the batch is durable.
-    fn make_durable(&mut self, batch: Batch) -> Result<()> {
-        // IMPORTANT: redb shows this commit to new read transactions at once,
-        // before the log sync below. Readers only use published views, and the
-        // view is published after the sync; a failed sync poisons the engine,
-        // whose fence keeps redb from ever making this commit durable.
-        if let Err(e) = batch.commit("apply committed records") {
-            // The commits are in the log and will be replayed on reopen, but this
-            // handle's state database is now behind its log.
-            return Err(self.failed(e));
+    /// Step 5 begins: in `Sync` mode, the sync of the log up to `revision`
+    /// starts on the sync thread (or is left to [`finish_log_sync`]).
+    fn start_log_sync(&mut self, revision: u64) -> Syncing {
+        if self.durability != Durability::Sync {
+            return Syncing::Not;
         }
-        if self.durability == Durability::Sync {
-            self.sync_log()?;
+        let syncer = self.syncer.get_or_init(|| match Syncer::spawn() {
+            Ok(syncer) => Some(syncer),
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread to sync the log on: commits sync it themselves");
+                None
+            }
+        });
+        let Some(syncer) = syncer else {
+            // The disk starts writing the batch while redb commits it.
+            self.log.start_sync();
+            return Syncing::Here;
+        };
+        if !syncer.picks_up_at_once() {
+            // The thread sleeps: the disk starts writing the batch while it
+            // wakes. A thread polling for the job starts the sync at once,
+            // and the sync starts the write itself (the hint would cost this
+            // path a syscall, and in a VM an exit, for nothing).
+            self.log.start_sync();
         }
-        Ok(())
+        let gate = self.log.gate();
+        let generation = gate.generation();
+        syncer.start(|job| match job {
+            // The same segment as the last batch's: only the revision moves.
+            Some(job) if job.generation == generation && Arc::ptr_eq(&job.gate, gate) => {
+                job.revision = revision;
+            }
+            _ => *job = Some(self.log_sync(revision)),
+        });
+        Syncing::Thread
+    }
+
+    /// Step 5 ends: the outcome of the batch's sync, once it is over.
+    fn finish_log_sync(&mut self, syncing: Syncing) -> Result<()> {
+        match syncing {
+            Syncing::Not => Ok(()),
+            Syncing::Here => self.log.sync(),
+            Syncing::Thread => match self.syncer.get() {
+                Some(Some(syncer)) => syncer.wait(),
+                _ => Err(Error::Poisoned {
+                    cause: "internal error: the log's sync thread is gone".to_owned(),
+                }),
+            },
+        }
     }
 
     /// Step 6: the batch's state becomes what readers see, and watchers get
@@ -214,9 +290,10 @@ impl Engine {
 }
 
 /// Step 2 for every request of a batch, in order: checked, resolved and
-/// applied inside the open batch, and its log record encoded into `frames`.
+/// staged over the open batch, and its log record encoded into `frames`.
 fn prepare(
     records: &mut Records<'_>,
+    staged: &mut Staged,
     requests: &[&Request],
     start: Start,
     frames: &mut Vec<u8>,
@@ -250,7 +327,7 @@ fn prepare(
             let expansion = {
                 let mut read = |address: &[u8]| {
                     let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
-                    records.read(address, namespace, key, |meta, value| {
+                    staged.read(records, address, (namespace, key), |meta, value| {
                         (meta, value.to_vec())
                     })
                 };
@@ -274,7 +351,7 @@ fn prepare(
             expanded = None;
             request
         };
-        match prepare_one(records, request, this_revision, time)? {
+        match prepare_one(records, staged, request, this_revision, time)? {
             Prepared::Failed(e) => results.push(Err(e)),
             Prepared::Noop(outcome) => results.push(Ok(match &expanded {
                 Some(e) => e.finish(outcome),
@@ -293,7 +370,7 @@ fn prepare(
                                 ..Request::default()
                             };
                             if let Prepared::Write { ops: more, .. } =
-                                prepare_one(records, &remembered, this_revision, time)?
+                                prepare_one(records, staged, &remembered, this_revision, time)?
                             {
                                 ops.extend(more);
                             }
@@ -301,11 +378,11 @@ fn prepare(
                         outcome
                     }
                 };
-                // The writes are in the open batch already. A commit that
-                // cannot be encoded (impossible within the size limits) fails
-                // the whole batch, which then never commits.
+                // The writes are staged already. A commit that cannot be
+                // encoded (impossible within the size limits) fails the whole
+                // batch, which then never commits.
                 encode_parts(&ops, this_revision, time, false, start.synced, frames)?;
-                records.committed(this_revision, time, false)?;
+                staged.committed(records, this_revision, time)?;
                 results.push(Ok(outcome));
                 previous_time = time;
                 last_revision = Some(this_revision);
@@ -324,15 +401,16 @@ fn prepare(
 /// One request: its preconditions checked, then its writes resolved.
 fn prepare_one<'r>(
     records: &mut Records<'_>,
+    staged: &mut Staged,
     request: &'r Request,
     revision: u64,
     time: Timestamp,
 ) -> Result<Prepared<'r>> {
-    let read = match check(records, request)? {
+    let read = match check(records, staged, request)? {
         Ok(read) => read,
         Err(conflict) => return Ok(Prepared::Failed(conflict)),
     };
-    let (ops, outcomes) = resolve(records, request, &read, revision, time)?;
+    let (ops, outcomes) = resolve(records, staged, request, &read, revision, time)?;
     if ops.is_empty() {
         return Ok(Prepared::Noop(Outcome {
             revision: None,
@@ -357,16 +435,17 @@ fn prepare_one<'r>(
 type Read<'r> = Vec<(&'r [u8], Option<Meta>)>;
 
 /// Checks a request's preconditions against the state as it is inside the
-/// batch so far. Every precondition is checked before anything is written, so
+/// batch so far. Every precondition is checked before anything is staged, so
 /// a request that fails leaves no trace: `Ok(Err(conflict))`.
 fn check<'r>(
     records: &Records<'_>,
+    staged: &Staged,
     request: &'r Request,
 ) -> Result<std::result::Result<Read<'r>, Error>> {
     let mut read: Read<'r> = Vec::with_capacity(request.checks.len());
     for check in &request.checks {
         let (namespace, key) = key::decode(&check.address).unwrap_or(("?", "?"));
-        let current = records.meta(&check.address, namespace, key)?;
+        let current = staged.meta(records, &check.address, (namespace, key))?;
         let actual = current.map_or(0, |m| m.version);
         let rewritten = check
             .modified
@@ -385,15 +464,15 @@ fn check<'r>(
     Ok(Ok(read))
 }
 
-/// Resolves a request's writes against the current records, applying them to
-/// the open batch: the metadata each write produces, and what became of it.
+/// Resolves a request's writes against the current records (the batch's
+/// staged writes, else the state database), staging them: the metadata each
+/// write produces, and what became of it.
 ///
-/// Each write walks the B-tree once where it can: a put whose record was just
-/// read by a precondition (an `update`) reuses what was read; a blind put
-/// inserts and corrects the version only if the insert reports a record it
-/// replaced; a delete learns what it removed from the removal.
+/// A put whose record was just read by a precondition (an `update`) reuses
+/// what was read; a blind put and a delete read the record's metadata.
 fn resolve<'r>(
     records: &mut Records<'_>,
+    staged: &mut Staged,
     request: &'r Request,
     read: &Read<'_>,
     revision: u64,
@@ -411,9 +490,10 @@ fn resolve<'r>(
             } => {
                 let mut known = read.iter().find(|(a, _)| *a == address).map(|(_, m)| *m);
                 if *skip_unchanged {
-                    let stored = records.read(address, namespace, key, |meta, bytes| {
-                        (meta, bytes == value.as_slice())
-                    })?;
+                    let stored =
+                        staged.read(records, address, (namespace, key), |meta, bytes| {
+                            (meta, bytes == value.as_slice())
+                        })?;
                     if let Some((meta, true)) = stored {
                         outcomes.push(WriteOutcome::Put {
                             meta,
@@ -423,15 +503,10 @@ fn resolve<'r>(
                     }
                     known = Some(stored.map(|(meta, _)| meta));
                 }
-                let meta = put(
-                    records,
-                    address,
-                    (namespace, key),
-                    value,
-                    known,
-                    revision,
-                    time,
-                )?;
+                let name = (namespace, key);
+                let meta = staged.put(records, address, name, value, known, |current| {
+                    next_meta(current, name, revision, time)
+                })?;
                 outcomes.push(WriteOutcome::Put {
                     meta,
                     changed: true,
@@ -449,10 +524,9 @@ fn resolve<'r>(
                     cause: "internal error: a patch reached the engine unevaluated".to_owned(),
                 });
             }
-            WriteKind::Delete => match records.remove(address)? {
-                Replaced::Absent => outcomes.push(WriteOutcome::Absent),
-                Replaced::Malformed => return Err(records.malformed(namespace, key)),
-                Replaced::Record(old) => {
+            WriteKind::Delete => match staged.remove(records, address, (namespace, key))? {
+                None => outcomes.push(WriteOutcome::Absent),
+                Some(old) => {
                     outcomes.push(WriteOutcome::Deleted {
                         version: old.version,
                     });
@@ -471,50 +545,28 @@ fn resolve<'r>(
     Ok((ops, outcomes))
 }
 
-/// Stores a put: the version follows the record's current one, `known` when a
-/// precondition (or the unchanged check) read it, otherwise whatever the
-/// insert replaced. Returns the metadata written.
-fn put(
-    records: &mut Records<'_>,
-    address: &[u8],
+/// The metadata a put at `revision` writes over the record's `current` one.
+fn next_meta(
+    current: Option<Meta>,
     (namespace, key): (&str, &str),
-    value: &[u8],
-    known: Option<Option<Meta>>,
     revision: u64,
     time: Timestamp,
 ) -> Result<Meta> {
-    // A version at its ceiling fails the whole batch (the writes before it
-    // are in the open batch, which is then dropped): only a store counted up
-    // to 2^63 - 1 gets here.
-    let next = |current: Option<Meta>| -> Result<Meta> {
-        let version = match current {
-            None => 1,
-            Some(m) => counter::next(m.version).ok_or_else(|| Error::Exhausted {
-                record: Some((namespace.to_owned(), key.to_owned())),
-                value: m.version,
-            })?,
-        };
-        Ok(Meta {
-            version,
-            create_revision: current.map_or(revision, |m| m.create_revision),
-            mod_revision: revision,
-            updated_at: time,
-        })
+    // A version at its ceiling fails the whole batch (its writes are dropped
+    // with it): only a store counted up to 2^63 - 1 gets here.
+    let version = match current {
+        None => 1,
+        Some(m) => counter::next(m.version).ok_or_else(|| Error::Exhausted {
+            record: Some((namespace.to_owned(), key.to_owned())),
+            value: m.version,
+        })?,
     };
-    let mut meta = next(known.flatten())?;
-    let replaced = records.put(address, &meta, value)?;
-    if known.is_none() {
-        // A blind put: the record it replaced decides the version.
-        match replaced {
-            Replaced::Absent => {}
-            Replaced::Malformed => return Err(records.malformed(namespace, key)),
-            Replaced::Record(old) => {
-                meta = next(Some(old))?;
-                records.put(address, &meta, value)?;
-            }
-        }
-    }
-    Ok(meta)
+    Ok(Meta {
+        version,
+        create_revision: current.map_or(revision, |m| m.create_revision),
+        mod_revision: revision,
+        updated_at: time,
+    })
 }
 
 /// Encodes a commit as one frame, or several parts when it is large; `base`

@@ -17,6 +17,7 @@ mod history;
 pub(crate) mod open;
 pub(crate) mod past;
 pub(crate) mod read;
+mod staged;
 pub(crate) mod watch;
 
 use std::path::Path;
@@ -53,6 +54,12 @@ impl LogSync {
         self.gate
             .sync_up_to(self.file.as_ref(), self.revision, self.generation)
             .map_err(|e| Error::io("sync the log segment", &self.path, e))
+    }
+}
+
+impl crate::log::syncer::Job for LogSync {
+    fn run(&mut self) -> Result<()> {
+        LogSync::run(self)
     }
 }
 
@@ -112,6 +119,12 @@ pub(crate) struct Engine {
     frames: Vec<u8>,
     /// A stored record being encoded (kept for reuse).
     scratch: Vec<u8>,
+    /// The writes of the batch being committed (kept for reuse).
+    staged: staged::Staged,
+    /// The thread that syncs a batch's log write while the batch is applied
+    /// (`Sync` mode): started with the first batch; `None` inside when it
+    /// could not be started (the engine then syncs the log itself).
+    syncer: std::cell::OnceCell<Option<crate::log::syncer::Syncer<LogSync>>>,
     /// Watchers of the store: each acknowledged batch is handed to them.
     watchers: Arc<crate::watch::hub::Hub>,
     /// The first revision the history index answers for.
@@ -179,6 +192,8 @@ impl Engine {
             clock: options.clock.clone(),
             frames: Vec::new(),
             scratch: Vec::new(),
+            staged: staged::Staged::default(),
+            syncer: std::cell::OnceCell::new(),
             watchers: Arc::default(),
             history_from: recovered.history_from,
         })

@@ -12,6 +12,7 @@
 //! - `retention`: removing old segments behind the checkpoint.
 //! - `survey`: reading a whole, possibly damaged log without changing it.
 //! - `sync`: the gate every sync of the log goes through.
+//! - `syncer`: the thread that syncs a batch while the engine applies it.
 //! - `seal`: seals and the active segment's size, which tell a lost newest
 //!   segment or a cut tail.
 //!
@@ -28,6 +29,7 @@ pub(crate) mod seal;
 pub mod segment;
 pub(crate) mod survey;
 pub(crate) mod sync;
+pub(crate) mod syncer;
 pub(crate) mod writer;
 
 pub use reader::Position;
