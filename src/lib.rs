@@ -63,6 +63,7 @@ mod key;
 mod layout;
 mod log;
 mod options;
+mod poll_turn;
 mod remote;
 mod serve;
 mod store;

@@ -12,15 +12,15 @@
 //! for about as long as the last sync took ([`wait_window`]), and the thread,
 //! done with a sync, polls for the next job for about twice the last gap
 //! between jobs ([`idle_window`]); each only when that time was short, and
-//! only while cores are spare: at most one thread fewer than the cores spins
-//! at a time (none on one core), and a spin that finds another thread
+//! only while cores are spare (the process's one budget of polling threads,
+//! `poll_turn`, shared with the remote client's polls), and a spin that finds another thread
 //! wanting its core (a yield that gave the core away) sleeps at once and
 //! sits out the next hand-offs ([`Backoff`]). While the thread polls, the
 //! engine leaves out the writeback hint ([`Syncer::picks_up_at_once`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -46,9 +46,6 @@ const SPIN_SLACK: Duration = Duration::from_micros(20);
 /// A spinning thread yields this often, to find out whether another thread
 /// wants its core.
 const YIELD_EVERY: Duration = Duration::from_micros(10);
-/// A yield longer than this ran another thread: the machine is busy.
-const GAVE_AWAY: Duration = Duration::from_micros(10);
-
 /// After this many spins in a row gave their core away, a side sleeps through
 /// the most hand-offs without spinning (2 to the power of it).
 const SIT_OUT_SHIFT_MOST: u32 = 8;
@@ -110,39 +107,6 @@ impl Backoff {
     }
 }
 
-/// How many threads may spin at once on a machine of `cores`: one core is
-/// always left to the threads doing the work.
-pub(crate) fn spinners_allowed(cores: usize) -> usize {
-    cores.saturating_sub(1)
-}
-
-/// Threads of this process spinning in a hand-off now.
-static SPINNING: AtomicUsize = AtomicUsize::new(0);
-
-/// A turn to spin, within [`spinners_allowed`].
-struct SpinTurn;
-
-impl SpinTurn {
-    fn enter() -> Option<SpinTurn> {
-        static MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let most = *MOST.get_or_init(|| {
-            spinners_allowed(std::thread::available_parallelism().map_or(1, |n| n.get()))
-        });
-        if SPINNING.fetch_add(1, Ordering::Relaxed) < most {
-            Some(SpinTurn)
-        } else {
-            SPINNING.fetch_sub(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
-impl Drop for SpinTurn {
-    fn drop(&mut self) {
-        SPINNING.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// How a spin ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Spun {
@@ -160,7 +124,7 @@ pub(crate) fn spin_until(flag: &AtomicBool, deadline: Instant) -> Spun {
     if flag.load(Ordering::Acquire) {
         return Spun::Ready;
     }
-    match SpinTurn::enter() {
+    match crate::poll_turn::PollTurn::enter() {
         Some(_turn) => spin(flag, deadline),
         None => Spun::Expired,
     }
@@ -183,7 +147,7 @@ fn spin(flag: &AtomicBool, deadline: Instant) -> Spun {
         if now.duration_since(yielded) >= YIELD_EVERY {
             std::thread::yield_now();
             yielded = Instant::now();
-            if yielded.duration_since(now) > GAVE_AWAY {
+            if yielded.duration_since(now) > crate::poll_turn::GAVE_AWAY {
                 return Spun::Crowded;
             }
         }
@@ -391,6 +355,7 @@ fn run<J: Job>(shared: &Shared<J>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
 
     /// A job that counts its runs and fails every third round.
     struct Counted {
@@ -514,14 +479,6 @@ mod tests {
         assert_eq!(sat_out(&mut backoff), 0);
         backoff.spun(Spun::Crowded);
         assert_eq!(sat_out(&mut backoff), 2);
-    }
-
-    #[test]
-    fn one_core_is_always_left_to_the_work() {
-        assert_eq!(spinners_allowed(0), 0);
-        assert_eq!(spinners_allowed(1), 0);
-        assert_eq!(spinners_allowed(2), 1);
-        assert_eq!(spinners_allowed(8), 7);
     }
 
     #[test]

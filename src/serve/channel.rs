@@ -51,38 +51,6 @@ const SPIN_WINDOW: Duration = Duration::from_micros(40);
 /// wait, and polling would hold a core for little.
 pub(crate) const COMMIT_POLL_MOST: Duration = Duration::from_micros(500);
 
-/// A yield longer than this ran another thread: the machine is busy.
-const GAVE_AWAY: Duration = Duration::from_micros(10);
-
-/// Threads of this process polling now.
-static POLLING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// A turn to poll: one core is left for the threads doing the work (in a
-/// holder, many connection threads may wait at once).
-struct Poller;
-
-impl Poller {
-    fn enter() -> Option<Poller> {
-        use std::sync::atomic::Ordering;
-        static MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let most = *MOST.get_or_init(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-        });
-        if POLLING.fetch_add(1, Ordering::Relaxed) < most {
-            Some(Poller)
-        } else {
-            POLLING.fetch_sub(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
-impl Drop for Poller {
-    fn drop(&mut self) {
-        POLLING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// How polling for a message ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Polled {
@@ -215,7 +183,9 @@ impl Channel {
         if self.start == self.end {
             let started = std::time::Instant::now();
             let window = self.window[wait as usize];
-            let turn = (!window.is_zero()).then(Poller::enter).flatten();
+            let turn = (!window.is_zero())
+                .then(crate::poll_turn::PollTurn::enter)
+                .flatten();
             let polled = match turn {
                 Some(_poller) => self.poll(started, window)?,
                 None => Polled::Nothing,
@@ -279,7 +249,7 @@ impl Channel {
                 return Ok(Polled::Nothing);
             }
             std::thread::yield_now();
-            if before.elapsed() > GAVE_AWAY {
+            if before.elapsed() > crate::poll_turn::GAVE_AWAY {
                 return Ok(Polled::Crowded);
             }
         }
