@@ -23,6 +23,9 @@
 //! `STATELOG_BENCH_REPS` (3), `STATELOG_BENCH_DIR` (where the store goes;
 //! default: the target's tmp directory, on the checkout's disk).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -368,9 +371,11 @@ fn serve_mode(dir: &Path, keys: u64, secs: Duration, reps: u64) {
             let mut lines = BufReader::new(serve.stdout.take().expect("stdout")).lines();
             let serving = lines.next().expect("a line").expect("read");
             assert!(serving.contains("\"serving\""), "{serving}");
-            starts[i].push(status_mib(serve.id(), "VmRSS:"));
+            starts[i]
+                .push(common::proc_status_kib_of(&serve.id().to_string(), "VmRSS") as f64 / 1024.0);
             rates[i].push(remote(dir, 16, secs, rep, keys));
-            peaks[i].push(status_mib(serve.id(), "VmHWM:"));
+            peaks[i]
+                .push(common::proc_status_kib_of(&serve.id().to_string(), "VmHWM") as f64 / 1024.0);
             println!(
                 "rep {rep}: {spec}: {:.0} commits/s, peak RSS {:.1} MiB",
                 rates[i][rep as usize], peaks[i][rep as usize]
@@ -388,17 +393,6 @@ fn serve_mode(dir: &Path, keys: u64, secs: Duration, reps: u64) {
     table("`statelog serve`", "peak RSS, MiB", 1, &mut rows);
     let mut rows: Vec<(&str, Vec<f64>)> = commands.iter().copied().zip(starts).collect();
     table("`statelog serve`", "RSS once serving, MiB", 1, &mut rows);
-}
-
-/// A size field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in MiB.
-fn status_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a size in kB");
-    kib / 1024.0
 }
 
 /// Prints the load average at the end and one table row per measurement

@@ -128,7 +128,13 @@ pub fn summarize(samples: &[f64]) -> Summary {
 
 /// A field of /proc/self/status in KiB (VmRSS, VmHWM).
 pub fn proc_status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    proc_status_kib_of("self", field)
+}
+
+/// A field of `/proc/<pid>/status` (`"self"` for this process) in KiB (0
+/// when unreadable).
+pub fn proc_status_kib_of(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
