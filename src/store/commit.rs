@@ -194,9 +194,11 @@ impl Committer {
                 if window > Duration::ZERO {
                     let deadline = queue.release.at + window;
                     queue.leader_waits = true;
-                    while !queue.release.back
-                        && !self.company.wait_until(&mut queue, deadline).timed_out()
-                    {}
+                    while !queue.release.back {
+                        if self.company.wait_until(&mut queue, deadline).timed_out() {
+                            break;
+                        }
+                    }
                     queue.leader_waits = false;
                 }
             }
