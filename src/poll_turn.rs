@@ -10,11 +10,19 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A yield that took longer than this ran another thread: the machine is
 /// busy, and a poller should sleep instead.
-pub(crate) const GAVE_AWAY: Duration = Duration::from_micros(10);
+const GAVE_AWAY: Duration = Duration::from_micros(10);
+
+/// Yields the core once, as a poller does now and then; whether that ran
+/// another thread (the yield took longer than [`GAVE_AWAY`]).
+pub(crate) fn yield_gave_core_away() -> bool {
+    let before = Instant::now();
+    std::thread::yield_now();
+    before.elapsed() > GAVE_AWAY
+}
 
 /// How many threads may poll at once on a machine of `cores`.
 pub(crate) fn pollers_allowed(cores: usize) -> usize {

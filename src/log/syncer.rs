@@ -13,9 +13,9 @@
 //! done with a sync, polls for the next job for about twice the last gap
 //! between jobs ([`idle_window`]); each only when that time was short, and
 //! only while cores are spare (the process's one budget of polling threads,
-//! `poll_turn`, shared with the remote client's polls), and a spin that finds another thread
-//! wanting its core (a yield that gave the core away) sleeps at once and
-//! sits out the next hand-offs ([`Backoff`]). While the thread polls, the
+//! `poll_turn`, shared with the remote client's polls), and a spin that finds
+//! another thread wanting its core (a yield that gave the core away) sleeps
+//! at once and sits out the next hand-offs ([`Backoff`]). While the thread polls, the
 //! engine leaves out the writeback hint ([`Syncer::picks_up_at_once`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -145,11 +145,10 @@ fn spin(flag: &AtomicBool, deadline: Instant) -> Spun {
             return Spun::Expired;
         }
         if now.duration_since(yielded) >= YIELD_EVERY {
-            std::thread::yield_now();
-            yielded = Instant::now();
-            if yielded.duration_since(now) > crate::poll_turn::GAVE_AWAY {
+            if crate::poll_turn::yield_gave_core_away() {
                 return Spun::Crowded;
             }
+            yielded = Instant::now();
         }
     }
 }

@@ -244,12 +244,10 @@ impl Channel {
                     }
                 }
             }
-            let before = std::time::Instant::now();
-            if before.duration_since(started) > window {
+            if started.elapsed() > window {
                 return Ok(Polled::Nothing);
             }
-            std::thread::yield_now();
-            if before.elapsed() > crate::poll_turn::GAVE_AWAY {
+            if crate::poll_turn::yield_gave_core_away() {
                 return Ok(Polled::Crowded);
             }
         }
