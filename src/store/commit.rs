@@ -101,20 +101,20 @@ impl Default for Queue {
 
 impl Queue {
     /// Requests queued since the last release.
-    fn back(&self) -> u64 {
+    fn returned(&self) -> u64 {
         self.arrivals - self.release.mark
     }
 }
 
 /// A leader waits for the callers released at most this long.
-pub(crate) const COMPANY_WAIT_MOST: Duration = Duration::from_micros(200);
+const COMPANY_WAIT_MOST: Duration = Duration::from_micros(200);
 /// Added to the window: coming back varies.
 const COMPANY_SLACK: Duration = Duration::from_micros(20);
 
 /// How long after a release a leader waits for the callers it handed back:
 /// twice as long as they took to come back the last time, and a little more,
 /// within `most`; not at all when not all of them came back the last time.
-pub(crate) fn company_window(last_return: Option<Duration>, most: Duration) -> Duration {
+fn company_window(last_return: Option<Duration>, most: Duration) -> Duration {
     match last_return {
         Some(took) => (took * 2 + COMPANY_SLACK).min(most),
         None => Duration::ZERO,
@@ -151,7 +151,7 @@ impl Committer {
             let mut queue = self.queue.lock();
             queue.pending.push(Arc::clone(&slot));
             queue.arrivals += 1;
-            if !queue.release.back && queue.back() >= queue.release.callers {
+            if !queue.release.back && queue.returned() >= queue.release.callers {
                 queue.release.back = true;
                 queue.last_return = Some(queue.release.at.elapsed());
                 if queue.leader_waits {
