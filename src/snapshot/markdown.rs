@@ -804,29 +804,35 @@ pub(crate) struct SummaryCell {
 }
 
 impl SummaryCell {
-    /// What an export of `record` writes in this cell.
-    fn shown_for(&self, record: &SnapshotRecord, value: &Value) -> Result<String> {
+    /// What an export of `record` writes in this cell; `None` when the
+    /// column cannot be told apart from another (two of the record's fields
+    /// are written alike once trimmed, such as "" and a tab).
+    fn shown_for(&self, record: &SnapshotRecord, value: &Value) -> Result<Option<String>> {
         let shown = match (self.index, self.column.as_str(), value) {
-            (1, _, _) => return Ok(record.meta.version.to_string()),
-            (2, _, _) => return Ok(short_time(record.meta.updated_at)),
+            (1, _, _) => return Ok(Some(record.meta.version.to_string())),
+            (2, _, _) => return Ok(Some(short_time(record.meta.updated_at))),
             (_, "(value)", v) if is_scalar(v) => Some(v),
             // Column names are compared as written (escaped), as an export
             // writes them.
-            (_, field, Value::Map(entries)) => entries
-                .iter()
-                .find(|(k, _)| {
+            (_, field, Value::Map(entries)) => {
+                let mut named = entries.iter().filter(|(k, _)| {
                     k.as_str()
                         .map(|k| cell_text(k).trim().to_owned())
                         .as_deref()
                         == Some(field)
-                })
-                .map(|(_, v)| v),
+                });
+                let first = named.next();
+                if named.next().is_some() {
+                    return Ok(None);
+                }
+                first.map(|(_, v)| v)
+            }
             _ => None,
         };
         // Cells are read trimmed, so they are compared trimmed.
         match shown {
-            Some(v) => Ok(cell_text(&display(record, v)?).trim().to_owned()),
-            None => Ok(String::new()),
+            Some(v) => Ok(Some(cell_text(&display(record, v)?).trim().to_owned())),
+            None => Ok(Some(String::new())),
         }
     }
 
@@ -835,7 +841,9 @@ impl SummaryCell {
     /// by hand, or any when there is no record to compare with (`None`).
     pub(crate) fn check(&self, key: &str, current: Option<&SnapshotRecord>) -> Result<()> {
         if let Some(current) = current
-            && self.shown_for(current, &decode_value(current)?)? == self.written
+            && self
+                .shown_for(current, &decode_value(current)?)?
+                .is_none_or(|shown| shown == self.written)
         {
             return Ok(());
         }
@@ -929,7 +937,10 @@ impl Namespace {
                 column: self.summary.columns.get(index).cloned().unwrap_or_default(),
                 written: written.clone(),
             };
-            if cell.shown_for(record, &value)? != cell.written {
+            if cell
+                .shown_for(record, &value)?
+                .is_some_and(|shown| shown != cell.written)
+            {
                 stale.push(cell);
             }
         }
