@@ -5,7 +5,8 @@
 //! - `file`: opening and creating the database file, its metadata.
 //! - `storage`, `overlay`: the storage redb runs on: the file behind a fence
 //!   that a poisoned engine raises, or an in-memory overlay that never writes.
-//! - `view`: the read views the engine publishes, and reads through them.
+//! - `view`, `tail`: the read views the engine publishes, and reads through
+//!   them; a view's tail, the writes redb holds but has not committed.
 //! - `write`: the engine's writes (one batch, checkpoints, the backed-up mark).
 //! - `replay`: applying log records (recovery, and the tools after it).
 //! - `rebuild`: state from log records outside the commit path (restore,
@@ -28,6 +29,7 @@ pub(crate) mod rebuild;
 pub(crate) mod replay;
 pub(crate) mod schema;
 pub(crate) mod storage;
+pub(crate) mod tail;
 pub(crate) mod view;
 pub(crate) mod write;
 

@@ -8,6 +8,10 @@
 //! `Sync` mode), and a reader can never observe a state that a crash could take
 //! back. A view also carries the revision and commit time it shows, so the state
 //! database need not record them on every commit.
+//!
+//! A view is a commit of the state database plus the tail of writes the
+//! engine has made since in the write it holds open (`tail.rs`): what the
+//! tail says of an address wins over the database.
 
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -17,6 +21,7 @@ use parking_lot::RwLock;
 use redb::ReadOnlyTable;
 
 use super::schema::{self, Applied, RECORDS};
+use super::tail::{Seen, Tail, TailWrite};
 use super::{Db, db_error, malformed_record};
 use crate::error::Result;
 use crate::key;
@@ -25,8 +30,11 @@ use crate::value::{Entry, Meta, Stored};
 /// One read transaction of the state database, opened when its revision
 /// became visible, shared by every reader until the next one replaces it.
 pub(crate) struct View {
-    /// Opened in its own read transaction, whose snapshot it keeps alive.
-    records: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    /// Opened in its own read transaction, whose snapshot it keeps alive;
+    /// shared by the views of one commit.
+    records: Arc<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    /// The writes since that commit, as of `applied`.
+    tail: Tail,
     applied: Applied,
     path: Arc<PathBuf>,
 }
@@ -37,7 +45,8 @@ impl Db {
     pub(crate) fn view(&self, applied: Applied) -> Result<Arc<View>> {
         let records = self.read_table(RECORDS, "open the records table")?;
         Ok(Arc::new(View {
-            records,
+            records: Arc::new(records),
+            tail: Tail::default(),
             applied,
             path: self.shared_path(),
         }))
@@ -45,6 +54,17 @@ impl Db {
 }
 
 impl View {
+    /// The same commit of the database with `tail` (the writes since it) on
+    /// top: the state at `applied`.
+    pub(crate) fn with_tail(&self, tail: Tail, applied: Applied) -> Arc<View> {
+        Arc::new(View {
+            records: Arc::clone(&self.records),
+            tail,
+            applied,
+            path: Arc::clone(&self.path),
+        })
+    }
+
     /// The last commit the view includes.
     pub(crate) fn applied(&self) -> Applied {
         self.applied
@@ -70,14 +90,22 @@ impl View {
         address: &[u8],
         read: &mut dyn FnMut(Meta, &[u8]) -> Result<()>,
     ) -> Result<bool> {
-        let Some(guard) = self
-            .records
-            .get(address)
-            .map_err(db_error(&self.path, "read a record"))?
-        else {
-            return Ok(false);
+        let guard;
+        let stored = match self.tail.get(address) {
+            Seen::Stored(stored) => stored,
+            Seen::Removed => return Ok(false),
+            Seen::Untouched => {
+                guard = self
+                    .records
+                    .get(address)
+                    .map_err(db_error(&self.path, "read a record"))?;
+                match &guard {
+                    Some(guard) => guard.value(),
+                    None => return Ok(false),
+                }
+            }
         };
-        let (meta, bytes) = schema::decode_record(guard.value()).ok_or_else(|| {
+        let (meta, bytes) = schema::decode_record(stored).ok_or_else(|| {
             let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
             malformed_record(&self.path, namespace, key)
         })?;
@@ -87,6 +115,11 @@ impl View {
 
     /// A record's version, 0 when absent.
     pub(crate) fn version(&self, address: &[u8]) -> Result<u64> {
+        match self.tail.get(address) {
+            Seen::Stored(stored) => return Ok(schema::record_version(stored)),
+            Seen::Removed => return Ok(0),
+            Seen::Untouched => {}
+        }
         Ok(self
             .records
             .get(address)
@@ -104,6 +137,9 @@ impl View {
             .map_err(db_error(&self.path, "list records"))?;
         Ok(Entries {
             range,
+            base_next: None,
+            tail: self.tail.range(bounds.0, bounds.1).into_iter(),
+            tail_next: None,
             path: Arc::clone(&self.path),
         })
     }
@@ -113,13 +149,11 @@ impl View {
         let mut out = Vec::new();
         let mut from: Vec<u8> = Vec::new();
         loop {
-            let mut range = self
-                .records
-                .range::<&[u8]>(from.as_slice()..)
-                .map_err(db_error(&self.path, "list namespaces"))?;
+            // The first record at or after `from`, the tail's writes included.
+            let mut range = self.range(&Bound::Included(from.clone()), &Bound::Unbounded)?;
             let Some(first) = range.next() else { break };
-            let (address, _) = first.map_err(db_error(&self.path, "list namespaces"))?;
-            let Some((namespace, _)) = key::decode(address.value()) else {
+            let first = first?;
+            let Some((namespace, _)) = key::decode(&first.address) else {
                 break;
             };
             from = key::namespace_end(namespace);
@@ -140,6 +174,19 @@ impl View {
             item.map_err(db_error(&self.path, "count records"))?;
             n += 1;
         }
+        // The tail's writes: a record it adds counts, one it removes does not.
+        for (address, stored) in self.tail.range(bounds.0, bounds.1) {
+            let in_base = self
+                .records
+                .get(&*address)
+                .map_err(db_error(&self.path, "count records"))?
+                .is_some();
+            match (in_base, stored.is_some()) {
+                (false, true) => n += 1,
+                (true, false) => n -= 1,
+                _ => {}
+            }
+        }
         Ok(n)
     }
 }
@@ -152,22 +199,22 @@ fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
-/// A range of the records table, streamed.
+type Guard = redb::AccessGuard<'static, &'static [u8]>;
+
+/// A range of the records table with the view's tail merged in, streamed.
 pub(crate) struct Entries {
     range: redb::Range<'static, &'static [u8], &'static [u8]>,
+    /// The table's next record, read ahead of the tail's.
+    base_next: Option<(Guard, Guard)>,
+    /// The tail's writes in the range, in address order.
+    tail: std::vec::IntoIter<TailWrite>,
+    tail_next: Option<TailWrite>,
     path: Arc<PathBuf>,
 }
 
-impl Iterator for Entries {
-    type Item = Result<Entry>;
-
-    fn next(&mut self) -> Option<Result<Entry>> {
-        let (address, stored) = match self.range.next()? {
-            Ok(pair) => pair,
-            Err(e) => return Some(Err(db_error(&self.path, "list records")(e))),
-        };
-        let address = address.value();
-        Some(match schema::decode_record(stored.value()) {
+impl Entries {
+    fn entry(&self, address: &[u8], stored: &[u8]) -> Result<Entry> {
+        match schema::decode_record(stored) {
             Some((meta, value)) => Ok(Entry {
                 address: address.to_vec(),
                 meta,
@@ -177,7 +224,52 @@ impl Iterator for Entries {
                 let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
                 Err(malformed_record(&self.path, namespace, key))
             }
-        })
+        }
+    }
+}
+
+impl Iterator for Entries {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            if self.base_next.is_none() {
+                match self.range.next() {
+                    None => {}
+                    Some(Ok(pair)) => self.base_next = Some(pair),
+                    Some(Err(e)) => return Some(Err(db_error(&self.path, "list records")(e))),
+                }
+            }
+            if self.tail_next.is_none() {
+                self.tail_next = self.tail.next();
+            }
+            let tail_first = match (&self.base_next, &self.tail_next) {
+                (None, None) => return None,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((address, _)), Some((written, _))) => {
+                    match address.value().cmp(&**written) {
+                        std::cmp::Ordering::Less => false,
+                        std::cmp::Ordering::Equal => {
+                            // The tail's write replaces the table's record.
+                            self.base_next = None;
+                            true
+                        }
+                        std::cmp::Ordering::Greater => true,
+                    }
+                }
+            };
+            if tail_first {
+                let (address, stored) = self.tail_next.take()?;
+                match stored {
+                    Some(stored) => return Some(self.entry(&address, &stored)),
+                    // Removed in the tail: nothing to list.
+                    None => continue,
+                }
+            }
+            let (address, stored) = self.base_next.take()?;
+            return Some(self.entry(address.value(), stored.value()));
+        }
     }
 }
 

@@ -24,6 +24,12 @@ pub(crate) struct Batch {
     path: Arc<PathBuf>,
 }
 
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("path", &self.path).finish()
+    }
+}
+
 /// The records table inside an open [`Batch`], with the history index it
 /// keeps up to date: every version a write replaces or removes goes into it.
 pub(crate) struct Records<'b> {

@@ -30,6 +30,7 @@ impl Engine {
         let mut frames = Vec::new();
         let synced = self.log.synced_revision();
         encode_parts(&ops, revision, load.time, true, synced, &mut frames)?;
+        self.fold()?;
         let batch = self.db.begin_batch("begin a restore")?;
         {
             let mut records = batch.records(&mut self.scratch)?;

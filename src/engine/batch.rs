@@ -3,8 +3,8 @@
 //!
 //! IMPORTANT: the order of one batch is what makes a commit durable before it is
 //! visible:
-//! 1. begin a state-database write (`db::write::Batch`), not yet visible to
-//!    readers;
+//! 1. take the state-database write the engine holds (`held.rs`), or begin
+//!    one (`db::write::Batch`), not visible to readers;
 //! 2. for each request in order ([`prepare`]): [`check`] its preconditions
 //!    against the state as left by the requests before it, take the next
 //!    revision, [`resolve`] its writes against the current records, and encode
@@ -16,14 +16,15 @@
 //!    `Sync` mode hand the log's sync to the sync thread (`log/syncer.rs`),
 //!    first asking the kernel to start writing the records to the disk unless
 //!    the thread is polling for the job (its sync then starts the write);
-//! 4. while the disk writes and syncs: apply the staged writes to the open
-//!    batch (the records and the history index) and commit it non-durably:
-//!    redb holds it, but readers only look at published views, so none sees
-//!    it;
+//! 4. while the disk writes and syncs: apply the staged writes to the write
+//!    (the records and the history index) and hold it for the next batch,
+//!    with the writes in its tail, or fold it (commit it non-durably) once
+//!    the tail is large; a batch written in place commits its own write.
+//!    Readers only look at published views, so none sees the batch yet;
 //! 5. wait for the sync (in `Sync` mode; on the engine's own thread when no
 //!    sync thread could be started): the batch is durable;
-//! 6. publish a view of the state database at the batch's last revision: now
-//!    readers see the batch ([`Engine::publish_batch`]);
+//! 6. publish a view at the batch's last revision (the last fold's, with the
+//!    tail): now readers see the batch ([`Engine::publish_batch`]);
 //! 7. the leader wakes the callers (`store/commit.rs`).
 //!
 //! A failed request (a conflict) takes no revision and affects no other request.
@@ -39,6 +40,7 @@ use crate::access::request::{Outcome, Request, WriteKind, WriteOutcome};
 use crate::coord::{self, Expansion};
 use crate::counter;
 use crate::db::schema::Applied;
+use crate::db::tail::Tail;
 use crate::db::write::Records;
 use crate::error::{Error, Result};
 use crate::key;
@@ -155,21 +157,38 @@ impl Engine {
             clock: self.clock.now(),
             synced: self.log.synced_revision(),
         };
-        let batch = self.db.begin_batch("begin a write")?;
+        let writes: usize = requests.iter().map(|r| r.writes.len()).sum();
+        let in_place = self.durability != Durability::Sync || writes > STAGE_AT_MOST;
+        if in_place {
+            // Written as it goes, this batch may have to be rolled back: it
+            // gets a write of its own (`held.rs`).
+            self.fold()?;
+        }
+        let batch = self.take_held()?;
         // Taken for the batch and given back after it (lost on a failure,
         // which costs only their reuse).
         let mut frames = std::mem::take(&mut self.frames);
         let mut staged = std::mem::take(&mut self.staged);
         let mut scratch = std::mem::take(&mut self.scratch);
         frames.clear();
-        let writes: usize = requests.iter().map(|r| r.writes.len()).sum();
-        staged.clear(self.durability != Durability::Sync || writes > STAGE_AT_MOST);
+        staged.clear(in_place);
         let mut records = batch.records(&mut scratch)?;
-        let prepared = prepare(&mut records, &mut staged, requests, start, &mut frames)?;
+        let prepared = match prepare(&mut records, &mut staged, requests, start, &mut frames) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                drop(records);
+                if !in_place {
+                    // Staged writes touch redb only after the log write: the
+                    // held writes are as they were.
+                    self.give_back(batch)?;
+                }
+                return Err(e);
+            }
+        };
         let Some(span) = prepared.span else {
             // Nothing to write: no revision is taken, nothing is logged.
             drop(records);
-            batch.abort()?;
+            self.give_back(batch)?;
             (self.frames, self.staged, self.scratch) = (frames, staged, scratch);
             return Ok(prepared.results);
         };
@@ -178,18 +197,34 @@ impl Engine {
         // Step 4, while the disk writes and syncs the batch: redb's inserts
         // were kept off the path to the log write.
         //
-        // IMPORTANT: redb shows this commit to new read transactions at once,
+        // IMPORTANT: redb shows a commit to new read transactions at once,
         // before the log sync. Readers only use published views, and the view
         // is published after the sync; a failed sync poisons the engine, whose
         // fence keeps redb from ever making this commit durable.
         let in_db = staged.apply(&mut records);
         drop(records);
-        let in_db = in_db.and_then(|()| batch.commit("apply committed records"));
+        let in_db = match in_db {
+            Err(e) => Err(e),
+            Ok(()) if in_place => batch.commit("apply committed records"),
+            Ok(()) => {
+                // Held for the next batches unless its tail is due to land
+                // (the fold's commit, too, overlaps the sync).
+                staged.write_tail(&mut self.tail);
+                if self.fold_due() {
+                    self.tail = Tail::default();
+                    batch.commit("commit the held writes")
+                } else {
+                    self.held = Some(batch);
+                    Ok(())
+                }
+            }
+        };
         // Step 5: whatever became of redb's commit, the sync is waited for.
         let synced = self.finish_log_sync(syncing);
         if let Err(e) = in_db {
             // The commits are in the log and will be replayed on reopen, but
             // this handle's state database cannot follow its log.
+            self.held_lost = !in_place;
             return Err(self.failed(e));
         }
         self.after_sync(synced)?;

@@ -45,6 +45,7 @@ impl Engine {
         if self.log.synced_revision() < self.log.last_revision() {
             self.sync_log()?;
         }
+        self.fold()?;
         if let Err(e) = self.db.checkpoint(&self.applied) {
             return Err(self.failed(e));
         }
@@ -97,6 +98,7 @@ impl Engine {
     pub(crate) fn backup_point(&mut self, snapshot: bool) -> Result<BackupPoint> {
         self.check_poisoned()?;
         self.sync_log()?;
+        self.fold()?;
         let snapshot = match snapshot && self.applied.revision > 0 {
             true => Some(self.db.snapshot()?),
             false => None,
@@ -129,6 +131,7 @@ impl Engine {
             // Nothing can be recorded; retention keeps more log meanwhile.
             return Ok(());
         }
+        self.fold()?;
         self.db.record_backed_up(revision)?;
         self.backed_up = Some(self.backed_up.unwrap_or(0).max(revision));
         Ok(())

@@ -63,8 +63,9 @@ impl Engine {
     }
 
     /// The tables a read of the past reads, opened now (after every revision
-    /// published so far).
-    pub(crate) fn past_tables(&self) -> Result<Tables> {
+    /// published so far, which lands the held write first).
+    pub(crate) fn past_tables(&mut self) -> Result<Tables> {
+        self.fold()?;
         Tables::open(&self.db)
     }
 
@@ -81,6 +82,7 @@ impl Engine {
         if floor <= self.history_from || self.read_only.is_some() {
             return Ok(());
         }
+        self.fold()?;
         self.db.prune_history(floor)?;
         self.history_from = floor;
         Ok(())

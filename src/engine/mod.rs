@@ -1,6 +1,7 @@
 //! The embedded engine of a store this process holds: opening it (`open`:
 //! the directory, the lock, the state database, recovery), the single writer
-//! ([`Engine`]) and its commit path (`batch`), checkpoints, log retention and
+//! ([`Engine`]) and its commit path (`batch`, into the write it holds open:
+//! `held`), checkpoints, log retention and
 //! what backups need of it (`checkpoint`), a snapshot loaded as the first
 //! commit (`base`), and its published views read as a `ReadView` (`read`).
 //!
@@ -13,6 +14,7 @@ mod base;
 mod batch;
 mod checkpoint;
 mod decode;
+mod held;
 mod history;
 pub(crate) mod open;
 pub(crate) mod past;
@@ -88,6 +90,16 @@ pub(crate) struct Engine {
     /// What readers see; published after each acknowledged batch. Declared
     /// before `db`, so it is dropped before it.
     visible: Arc<Visible>,
+    /// The state database's write held open across batches, whose writes
+    /// readers see as the tail of each view (`held.rs`); `None` when redb
+    /// has committed everything. Declared before `db`, so that it is
+    /// dropped (and aborted) before it.
+    held: Option<crate::db::write::Batch>,
+    /// The writes of `held`.
+    tail: crate::db::tail::Tail,
+    /// Set when a failure dropped a held write: the state database lacks
+    /// acknowledged commits (the log has them), so reads of the past refuse.
+    held_lost: bool,
     db: Db,
     log: LogWriter,
     durability: Durability,
@@ -175,6 +187,9 @@ impl Engine {
         };
         Ok(Engine {
             visible: Arc::new(Visible::new(view)),
+            held: None,
+            tail: crate::db::tail::Tail::default(),
+            held_lost: false,
             db,
             log,
             durability: options.durability,
@@ -311,9 +326,23 @@ impl Engine {
         let _ = self.after_sync(synced);
     }
 
-    /// Shows the state database as it is now (at `self.applied`) to readers.
+    /// Shows the state as it is now (at `self.applied`) to readers: the
+    /// published view's commit of the state database with the held write's
+    /// tail on top, or a new view of the database once it holds everything.
+    ///
+    /// IMPORTANT: whatever commits records to the state database publishes
+    /// before anything holds a write again, so that the view a tail goes on
+    /// is the commit the held write began from.
     fn publish(&mut self) -> Result<()> {
-        match self.db.view(self.applied) {
+        let view = if self.held.is_some() {
+            Ok(self
+                .visible
+                .get()
+                .with_tail(self.tail.clone(), self.applied))
+        } else {
+            self.db.view(self.applied)
+        };
+        match view {
             Ok(view) => {
                 self.visible.publish(view);
                 Ok(())
@@ -334,6 +363,11 @@ impl Engine {
         // database is dropped, ahead of the log. Refuse that (and any other
         // change): a reopen rebuilds the state from the durable log.
         self.db.fence();
+        // The held write may hold a batch whose sync failed: it never lands.
+        if self.held.take().is_some() {
+            self.tail = crate::db::tail::Tail::default();
+            self.held_lost = true;
+        }
         if self.poisoned.is_none() {
             let cause = error::chain(&error);
             tracing::error!(cause = %cause, "the store stops accepting writes until reopened");

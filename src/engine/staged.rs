@@ -18,6 +18,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::ops::Range;
 
 use crate::db::schema;
+use crate::db::tail::Tail;
 use crate::db::write::{Records, Replaced};
 use crate::error::Result;
 use crate::time::Timestamp;
@@ -202,6 +203,15 @@ impl Staged {
             from = commit.end;
         }
         Ok(())
+    }
+
+    /// Writes the staged writes into `tail`, in order (the latest write of
+    /// an address wins), once they are applied.
+    pub(super) fn write_tail(&self, tail: &mut Tail) {
+        for write in &self.writes {
+            let stored = write.record.as_ref().map(|r| &self.bytes[r.clone()]);
+            tail.write(&self.bytes[write.address.clone()], stored);
+        }
     }
 
     fn push(&mut self, address: &[u8], record: Option<Range<usize>>) {

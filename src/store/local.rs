@@ -166,7 +166,7 @@ impl Shared {
     fn view_at(&self, at: crate::access::past::At) -> Result<Arc<dyn ReadView>> {
         self.check_open()?;
         let (first, tables) = {
-            let engine = self.engine.lock();
+            let mut engine = self.engine.lock();
             (engine.first_revision()?, engine.past_tables()?)
         };
         // Published before the tables were opened: they hold at least this.
@@ -178,7 +178,7 @@ impl Shared {
     /// revision the log holds, as long as the history index answers for it.
     fn view_for_base(&self, revision: u64) -> Result<Arc<dyn ReadView>> {
         let (floor, first, tables) = {
-            let engine = self.engine.lock();
+            let mut engine = self.engine.lock();
             (
                 engine.history_from(),
                 engine.first_revision()?,
