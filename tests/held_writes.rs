@@ -8,7 +8,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use statelog::{KeyRange, Store};
+use std::time::Duration;
+
+use statelog::{Durability, KeyRange, Options, Store};
 
 const NAMESPACES: [&str; 3] = ["a", "b", "c"];
 
@@ -64,8 +66,19 @@ fn key(i: u32) -> String {
 
 #[test]
 fn reads_agree_with_a_model_while_held_writes_grow_and_fold() {
+    reads_agree_with_a_model(Options::default());
+}
+
+#[test]
+fn reads_agree_with_a_model_in_relaxed_mode() {
+    reads_agree_with_a_model(Options::default().durability(Durability::Relaxed {
+        max_delay: Duration::from_millis(5),
+    }));
+}
+
+fn reads_agree_with_a_model(options: Options) {
     let dir = common::store_dir();
-    let mut store = common::open(dir.path());
+    let mut store = common::open_with(dir.path(), options.clone());
     let mut rng = fastrand::Rng::with_seed(20);
     let mut model = Model::new();
     // The model at some revisions, for reads of the past.
@@ -153,7 +166,7 @@ fn reads_agree_with_a_model_while_held_writes_grow_and_fold() {
         if step == 2_500 {
             // A reopen: the close folds and checkpoints.
             store.close().unwrap();
-            store = common::open(dir.path());
+            store = common::open_with(dir.path(), options.clone());
             check(&store, &model, "after a reopen");
         }
     }
@@ -162,7 +175,7 @@ fn reads_agree_with_a_model_while_held_writes_grow_and_fold() {
     // Dropped without a close: the held writes are not in the state database,
     // and the reopen replays them from the log.
     drop(store);
-    let store = common::open(dir.path());
+    let store = common::open_with(dir.path(), options);
     assert_eq!(store.revision(), revision);
     check(&store, &model, "after a drop and a reopen");
 }

@@ -10,8 +10,8 @@
 //!    revision, [`resolve`] its writes against the current records, and encode
 //!    its log record. The writes are staged ([`Staged`]), not yet made in
 //!    redb: the log record needs only the versions read, and later requests
-//!    read through the staged writes of earlier ones (a large batch, or any in
-//!    `Relaxed` mode, writes into redb as it goes instead);
+//!    read through the staged writes of earlier ones (a large batch writes
+//!    into redb as it goes instead);
 //! 3. append all records to the log in one write ([`Engine::append`]); in
 //!    `Sync` mode hand the log's sync to the sync thread (`log/syncer.rs`),
 //!    first asking the kernel to start writing the records to the disk unless
@@ -158,7 +158,7 @@ impl Engine {
             synced: self.log.synced_revision(),
         };
         let writes: usize = requests.iter().map(|r| r.writes.len()).sum();
-        let in_place = self.durability != Durability::Sync || writes > STAGE_AT_MOST;
+        let in_place = writes > STAGE_AT_MOST;
         if in_place {
             // Written as it goes, this batch may have to be rolled back: it
             // gets a write of its own (`held.rs`).

@@ -1,8 +1,8 @@
 //! The state database's write held open across batches (`db/tail.rs` says
 //! why), and its fold: the commit that lands it in redb.
 //!
-//! Only batches that stage their writes (`Sync` mode, up to `STAGE_AT_MOST`
-//! writes) go into the held write: they touch redb only after their log
+//! Only batches that stage their writes (up to `STAGE_AT_MOST` writes, in
+//! either durability mode) go into the held write: they touch redb only after their log
 //! write, when nothing but a failure that poisons the engine can stop them,
 //! so a held write never needs to be rolled back. Every other use of the
 //! state database folds first: a batch that writes in place, reads of the

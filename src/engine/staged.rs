@@ -8,10 +8,11 @@
 //! (`batch.rs`). Later requests of a batch see the writes of earlier ones
 //! exactly as if they were in redb already.
 //!
-//! A batch with many writes (a bulk load), or in `Relaxed` mode, writes into
-//! redb as it goes instead ("in place"): there the overlap gains little,
-//! while a staged blind put costs two B-tree walks (a read for its version,
-//! then the insert) where an insert in place reports what it replaced.
+//! A batch with many writes (a bulk load) writes into redb as it goes instead
+//! ("in place"): there the write held across batches (`held.rs`) gains
+//! little, while a staged blind put costs two B-tree walks (a read for its
+//! version, then the insert) where an insert in place reports what it
+//! replaced.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
