@@ -34,7 +34,11 @@ impl std::fmt::Debug for Batch {
 /// keeps up to date: every version a write replaces or removes goes into it.
 pub(crate) struct Records<'b> {
     table: Table<'b, &'static [u8], &'static [u8]>,
-    history: super::history::Writer<'b>,
+    /// Opened by the first write that needs it: a batch that stages its
+    /// writes only reads before its log write, and opens the history's three
+    /// tables after it, while the log syncs.
+    history: Option<super::history::Writer<'b>>,
+    txn: &'b redb::WriteTransaction,
     /// The revision and time of the commit being written (what a removal
     /// ends a version at).
     at: (u64, crate::time::Timestamp),
@@ -120,7 +124,8 @@ impl Batch {
             .map_err(db_error(&self.path, "open the records table"))?;
         Ok(Records {
             table,
-            history: super::history::Writer::open(&self.txn, &self.path)?,
+            history: None,
+            txn: &self.txn,
             at: (0, crate::time::Timestamp::EPOCH),
             path: &self.path,
             scratch,
@@ -151,6 +156,19 @@ impl Batch {
             .abort()
             .map_err(db_error(&self.path, "abort a write"))
     }
+}
+
+/// The history writer of a batch's [`Records`], opened on first use.
+fn history<'h, 'b>(
+    writer: &'h mut Option<super::history::Writer<'b>>,
+    txn: &'b redb::WriteTransaction,
+    path: &Path,
+) -> Result<&'h mut super::history::Writer<'b>> {
+    let opened = match writer.take() {
+        Some(opened) => opened,
+        None => super::history::Writer::open(txn, path)?,
+    };
+    Ok(writer.insert(opened))
 }
 
 impl Records<'_> {
@@ -192,7 +210,7 @@ impl Records<'_> {
         time: crate::time::Timestamp,
         base: bool,
     ) -> Result<()> {
-        self.history.revision(revision, time, base)
+        history(&mut self.history, self.txn, self.path)?.revision(revision, time, base)
     }
 
     /// Stores a record; returns what it replaced (which the history keeps).
@@ -204,8 +222,12 @@ impl Records<'_> {
             .insert(address, self.scratch.as_slice())
             .map_err(db_error(self.path, "write a record"))?;
         if let Some(old) = &old {
-            self.history
-                .superseded(address, old.value(), meta.mod_revision, meta.updated_at)?;
+            history(&mut self.history, self.txn, self.path)?.superseded(
+                address,
+                old.value(),
+                meta.mod_revision,
+                meta.updated_at,
+            )?;
         }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
     }
@@ -220,8 +242,12 @@ impl Records<'_> {
             .map_err(db_error(self.path, "write a record"))?;
         if let Some(old) = &old {
             let (revision, time) = self.at;
-            self.history
-                .superseded(address, old.value(), revision, time)?;
+            history(&mut self.history, self.txn, self.path)?.superseded(
+                address,
+                old.value(),
+                revision,
+                time,
+            )?;
         }
         Ok(())
     }
@@ -234,8 +260,12 @@ impl Records<'_> {
             .map_err(db_error(self.path, "remove a record"))?;
         if let Some(old) = &old {
             let (revision, time) = self.at;
-            self.history
-                .superseded(address, old.value(), revision, time)?;
+            history(&mut self.history, self.txn, self.path)?.superseded(
+                address,
+                old.value(),
+                revision,
+                time,
+            )?;
         }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
     }
