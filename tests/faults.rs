@@ -90,6 +90,44 @@ fn a_failed_log_sync_refuses_writes_until_reopened_and_loses_nothing_acknowledge
 }
 
 #[test]
+fn after_a_failed_sync_drops_the_held_writes_reads_of_the_past_refuse_until_reopened() {
+    let dir = common::store_dir();
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    let options = on(Arc::new(faulty.clone()));
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    // Held in the engine's open write of the state database, not yet in it.
+    for i in 0..5u64 {
+        store.put("r", "k", &i).unwrap();
+    }
+    assert_eq!(
+        store
+            .snapshot_at_revision(2)
+            .unwrap()
+            .get::<u64>("r", "k")
+            .unwrap()
+            .unwrap()
+            .value,
+        1
+    );
+    for i in 5..8u64 {
+        store.put("r", "k", &i).unwrap();
+    }
+    faulty.inject(Rule::new(Target::Log, Op::Sync, Fault::Eio).times(1));
+    store.put("r", "k", &8u64).unwrap_err();
+    // The state database lacks revisions 6 to 8 (the failure dropped the
+    // write holding them): the past is refused rather than read wrong...
+    let err = store.snapshot_at_revision(7).unwrap_err();
+    assert!(is_poisoned(&err), "{err}");
+    assert!(err.to_string().contains("reopen"), "{err}");
+    // ... while the present still shows every acknowledged commit.
+    assert_eq!(value(&store, "k"), Some(7));
+    store.close().unwrap();
+    let store = Store::open(dir.path(), options).unwrap();
+    let then = store.snapshot_at_revision(7).unwrap();
+    assert_eq!(then.get::<u64>("r", "k").unwrap().unwrap().value, 6);
+}
+
+#[test]
 fn a_failed_log_write_leaves_a_partial_frame_that_reopening_cuts() {
     let dir = common::store_dir();
     let faulty = FaultyFs::new(Arc::new(RealFs));
