@@ -81,6 +81,15 @@ impl Tail {
         self.bytes
     }
 
+    /// The first address at or after `from` it holds a write of (a removal
+    /// included).
+    pub(crate) fn first_from(&self, from: &[u8]) -> Option<&[u8]> {
+        self.writes
+            .range::<_, [u8]>((Bound::Included(from), Bound::Unbounded))
+            .next()
+            .map(|(address, _)| &**address)
+    }
+
     /// Its writes between `start` and `end`, in address order.
     pub(crate) fn range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Vec<TailWrite> {
         if self.writes.is_empty() || !nonempty(start, end) {

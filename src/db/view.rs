@@ -149,15 +149,30 @@ impl View {
         let mut out = Vec::new();
         let mut from: Vec<u8> = Vec::new();
         loop {
-            // The first record at or after `from`, the tail's writes included.
-            let mut range = self.range(&Bound::Included(from.clone()), &Bound::Unbounded)?;
-            let Some(first) = range.next() else { break };
-            let first = first?;
-            let Some((namespace, _)) = key::decode(&first.address) else {
+            // The next namespace either side names, then whether it holds a
+            // record once the tail's removals are counted: each namespace's
+            // tail writes are looked at once.
+            let base = self
+                .records
+                .range::<&[u8]>(from.as_slice()..)
+                .map_err(db_error(&self.path, "list namespaces"))?
+                .next()
+                .transpose()
+                .map_err(db_error(&self.path, "list namespaces"))?
+                .map(|(address, _)| address.value().to_vec());
+            let tail = self.tail.first_from(&from).map(|address| address.to_vec());
+            let Some(first) = [base, tail].into_iter().flatten().min() else {
                 break;
             };
-            from = key::namespace_end(namespace);
-            out.push(namespace.to_owned());
+            let Some((namespace, _)) = key::decode(&first) else {
+                break;
+            };
+            let end = key::namespace_end(namespace);
+            let mut records = self.range(&Bound::Included(from), &Bound::Excluded(end.clone()))?;
+            if records.next().transpose()?.is_some() {
+                out.push(namespace.to_owned());
+            }
+            from = end;
         }
         Ok(out)
     }
@@ -232,6 +247,13 @@ impl Iterator for Entries {
     type Item = Result<Entry>;
 
     fn next(&mut self) -> Option<Result<Entry>> {
+        if self.base_next.is_none() && self.tail_next.is_none() && self.tail.len() == 0 {
+            // Nothing of the tail is left: the table's records as they are.
+            return Some(match self.range.next()? {
+                Ok((address, stored)) => self.entry(address.value(), stored.value()),
+                Err(e) => Err(db_error(&self.path, "list records")(e)),
+            });
+        }
         loop {
             if self.base_next.is_none() {
                 match self.range.next() {
