@@ -50,12 +50,18 @@ fn value(store: &Store, key: &str) -> Option<u64> {
 // ---------------------------------------------------------------------------
 // A disk that fails.
 
-#[test]
-fn a_failed_log_sync_refuses_writes_until_reopened_and_loses_nothing_acknowledged() {
+/// A store on the real disk, through a file system that fails on request.
+fn on_a_faulty_disk() -> (tempfile::TempDir, FaultyFs, Options, Store) {
     let dir = common::store_dir();
     let faulty = FaultyFs::new(Arc::new(RealFs));
     let options = on(Arc::new(faulty.clone()));
     let store = Store::open(dir.path(), options.clone()).unwrap();
+    (dir, faulty, options, store)
+}
+
+#[test]
+fn a_failed_log_sync_refuses_writes_until_reopened_and_loses_nothing_acknowledged() {
+    let (dir, faulty, options, store) = on_a_faulty_disk();
     for i in 0..5u64 {
         store.put("r", &format!("k{i}"), &i).unwrap();
     }
@@ -91,10 +97,7 @@ fn a_failed_log_sync_refuses_writes_until_reopened_and_loses_nothing_acknowledge
 
 #[test]
 fn after_a_failed_sync_drops_the_held_writes_reads_of_the_past_refuse_until_reopened() {
-    let dir = common::store_dir();
-    let faulty = FaultyFs::new(Arc::new(RealFs));
-    let options = on(Arc::new(faulty.clone()));
-    let store = Store::open(dir.path(), options.clone()).unwrap();
+    let (dir, faulty, options, store) = on_a_faulty_disk();
     // Held in the engine's open write of the state database, not yet in it.
     for i in 0..5u64 {
         store.put("r", "k", &i).unwrap();
@@ -129,10 +132,7 @@ fn after_a_failed_sync_drops_the_held_writes_reads_of_the_past_refuse_until_reop
 
 #[test]
 fn a_failed_log_write_leaves_a_partial_frame_that_reopening_cuts() {
-    let dir = common::store_dir();
-    let faulty = FaultyFs::new(Arc::new(RealFs));
-    let options = on(Arc::new(faulty.clone()));
-    let store = Store::open(dir.path(), options.clone()).unwrap();
+    let (dir, faulty, options, store) = on_a_faulty_disk();
     for i in 0..5u64 {
         store.put("r", &format!("k{i}"), &i).unwrap();
     }

@@ -34,11 +34,7 @@ impl std::fmt::Debug for Batch {
 /// keeps up to date: every version a write replaces or removes goes into it.
 pub(crate) struct Records<'b> {
     table: Table<'b, &'static [u8], &'static [u8]>,
-    /// Opened by the first write that needs it: a batch that stages its
-    /// writes only reads before its log write, and opens the history's three
-    /// tables after it, while the log syncs.
-    history: Option<super::history::Writer<'b>>,
-    txn: &'b redb::WriteTransaction,
+    history: History<'b>,
     /// The revision and time of the commit being written (what a removal
     /// ends a version at).
     at: (u64, crate::time::Timestamp),
@@ -124,8 +120,11 @@ impl Batch {
             .map_err(db_error(&self.path, "open the records table"))?;
         Ok(Records {
             table,
-            history: None,
-            txn: &self.txn,
+            history: History {
+                writer: None,
+                txn: &self.txn,
+                path: &self.path,
+            },
             at: (0, crate::time::Timestamp::EPOCH),
             path: &self.path,
             scratch,
@@ -158,17 +157,34 @@ impl Batch {
     }
 }
 
-/// The history writer of a batch's [`Records`], opened on first use.
-fn history<'h, 'b>(
-    writer: &'h mut Option<super::history::Writer<'b>>,
+/// The history writer of a batch's [`Records`], opened by the first write
+/// that needs it: a batch that stages its writes only reads before its log
+/// write, and opens the history's three tables after it, while the log syncs.
+struct History<'b> {
+    writer: Option<super::history::Writer<'b>>,
     txn: &'b redb::WriteTransaction,
-    path: &Path,
-) -> Result<&'h mut super::history::Writer<'b>> {
-    let opened = match writer.take() {
-        Some(opened) => opened,
-        None => super::history::Writer::open(txn, path)?,
-    };
-    Ok(writer.insert(opened))
+    path: &'b Path,
+}
+
+impl<'b> History<'b> {
+    fn writer(&mut self) -> Result<&mut super::history::Writer<'b>> {
+        let opened = match self.writer.take() {
+            Some(opened) => opened,
+            None => super::history::Writer::open(self.txn, self.path)?,
+        };
+        Ok(self.writer.insert(opened))
+    }
+
+    /// Keeps `old`, the stored record of `address` that the commit `at`
+    /// replaced or removed.
+    fn superseded(
+        &mut self,
+        address: &[u8],
+        old: &[u8],
+        (end, end_time): (u64, crate::time::Timestamp),
+    ) -> Result<()> {
+        self.writer()?.superseded(address, old, end, end_time)
+    }
 }
 
 impl Records<'_> {
@@ -210,7 +226,7 @@ impl Records<'_> {
         time: crate::time::Timestamp,
         base: bool,
     ) -> Result<()> {
-        history(&mut self.history, self.txn, self.path)?.revision(revision, time, base)
+        self.history.writer()?.revision(revision, time, base)
     }
 
     /// Stores a record; returns what it replaced (which the history keeps).
@@ -222,12 +238,8 @@ impl Records<'_> {
             .insert(address, self.scratch.as_slice())
             .map_err(db_error(self.path, "write a record"))?;
         if let Some(old) = &old {
-            history(&mut self.history, self.txn, self.path)?.superseded(
-                address,
-                old.value(),
-                meta.mod_revision,
-                meta.updated_at,
-            )?;
+            self.history
+                .superseded(address, old.value(), (meta.mod_revision, meta.updated_at))?;
         }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
     }
@@ -241,13 +253,7 @@ impl Records<'_> {
             .insert(address, stored)
             .map_err(db_error(self.path, "write a record"))?;
         if let Some(old) = &old {
-            let (revision, time) = self.at;
-            history(&mut self.history, self.txn, self.path)?.superseded(
-                address,
-                old.value(),
-                revision,
-                time,
-            )?;
+            self.history.superseded(address, old.value(), self.at)?;
         }
         Ok(())
     }
@@ -259,13 +265,7 @@ impl Records<'_> {
             .remove(address)
             .map_err(db_error(self.path, "remove a record"))?;
         if let Some(old) = &old {
-            let (revision, time) = self.at;
-            history(&mut self.history, self.txn, self.path)?.superseded(
-                address,
-                old.value(),
-                revision,
-                time,
-            )?;
+            self.history.superseded(address, old.value(), self.at)?;
         }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
     }

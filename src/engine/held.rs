@@ -46,7 +46,7 @@ impl Engine {
     /// Lands the held write in the state database (a non-durable commit, as a
     /// batch's) and publishes a view of it. Refused once a failure dropped a
     /// held write: the database then lacks commits readers were shown.
-    pub(crate) fn fold(&mut self) -> Result<()> {
+    pub(super) fn fold(&mut self) -> Result<()> {
         if self.held_lost {
             return Err(Error::Poisoned {
                 cause: self
