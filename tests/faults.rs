@@ -96,7 +96,13 @@ fn a_failed_log_sync_refuses_writes_until_reopened_and_loses_nothing_acknowledge
 }
 
 #[test]
-fn after_a_failed_sync_drops_the_held_writes_reads_of_the_past_refuse_until_reopened() {
+fn after_a_failed_log_sync_or_write_drops_the_held_writes_the_past_is_refused_until_reopened() {
+    for op in [Op::Sync, Op::Write] {
+        a_failure_drops_the_held_writes(op);
+    }
+}
+
+fn a_failure_drops_the_held_writes(op: Op) {
     let (dir, faulty, options, store) = on_a_faulty_disk();
     // Held in the engine's open write of the state database, not yet in it.
     for i in 0..5u64 {
@@ -115,12 +121,12 @@ fn after_a_failed_sync_drops_the_held_writes_reads_of_the_past_refuse_until_reop
     for i in 5..8u64 {
         store.put("r", "k", &i).unwrap();
     }
-    faulty.inject(Rule::new(Target::Log, Op::Sync, Fault::Eio).times(1));
+    faulty.inject(Rule::new(Target::Log, op, Fault::Eio).times(1));
     store.put("r", "k", &8u64).unwrap_err();
     // The state database lacks revisions 6 to 8 (the failure dropped the
     // write holding them): the past is refused rather than read wrong...
     let err = store.snapshot_at_revision(7).unwrap_err();
-    assert!(is_poisoned(&err), "{err}");
+    assert!(is_poisoned(&err), "{op:?}: {err}");
     assert!(err.to_string().contains("reopen"), "{err}");
     // ... while the present still shows every acknowledged commit.
     assert_eq!(value(&store, "k"), Some(7));

@@ -211,8 +211,11 @@ impl Engine {
                 // (the fold's commit, too, overlaps the sync).
                 staged.write_tail(&mut self.tail);
                 if self.fold_due() {
-                    self.tail = Tail::default();
-                    batch.commit("commit the held writes")
+                    let committed = batch.commit("commit the held writes");
+                    if committed.is_ok() {
+                        self.tail = Tail::default();
+                    }
+                    committed
                 } else {
                     self.held = Some(batch);
                     Ok(())
@@ -224,7 +227,6 @@ impl Engine {
         if let Err(e) = in_db {
             // The commits are in the log and will be replayed on reopen, but
             // this handle's state database cannot follow its log.
-            self.held_lost = !in_place;
             return Err(self.failed(e));
         }
         self.after_sync(synced)?;

@@ -2,11 +2,16 @@
 //! why), and its fold: the commit that lands it in redb.
 //!
 //! Only batches that stage their writes (up to `STAGE_AT_MOST` writes, in
-//! either durability mode) go into the held write: they touch redb only after their log
-//! write, when nothing but a failure that poisons the engine can stop them,
-//! so a held write never needs to be rolled back. Every other use of the
-//! state database folds first: a batch that writes in place, reads of the
-//! past, checkpoints, backups, pruning, a restore.
+//! either durability mode) go into the held write: they touch redb only
+//! after their log write, when nothing but a failure that poisons the engine
+//! can stop them, so a held write never needs to be rolled back. Every other
+//! use of the state database folds first: a batch that writes in place, reads
+//! of the past, checkpoints, backups, pruning, a restore.
+//!
+//! The tail is emptied only when redb has committed its writes. A failure
+//! anywhere that drops the write (a failed log write or sync, a failed
+//! apply or commit) leaves a tail with nothing held: acknowledged commits
+//! the state database lacks, so reads of the past refuse until a reopen.
 
 use super::Engine;
 use crate::db::tail::Tail;
@@ -47,22 +52,21 @@ impl Engine {
     /// batch's) and publishes a view of it. Refused once a failure dropped a
     /// held write: the database then lacks commits readers were shown.
     pub(super) fn fold(&mut self) -> Result<()> {
-        if self.held_lost {
+        let Some(batch) = self.held.take() else {
+            if self.tail.is_empty() {
+                return Ok(());
+            }
             return Err(Error::Poisoned {
                 cause: self
                     .poisoned
                     .clone()
                     .unwrap_or_else(|| "the state database lost held writes".to_owned()),
             });
-        }
-        let Some(batch) = self.held.take() else {
-            return Ok(());
         };
-        self.tail = Tail::default();
         if let Err(e) = batch.commit("commit the held writes") {
-            self.held_lost = true;
             return Err(self.failed(e));
         }
+        self.tail = Tail::default();
         self.publish()
     }
 }

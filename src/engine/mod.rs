@@ -95,11 +95,10 @@ pub(crate) struct Engine {
     /// has committed everything. Declared before `db`, so that it is
     /// dropped (and aborted) before it.
     held: Option<crate::db::write::Batch>,
-    /// The writes of `held`.
+    /// The writes of `held`, emptied only when redb commits them: writes
+    /// left here with nothing held (a failure dropped the write) are
+    /// acknowledged commits the state database lacks (`held.rs`).
     tail: crate::db::tail::Tail,
-    /// Set when a failure dropped a held write: the state database lacks
-    /// acknowledged commits (the log has them), so reads of the past refuse.
-    held_lost: bool,
     db: Db,
     log: LogWriter,
     durability: Durability,
@@ -189,7 +188,6 @@ impl Engine {
             visible: Arc::new(Visible::new(view)),
             held: None,
             tail: crate::db::tail::Tail::default(),
-            held_lost: false,
             db,
             log,
             durability: options.durability,
@@ -363,11 +361,9 @@ impl Engine {
         // database is dropped, ahead of the log. Refuse that (and any other
         // change): a reopen rebuilds the state from the durable log.
         self.db.fence();
-        // The held write may hold a batch whose sync failed: it never lands.
-        if self.held.take().is_some() {
-            self.tail = crate::db::tail::Tail::default();
-            self.held_lost = true;
-        }
+        // The held write may hold a batch whose sync failed: it never lands
+        // (its tail stays, which says what was lost).
+        self.held = None;
         if self.poisoned.is_none() {
             let cause = error::chain(&error);
             tracing::error!(cause = %cause, "the store stops accepting writes until reopened");
