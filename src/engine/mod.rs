@@ -1,9 +1,9 @@
 //! The embedded engine of a store this process holds: opening it (`open`:
 //! the directory, the lock, the state database, recovery), the single writer
 //! ([`Engine`]) and its commit path (`batch`, into the write it holds open:
-//! `held`), checkpoints, log retention and
-//! what backups need of it (`checkpoint`), a snapshot loaded as the first
-//! commit (`base`), and its published views read as a `ReadView` (`read`).
+//! `held`), checkpoints, log retention and what backups need of it
+//! (`checkpoint`), a snapshot loaded as the first commit (`base`), and its
+//! published views read as a `ReadView` (`read`).
 //!
 //! **Invariant:** the engine's state is its own: everything else asks its
 //! methods. A failure that leaves the durable state unknown poisons it, in one

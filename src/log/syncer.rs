@@ -15,8 +15,9 @@
 //! only while cores are spare (the process's one budget of polling threads,
 //! `poll_turn`, shared with the remote client's polls), and a spin that finds
 //! another thread wanting its core (a yield that gave the core away) sleeps
-//! at once and sits out the next hand-offs ([`Backoff`]). While the thread polls, the
-//! engine leaves out the writeback hint ([`Syncer::picks_up_at_once`]).
+//! at once and sits out the next hand-offs ([`Backoff`]). While the thread
+//! polls, the engine leaves out the writeback hint
+//! ([`Syncer::picks_up_at_once`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;

@@ -18,11 +18,12 @@
 //! (a pipeline's writers, each with its next update). Without waiting, the
 //! next batch takes only those who queued during the sync, and the released
 //! ones wait out that whole batch and its sync (sixteen writers averaged 13.4
-//! a batch without the wait, 15.9 with it; BENCHMARKS.md). So a leader whose queue does not yet hold as many
-//! requests from after the release as the release handed back waits for
-//! them, for at most about twice as long as they took to come back the last
-//! time ([`company_window`]), and only when the last time all of them came
-//! back. A lone writer is all its release handed back, so it never waits.
+//! a batch without the wait, 15.9 with it; BENCHMARKS.md). So a leader whose
+//! queue does not yet hold as many requests from after the release as the
+//! release handed back waits for them, for at most about twice as long as
+//! they took to come back the last time ([`company_window`]), and only when
+//! the last time all of them came back. A lone writer is all its release
+//! handed back, so it never waits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -272,7 +273,8 @@ mod tests {
     use crate::Error;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Records each batch's size; every request succeeds.
+    /// Records each batch's size; every request gets the same recognisable
+    /// error, so that each caller can tell it got an answer.
     #[derive(Default)]
     struct Recorder {
         batches: Mutex<Vec<usize>>,
