@@ -4,7 +4,9 @@
 //!    checkpoints, commits `STATELOG_BENCH_TAIL` more (default 100,000, one
 //!    record each) with checkpoints held off, and is killed with SIGKILL. The
 //!    bench then times `Store::open` on copies of that directory: the restart,
-//!    and the replay speed in records (commits) per second.
+//!    and the replay speed in records (commits) per second; and the time until
+//!    the first commit after it is acknowledged (a replay the open kept in
+//!    memory is written to the state database first).
 //! 2. redb on its own, on a file of the same shape: the cost of a durable
 //!    (checkpoint) commit after non-durable ones, and the reopen after a kill,
 //!    with and without quick-repair.
@@ -144,6 +146,7 @@ fn restart(config: &Config, dir: &Path) {
     let work = dir.join("work");
     let mut opens = Vec::new();
     let mut rates = Vec::new();
+    let mut writable = Vec::new();
     let mut clean = Vec::new();
     let mut peaks = Vec::new();
     for _ in 0..config.reps {
@@ -164,6 +167,10 @@ fn restart(config: &Config, dir: &Path) {
         assert_eq!(replayed, config.tail, "replayed a wrong number of commits");
         opens.push(secs);
         rates.push(replayed as f64 / secs);
+        store
+            .put(NS, "after-the-reopen", &Record::new(0, 0))
+            .expect("a commit after the reopen");
+        writable.push(start.elapsed().as_secs_f64());
         store.close().expect("close");
         if config.cold {
             drop_caches();
@@ -189,6 +196,11 @@ fn restart(config: &Config, dir: &Path) {
         "replay speed (commits replayed / reopen time)",
         summarize(&rates),
         "commits/s",
+    );
+    line(
+        "reopen after SIGKILL until its first commit is acknowledged",
+        summarize(&writable),
+        "s",
     );
     line(
         "reopen after a clean close (nothing to replay)",

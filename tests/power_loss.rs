@@ -208,6 +208,11 @@ fn run_seed(seed: u64, relaxed: bool) -> Result<Counts, String> {
                 Err(e) => return Err(format!("epoch {epoch}: open failed: {e}")),
             }
         };
+        // A replay the open kept in memory is written to the state database
+        // after the open (by the background thread, or by a checkpoint); the
+        // power may go then too. A checkpoint waits for it (and right after an
+        // open that kept nothing, has nothing to do).
+        let landed = store.checkpoint();
         if !fs.is_on() {
             // The power went after the open had finished its work: the store
             // never got to do anything; still, what it holds must be right.
@@ -216,6 +221,7 @@ fn run_seed(seed: u64, relaxed: bool) -> Result<Counts, String> {
             counts.recovery_crashes += 1;
             continue;
         }
+        landed.map_err(|e| format!("epoch {epoch}: the checkpoint after the open: {e}"))?;
         check_reopened(&store, &fs, &mut model, floor, inflight.take())
             .map_err(|e| format!("epoch {epoch} ({config:?}): {e}"))?;
         floor = model.revision();

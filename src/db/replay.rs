@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 
 use super::schema::{self, Applied, META, RECORDS};
+use super::tail::Tail;
 use super::{Db, db_error, malformed_record};
 use crate::error::{Error, Result};
 use crate::fs::Fs;
@@ -29,9 +30,11 @@ use crate::log::recovery::{self, Checkpoint, Scanned};
 use crate::log::segment::StoreId;
 use crate::time::Timestamp;
 use crate::value::Meta;
+use std::path::Path;
 
-/// A chunk is applied once it holds this many commits...
-const CHUNK_COMMITS: u64 = 100_000;
+/// A chunk is applied once it holds this many commits (its bytes bound its
+/// memory; this bounds what it keeps per commit)...
+const CHUNK_COMMITS: u64 = 1 << 17;
 /// ...or this many bytes of keys and values.
 const CHUNK_BYTES: usize = 64 << 20;
 
@@ -69,6 +72,11 @@ type Superseded = (Vec<u8>, Meta, Vec<u8>, u64, Timestamp);
 /// Applies commits to a state database, in revision order.
 pub(crate) struct Replayer<'db> {
     db: &'db Db,
+    chunk: Chunk,
+}
+
+/// The commits read since the last chunk was applied, folded per key.
+struct Chunk {
     pending: HashMap<Vec<u8>, Pending>,
     pending_bytes: usize,
     pending_commits: u64,
@@ -79,6 +87,8 @@ pub(crate) struct Replayer<'db> {
     revisions: Vec<(u64, Timestamp, bool)>,
     /// The state reached by the commits seen so far (applied or pending).
     applied: Applied,
+    /// Whether a chunk was applied already.
+    flushed: bool,
     scratch: Vec<u8>,
 }
 
@@ -86,13 +96,16 @@ impl<'db> Replayer<'db> {
     pub(crate) fn new(db: &'db Db, applied: Applied) -> Replayer<'db> {
         Replayer {
             db,
-            pending: HashMap::new(),
-            pending_bytes: 0,
-            pending_commits: 0,
-            superseded: Vec::new(),
-            revisions: Vec::new(),
-            applied,
-            scratch: Vec::new(),
+            chunk: Chunk {
+                pending: HashMap::new(),
+                pending_bytes: 0,
+                pending_commits: 0,
+                superseded: Vec::new(),
+                revisions: Vec::new(),
+                applied,
+                flushed: false,
+                scratch: Vec::new(),
+            },
         }
     }
 
@@ -106,7 +119,8 @@ impl<'db> Replayer<'db> {
         let time = Timestamp::from_micros(first.time);
         for part in parts {
             for op in &part.ops {
-                self.fold(op, revision, time, part.base)?;
+                self.chunk
+                    .fold(self.db.path(), op, revision, time, part.base)?;
             }
         }
         self.commit_done(revision, time, first.base, end)
@@ -122,11 +136,12 @@ impl<'db> Replayer<'db> {
         let revision = part.revision;
         let time = Timestamp::from_micros(part.time);
         for op in &part.ops {
-            self.fold(op, revision, time, part.base)?;
+            self.chunk
+                .fold(self.db.path(), op, revision, time, part.base)?;
         }
         if part.more {
-            if self.pending_bytes >= CHUNK_BYTES {
-                self.flush()?;
+            if self.chunk.pending_bytes >= CHUNK_BYTES {
+                self.chunk.flush(self.db)?;
             }
             return Ok(());
         }
@@ -142,22 +157,124 @@ impl<'db> Replayer<'db> {
         base: bool,
         end: Position,
     ) -> Result<()> {
-        self.revisions.push((revision, time, base));
-        self.applied = Applied {
+        let chunk = &mut self.chunk;
+        chunk.revisions.push((revision, time, base));
+        chunk.applied = Applied {
             revision,
             position: end,
-            time: time.max(self.applied.time),
+            time: time.max(chunk.applied.time),
         };
-        self.pending_commits += 1;
-        if self.pending_commits >= CHUNK_COMMITS || self.pending_bytes >= CHUNK_BYTES {
-            self.flush()?;
+        chunk.pending_commits += 1;
+        if chunk.pending_commits >= CHUNK_COMMITS || chunk.pending_bytes >= CHUNK_BYTES {
+            chunk.flush(self.db)?;
         }
         Ok(())
     }
 
+    /// Applies what is pending and returns the state reached.
+    pub(crate) fn finish(mut self) -> Result<Applied> {
+        self.chunk.flush(self.db)?;
+        Ok(self.chunk.applied)
+    }
+
+    /// Like [`finish`](Self::finish), except that a replay held in one chunk
+    /// (nothing applied yet) is checked against the stored records and kept
+    /// in memory, to be applied later ([`Deferred`]).
+    fn finish_or_defer(self) -> Result<(Applied, Option<Deferred>)> {
+        if self.chunk.flushed || self.chunk.pending_commits == 0 {
+            return Ok((self.finish()?, None));
+        }
+        let mut entries: Vec<(&Vec<u8>, &Pending)> = self.chunk.pending.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // The check reads the state database, the tail is built in memory:
+        // one on a thread of its own when there is one to start.
+        let db = self.db;
+        let (checked, tail) = std::thread::scope(|scope| {
+            let checker = std::thread::Builder::new()
+                .name("statelog-replay".to_owned())
+                .spawn_scoped(scope, || check(db, &entries));
+            match checker {
+                Ok(checker) => {
+                    let tail = tail_of(&entries);
+                    // A panic of the database library is the caller's to contain.
+                    let checked = checker
+                        .join()
+                        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked));
+                    (checked, tail)
+                }
+                Err(_) => (check(db, &entries), tail_of(&entries)),
+            }
+        });
+        checked?;
+        let applied = self.chunk.applied;
+        Ok((
+            applied,
+            Some(Deferred {
+                chunk: self.chunk,
+                tail,
+            }),
+        ))
+    }
+}
+
+/// Checks the first operation of a chunk on each key (`entries`, in key
+/// order) against the stored record, writing nothing: what
+/// [`Chunk::flush`] checks as it writes.
+fn check(db: &Db, entries: &[(&Vec<u8>, &Pending)]) -> Result<()> {
+    let path = db.path();
+    let table = db.read_table(RECORDS, "open the records table")?;
+    for (address, pending) in entries {
+        if pending.expect == Expect::Anything {
+            continue;
+        }
+        let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
+        let stored = table
+            .get(address.as_slice())
+            .map_err(db_error(path, "read a record"))?;
+        let current = match stored {
+            None => None,
+            Some(stored) => Some(
+                schema::decode_record(stored.value())
+                    .map(|(m, _)| m)
+                    .ok_or_else(|| malformed_record(path, namespace, key))?,
+            ),
+        };
+        if let Err(what) = follows(pending.expect, current.as_ref()) {
+            return Err(diverged(path, pending.first_revision, namespace, key, what));
+        }
+    }
+    Ok(())
+}
+
+/// The state each key of a chunk (`entries`, in key order) reaches, as a
+/// view's tail.
+fn tail_of(entries: &[(&Vec<u8>, &Pending)]) -> Tail {
+    let mut tail = Tail::default();
+    let mut stored = Vec::new();
+    for (address, pending) in entries {
+        match &pending.state {
+            Some((meta, value)) => {
+                stored.clear();
+                schema::encode_record(meta, value, &mut stored);
+                tail.write(address, Some(&stored));
+            }
+            None => tail.write(address, None),
+        }
+    }
+    tail
+}
+
+impl Chunk {
     /// Folds one operation into the pending state of its key, checking it
     /// against the operation before it on that key within the chunk.
-    fn fold(&mut self, op: &LogOp<'_>, revision: u64, time: Timestamp, base: bool) -> Result<()> {
+    fn fold(
+        &mut self,
+        path: &Path,
+        op: &LogOp<'_>,
+        revision: u64,
+        time: Timestamp,
+        base: bool,
+    ) -> Result<()> {
         let (namespace, key) = op.address();
         let address = key::encode_unchecked(namespace, key);
         let after = match op {
@@ -185,7 +302,7 @@ impl<'db> Replayer<'db> {
                 if !base {
                     let current = pending.state.as_ref().map(|(m, _)| m);
                     if let Err(what) = follows(expect, current) {
-                        return Err(self.diverged(revision, namespace, key, what));
+                        return Err(diverged(path, revision, namespace, key, what));
                     }
                 }
                 if let Some((meta, value)) = std::mem::replace(&mut pending.state, after)
@@ -211,27 +328,41 @@ impl<'db> Replayer<'db> {
         Ok(())
     }
 
-    /// Applies the pending chunk in key order, in one state-database transaction.
-    fn flush(&mut self) -> Result<()> {
+    /// Applies the pending chunk and empties it.
+    fn flush(&mut self, db: &Db) -> Result<()> {
+        self.write(db)?;
+        self.pending.clear();
+        self.superseded.clear();
+        self.revisions.clear();
+        self.pending_bytes = 0;
+        self.pending_commits = 0;
+        Ok(())
+    }
+
+    /// Applies the pending chunk in key order, in one state-database
+    /// transaction, keeping it (it can be applied again, to another
+    /// database).
+    fn write(&mut self, db: &Db) -> Result<()> {
         if self.pending.is_empty() && self.pending_commits == 0 {
             return Ok(());
         }
-        let path = self.db.path();
-        let txn = self.db.begin_nondurable("begin replay")?;
-        let mut entries: Vec<(Vec<u8>, Pending)> = self.pending.drain().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.flushed = true;
+        let path = db.path();
+        let txn = db.begin_nondurable("begin replay")?;
+        let mut entries: Vec<(&Vec<u8>, &Pending)> = self.pending.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         {
             let mut table = txn
                 .open_table(RECORDS)
                 .map_err(db_error(path, "open the records table"))?;
             let mut history = super::history::Writer::open_sorted(&txn, path)?;
-            for (revision, time, base) in self.revisions.drain(..) {
+            for &(revision, time, base) in &self.revisions {
                 history.revision(revision, time, base)?;
             }
             self.superseded
                 .sort_unstable_by(|a, b| (&a.0, a.1.mod_revision).cmp(&(&b.0, b.1.mod_revision)));
-            for (address, meta, value, end, end_time) in self.superseded.drain(..) {
-                history.superseded_parts(&address, &meta, &value, end, end_time)?;
+            for (address, meta, value, end, end_time) in &self.superseded {
+                history.superseded_parts(address, meta, value, *end, *end_time)?;
             }
             for (address, pending) in entries {
                 // Write first and check the record it replaced: one B-tree walk per
@@ -253,7 +384,7 @@ impl<'db> Replayer<'db> {
                     None => None,
                     Some(old) => {
                         history.superseded(
-                            &address,
+                            address,
                             old.value(),
                             pending.first_revision,
                             pending.first_time,
@@ -261,7 +392,7 @@ impl<'db> Replayer<'db> {
                         Some(schema::decode_record(old.value()).map(|(m, _)| m))
                     }
                 };
-                let (namespace, key) = key::decode(&address).unwrap_or(("?", "?"));
+                let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
                 let current = match replaced {
                     Some(Some(meta)) => Some(meta),
                     Some(None) => {
@@ -270,7 +401,7 @@ impl<'db> Replayer<'db> {
                     None => None,
                 };
                 if let Err(what) = follows(pending.expect, current.as_ref()) {
-                    return Err(self.diverged(pending.first_revision, namespace, key, what));
+                    return Err(diverged(path, pending.first_revision, namespace, key, what));
                 }
             }
             history.finish()?;
@@ -281,28 +412,61 @@ impl<'db> Replayer<'db> {
                 .map_err(db_error(path, "record the applied revision"))?;
         }
         txn.commit()
-            .map_err(db_error(path, "commit replayed records"))?;
-        self.pending_bytes = 0;
-        self.pending_commits = 0;
-        Ok(())
+            .map_err(db_error(path, "commit replayed records"))
+    }
+}
+
+fn diverged(path: &Path, revision: u64, namespace: &str, key: &str, what: String) -> Error {
+    Error::corrupt(
+        path,
+        0,
+        format!(
+            "the log's commit at revision {revision} {what} for {namespace}/{key}: the log does \
+             not continue this state database (it was replaced or rolled back past the log); \
+             `statelog repair` can rebuild the state from the log"
+        ),
+    )
+}
+
+/// A replay kept in memory rather than written to the state database at
+/// open: the commits since the checkpoint, folded per key and checked
+/// against the stored records, and the state they reach as a view's tail.
+/// The engine serves reads from that tail and applies the chunk
+/// ([`Deferred::apply`]) before anything else uses the state database.
+pub(crate) struct Deferred {
+    chunk: Chunk,
+    tail: Tail,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred")
+            .field("commits", &self.chunk.pending_commits)
+            .field("addresses", &self.chunk.pending.len())
+            .finish()
+    }
+}
+
+impl Deferred {
+    /// The state the replayed commits reach, by address.
+    pub(crate) fn tail(&self) -> &Tail {
+        &self.tail
     }
 
-    fn diverged(&self, revision: u64, namespace: &str, key: &str, what: String) -> Error {
-        Error::corrupt(
-            self.db.path(),
-            0,
-            format!(
-                "the log's commit at revision {revision} {what} for {namespace}/{key}: the log does \
-                 not continue this state database (it was replaced or rolled back past the log); \
-                 `statelog repair` can rebuild the state from the log"
-            ),
-        )
+    /// The first revision the history index answers for once the chunk is
+    /// applied, when the index holds nothing before it.
+    pub(crate) fn history_floor(&self) -> Option<u64> {
+        self.chunk
+            .revisions
+            .first()
+            .map(|&(revision, _, base)| if base { revision } else { revision - 1 })
     }
 
-    /// Applies what is pending and returns the state reached.
-    pub(crate) fn finish(mut self) -> Result<Applied> {
-        self.flush()?;
-        Ok(self.applied)
+    /// Writes the replayed commits to `db` (one non-durable commit, as an
+    /// open's replay makes it). They are kept: they can be written again, to
+    /// another database.
+    pub(crate) fn apply(&mut self, db: &Db) -> Result<()> {
+        self.chunk.write(db)
     }
 }
 
@@ -317,6 +481,8 @@ pub(crate) struct Replayed {
     pub scanned: Scanned,
     /// The last revision a backup copied.
     pub backed_up: Option<u64>,
+    /// The replay held in memory, when `replay_log` was asked to defer it.
+    pub deferred: Option<Deferred>,
 }
 
 /// Every check opening a store makes of its state database and log, and the
@@ -325,7 +491,9 @@ pub(crate) struct Replayed {
 /// that the log ends at the state's revision and that the state can be read.
 /// Changes no file of the log: `open` then cuts a torn tail and appends, and
 /// `check` runs this on a copy of the state database, so that it finds
-/// whatever would keep the store from opening.
+/// whatever would keep the store from opening. With `defer`, a replay that
+/// fits one chunk is checked against the stored records but not written:
+/// it comes back as [`Replayed::deferred`].
 ///
 /// # Errors
 /// What `open` fails with for a damaged state database or log.
@@ -334,6 +502,7 @@ pub(crate) fn replay_log(
     db: &Db,
     log_dir: &std::path::Path,
     store_id: &StoreId,
+    defer: bool,
 ) -> Result<Replayed> {
     let durable = db.read_meta(store_id)?;
     let checkpoint = Checkpoint {
@@ -344,7 +513,11 @@ pub(crate) fn replay_log(
     let scanned = recovery::scan(fs, log_dir, store_id, checkpoint, |parts, end| {
         replayer.apply(parts, end)
     })?;
-    let applied = replayer.finish()?;
+    let (applied, deferred) = if defer {
+        replayer.finish_or_defer()?
+    } else {
+        (replayer.finish()?, None)
+    };
     if scanned.last_revision() != applied.revision {
         return Err(Error::corrupt(
             db.path(),
@@ -365,6 +538,7 @@ pub(crate) fn replay_log(
         applied,
         scanned,
         backed_up,
+        deferred,
     })
 }
 

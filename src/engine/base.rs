@@ -31,6 +31,7 @@ impl Engine {
         let synced = self.log.synced_revision();
         encode_parts(&ops, revision, load.time, true, synced, &mut frames)?;
         self.fold()?;
+        self.check_writable()?;
         let batch = self.db.begin_batch("begin a restore")?;
         {
             let mut records = batch.records(&mut self.scratch)?;

@@ -24,12 +24,15 @@ pub(crate) struct BackupPoint {
 
 impl Engine {
     /// Whether the checkpoint policy asks for a checkpoint now.
+    /// A replay the open kept in memory is always due: the checkpoint writes
+    /// it, so that a crash does not replay it again.
     pub(crate) fn checkpoint_due(&self, policy: &CheckpointPolicy) -> bool {
         let since = &self.since_checkpoint;
-        since.commits > 0
-            && (since.commits >= policy.commits
-                || since.bytes >= policy.log_bytes
-                || since.since.elapsed() >= policy.interval)
+        self.catching_up()
+            || since.commits > 0
+                && (since.commits >= policy.commits
+                    || since.bytes >= policy.log_bytes
+                    || since.since.elapsed() >= policy.interval)
     }
 
     /// Makes the state database durable at the applied revision, so a restart
@@ -40,22 +43,38 @@ impl Engine {
         if self.applied == self.checkpointed || self.read_only.is_some() {
             return Ok(false);
         }
+        // Lands the held write; a replay the open kept in memory is written
+        // and made durable here (`held.rs`), or the file system was found
+        // to take no writes.
+        self.fold()?;
+        if self.read_only.is_some() {
+            return Ok(false);
+        }
+        if self.applied != self.checkpointed
+            && let Err(e) = self.make_durable()
+        {
+            return Err(self.failed(e));
+        }
+        Ok(true)
+    }
+
+    /// The checkpoint's writes: the log synced as far as the state, the
+    /// state database committed durably, then retention. An error leaves
+    /// the engine as it was, for the caller to handle.
+    pub(super) fn make_durable(&mut self) -> Result<()> {
         // IMPORTANT: the log must be durable at least as far as the state database
         // is about to be (in Relaxed mode it may not be yet; in Sync mode it is).
         if self.log.synced_revision() < self.log.last_revision() {
-            self.sync_log()?;
+            self.log.sync()?;
         }
-        self.fold()?;
-        if let Err(e) = self.db.checkpoint(&self.applied) {
-            return Err(self.failed(e));
-        }
+        self.db.checkpoint(&self.applied)?;
         self.checkpointed = self.applied;
         self.since_checkpoint = SinceCheckpoint::now();
         if let Err(e) = self.retain() {
             // The checkpoint stands; old segments stay until a later one.
             tracing::warn!(error = %e, "log retention failed; old segments were kept");
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Removes the old log segments the retention policy lets go: only sealed
@@ -132,6 +151,9 @@ impl Engine {
             return Ok(());
         }
         self.fold()?;
+        if self.read_only.is_some() {
+            return Ok(());
+        }
         self.db.record_backed_up(revision)?;
         self.backed_up = Some(self.backed_up.unwrap_or(0).max(revision));
         Ok(())

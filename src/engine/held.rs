@@ -8,15 +8,22 @@
 //! use of the state database folds first: a batch that writes in place, reads
 //! of the past, checkpoints, backups, pruning, a restore.
 //!
+//! A replay the open kept in memory (`db::replay::Deferred`) is a tail too,
+//! with nothing held: it is written first ([`Engine::catch_up`]), by the
+//! holder's background thread right after the open, or by whatever needs
+//! the state database before that (a batch, a fold).
+//!
 //! The tail is emptied only when redb has committed its writes. A failure
 //! anywhere that drops the write (a failed log write or sync, a failed
 //! apply or commit) leaves a tail with nothing held: acknowledged commits
 //! the state database lacks, so reads of the past refuse until a reopen.
 
 use super::Engine;
+use crate::db::replay::Deferred;
 use crate::db::tail::Tail;
 use crate::db::write::Batch;
-use crate::error::{Error, Result};
+use crate::db::{Db, file};
+use crate::error::{self, Error, Result};
 
 /// A held write is folded once its tail holds this many addresses...
 const FOLD_ADDRESSES: usize = 1024;
@@ -27,6 +34,11 @@ const FOLD_BYTES: usize = 4 << 20;
 impl Engine {
     /// The write a batch goes into: the held one, or a new one.
     pub(super) fn take_held(&mut self) -> Result<Batch> {
+        if self.catching_up() {
+            self.catch_up()?;
+            // The replay may have found the file system taking no writes.
+            self.check_writable()?;
+        }
         match self.held.take() {
             Some(batch) => Ok(batch),
             None => self.db.begin_batch("begin a write"),
@@ -52,6 +64,7 @@ impl Engine {
     /// batch's) and publishes a view of it. Refused once a failure dropped a
     /// held write: the database then lacks commits readers were shown.
     pub(super) fn fold(&mut self) -> Result<()> {
+        self.catch_up()?;
         let Some(batch) = self.held.take() else {
             if self.tail.is_empty() {
                 return Ok(());
@@ -68,5 +81,375 @@ impl Engine {
         }
         self.tail = Tail::default();
         self.publish()
+    }
+}
+
+impl Engine {
+    /// Whether a replay the open kept in memory is still to be written.
+    pub(crate) fn catching_up(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Writes a replay the open kept in memory to the state database and
+    /// checkpoints it, as the open would have, then publishes a view of it.
+    /// A file system that takes no writes makes the engine read-only (the
+    /// replay applied to an in-memory overlay of the database, as a
+    /// read-only open does); any other failure poisons it, and its tail,
+    /// with nothing held, then refuses reads of the past (the present stays
+    /// readable).
+    pub(crate) fn catch_up(&mut self) -> Result<()> {
+        let Some(mut deferred) = self.deferred.take() else {
+            return Ok(());
+        };
+        let landed = self
+            .apply_deferred(&mut deferred)
+            .and_then(|()| self.make_durable());
+        match landed {
+            Ok(()) => {}
+            // A file system that takes no writes (full, read-only): the
+            // store goes on read-only, as it would have opened.
+            Err(e) if file::cannot_write(&e) => self.go_read_only(&e, &mut deferred)?,
+            Err(e) => return Err(self.failed(e)),
+        }
+        self.tail = Tail::default();
+        self.publish()
+    }
+
+    fn apply_deferred(&self, deferred: &mut Deferred) -> Result<()> {
+        let db = &self.db;
+        crate::db::contain_panic(|| deferred.apply(db))
+            .map_err(|panicked| file::damaged(db.path(), panicked))
+            .and_then(|applied| applied)
+    }
+
+    /// After the file system refused the replay's writes (`cause`): the
+    /// state database is opened again over an in-memory overlay, the replay
+    /// applied there, and the engine refuses changes from here on, as an
+    /// open on that file system would have left it.
+    fn go_read_only(&mut self, cause: &Error, deferred: &mut Deferred) -> Result<()> {
+        let reason = error::chain(cause);
+        tracing::warn!(
+            cause = %reason,
+            "the store's file system takes no writes: the replayed log stays in memory, read-only"
+        );
+        self.db.fence();
+        let path = self.db.path().to_owned();
+        let unwritten = match Db::open_unwritten(self.options.fs.as_ref(), &path, &self.options) {
+            Ok(db) => db,
+            Err(e) => return Err(self.failed(e)),
+        };
+        // Views published before read the old database: it stays open
+        // (fenced, so it writes nothing more) as long as the engine.
+        self.retired = Some(std::mem::replace(&mut self.db, unwritten));
+        if let Err(e) = self.apply_deferred(deferred) {
+            return Err(self.failed(e));
+        }
+        self.read_only = Some(reason);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use crate::access::request::{Check, Request, Write, WriteKind};
+    use crate::engine::open;
+    use crate::testkit::faults::{Fault, FaultyFs, Op, Rule, Target};
+    use crate::testkit::sim::{Loss, SimFs};
+    use crate::{CheckpointPolicy, Error, Options, Store, key, value};
+
+    const STORE: &str = "/store";
+
+    fn options(fs: Arc<dyn crate::fs::Fs>) -> Options {
+        Options::default()
+            .file_system(fs)
+            .serve(false)
+            .remote(false)
+            .cache_size(1 << 20)
+            .checkpoint(CheckpointPolicy::manual())
+    }
+
+    /// Each record of the two namespaces the crashed store writes: version
+    /// and value, `None` when absent.
+    type State = BTreeMap<(String, String), Option<(u64, u64)>>;
+
+    fn state_of(read: impl Fn(&str, &str) -> Option<(u64, u64)>) -> State {
+        let mut state = State::new();
+        for namespace in ["a", "b"] {
+            for i in 0..40 {
+                let key = format!("k{i}");
+                let record = read(namespace, &key);
+                state.insert((namespace.to_owned(), key), record);
+            }
+        }
+        state
+    }
+
+    fn state_of_store(store: &Store) -> State {
+        state_of(|namespace, key| {
+            store
+                .get::<u64>(namespace, key)
+                .unwrap()
+                .map(|r| (r.version, r.value))
+        })
+    }
+
+    /// A store with 40 records at its checkpoint (revision 40), then 600
+    /// commits of puts and deletes in two namespaces (some with many
+    /// writes), lost with the power: only the log keeps them. Returns the
+    /// file system after the restart and the state after some revisions.
+    fn crashed() -> (SimFs, BTreeMap<u64, State>) {
+        let sim = SimFs::new();
+        let store = Store::open(STORE, options(Arc::new(sim.clone()))).unwrap();
+        for i in 0..40u64 {
+            store.put("a", &format!("k{i}"), &i).unwrap();
+        }
+        store.checkpoint().unwrap();
+        let mut states = BTreeMap::new();
+        for i in 0..600u64 {
+            let namespace = if i % 3 == 0 { "b" } else { "a" };
+            let key = format!("k{}", (i * 7) % 40);
+            if i % 11 == 0 {
+                store.delete(namespace, &key).unwrap();
+            } else if i % 50 == 0 {
+                store
+                    .transaction(|tx| {
+                        for j in 0..30 {
+                            tx.put("b", &format!("k{j}"), &(i + j))?;
+                        }
+                        Ok::<_, Error>(())
+                    })
+                    .unwrap();
+            } else {
+                store.put(namespace, &key, &i).unwrap();
+            }
+            if i % 97 == 0 || i == 599 {
+                states.insert(store.revision(), state_of_store(&store));
+            }
+        }
+        sim.power_off();
+        drop(store);
+        (sim.restart(Loss::Everything), states)
+    }
+
+    /// The first record present in `state`, and its version.
+    fn present(state: &State) -> (&str, &str, u64) {
+        state
+            .iter()
+            .find_map(|((namespace, key), record)| {
+                record.map(|(version, _)| (namespace.as_str(), key.as_str(), version))
+            })
+            .unwrap()
+    }
+
+    fn replayed_request(namespace: &str, key: &str, version: u64) -> Request {
+        let address = key::encode(namespace, key).unwrap();
+        Request {
+            checks: vec![Check {
+                address: address.clone(),
+                expected: version,
+                modified: None,
+            }],
+            writes: vec![Write {
+                address,
+                kind: WriteKind::Put {
+                    value: value::encode(namespace, key, &1_000_000u64).unwrap(),
+                    skip_unchanged: false,
+                },
+            }],
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn a_replay_kept_in_memory_reads_as_the_log_left_it_and_lands_before_the_next_commit() {
+        let (sim, states) = crashed();
+        let last = states.last_key_value().unwrap().1.clone();
+        let mut opened = open::hold(Path::new(STORE), &options(Arc::new(sim.clone()))).unwrap();
+        let revision = *states.last_key_value().unwrap().0;
+        assert_eq!(opened.replayed, revision - 40);
+        let engine = &mut opened.engine;
+        assert!(engine.catching_up());
+        // Nothing of the replay is in the state database yet...
+        assert_eq!(engine.counts().checkpoint_revision, 40);
+        // ... and readers see all of it.
+        let view = engine.visible().get();
+        assert_eq!(view.applied().revision, revision);
+        let read = state_of(|namespace, key| {
+            let address = key::encode(namespace, key).unwrap();
+            view.get(&address).unwrap().map(|stored| {
+                let value: u64 = value::decode(namespace, key, &stored.value).unwrap();
+                (stored.meta.version, value)
+            })
+        });
+        assert_eq!(read, last);
+        // A commit checks its precondition against the replayed version: the
+        // replay lands first.
+        let (namespace, key, version) = present(&last);
+        let request = replayed_request(namespace, key, version);
+        let results = engine.commit_batch(&[&request]);
+        assert_eq!(results[0].as_ref().unwrap().revision, Some(revision + 1));
+        assert!(!engine.catching_up());
+        let stale = engine.commit_batch(&[&request]);
+        assert!(matches!(stale[0], Err(Error::Conflict { .. })), "{stale:?}");
+        opened.close().unwrap();
+
+        // Closed cleanly: nothing to replay, and the past of every replayed
+        // revision reads back from the history index.
+        let store = Store::open(STORE, options(Arc::new(sim))).unwrap();
+        assert_eq!(store.recovery().replayed, 0);
+        for (revision, state) in &states {
+            let then = store.snapshot_at_revision(*revision).unwrap();
+            let read = state_of(|namespace, key| {
+                then.get::<u64>(namespace, key)
+                    .unwrap()
+                    .map(|r| (r.version, r.value))
+            });
+            assert_eq!(&read, state, "at revision {revision}");
+        }
+        assert_eq!(
+            store.get::<u64>(namespace, key).unwrap().unwrap().version,
+            version + 1
+        );
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn a_replay_kept_in_memory_lands_before_a_read_of_the_past() {
+        let (sim, states) = crashed();
+        let mut opened = open::hold(Path::new(STORE), &options(Arc::new(sim))).unwrap();
+        assert!(opened.engine.catching_up());
+        let (revision, state) = states.iter().nth(2).unwrap();
+        let tables = opened.engine.past_tables().unwrap();
+        assert!(!opened.engine.catching_up());
+        for ((namespace, key), want) in state {
+            let address = key::encode(namespace, key).unwrap();
+            let got = tables.get(&address, *revision).unwrap().map(|stored| {
+                let value: u64 = value::decode(namespace, key, &stored.value).unwrap();
+                (stored.meta.version, value)
+            });
+            assert_eq!(&got, want, "{namespace}/{key} at revision {revision}");
+        }
+    }
+
+    #[test]
+    fn a_replay_that_fails_to_land_poisons_the_engine_and_a_reopen_replays_it_again() {
+        let (sim, states) = crashed();
+        let last = states.last_key_value().unwrap().1.clone();
+        let faulty = FaultyFs::new(Arc::new(sim.clone()));
+        let mut opened = open::hold(Path::new(STORE), &options(Arc::new(faulty.clone()))).unwrap();
+        assert!(opened.engine.catching_up());
+        faulty.inject(Rule::new(Target::Db, Op::Write, Fault::Eio));
+        let (namespace, key, version) = present(&last);
+        let request = replayed_request(namespace, key, version);
+        let results = opened.engine.commit_batch(&[&request]);
+        assert!(faulty.injected() > 0);
+        assert!(results[0].is_err(), "{results:?}");
+        // The engine takes no more commits, refuses the past (the state
+        // database lacks the replay), and still shows the present.
+        let again = opened.engine.commit_batch(&[&request]);
+        assert!(matches!(again[0], Err(Error::Poisoned { .. })), "{again:?}");
+        assert!(matches!(
+            opened.engine.past_tables(),
+            Err(Error::Poisoned { .. })
+        ));
+        let view = opened.engine.visible().get();
+        let address = key::encode(namespace, key).unwrap();
+        assert_eq!(view.get(&address).unwrap().unwrap().meta.version, version);
+        drop(opened);
+        faulty.clear();
+        let store = Store::open(STORE, options(Arc::new(sim))).unwrap();
+        let revision = *states.last_key_value().unwrap().0;
+        assert_eq!(store.recovery().replayed, revision - 40);
+        assert_eq!(state_of_store(&store), last);
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn a_replay_the_disk_has_no_room_for_leaves_the_store_read_only_with_all_of_it() {
+        let (sim, states) = crashed();
+        let last = states.last_key_value().unwrap().1.clone();
+        let faulty = FaultyFs::new(Arc::new(sim.clone()));
+        let mut opened = open::hold(Path::new(STORE), &options(Arc::new(faulty.clone()))).unwrap();
+        assert!(opened.engine.catching_up());
+        faulty.inject(Rule::new(Target::Db, Op::Write, Fault::NoSpace));
+        let (namespace, key, version) = present(&last);
+        let request = replayed_request(namespace, key, version);
+        let results = opened.engine.commit_batch(&[&request]);
+        assert!(faulty.injected() > 0);
+        assert!(
+            matches!(results[0], Err(Error::ReadOnly { .. })),
+            "{results:?}"
+        );
+        assert!(!opened.engine.catching_up());
+        assert!(opened.engine.read_only().is_some());
+        // The present and the past read back whole, from memory.
+        let view = opened.engine.visible().get();
+        let address = key::encode(namespace, key).unwrap();
+        assert_eq!(view.get(&address).unwrap().unwrap().meta.version, version);
+        let tables = opened.engine.past_tables().unwrap();
+        for (revision, state) in &states {
+            for ((namespace, key), want) in state {
+                let address = key::encode(namespace, key).unwrap();
+                let got = tables.get(&address, *revision).unwrap().map(|stored| {
+                    let value: u64 = value::decode(namespace, key, &stored.value).unwrap();
+                    (stored.meta.version, value)
+                });
+                assert_eq!(&got, want, "{namespace}/{key} at revision {revision}");
+            }
+        }
+        assert!(
+            !opened.engine.checkpoint().unwrap(),
+            "nothing to checkpoint read-only"
+        );
+        opened.close().unwrap();
+        // Nothing was written: once the disk has room, the log replays again.
+        faulty.clear();
+        let store = Store::open(STORE, options(Arc::new(sim))).unwrap();
+        let revision = *states.last_key_value().unwrap().0;
+        assert_eq!(store.recovery().replayed, revision - 40);
+        assert_eq!(state_of_store(&store), last);
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn a_replay_kept_in_memory_is_still_checked_against_the_state_database() {
+        use crate::db::Db;
+        use crate::db::schema::{self, Applied, META, RECORDS};
+        let (sim, _) = crashed();
+        // The state database loses a record the log's first commit after the
+        // checkpoint updates (version 1 of a/k7): the log no longer continues
+        // it.
+        {
+            let db_path = Path::new(STORE).join(crate::layout::DB_FILE);
+            let db = Db::open(&sim, &db_path, &options(Arc::new(sim.clone()))).unwrap();
+            let applied = {
+                let meta = db.read_table(META, "meta").unwrap();
+                let bytes = meta.get(schema::META_APPLIED).unwrap().unwrap();
+                Applied::decode(bytes.value()).unwrap()
+            };
+            let txn = db.begin_nondurable("remove").unwrap();
+            {
+                let mut records = txn.open_table(RECORDS).unwrap();
+                let address = key::encode("a", "k7").unwrap();
+                assert!(records.remove(address.as_slice()).unwrap().is_some());
+            }
+            txn.commit().unwrap();
+            db.checkpoint(&applied).unwrap();
+        }
+        let Err(err) = open::hold(Path::new(STORE), &options(Arc::new(sim))) else {
+            panic!("a state database the log does not continue opened");
+        };
+        let message = err.to_string();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(
+            message.contains(
+                "revision 41 expects version 1 (created at 8) but finds an absent record for a/k7"
+            ),
+            "{message}"
+        );
     }
 }

@@ -83,6 +83,9 @@ impl Engine {
             return Ok(());
         }
         self.fold()?;
+        if self.read_only.is_some() {
+            return Ok(());
+        }
         self.db.prune_history(floor)?;
         self.history_from = floor;
         Ok(())

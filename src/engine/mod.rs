@@ -95,9 +95,13 @@ pub(crate) struct Engine {
     /// has committed everything. Declared before `db`, so that it is
     /// dropped (and aborted) before it.
     held: Option<crate::db::write::Batch>,
-    /// The writes of `held`, emptied only when redb commits them: writes
-    /// left here with nothing held (a failure dropped the write) are
-    /// acknowledged commits the state database lacks (`held.rs`).
+    /// A replay the open kept in memory rather than writing it (its records
+    /// are the tail); while set, nothing is held.
+    deferred: Option<crate::db::replay::Deferred>,
+    /// The writes of `held` (or of `deferred`), emptied only when redb
+    /// commits them: writes left here with nothing held or deferred (a
+    /// failure dropped them) are acknowledged commits the state database
+    /// lacks (`held.rs`).
     tail: crate::db::tail::Tail,
     db: Db,
     log: LogWriter,
@@ -140,11 +144,17 @@ pub(crate) struct Engine {
     watchers: Arc<crate::watch::hub::Hub>,
     /// The first revision the history index answers for.
     history_from: u64,
+    /// What the store was opened with (for the state database's read-only
+    /// reopening, `held.rs`).
+    options: Options,
+    /// The state database as opened, once reopened read-only: views
+    /// published before still read it.
+    retired: Option<Db>,
 }
 
 /// Where an opened store's state database and log stand (what recovery
 /// reached).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Recovered {
     /// The state the database holds now (replayed, not yet durable).
     pub applied: Applied,
@@ -156,6 +166,8 @@ pub(crate) struct Recovered {
     pub read_only: Option<String>,
     /// The first revision the history index answers for.
     pub history_from: u64,
+    /// The replay kept in memory, to be written later.
+    pub deferred: Option<crate::db::replay::Deferred>,
 }
 
 /// The engine's counters, for `Stats`.
@@ -184,10 +196,22 @@ impl Engine {
                 return Err(e);
             }
         };
+        // A deferred replay's records are shown as the view's tail until
+        // the engine writes them (`held.rs`).
+        let tail = recovered
+            .deferred
+            .as_ref()
+            .map(|deferred| deferred.tail().clone())
+            .unwrap_or_default();
+        let view = match &recovered.deferred {
+            Some(_) => view.with_tail(tail.clone(), recovered.applied),
+            None => view,
+        };
         Ok(Engine {
             visible: Arc::new(Visible::new(view)),
             held: None,
-            tail: crate::db::tail::Tail::default(),
+            deferred: recovered.deferred,
+            tail,
             db,
             log,
             durability: options.durability,
@@ -209,6 +233,8 @@ impl Engine {
             syncer: std::cell::OnceCell::new(),
             watchers: Arc::default(),
             history_from: recovered.history_from,
+            options: options.clone(),
+            retired: None,
         })
     }
 
@@ -332,7 +358,7 @@ impl Engine {
     /// before anything holds a write again, so that the view a tail goes on
     /// is the commit the held write began from.
     fn publish(&mut self) -> Result<()> {
-        let view = if self.held.is_some() {
+        let view = if self.held.is_some() || self.deferred.is_some() {
             Ok(self
                 .visible
                 .get()
@@ -362,8 +388,10 @@ impl Engine {
         // change): a reopen rebuilds the state from the durable log.
         self.db.fence();
         // The held write may hold a batch whose sync failed: it never lands
-        // (its tail stays, which says what was lost).
+        // (its tail stays, which says what was lost), nor does a deferred
+        // replay.
         self.held = None;
+        self.deferred = None;
         if self.poisoned.is_none() {
             let cause = error::chain(&error);
             tracing::error!(cause = %cause, "the store stops accepting writes until reopened");

@@ -160,10 +160,15 @@ fn open_store(
     // A damaged file can make redb panic while the state is read and replayed
     // onto (what `verify_on_open` would have caught first): an error, not a
     // panic in the caller's process.
-    let replayed = db::contain_panic(|| db::replay::replay_log(fs_ref, &db, &log_dir, &store_id))
-        .map_err(|panicked| file::damaged(&db_path, panicked))
-        .and_then(|replayed| replayed)
-        .map_err(fail)?;
+    // A writable store keeps a replay that fits in memory there: readers see
+    // it at once, and the engine writes it to the state database before
+    // anything else uses the database (`engine/held.rs`).
+    let defer = read_only.is_none();
+    let replayed =
+        db::contain_panic(|| db::replay::replay_log(fs_ref, &db, &log_dir, &store_id, defer))
+            .map_err(|panicked| file::damaged(&db_path, panicked))
+            .and_then(|replayed| replayed)
+            .map_err(fail)?;
     let (durable, applied) = (replayed.durable, replayed.applied);
     let settings = WriterSettings {
         segment_size: options.segment_size,
@@ -179,7 +184,13 @@ fn open_store(
     )
     .map_err(fail)?;
     let writable = read_only.is_none();
-    let history_from = db::history::floor(&db, applied.revision, writable).map_err(fail)?;
+    // The index holds no replayed commit yet when the replay is deferred.
+    let nothing_before = replayed
+        .deferred
+        .as_ref()
+        .and_then(db::replay::Deferred::history_floor)
+        .unwrap_or(applied.revision);
+    let history_from = db::history::floor(&db, nothing_before, writable).map_err(fail)?;
     let mut engine = Engine::new(
         db,
         recovered.writer,
@@ -190,15 +201,21 @@ fn open_store(
             backed_up: replayed.backed_up,
             read_only,
             history_from,
+            deferred: replayed.deferred,
         },
     )?;
     if recovered.replayed > 0 && writable {
-        // Make the replay durable now, so a crash right after opening does not
-        // replay it again.
-        engine.checkpoint()?;
+        if !engine.catching_up() {
+            // Make the replay durable now, so a crash right after opening
+            // does not replay it again. (A deferred replay is applied and
+            // checkpointed by the holder's background thread, or by whatever
+            // needs the state database first: `Engine::catch_up`.)
+            engine.checkpoint()?;
+        }
         tracing::info!(
             replayed = recovered.replayed,
             revision = applied.revision,
+            deferred = engine.catching_up(),
             "replayed the log after an unclean shutdown"
         );
     }

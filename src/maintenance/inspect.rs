@@ -579,7 +579,8 @@ impl Inspector<'_> {
     /// and replay, run on the copy. Reported on its own only when nothing
     /// else was found.
     fn trial_open(&mut self, db: &Db) -> Option<String> {
-        let trial = contain_panic(|| replay::replay_log(self.fs, db, &self.log_dir, self.store_id));
+        let trial =
+            contain_panic(|| replay::replay_log(self.fs, db, &self.log_dir, self.store_id, false));
         let why = match trial {
             Ok(Ok(_)) => return None,
             Ok(Err(e)) => e.to_string(),

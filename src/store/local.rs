@@ -207,6 +207,14 @@ impl Shared {
             self.flush();
         }
         let mut engine = self.engine.lock();
+        if engine.catching_up() {
+            // The open's replay, kept in memory: written and made durable
+            // as the open would have (not counted as a checkpoint).
+            if let Err(e) = engine.checkpoint() {
+                tracing::error!(error = %e, "writing the replayed log to the state database failed");
+            }
+            return;
+        }
         if engine.checkpoint_due(&options.checkpoint) {
             match engine.checkpoint() {
                 Ok(true) => {
@@ -388,6 +396,9 @@ impl Local {
                 })
                 .map_err(|e| Error::io("start the background thread for", &shared.path, e))?
         };
+        if shared.engine.lock().catching_up() {
+            shared.background.want_checkpoint();
+        }
         let local = Arc::new(Local {
             shared: Arc::clone(&shared),
             lease_thread: Mutex::new(Some(lease_thread)),
