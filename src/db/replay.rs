@@ -15,8 +15,14 @@
 //! tail is written once. The history index's `history_ends` entries, keyed by
 //! the revision that ended each version, come out of that order at random
 //! revisions: they are held and written sorted at the end of the chunk.
+//!
+//! An open may keep a replay that fits one chunk in memory instead
+//! ([`Deferred`]): each key's first operation is checked against the stored
+//! record without writing, and the state the chunk reaches becomes the first
+//! view's tail; the engine writes the chunk later (`engine/held.rs`).
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use super::schema::{self, Applied, META, RECORDS};
 use super::tail::Tail;
@@ -30,7 +36,6 @@ use crate::log::recovery::{self, Checkpoint, Scanned};
 use crate::log::segment::StoreId;
 use crate::time::Timestamp;
 use crate::value::Meta;
-use std::path::Path;
 
 /// A chunk is applied once it holds this many commits (its bytes bound its
 /// memory; this bounds what it keeps per commit)...

@@ -317,102 +317,120 @@ mod tests {
         store.close().unwrap();
     }
 
+    /// The state a read of the past gives at `revision`.
+    fn past_state(tables: &crate::db::past::Tables, revision: u64) -> State {
+        state_of(|namespace, key| {
+            let address = key::encode(namespace, key).unwrap();
+            tables.get(&address, revision).unwrap().map(|stored| {
+                let value: u64 = value::decode(namespace, key, &stored.value).unwrap();
+                (stored.meta.version, value)
+            })
+        })
+    }
+
     #[test]
     fn a_replay_kept_in_memory_lands_before_a_read_of_the_past() {
         let (sim, states) = crashed();
         let mut opened = open::hold(Path::new(STORE), &options(Arc::new(sim))).unwrap();
         assert!(opened.engine.catching_up());
-        let (revision, state) = states.iter().nth(2).unwrap();
         let tables = opened.engine.past_tables().unwrap();
         assert!(!opened.engine.catching_up());
-        for ((namespace, key), want) in state {
+        for (revision, state) in &states {
+            assert_eq!(&past_state(&tables, *revision), state, "at {revision}");
+        }
+    }
+
+    /// The crashed store opened on a disk whose state database's writes fail
+    /// with `fault` from then on, and a commit of a replayed record tried:
+    /// its result, and the record (namespace, key, version) it updated.
+    struct Faulted {
+        sim: SimFs,
+        states: BTreeMap<u64, State>,
+        opened: open::Opened,
+        request: Request,
+        result: crate::error::Result<crate::access::request::Outcome>,
+        record: (String, String, u64),
+    }
+
+    fn commit_on_a_disk_failing_with(fault: Fault) -> Faulted {
+        let (sim, states) = crashed();
+        let last = states.last_key_value().unwrap().1.clone();
+        let faulty = FaultyFs::new(Arc::new(sim.clone()));
+        let mut opened = open::hold(Path::new(STORE), &options(Arc::new(faulty.clone()))).unwrap();
+        assert!(opened.engine.catching_up());
+        faulty.inject(Rule::new(Target::Db, Op::Write, fault));
+        let (namespace, key, version) = present(&last);
+        let record = (namespace.to_owned(), key.to_owned(), version);
+        let request = replayed_request(namespace, key, version);
+        let result = opened.engine.commit_batch(&[&request]).remove(0);
+        assert!(faulty.injected() > 0);
+        Faulted {
+            sim,
+            states,
+            opened,
+            request,
+            result,
+            record,
+        }
+    }
+
+    impl Faulted {
+        /// The present still shows the replayed version of the record.
+        fn shows_the_replay(&self) {
+            let (namespace, key, version) = &self.record;
+            let view = self.opened.engine.visible().get();
             let address = key::encode(namespace, key).unwrap();
-            let got = tables.get(&address, *revision).unwrap().map(|stored| {
-                let value: u64 = value::decode(namespace, key, &stored.value).unwrap();
-                (stored.meta.version, value)
-            });
-            assert_eq!(&got, want, "{namespace}/{key} at revision {revision}");
+            assert_eq!(view.get(&address).unwrap().unwrap().meta.version, *version);
+        }
+
+        /// Once the disk works again, a reopen replays the log again, whole.
+        fn replays_again(self) {
+            drop(self.opened);
+            let store = Store::open(STORE, options(Arc::new(self.sim))).unwrap();
+            let (revision, last) = self.states.last_key_value().unwrap();
+            assert_eq!(store.recovery().replayed, revision - 40);
+            assert_eq!(&state_of_store(&store), last);
+            store.close().unwrap();
         }
     }
 
     #[test]
     fn a_replay_that_fails_to_land_poisons_the_engine_and_a_reopen_replays_it_again() {
-        let (sim, states) = crashed();
-        let last = states.last_key_value().unwrap().1.clone();
-        let faulty = FaultyFs::new(Arc::new(sim.clone()));
-        let mut opened = open::hold(Path::new(STORE), &options(Arc::new(faulty.clone()))).unwrap();
-        assert!(opened.engine.catching_up());
-        faulty.inject(Rule::new(Target::Db, Op::Write, Fault::Eio));
-        let (namespace, key, version) = present(&last);
-        let request = replayed_request(namespace, key, version);
-        let results = opened.engine.commit_batch(&[&request]);
-        assert!(faulty.injected() > 0);
-        assert!(results[0].is_err(), "{results:?}");
+        let mut faulted = commit_on_a_disk_failing_with(Fault::Eio);
+        assert!(faulted.result.is_err(), "{:?}", faulted.result);
         // The engine takes no more commits, refuses the past (the state
         // database lacks the replay), and still shows the present.
-        let again = opened.engine.commit_batch(&[&request]);
+        let engine = &mut faulted.opened.engine;
+        let again = engine.commit_batch(&[&faulted.request]);
         assert!(matches!(again[0], Err(Error::Poisoned { .. })), "{again:?}");
-        assert!(matches!(
-            opened.engine.past_tables(),
-            Err(Error::Poisoned { .. })
-        ));
-        let view = opened.engine.visible().get();
-        let address = key::encode(namespace, key).unwrap();
-        assert_eq!(view.get(&address).unwrap().unwrap().meta.version, version);
-        drop(opened);
-        faulty.clear();
-        let store = Store::open(STORE, options(Arc::new(sim))).unwrap();
-        let revision = *states.last_key_value().unwrap().0;
-        assert_eq!(store.recovery().replayed, revision - 40);
-        assert_eq!(state_of_store(&store), last);
-        store.close().unwrap();
+        assert!(matches!(engine.past_tables(), Err(Error::Poisoned { .. })));
+        faulted.shows_the_replay();
+        faulted.replays_again();
     }
 
     #[test]
     fn a_replay_the_disk_has_no_room_for_leaves_the_store_read_only_with_all_of_it() {
-        let (sim, states) = crashed();
-        let last = states.last_key_value().unwrap().1.clone();
-        let faulty = FaultyFs::new(Arc::new(sim.clone()));
-        let mut opened = open::hold(Path::new(STORE), &options(Arc::new(faulty.clone()))).unwrap();
-        assert!(opened.engine.catching_up());
-        faulty.inject(Rule::new(Target::Db, Op::Write, Fault::NoSpace));
-        let (namespace, key, version) = present(&last);
-        let request = replayed_request(namespace, key, version);
-        let results = opened.engine.commit_batch(&[&request]);
-        assert!(faulty.injected() > 0);
+        let mut faulted = commit_on_a_disk_failing_with(Fault::NoSpace);
         assert!(
-            matches!(results[0], Err(Error::ReadOnly { .. })),
-            "{results:?}"
+            matches!(faulted.result, Err(Error::ReadOnly { .. })),
+            "{:?}",
+            faulted.result
         );
-        assert!(!opened.engine.catching_up());
-        assert!(opened.engine.read_only().is_some());
+        let engine = &mut faulted.opened.engine;
+        assert!(!engine.catching_up());
+        assert!(engine.read_only().is_some());
         // The present and the past read back whole, from memory.
-        let view = opened.engine.visible().get();
-        let address = key::encode(namespace, key).unwrap();
-        assert_eq!(view.get(&address).unwrap().unwrap().meta.version, version);
-        let tables = opened.engine.past_tables().unwrap();
-        for (revision, state) in &states {
-            for ((namespace, key), want) in state {
-                let address = key::encode(namespace, key).unwrap();
-                let got = tables.get(&address, *revision).unwrap().map(|stored| {
-                    let value: u64 = value::decode(namespace, key, &stored.value).unwrap();
-                    (stored.meta.version, value)
-                });
-                assert_eq!(&got, want, "{namespace}/{key} at revision {revision}");
-            }
+        let tables = engine.past_tables().unwrap();
+        for (revision, state) in &faulted.states {
+            assert_eq!(&past_state(&tables, *revision), state, "at {revision}");
         }
         assert!(
-            !opened.engine.checkpoint().unwrap(),
+            !engine.checkpoint().unwrap(),
             "nothing to checkpoint read-only"
         );
-        opened.close().unwrap();
-        // Nothing was written: once the disk has room, the log replays again.
-        faulty.clear();
-        let store = Store::open(STORE, options(Arc::new(sim))).unwrap();
-        let revision = *states.last_key_value().unwrap().0;
-        assert_eq!(store.recovery().replayed, revision - 40);
-        assert_eq!(state_of_store(&store), last);
-        store.close().unwrap();
+        faulted.shows_the_replay();
+        // Nothing was written: the log replays again.
+        faulted.replays_again();
     }
 
     #[test]
