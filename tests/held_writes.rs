@@ -2,7 +2,9 @@
 //! see as each view's tail (`src/db/tail.rs`, `src/engine/held.rs`): every
 //! read agrees with a model (a map per revision) while the tail grows, is
 //! folded into the database, and is folded early by reads of the past,
-//! checkpoints, batches that write in place and a reopen.
+//! checkpoints, batches that write in place and a reopen; and the replay a
+//! reopen keeps in memory as the first tail, read and written on threads as
+//! it lands.
 
 mod common;
 
@@ -200,4 +202,98 @@ fn a_record_rewritten_while_held_keeps_its_history() {
     assert_eq!(versions, expected);
     let snapshot = store.snapshot_at_revision(4).unwrap();
     assert_eq!(snapshot.get::<u64>("ns", "k").unwrap().unwrap().value, 3);
+}
+
+/// After a power loss, the reopen keeps the replay in memory and writes it in
+/// the background: readers on two threads see the replayed state (or later)
+/// from the first read on and never anything older, while a third thread's
+/// updates (read, add one, compare and swap) wait for the replay to land and
+/// then build on it; a later reopen has nothing to replay and reads the past
+/// back from the history the replay wrote.
+#[test]
+fn readers_and_a_writer_meet_a_replay_kept_in_memory_as_it_lands() {
+    use statelog::CheckpointPolicy;
+    use statelog::testkit::sim::{Loss, SimFs};
+    use std::sync::Arc;
+    let options = |fs: SimFs| {
+        Options::default()
+            .file_system(Arc::new(fs))
+            .serve(false)
+            .remote(false)
+            .checkpoint(CheckpointPolicy::manual())
+    };
+    const KEYS: u64 = 2_000;
+    let key = |i: u64| format!("k{i:04}");
+    let sim = SimFs::new();
+    let store = Store::open("/store", options(sim.clone())).unwrap();
+    store
+        .transaction(|tx| (0..KEYS).try_for_each(|i| tx.put("a", &key(i), &0u64)))
+        .unwrap();
+    store.checkpoint().unwrap();
+    for round in 1..=4u64 {
+        store
+            .transaction(|tx| (0..KEYS).try_for_each(|i| tx.put("a", &key(i), &(round * 10))))
+            .unwrap();
+    }
+    for i in 0..KEYS * 3 / 2 {
+        store.put("a", &key(i % KEYS), &(50 + i / KEYS)).unwrap();
+    }
+    let replayed_at = store.revision();
+    let model: BTreeMap<String, u64> = store
+        .list::<u64>("a", KeyRange::all())
+        .unwrap()
+        .map(|item| item.map(|(key, v)| (key, v.value)))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    sim.power_off();
+    drop(store);
+
+    let sim = sim.restart(Loss::Everything);
+    let store = Store::open("/store", options(sim.clone())).unwrap();
+    assert_eq!(store.recovery().replayed, replayed_at - 1);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let mut seen = model.clone();
+                for _ in 0..40 {
+                    let snapshot = store.snapshot().unwrap();
+                    assert!(snapshot.revision().unwrap() >= replayed_at);
+                    let now: BTreeMap<String, u64> = snapshot
+                        .list::<u64>("a", KeyRange::all())
+                        .unwrap()
+                        .map(|item| item.map(|(key, v)| (key, v.value)))
+                        .collect::<Result<_, _>>()
+                        .unwrap();
+                    assert_eq!(now.len(), model.len());
+                    for (key, value) in &now {
+                        assert!(
+                            *value == model[key] || *value == model[key] + 1,
+                            "{key}: {value}, replayed {}",
+                            model[key]
+                        );
+                        assert!(*value >= seen[key], "{key} went back");
+                    }
+                    seen = now;
+                }
+            });
+        }
+        scope.spawn(|| {
+            for i in 0..KEYS {
+                let updated = store
+                    .update::<u64, statelog::Error, _>("a", &key(i), |v| Ok(v.unwrap() + 1))
+                    .unwrap();
+                assert_eq!(updated.value, model[&key(i)] + 1);
+            }
+        });
+    });
+    store.close().unwrap();
+    let store = Store::open("/store", options(sim)).unwrap();
+    assert_eq!(store.recovery().replayed, 0);
+    let then = store.snapshot_at_revision(replayed_at).unwrap();
+    for (key, value) in &model {
+        assert_eq!(then.get::<u64>("a", key).unwrap().unwrap().value, *value);
+        let now = store.get::<u64>("a", key).unwrap().unwrap().value;
+        assert_eq!(now, value + 1);
+    }
+    store.close().unwrap();
 }
