@@ -82,9 +82,7 @@ impl Engine {
         self.tail = Tail::default();
         self.publish()
     }
-}
 
-impl Engine {
     /// Whether a replay the open kept in memory is still to be written.
     pub(crate) fn catching_up(&self) -> bool {
         self.deferred.is_some()
@@ -97,7 +95,7 @@ impl Engine {
     /// read-only open does); any other failure poisons it, and its tail,
     /// with nothing held, then refuses reads of the past (the present stays
     /// readable).
-    pub(crate) fn catch_up(&mut self) -> Result<()> {
+    pub(super) fn catch_up(&mut self) -> Result<()> {
         let Some(mut deferred) = self.deferred.take() else {
             return Ok(());
         };

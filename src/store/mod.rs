@@ -82,7 +82,8 @@ pub struct TxOutcome<T> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Recovery {
-    /// Commits replayed from the log into the state database.
+    /// Commits replayed from the log (into the state database, or into
+    /// memory first: see [`Store::open`]).
     pub replayed: u64,
     /// A torn write cut off the end of the log (it held no acknowledged commit).
     pub cut: Option<CutTail>,
@@ -179,7 +180,12 @@ impl Store {
     /// If no other process holds the store, this one does: after a crash the
     /// log past the last checkpoint is replayed and a torn write at its very
     /// end is cut (with a warning through `tracing`), and the store is served
-    /// to other processes (see [`Options::serve`]). If another process holds
+    /// to other processes (see [`Options::serve`]). A replay that fits in
+    /// memory (up to 131,072 commits and 64 MiB of keys and values) is
+    /// checked against the state database and read from memory at once; it
+    /// is written to the state database right after the open, and commits,
+    /// reads of the past, backups and checkpoints wait for that (reads of the
+    /// present do not). If another process holds
     /// it and serves it, the handle works through that process (see
     /// [`Options::remote`]). Otherwise this waits up to
     /// [`Options::lock_timeout`] for the holder to close it.
