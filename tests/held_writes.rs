@@ -204,6 +204,16 @@ fn a_record_rewritten_while_held_keeps_its_history() {
     assert_eq!(snapshot.get::<u64>("ns", "k").unwrap().unwrap().value, 3);
 }
 
+/// Every record of namespace `a` in `snapshot`: key -> value.
+fn values_in_a(snapshot: &statelog::Snapshot) -> BTreeMap<String, u64> {
+    snapshot
+        .list::<u64>("a", KeyRange::all())
+        .unwrap()
+        .map(|item| item.map(|(key, v)| (key, v.value)))
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 /// After a power loss, the reopen keeps the replay in memory and writes it in
 /// the background: readers on two threads see the replayed state (or later)
 /// from the first read on and never anything older, while a third thread's
@@ -239,12 +249,7 @@ fn readers_and_a_writer_meet_a_replay_kept_in_memory_as_it_lands() {
         store.put("a", &key(i % KEYS), &(50 + i / KEYS)).unwrap();
     }
     let replayed_at = store.revision();
-    let model: BTreeMap<String, u64> = store
-        .list::<u64>("a", KeyRange::all())
-        .unwrap()
-        .map(|item| item.map(|(key, v)| (key, v.value)))
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let model = values_in_a(&store.snapshot().unwrap());
     sim.power_off();
     drop(store);
 
@@ -258,12 +263,7 @@ fn readers_and_a_writer_meet_a_replay_kept_in_memory_as_it_lands() {
                 for _ in 0..40 {
                     let snapshot = store.snapshot().unwrap();
                     assert!(snapshot.revision().unwrap() >= replayed_at);
-                    let now: BTreeMap<String, u64> = snapshot
-                        .list::<u64>("a", KeyRange::all())
-                        .unwrap()
-                        .map(|item| item.map(|(key, v)| (key, v.value)))
-                        .collect::<Result<_, _>>()
-                        .unwrap();
+                    let now = values_in_a(&snapshot);
                     assert_eq!(now.len(), model.len());
                     for (key, value) in &now {
                         assert!(

@@ -232,23 +232,29 @@ fn check(db: &Db, entries: &[(&Vec<u8>, &Pending)]) -> Result<()> {
         if pending.expect == Expect::Anything {
             continue;
         }
-        let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
         let stored = table
             .get(address.as_slice())
             .map_err(db_error(path, "read a record"))?;
-        let current = match stored {
-            None => None,
-            Some(stored) => Some(
-                schema::decode_record(stored.value())
-                    .map(|(m, _)| m)
-                    .ok_or_else(|| malformed_record(path, namespace, key))?,
-            ),
-        };
-        if let Err(what) = follows(pending.expect, current.as_ref()) {
-            return Err(diverged(path, pending.first_revision, namespace, key, what));
-        }
+        continues(path, address, pending, stored.as_ref().map(|s| s.value()))?;
     }
     Ok(())
+}
+
+/// Whether the chunk's first operation on `address` continues `stored`, the
+/// record it lands on (`None`: absent); otherwise the error that says how
+/// the log and the state database parted.
+fn continues(path: &Path, address: &[u8], pending: &Pending, stored: Option<&[u8]>) -> Result<()> {
+    let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
+    let current = match stored {
+        None => None,
+        Some(stored) => Some(
+            schema::decode_record(stored)
+                .map(|(m, _)| m)
+                .ok_or_else(|| malformed_record(path, namespace, key))?,
+        ),
+    };
+    follows(pending.expect, current.as_ref())
+        .map_err(|what| diverged(path, pending.first_revision, namespace, key, what))
 }
 
 /// The state each key of a chunk (`entries`, in key order) reaches, as a
@@ -385,29 +391,15 @@ impl Chunk {
                         .remove(address.as_slice())
                         .map_err(db_error(path, "remove a record"))?,
                 };
-                let replaced = match old {
-                    None => None,
-                    Some(old) => {
-                        history.superseded(
-                            address,
-                            old.value(),
-                            pending.first_revision,
-                            pending.first_time,
-                        )?;
-                        Some(schema::decode_record(old.value()).map(|(m, _)| m))
-                    }
-                };
-                let (namespace, key) = key::decode(address).unwrap_or(("?", "?"));
-                let current = match replaced {
-                    Some(Some(meta)) => Some(meta),
-                    Some(None) => {
-                        return Err(malformed_record(path, namespace, key));
-                    }
-                    None => None,
-                };
-                if let Err(what) = follows(pending.expect, current.as_ref()) {
-                    return Err(diverged(path, pending.first_revision, namespace, key, what));
+                if let Some(old) = &old {
+                    history.superseded(
+                        address,
+                        old.value(),
+                        pending.first_revision,
+                        pending.first_time,
+                    )?;
                 }
+                continues(path, address, pending, old.as_ref().map(|o| o.value()))?;
             }
             history.finish()?;
             let mut meta = txn

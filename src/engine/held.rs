@@ -278,10 +278,9 @@ mod tests {
         assert_eq!(view.applied().revision, revision);
         let read = state_of(|namespace, key| {
             let address = key::encode(namespace, key).unwrap();
-            view.get(&address).unwrap().map(|stored| {
-                let value: u64 = value::decode(namespace, key, &stored.value).unwrap();
-                (stored.meta.version, value)
-            })
+            view.get(&address)
+                .unwrap()
+                .map(|s| decoded(namespace, key, &s))
         });
         assert_eq!(read, last);
         // A commit checks its precondition against the replayed version: the
@@ -315,14 +314,20 @@ mod tests {
         store.close().unwrap();
     }
 
+    /// A stored record's version and value.
+    fn decoded(namespace: &str, key: &str, stored: &crate::value::Stored) -> (u64, u64) {
+        let value: u64 = value::decode(namespace, key, &stored.value).unwrap();
+        (stored.meta.version, value)
+    }
+
     /// The state a read of the past gives at `revision`.
     fn past_state(tables: &crate::db::past::Tables, revision: u64) -> State {
         state_of(|namespace, key| {
             let address = key::encode(namespace, key).unwrap();
-            tables.get(&address, revision).unwrap().map(|stored| {
-                let value: u64 = value::decode(namespace, key, &stored.value).unwrap();
-                (stored.meta.version, value)
-            })
+            tables
+                .get(&address, revision)
+                .unwrap()
+                .map(|s| decoded(namespace, key, &s))
         })
     }
 
