@@ -18,6 +18,14 @@
 //! at once and sits out the next hand-offs ([`Backoff`]). While the thread
 //! polls, the engine leaves out the writeback hint
 //! ([`Syncer::picks_up_at_once`]).
+//!
+//! The turn to poll passes from one side to the other at each hand-off: the
+//! engine polls for a sync's outcome until the thread delivers it, and the
+//! thread, which then polls for the next job, usually asks for the turn
+//! before the engine has seen the outcome and given the turn back. So the
+//! thread waits a little for a turn the engine holds ([`TURN_WAIT_MOST`])
+//! rather than go to sleep: asleep, its next job would cost the engine the
+//! writeback hint and a wake-up, and the sync a thread's scheduling.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -44,6 +52,9 @@ pub(crate) const WAIT_SPIN_MOST: Duration = Duration::from_micros(500);
 pub(crate) const IDLE_SPIN_MOST: Duration = Duration::from_micros(300);
 /// Added to each window: a sync's time, and a gap, vary.
 const SPIN_SLACK: Duration = Duration::from_micros(20);
+/// How long the sync thread waits for the turn to poll while the engine,
+/// which polled for the outcome just delivered, is about to give it back.
+pub(crate) const TURN_WAIT_MOST: Duration = Duration::from_micros(20);
 /// A spinning thread yields this often, to find out whether another thread
 /// wants its core.
 const YIELD_EVERY: Duration = Duration::from_micros(10);
@@ -120,14 +131,29 @@ pub(crate) enum Spun {
 }
 
 /// Polls `flag` until it is set or `deadline` passes, yielding every
-/// [`YIELD_EVERY`]; gives up when a yield ran another thread.
-pub(crate) fn spin_until(flag: &AtomicBool, deadline: Instant) -> Spun {
+/// [`YIELD_EVERY`]; gives up when a yield ran another thread. With no turn
+/// to poll free, it waits for one for at most `turn_wait` (watching `flag`
+/// meanwhile), then gives up.
+pub(crate) fn spin_until(flag: &AtomicBool, deadline: Instant, turn_wait: Duration) -> Spun {
     if flag.load(Ordering::Acquire) {
         return Spun::Ready;
     }
-    match crate::poll_turn::PollTurn::enter() {
-        Some(_turn) => spin(flag, deadline),
-        None => Spun::Expired,
+    let mut turn_by = None;
+    loop {
+        if let Some(_turn) = crate::poll_turn::PollTurn::enter() {
+            return spin(flag, deadline);
+        }
+        for _ in 0..16 {
+            if flag.load(Ordering::Acquire) {
+                return Spun::Ready;
+            }
+            std::hint::spin_loop();
+        }
+        let now = Instant::now();
+        let turn_by = *turn_by.get_or_insert_with(|| deadline.min(now + turn_wait));
+        if now >= turn_by {
+            return Spun::Expired;
+        }
     }
 }
 
@@ -183,6 +209,8 @@ struct Shared<J> {
     posted: AtomicBool,
     /// Set while the thread polls for its next job.
     polling: AtomicBool,
+    /// Set while the engine polls for an outcome (and holds a turn to).
+    engine_polling: AtomicBool,
     /// Set when the posted job's outcome is in; cleared by the next post.
     finished: AtomicBool,
     state: Mutex<State<J>>,
@@ -213,6 +241,7 @@ impl<J: Job> Syncer<J> {
         let shared = Arc::new(Shared {
             posted: AtomicBool::new(false),
             polling: AtomicBool::new(false),
+            engine_polling: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             state: Mutex::new(State {
                 job: None,
@@ -270,7 +299,9 @@ impl<J: Job> Syncer<J> {
             // Counted from the post: the engine's own work overlapped part
             // of the sync already.
             let deadline = self.posted_at.get() + window;
-            let spun = spin_until(&self.shared.finished, deadline);
+            self.shared.engine_polling.store(true, Ordering::Relaxed);
+            let spun = spin_until(&self.shared.finished, deadline, Duration::ZERO);
+            self.shared.engine_polling.store(false, Ordering::Relaxed);
             learnt.backoff.spun(spun);
         }
         let mut state = self.shared.state.lock();
@@ -301,11 +332,18 @@ impl<J: Job> Drop for Syncer<J> {
 fn run<J: Job>(shared: &Shared<J>) {
     let mut learnt = Learnt::default();
     let mut done_at = Instant::now();
+    // Whether the engine was polling for the outcome just delivered.
+    let mut engine_polled = false;
     loop {
         let window = idle_window(learnt.took);
         if window > Duration::ZERO && learnt.backoff.allows() {
             shared.polling.store(true, Ordering::Relaxed);
-            let spun = spin_until(&shared.posted, done_at + window);
+            let turn_wait = if engine_polled {
+                TURN_WAIT_MOST
+            } else {
+                Duration::ZERO
+            };
+            let spun = spin_until(&shared.posted, done_at + window, turn_wait);
             shared.polling.store(false, Ordering::Relaxed);
             learnt.backoff.spun(spun);
         }
@@ -345,6 +383,7 @@ fn run<J: Job>(shared: &Shared<J>) {
         state.job = job;
         state.outcome = Some(outcome);
         state.took = done_at.duration_since(began);
+        engine_polled = shared.engine_polling.load(Ordering::Relaxed);
         shared.finished.store(true, Ordering::Release);
         if state.engine_asleep {
             shared.to_engine.notify_one();
@@ -482,9 +521,46 @@ mod tests {
     }
 
     #[test]
+    fn a_spin_waits_for_a_turn_held_elsewhere_only_within_its_bound() {
+        // Every free turn taken, as by an engine polling for an outcome.
+        let mut held = Vec::new();
+        while let Some(turn) = crate::poll_turn::PollTurn::enter() {
+            held.push(turn);
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        let far = Instant::now() + Duration::from_secs(60);
+        // Without a wait for a turn, no turn means no spin.
+        assert_eq!(spin_until(&flag, far, Duration::ZERO), Spun::Expired);
+        // With one, it waits that long (a turn another test gives back
+        // meanwhile is polled with, to the deadline).
+        let began = Instant::now();
+        let soon = began + Duration::from_millis(50);
+        assert_ne!(
+            spin_until(&flag, soon, Duration::from_millis(2)),
+            Spun::Ready
+        );
+        assert!(began.elapsed() >= Duration::from_millis(2));
+        // A turn given back, then the flag set: the waiting spin sees it.
+        let set = Arc::clone(&flag);
+        let other_side = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            drop(held);
+            std::thread::sleep(Duration::from_millis(5));
+            set.store(true, Ordering::Release);
+        });
+        let spun = spin_until(&flag, far, Duration::from_secs(60));
+        // Ready, or a yield that gave the core away once it polled.
+        assert_ne!(spun, Spun::Expired);
+        other_side.join().unwrap();
+    }
+
+    #[test]
     fn a_spin_ends_when_the_flag_is_set_or_at_its_deadline() {
         let flag = Arc::new(AtomicBool::new(true));
-        assert_eq!(spin_until(&flag, Instant::now()), Spun::Ready);
+        assert_eq!(
+            spin_until(&flag, Instant::now(), Duration::ZERO),
+            Spun::Ready
+        );
         assert_eq!(spin(&flag, Instant::now()), Spun::Ready);
         flag.store(false, Ordering::Release);
         let deadline = Instant::now() + Duration::from_micros(200);
