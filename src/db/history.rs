@@ -1,7 +1,7 @@
 //! The history index: every version a record had, so that the store can be
 //! read as it was at any revision it still holds, without reading the log.
 //!
-//! Two tables of the state database, written in the same transaction as the
+//! Tables of the state database, written in the same transaction as the
 //! writes they describe (by a batch, a replay, a restore), so they are
 //! exactly as durable as the records themselves and rebuilt with them from
 //! the log:
@@ -9,12 +9,26 @@
 //! - `history`: key `address 0x00 start` (start = the superseded version's
 //!   modify revision, u64 big-endian, so a record's versions are adjacent and
 //!   in revision order), value `end` (u64 LE: the revision that replaced or
-//!   deleted it), `end_time` (i64 LE µs), then the stored record as it was
-//!   (`schema::encode_record`). The current version stays in `records`.
-//! - `history_ends`: `end` (big-endian) then the history key: the versions by
-//!   the revision that ended them, so retention prunes without a scan.
+//!   deleted it), `end_time` (i64 LE µs), then, in the *inline* layout, the
+//!   stored record as it was (`schema::encode_record`). The current version
+//!   stays in `records`.
+//! - `history_by_end`: key `end` (big-endian) then the history key, value the
+//!   stored record, for the versions whose `history` value is only `end` and
+//!   `end_time` (the *split* layout, 16 bytes).
+//! - `history_ends`: the same keys, no value, for the inline layout's
+//!   versions. With `history_by_end`, the versions by the revision that ended
+//!   them, so retention prunes without a scan.
 //! - `revisions`: revision (u64) → commit time (i64 µs) and a flag byte (1: a
 //!   base commit), for the time of a past revision and `--at-time`.
+//!
+//! Why two layouts: a batch supersedes versions of addresses anywhere in the
+//! store, so its `history` inserts land at random places; kept to 16 bytes
+//! they touch a table a fraction of the size (a tenth, for records of a few
+//! hundred bytes), and the versions' bytes are appended
+//! at the end of `history_by_end` (a batch's revision is the newest). A
+//! replay supersedes a chunk's versions in address order, so it writes the
+//! inline layout, in order, and its ends sorted ([`Writer::open_sorted`]).
+//! Schema 2 wrote the inline layout only; readers take both.
 //!
 //! The record as of revision R: the current one if its modify revision is at
 //! most R; otherwise the history entry with the largest start at most R, if
@@ -32,10 +46,14 @@ use crate::value::Meta;
 
 /// Superseded versions (see the module's documentation).
 pub(crate) const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
-/// The history's keys by the revision that ended each version (`end`
-/// big-endian, then the history key), so that retention prunes the oldest
-/// without a scan.
+/// The inline layout's history keys by the revision that ended each version
+/// (`end` big-endian, then the history key), so that retention prunes the
+/// oldest without a scan.
 pub(crate) const ENDS: TableDefinition<&[u8], ()> = TableDefinition::new("history_ends");
+/// The split layout's versions, by the same keys as [`ENDS`].
+pub(crate) const BY_END: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history_by_end");
+/// The length of a split layout's `history` value: `end` and `end_time`.
+const SPLIT_LEN: usize = 16;
 /// Commit times by revision.
 pub(crate) const REVISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revisions");
 /// Meta key: the first revision the history index can answer for.
@@ -59,25 +77,36 @@ pub(crate) fn split_key(bytes: &[u8]) -> Option<(&[u8], u64)> {
     Some((&bytes[..at], start))
 }
 
-/// A superseded version: until when, and what it was.
+/// The `history_ends` and `history_by_end` key of the version under history
+/// key `key` that `end` ended.
+pub(crate) fn end_key(end: u64, key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&end.to_be_bytes());
+    out.extend_from_slice(key);
+}
+
+/// A history value: until when the version lasted, and the stored record
+/// when the value holds it (the inline layout).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Superseded<'a> {
+pub(crate) struct Ended<'a> {
     pub end: u64,
     pub end_time: Timestamp,
-    pub meta: Meta,
-    pub value: &'a [u8],
+    /// The stored record (inline layout); `None`: it is in `history_by_end`.
+    pub inline: Option<&'a [u8]>,
 }
 
 /// Decodes a history value; `None` if malformed.
-pub(crate) fn decode(bytes: &[u8]) -> Option<Superseded<'_>> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<Ended<'_>> {
     let end = u64::from_le_bytes(bytes.get(0..8)?.try_into().ok()?);
     let end_time = i64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
-    let (meta, value) = schema::decode_record(bytes.get(16..)?)?;
-    Some(Superseded {
+    let inline = match bytes.len() {
+        SPLIT_LEN => None,
+        _ => Some(&bytes[SPLIT_LEN..]),
+    };
+    Some(Ended {
         end,
         end_time: Timestamp::from_micros(end_time),
-        meta,
-        value,
+        inline,
     })
 }
 
@@ -99,6 +128,7 @@ pub(crate) fn decode_revision(bytes: &[u8]) -> Option<(Timestamp, bool)> {
 pub(crate) struct Writer<'t> {
     history: Table<'t, &'static [u8], &'static [u8]>,
     ends: Table<'t, &'static [u8], ()>,
+    by_end: Table<'t, &'static [u8], &'static [u8]>,
     revisions: Table<'t, u64, &'static [u8]>,
     path: std::path::PathBuf,
     key: Vec<u8>,
@@ -118,6 +148,9 @@ impl<'t> Writer<'t> {
             ends: txn
                 .open_table(ENDS)
                 .map_err(db_error(path, "open the history table"))?,
+            by_end: txn
+                .open_table(BY_END)
+                .map_err(db_error(path, "open the history table"))?,
             revisions: txn
                 .open_table(REVISIONS)
                 .map_err(db_error(path, "open the revisions table"))?,
@@ -129,9 +162,11 @@ impl<'t> Writer<'t> {
     }
 
     /// Like [`open`](Self::open), for a writer that supersedes versions in
-    /// address order (a replay's chunk): their ends come at random revisions,
-    /// so they are held and written sorted by [`finish`](Self::finish), which
-    /// touches each page of `history_ends` once.
+    /// address order (a replay's chunk): it writes the inline layout (its
+    /// `history` inserts come in order), and as their ends come at random
+    /// revisions, they are held and written sorted by
+    /// [`finish`](Self::finish), which touches each page of `history_ends`
+    /// once.
     pub(crate) fn open_sorted(
         txn: &'t WriteTransaction,
         path: &std::path::Path,
@@ -176,19 +211,24 @@ impl<'t> Writer<'t> {
         self.value.extend_from_slice(&end.to_le_bytes());
         self.value
             .extend_from_slice(&end_time.as_micros().to_le_bytes());
-        self.value.extend_from_slice(old);
-        self.history
-            .insert(self.key.as_slice(), self.value.as_slice())
-            .map_err(db_error(&self.path, "write the history"))?;
-        self.value.clear();
-        self.value.extend_from_slice(&end.to_be_bytes());
-        self.value.extend_from_slice(&self.key);
         if let Some(held) = &mut self.ends_held {
+            // Inline: the record in `history`, the key in `history_ends`.
+            self.value.extend_from_slice(old);
+            self.history
+                .insert(self.key.as_slice(), self.value.as_slice())
+                .map_err(db_error(&self.path, "write the history"))?;
+            end_key(end, &self.key, &mut self.value);
             held.push(self.value.clone());
             return Ok(());
         }
-        self.ends
-            .insert(self.value.as_slice(), ())
+        // Split: `end` and `end_time` in `history`, the record appended to
+        // `history_by_end`.
+        self.history
+            .insert(self.key.as_slice(), self.value.as_slice())
+            .map_err(db_error(&self.path, "write the history"))?;
+        end_key(end, &self.key, &mut self.value);
+        self.by_end
+            .insert(self.value.as_slice(), old)
             .map_err(db_error(&self.path, "write the history"))?;
         Ok(())
     }
@@ -199,29 +239,22 @@ impl<'t> Writer<'t> {
     pub(crate) fn prune(&mut self, floor: u64, limit: usize) -> Result<bool> {
         let mut high = floor.to_be_bytes().to_vec();
         high.push(0xff);
-        let mut gone = Vec::new();
-        for item in self
-            .ends
-            .range::<&[u8]>(..high.as_slice())
-            .map_err(db_error(&self.path, "read the history"))?
-        {
-            let (key, _) = item.map_err(db_error(&self.path, "read the history"))?;
-            let key = key.value();
-            if key.len() < 8 || u64::from_be_bytes(key[..8].try_into().unwrap_or([0xff; 8])) > floor
-            {
-                break;
-            }
-            gone.push(key.to_vec());
-            if gone.len() >= limit {
-                break;
-            }
-        }
-        let all = gone.len() < limit;
-        for key in &gone {
+        let ends = ended_by(&self.ends, &high, floor, limit, &self.path)?;
+        let by_end = ended_by(&self.by_end, &high, floor, limit - ends.len(), &self.path)?;
+        let all = ends.len() + by_end.len() < limit;
+        for key in &ends {
             self.history
                 .remove(&key[8..])
                 .map_err(db_error(&self.path, "prune the history"))?;
             self.ends
+                .remove(key.as_slice())
+                .map_err(db_error(&self.path, "prune the history"))?;
+        }
+        for key in &by_end {
+            self.history
+                .remove(&key[8..])
+                .map_err(db_error(&self.path, "prune the history"))?;
+            self.by_end
                 .remove(key.as_slice())
                 .map_err(db_error(&self.path, "prune the history"))?;
         }
@@ -287,37 +320,77 @@ impl<'t> Writer<'t> {
     }
 }
 
+/// The first `limit` keys of `table` (`history_ends` or `history_by_end`)
+/// whose version ended at or before `floor` (`high`: `floor` big-endian, then
+/// 0xff).
+fn ended_by<V: redb::Value + 'static>(
+    table: &Table<'_, &'static [u8], V>,
+    high: &[u8],
+    floor: u64,
+    limit: usize,
+    path: &std::path::Path,
+) -> Result<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    if limit == 0 {
+        return Ok(keys);
+    }
+    for item in table
+        .range::<&[u8]>(..high)
+        .map_err(db_error(path, "read the history"))?
+    {
+        let (key, _) = item.map_err(db_error(path, "read the history"))?;
+        let key = key.value();
+        if key.len() < 8 || u64::from_be_bytes(key[..8].try_into().unwrap_or([0xff; 8])) > floor {
+            break;
+        }
+        keys.push(key.to_vec());
+        if keys.len() >= limit {
+            break;
+        }
+    }
+    Ok(keys)
+}
+
 /// The first revision the history index of `db` answers for, recorded in
 /// its metadata. A state database without it (one an older statelog wrote,
 /// or a new one) gets it now, with the schema version that keeps older
 /// statelogs out, from what the index holds: the first revision
 /// the index recorded (the one before, for an ordinary commit), else the
-/// current revision `current`. Written without a sync when `write`: the
-/// next checkpoint makes it durable, and until then it is worked out again
-/// the same way.
+/// current revision `current`. A state database of an older schema gets
+/// this one's version (its readers could not read the split layout).
+/// Written without a sync when `write`: the next checkpoint makes it
+/// durable, and until then it is worked out again the same way.
 pub(crate) fn floor(db: &Db, current: u64, write: bool) -> Result<u64> {
     let db_path = db.path();
     let meta = db.read_table(schema::META, "open the meta table")?;
-    if let Some(v) = meta
-        .get(META_HISTORY_FROM)
-        .map_err(db_error(db_path, "read the meta table"))?
-        && let Ok(bytes) = <[u8; 8]>::try_from(v.value())
-    {
-        return Ok(u64::from_le_bytes(bytes));
-    }
+    let read = |name: &str| -> Result<Option<u64>> {
+        Ok(meta
+            .get(name)
+            .map_err(db_error(db_path, "read the meta table"))?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map(u64::from_le_bytes))
+    };
+    let recorded = read(META_HISTORY_FROM)?;
+    let schema_now = read(schema::META_SCHEMA)? == Some(schema::SCHEMA_VERSION);
     drop(meta);
+    if let Some(floor) = recorded
+        && (schema_now || !write)
+    {
+        return Ok(floor);
+    }
     let txn = db.begin_nondurable("begin a write")?;
     let floor = {
-        let writer = Writer::open(&txn, db_path)?;
-        let floor = writer.floor(current)?;
-        drop(writer);
+        let floor = match recorded {
+            Some(floor) => floor,
+            None => Writer::open(&txn, db_path)?.floor(current)?,
+        };
         let mut meta = txn
             .open_table(schema::META)
             .map_err(db_error(db_path, "open the meta table"))?;
         meta.insert(META_HISTORY_FROM, floor.to_le_bytes().as_slice())
             .map_err(db_error(db_path, "record where the history starts"))?;
-        // A statelog that does not keep the history index must not write to
-        // this state database any more (the index would miss its writes).
+        // A statelog that does not keep the history index, or does not read
+        // its split layout, must not open this state database any more.
         meta.insert(
             schema::META_SCHEMA,
             schema::SCHEMA_VERSION.to_le_bytes().as_slice(),
@@ -429,5 +502,110 @@ mod tests {
         }
         assert_eq!(left, expected);
         assert_eq!(read.open_table(ENDS).unwrap().len().unwrap(), 2);
+    }
+
+    /// The keys of `table`, in order.
+    fn keys_of<V: redb::Value + 'static>(
+        db: &Database,
+        table: TableDefinition<&'static [u8], V>,
+    ) -> Vec<Vec<u8>> {
+        let read = db.begin_read().unwrap();
+        read.open_table(table)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|item| item.unwrap().0.value().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_writes_the_split_layout_a_replay_the_inline_one_and_pruning_takes_both() {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .unwrap();
+        let path = std::path::Path::new("state.redb");
+        // A replay's chunk: inline.
+        let txn = db.begin_write().unwrap();
+        {
+            let mut writer = Writer::open_sorted(&txn, path).unwrap();
+            writer
+                .superseded_parts(b"a\0k1", &meta(1, 1), b"one", 4, Timestamp::EPOCH)
+                .unwrap();
+            writer
+                .superseded_parts(b"a\0k2", &meta(1, 2), b"two", 3, Timestamp::EPOCH)
+                .unwrap();
+            writer.finish().unwrap();
+        }
+        txn.commit().unwrap();
+        // Batches: split.
+        let txn = db.begin_write().unwrap();
+        {
+            let mut writer = Writer::open(&txn, path).unwrap();
+            for (address, start, end) in [(&b"a\0k1"[..], 4, 6), (b"a\0k2", 3, 5), (b"a\0k1", 6, 8)]
+            {
+                writer
+                    .superseded_parts(address, &meta(2, start), b"later", end, Timestamp::EPOCH)
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let history = read.open_table(HISTORY).unwrap();
+        let by_end = read.open_table(BY_END).unwrap();
+        let mut k = Vec::new();
+        let mut at = Vec::new();
+        for (address, start, end, inline) in [
+            (&b"a\0k1"[..], 1, 4, true),
+            (b"a\0k2", 2, 3, true),
+            (b"a\0k1", 4, 6, false),
+            (b"a\0k2", 3, 5, false),
+            (b"a\0k1", 6, 8, false),
+        ] {
+            key(address, start, &mut k);
+            let value = history.get(k.as_slice()).unwrap().unwrap();
+            let ended = decode(value.value()).unwrap();
+            assert_eq!(ended.end, end);
+            end_key(end, &k, &mut at);
+            let elsewhere = by_end.get(at.as_slice()).unwrap();
+            let record = match ended.inline {
+                Some(record) => {
+                    assert!(inline && elsewhere.is_none());
+                    record.to_vec()
+                }
+                None => {
+                    assert!(!inline);
+                    assert_eq!(value.value().len(), SPLIT_LEN);
+                    elsewhere.unwrap().value().to_vec()
+                }
+            };
+            let (meta, _) = schema::decode_record(&record).unwrap();
+            assert_eq!(meta.mod_revision, start);
+        }
+        drop((history, by_end, read));
+        assert_eq!(keys_of(&db, ENDS).len(), 2);
+        assert_eq!(keys_of(&db, BY_END).len(), 3);
+        // Pruning at 5, two at a time: the inline versions ended at 3 and 4
+        // first, then the split one ended at 5; the one ended at 6 stays.
+        let prune = |limit| {
+            let txn = db.begin_write().unwrap();
+            let all = Writer::open(&txn, path).unwrap().prune(5, limit).unwrap();
+            txn.commit().unwrap();
+            all
+        };
+        assert!(!prune(2));
+        assert_eq!(keys_of(&db, ENDS).len(), 0);
+        assert_eq!(keys_of(&db, BY_END).len(), 3);
+        assert!(prune(2));
+        let ends: Vec<u64> = keys_of(&db, BY_END)
+            .iter()
+            .map(|k| u64::from_be_bytes(k[..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(ends, vec![6, 8]);
+        let mut left = Vec::new();
+        for (address, start) in [(&b"a\0k1"[..], 4), (b"a\0k1", 6)] {
+            key(address, start, &mut k);
+            left.push(k.clone());
+        }
+        assert_eq!(keys_of(&db, HISTORY), left);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use redb::ReadOnlyTable;
 
-use super::history::{self, HISTORY, REVISIONS, Superseded};
+use super::history::{self, BY_END, HISTORY, REVISIONS};
 use super::schema::{self, RECORDS};
 use super::{Db, db_error, malformed_record};
 use crate::error::{Error, Result};
@@ -18,32 +18,70 @@ use crate::value::{Entry, Stored};
 
 type Bytes = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
-/// The tables a past read needs. Each opens a read transaction of its own,
-/// after revision R was published: whatever later commits they include, the
-/// answer for R is the same (a later write moves the version R saw into the
-/// history, with an end after R).
+/// The tables a past read needs. Each opens a read transaction of its own
+/// (the history's two tables share one), after revision R was published:
+/// whatever later commits they include, the answer for R is the same (a
+/// later write moves the version R saw into the history, with an end after
+/// R).
 pub(crate) struct Tables {
     records: Bytes,
     history: Option<Bytes>,
+    /// The split layout's records (`history.rs`), read in the same
+    /// transaction as `history`: each of its entries is there.
+    by_end: Option<Arc<Bytes>>,
     revisions: Option<ReadOnlyTable<u64, &'static [u8]>>,
     db_path: Arc<PathBuf>,
 }
 
+fn begin_read(db: &Db) -> Result<redb::ReadTransaction> {
+    use redb::ReadableDatabase;
+    db.database
+        .begin_read()
+        .map_err(db_error(db.path(), "begin a read"))
+}
+
 fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
     db: &Db,
+    txn: &redb::ReadTransaction,
     table: redb::TableDefinition<K, V>,
 ) -> Result<Option<ReadOnlyTable<K, V>>> {
-    use redb::ReadableDatabase;
-    let db_path = db.path();
-    let txn = db
-        .database
-        .begin_read()
-        .map_err(db_error(db_path, "begin a read"))?;
     match txn.open_table(table) {
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(db_error(db_path, "open the history")(e)),
+        Err(e) => Err(db_error(db.path(), "open the history")(e)),
     }
+}
+
+/// The stored record of a superseded version: in its `history` value
+/// (`ended`, under history key `key`), or in `by_end`.
+fn superseded_record(
+    by_end: Option<&Bytes>,
+    key: &[u8],
+    ended: &history::Ended<'_>,
+    db_path: &std::path::Path,
+    address: &[u8],
+) -> Result<Stored> {
+    let decode = |bytes: &[u8]| {
+        schema::decode_record(bytes)
+            .map(|(meta, value)| Stored {
+                meta,
+                value: value.to_vec(),
+            })
+            .ok_or_else(|| malformed(db_path, address))
+    };
+    if let Some(bytes) = ended.inline {
+        return decode(bytes);
+    }
+    let mut at = Vec::new();
+    history::end_key(ended.end, key, &mut at);
+    let guard = match by_end {
+        Some(table) => table
+            .get(at.as_slice())
+            .map_err(db_error(db_path, "read the history"))?,
+        None => None,
+    };
+    // A split entry without its record: damage.
+    decode(guard.ok_or_else(|| malformed(db_path, address))?.value())
 }
 
 fn malformed(db_path: &std::path::Path, address: &[u8]) -> Error {
@@ -53,10 +91,16 @@ fn malformed(db_path: &std::path::Path, address: &[u8]) -> Error {
 
 impl Tables {
     pub(crate) fn open(db: &Db) -> Result<Tables> {
+        let records = db.read_table(RECORDS, "open the records table")?;
+        let txn = begin_read(db)?;
+        let history = open_optional(db, &txn, HISTORY)?;
+        let by_end = open_optional(db, &txn, BY_END)?.map(Arc::new);
+        drop(txn);
         Ok(Tables {
-            records: db.read_table(RECORDS, "open the records table")?,
-            history: open_optional(db, HISTORY)?,
-            revisions: open_optional(db, REVISIONS)?,
+            records,
+            history,
+            by_end,
+            revisions: open_optional(db, &begin_read(db)?, REVISIONS)?,
             db_path: db.shared_path(),
         })
     }
@@ -117,13 +161,20 @@ impl Tables {
         let Some(last) = range.next_back() else {
             return Ok(None);
         };
-        let (_, value) = last.map_err(db_error(&self.db_path, "read the history"))?;
-        let entry =
+        let (key, value) = last.map_err(db_error(&self.db_path, "read the history"))?;
+        let ended =
             history::decode(value.value()).ok_or_else(|| malformed(&self.db_path, address))?;
-        Ok((entry.end > revision).then(|| Stored {
-            meta: entry.meta,
-            value: entry.value.to_vec(),
-        }))
+        if ended.end <= revision {
+            return Ok(None);
+        }
+        superseded_record(
+            self.by_end.as_deref(),
+            key.value(),
+            &ended,
+            &self.db_path,
+            address,
+        )
+        .map(Some)
     }
 
     /// Every version `address` had that the index holds, oldest first: each
@@ -139,15 +190,18 @@ impl Tables {
                 .range(low.as_slice()..=high.as_slice())
                 .map_err(db_error(&self.db_path, "read the history"))?
             {
-                let (_, value) = item.map_err(db_error(&self.db_path, "read the history"))?;
-                let e = history::decode(value.value())
+                let (key, value) = item.map_err(db_error(&self.db_path, "read the history"))?;
+                let ended = history::decode(value.value())
                     .ok_or_else(|| malformed(&self.db_path, address))?;
                 out.push(Version {
-                    stored: Stored {
-                        meta: e.meta,
-                        value: e.value.to_vec(),
-                    },
-                    ended: Some((e.end, e.end_time)),
+                    stored: superseded_record(
+                        self.by_end.as_deref(),
+                        key.value(),
+                        &ended,
+                        &self.db_path,
+                        address,
+                    )?,
+                    ended: Some((ended.end, ended.end_time)),
                 });
             }
         }
@@ -215,6 +269,7 @@ type RawRange = redb::Range<'static, &'static [u8], &'static [u8]>;
 pub(crate) struct PastEntries {
     records: Peekable<RawRange>,
     history: Option<Peekable<RawRange>>,
+    by_end: Option<Arc<Bytes>>,
     revision: u64,
     db_path: Arc<PathBuf>,
 }
@@ -274,13 +329,23 @@ impl PastEntries {
             if start > revision {
                 continue;
             }
-            let e: Superseded<'_> =
-                history::decode(v.value()).ok_or_else(|| malformed(&db_path, address))?;
-            found = (e.end > revision).then(|| Entry {
-                address: address.to_vec(),
-                meta: e.meta,
-                value: e.value.to_vec(),
-            });
+            let ended = history::decode(v.value()).ok_or_else(|| malformed(&db_path, address))?;
+            found = if ended.end > revision {
+                let stored = superseded_record(
+                    self.by_end.as_deref(),
+                    k.value(),
+                    &ended,
+                    &db_path,
+                    address,
+                )?;
+                Some(Entry {
+                    address: address.to_vec(),
+                    meta: stored.meta,
+                    value: stored.value,
+                })
+            } else {
+                None
+            };
         }
     }
 
@@ -360,6 +425,7 @@ impl Tables {
         Ok(PastEntries {
             records,
             history,
+            by_end: self.by_end.clone(),
             revision,
             db_path,
         })

@@ -39,8 +39,9 @@ pub(crate) const META_APPLIED: &str = "applied";
 /// what log retention must keep for the next incremental backup.
 pub(crate) const META_BACKED_UP: &str = "backed_up";
 
-/// The schema of the state database this build writes and reads.
-pub(crate) const SCHEMA_VERSION: u64 = 2;
+/// The schema of the state database this build writes and reads (it reads
+/// the older ones too, and records this one at its first writable open).
+pub(crate) const SCHEMA_VERSION: u64 = 3;
 
 const RECORD_FORMAT: u8 = 1;
 const FORMAT_AT: usize = 0;
