@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use statelog::maintenance::{CheckOptions, check};
 use statelog::testkit::segment::SegmentHeader;
@@ -20,6 +20,18 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// A copy of the fixture store `name` (in `tests/fixtures`), in a directory
+/// removed when the guard drops; returns the guard and the store's path.
+fn fixture_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let dir = common::store_dir();
+    let store_path = dir.path().join("store");
+    copy_tree(&fixture, &store_path);
+    (dir, store_path)
 }
 
 fn formats(store: &Path) -> Vec<u32> {
@@ -45,10 +57,7 @@ fn formats(store: &Path) -> Vec<u32> {
 /// segment, rotates into format-2 segments, and checks out.
 #[test]
 fn a_store_of_log_format_1_opens_replays_and_goes_on_in_format_2() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-log-format-1");
-    let dir = common::store_dir();
-    let store_path = dir.path().join("store");
-    copy_tree(&fixture, &store_path);
+    let (_dir, store_path) = fixture_copy("store-log-format-1");
     assert_eq!(formats(&store_path), [1, 1, 1, 1]);
     let options = || Options::default().create(false).segment_size(4096);
     let store = Store::open(&store_path, options()).unwrap();
@@ -125,10 +134,7 @@ fn check_schema_2_sequence(store: &Store) {
 /// too; the check finds nothing wrong.
 #[test]
 fn a_state_database_of_schema_2_reads_its_past_and_goes_on_in_schema_3() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-schema-2");
-    let dir = common::store_dir();
-    let store_path = dir.path().join("store");
-    copy_tree(&fixture, &store_path);
+    let (_dir, store_path) = fixture_copy("store-schema-2");
     let options = || {
         Options::default()
             .create(false)

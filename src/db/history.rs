@@ -242,22 +242,8 @@ impl<'t> Writer<'t> {
         let ends = ended_by(&self.ends, &high, floor, limit, &self.path)?;
         let by_end = ended_by(&self.by_end, &high, floor, limit - ends.len(), &self.path)?;
         let all = ends.len() + by_end.len() < limit;
-        for key in &ends {
-            self.history
-                .remove(&key[8..])
-                .map_err(db_error(&self.path, "prune the history"))?;
-            self.ends
-                .remove(key.as_slice())
-                .map_err(db_error(&self.path, "prune the history"))?;
-        }
-        for key in &by_end {
-            self.history
-                .remove(&key[8..])
-                .map_err(db_error(&self.path, "prune the history"))?;
-            self.by_end
-                .remove(key.as_slice())
-                .map_err(db_error(&self.path, "prune the history"))?;
-        }
+        remove_versions(&mut self.history, &mut self.ends, &ends, &self.path)?;
+        remove_versions(&mut self.history, &mut self.by_end, &by_end, &self.path)?;
         let old: Vec<u64> = self
             .revisions
             .range(..floor)
@@ -349,6 +335,24 @@ fn ended_by<V: redb::Value + 'static>(
         }
     }
     Ok(keys)
+}
+
+/// Removes the versions under `keys` (keys of `ends`, which is
+/// `history_ends` or `history_by_end`) from `history` and from `ends`.
+fn remove_versions<V: redb::Value + 'static>(
+    history: &mut Table<'_, &'static [u8], &'static [u8]>,
+    ends: &mut Table<'_, &'static [u8], V>,
+    keys: &[Vec<u8>],
+    path: &std::path::Path,
+) -> Result<()> {
+    for key in keys {
+        history
+            .remove(&key[8..])
+            .map_err(db_error(path, "prune the history"))?;
+        ends.remove(key.as_slice())
+            .map_err(db_error(path, "prune the history"))?;
+    }
+    Ok(())
 }
 
 /// The first revision the history index of `db` answers for, recorded in

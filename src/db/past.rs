@@ -18,8 +18,9 @@ use crate::value::{Entry, Stored};
 
 type Bytes = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
-/// The tables a past read needs. Each opens a read transaction of its own
-/// (the history's two tables share one), after revision R was published:
+/// The tables a past read needs: the records in a read transaction of their
+/// own, the history's tables in another, each begun after revision R was
+/// published:
 /// whatever later commits they include, the answer for R is the same (a
 /// later write moves the version R saw into the history, with an end after
 /// R).
@@ -31,13 +32,6 @@ pub(crate) struct Tables {
     by_end: Option<Arc<Bytes>>,
     revisions: Option<ReadOnlyTable<u64, &'static [u8]>>,
     db_path: Arc<PathBuf>,
-}
-
-fn begin_read(db: &Db) -> Result<redb::ReadTransaction> {
-    use redb::ReadableDatabase;
-    db.database
-        .begin_read()
-        .map_err(db_error(db.path(), "begin a read"))
 }
 
 fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -92,15 +86,21 @@ fn malformed(db_path: &std::path::Path, address: &[u8]) -> Error {
 impl Tables {
     pub(crate) fn open(db: &Db) -> Result<Tables> {
         let records = db.read_table(RECORDS, "open the records table")?;
-        let txn = begin_read(db)?;
+        let txn = {
+            use redb::ReadableDatabase;
+            db.database
+                .begin_read()
+                .map_err(db_error(db.path(), "begin a read"))?
+        };
         let history = open_optional(db, &txn, HISTORY)?;
         let by_end = open_optional(db, &txn, BY_END)?.map(Arc::new);
+        let revisions = open_optional(db, &txn, REVISIONS)?;
         drop(txn);
         Ok(Tables {
             records,
             history,
             by_end,
-            revisions: open_optional(db, &begin_read(db)?, REVISIONS)?,
+            revisions,
             db_path: db.shared_path(),
         })
     }
