@@ -446,12 +446,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn held_ends_are_written_by_finish_and_pruned_like_the_others() {
+    /// A state database in memory, and the path its errors name.
+    fn in_memory() -> (Database, &'static std::path::Path) {
         let db = Database::builder()
             .create_with_backend(InMemoryBackend::new())
             .unwrap();
-        let path = std::path::Path::new("state.redb");
+        (db, std::path::Path::new("state.redb"))
+    }
+
+    #[test]
+    fn held_ends_are_written_by_finish_and_pruned_like_the_others() {
+        let (db, path) = in_memory();
         // Versions superseded in address order, their ends out of order (as
         // a replay's chunk gives them).
         let versions: [(&[u8], u64, u64); 4] = [
@@ -524,10 +529,7 @@ mod tests {
 
     #[test]
     fn a_batch_writes_the_split_layout_a_replay_the_inline_one_and_pruning_takes_both() {
-        let db = Database::builder()
-            .create_with_backend(InMemoryBackend::new())
-            .unwrap();
-        let path = std::path::Path::new("state.redb");
+        let (db, path) = in_memory();
         // A replay's chunk: inline.
         let txn = db.begin_write().unwrap();
         {
