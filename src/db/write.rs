@@ -19,9 +19,31 @@ use crate::value::Meta;
 /// A write transaction of the state database whose commit is not durable on
 /// its own (a checkpoint makes it so). Dropped without [`commit`](Batch::commit),
 /// nothing of it lands.
+///
+/// The tables its batches write stay open for its life: a write the engine
+/// holds across batches (`engine/held.rs`) opens them once, not per batch.
 pub(crate) struct Batch {
-    txn: redb::WriteTransaction,
+    txn: OpenWrite,
     path: Arc<PathBuf>,
+}
+
+self_cell::self_cell!(
+    /// A write transaction and the tables opened in it.
+    struct OpenWrite {
+        owner: redb::WriteTransaction,
+        #[covariant]
+        dependent: Tables,
+    }
+);
+
+/// The tables a batch writes: the records, and the history index, opened by
+/// the first write that needs it (a batch that stages its writes only reads
+/// before its log write, and opens the history's tables after it, while the
+/// log syncs).
+struct Tables<'t> {
+    records: Table<'t, &'static [u8], &'static [u8]>,
+    history: Option<super::history::Writer<'t>>,
+    txn: &'t redb::WriteTransaction,
 }
 
 impl std::fmt::Debug for Batch {
@@ -32,14 +54,13 @@ impl std::fmt::Debug for Batch {
 
 /// The records table inside an open [`Batch`], with the history index it
 /// keeps up to date: every version a write replaces or removes goes into it.
-pub(crate) struct Records<'b> {
-    table: Table<'b, &'static [u8], &'static [u8]>,
-    history: History<'b>,
+pub(crate) struct Records<'a, 't> {
+    tables: &'a mut Tables<'t>,
     /// The revision and time of the commit being written (what a removal
     /// ends a version at).
     at: (u64, crate::time::Timestamp),
-    path: &'b Path,
-    scratch: &'b mut Vec<u8>,
+    path: &'a Path,
+    scratch: &'a mut Vec<u8>,
 }
 
 /// What a write replaced.
@@ -66,10 +87,18 @@ impl Replaced {
 impl Db {
     /// Begins a batch; `op` names it in errors ("begin a write").
     pub(crate) fn begin_batch(&self, op: &'static str) -> Result<Batch> {
-        Ok(Batch {
-            txn: self.begin_nondurable(op)?,
-            path: self.shared_path(),
-        })
+        let path = self.shared_path();
+        let txn = OpenWrite::try_new(self.begin_nondurable(op)?, |txn| {
+            let records = txn
+                .open_table(RECORDS)
+                .map_err(db_error(&path, "open the records table"))?;
+            Ok::<_, crate::Error>(Tables {
+                records,
+                history: None,
+                txn,
+            })
+        })?;
+        Ok(Batch { txn, path })
     }
 
     /// Makes the state durable at `applied` (a checkpoint): a durable commit,
@@ -111,23 +140,21 @@ impl Db {
 }
 
 impl Batch {
-    /// The records table, for the batch's writes; `scratch` is the buffer
-    /// stored records are encoded in.
-    pub(crate) fn records<'b>(&'b self, scratch: &'b mut Vec<u8>) -> Result<Records<'b>> {
-        let table = self
-            .txn
-            .open_table(RECORDS)
-            .map_err(db_error(&self.path, "open the records table"))?;
-        Ok(Records {
-            table,
-            history: History {
-                writer: None,
-                txn: &self.txn,
-                path: &self.path,
-            },
-            at: (0, crate::time::Timestamp::EPOCH),
-            path: &self.path,
-            scratch,
+    /// Lends the records table to `write`, for the batch's writes;
+    /// `scratch` is the buffer stored records are encoded in.
+    pub(crate) fn records<R>(
+        &mut self,
+        scratch: &mut Vec<u8>,
+        write: impl FnOnce(&mut Records<'_, '_>) -> R,
+    ) -> R {
+        let path = &self.path;
+        self.txn.with_dependent_mut(|_, tables| {
+            write(&mut Records {
+                tables,
+                at: (0, crate::time::Timestamp::EPOCH),
+                path,
+                scratch,
+            })
         })
     }
 
@@ -135,6 +162,7 @@ impl Batch {
     pub(crate) fn set_applied(&self, applied: &Applied) -> Result<()> {
         let mut meta = self
             .txn
+            .borrow_owner()
             .open_table(META)
             .map_err(db_error(&self.path, "open the meta table"))?;
         meta.insert(schema::META_APPLIED, applied.encode().as_slice())
@@ -146,48 +174,36 @@ impl Batch {
     /// at once, so readers only use views published after the log is synced.
     /// `op` names it in errors.
     pub(crate) fn commit(self, op: &'static str) -> Result<()> {
-        self.txn.commit().map_err(db_error(&self.path, op))
+        // The tables close first: redb commits only a write with none open.
+        self.txn
+            .into_owner()
+            .commit()
+            .map_err(db_error(&self.path, op))
     }
 
     /// Drops the batch: nothing of it lands.
     pub(crate) fn abort(self) -> Result<()> {
         self.txn
+            .into_owner()
             .abort()
             .map_err(db_error(&self.path, "abort a write"))
     }
 }
 
-/// The history writer of a batch's [`Records`], opened by the first write
-/// that needs it: a batch that stages its writes only reads before its log
-/// write, and opens the history's three tables after it, while the log syncs.
-struct History<'b> {
-    writer: Option<super::history::Writer<'b>>,
-    txn: &'b redb::WriteTransaction,
-    path: &'b Path,
+/// The history writer in `slot`, opened in `txn` on first use.
+fn history_writer<'w, 't>(
+    slot: &'w mut Option<super::history::Writer<'t>>,
+    txn: &'t redb::WriteTransaction,
+    path: &Path,
+) -> Result<&'w mut super::history::Writer<'t>> {
+    let opened = match slot.take() {
+        Some(opened) => opened,
+        None => super::history::Writer::open(txn, path)?,
+    };
+    Ok(slot.insert(opened))
 }
 
-impl<'b> History<'b> {
-    fn writer(&mut self) -> Result<&mut super::history::Writer<'b>> {
-        let opened = match self.writer.take() {
-            Some(opened) => opened,
-            None => super::history::Writer::open(self.txn, self.path)?,
-        };
-        Ok(self.writer.insert(opened))
-    }
-
-    /// Keeps `old`, the stored record of `address` that the commit `at`
-    /// replaced or removed.
-    fn superseded(
-        &mut self,
-        address: &[u8],
-        old: &[u8],
-        (end, end_time): (u64, crate::time::Timestamp),
-    ) -> Result<()> {
-        self.writer()?.superseded(address, old, end, end_time)
-    }
-}
-
-impl Records<'_> {
+impl Records<'_, '_> {
     /// Lends the record at `address` (metadata and value) to `read`; `None`
     /// if absent.
     pub(crate) fn read<R>(
@@ -198,7 +214,8 @@ impl Records<'_> {
         read: impl FnOnce(Meta, &[u8]) -> R,
     ) -> Result<Option<R>> {
         let Some(guard) = self
-            .table
+            .tables
+            .records
             .get(address)
             .map_err(db_error(self.path, "read a record"))?
         else {
@@ -226,7 +243,8 @@ impl Records<'_> {
         time: crate::time::Timestamp,
         base: bool,
     ) -> Result<()> {
-        self.history.writer()?.revision(revision, time, base)
+        history_writer(&mut self.tables.history, self.tables.txn, self.path)?
+            .revision(revision, time, base)
     }
 
     /// Stores a record; returns what it replaced (which the history keeps).
@@ -234,12 +252,17 @@ impl Records<'_> {
         self.scratch.clear();
         schema::encode_record(meta, value, self.scratch);
         let old = self
-            .table
+            .tables
+            .records
             .insert(address, self.scratch.as_slice())
             .map_err(db_error(self.path, "write a record"))?;
         if let Some(old) = &old {
-            self.history
-                .superseded(address, old.value(), (meta.mod_revision, meta.updated_at))?;
+            history_writer(&mut self.tables.history, self.tables.txn, self.path)?.superseded(
+                address,
+                old.value(),
+                meta.mod_revision,
+                meta.updated_at,
+            )?;
         }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
     }
@@ -249,11 +272,18 @@ impl Records<'_> {
     /// the history.
     pub(crate) fn put_stored(&mut self, address: &[u8], stored: &[u8]) -> Result<()> {
         let old = self
-            .table
+            .tables
+            .records
             .insert(address, stored)
             .map_err(db_error(self.path, "write a record"))?;
         if let Some(old) = &old {
-            self.history.superseded(address, old.value(), self.at)?;
+            let (end, end_time) = self.at;
+            history_writer(&mut self.tables.history, self.tables.txn, self.path)?.superseded(
+                address,
+                old.value(),
+                end,
+                end_time,
+            )?;
         }
         Ok(())
     }
@@ -261,18 +291,26 @@ impl Records<'_> {
     /// Removes a record; returns what it removed (which the history keeps).
     pub(crate) fn remove(&mut self, address: &[u8]) -> Result<Replaced> {
         let old = self
-            .table
+            .tables
+            .records
             .remove(address)
             .map_err(db_error(self.path, "remove a record"))?;
         if let Some(old) = &old {
-            self.history.superseded(address, old.value(), self.at)?;
+            let (end, end_time) = self.at;
+            history_writer(&mut self.tables.history, self.tables.txn, self.path)?.superseded(
+                address,
+                old.value(),
+                end,
+                end_time,
+            )?;
         }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
     }
 
     /// Whether the table holds no record.
     pub(crate) fn is_empty(&self) -> Result<bool> {
-        self.table
+        self.tables
+            .records
             .is_empty()
             .map_err(db_error(self.path, "check the records table"))
     }

@@ -32,15 +32,14 @@ impl Engine {
         encode_parts(&ops, revision, load.time, true, synced, &mut frames)?;
         self.fold()?;
         self.check_writable()?;
-        let batch = self.db.begin_batch("begin a restore")?;
-        {
-            let mut records = batch.records(&mut self.scratch)?;
+        let mut batch = self.db.begin_batch("begin a restore")?;
+        batch.records(&mut self.scratch, |records| {
             if !records.is_empty()? {
                 return Err(Error::NotEmpty { revision: 0 });
             }
-            apply(&mut records, &ops)?;
-            records.committed(revision, load.time, true)?;
-        }
+            apply(records, &ops)?;
+            records.committed(revision, load.time, true)
+        })?;
         let result = (|| {
             // The log takes the whole base in one step that a crash cannot
             // split (see `LogWriter::restart_with`): until then the store is
@@ -130,7 +129,7 @@ fn resolve(record: &BaseRecord, revision: u64) -> Result<Resolved<'_>> {
     })
 }
 
-fn apply(records: &mut Records<'_>, ops: &[Resolved<'_>]) -> Result<()> {
+fn apply(records: &mut Records<'_, '_>, ops: &[Resolved<'_>]) -> Result<()> {
     for op in ops {
         match &op.kind {
             ResolvedKind::Put { meta, value } => {

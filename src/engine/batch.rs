@@ -4,7 +4,8 @@
 //! IMPORTANT: the order of one batch is what makes a commit durable before it is
 //! visible:
 //! 1. take the state-database write the engine holds (`held.rs`), or begin
-//!    one (`db::write::Batch`), not visible to readers;
+//!    one (`db::write::Batch`), not visible to readers (its tables stay open
+//!    from its first batch to its fold);
 //! 2. for each request in order ([`prepare`]): [`check`] its preconditions
 //!    against the state as left by the requests before it, take the next
 //!    revision, [`resolve`] its writes against the current records, and encode
@@ -164,7 +165,7 @@ impl Engine {
             // gets a write of its own (`held.rs`).
             self.fold()?;
         }
-        let batch = self.take_held()?;
+        let mut batch = self.take_held()?;
         // Taken for the batch and given back after it (lost on a failure,
         // which costs only their reuse).
         let mut frames = std::mem::take(&mut self.frames);
@@ -172,11 +173,12 @@ impl Engine {
         let mut scratch = std::mem::take(&mut self.scratch);
         frames.clear();
         staged.clear(in_place);
-        let mut records = batch.records(&mut scratch)?;
-        let prepared = match prepare(&mut records, &mut staged, requests, start, &mut frames) {
+        let prepared = batch.records(&mut scratch, |records| {
+            prepare(records, &mut staged, requests, start, &mut frames)
+        });
+        let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
-                drop(records);
                 if !in_place {
                     // Staged writes touch redb only after the log write: the
                     // held writes are as they were.
@@ -187,7 +189,6 @@ impl Engine {
         };
         let Some(span) = prepared.span else {
             // Nothing to write: no revision is taken, nothing is logged.
-            drop(records);
             self.give_back(batch)?;
             (self.frames, self.staged, self.scratch) = (frames, staged, scratch);
             return Ok(prepared.results);
@@ -201,8 +202,7 @@ impl Engine {
         // before the log sync. Readers only use published views, and the view
         // is published after the sync; a failed sync poisons the engine, whose
         // fence keeps redb from ever making this commit durable.
-        let in_db = staged.apply(&mut records);
-        drop(records);
+        let in_db = batch.records(&mut scratch, |records| staged.apply(records));
         let in_db = match in_db {
             Err(e) => Err(e),
             Ok(()) if in_place => batch.commit("apply committed records"),
@@ -329,7 +329,7 @@ impl Engine {
 /// Step 2 for every request of a batch, in order: checked, resolved and
 /// staged over the open batch, and its log record encoded into `frames`.
 fn prepare(
-    records: &mut Records<'_>,
+    records: &mut Records<'_, '_>,
     staged: &mut Staged,
     requests: &[&Request],
     start: Start,
@@ -437,7 +437,7 @@ fn prepare(
 
 /// One request: its preconditions checked, then its writes resolved.
 fn prepare_one<'r>(
-    records: &mut Records<'_>,
+    records: &mut Records<'_, '_>,
     staged: &mut Staged,
     request: &'r Request,
     revision: u64,
@@ -475,7 +475,7 @@ type Read<'r> = Vec<(&'r [u8], Option<Meta>)>;
 /// batch so far. Every precondition is checked before anything is staged, so
 /// a request that fails leaves no trace: `Ok(Err(conflict))`.
 fn check<'r>(
-    records: &Records<'_>,
+    records: &Records<'_, '_>,
     staged: &Staged,
     request: &'r Request,
 ) -> Result<std::result::Result<Read<'r>, Error>> {
@@ -508,7 +508,7 @@ fn check<'r>(
 /// A put whose record was just read by a precondition (an `update`) reuses
 /// what was read; a blind put and a delete read the record's metadata.
 fn resolve<'r>(
-    records: &mut Records<'_>,
+    records: &mut Records<'_, '_>,
     staged: &mut Staged,
     request: &'r Request,
     read: &Read<'_>,

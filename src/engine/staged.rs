@@ -74,7 +74,7 @@ impl Staged {
     /// else the state database) to `read`; `None` if absent.
     pub(super) fn read<R>(
         &self,
-        records: &Records<'_>,
+        records: &Records<'_, '_>,
         address: &[u8],
         (namespace, key): (&str, &str),
         read: impl FnOnce(Meta, &[u8]) -> R,
@@ -93,7 +93,7 @@ impl Staged {
     /// The metadata of the record at `address` as the batch left it.
     pub(super) fn meta(
         &self,
-        records: &Records<'_>,
+        records: &Records<'_, '_>,
         address: &[u8],
         name: (&str, &str),
     ) -> Result<Option<Meta>> {
@@ -105,7 +105,7 @@ impl Staged {
     /// found out here. Returns the metadata written.
     pub(super) fn put(
         &mut self,
-        records: &mut Records<'_>,
+        records: &mut Records<'_, '_>,
         address: &[u8],
         name: (&str, &str),
         value: &[u8],
@@ -141,7 +141,7 @@ impl Staged {
     /// absent, nothing to remove).
     pub(super) fn remove(
         &mut self,
-        records: &mut Records<'_>,
+        records: &mut Records<'_, '_>,
         address: &[u8],
         name: (&str, &str),
     ) -> Result<Option<Meta>> {
@@ -163,7 +163,7 @@ impl Staged {
     /// `time` (set on `records` with `Records::at` before them).
     pub(super) fn committed(
         &mut self,
-        records: &mut Records<'_>,
+        records: &mut Records<'_, '_>,
         revision: u64,
         time: Timestamp,
     ) -> Result<()> {
@@ -187,7 +187,7 @@ impl Staged {
 
     /// Applies the staged commits, in order, to the open batch: the records
     /// and the history index, as if each write had been made when staged.
-    pub(super) fn apply(&self, records: &mut Records<'_>) -> Result<()> {
+    pub(super) fn apply(&self, records: &mut Records<'_, '_>) -> Result<()> {
         let mut from = 0;
         for commit in &self.commits {
             records.at(commit.revision, commit.time);
