@@ -36,13 +36,17 @@ self_cell::self_cell!(
     }
 );
 
-/// The tables a batch writes: the records, and the history index, opened by
-/// the first write that needs it (a batch that stages its writes only reads
-/// before its log write, and opens the history's tables after it, while the
-/// log syncs).
+/// The tables a batch writes: the records, and the history index.
 struct Tables<'t> {
     records: Table<'t, &'static [u8], &'static [u8]>,
-    history: Option<super::history::Writer<'t>>,
+    history: History<'t>,
+}
+
+/// The history index's writer, opened by the first write that needs it: a
+/// batch that stages its writes only reads before its log write, and opens
+/// the history's tables after it, while the log syncs.
+struct History<'t> {
+    writer: Option<super::history::Writer<'t>>,
     txn: &'t redb::WriteTransaction,
 }
 
@@ -94,8 +98,7 @@ impl Db {
                 .map_err(db_error(&path, "open the records table"))?;
             Ok::<_, crate::Error>(Tables {
                 records,
-                history: None,
-                txn,
+                history: History { writer: None, txn },
             })
         })?;
         Ok(Batch { txn, path })
@@ -190,17 +193,26 @@ impl Batch {
     }
 }
 
-/// The history writer in `slot`, opened in `txn` on first use.
-fn history_writer<'w, 't>(
-    slot: &'w mut Option<super::history::Writer<'t>>,
-    txn: &'t redb::WriteTransaction,
-    path: &Path,
-) -> Result<&'w mut super::history::Writer<'t>> {
-    let opened = match slot.take() {
-        Some(opened) => opened,
-        None => super::history::Writer::open(txn, path)?,
-    };
-    Ok(slot.insert(opened))
+impl<'t> History<'t> {
+    fn writer(&mut self, path: &Path) -> Result<&mut super::history::Writer<'t>> {
+        let opened = match self.writer.take() {
+            Some(opened) => opened,
+            None => super::history::Writer::open(self.txn, path)?,
+        };
+        Ok(self.writer.insert(opened))
+    }
+
+    /// Keeps `old`, the stored record of `address` that the commit `at`
+    /// replaced or removed.
+    fn superseded(
+        &mut self,
+        path: &Path,
+        address: &[u8],
+        old: &[u8],
+        (end, end_time): (u64, crate::time::Timestamp),
+    ) -> Result<()> {
+        self.writer(path)?.superseded(address, old, end, end_time)
+    }
 }
 
 impl Records<'_, '_> {
@@ -243,7 +255,9 @@ impl Records<'_, '_> {
         time: crate::time::Timestamp,
         base: bool,
     ) -> Result<()> {
-        history_writer(&mut self.tables.history, self.tables.txn, self.path)?
+        self.tables
+            .history
+            .writer(self.path)?
             .revision(revision, time, base)
     }
 
@@ -257,11 +271,11 @@ impl Records<'_, '_> {
             .insert(address, self.scratch.as_slice())
             .map_err(db_error(self.path, "write a record"))?;
         if let Some(old) = &old {
-            history_writer(&mut self.tables.history, self.tables.txn, self.path)?.superseded(
+            self.tables.history.superseded(
+                self.path,
                 address,
                 old.value(),
-                meta.mod_revision,
-                meta.updated_at,
+                (meta.mod_revision, meta.updated_at),
             )?;
         }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
@@ -277,13 +291,9 @@ impl Records<'_, '_> {
             .insert(address, stored)
             .map_err(db_error(self.path, "write a record"))?;
         if let Some(old) = &old {
-            let (end, end_time) = self.at;
-            history_writer(&mut self.tables.history, self.tables.txn, self.path)?.superseded(
-                address,
-                old.value(),
-                end,
-                end_time,
-            )?;
+            self.tables
+                .history
+                .superseded(self.path, address, old.value(), self.at)?;
         }
         Ok(())
     }
@@ -296,13 +306,9 @@ impl Records<'_, '_> {
             .remove(address)
             .map_err(db_error(self.path, "remove a record"))?;
         if let Some(old) = &old {
-            let (end, end_time) = self.at;
-            history_writer(&mut self.tables.history, self.tables.txn, self.path)?.superseded(
-                address,
-                old.value(),
-                end,
-                end_time,
-            )?;
+            self.tables
+                .history
+                .superseded(self.path, address, old.value(), self.at)?;
         }
         Ok(Replaced::of(old.as_ref().map(|g| g.value())))
     }
