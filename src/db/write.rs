@@ -321,3 +321,89 @@ impl Records<'_, '_> {
             .map_err(db_error(self.path, "check the records table"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::past;
+    use crate::fs::RealFs;
+    use crate::log::Position;
+    use crate::options::Options;
+    use crate::time::Timestamp;
+
+    fn at(revision: u64) -> Timestamp {
+        Timestamp::from_micros(i64::try_from(revision).unwrap() * 1_000)
+    }
+
+    fn meta(version: u64, revision: u64) -> Meta {
+        Meta {
+            version,
+            create_revision: 1,
+            mod_revision: revision,
+            updated_at: at(revision),
+        }
+    }
+
+    /// One commit of `value` at `revision` in one use of the batch's tables.
+    fn put(batch: &mut Batch, address: &[u8], revision: u64, value: &[u8]) {
+        let mut scratch = Vec::new();
+        batch
+            .records(&mut scratch, |records| {
+                records.at(revision, at(revision));
+                records.put(address, &meta(revision, revision), value)?;
+                records.committed(revision, at(revision), false)
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_batch_keeps_its_tables_open_across_uses_and_lands_every_use_at_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&RealFs, &dir.path().join("state"), &Options::default()).unwrap();
+        let address = crate::key::encode("ns", "k").unwrap();
+        let mut batch = db.begin_batch("begin a write").unwrap();
+        put(&mut batch, &address, 1, b"one");
+        // A later use of the same open tables sees the earlier one's write,
+        // and its put supersedes it into the history.
+        let mut scratch = Vec::new();
+        let seen = batch.records(&mut scratch, |records| {
+            records.read(&address, "ns", "k", |meta, value| {
+                (meta.version, value.to_vec())
+            })
+        });
+        assert_eq!(seen.unwrap(), Some((1, b"one".to_vec())));
+        put(&mut batch, &address, 2, b"two");
+        // The metadata table opens beside the open ones.
+        let applied = Applied {
+            revision: 2,
+            position: Position {
+                segment: 1,
+                offset: 64,
+            },
+            time: at(2),
+        };
+        batch.set_applied(&applied).unwrap();
+        batch.commit("commit a write").unwrap();
+
+        assert_eq!(db.snapshot().unwrap().applied().unwrap(), applied);
+        let past = past::Tables::open(&db).unwrap();
+        let value_at = |revision| past.get(&address, revision).unwrap().map(|s| s.value);
+        assert_eq!(value_at(1), Some(b"one".to_vec()));
+        assert_eq!(value_at(2), Some(b"two".to_vec()));
+
+        // A batch dropped after a use lands nothing of it.
+        let mut batch = db.begin_batch("begin a write").unwrap();
+        put(&mut batch, &address, 3, b"three");
+        batch.abort().unwrap();
+        let view = db.view(applied).unwrap();
+        assert_eq!(view.get(&address).unwrap().unwrap().value, b"two");
+        assert_eq!(
+            past::Tables::open(&db)
+                .unwrap()
+                .versions(&address)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}
