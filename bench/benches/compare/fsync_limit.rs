@@ -1,5 +1,6 @@
 //! The ceiling for one writer that syncs every commit: 256 bytes appended to a
-//! preallocated file with `pwrite` + `fdatasync`.
+//! preallocated file with `pwrite` + `fdatasync`. In W2 each thread does the
+//! same to the one file at once: what the disk gives concurrent syncs.
 
 use std::fs::File;
 use std::io::Write;

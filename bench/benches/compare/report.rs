@@ -233,6 +233,22 @@ fn targets(rows: &[Row]) {
         let (value, verdict) = (format!("{v:.3}"), if met { "MET" } else { "MISSED" });
         println!("| {name} | {value} | {verdict} |");
     }
+    // Four writers against one: statelog's own ratio (issue 20 asks 2.5x),
+    // and the same ratio for the loop, four threads each syncing its own
+    // writes to the one file: what the disk gives concurrent syncs.
+    if let (Some(one), Some(four)) = (
+        median(rows, W1, StatelogSync),
+        median(rows, W2x4, StatelogSync),
+    ) {
+        println!();
+        print!("W2x4 / W1: statelog {:.2}", four / one);
+        if let (Some(one), Some(four)) =
+            (median(rows, W1, FsyncLimit), median(rows, W2x4, FsyncLimit))
+        {
+            print!(", fsync-limit {:.2}", four / one);
+        }
+        println!();
+    }
     if let (Some(on), Some(off)) = (
         median(rows, W1, StatelogSync),
         median(rows, W1, StatelogNoPrealloc),

@@ -64,7 +64,8 @@ impl Config {
 /// Which workloads each engine takes part in.
 fn plan(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::FsyncLimit | Kind::StatelogNoPrealloc => &["W1"],
+        Kind::FsyncLimit => &["W1", "W2"],
+        Kind::StatelogNoPrealloc => &["W1"],
         Kind::StatelogRelaxed => &["W1", "W2", "W5"],
         Kind::RedbNonDurable => &["W1", "W2"],
         Kind::JsonFileNoLock => &["W5"],
