@@ -160,6 +160,11 @@ impl Engine {
         };
         let writes: usize = requests.iter().map(|r| r.writes.len()).sum();
         let in_place = writes > STAGE_AT_MOST;
+        if !in_place && let Some(Some(syncer)) = self.syncer.get() {
+            // The batch's sync follows its check and log write within
+            // microseconds: a sleeping sync thread wakes meanwhile.
+            syncer.expect();
+        }
         if in_place {
             // Written as it goes, this batch may have to be rolled back: it
             // gets a write of its own (`held.rs`).

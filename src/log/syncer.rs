@@ -26,6 +26,11 @@
 //! thread waits a little for a turn the engine holds ([`TURN_WAIT_MOST`])
 //! rather than go to sleep: asleep, its next job would cost the engine the
 //! writeback hint and a wake-up, and the sync a thread's scheduling.
+//!
+//! The thread that sleeps anyway (it sat out, or its gap was long) is woken
+//! when a batch begins ([`Syncer::expect`]) rather than when its job is
+//! posted: its wake-up then overlaps the batch's check and log write, and it
+//! polls for the job that follows within microseconds.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -52,6 +57,9 @@ pub(crate) const WAIT_SPIN_MOST: Duration = Duration::from_micros(500);
 pub(crate) const IDLE_SPIN_MOST: Duration = Duration::from_micros(300);
 /// Added to each window: a sync's time, and a gap, vary.
 const SPIN_SLACK: Duration = Duration::from_micros(20);
+/// How long a thread woken ahead of its job ([`Syncer::expect`]) polls for
+/// it before it sleeps again.
+pub(crate) const EXPECT_SPIN_MOST: Duration = Duration::from_micros(100);
 /// How long the sync thread waits for the turn to poll while the engine,
 /// which polled for the outcome just delivered, is about to give it back.
 pub(crate) const TURN_WAIT_MOST: Duration = Duration::from_micros(20);
@@ -231,6 +239,11 @@ struct State<J> {
     /// How long that job's sync took.
     took: Duration,
     thread_asleep: bool,
+    /// Set by [`Syncer::expect`] when it woke the sleeping thread ahead of
+    /// its job; cleared by the thread.
+    expected: bool,
+    /// How many times the thread woke ahead of a job.
+    woken_ahead: u64,
     engine_asleep: bool,
     stop: bool,
 }
@@ -249,6 +262,8 @@ impl<J: Job> Syncer<J> {
                 outcome: None,
                 took: Duration::ZERO,
                 thread_asleep: false,
+                expected: false,
+                woken_ahead: 0,
                 engine_asleep: false,
                 stop: false,
             }),
@@ -281,6 +296,22 @@ impl<J: Job> Syncer<J> {
         self.shared.finished.store(false, Ordering::Relaxed);
         self.shared.posted.store(true, Ordering::Release);
         if state.thread_asleep {
+            self.shared.to_thread.notify_one();
+        }
+    }
+
+    /// Tells the thread that a job is on its way (a batch is being checked
+    /// and written): a sleeping thread is woken now and polls for the job
+    /// for at most [`EXPECT_SPIN_MOST`], so that its wake-up overlaps the
+    /// batch's preparation instead of following the post, and the post
+    /// finds it polling (no writeback hint, no wake-up on the batch's path).
+    pub(crate) fn expect(&self) {
+        if self.shared.polling.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut state = self.shared.state.lock();
+        if state.thread_asleep && !state.expected {
+            state.expected = true;
             self.shared.to_thread.notify_one();
         }
     }
@@ -352,11 +383,23 @@ fn run<J: Job>(shared: &Shared<J>) {
             if state.stop {
                 return;
             }
+            if std::mem::take(&mut state.expected) {
+                // Woken ahead of the job: poll for it, a core permitting.
+                state.woken_ahead += 1;
+                drop(state);
+                shared.polling.store(true, Ordering::Relaxed);
+                let deadline = Instant::now() + EXPECT_SPIN_MOST;
+                spin_until(&shared.posted, deadline, Duration::ZERO);
+                shared.polling.store(false, Ordering::Relaxed);
+                state = shared.state.lock();
+                continue;
+            }
             state.thread_asleep = true;
             shared.to_thread.wait(&mut state);
             state.thread_asleep = false;
         }
         shared.posted.store(false, Ordering::Relaxed);
+        state.expected = false;
         learnt.took = Some(state.posted_at.saturating_duration_since(done_at));
         let job = state.job.take();
         drop(state);
@@ -459,6 +502,66 @@ mod tests {
         assert!(fresh);
         syncer.wait().unwrap();
         drop(syncer);
+    }
+
+    /// Waits (at most ten seconds) until the thread sleeps for a job, no
+    /// hint pending, having woken ahead of a job `woken_ahead` times.
+    fn until_asleep(syncer: &Syncer<Counted>, woken_ahead: u64) {
+        let started = Instant::now();
+        loop {
+            {
+                let state = syncer.shared.state.lock();
+                if state.thread_asleep && !state.expected && state.woken_ahead == woken_ahead {
+                    return;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the thread never slept"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_thread_woken_ahead_of_its_job_sleeps_again_without_it_and_runs_the_next() {
+        let syncer = Syncer::<Counted>::spawn().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let post = |round| {
+            syncer.start(|job| {
+                *job = Some(Counted {
+                    round,
+                    ran: Arc::clone(&ran),
+                })
+            })
+        };
+        until_asleep(&syncer, 0);
+        // No job comes: the thread wakes, takes the hint, polls at most its
+        // window, and sleeps again; nothing runs.
+        syncer.expect();
+        until_asleep(&syncer, 1);
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        // A hint followed by its job, at once and after a while: each runs
+        // once, with its own outcome.
+        for (round, pause) in [(1, Duration::ZERO), (2, Duration::from_millis(2))] {
+            syncer.expect();
+            std::thread::sleep(pause);
+            post(round);
+            syncer.wait().unwrap();
+            assert_eq!(ran.load(Ordering::SeqCst), round);
+            // The thread polls for its next job a while, then sleeps.
+            let woken = syncer.shared.state.lock().woken_ahead;
+            assert!(woken <= 1 + round as u64, "{woken}");
+            until_asleep(&syncer, woken);
+        }
+        // A job posted before the thread saw the hint clears it (or the
+        // thread took the hint first): either way no hint is left pending.
+        syncer.expect();
+        post(3);
+        assert!(syncer.wait().is_err(), "round 3 fails");
+        let woken = syncer.shared.state.lock().woken_ahead;
+        until_asleep(&syncer, woken);
+        assert_eq!(ran.load(Ordering::SeqCst), 3);
     }
 
     #[test]
