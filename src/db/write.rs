@@ -42,9 +42,10 @@ struct Tables<'t> {
     history: History<'t>,
 }
 
-/// The history index's writer, opened by the first write that needs it: a
-/// batch that stages its writes only reads before its log write, and opens
-/// the history's tables after it, while the log syncs.
+/// The history index's writer, opened by the first write that needs it and
+/// kept open with the write: a held write's first batch only reads before
+/// its log write, and opens the history's tables after it, while the log
+/// syncs; its later batches find them open.
 struct History<'t> {
     writer: Option<super::history::Writer<'t>>,
     txn: &'t redb::WriteTransaction,
